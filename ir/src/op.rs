@@ -1,0 +1,448 @@
+//! The primitive op set: one closed enum, the single source of truth for what kiln can compute.
+//!
+//! Every op's exact semantics is written in `docs/ops.md`; its type rule lives in
+//! [`crate::types`] and its meaning in the reference interpreter ([`crate::interp`]). The set
+//! is versioned by [`OP_SET_VERSION`]: adding or changing an op bumps it. Code that handles ops
+//! matches without `_ =>` arms so that a new op breaks the build wherever it must be handled.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+/// Version of the op set; bump it whenever an op is added or its meaning changes.
+pub const OP_SET_VERSION: u32 = 1;
+
+/// A floating-point attribute value compared and hashed by its bits, so that ops carrying one
+/// can be interned. Also used for integer and boolean constants (exact up to 2^53).
+#[derive(Clone, Copy, Debug)]
+pub struct Literal(pub f64);
+
+impl PartialEq for Literal {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Literal {}
+
+impl Hash for Literal {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
+
+impl fmt::Display for Literal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `{:?}` is Rust's shortest representation that parses back to the same bits.
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// How a parameter is initialized when no value is supplied (see `docs/ops.md`, "Parameters").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Init {
+    /// All zeros.
+    Zeros,
+    /// All ones.
+    Ones,
+    /// Uniform on `[low, high)`.
+    Uniform {
+        /// Lower bound.
+        low: Literal,
+        /// Upper bound (exclusive).
+        high: Literal,
+    },
+    /// Normal with the given mean and standard deviation.
+    Normal {
+        /// Mean.
+        mean: Literal,
+        /// Standard deviation.
+        std: Literal,
+    },
+}
+
+impl fmt::Display for Init {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Init::Zeros => f.write_str("zeros"),
+            Init::Ones => f.write_str("ones"),
+            Init::Uniform { low, high } => write!(f, "uniform({low}, {high})"),
+            Init::Normal { mean, std } => write!(f, "normal({mean}, {std})"),
+        }
+    }
+}
+
+/// Distribution drawn by the `rng` op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Distribution {
+    /// Uniform on `[0, 1)`.
+    Uniform,
+    /// Standard normal.
+    Normal,
+}
+
+impl Distribution {
+    /// Name in the text IR.
+    pub fn name(self) -> &'static str {
+        match self {
+            Distribution::Uniform => "uniform",
+            Distribution::Normal => "normal",
+        }
+    }
+}
+
+/// Elementwise unary ops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// `-x`.
+    Neg,
+    /// `e^x`.
+    Exp,
+    /// Natural logarithm.
+    Log,
+    /// Square root.
+    Sqrt,
+    /// `1 / x`.
+    Recip,
+    /// Sine.
+    Sin,
+    /// Cosine.
+    Cos,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// Absolute value.
+    Abs,
+}
+
+impl UnaryOp {
+    /// Every unary op.
+    pub const ALL: [UnaryOp; 9] = [
+        UnaryOp::Neg,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Recip,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+        UnaryOp::Tanh,
+        UnaryOp::Abs,
+    ];
+
+    /// Name in the text IR.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Recip => "recip",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Cos => "cos",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Abs => "abs",
+        }
+    }
+
+    /// True if the op is defined on signed integers too (not only on floats).
+    pub fn accepts_int(self) -> bool {
+        match self {
+            UnaryOp::Neg | UnaryOp::Abs => true,
+            UnaryOp::Exp
+            | UnaryOp::Log
+            | UnaryOp::Sqrt
+            | UnaryOp::Recip
+            | UnaryOp::Sin
+            | UnaryOp::Cos
+            | UnaryOp::Tanh => false,
+        }
+    }
+}
+
+/// Elementwise binary arithmetic ops. Operands have identical types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `a + b`.
+    Add,
+    /// `a - b`.
+    Sub,
+    /// `a * b`.
+    Mul,
+    /// `a / b` (truncating for integers).
+    Div,
+    /// Elementwise maximum.
+    Max,
+    /// Elementwise minimum.
+    Min,
+    /// `a ^ b` (floats only).
+    Pow,
+}
+
+impl BinaryOp {
+    /// Every binary op.
+    pub const ALL: [BinaryOp; 7] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Max,
+        BinaryOp::Min,
+        BinaryOp::Pow,
+    ];
+
+    /// Name in the text IR.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Max => "max",
+            BinaryOp::Min => "min",
+            BinaryOp::Pow => "pow",
+        }
+    }
+}
+
+/// Elementwise comparisons, producing `bool`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    /// `a < b`.
+    Lt,
+    /// `a == b`.
+    Eq,
+}
+
+impl CmpOp {
+    /// Every comparison.
+    pub const ALL: [CmpOp; 2] = [CmpOp::Lt, CmpOp::Eq];
+
+    /// Name in the text IR.
+    pub fn name(self) -> &'static str {
+        match self {
+            CmpOp::Lt => "cmp_lt",
+            CmpOp::Eq => "cmp_eq",
+        }
+    }
+}
+
+/// Reductions over a set of axes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    /// Sum.
+    Sum,
+    /// Maximum.
+    Max,
+}
+
+impl ReduceOp {
+    /// Every reduction.
+    pub const ALL: [ReduceOp; 2] = [ReduceOp::Sum, ReduceOp::Max];
+
+    /// Name in the text IR.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "reduce_sum",
+            ReduceOp::Max => "reduce_max",
+        }
+    }
+}
+
+/// Attributes shared by `conv2d` and its two gradient forms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvAttrs {
+    /// Stride along (height, width).
+    pub stride: [usize; 2],
+    /// Zero padding added on both sides of (height, width).
+    pub padding: [usize; 2],
+    /// Dilation of the kernel along (height, width).
+    pub dilation: [usize; 2],
+    /// Number of channel groups.
+    pub groups: usize,
+}
+
+impl Default for ConvAttrs {
+    fn default() -> Self {
+        ConvAttrs { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }
+    }
+}
+
+/// A primitive operation. Operands are the node's `args`; the result type is the node's type.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// A graph input fed by the caller. No operands.
+    Input {
+        /// Name, unique among the graph's leaves.
+        name: String,
+    },
+    /// A trainable parameter: fed by the caller or initialized by `init`. No operands.
+    Param {
+        /// Name, unique among the graph's leaves.
+        name: String,
+        /// Initializer used when no value is supplied.
+        init: Init,
+    },
+    /// A constant: every element equals `value`. No operands; the type is declared.
+    Const {
+        /// The element value (converted to the declared dtype).
+        value: Literal,
+    },
+    /// The index along `axis` at every position. No operands; the type is declared.
+    Iota {
+        /// Axis whose index is produced.
+        axis: usize,
+    },
+    /// Counter-based random numbers. One operand: the `i64[]` seed.
+    Rng {
+        /// Distribution.
+        dist: Distribution,
+        /// Stream number, so that two draws with the same seed and type differ.
+        stream: u32,
+    },
+    /// Elementwise unary op.
+    Unary(UnaryOp),
+    /// Identity whose gradient is zero.
+    StopGradient,
+    /// Elementwise binary op.
+    Binary(BinaryOp),
+    /// Elementwise comparison.
+    Compare(CmpOp),
+    /// `select(cond, a, b)`: `a` where `cond`, else `b`.
+    Select,
+    /// Conversion to the declared dtype.
+    Cast,
+    /// Reduction over `axes`, which are removed from the shape.
+    Reduce {
+        /// Which reduction.
+        op: ReduceOp,
+        /// Strictly increasing axes to reduce.
+        axes: Vec<usize>,
+    },
+    /// Row-major reshape to the declared shape.
+    Reshape,
+    /// Axis permutation: result axis `i` is operand axis `perm[i]`.
+    Permute {
+        /// The permutation.
+        perm: Vec<usize>,
+    },
+    /// Broadcast to the declared shape; operand axis `i` becomes result axis `dims[i]`.
+    Broadcast {
+        /// Strictly increasing result axes for the operand's axes.
+        dims: Vec<usize>,
+    },
+    /// Strided window `[start, stop)` with `step` along every axis.
+    Slice {
+        /// First index per axis.
+        start: Vec<usize>,
+        /// One past the last index per axis.
+        stop: Vec<usize>,
+        /// Step per axis (at least 1).
+        step: Vec<usize>,
+    },
+    /// Constant padding before (`low`) and after (`high`) every axis.
+    Pad {
+        /// Elements added before each axis.
+        low: Vec<usize>,
+        /// Elements added after each axis.
+        high: Vec<usize>,
+        /// The padding value.
+        value: Literal,
+    },
+    /// Concatenation of all operands along `axis`.
+    Concat {
+        /// The axis.
+        axis: usize,
+    },
+    /// Batched matrix product `[..., m, k] x [..., k, n] -> [..., m, n]`.
+    Matmul,
+    /// 2-D convolution (cross-correlation), NCHW input and OIHW weight.
+    Conv2d(ConvAttrs),
+    /// Gradient of `conv2d` with respect to its input: operands `(grad_out, weight)`.
+    Conv2dGradInput(ConvAttrs),
+    /// Gradient of `conv2d` with respect to its weight: operands `(input, grad_out)`.
+    Conv2dGradWeight(ConvAttrs),
+    /// `take` along `axis`: operands `(x, indices)`.
+    Gather {
+        /// The indexed axis of `x`.
+        axis: usize,
+    },
+    /// Sum of `updates` into a zero tensor at `indices` along `axis`: operands `(updates, indices)`.
+    ScatterAdd {
+        /// The indexed axis of the result.
+        axis: usize,
+    },
+}
+
+impl Op {
+    /// The op's name in the text IR.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Param { .. } => "param",
+            Op::Const { .. } => "const",
+            Op::Iota { .. } => "iota",
+            Op::Rng { .. } => "rng",
+            Op::Unary(u) => u.name(),
+            Op::StopGradient => "stop_gradient",
+            Op::Binary(b) => b.name(),
+            Op::Compare(c) => c.name(),
+            Op::Select => "select",
+            Op::Cast => "cast",
+            Op::Reduce { op, .. } => op.name(),
+            Op::Reshape => "reshape",
+            Op::Permute { .. } => "permute",
+            Op::Broadcast { .. } => "broadcast",
+            Op::Slice { .. } => "slice",
+            Op::Pad { .. } => "pad",
+            Op::Concat { .. } => "concat",
+            Op::Matmul => "matmul",
+            Op::Conv2d(_) => "conv2d",
+            Op::Conv2dGradInput(_) => "conv2d_grad_input",
+            Op::Conv2dGradWeight(_) => "conv2d_grad_weight",
+            Op::Gather { .. } => "gather",
+            Op::ScatterAdd { .. } => "scatter_add",
+        }
+    }
+
+    /// True for `input` and `param`, the values a caller supplies.
+    pub fn is_leaf(&self) -> bool {
+        matches!(self, Op::Input { .. } | Op::Param { .. })
+    }
+
+    /// The leaf name of an `input` or `param`.
+    pub fn leaf_name(&self) -> Option<&str> {
+        match self {
+            Op::Input { name } | Op::Param { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// True if the result type is an attribute of the node (declared) rather than inferred
+    /// from the operands. Such ops print their type and need it to be built.
+    pub fn declares_type(&self) -> bool {
+        match self {
+            Op::Input { .. }
+            | Op::Param { .. }
+            | Op::Const { .. }
+            | Op::Iota { .. }
+            | Op::Rng { .. }
+            | Op::Cast
+            | Op::Reshape
+            | Op::Broadcast { .. }
+            | Op::Conv2dGradInput(_)
+            | Op::Conv2dGradWeight(_)
+            | Op::ScatterAdd { .. } => true,
+            Op::Unary(_)
+            | Op::StopGradient
+            | Op::Binary(_)
+            | Op::Compare(_)
+            | Op::Select
+            | Op::Reduce { .. }
+            | Op::Permute { .. }
+            | Op::Slice { .. }
+            | Op::Pad { .. }
+            | Op::Concat { .. }
+            | Op::Matmul
+            | Op::Conv2d(_)
+            | Op::Gather { .. } => false,
+        }
+    }
+}
