@@ -1,1 +1,215 @@
-fn main(){}
+//! The `kiln` command line: list the zoo, dump IR, check and run `.kir` files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kiln::ir::{DType, Graph, Op, Value};
+use kiln::zoo;
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "kiln: a deep-learning compiler. Build, inspect and run tensor IR.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the model zoo with parameter counts.
+    Models {
+        /// Batch size used to build the graphs.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+    },
+    /// Print a model or `.kir` file at a compiler stage.
+    Dump {
+        /// A zoo model name (see `kiln models`) or a path to a `.kir` file.
+        target: String,
+        /// Which stage to print.
+        #[arg(long, value_enum, default_value_t = Stage::Graph)]
+        stage: Stage,
+        /// Output format: the text IR or Graphviz DOT.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Batch size for zoo models.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+    },
+    /// Run a `.kir` function on `.npy` inputs and write one `.npy` per output.
+    Run {
+        /// The `.kir` file.
+        file: PathBuf,
+        /// The function to run, if the file has several.
+        #[arg(long)]
+        func: Option<String>,
+        /// An input or parameter value: `NAME=path.npy` (repeatable).
+        #[arg(long = "input", value_name = "NAME=FILE")]
+        inputs: Vec<String>,
+        /// Seed for parameters not given with --input (and for `rng_seed` if not given).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Directory for the output files (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Parse and verify a `.kir` file, printing every error found.
+    Check {
+        /// The `.kir` file.
+        file: PathBuf,
+    },
+}
+
+/// Compiler stages that can be dumped.
+#[derive(Clone, Copy, ValueEnum)]
+enum Stage {
+    /// The graph as built (or parsed), before any pass.
+    Graph,
+}
+
+/// Dump formats.
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// The `.kir` text IR.
+    Text,
+    /// Graphviz DOT.
+    Dot,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Models { batch } => models(batch),
+        Command::Dump { target, stage, format, batch } => dump(&target, stage, format, batch),
+        Command::Run { file, func, inputs, seed, out } => run(&file, func.as_deref(), &inputs, seed, &out),
+        Command::Check { file } => check(&file),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build_zoo(entry: &zoo::Entry, batch: usize) -> Result<Vec<Graph>, String> {
+    if batch == 0 {
+        return Err("--batch must be at least 1".into());
+    }
+    let models = (entry.build)(batch, DType::F32).map_err(|e| format!("building {}: {e}", entry.name))?;
+    Ok(models.into_iter().map(|m| m.graph).collect())
+}
+
+fn models(batch: usize) -> Result<(), String> {
+    println!("{:<18} {:>10}  {}", "model", "params", "summary");
+    for e in zoo::CATALOG {
+        let params: usize = build_zoo(e, batch)?.iter().map(Graph::param_count).sum();
+        println!("{:<18} {:>10}  {}", e.name, params, e.summary);
+    }
+    Ok(())
+}
+
+fn read_module(path: &Path) -> Result<Vec<Graph>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let graphs = kiln::ir::parse_module(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    for g in &graphs {
+        kiln::ir::verify(g).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(graphs)
+}
+
+fn load_target(target: &str, batch: usize) -> Result<Vec<Graph>, String> {
+    if let Some(e) = zoo::entry(target) {
+        return build_zoo(e, batch);
+    }
+    let path = Path::new(target);
+    if path.extension().is_some_and(|x| x == "kir") || path.exists() {
+        return read_module(path);
+    }
+    let names: Vec<&str> = zoo::CATALOG.iter().map(|e| e.name).collect();
+    Err(format!("`{target}` is neither a zoo model ({}) nor a .kir file", names.join(", ")))
+}
+
+fn dump(target: &str, stage: Stage, format: Format, batch: usize) -> Result<(), String> {
+    let graphs = load_target(target, batch)?;
+    let graphs = match stage {
+        Stage::Graph => graphs,
+    };
+    match format {
+        Format::Text => print!("{}", kiln::ir::print::module_to_string(&graphs)),
+        Format::Dot => {
+            for g in &graphs {
+                print!("{}", kiln::ir::dot::to_dot(g));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check(path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let graphs = kiln::ir::parse_module(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut failed = Vec::new();
+    for g in &graphs {
+        match kiln::ir::verify(g) {
+            Ok(()) => println!(
+                "ok: @{} ({} nodes, {} inputs, {} params, {} outputs)",
+                g.name(),
+                g.len(),
+                g.inputs().count(),
+                g.params().count(),
+                g.outputs().len()
+            ),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    if failed.is_empty() { Ok(()) } else { Err(format!("{}: {}", path.display(), failed.join("\n"))) }
+}
+
+fn pick_func(graphs: Vec<Graph>, func: Option<&str>) -> Result<Graph, String> {
+    let names: Vec<String> = graphs.iter().map(|g| format!("@{}", g.name())).collect();
+    match func {
+        Some(f) => {
+            let f = f.trim_start_matches('@');
+            graphs.into_iter().find(|g| g.name() == f).ok_or_else(|| format!("no function @{f} (the file has {})", names.join(", ")))
+        }
+        None if graphs.len() == 1 => Ok(graphs.into_iter().next().expect("one graph")),
+        None => Err(format!("the file has several functions ({}): choose one with --func", names.join(", "))),
+    }
+}
+
+fn run(file: &Path, func: Option<&str>, inputs: &[String], seed: u64, out: &Path) -> Result<(), String> {
+    let graph = pick_func(read_module(file)?, func)?;
+    let mut feeds: HashMap<String, Value> = HashMap::new();
+    for spec in inputs {
+        let (name, path) = spec.split_once('=').ok_or_else(|| format!("--input `{spec}`: expected NAME=path.npy"))?;
+        let Some(id) = graph.leaf(name) else {
+            let known: Vec<&str> = graph.leaves().filter_map(|(_, n)| n.op.leaf_name()).collect();
+            return Err(format!("--input `{name}`: @{} has no input or parameter `{name}` (it has: {})", graph.name(), known.join(", ")));
+        };
+        let ty = graph.ty(id);
+        let v = kiln::runtime::npy::read(Path::new(path), ty).map_err(|e| format!("--input `{name}`: {e}"))?;
+        feeds.insert(name.to_string(), v);
+    }
+    for (id, node) in graph.inputs() {
+        let Op::Input { name } = &node.op else { continue };
+        if feeds.contains_key(name) {
+            continue;
+        }
+        if name == "rng_seed" && node.ty.dtype == DType::I64 && node.ty.rank() == 0 {
+            feeds.insert(name.clone(), Value::I64(ndarray::arr0(seed as i64).into_dyn()));
+            continue;
+        }
+        return Err(format!("missing --input {name}=FILE.npy for input `{name}` of type {}", graph.ty(id)));
+    }
+    let outputs = kiln::runtime::exec::run(&graph, &feeds, seed, kiln::runtime::exec::Backend::Interp).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    for (o, v) in graph.outputs().iter().zip(&outputs) {
+        let path = out.join(format!("{}.npy", o.name));
+        kiln::runtime::npy::write(&path, v).map_err(|e| e.to_string())?;
+        println!("wrote {} ({})", path.display(), v.ty());
+    }
+    Ok(())
+}
