@@ -1,0 +1,61 @@
+//! Helpers shared by the integration tests: building values and running `.kir` snippets.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use kiln::ir::{InterpError, Value, interp, parse_graph, verify};
+use ndarray::{ArrayD, IxDyn};
+
+/// An `f32` value.
+pub fn f32v(dims: &[usize], data: &[f32]) -> Value {
+    Value::F32(ArrayD::from_shape_vec(IxDyn(dims), data.to_vec()).unwrap())
+}
+
+/// An `f64` value.
+pub fn f64v(dims: &[usize], data: &[f64]) -> Value {
+    Value::F64(ArrayD::from_shape_vec(IxDyn(dims), data.to_vec()).unwrap())
+}
+
+/// An `i32` value.
+pub fn i32v(dims: &[usize], data: &[i32]) -> Value {
+    Value::I32(ArrayD::from_shape_vec(IxDyn(dims), data.to_vec()).unwrap())
+}
+
+/// An `i64` value.
+pub fn i64v(dims: &[usize], data: &[i64]) -> Value {
+    Value::I64(ArrayD::from_shape_vec(IxDyn(dims), data.to_vec()).unwrap())
+}
+
+/// A `bool` value.
+pub fn boolv(dims: &[usize], data: &[bool]) -> Value {
+    Value::Bool(ArrayD::from_shape_vec(IxDyn(dims), data.to_vec()).unwrap())
+}
+
+/// Parses, verifies and runs a one-function `.kir` text.
+pub fn try_run(text: &str, feeds: &[(&str, Value)]) -> Result<Vec<Value>, InterpError> {
+    let g = parse_graph(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    verify(&g).unwrap();
+    let feeds: HashMap<String, Value> = feeds.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    interp::run(&g, &feeds)
+}
+
+/// Like [`try_run`], returning the single output.
+pub fn run1(text: &str, feeds: &[(&str, Value)]) -> Value {
+    let mut out = try_run(text, feeds).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(out.len(), 1);
+    out.remove(0)
+}
+
+/// A one-op function: `func @t(<args>) -> (y: <ty>) { %0 = <body> : <ty>; return %0 }`.
+pub fn op_fn(args: &str, body: &str, ty: &str) -> String {
+    format!("func @t({args}) -> (y: {ty}) {{\n  %r = {body} : {ty}\n  return %r\n}}\n")
+}
+
+/// Asserts two float vectors agree within `tol` (absolute plus relative).
+pub fn assert_close(got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "lengths differ: {got:?} vs {want:?}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let ok = (g.is_nan() && w.is_nan()) || (g - w).abs() <= tol * (1.0 + w.abs());
+        assert!(ok, "element {i}: got {g}, want {w}\n got {got:?}\nwant {want:?}");
+    }
+}
