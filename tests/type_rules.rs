@@ -73,6 +73,8 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
         "conv2d_grad_weight",
         "but the gradient is f32[1,1,3,3]",
     ),
+    ("", "iota {axis=0}", "f32[4000000000000,4000000000000]", "iota", "too large to address"),
+    ("%x: f32[4]", "pad %x {low=[18446744073709551615], high=[1], value=0.0}", "f32[1]", "pad", "overflows"),
     ("%x: f32[3], %i: f32[2]", "gather %x, %i {axis=0}", "f32[2]", "gather", "integer indices"),
     ("%x: f32[3], %i: i32[2]", "gather %x, %i {axis=1}", "f32[2]", "gather", "axis 1"),
     ("%u: f32[3], %i: i32[2]", "scatter_add %u, %i {axis=0}", "f32[5]", "scatter_add", "updates must be f32[2]"),

@@ -154,7 +154,7 @@ impl Graph {
 
     /// Total number of parameter elements.
     pub fn param_count(&self) -> usize {
-        self.params().map(|(_, n)| n.ty.numel()).sum()
+        self.params().fold(0usize, |n, (_, p)| n.saturating_add(p.ty.numel()))
     }
 
     /// Adds a graph input.

@@ -41,9 +41,14 @@ impl Shape {
         self.dims[axis]
     }
 
-    /// Number of elements (1 for a scalar, 0 if any extent is 0).
+    /// Number of elements (1 for a scalar, 0 if any extent is 0), saturating at `usize::MAX`.
     pub fn numel(&self) -> usize {
-        self.dims.iter().product()
+        self.checked_numel().unwrap_or(usize::MAX)
+    }
+
+    /// Number of elements, or `None` if it does not fit in `usize`.
+    pub fn checked_numel(&self) -> Option<usize> {
+        self.dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
     }
 }
 
@@ -108,9 +113,15 @@ impl TensorType {
         self.shape.numel()
     }
 
-    /// Size in bytes of a dense buffer of this type.
+    /// Size in bytes of a dense buffer of this type (saturating).
     pub fn size_bytes(&self) -> usize {
-        self.numel() * self.dtype.size_bytes()
+        self.size_bytes_checked().unwrap_or(usize::MAX)
+    }
+
+    /// Size in bytes of a dense buffer, or `None` if it exceeds `isize::MAX`.
+    pub fn size_bytes_checked(&self) -> Option<usize> {
+        let n = self.shape.checked_numel()?.checked_mul(self.dtype.size_bytes())?;
+        (n <= isize::MAX as usize).then_some(n)
     }
 }
 

@@ -61,8 +61,8 @@ fn check_axes(op: &Op, what: &str, axes: &[usize], rank: usize) -> Result<(), Ty
 
 /// Output extent of a convolution along one spatial axis, or `None` if the window does not fit.
 pub fn conv_out_extent(input: usize, kernel: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
-    let span = dil.checked_mul(kernel.checked_sub(1)?)? + 1;
-    let padded = input + 2 * pad;
+    let span = dil.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
+    let padded = input.checked_add(pad.checked_mul(2)?)?;
     if stride == 0 || padded < span {
         return None;
     }
@@ -105,6 +105,9 @@ fn conv_shape(op: &Op, x: &TensorType, w: &TensorType, c: &ConvAttrs) -> Result<
 /// the inferred type.
 pub fn infer(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
     let ty = infer_inner(op, args, declared)?;
+    if ty.size_bytes_checked().is_none() {
+        return fail(op, format!("the result {ty} is too large to address"));
+    }
     if let Some(d) = declared
         && *d != ty
     {
@@ -114,6 +117,11 @@ pub fn infer(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Re
 }
 
 fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    if let Some(d) = declared
+        && d.size_bytes_checked().is_none()
+    {
+        return fail(op, format!("{d} is too large to address"));
+    }
     match op {
         Op::Input { name } | Op::Param { name, .. } => {
             arity(op, args, 0)?;
@@ -283,8 +291,12 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
             if !value.0.is_finite() && !a.dtype.is_float() {
                 return fail(op, format!("{value} cannot be stored in {}", a.dtype));
             }
-            let out: Vec<usize> = (0..a.rank()).map(|i| low[i] + a.dims()[i] + high[i]).collect();
-            Ok(TensorType::new(a.dtype, out))
+            let out: Option<Vec<usize>> =
+                (0..a.rank()).map(|i| low[i].checked_add(a.dims()[i])?.checked_add(high[i])).collect();
+            match out {
+                Some(out) => Ok(TensorType::new(a.dtype, out)),
+                None => fail(op, format!("padding {low:?}/{high:?} of {a} overflows")),
+            }
         }
         Op::Concat { axis } => {
             if args.is_empty() {
@@ -301,7 +313,10 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
                 if a.dtype != first.dtype || !same_rest {
                     return fail(op, format!("operands must agree except along axis {axis}: {first} vs {a}"));
                 }
-                total += a.dims()[*axis];
+                total = match usize::checked_add(total, a.dims()[*axis]) {
+                    Some(t) => t,
+                    None => return fail(op, "the result extent overflows"),
+                };
             }
             let mut dims = first.dims().to_vec();
             dims[*axis] = total;
