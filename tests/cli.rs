@@ -1,0 +1,202 @@
+//! The `kiln` command line, run as a user would: listing, dumping, checking and running
+//! models, and one-line errors with a non-zero exit for bad input.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use kiln::ir::{Value, interp};
+use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).output().expect("the kiln binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kiln-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write_npy(path: &Path, v: &Value) {
+    let f = std::fs::File::create(path).unwrap();
+    match v {
+        Value::F32(a) => a.write_npy(f).unwrap(),
+        Value::F64(a) => a.write_npy(f).unwrap(),
+        Value::I32(a) => a.write_npy(f).unwrap(),
+        Value::I64(a) => a.write_npy(f).unwrap(),
+        Value::Bool(a) => a.write_npy(f).unwrap(),
+    }
+}
+
+fn read_f32(path: &Path) -> Vec<f64> {
+    let a = ndarray::ArrayD::<f32>::read_npy(std::fs::File::open(path).unwrap()).unwrap();
+    a.iter().map(|&x| f64::from(x)).collect()
+}
+
+/// Dumps a zoo model to `dir/name.kir` through the CLI.
+fn dump_to(dir: &Path, model: &str, batch: usize) -> PathBuf {
+    let o = kiln(&["dump", model, "--stage", "graph", "--batch", &batch.to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let path = dir.join(format!("{model}.kir"));
+    std::fs::write(&path, &o.stdout).unwrap();
+    path
+}
+
+/// Asserts a failed run printed exactly one `error:` line containing `part`.
+fn assert_one_line_error(o: &Output, part: &str) {
+    assert!(!o.status.success(), "expected failure, got stdout {}", stdout(o));
+    let err = stderr(o);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+    assert!(err.starts_with("error: ") && err.contains(part), "{err:?} should contain {part:?}");
+}
+
+#[test]
+fn models_lists_the_whole_zoo() {
+    let o = kiln(&["models"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    for e in kiln::zoo::CATALOG {
+        assert!(out.lines().any(|l| l.starts_with(e.name)), "{} missing from:\n{out}", e.name);
+    }
+    assert_eq!(kiln::zoo::CATALOG.len(), 7);
+    assert!(out.contains("235146"), "mnist_mlp parameter count:\n{out}");
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in [vec!["--help"], vec!["models", "--help"], vec!["dump", "--help"], vec!["run", "--help"], vec!["check", "--help"]] {
+        let o = kiln(&cmd);
+        assert!(o.status.success() && stdout(&o).contains("Usage"), "{cmd:?}");
+    }
+}
+
+#[test]
+fn dumped_zoo_models_check_and_render_as_dot() {
+    let dir = scratch("dump");
+    for e in kiln::zoo::CATALOG {
+        let path = dump_to(&dir, e.name, 2);
+        let o = kiln(&["check", path.to_str().unwrap()]);
+        assert!(o.status.success(), "{}: {}", e.name, stderr(&o));
+        assert!(stdout(&o).starts_with("ok: @"), "{}", stdout(&o));
+        let o = kiln(&["dump", e.name, "--format", "dot"]);
+        assert!(o.status.success() && stdout(&o).starts_with("digraph"), "{}", e.name);
+        // A dumped file dumps back to the same text.
+        let o = kiln(&["dump", path.to_str().unwrap()]);
+        assert_eq!(stdout(&o), std::fs::read_to_string(&path).unwrap(), "{}", e.name);
+    }
+}
+
+#[test]
+fn run_of_a_dumped_model_matches_the_dsl_graph_in_process() {
+    let dir = scratch("run");
+    let batch = 3;
+    let path = dump_to(&dir, "mnist_mlp", batch);
+    let x = f32v(&[batch, 784], &(0..batch * 784).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect::<Vec<_>>());
+    write_npy(&dir.join("x.npy"), &x);
+    // fc3.bias given explicitly, the other parameters from the seed.
+    let bias = f32v(&[10], &[0.5; 10]);
+    write_npy(&dir.join("b.npy"), &bias);
+    let out_dir = dir.join("out");
+    let (xi, bi) = (format!("x={}", dir.join("x.npy").display()), format!("fc3.bias={}", dir.join("b.npy").display()));
+    let o = kiln(&["run", path.to_str().unwrap(), "--input", &xi, "--input", &bi, "--seed", "42", "--out", out_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("logits.npy"));
+    let got = read_f32(&out_dir.join("logits.npy"));
+
+    let g = kiln::zoo::mnist_mlp(batch).unwrap().graph;
+    let feeds: HashMap<String, Value> = [("x".to_string(), x), ("fc3.bias".to_string(), bias)].into();
+    let want = interp::run_with_init(&g, &feeds, 42).unwrap()[0].to_f64_vec();
+    assert_eq!(got, want);
+    // Another seed gives other parameters, so other logits.
+    let o = kiln(&["run", path.to_str().unwrap(), "--input", &xi, "--seed", "43", "--out", out_dir.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert_ne!(read_f32(&out_dir.join("logits.npy")), want);
+}
+
+#[test]
+fn run_handles_integer_inputs_and_multi_function_files() {
+    let dir = scratch("run-multi");
+    let path = dump_to(&dir, "gan", 2);
+    let z = f32v(&[2, 64], &vec![0.25; 128]);
+    write_npy(&dir.join("z.npy"), &z);
+    let zi = format!("z={}", dir.join("z.npy").display());
+    let o = kiln(&["run", path.to_str().unwrap(), "--input", &zi, "--out", dir.to_str().unwrap()]);
+    assert_one_line_error(&o, "choose one with --func");
+    let o = kiln(&["run", path.to_str().unwrap(), "--func", "gan_generator", "--input", &zi, "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = read_f32(&dir.join("image.npy"));
+    assert_eq!(img.len(), 2 * 784);
+    assert!(img.iter().all(|v| (-1.0..=1.0).contains(v)), "tanh output range");
+
+    let path = dump_to(&dir, "lstm_classifier", 2);
+    let ids = i32v(&[2, 32], &(0..64).map(|i| i * 131 % 10000).collect::<Vec<_>>());
+    write_npy(&dir.join("ids.npy"), &ids);
+    let o = kiln(&["run", path.to_str().unwrap(), "--input", &format!("x={}", dir.join("ids.npy").display()), "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g = kiln::zoo::lstm_classifier(2).unwrap().graph;
+    let want = interp::run_with_init(&g, &[("x".to_string(), ids)].into(), 0).unwrap()[0].to_f64_vec();
+    assert_eq!(read_f32(&dir.join("logits.npy")), want);
+}
+
+#[test]
+fn bad_input_gets_a_one_line_error() {
+    let dir = scratch("bad");
+    let path = dump_to(&dir, "mnist_mlp", 3);
+    let p = path.to_str().unwrap();
+    let out = dir.join("out");
+    let out = out.to_str().unwrap();
+
+    write_npy(&dir.join("short.npy"), &f32v(&[2, 784], &vec![0.0; 2 * 784]));
+    let o = kiln(&["run", p, "--input", &format!("x={}", dir.join("short.npy").display()), "--out", out]);
+    assert_one_line_error(&o, "expected f32[3,784], the file holds f32[2,784]");
+
+    write_npy(&dir.join("f64.npy"), &f64v(&[3, 784], &vec![0.0; 3 * 784]));
+    let o = kiln(&["run", p, "--input", &format!("x={}", dir.join("f64.npy").display()), "--out", out]);
+    assert_one_line_error(&o, "expected a .npy array of f32");
+
+    let o = kiln(&["run", p, "--input", &format!("nope={}", dir.join("short.npy").display()), "--out", out]);
+    assert_one_line_error(&o, "has no input or parameter `nope`");
+
+    let o = kiln(&["run", p, "--out", out]);
+    assert_one_line_error(&o, "missing --input x=FILE.npy");
+
+    let o = kiln(&["run", p, "--input", "x", "--out", out]);
+    assert_one_line_error(&o, "expected NAME=path.npy");
+
+    let o = kiln(&["run", p, "--input", &format!("x={}", dir.join("absent.npy").display()), "--out", out]);
+    assert_one_line_error(&o, "absent.npy");
+
+    let bad = dir.join("bad.kir");
+    std::fs::write(&bad, "func @f(%x: f32[2]) -> (y: f32[2]) {\n  %0 = neg %y : f32[2]\n  return %0\n}\n").unwrap();
+    for cmd in ["check", "run"] {
+        let o = if cmd == "check" { kiln(&["check", bad.to_str().unwrap()]) } else { kiln(&["run", bad.to_str().unwrap(), "--out", out]) };
+        assert_one_line_error(&o, "bad.kir: line 2, column 12: `%y` is not defined");
+    }
+
+    let o = kiln(&["dump", "no_such_model"]);
+    assert_one_line_error(&o, "neither a zoo model");
+}
+
+#[test]
+fn dtype_of_integer_labels_is_enforced() {
+    // A model input of i32 must be given i32 data.
+    let dir = scratch("dtype");
+    let path = dump_to(&dir, "lstm_classifier", 1);
+    write_npy(&dir.join("ids.npy"), &i64v(&[1, 32], &[1; 32]));
+    let o = kiln(&["run", path.to_str().unwrap(), "--input", &format!("x={}", dir.join("ids.npy").display()), "--out", dir.to_str().unwrap()]);
+    assert_one_line_error(&o, "expected a .npy array of i32");
+}
