@@ -9,7 +9,11 @@ use kiln::ir::{DType, Graph, Op, Value};
 use kiln::zoo;
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "kiln: a deep-learning compiler. Build, inspect and run tensor IR.")]
+#[command(
+    name = "kiln",
+    version,
+    about = "kiln: a deep-learning compiler. Build, inspect and run tensor IR."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -81,8 +85,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Models { batch } => models(batch),
-        Command::Dump { target, stage, format, batch } => dump(&target, stage, format, batch),
-        Command::Run { file, func, inputs, seed, out } => run(&file, func.as_deref(), &inputs, seed, &out),
+        Command::Dump {
+            target,
+            stage,
+            format,
+            batch,
+        } => dump(&target, stage, format, batch),
+        Command::Run {
+            file,
+            func,
+            inputs,
+            seed,
+            out,
+        } => run(&file, func.as_deref(), &inputs, seed, &out),
         Command::Check { file } => check(&file),
     };
     match r {
@@ -98,12 +113,13 @@ fn build_zoo(entry: &zoo::Entry, batch: usize) -> Result<Vec<Graph>, String> {
     if batch == 0 {
         return Err("--batch must be at least 1".into());
     }
-    let models = (entry.build)(batch, DType::F32).map_err(|e| format!("building {}: {e}", entry.name))?;
+    let models =
+        (entry.build)(batch, DType::F32).map_err(|e| format!("building {}: {e}", entry.name))?;
     Ok(models.into_iter().map(|m| m.graph).collect())
 }
 
 fn models(batch: usize) -> Result<(), String> {
-    println!("{:<18} {:>10}  {}", "model", "params", "summary");
+    println!("{:<18} {:>10}  summary", "model", "params");
     for e in zoo::CATALOG {
         let params: usize = build_zoo(e, batch)?.iter().map(Graph::param_count).sum();
         println!("{:<18} {:>10}  {}", e.name, params, e.summary);
@@ -129,7 +145,10 @@ fn load_target(target: &str, batch: usize) -> Result<Vec<Graph>, String> {
         return read_module(path);
     }
     let names: Vec<&str> = zoo::CATALOG.iter().map(|e| e.name).collect();
-    Err(format!("`{target}` is neither a zoo model ({}) nor a .kir file", names.join(", ")))
+    Err(format!(
+        "`{target}` is neither a zoo model ({}) nor a .kir file",
+        names.join(", ")
+    ))
 }
 
 fn dump(target: &str, stage: Stage, format: Format, batch: usize) -> Result<(), String> {
@@ -165,7 +184,11 @@ fn check(path: &Path) -> Result<(), String> {
             Err(e) => failed.push(e.to_string()),
         }
     }
-    if failed.is_empty() { Ok(()) } else { Err(format!("{}: {}", path.display(), failed.join("\n"))) }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}: {}", path.display(), failed.join("\n")))
+    }
 }
 
 fn pick_func(graphs: Vec<Graph>, func: Option<&str>) -> Result<Graph, String> {
@@ -173,38 +196,70 @@ fn pick_func(graphs: Vec<Graph>, func: Option<&str>) -> Result<Graph, String> {
     match func {
         Some(f) => {
             let f = f.trim_start_matches('@');
-            graphs.into_iter().find(|g| g.name() == f).ok_or_else(|| format!("no function @{f} (the file has {})", names.join(", ")))
+            graphs
+                .into_iter()
+                .find(|g| g.name() == f)
+                .ok_or_else(|| format!("no function @{f} (the file has {})", names.join(", ")))
         }
         None if graphs.len() == 1 => Ok(graphs.into_iter().next().expect("one graph")),
-        None => Err(format!("the file has several functions ({}): choose one with --func", names.join(", "))),
+        None => Err(format!(
+            "the file has several functions ({}): choose one with --func",
+            names.join(", ")
+        )),
     }
 }
 
-fn run(file: &Path, func: Option<&str>, inputs: &[String], seed: u64, out: &Path) -> Result<(), String> {
+fn run(
+    file: &Path,
+    func: Option<&str>,
+    inputs: &[String],
+    seed: u64,
+    out: &Path,
+) -> Result<(), String> {
     let graph = pick_func(read_module(file)?, func)?;
     let mut feeds: HashMap<String, Value> = HashMap::new();
     for spec in inputs {
-        let (name, path) = spec.split_once('=').ok_or_else(|| format!("--input `{spec}`: expected NAME=path.npy"))?;
+        let (name, path) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--input `{spec}`: expected NAME=path.npy"))?;
         let Some(id) = graph.leaf(name) else {
-            let known: Vec<&str> = graph.leaves().filter_map(|(_, n)| n.op.leaf_name()).collect();
-            return Err(format!("--input `{name}`: @{} has no input or parameter `{name}` (it has: {})", graph.name(), known.join(", ")));
+            let known: Vec<&str> = graph
+                .leaves()
+                .filter_map(|(_, n)| n.op.leaf_name())
+                .collect();
+            return Err(format!(
+                "--input `{name}`: @{} has no input or parameter `{name}` (it has: {})",
+                graph.name(),
+                known.join(", ")
+            ));
         };
         let ty = graph.ty(id);
-        let v = kiln::runtime::npy::read(Path::new(path), ty).map_err(|e| format!("--input `{name}`: {e}"))?;
+        let v = kiln::runtime::npy::read(Path::new(path), ty)
+            .map_err(|e| format!("--input `{name}`: {e}"))?;
         feeds.insert(name.to_string(), v);
     }
     for (id, node) in graph.inputs() {
-        let Op::Input { name } = &node.op else { continue };
+        let Op::Input { name } = &node.op else {
+            continue;
+        };
         if feeds.contains_key(name) {
             continue;
         }
         if name == "rng_seed" && node.ty.dtype == DType::I64 && node.ty.rank() == 0 {
-            feeds.insert(name.clone(), Value::I64(ndarray::arr0(seed as i64).into_dyn()));
+            feeds.insert(
+                name.clone(),
+                Value::I64(ndarray::arr0(seed as i64).into_dyn()),
+            );
             continue;
         }
-        return Err(format!("missing --input {name}=FILE.npy for input `{name}` of type {}", graph.ty(id)));
+        return Err(format!(
+            "missing --input {name}=FILE.npy for input `{name}` of type {}",
+            graph.ty(id)
+        ));
     }
-    let outputs = kiln::runtime::exec::run(&graph, &feeds, seed, kiln::runtime::exec::Backend::Interp).map_err(|e| e.to_string())?;
+    let outputs =
+        kiln::runtime::exec::run(&graph, &feeds, seed, kiln::runtime::exec::Backend::Interp)
+            .map_err(|e| e.to_string())?;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     for (o, v) in graph.outputs().iter().zip(&outputs) {
         let path = out.join(format!("{}.npy", o.name));

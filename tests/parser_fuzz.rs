@@ -8,7 +8,11 @@ fn seed_texts() -> Vec<String> {
         .iter()
         .map(|n| {
             let e = kiln::zoo::entry(n).unwrap();
-            let graphs: Vec<_> = (e.build)(1, kiln::ir::DType::F32).unwrap().into_iter().map(|m| m.graph).collect();
+            let graphs: Vec<_> = (e.build)(1, kiln::ir::DType::F32)
+                .unwrap()
+                .into_iter()
+                .map(|m| m.graph)
+                .collect();
             kiln::ir::print::module_to_string(&graphs)
         })
         .collect();
@@ -26,8 +30,44 @@ enum Edit {
 }
 
 const TOKENS: &[&str] = &[
-    "%", "@", "(", ")", "[", "]", "{", "}", ",", ":", "=", "->", "-", "0", "99999999999999999999", "4000000000", "f32[4000000000,4000000000]", "-1", "f32", "i64", "bool",
-    "[]", "[0]", "1e400", "nan", "func", "return", "param", "%0", "%999", "matmul", "reshape", "conv2d", "{axis=7}", "\n", " ", "é", ";",
+    "%",
+    "@",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "=",
+    "->",
+    "-",
+    "0",
+    "99999999999999999999",
+    "4000000000",
+    "f32[4000000000,4000000000]",
+    "-1",
+    "f32",
+    "i64",
+    "bool",
+    "[]",
+    "[0]",
+    "1e400",
+    "nan",
+    "func",
+    "return",
+    "param",
+    "%0",
+    "%999",
+    "matmul",
+    "reshape",
+    "conv2d",
+    "{axis=7}",
+    "\n",
+    " ",
+    "é",
+    ";",
 ];
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -35,7 +75,8 @@ fn edit() -> impl Strategy<Value = Edit> {
         (any::<usize>(), 0usize..40).prop_map(|(a, n)| Edit::Delete(a, n)),
         (any::<usize>(), 0usize..80).prop_map(|(a, n)| Edit::Duplicate(a, n)),
         (any::<usize>(), prop::sample::select(TOKENS)).prop_map(|(a, t)| Edit::Insert(a, t)),
-        (any::<usize>(), 0usize..10, prop::sample::select(TOKENS)).prop_map(|(a, n, t)| Edit::Replace(a, n, t)),
+        (any::<usize>(), 0usize..10, prop::sample::select(TOKENS))
+            .prop_map(|(a, n, t)| Edit::Replace(a, n, t)),
     ]
 }
 

@@ -10,8 +10,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for (i, o) in out.iter_mut().enumerate() {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         *o = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -70,7 +78,8 @@ impl<'b> Tensor<'b> {
             return None;
         }
         if a < 0 || a >= r {
-            self.b.fail(op, format!("axis {axis} out of range for {}", self.ty()));
+            self.b
+                .fail(op, format!("axis {axis} out of range for {}", self.ty()));
             return None;
         }
         Some(a as usize)
@@ -93,7 +102,13 @@ impl<'b> Tensor<'b> {
         if self.is_poisoned() {
             return *self;
         }
-        self.b.apply(Op::Const { value: Literal(value) }, &[], Some(self.ty()))
+        self.b.apply(
+            Op::Const {
+                value: Literal(value),
+            },
+            &[],
+            Some(self.ty()),
+        )
     }
 
     /// Broadcasts to `dims` by numpy rules (leading axes added, extents of 1 stretched).
@@ -107,12 +122,19 @@ impl<'b> Tensor<'b> {
             return *self;
         }
         if me.len() > dims.len() || broadcast_shapes(&me, dims).as_deref() != Some(dims) {
-            self.b.fail("broadcast", format!("cannot broadcast {} to {}", self.ty(), shape_str(dims)));
+            self.b.fail(
+                "broadcast",
+                format!("cannot broadcast {} to {}", self.ty(), shape_str(dims)),
+            );
             return self.b.handle(None);
         }
         let offset = dims.len() - me.len();
         let bdims: Vec<usize> = (0..me.len()).map(|i| i + offset).collect();
-        self.b.apply(Op::Broadcast { dims: bdims }, &[*self], Some(TensorType::new(self.dtype(), dims.to_vec())))
+        self.b.apply(
+            Op::Broadcast { dims: bdims },
+            &[*self],
+            Some(TensorType::new(self.dtype(), dims.to_vec())),
+        )
     }
 
     /// Broadcasts two operands to their common shape for elementwise `op`.
@@ -123,13 +145,15 @@ impl<'b> Tensor<'b> {
         }
         let (a, b) = (self.ty(), other.ty());
         if a.dtype != b.dtype {
-            self.b.fail(op, format!("dtypes differ: {a} vs {b} (use .cast())"));
+            self.b
+                .fail(op, format!("dtypes differ: {a} vs {b} (use .cast())"));
             return None;
         }
         match broadcast_shapes(a.dims(), b.dims()) {
             Some(s) => Some((self.broadcast_to(&s), other.broadcast_to(&s))),
             None => {
-                self.b.fail(op, format!("shapes do not broadcast: {a} vs {b}"));
+                self.b
+                    .fail(op, format!("shapes do not broadcast: {a} vs {b}"));
                 None
             }
         }
@@ -249,15 +273,24 @@ impl<'b> Tensor<'b> {
     /// `a` where `self` (a `bool` mask) holds, else `b`; all three broadcast together.
     #[track_caller]
     pub fn select(&self, a: Tensor<'b>, b: Tensor<'b>) -> Tensor<'b> {
-        let Some((a, b)) = a.broadcast_pair("select", b) else { return self.b.handle(None) };
+        let Some((a, b)) = a.broadcast_pair("select", b) else {
+            return self.b.handle(None);
+        };
         let s = match broadcast_shapes(&self.shape(), &a.shape()) {
             Some(s) if !self.is_poisoned() => s,
             _ => {
-                self.b.fail("select", format!("condition {} does not broadcast with {}", self.ty(), a.ty()));
+                self.b.fail(
+                    "select",
+                    format!("condition {} does not broadcast with {}", self.ty(), a.ty()),
+                );
                 return self.b.handle(None);
             }
         };
-        let (c, a, b) = (self.broadcast_to(&s), a.broadcast_to(&s), b.broadcast_to(&s));
+        let (c, a, b) = (
+            self.broadcast_to(&s),
+            a.broadcast_to(&s),
+            b.broadcast_to(&s),
+        );
         self.b.apply(Op::Select, &[c, a, b], None)
     }
 
@@ -267,7 +300,11 @@ impl<'b> Tensor<'b> {
         if self.is_poisoned() || self.dtype() == dtype {
             return *self;
         }
-        self.b.apply(Op::Cast, &[*self], Some(TensorType::new(dtype, self.shape())))
+        self.b.apply(
+            Op::Cast,
+            &[*self],
+            Some(TensorType::new(dtype, self.shape())),
+        )
     }
 
     /// Identity whose gradient is zero.
@@ -278,8 +315,17 @@ impl<'b> Tensor<'b> {
 
     #[track_caller]
     fn reduce(&self, op: ReduceOp, axes: &[isize], keepdim: bool) -> Tensor<'b> {
-        let Some(ax) = self.axes(op.name(), axes) else { return self.b.handle(None) };
-        let r = self.b.apply(Op::Reduce { op, axes: ax.clone() }, &[*self], None);
+        let Some(ax) = self.axes(op.name(), axes) else {
+            return self.b.handle(None);
+        };
+        let r = self.b.apply(
+            Op::Reduce {
+                op,
+                axes: ax.clone(),
+            },
+            &[*self],
+            None,
+        );
         if !keepdim {
             return r;
         }
@@ -324,7 +370,9 @@ impl<'b> Tensor<'b> {
     fn count(&self, axes: &[isize]) -> f64 {
         let s = self.shape();
         let r = s.len() as isize;
-        axes.iter().map(|&a| s[(if a < 0 { a + r } else { a }).clamp(0, (r - 1).max(0)) as usize] as f64).product()
+        axes.iter()
+            .map(|&a| s[(if a < 0 { a + r } else { a }).clamp(0, (r - 1).max(0)) as usize] as f64)
+            .product()
     }
 
     /// Mean over `axes`, removing them.
@@ -354,7 +402,11 @@ impl<'b> Tensor<'b> {
         if self.is_poisoned() || self.shape() == dims {
             return *self;
         }
-        self.b.apply(Op::Reshape, &[*self], Some(TensorType::new(self.dtype(), dims.to_vec())))
+        self.b.apply(
+            Op::Reshape,
+            &[*self],
+            Some(TensorType::new(self.dtype(), dims.to_vec())),
+        )
     }
 
     /// Flattens axes `start..` into one.
@@ -362,7 +414,10 @@ impl<'b> Tensor<'b> {
     pub fn flatten(&self, start: usize) -> Tensor<'b> {
         let s = self.shape();
         if start > s.len() {
-            self.b.fail("flatten", format!("start axis {start} out of range for {}", self.ty()));
+            self.b.fail(
+                "flatten",
+                format!("start axis {start} out of range for {}", self.ty()),
+            );
             return self.b.handle(None);
         }
         let mut dims = s[..start].to_vec();
@@ -376,7 +431,13 @@ impl<'b> Tensor<'b> {
         if perm.iter().enumerate().all(|(i, &p)| i == p) && perm.len() == self.rank() {
             return *self;
         }
-        self.b.apply(Op::Permute { perm: perm.to_vec() }, &[*self], None)
+        self.b.apply(
+            Op::Permute {
+                perm: perm.to_vec(),
+            },
+            &[*self],
+            None,
+        )
     }
 
     /// Swaps the last two axes.
@@ -384,7 +445,10 @@ impl<'b> Tensor<'b> {
     pub fn transpose(&self) -> Tensor<'b> {
         let r = self.rank();
         if r < 2 {
-            self.b.fail("transpose", format!("needs at least two axes, got {}", self.ty()));
+            self.b.fail(
+                "transpose",
+                format!("needs at least two axes, got {}", self.ty()),
+            );
             return self.b.handle(None);
         }
         let mut perm: Vec<usize> = (0..r).collect();
@@ -395,7 +459,9 @@ impl<'b> Tensor<'b> {
     /// `[start, stop)` with `step` along one axis, everything along the others.
     #[track_caller]
     pub fn slice(&self, axis: isize, start: usize, stop: usize, step: usize) -> Tensor<'b> {
-        let Some(ax) = self.axis("slice", axis) else { return self.b.handle(None) };
+        let Some(ax) = self.axis("slice", axis) else {
+            return self.b.handle(None);
+        };
         let s = self.shape();
         let mut lo = vec![0; s.len()];
         let mut hi = s.clone();
@@ -403,22 +469,49 @@ impl<'b> Tensor<'b> {
         lo[ax] = start;
         hi[ax] = stop;
         st[ax] = step;
-        self.b.apply(Op::Slice { start: lo, stop: hi, step: st }, &[*self], None)
+        self.b.apply(
+            Op::Slice {
+                start: lo,
+                stop: hi,
+                step: st,
+            },
+            &[*self],
+            None,
+        )
     }
 
     /// Strided window over every axis.
     #[track_caller]
     pub fn slice_all(&self, start: &[usize], stop: &[usize], step: &[usize]) -> Tensor<'b> {
-        self.b.apply(Op::Slice { start: start.to_vec(), stop: stop.to_vec(), step: step.to_vec() }, &[*self], None)
+        self.b.apply(
+            Op::Slice {
+                start: start.to_vec(),
+                stop: stop.to_vec(),
+                step: step.to_vec(),
+            },
+            &[*self],
+            None,
+        )
     }
 
     /// Pads every axis with `low[i]` elements before and `high[i]` after, of `value`.
     #[track_caller]
     pub fn pad(&self, low: &[usize], high: &[usize], value: f64) -> Tensor<'b> {
-        if low.iter().chain(high).all(|&p| p == 0) && low.len() == self.rank() && high.len() == self.rank() {
+        if low.iter().chain(high).all(|&p| p == 0)
+            && low.len() == self.rank()
+            && high.len() == self.rank()
+        {
             return *self;
         }
-        self.b.apply(Op::Pad { low: low.to_vec(), high: high.to_vec(), value: Literal(value) }, &[*self], None)
+        self.b.apply(
+            Op::Pad {
+                low: low.to_vec(),
+                high: high.to_vec(),
+                value: Literal(value),
+            },
+            &[*self],
+            None,
+        )
     }
 
     /// Matrix product with numpy batching: `[..., m, k] x [..., k, n]`, batch axes broadcast;
@@ -430,7 +523,14 @@ impl<'b> Tensor<'b> {
         }
         let (a, b) = (self.shape(), o.shape());
         if a.len() < 2 || b.is_empty() {
-            self.b.fail("matmul", format!("needs a matrix on the left and a matrix or vector on the right, got {} x {}", self.ty(), o.ty()));
+            self.b.fail(
+                "matmul",
+                format!(
+                    "needs a matrix on the left and a matrix or vector on the right, got {} x {}",
+                    self.ty(),
+                    o.ty()
+                ),
+            );
             return self.b.handle(None);
         }
         if b.len() == 1 {
@@ -440,7 +540,10 @@ impl<'b> Tensor<'b> {
         }
         let (ba, bb) = (&a[..a.len() - 2], &b[..b.len() - 2]);
         let Some(batch) = broadcast_shapes(ba, bb) else {
-            self.b.fail("matmul", format!("batch axes do not broadcast: {} x {}", self.ty(), o.ty()));
+            self.b.fail(
+                "matmul",
+                format!("batch axes do not broadcast: {} x {}", self.ty(), o.ty()),
+            );
             return self.b.handle(None);
         };
         let full = |t: &Tensor<'b>, s: &[usize]| {
@@ -461,8 +564,11 @@ impl<'b> Tensor<'b> {
     /// `take` along `axis`: rows of `self` picked by integer `indices`.
     #[track_caller]
     pub fn gather(&self, indices: Tensor<'b>, axis: isize) -> Tensor<'b> {
-        let Some(ax) = self.axis("gather", axis) else { return self.b.handle(None) };
-        self.b.apply(Op::Gather { axis: ax }, &[*self, indices], None)
+        let Some(ax) = self.axis("gather", axis) else {
+            return self.b.handle(None);
+        };
+        self.b
+            .apply(Op::Gather { axis: ax }, &[*self, indices], None)
     }
 
     /// One-hot encoding of integer class indices: `[...]` → `[..., classes]` of `dtype`.
@@ -475,7 +581,9 @@ impl<'b> Tensor<'b> {
         let r = dims.len();
         dims.push(classes);
         let iota = self.b.iota(self.dtype(), dims.clone(), r);
-        let labels = self.reshape(&[self.shape(), vec![1]].concat()).broadcast_to(&dims);
+        let labels = self
+            .reshape(&[self.shape(), vec![1]].concat())
+            .broadcast_to(&dims);
         labels.equal(iota).cast(dtype)
     }
 }
@@ -488,7 +596,9 @@ impl Builder {
             self.fail("concat", "needs at least one tensor");
             return self.handle(None);
         };
-        let Some(ax) = first.axis("concat", axis) else { return self.handle(None) };
+        let Some(ax) = first.axis("concat", axis) else {
+            return self.handle(None);
+        };
         self.apply(Op::Concat { axis: ax }, parts, None)
     }
 }

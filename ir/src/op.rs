@@ -261,7 +261,12 @@ pub struct ConvAttrs {
 
 impl Default for ConvAttrs {
     fn default() -> Self {
-        ConvAttrs { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }
+        ConvAttrs {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        }
     }
 }
 

@@ -20,7 +20,10 @@ pub struct TypeError {
 }
 
 fn fail<T>(op: &Op, message: impl Into<String>) -> Result<T, TypeError> {
-    Err(TypeError { op: op.name(), message: message.into() })
+    Err(TypeError {
+        op: op.name(),
+        message: message.into(),
+    })
 }
 
 fn arity(op: &Op, args: &[&TensorType], n: usize) -> Result<(), TypeError> {
@@ -54,13 +57,22 @@ fn check_axes(op: &Op, what: &str, axes: &[usize], rank: usize) -> Result<(), Ty
         }
     }
     if let Some(&a) = axes.iter().find(|&&a| a >= rank) {
-        return fail(op, format!("{what} {axes:?}: axis {a} out of range for rank {rank}"));
+        return fail(
+            op,
+            format!("{what} {axes:?}: axis {a} out of range for rank {rank}"),
+        );
     }
     Ok(())
 }
 
 /// Output extent of a convolution along one spatial axis, or `None` if the window does not fit.
-pub fn conv_out_extent(input: usize, kernel: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
+pub fn conv_out_extent(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+) -> Option<usize> {
     let span = dil.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
     let padded = input.checked_add(pad.checked_mul(2)?)?;
     if stride == 0 || padded < span {
@@ -72,17 +84,26 @@ pub fn conv_out_extent(input: usize, kernel: usize, stride: usize, pad: usize, d
 /// The result shape of `conv2d(x, w)`, checking every constraint of the op.
 fn conv_shape(op: &Op, x: &TensorType, w: &TensorType, c: &ConvAttrs) -> Result<Shape, TypeError> {
     if x.rank() != 4 || w.rank() != 4 {
-        return fail(op, format!("expects input [N,C,H,W] and weight [O,C/groups,KH,KW], got {x} and {w}"));
+        return fail(
+            op,
+            format!("expects input [N,C,H,W] and weight [O,C/groups,KH,KW], got {x} and {w}"),
+        );
     }
     if !x.dtype.is_float() || x.dtype != w.dtype {
-        return fail(op, format!("expects float input and weight of one dtype, got {x} and {w}"));
+        return fail(
+            op,
+            format!("expects float input and weight of one dtype, got {x} and {w}"),
+        );
     }
     let (xd, wd) = (x.dims(), w.dims());
     let g = c.groups;
     if g == 0 || xd[1] % g != 0 || wd[0] % g != 0 || wd[1] * g != xd[1] {
         return fail(
             op,
-            format!("channels do not match groups={g}: input {x} has {} channels, weight {w}", xd[1]),
+            format!(
+                "channels do not match groups={g}: input {x} has {} channels, weight {w}",
+                xd[1]
+            ),
         );
     }
     if c.stride.contains(&0) || c.dilation.contains(&0) {
@@ -90,9 +111,23 @@ fn conv_shape(op: &Op, x: &TensorType, w: &TensorType, c: &ConvAttrs) -> Result<
     }
     let mut out = vec![xd[0], wd[0]];
     for i in 0..2 {
-        match conv_out_extent(xd[2 + i], wd[2 + i], c.stride[i], c.padding[i], c.dilation[i]) {
+        match conv_out_extent(
+            xd[2 + i],
+            wd[2 + i],
+            c.stride[i],
+            c.padding[i],
+            c.dilation[i],
+        ) {
             Some(e) if e > 0 => out.push(e),
-            _ => return fail(op, format!("kernel {w} does not fit input {x} with padding {:?}", c.padding)),
+            _ => {
+                return fail(
+                    op,
+                    format!(
+                        "kernel {w} does not fit input {x} with padding {:?}",
+                        c.padding
+                    ),
+                );
+            }
         }
     }
     Ok(Shape::new(out))
@@ -103,7 +138,11 @@ fn conv_shape(op: &Op, x: &TensorType, w: &TensorType, c: &ConvAttrs) -> Result<
 /// `declared` is the type written on the node. Ops whose type is an attribute
 /// ([`Op::declares_type`]) need it; for the others it is optional and, when given, must equal
 /// the inferred type.
-pub fn infer(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+pub fn infer(
+    op: &Op,
+    args: &[&TensorType],
+    declared: Option<&TensorType>,
+) -> Result<TensorType, TypeError> {
     let ty = infer_inner(op, args, declared)?;
     if ty.size_bytes_checked().is_none() {
         return fail(op, format!("the result {ty} is too large to address"));
@@ -116,7 +155,11 @@ pub fn infer(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Re
     Ok(ty)
 }
 
-fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+fn infer_inner(
+    op: &Op,
+    args: &[&TensorType],
+    declared: Option<&TensorType>,
+) -> Result<TensorType, TypeError> {
     if let Some(d) = declared
         && d.size_bytes_checked().is_none()
     {
@@ -126,7 +169,12 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
         Op::Input { name } | Op::Param { name, .. } => {
             arity(op, args, 0)?;
             if !is_identifier(name) {
-                return fail(op, format!("`{name}` is not a valid name (letters, digits, `_`, `.`; not starting with a digit)"));
+                return fail(
+                    op,
+                    format!(
+                        "`{name}` is not a valid name (letters, digits, `_`, `.`; not starting with a digit)"
+                    ),
+                );
             }
             let d = need_declared(op, declared)?;
             if matches!(op, Op::Param { .. }) && !d.dtype.is_float() {
@@ -149,7 +197,10 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
             arity(op, args, 0)?;
             let d = need_declared(op, declared)?;
             if !d.dtype.is_numeric() || *axis >= d.rank() {
-                return fail(op, format!("axis {axis} of {d}: needs a numeric type with that axis"));
+                return fail(
+                    op,
+                    format!("axis {axis} of {d}: needs a numeric type with that axis"),
+                );
             }
             Ok(d.clone())
         }
@@ -204,7 +255,10 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
             let (c, a, b) = (args[0], args[1], args[2]);
             same_types(op, a, b)?;
             if c.dtype != DType::Bool || c.shape != a.shape {
-                return fail(op, format!("condition must be bool with the shape of the values, got {c} for {a}"));
+                return fail(
+                    op,
+                    format!("condition must be bool with the shape of the values, got {c} for {a}"),
+                );
             }
             Ok(a.clone())
         }
@@ -224,7 +278,10 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
             }
             let _ = r;
             check_axes(op, "axes", axes, a.rank())?;
-            let dims: Vec<usize> = (0..a.rank()).filter(|i| !axes.contains(i)).map(|i| a.dims()[i]).collect();
+            let dims: Vec<usize> = (0..a.rank())
+                .filter(|i| !axes.contains(i))
+                .map(|i| a.dims()[i])
+                .collect();
             Ok(TensorType::new(a.dtype, dims))
         }
         Op::Reshape => {
@@ -241,24 +298,40 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
             let a = args[0];
             let mut seen = vec![false; a.rank()];
             let valid = perm.len() == a.rank()
-                && perm.iter().all(|&p| p < a.rank() && !std::mem::replace(&mut seen[p], true));
+                && perm
+                    .iter()
+                    .all(|&p| p < a.rank() && !std::mem::replace(&mut seen[p], true));
             if !valid {
-                return fail(op, format!("{perm:?} is not a permutation of the axes of {a}"));
+                return fail(
+                    op,
+                    format!("{perm:?} is not a permutation of the axes of {a}"),
+                );
             }
-            Ok(TensorType::new(a.dtype, perm.iter().map(|&p| a.dims()[p]).collect::<Vec<_>>()))
+            Ok(TensorType::new(
+                a.dtype,
+                perm.iter().map(|&p| a.dims()[p]).collect::<Vec<_>>(),
+            ))
         }
         Op::Broadcast { dims } => {
             arity(op, args, 1)?;
             let d = need_declared(op, declared)?;
             let a = args[0];
             if d.dtype != a.dtype || dims.len() != a.rank() {
-                return fail(op, format!("dims {dims:?} must name one result axis per operand axis: {a} to {d}"));
+                return fail(
+                    op,
+                    format!("dims {dims:?} must name one result axis per operand axis: {a} to {d}"),
+                );
             }
             check_axes(op, "dims", dims, d.rank())?;
             for (i, &r) in dims.iter().enumerate() {
                 let (from, to) = (a.dims()[i], d.dims()[r]);
                 if from != to && from != 1 {
-                    return fail(op, format!("cannot broadcast {a} to {d}: axis {i} has extent {from}, result axis {r} has {to}"));
+                    return fail(
+                        op,
+                        format!(
+                            "cannot broadcast {a} to {d}: axis {i} has extent {from}, result axis {r} has {to}"
+                        ),
+                    );
                 }
             }
             Ok(d.clone())
@@ -275,7 +348,13 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
                 if step[i] == 0 || start[i] > stop[i] || stop[i] > a.dims()[i] {
                     return fail(
                         op,
-                        format!("axis {i}: [{}:{}:{}] is outside extent {} of {a}", start[i], stop[i], step[i], a.dims()[i]),
+                        format!(
+                            "axis {i}: [{}:{}:{}] is outside extent {} of {a}",
+                            start[i],
+                            stop[i],
+                            step[i],
+                            a.dims()[i]
+                        ),
                     );
                 }
                 out.push((stop[i] - start[i]).div_ceil(step[i]));
@@ -286,13 +365,17 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
             arity(op, args, 1)?;
             let a = args[0];
             if low.len() != a.rank() || high.len() != a.rank() {
-                return fail(op, format!("low/high need {} entries each for {a}", a.rank()));
+                return fail(
+                    op,
+                    format!("low/high need {} entries each for {a}", a.rank()),
+                );
             }
             if !value.0.is_finite() && !a.dtype.is_float() {
                 return fail(op, format!("{value} cannot be stored in {}", a.dtype));
             }
-            let out: Option<Vec<usize>> =
-                (0..a.rank()).map(|i| low[i].checked_add(a.dims()[i])?.checked_add(high[i])).collect();
+            let out: Option<Vec<usize>> = (0..a.rank())
+                .map(|i| low[i].checked_add(a.dims()[i])?.checked_add(high[i]))
+                .collect();
             match out {
                 Some(out) => Ok(TensorType::new(a.dtype, out)),
                 None => fail(op, format!("padding {low:?}/{high:?} of {a} overflows")),
@@ -311,7 +394,10 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
                 let same_rest = a.rank() == first.rank()
                     && (0..a.rank()).all(|i| i == *axis || a.dims()[i] == first.dims()[i]);
                 if a.dtype != first.dtype || !same_rest {
-                    return fail(op, format!("operands must agree except along axis {axis}: {first} vs {a}"));
+                    return fail(
+                        op,
+                        format!("operands must agree except along axis {axis}: {first} vs {a}"),
+                    );
                 }
                 total = match usize::checked_add(total, a.dims()[*axis]) {
                     Some(t) => t,
@@ -333,7 +419,12 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
                 && a.dims()[..r - 2] == b.dims()[..r - 2]
                 && a.dims()[r - 1] == b.dims()[r - 2];
             if !ok {
-                return fail(op, format!("expects [...,m,k] x [...,k,n] with equal batch axes and dtype, got {a} x {b}"));
+                return fail(
+                    op,
+                    format!(
+                        "expects [...,m,k] x [...,k,n] with equal batch axes and dtype, got {a} x {b}"
+                    ),
+                );
             }
             let mut dims = a.dims()[..r - 1].to_vec();
             dims.push(b.dims()[r - 1]);
@@ -350,7 +441,10 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
             let x = need_declared(op, declared)?;
             let y = conv_shape(op, x, w, c)?;
             if gy.shape != y || gy.dtype != x.dtype {
-                return fail(op, format!("conv2d of {x} with {w} gives {y}, but the gradient is {gy}"));
+                return fail(
+                    op,
+                    format!("conv2d of {x} with {w} gives {y}, but the gradient is {gy}"),
+                );
             }
             Ok(x.clone())
         }
@@ -360,7 +454,10 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
             let w = need_declared(op, declared)?;
             let y = conv_shape(op, x, w, c)?;
             if gy.shape != y || gy.dtype != x.dtype {
-                return fail(op, format!("conv2d of {x} with {w} gives {y}, but the gradient is {gy}"));
+                return fail(
+                    op,
+                    format!("conv2d of {x} with {w} gives {y}, but the gradient is {gy}"),
+                );
             }
             Ok(w.clone())
         }
@@ -368,7 +465,12 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
             arity(op, args, 2)?;
             let (x, idx) = (args[0], args[1]);
             if !idx.dtype.is_int() || *axis >= x.rank() {
-                return fail(op, format!("expects integer indices and an axis of the data: {x} at {idx}, axis {axis}"));
+                return fail(
+                    op,
+                    format!(
+                        "expects integer indices and an axis of the data: {x} at {idx}, axis {axis}"
+                    ),
+                );
             }
             let mut dims = x.dims()[..*axis].to_vec();
             dims.extend_from_slice(idx.dims());
@@ -380,14 +482,24 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
             let (upd, idx) = (args[0], args[1]);
             let out = need_declared(op, declared)?;
             if !idx.dtype.is_int() || *axis >= out.rank() || !out.dtype.is_numeric() {
-                return fail(op, format!("expects integer indices and an axis of the result: {out} at {idx}, axis {axis}"));
+                return fail(
+                    op,
+                    format!(
+                        "expects integer indices and an axis of the result: {out} at {idx}, axis {axis}"
+                    ),
+                );
             }
             let mut dims = out.dims()[..*axis].to_vec();
             dims.extend_from_slice(idx.dims());
             dims.extend_from_slice(&out.dims()[axis + 1..]);
             let expected = TensorType::new(out.dtype, dims);
             if *upd != expected {
-                return fail(op, format!("updates must be {expected} for result {out} and indices {idx}, got {upd}"));
+                return fail(
+                    op,
+                    format!(
+                        "updates must be {expected} for result {out} and indices {idx}, got {upd}"
+                    ),
+                );
             }
             Ok(out.clone())
         }

@@ -56,7 +56,12 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyErrors> {
     let mut seen: HashSet<&Node> = HashSet::new();
     let mut leaf_names: HashMap<&str, NodeId> = HashMap::new();
     for (id, node) in graph.nodes() {
-        let mut err = |message: String| errors.push(VerifyError { node: Some(id), message });
+        let mut err = |message: String| {
+            errors.push(VerifyError {
+                node: Some(id),
+                message,
+            })
+        };
         if let Some(bad) = node.args.iter().find(|a| a.index() >= id.index()) {
             err(format!("operand {bad} does not precede its use"));
             continue;
@@ -80,11 +85,24 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyErrors> {
     let mut out_names = HashSet::new();
     for o in graph.outputs() {
         if o.value.index() >= graph.len() {
-            errors.push(VerifyError { node: None, message: format!("output `{}` names missing node {}", o.name, o.value) });
+            errors.push(VerifyError {
+                node: None,
+                message: format!("output `{}` names missing node {}", o.name, o.value),
+            });
         }
         if !is_identifier(&o.name) || !out_names.insert(o.name.as_str()) {
-            errors.push(VerifyError { node: None, message: format!("output name `{}` is invalid or repeated", o.name) });
+            errors.push(VerifyError {
+                node: None,
+                message: format!("output name `{}` is invalid or repeated", o.name),
+            });
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(VerifyErrors { func: graph.name().to_string(), errors }) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(VerifyErrors {
+            func: graph.name().to_string(),
+            errors,
+        })
+    }
 }

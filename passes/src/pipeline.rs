@@ -70,7 +70,12 @@ impl Pipeline {
         for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             passes.push(match name {
                 "dce" => Box::new(crate::dce::Dce),
-                _ => return Err(PassError::UnknownPass { name: name.into(), known: KNOWN_PASSES.join(", ") }),
+                _ => {
+                    return Err(PassError::UnknownPass {
+                        name: name.into(),
+                        known: KNOWN_PASSES.join(", "),
+                    });
+                }
             });
         }
         Ok(Pipeline { passes })
@@ -88,9 +93,20 @@ impl Pipeline {
         for p in &self.passes {
             let start = Instant::now();
             let before = g.len();
-            let next = p.run(&g).map_err(|source| PassError::Failed { pass: p.name(), source })?;
-            kiln_ir::verify(&next).map_err(|source| PassError::Invalid { pass: p.name(), source })?;
-            reports.push(PassReport { pass: p.name(), elapsed: start.elapsed(), nodes_before: before, nodes_after: next.len() });
+            let next = p.run(&g).map_err(|source| PassError::Failed {
+                pass: p.name(),
+                source,
+            })?;
+            kiln_ir::verify(&next).map_err(|source| PassError::Invalid {
+                pass: p.name(),
+                source,
+            })?;
+            reports.push(PassReport {
+                pass: p.name(),
+                elapsed: start.elapsed(),
+                nodes_before: before,
+                nodes_after: next.len(),
+            });
             g = next;
         }
         Ok((g, reports))

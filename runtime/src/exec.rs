@@ -15,7 +15,12 @@ pub enum Backend {
 
 /// Runs `graph` on `backend` with the given named inputs. Parameters without a value are
 /// initialized from `seed` by their declared initializers.
-pub fn run(graph: &Graph, feeds: &HashMap<String, Value>, seed: u64, backend: Backend) -> Result<Vec<Value>, InterpError> {
+pub fn run(
+    graph: &Graph,
+    feeds: &HashMap<String, Value>,
+    seed: u64,
+    backend: Backend,
+) -> Result<Vec<Value>, InterpError> {
     match backend {
         Backend::Interp => kiln_ir::interp::run_with_init(graph, feeds, seed),
     }
