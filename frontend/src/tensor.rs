@@ -36,7 +36,7 @@ fn shape_str(dims: &[usize]) -> String {
 }
 
 impl<'b> Tensor<'b> {
-    /// The IR type (`f32[0]`-free dummy `bool[]` for a poisoned handle).
+    /// The IR type (`bool[]` for a poisoned handle, whose error the builder already holds).
     pub fn ty(&self) -> TensorType {
         match self.id {
             Some(id) => self.b.ty_of(id),

@@ -12,9 +12,9 @@ struct Window {
 }
 
 impl Window {
-    /// Combines the `k × k` window of every output position with `combine`, or reduces over a
-    /// reshaped view when windows tile the input exactly. Returns the result and whether the
-    /// reshaped (reduction) path was used.
+    /// Pools `x` (padded with `pad_value`): when windows tile the input (`kernel == stride`),
+    /// `reduce` one reshaped view over axes 3 and 5; otherwise fold one strided slice per window
+    /// offset with `combine`. `None` if `x` is poisoned or the window does not fit (recorded).
     #[track_caller]
     fn apply<'b>(
         &self,
