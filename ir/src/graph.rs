@@ -269,6 +269,11 @@ impl Graph {
         Ok(())
     }
 
+    /// Removes every output (the nodes stay), so a pass can name new ones.
+    pub fn clear_outputs(&mut self) {
+        self.outputs.clear();
+    }
+
     /// The ids of every node that some output depends on, as a mask indexed by arena index.
     pub fn live_mask(&self) -> Vec<bool> {
         let mut live = vec![false; self.nodes.len()];

@@ -5,6 +5,7 @@
 //! a compiler bug and names the pass), and records how long each took. Autodiff, the e-graph
 //! optimizer, fusion and the memory plan join here as passes (ARCHITECTURE.md §1).
 
+pub mod autodiff;
 pub mod dce;
 pub mod pipeline;
 
