@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use kiln::frontend::optim::Optimizer;
 use kiln::ir::{DType, Graph, Op, Value};
 use kiln::zoo;
 
@@ -40,6 +41,9 @@ enum Command {
         /// Batch size for zoo models.
         #[arg(long, default_value_t = 1)]
         batch: usize,
+        /// Optimizer of the `train-step` stage.
+        #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
+        optimizer: OptimizerArg,
     },
     /// Run a `.kir` function on `.npy` inputs and write one `.npy` per output.
     Run {
@@ -70,6 +74,37 @@ enum Command {
 enum Stage {
     /// The graph as built (or parsed), before any pass.
     Graph,
+    /// Forward, loss and backward: the loss graph with a `grad.<param>` output per parameter.
+    Grad,
+    /// One whole training step: forward, loss, backward and the optimizer update.
+    TrainStep,
+}
+
+/// Optimizers for `--stage train-step`, with their default hyperparameters.
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimizerArg {
+    /// Plain SGD.
+    Sgd,
+    /// SGD with momentum 0.9.
+    Momentum,
+    /// SGD with Nesterov momentum 0.9.
+    Nesterov,
+    /// Adam (0.9, 0.999, 1e-8).
+    Adam,
+    /// AdamW with decoupled weight decay 0.01.
+    Adamw,
+}
+
+impl OptimizerArg {
+    fn optimizer(self) -> Optimizer {
+        match self {
+            OptimizerArg::Sgd => Optimizer::sgd(),
+            OptimizerArg::Momentum => Optimizer::momentum(0.9, false),
+            OptimizerArg::Nesterov => Optimizer::momentum(0.9, true),
+            OptimizerArg::Adam => Optimizer::adam(),
+            OptimizerArg::Adamw => Optimizer::adamw(0.01),
+        }
+    }
 }
 
 /// Dump formats.
@@ -90,7 +125,8 @@ fn main() -> ExitCode {
             stage,
             format,
             batch,
-        } => dump(&target, stage, format, batch),
+            optimizer,
+        } => dump(&target, stage, format, batch, optimizer),
         Command::Run {
             file,
             func,
@@ -109,19 +145,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn build_zoo(entry: &zoo::Entry, batch: usize) -> Result<Vec<Graph>, String> {
+fn build_zoo(entry: &zoo::Entry, batch: usize) -> Result<Vec<zoo::Model>, String> {
     if batch == 0 {
         return Err("--batch must be at least 1".into());
     }
-    let models =
-        (entry.build)(batch, DType::F32).map_err(|e| format!("building {}: {e}", entry.name))?;
-    Ok(models.into_iter().map(|m| m.graph).collect())
+    (entry.build)(batch, DType::F32).map_err(|e| format!("building {}: {e}", entry.name))
 }
 
 fn models(batch: usize) -> Result<(), String> {
     println!("{:<18} {:>10}  summary", "model", "params");
     for e in zoo::CATALOG {
-        let params: usize = build_zoo(e, batch)?.iter().map(Graph::param_count).sum();
+        let params: usize = build_zoo(e, batch)?
+            .iter()
+            .map(|m| m.graph.param_count())
+            .sum();
         println!("{:<18} {:>10}  {}", e.name, params, e.summary);
     }
     Ok(())
@@ -136,13 +173,19 @@ fn read_module(path: &Path) -> Result<Vec<Graph>, String> {
     Ok(graphs)
 }
 
-fn load_target(target: &str, batch: usize) -> Result<Vec<Graph>, String> {
+/// What `dump` was pointed at: zoo models (which know their loss) or parsed graphs.
+enum Target {
+    Zoo(Vec<zoo::Model>),
+    File(Vec<Graph>),
+}
+
+fn load_target(target: &str, batch: usize) -> Result<Target, String> {
     if let Some(e) = zoo::entry(target) {
-        return build_zoo(e, batch);
+        return Ok(Target::Zoo(build_zoo(e, batch)?));
     }
     let path = Path::new(target);
     if path.extension().is_some_and(|x| x == "kir") || path.exists() {
-        return read_module(path);
+        return Ok(Target::File(read_module(path)?));
     }
     let names: Vec<&str> = zoo::CATALOG.iter().map(|e| e.name).collect();
     Err(format!(
@@ -151,11 +194,47 @@ fn load_target(target: &str, batch: usize) -> Result<Vec<Graph>, String> {
     ))
 }
 
-fn dump(target: &str, stage: Stage, format: Format, batch: usize) -> Result<(), String> {
-    let graphs = load_target(target, batch)?;
-    let graphs = match stage {
-        Stage::Graph => graphs,
+/// The graphs of `target` at `stage`. Files reach the grad and train-step stages through an
+/// output named `loss`.
+fn staged(target: Target, stage: Stage, optimizer: OptimizerArg) -> Result<Vec<Graph>, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let loss_graphs: Vec<Graph> = match (&target, stage) {
+        (_, Stage::Graph) => {
+            return Ok(match target {
+                Target::Zoo(models) => models.into_iter().map(|m| m.graph).collect(),
+                Target::File(graphs) => graphs,
+            });
+        }
+        (Target::Zoo(models), _) => models
+            .iter()
+            .map(kiln::train::loss_graph)
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(&e))?,
+        (Target::File(graphs), _) => graphs.clone(),
     };
+    loss_graphs
+        .into_iter()
+        .map(|g| match stage {
+            Stage::Graph => Ok(g),
+            Stage::Grad => kiln::passes::autodiff::grad(&g, "loss", &[]).map_err(|e| err(&e)),
+            Stage::TrainStep => kiln::train::train_step_for(g, &optimizer.optimizer())
+                .map(|s| s.graph)
+                .map_err(|e| err(&e)),
+        })
+        .collect()
+}
+
+fn dump(
+    target: &str,
+    stage: Stage,
+    format: Format,
+    batch: usize,
+    optimizer: OptimizerArg,
+) -> Result<(), String> {
+    let graphs = staged(load_target(target, batch)?, stage, optimizer)?;
+    for g in &graphs {
+        kiln::ir::verify(g).map_err(|e| format!("internal error: {e}"))?;
+    }
     match format {
         Format::Text => print!("{}", kiln::ir::print::module_to_string(&graphs)),
         Format::Dot => {

@@ -96,6 +96,63 @@ impl Builder {
         }
     }
 
+    /// A builder that continues an existing graph (keeping its nodes and outputs). Its float
+    /// dtype is that of the graph's first parameter, or `f32`.
+    pub fn from_graph(graph: Graph) -> Self {
+        let float = graph
+            .params()
+            .next()
+            .map(|(_, n)| n.ty.dtype)
+            .unwrap_or(DType::F32);
+        let streams = graph
+            .nodes()
+            .filter_map(|(_, n)| match n.op {
+                Op::Rng { stream, .. } => Some(stream + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        Builder {
+            graph: RefCell::new(graph),
+            errors: RefCell::new(Vec::new()),
+            next_stream: Cell::new(streams),
+            float,
+            mode: Mode::Eval,
+        }
+    }
+
+    /// A handle to an existing node of the graph, or a poisoned handle (with an error
+    /// recorded) if there is no such node.
+    #[track_caller]
+    pub fn tensor(&self, id: NodeId) -> Tensor<'_> {
+        if id.index() < self.graph.borrow().len() {
+            self.handle(Some(id))
+        } else {
+            self.fail("tensor", format!("{id} is not a node of this graph"));
+            self.handle(None)
+        }
+    }
+
+    /// A handle to the input or parameter called `name`, if there is one.
+    pub fn leaf(&self, name: &str) -> Option<Tensor<'_>> {
+        let id = self.graph.borrow().leaf(name);
+        id.map(|id| self.handle(Some(id)))
+    }
+
+    /// Handles to the graph's outputs, in order, with their names.
+    pub fn outputs(&self) -> Vec<(String, Tensor<'_>)> {
+        let g = self.graph.borrow();
+        g.outputs()
+            .iter()
+            .map(|o| (o.name.clone(), self.handle(Some(o.value))))
+            .collect()
+    }
+
+    /// Removes every output (the nodes stay), to name new ones.
+    pub fn clear_outputs(&self) {
+        self.graph.borrow_mut().clear_outputs();
+    }
+
     /// Uses `dtype` (`f32` or `f64`) for parameters and float constants of layers.
     pub fn with_float(mut self, dtype: DType) -> Self {
         self.float = dtype;
@@ -188,7 +245,7 @@ impl Builder {
             .graph
             .borrow_mut()
             .input(name, TensorType::new(dtype, dims.into()));
-        self.leaf("input", r)
+        self.new_leaf("input", r)
     }
 
     /// A trainable parameter of the builder's float dtype, initialized by `init`.
@@ -198,11 +255,11 @@ impl Builder {
             .graph
             .borrow_mut()
             .param(name, TensorType::new(self.float, dims.into()), init);
-        self.leaf("param", r)
+        self.new_leaf("param", r)
     }
 
     #[track_caller]
-    fn leaf(&self, what: &str, r: Result<NodeId, kiln_ir::GraphError>) -> Tensor<'_> {
+    fn new_leaf(&self, what: &str, r: Result<NodeId, kiln_ir::GraphError>) -> Tensor<'_> {
         match r {
             Ok(id) => self.handle(Some(id)),
             Err(e) => {

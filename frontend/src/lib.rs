@@ -24,6 +24,7 @@ pub mod init;
 pub mod loss;
 pub mod nn;
 mod ops;
+pub mod optim;
 mod tensor;
 
 pub use builder::{BuildError, Builder, Mode, Tensor};

@@ -88,6 +88,11 @@ impl Value {
         }
     }
 
+    /// An `i64[]` scalar (the type of seeds).
+    pub fn i64_scalar(v: i64) -> Value {
+        Value::I64(ndarray::arr0(v).into_dyn())
+    }
+
     /// The scalar `i64` a seed operand holds, if this is one.
     pub fn as_i64_scalar(&self) -> Option<i64> {
         match self {

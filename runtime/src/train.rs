@@ -1,0 +1,141 @@
+//! Training: a training-step graph with its update mapping, and a session that owns the
+//! parameters and optimizer state and runs one step per call.
+//!
+//! A [`TrainStep`] graph takes the batch, the labels, the learning rate `lr`, every parameter
+//! and every optimizer state value, and returns `loss`, the model's outputs, and one output per
+//! parameter and state value that replaces it for the next step ([`TrainStep::updates`]).
+
+use std::collections::HashMap;
+
+use kiln_ir::{DType, Graph, Init, InterpError, TensorType, Value};
+use thiserror::Error;
+
+use crate::exec::{Backend, run};
+
+/// A training-step graph and how its outputs feed the next step.
+#[derive(Clone, Debug)]
+pub struct TrainStep {
+    /// The step graph.
+    pub graph: Graph,
+    /// `(output name, input or parameter name it replaces)`, parameters first.
+    pub updates: Vec<(String, String)>,
+    /// Optimizer state inputs with their types and initial values.
+    pub state: Vec<(String, TensorType, Init)>,
+    /// The names of the data inputs the caller feeds each step (batch and labels).
+    pub data_inputs: Vec<String>,
+}
+
+/// Errors from running training steps.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// Running the step failed.
+    #[error(transparent)]
+    Run(#[from] InterpError),
+    /// The step graph has no scalar float `loss` output, or no `lr` input.
+    #[error("malformed training step: {0}")]
+    Malformed(String),
+}
+
+/// Owns parameters and optimizer state; [`TrainSession::step`] runs one step and replaces them.
+#[derive(Debug)]
+pub struct TrainSession {
+    step: TrainStep,
+    values: HashMap<String, Value>,
+    steps_done: u64,
+    seed: u64,
+    backend: Backend,
+}
+
+impl TrainSession {
+    /// A session with parameters initialized from `seed` and zeroed optimizer state.
+    pub fn new(step: TrainStep, seed: u64) -> Result<Self, TrainError> {
+        let g = &step.graph;
+        if !g
+            .outputs()
+            .iter()
+            .any(|o| o.name == "loss" && g.ty(o.value).rank() == 0)
+        {
+            return Err(TrainError::Malformed(format!(
+                "@{} has no scalar `loss` output",
+                g.name()
+            )));
+        }
+        if g.leaf("lr").is_none() {
+            return Err(TrainError::Malformed(format!(
+                "@{} has no `lr` input",
+                g.name()
+            )));
+        }
+        let mut values = kiln_ir::init::init_params(g, seed);
+        for (name, ty, init) in &step.state {
+            values.insert(
+                name.clone(),
+                kiln_ir::init::materialize(*init, ty, name, seed),
+            );
+        }
+        Ok(TrainSession {
+            step,
+            values,
+            steps_done: 0,
+            seed,
+            backend: Backend::Interp,
+        })
+    }
+
+    /// Runs one step on `batch` (the data inputs by name) with learning rate `lr`, updates the
+    /// parameters and state, and returns the loss.
+    pub fn step(&mut self, batch: &HashMap<String, Value>, lr: f64) -> Result<f64, TrainError> {
+        let g = &self.step.graph;
+        let mut feeds = self.values.clone();
+        feeds.extend(batch.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let lr_ty = g.ty(g.leaf("lr").expect("checked in new")).clone();
+        feeds.insert("lr".into(), Value::splat(&lr_ty, lr));
+        if let Some(id) = g.leaf("rng_seed") {
+            if g.ty(id).dtype == DType::I64 {
+                let s = self
+                    .seed
+                    .wrapping_add(self.steps_done)
+                    .wrapping_mul(0x9E37_79B9) as i64;
+                feeds.insert("rng_seed".into(), Value::i64_scalar(s));
+            }
+        }
+        let outputs = run(g, &feeds, self.seed, self.backend)?;
+        let by_name: HashMap<&str, &Value> = g
+            .outputs()
+            .iter()
+            .map(|o| o.name.as_str())
+            .zip(&outputs)
+            .collect();
+        for (out, replaces) in &self.step.updates {
+            if let Some(v) = by_name.get(out.as_str()) {
+                self.values.insert(replaces.clone(), (*v).clone());
+            }
+        }
+        self.steps_done += 1;
+        let loss = by_name
+            .get("loss")
+            .map(|v| v.to_f64_vec()[0])
+            .unwrap_or(f64::NAN);
+        Ok(loss)
+    }
+
+    /// The current value of a parameter or state value.
+    pub fn value(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+
+    /// Current parameter and state values by name.
+    pub fn values(&self) -> &HashMap<String, Value> {
+        &self.values
+    }
+
+    /// Steps run so far.
+    pub fn steps_done(&self) -> u64 {
+        self.steps_done
+    }
+
+    /// The step being run.
+    pub fn train_step(&self) -> &TrainStep {
+        &self.step
+    }
+}
