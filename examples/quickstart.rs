@@ -21,15 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Run it: inputs by name, parameters initialized from a seed.
     let xs: Vec<f32> = (0..12).map(|i| i as f32 / 12.0 - 0.5).collect();
-    let feeds = HashMap::from([(
-        "x".to_string(),
-        Value::F32(ndarray::ArrayD::from_shape_vec(
-            ndarray::IxDyn(&[3, 4]),
-            xs,
-        )?),
-    )]);
-    let outputs =
-        kiln::runtime::exec::run(&graph, &feeds, 0, kiln::runtime::exec::Backend::Interp)?;
+    let feeds =
+        HashMap::from([("x".to_string(), Value::F32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[3, 4]), xs)?))]);
+    let outputs = kiln::runtime::exec::run(&graph, &feeds, 0, kiln::runtime::exec::Backend::Interp)?;
     println!("probs = {:?}", outputs[0].to_f64_vec());
     Ok(())
 }

@@ -10,11 +10,7 @@ use kiln::ir::{DType, Graph, Op, Value};
 use kiln::zoo;
 
 #[derive(Parser)]
-#[command(
-    name = "kiln",
-    version,
-    about = "kiln: a deep-learning compiler. Build, inspect and run tensor IR."
-)]
+#[command(name = "kiln", version, about = "kiln: a deep-learning compiler. Build, inspect and run tensor IR.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -120,20 +116,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Models { batch } => models(batch),
-        Command::Dump {
-            target,
-            stage,
-            format,
-            batch,
-            optimizer,
-        } => dump(&target, stage, format, batch, optimizer),
-        Command::Run {
-            file,
-            func,
-            inputs,
-            seed,
-            out,
-        } => run(&file, func.as_deref(), &inputs, seed, &out),
+        Command::Dump { target, stage, format, batch, optimizer } => dump(&target, stage, format, batch, optimizer),
+        Command::Run { file, func, inputs, seed, out } => run(&file, func.as_deref(), &inputs, seed, &out),
         Command::Check { file } => check(&file),
     };
     match r {
@@ -155,10 +139,7 @@ fn build_zoo(entry: &zoo::Entry, batch: usize) -> Result<Vec<zoo::Model>, String
 fn models(batch: usize) -> Result<(), String> {
     println!("{:<18} {:>10}  summary", "model", "params");
     for e in zoo::CATALOG {
-        let params: usize = build_zoo(e, batch)?
-            .iter()
-            .map(|m| m.graph.param_count())
-            .sum();
+        let params: usize = build_zoo(e, batch)?.iter().map(|m| m.graph.param_count()).sum();
         println!("{:<18} {:>10}  {}", e.name, params, e.summary);
     }
     Ok(())
@@ -188,10 +169,7 @@ fn load_target(target: &str, batch: usize) -> Result<Target, String> {
         return Ok(Target::File(read_module(path)?));
     }
     let names: Vec<&str> = zoo::CATALOG.iter().map(|e| e.name).collect();
-    Err(format!(
-        "`{target}` is neither a zoo model ({}) nor a .kir file",
-        names.join(", ")
-    ))
+    Err(format!("`{target}` is neither a zoo model ({}) nor a .kir file", names.join(", ")))
 }
 
 /// The graphs of `target` at `stage`. Files reach the grad and train-step stages through an
@@ -205,11 +183,9 @@ fn staged(target: Target, stage: Stage, optimizer: OptimizerArg) -> Result<Vec<G
                 Target::File(graphs) => graphs,
             });
         }
-        (Target::Zoo(models), _) => models
-            .iter()
-            .map(kiln::train::loss_graph)
-            .collect::<Result<_, _>>()
-            .map_err(|e| err(&e))?,
+        (Target::Zoo(models), _) => {
+            models.iter().map(kiln::train::loss_graph).collect::<Result<_, _>>().map_err(|e| err(&e))?
+        }
         (Target::File(graphs), _) => graphs.clone(),
     };
     loss_graphs
@@ -217,20 +193,14 @@ fn staged(target: Target, stage: Stage, optimizer: OptimizerArg) -> Result<Vec<G
         .map(|g| match stage {
             Stage::Graph => Ok(g),
             Stage::Grad => kiln::passes::autodiff::grad(&g, "loss", &[]).map_err(|e| err(&e)),
-            Stage::TrainStep => kiln::train::train_step_for(g, &optimizer.optimizer())
-                .map(|s| s.graph)
-                .map_err(|e| err(&e)),
+            Stage::TrainStep => {
+                kiln::train::train_step_for(g, &optimizer.optimizer()).map(|s| s.graph).map_err(|e| err(&e))
+            }
         })
         .collect()
 }
 
-fn dump(
-    target: &str,
-    stage: Stage,
-    format: Format,
-    batch: usize,
-    optimizer: OptimizerArg,
-) -> Result<(), String> {
+fn dump(target: &str, stage: Stage, format: Format, batch: usize, optimizer: OptimizerArg) -> Result<(), String> {
     let graphs = staged(load_target(target, batch)?, stage, optimizer)?;
     for g in &graphs {
         kiln::ir::verify(g).map_err(|e| format!("internal error: {e}"))?;
@@ -263,11 +233,7 @@ fn check(path: &Path) -> Result<(), String> {
             Err(e) => failed.push(e.to_string()),
         }
     }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{}: {}", path.display(), failed.join("\n")))
-    }
+    if failed.is_empty() { Ok(()) } else { Err(format!("{}: {}", path.display(), failed.join("\n"))) }
 }
 
 fn pick_func(graphs: Vec<Graph>, func: Option<&str>) -> Result<Graph, String> {
@@ -281,31 +247,17 @@ fn pick_func(graphs: Vec<Graph>, func: Option<&str>) -> Result<Graph, String> {
                 .ok_or_else(|| format!("no function @{f} (the file has {})", names.join(", ")))
         }
         None if graphs.len() == 1 => Ok(graphs.into_iter().next().expect("one graph")),
-        None => Err(format!(
-            "the file has several functions ({}): choose one with --func",
-            names.join(", ")
-        )),
+        None => Err(format!("the file has several functions ({}): choose one with --func", names.join(", "))),
     }
 }
 
-fn run(
-    file: &Path,
-    func: Option<&str>,
-    inputs: &[String],
-    seed: u64,
-    out: &Path,
-) -> Result<(), String> {
+fn run(file: &Path, func: Option<&str>, inputs: &[String], seed: u64, out: &Path) -> Result<(), String> {
     let graph = pick_func(read_module(file)?, func)?;
     let mut feeds: HashMap<String, Value> = HashMap::new();
     for spec in inputs {
-        let (name, path) = spec
-            .split_once('=')
-            .ok_or_else(|| format!("--input `{spec}`: expected NAME=path.npy"))?;
+        let (name, path) = spec.split_once('=').ok_or_else(|| format!("--input `{spec}`: expected NAME=path.npy"))?;
         let Some(id) = graph.leaf(name) else {
-            let known: Vec<&str> = graph
-                .leaves()
-                .filter_map(|(_, n)| n.op.leaf_name())
-                .collect();
+            let known: Vec<&str> = graph.leaves().filter_map(|(_, n)| n.op.leaf_name()).collect();
             return Err(format!(
                 "--input `{name}`: @{} has no input or parameter `{name}` (it has: {})",
                 graph.name(),
@@ -313,8 +265,7 @@ fn run(
             ));
         };
         let ty = graph.ty(id);
-        let v = kiln::runtime::npy::read(Path::new(path), ty)
-            .map_err(|e| format!("--input `{name}`: {e}"))?;
+        let v = kiln::runtime::npy::read(Path::new(path), ty).map_err(|e| format!("--input `{name}`: {e}"))?;
         feeds.insert(name.to_string(), v);
     }
     for (id, node) in graph.inputs() {
@@ -325,20 +276,13 @@ fn run(
             continue;
         }
         if name == "rng_seed" && node.ty.dtype == DType::I64 && node.ty.rank() == 0 {
-            feeds.insert(
-                name.clone(),
-                Value::I64(ndarray::arr0(seed as i64).into_dyn()),
-            );
+            feeds.insert(name.clone(), Value::I64(ndarray::arr0(seed as i64).into_dyn()));
             continue;
         }
-        return Err(format!(
-            "missing --input {name}=FILE.npy for input `{name}` of type {}",
-            graph.ty(id)
-        ));
+        return Err(format!("missing --input {name}=FILE.npy for input `{name}` of type {}", graph.ty(id)));
     }
-    let outputs =
-        kiln::runtime::exec::run(&graph, &feeds, seed, kiln::runtime::exec::Backend::Interp)
-            .map_err(|e| e.to_string())?;
+    let outputs = kiln::runtime::exec::run(&graph, &feeds, seed, kiln::runtime::exec::Backend::Interp)
+        .map_err(|e| e.to_string())?;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     for (o, v) in graph.outputs().iter().zip(&outputs) {
         let path = out.join(format!("{}.npy", o.name));

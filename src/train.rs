@@ -38,10 +38,7 @@ pub fn loss_graph(model: &Model) -> Result<Graph, BuildError> {
         };
         b.output("loss", l);
     } else {
-        b.fail(
-            "loss_graph",
-            format!("@{} has no output to take the loss of", model.graph.name()),
-        );
+        b.fail("loss_graph", format!("@{} has no output to take the loss of", model.graph.name()));
     }
     b.finish()
 }
@@ -60,21 +57,14 @@ pub fn train_step(model: &Model, optimizer: &Optimizer) -> Result<TrainStep, Tra
 /// The training step of any graph with a scalar `loss` output: its parameters are trained with
 /// `optimizer`; its other outputs are kept after `loss`.
 pub fn train_step_for(mut g: Graph, optimizer: &Optimizer) -> Result<TrainStep, TrainBuildError> {
-    let loss_id = g
-        .outputs()
-        .iter()
-        .find(|o| o.name == "loss")
-        .map(|o| o.value)
-        .ok_or_else(|| BuildError {
-            op: "train_step".into(),
-            message: format!("@{} has no `loss` output to minimize", g.name()),
-            location: "<train_step>".into(),
-            more: 0,
-        })?;
-    let params: Vec<(String, kiln_ir::NodeId)> = g
-        .params()
-        .filter_map(|(id, n)| n.op.leaf_name().map(|s| (s.to_string(), id)))
-        .collect();
+    let loss_id = g.outputs().iter().find(|o| o.name == "loss").map(|o| o.value).ok_or_else(|| BuildError {
+        op: "train_step".into(),
+        message: format!("@{} has no `loss` output to minimize", g.name()),
+        location: "<train_step>".into(),
+        more: 0,
+    })?;
+    let params: Vec<(String, kiln_ir::NodeId)> =
+        g.params().filter_map(|(id, n)| n.op.leaf_name().map(|s| (s.to_string(), id))).collect();
     let ids: Vec<_> = params.iter().map(|p| p.1).collect();
     let grads = backprop(&mut g, loss_id, &ids)?;
     g.set_name(format!("{}_train_{}", g.name(), optimizer.name()));
@@ -82,18 +72,11 @@ pub fn train_step_for(mut g: Graph, optimizer: &Optimizer) -> Result<TrainStep, 
     let outs = b.outputs();
     b.clear_outputs();
     let lr = b.input("lr", b.float(), []);
-    let triples: Vec<(String, Tensor<'_>, Tensor<'_>)> = params
-        .iter()
-        .zip(&grads)
-        .map(|((name, id), gid)| (name.clone(), b.tensor(*id), b.tensor(*gid)))
-        .collect();
+    let triples: Vec<(String, Tensor<'_>, Tensor<'_>)> =
+        params.iter().zip(&grads).map(|((name, id), gid)| (name.clone(), b.tensor(*id), b.tensor(*gid))).collect();
     let updates = optimizer.apply(&b, &triples, lr);
     // `loss` first, then the model's own outputs in their order.
-    for (name, t) in outs
-        .iter()
-        .filter(|(n, _)| n == "loss")
-        .chain(outs.iter().filter(|(n, _)| n != "loss"))
-    {
+    for (name, t) in outs.iter().filter(|(n, _)| n == "loss").chain(outs.iter().filter(|(n, _)| n != "loss")) {
         b.output(name, *t);
     }
     let mut mapping = Vec::new();
@@ -112,10 +95,5 @@ pub fn train_step_for(mut g: Graph, optimizer: &Optimizer) -> Result<TrainStep, 
         .filter_map(|(_, n)| n.op.leaf_name().map(String::from))
         .filter(|n| n != "lr" && n != "rng_seed" && !state.iter().any(|s| &s.0 == n))
         .collect();
-    Ok(TrainStep {
-        graph,
-        updates: mapping,
-        state,
-        data_inputs,
-    })
+    Ok(TrainStep { graph, updates: mapping, state, data_inputs })
 }

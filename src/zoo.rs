@@ -4,9 +4,7 @@
 //! Every model's graph has one input `x` (ids for the LSTM) and one output; [`Model::loss`]
 //! and [`Model::labels`] say how it is trained. The GAN is two graphs.
 
-use kiln_frontend::nn::{
-    Conv2d, Embedding, LayerNorm, Linear, Lstm, MaxPool2d, MultiHeadAttention,
-};
+use kiln_frontend::nn::{Conv2d, Embedding, LayerNorm, Linear, Lstm, MaxPool2d, MultiHeadAttention};
 use kiln_frontend::{BuildError, Builder, init};
 use kiln_ir::{DType, Graph, TensorType};
 
@@ -91,11 +89,7 @@ pub fn entry(name: &str) -> Option<&'static Entry> {
 }
 
 fn model(b: Builder, loss: Loss, labels: TensorType) -> Result<Model, BuildError> {
-    Ok(Model {
-        graph: b.finish()?,
-        loss,
-        labels,
-    })
+    Ok(Model { graph: b.finish()?, loss, labels })
 }
 
 /// XOR: `x: [batch, 2]` → `prob: [batch, 1]`, trained with MSE.
@@ -106,12 +100,8 @@ pub fn xor_mlp(batch: usize) -> Result<Model, BuildError> {
 fn xor_mlp_in(batch: usize, float: DType) -> Result<Model, BuildError> {
     let b = Builder::new("xor_mlp").with_float(float);
     let x = b.input("x", float, [batch, 2]);
-    let h = Linear::with_init(&b, "hidden", 2, 2, init::xavier_uniform(2, 2), true)
-        .forward(x)
-        .sigmoid();
-    let y = Linear::with_init(&b, "out", 2, 1, init::xavier_uniform(2, 1), true)
-        .forward(h)
-        .sigmoid();
+    let h = Linear::with_init(&b, "hidden", 2, 2, init::xavier_uniform(2, 2), true).forward(x).sigmoid();
+    let y = Linear::with_init(&b, "out", 2, 1, init::xavier_uniform(2, 1), true).forward(h).sigmoid();
     b.output("prob", y);
     model(b, Loss::Mse, TensorType::new(float, [batch, 1]))
 }
@@ -198,9 +188,7 @@ fn transformer_block_in(batch: usize, float: DType) -> Result<Model, BuildError>
     let x = b.input("x", float, [batch, seq, d]);
     let attn = MultiHeadAttention::new(&b, "attn", d, heads);
     let h = x + attn.forward(LayerNorm::new(&b, "ln1", d).forward(x));
-    let f = Linear::new(&b, "ffn1", d, ffn)
-        .forward(LayerNorm::new(&b, "ln2", d).forward(h))
-        .gelu();
+    let f = Linear::new(&b, "ffn1", d, ffn).forward(LayerNorm::new(&b, "ln2", d).forward(h)).gelu();
     let y = h + Linear::new(&b, "ffn2", ffn, d).forward(f);
     b.output("y", y);
     model(b, Loss::Mse, TensorType::new(float, [batch, seq, d]))
@@ -209,7 +197,8 @@ fn transformer_block_in(batch: usize, float: DType) -> Result<Model, BuildError>
 /// The two graphs of a GAN.
 #[derive(Clone, Debug)]
 pub struct Gan {
-    /// `z: [batch, 64]` → `image: [batch, 784]` in `[-1, 1]`.
+    /// `z: [batch, 64]` → `image: [batch, 784]` in `[-1, 1]`; alone, trained with MSE against
+    /// target images.
     pub generator: Model,
     /// `x: [batch, 784]` → `prob: [batch, 1]` that `x` is real.
     pub discriminator: Model,
@@ -224,30 +213,17 @@ fn gan_in(batch: usize, float: DType) -> Result<Gan, BuildError> {
     let g = Builder::new("gan_generator").with_float(float);
     let z = g.input("z", float, [batch, 64]);
     let h = Linear::new(&g, "g1", 64, 256).forward(z).relu();
-    let img = Linear::with_init(&g, "g2", 256, 784, init::xavier_uniform(256, 784), true)
-        .forward(h)
-        .tanh();
+    let img = Linear::with_init(&g, "g2", 256, 784, init::xavier_uniform(256, 784), true).forward(h).tanh();
     g.output("image", img);
-    let generator = model(
-        g,
-        Loss::BinaryCrossEntropy,
-        TensorType::new(float, [batch, 1]),
-    )?;
+    // On its own the generator is trained like a decoder, against target images; adversarial
+    // training composes it with the discriminator.
+    let generator = model(g, Loss::Mse, TensorType::new(float, [batch, 784]))?;
 
     let d = Builder::new("gan_discriminator").with_float(float);
     let x = d.input("x", float, [batch, 784]);
     let h = Linear::new(&d, "d1", 784, 256).forward(x).leaky_relu(0.2);
-    let p = Linear::with_init(&d, "d2", 256, 1, init::xavier_uniform(256, 1), true)
-        .forward(h)
-        .sigmoid();
+    let p = Linear::with_init(&d, "d2", 256, 1, init::xavier_uniform(256, 1), true).forward(h).sigmoid();
     d.output("prob", p);
-    let discriminator = model(
-        d,
-        Loss::BinaryCrossEntropy,
-        TensorType::new(float, [batch, 1]),
-    )?;
-    Ok(Gan {
-        generator,
-        discriminator,
-    })
+    let discriminator = model(d, Loss::BinaryCrossEntropy, TensorType::new(float, [batch, 1]))?;
+    Ok(Gan { generator, discriminator })
 }

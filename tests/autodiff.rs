@@ -9,9 +9,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use kiln::ir::{
-    DType, Graph, Init, Literal, NodeId, Op, ReduceOp, TensorType, Value, interp, parse_graph,
-};
+use kiln::ir::{DType, Graph, Init, Literal, NodeId, Op, ReduceOp, TensorType, Value, interp, parse_graph};
 use kiln::passes::autodiff::{AutodiffError, backprop, grad};
 use kiln::prelude::{Builder, loss, nn};
 
@@ -19,41 +17,20 @@ const H: f64 = 1e-6;
 const TOL: f64 = 1e-6;
 
 fn pseudo(n: usize, salt: u64) -> Vec<f64> {
-    (0..n as u64)
-        .map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0)
-        .collect()
+    (0..n as u64).map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0).collect()
 }
 
 /// Adds `loss = sum(y * r)` for a fixed random `r`, returning the loss node.
 fn weighted_sum(g: &mut Graph, y: NodeId) -> NodeId {
     let ty = g.ty(y).clone();
-    let r = g
-        .param(
-            "fd.r",
-            ty.clone(),
-            Init::Normal {
-                mean: Literal(0.0),
-                std: Literal(1.0),
-            },
-        )
-        .unwrap();
+    let r = g.param("fd.r", ty.clone(), Init::Normal { mean: Literal(0.0), std: Literal(1.0) }).unwrap();
     let p = g.add(Op::Binary(kiln::ir::BinaryOp::Mul), &[y, r]).unwrap();
-    g.add(
-        Op::Reduce {
-            op: ReduceOp::Sum,
-            axes: (0..ty.rank()).collect(),
-        },
-        &[p],
-    )
-    .unwrap()
+    g.add(Op::Reduce { op: ReduceOp::Sum, axes: (0..ty.rank()).collect() }, &[p]).unwrap()
 }
 
 /// Random `f64` values for every `f64` leaf of `g` not in `fixed`; `positive` makes them > 0.
 fn random_feeds(g: &Graph, fixed: &[(&str, Value)], positive: bool) -> HashMap<String, Value> {
-    let mut feeds: HashMap<String, Value> = fixed
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
+    let mut feeds: HashMap<String, Value> = fixed.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     for (i, (_, n)) in g.leaves().enumerate() {
         let name = n.op.leaf_name().unwrap();
         if feeds.contains_key(name) || name == "fd.r" {
@@ -82,10 +59,7 @@ fn check(g: &Graph, wrt: &[&str], fixed: &[(&str, Value)], positive: bool) {
     lossg.add_output("loss", l).unwrap();
     let feeds = random_feeds(&lossg, fixed, positive);
     let mut gg = lossg.clone();
-    let ids: Vec<NodeId> = wrt
-        .iter()
-        .map(|w| gg.leaf(w).unwrap_or_else(|| panic!("no leaf {w}")))
-        .collect();
+    let ids: Vec<NodeId> = wrt.iter().map(|w| gg.leaf(w).unwrap_or_else(|| panic!("no leaf {w}"))).collect();
     let grads = backprop(&mut gg, l, &ids).unwrap();
     kiln::ir::verify(&gg).unwrap();
     for (i, gid) in grads.iter().enumerate() {
@@ -126,67 +100,30 @@ fn one(args: &str, stmt: &str, ty: &str) -> Graph {
 #[test]
 fn unary_rules() {
     for op in ["neg", "exp", "sin", "cos", "tanh", "abs"] {
-        check(
-            &one("%x: f64[2,3]", &format!("{op} %x"), "f64[2,3]"),
-            &["x"],
-            &[],
-            false,
-        );
+        check(&one("%x: f64[2,3]", &format!("{op} %x"), "f64[2,3]"), &["x"], &[], false);
     }
     for op in ["log", "sqrt", "recip"] {
-        check(
-            &one("%x: f64[2,3]", &format!("{op} %x"), "f64[2,3]"),
-            &["x"],
-            &[],
-            true,
-        );
+        check(&one("%x: f64[2,3]", &format!("{op} %x"), "f64[2,3]"), &["x"], &[], true);
     }
 }
 
 #[test]
 fn binary_rules() {
     for op in ["add", "sub", "mul", "max", "min"] {
-        check(
-            &one(
-                "%a: f64[2,3], %b: f64[2,3]",
-                &format!("{op} %a, %b"),
-                "f64[2,3]",
-            ),
-            &["a", "b"],
-            &[],
-            false,
-        );
+        check(&one("%a: f64[2,3], %b: f64[2,3]", &format!("{op} %a, %b"), "f64[2,3]"), &["a", "b"], &[], false);
     }
     for op in ["div", "pow"] {
-        check(
-            &one(
-                "%a: f64[2,3], %b: f64[2,3]",
-                &format!("{op} %a, %b"),
-                "f64[2,3]",
-            ),
-            &["a", "b"],
-            &[],
-            true,
-        );
+        check(&one("%a: f64[2,3], %b: f64[2,3]", &format!("{op} %a, %b"), "f64[2,3]"), &["a", "b"], &[], true);
     }
     // An operand used twice gets both contributions.
-    check(
-        &one("%a: f64[4]", "mul %a, %a", "f64[4]"),
-        &["a"],
-        &[],
-        false,
-    );
+    check(&one("%a: f64[4]", "mul %a, %a", "f64[4]"), &["a"], &[], false);
 }
 
 #[test]
 fn select_rule_routes_by_the_mask() {
     let c = boolv(&[2, 2], &[true, false, false, true]);
     check(
-        &one(
-            "%c: bool[2,2], %a: f64[2,2], %b: f64[2,2]",
-            "select %c, %a, %b",
-            "f64[2,2]",
-        ),
+        &one("%c: bool[2,2], %a: f64[2,2], %b: f64[2,2]", "select %c, %a, %b", "f64[2,2]"),
         &["a", "b"],
         &[("c", c)],
         false,
@@ -197,25 +134,12 @@ fn select_rule_routes_by_the_mask() {
 fn reduction_rules_over_every_axis_set() {
     let sets: [&[usize]; 8] = [&[], &[0], &[1], &[2], &[0, 1], &[0, 2], &[1, 2], &[0, 1, 2]];
     for axes in sets {
-        let kept: Vec<String> = [2, 3, 4]
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !axes.contains(i))
-            .map(|(_, d)| d.to_string())
-            .collect();
+        let kept: Vec<String> =
+            [2, 3, 4].iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| d.to_string()).collect();
         let ty = format!("f64[{}]", kept.join(","));
         let list: Vec<String> = axes.iter().map(|a| a.to_string()).collect();
         for op in ["reduce_sum", "reduce_max"] {
-            check(
-                &one(
-                    "%x: f64[2,3,4]",
-                    &format!("{op} %x {{axes=[{}]}}", list.join(",")),
-                    &ty,
-                ),
-                &["x"],
-                &[],
-                false,
-            );
+            check(&one("%x: f64[2,3,4]", &format!("{op} %x {{axes=[{}]}}", list.join(",")), &ty), &["x"], &[], false);
         }
     }
 }
@@ -227,147 +151,56 @@ fn reduce_max_splits_ties_evenly() {
     let y = g.outputs()[0].value;
     let d = backprop(&mut g, y, &[x]).unwrap()[0];
     g.add_output("d", d).unwrap();
-    let out = interp::run(
-        &g,
-        &[("x".to_string(), f64v(&[3], &[1.0, 3.0, 3.0]))].into(),
-    )
-    .unwrap();
+    let out = interp::run(&g, &[("x".to_string(), f64v(&[3], &[1.0, 3.0, 3.0]))].into()).unwrap();
     assert_eq!(out[1].to_f64_vec(), vec![0.0, 0.5, 0.5]);
 }
 
 #[test]
 fn movement_rules() {
-    check(
-        &one("%x: f64[2,6]", "reshape %x", "f64[3,2,2]"),
-        &["x"],
-        &[],
-        false,
-    );
-    check(
-        &one("%x: f64[2,3,4]", "permute %x {perm=[2,0,1]}", "f64[4,2,3]"),
-        &["x"],
-        &[],
-        false,
-    );
-    check(
-        &one("%x: f64[3,1]", "broadcast %x {dims=[1,2]}", "f64[2,3,4]"),
-        &["x"],
-        &[],
-        false,
-    );
-    check(
-        &one("%x: f64[3]", "broadcast %x {dims=[0]}", "f64[3,2]"),
-        &["x"],
-        &[],
-        false,
-    );
-    check(
-        &one("%x: f64[1]", "broadcast %x {dims=[0]}", "f64[5]"),
-        &["x"],
-        &[],
-        false,
-    );
-    check(
-        &one(
-            "%x: f64[7,9]",
-            "slice %x {start=[1,2], stop=[7,8], step=[2,3]}",
-            "f64[3,2]",
-        ),
-        &["x"],
-        &[],
-        false,
-    );
-    check(
-        &one(
-            "%x: f64[5,4]",
-            "slice %x {start=[1,0], stop=[5,4], step=[3,1]}",
-            "f64[2,4]",
-        ),
-        &["x"],
-        &[],
-        false,
-    );
-    check(
-        &one(
-            "%x: f64[2,3]",
-            "pad %x {low=[1,0], high=[2,3], value=5.0}",
-            "f64[5,6]",
-        ),
-        &["x"],
-        &[],
-        false,
-    );
+    check(&one("%x: f64[2,6]", "reshape %x", "f64[3,2,2]"), &["x"], &[], false);
+    check(&one("%x: f64[2,3,4]", "permute %x {perm=[2,0,1]}", "f64[4,2,3]"), &["x"], &[], false);
+    check(&one("%x: f64[3,1]", "broadcast %x {dims=[1,2]}", "f64[2,3,4]"), &["x"], &[], false);
+    check(&one("%x: f64[3]", "broadcast %x {dims=[0]}", "f64[3,2]"), &["x"], &[], false);
+    check(&one("%x: f64[1]", "broadcast %x {dims=[0]}", "f64[5]"), &["x"], &[], false);
+    check(&one("%x: f64[7,9]", "slice %x {start=[1,2], stop=[7,8], step=[2,3]}", "f64[3,2]"), &["x"], &[], false);
+    check(&one("%x: f64[5,4]", "slice %x {start=[1,0], stop=[5,4], step=[3,1]}", "f64[2,4]"), &["x"], &[], false);
+    check(&one("%x: f64[2,3]", "pad %x {low=[1,0], high=[2,3], value=5.0}", "f64[5,6]"), &["x"], &[], false);
     let text = "func @t(%a: f64[2,1], %b: f64[2,3], %c: f64[2,2]) -> (y: f64[2,6]) {\n  %r = concat %a, %b, %c {axis=1} : f64[2,6]\n  return %r\n}\n";
     check(&kir(text), &["a", "b", "c"], &[], false);
-    check(
-        &one("%x: f64[2,3]", "cast %x", "f64[2,3]"),
-        &["x"],
-        &[],
-        false,
-    );
+    check(&one("%x: f64[2,3]", "cast %x", "f64[2,3]"), &["x"], &[], false);
 }
 
 #[test]
 fn matmul_rule_with_batch_axes() {
-    check(
-        &one(
-            "%a: f64[2,3,4], %b: f64[2,4,5]",
-            "matmul %a, %b",
-            "f64[2,3,5]",
-        ),
-        &["a", "b"],
-        &[],
-        false,
-    );
-    check(
-        &one("%a: f64[3,4], %b: f64[4,2]", "matmul %a, %b", "f64[3,2]"),
-        &["a", "b"],
-        &[],
-        false,
-    );
+    check(&one("%a: f64[2,3,4], %b: f64[2,4,5]", "matmul %a, %b", "f64[2,3,5]"), &["a", "b"], &[], false);
+    check(&one("%a: f64[3,4], %b: f64[4,2]", "matmul %a, %b", "f64[3,2]"), &["a", "b"], &[], false);
 }
 
 #[test]
 fn conv2d_rules_with_stride_padding_dilation_and_groups() {
     let attrs = "{stride=[2,1], padding=[1,2], dilation=[1,2], groups=2}";
     check(
-        &one(
-            "%x: f64[2,4,5,6], %w: f64[6,2,3,2]",
-            &format!("conv2d %x, %w {attrs}"),
-            "f64[2,6,3,8]",
-        ),
+        &one("%x: f64[2,4,5,6], %w: f64[6,2,3,2]", &format!("conv2d %x, %w {attrs}"), "f64[2,6,3,8]"),
         &["x", "w"],
         &[],
         false,
     );
     let plain = "{stride=[1,1], padding=[0,0], dilation=[1,1], groups=1}";
     check(
-        &one(
-            "%x: f64[1,2,4,4], %w: f64[3,2,3,3]",
-            &format!("conv2d %x, %w {plain}"),
-            "f64[1,3,2,2]",
-        ),
+        &one("%x: f64[1,2,4,4], %w: f64[3,2,3,3]", &format!("conv2d %x, %w {plain}"), "f64[1,3,2,2]"),
         &["x", "w"],
         &[],
         false,
     );
     // The two gradient forms are differentiable too (grad of grad through a convolution).
     check(
-        &one(
-            "%g: f64[2,6,3,8], %w: f64[6,2,3,2]",
-            &format!("conv2d_grad_input %g, %w {attrs}"),
-            "f64[2,4,5,6]",
-        ),
+        &one("%g: f64[2,6,3,8], %w: f64[6,2,3,2]", &format!("conv2d_grad_input %g, %w {attrs}"), "f64[2,4,5,6]"),
         &["g", "w"],
         &[],
         false,
     );
     check(
-        &one(
-            "%x: f64[2,4,5,6], %g: f64[2,6,3,8]",
-            &format!("conv2d_grad_weight %x, %g {attrs}"),
-            "f64[6,2,3,2]",
-        ),
+        &one("%x: f64[2,4,5,6], %g: f64[2,6,3,8]", &format!("conv2d_grad_weight %x, %g {attrs}"), "f64[6,2,3,2]"),
         &["x", "g"],
         &[],
         false,
@@ -378,31 +211,19 @@ fn conv2d_rules_with_stride_padding_dilation_and_groups() {
 fn gather_and_scatter_rules() {
     let idx = i32v(&[2, 2], &[2, 0, 2, 1]);
     check(
-        &one(
-            "%x: f64[3,2], %i: i32[2,2]",
-            "gather %x, %i {axis=0}",
-            "f64[2,2,2]",
-        ),
+        &one("%x: f64[3,2], %i: i32[2,2]", "gather %x, %i {axis=0}", "f64[2,2,2]"),
         &["x"],
         &[("i", idx.clone())],
         false,
     );
     check(
-        &one(
-            "%x: f64[2,3], %i: i32[2,2]",
-            "gather %x, %i {axis=1}",
-            "f64[2,2,2]",
-        ),
+        &one("%x: f64[2,3], %i: i32[2,2]", "gather %x, %i {axis=1}", "f64[2,2,2]"),
         &["x"],
         &[("i", idx.clone())],
         false,
     );
     check(
-        &one(
-            "%u: f64[2,2,2], %i: i32[2,2]",
-            "scatter_add %u, %i {axis=0}",
-            "f64[3,2]",
-        ),
+        &one("%u: f64[2,2,2], %i: i32[2,2]", "scatter_add %u, %i {axis=0}", "f64[3,2]"),
         &["u"],
         &[("i", idx)],
         false,
@@ -426,18 +247,8 @@ fn composite_rules() {
     check(&built(|b| x(b).gelu()), &["x"], &[], false);
     check(&built(|b| x(b).sigmoid()), &["x"], &[], false);
     check(&built(|b| x(b).relu()), &["x"], &[], false);
-    check(
-        &built(|b| nn::LayerNorm::new(b, "ln", 4).forward(x(b))),
-        &["x", "ln.gamma", "ln.beta"],
-        &[],
-        false,
-    );
-    check(
-        &built(|b| nn::Linear::new(b, "fc", 4, 2).forward(x(b))),
-        &["x", "fc.weight", "fc.bias"],
-        &[],
-        false,
-    );
+    check(&built(|b| nn::LayerNorm::new(b, "ln", 4).forward(x(b))), &["x", "ln.gamma", "ln.beta"], &[], false);
+    check(&built(|b| nn::Linear::new(b, "fc", 4, 2).forward(x(b))), &["x", "fc.weight", "fc.bias"], &[], false);
     let labels = i32v(&[3], &[1, 3, 0]);
     check(
         &built(|b| loss::cross_entropy(x(b), b.input("labels", DType::I32, [3]))),
@@ -445,22 +256,9 @@ fn composite_rules() {
         &[("labels", labels)],
         false,
     );
-    check(
-        &built(|b| loss::cross_entropy(x(b), b.input("t", DType::F64, [3, 4]).softmax(-1))),
-        &["x", "t"],
-        &[],
-        false,
-    );
-    check(
-        &built(|b| loss::mse(x(b), b.input("t", DType::F64, [3, 4]))),
-        &["x", "t"],
-        &[],
-        false,
-    );
-    let t = f64v(
-        &[3, 4],
-        &[1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.5, 0.5, 0.0, 1.0],
-    );
+    check(&built(|b| loss::cross_entropy(x(b), b.input("t", DType::F64, [3, 4]).softmax(-1))), &["x", "t"], &[], false);
+    check(&built(|b| loss::mse(x(b), b.input("t", DType::F64, [3, 4]))), &["x", "t"], &[], false);
+    let t = f64v(&[3, 4], &[1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.5, 0.5, 0.0, 1.0]);
     check(
         &built(|b| loss::binary_cross_entropy(x(b).sigmoid(), b.input("t", DType::F64, [3, 4]))),
         &["x"],
@@ -474,48 +272,22 @@ fn pooling_rules() {
     fn x(b: &Builder) -> kiln::prelude::Tensor<'_> {
         b.input("x", DType::F64, [1, 2, 5, 5])
     }
-    check(
-        &built(|b| nn::MaxPool2d::new(2, 2, 0).forward(x(b))),
-        &["x"],
-        &[],
-        false,
-    );
-    check(
-        &built(|b| nn::MaxPool2d::new(3, 2, 1).forward(x(b))),
-        &["x"],
-        &[],
-        false,
-    );
-    check(
-        &built(|b| nn::AvgPool2d::new(2, 2, 0).forward(x(b))),
-        &["x"],
-        &[],
-        false,
-    );
-    check(
-        &built(|b| nn::AvgPool2d::new(3, 1, 1).forward(x(b))),
-        &["x"],
-        &[],
-        false,
-    );
+    check(&built(|b| nn::MaxPool2d::new(2, 2, 0).forward(x(b))), &["x"], &[], false);
+    check(&built(|b| nn::MaxPool2d::new(3, 2, 1).forward(x(b))), &["x"], &[], false);
+    check(&built(|b| nn::AvgPool2d::new(2, 2, 0).forward(x(b))), &["x"], &[], false);
+    check(&built(|b| nn::AvgPool2d::new(3, 1, 1).forward(x(b))), &["x"], &[], false);
 }
 
 #[test]
 fn recurrent_and_attention_layers() {
     check(
-        &built(|b| {
-            nn::Lstm::new(b, "l", 3, 2)
-                .forward(b.input("x", DType::F64, [2, 3, 3]))
-                .stacked(b)
-        }),
+        &built(|b| nn::Lstm::new(b, "l", 3, 2).forward(b.input("x", DType::F64, [2, 3, 3])).stacked(b)),
         &["x", "l.w_ih", "l.w_hh", "l.bias"],
         &[],
         false,
     );
     check(
-        &built(|b| {
-            nn::MultiHeadAttention::new(b, "a", 4, 2).forward(b.input("x", DType::F64, [1, 3, 4]))
-        }),
+        &built(|b| nn::MultiHeadAttention::new(b, "a", 4, 2).forward(b.input("x", DType::F64, [1, 3, 4]))),
         &["x", "a.q.weight", "a.k.weight", "a.out.bias"],
         &[],
         false,
@@ -534,28 +306,16 @@ fn stop_gradient_and_unused_values_give_zeros() {
     let mut g = kir(
         "func @t(%x: f64[2], %z: f64[2]) -> (y: f64[]) {\n  %2 = stop_gradient %x : f64[2]\n  %3 = mul %2, %x : f64[2]\n  %4 = reduce_sum %3 {axes=[0]} : f64[]\n  return %4\n}\n",
     );
-    let (x, z, y) = (
-        g.leaf("x").unwrap(),
-        g.leaf("z").unwrap(),
-        g.outputs()[0].value,
-    );
+    let (x, z, y) = (g.leaf("x").unwrap(), g.leaf("z").unwrap(), g.outputs()[0].value);
     let d = backprop(&mut g, y, &[x, z]).unwrap();
     g.add_output("dx", d[0]).unwrap();
     g.add_output("dz", d[1]).unwrap();
     let out = interp::run(
         &g,
-        &[
-            ("x".to_string(), f64v(&[2], &[3.0, -2.0])),
-            ("z".to_string(), f64v(&[2], &[1.0, 1.0])),
-        ]
-        .into(),
+        &[("x".to_string(), f64v(&[2], &[3.0, -2.0])), ("z".to_string(), f64v(&[2], &[1.0, 1.0]))].into(),
     )
     .unwrap();
-    assert_eq!(
-        out[1].to_f64_vec(),
-        vec![3.0, -2.0],
-        "only the unstopped factor contributes"
-    );
+    assert_eq!(out[1].to_f64_vec(), vec![3.0, -2.0], "only the unstopped factor contributes");
     assert_eq!(out[2].to_f64_vec(), vec![0.0, 0.0]);
 }
 
@@ -567,10 +327,7 @@ fn non_differentiable_paths_are_errors() {
     );
     let (x, y) = (g.leaf("x").unwrap(), g.outputs()[0].value);
     let e = backprop(&mut g, y, &[x]).unwrap_err();
-    assert!(
-        matches!(e, AutodiffError::Blocked { op: "cast", .. }),
-        "{e}"
-    );
+    assert!(matches!(e, AutodiffError::Blocked { op: "cast", .. }), "{e}");
     assert!(e.to_string().contains("stop_gradient"));
     // The same path cut explicitly is fine: the mask is a constant.
     let mut g = kir(
@@ -582,19 +339,9 @@ fn non_differentiable_paths_are_errors() {
     let mut g = kir(
         "func @t(%i: i32[2], %x: f64[2]) -> (y: f64[]) {\n  %2 = reduce_sum %x {axes=[0]} : f64[]\n  return %2\n}\n",
     );
-    let (i, x, y) = (
-        g.leaf("i").unwrap(),
-        g.leaf("x").unwrap(),
-        g.outputs()[0].value,
-    );
-    assert!(matches!(
-        backprop(&mut g, x, &[x]),
-        Err(AutodiffError::BadLoss { .. })
-    ));
-    assert!(matches!(
-        backprop(&mut g, y, &[i]),
-        Err(AutodiffError::NotFloat { .. })
-    ));
+    let (i, x, y) = (g.leaf("i").unwrap(), g.leaf("x").unwrap(), g.outputs()[0].value);
+    assert!(matches!(backprop(&mut g, x, &[x]), Err(AutodiffError::BadLoss { .. })));
+    assert!(matches!(backprop(&mut g, y, &[i]), Err(AutodiffError::NotFloat { .. })));
     let e = grad(&g, "nope", &[]).unwrap_err();
     assert_eq!(e.to_string(), "@t has no output named `nope`");
 }
@@ -607,23 +354,12 @@ fn second_derivative_of_tanh() {
     );
     let (x, y) = (g.leaf("x").unwrap(), g.outputs()[0].value);
     let d1 = backprop(&mut g, y, &[x]).unwrap()[0];
-    let s = g
-        .add(
-            Op::Reduce {
-                op: ReduceOp::Sum,
-                axes: vec![0],
-            },
-            &[d1],
-        )
-        .unwrap();
+    let s = g.add(Op::Reduce { op: ReduceOp::Sum, axes: vec![0] }, &[d1]).unwrap();
     let d2 = backprop(&mut g, s, &[x]).unwrap()[0];
     g.add_output("d2", d2).unwrap();
     let xs = [-1.5, -0.3, 0.0, 0.7, 2.0];
     let out = interp::run(&g, &[("x".to_string(), f64v(&[5], &xs))].into()).unwrap();
-    let want: Vec<f64> = xs
-        .iter()
-        .map(|&v: &f64| -2.0 * v.tanh() * (1.0 - v.tanh().powi(2)))
-        .collect();
+    let want: Vec<f64> = xs.iter().map(|&v: &f64| -2.0 * v.tanh() * (1.0 - v.tanh().powi(2))).collect();
     assert_close(&out[1].to_f64_vec(), &want, 1e-14);
 }
 
@@ -643,18 +379,8 @@ fn hessian_vector_product_of_an_mlp() {
     let (wid, l) = (hg.leaf(w).unwrap(), hg.outputs()[0].value);
     let gw = backprop(&mut hg, l, &[wid]).unwrap()[0];
     let v = hg.input("v", TensorType::new(DType::F64, [3, 5])).unwrap();
-    let gv = hg
-        .add(Op::Binary(kiln::ir::BinaryOp::Mul), &[gw, v])
-        .unwrap();
-    let gdotv = hg
-        .add(
-            Op::Reduce {
-                op: ReduceOp::Sum,
-                axes: vec![0, 1],
-            },
-            &[gv],
-        )
-        .unwrap();
+    let gv = hg.add(Op::Binary(kiln::ir::BinaryOp::Mul), &[gw, v]).unwrap();
+    let gdotv = hg.add(Op::Reduce { op: ReduceOp::Sum, axes: vec![0, 1] }, &[gv]).unwrap();
     let hv = backprop(&mut hg, gdotv, &[wid]).unwrap()[0];
     hg.add_output("grad", gw).unwrap();
     hg.add_output("hv", hv).unwrap();
@@ -679,29 +405,11 @@ fn grad_pass_names_its_outputs() {
     let m = kiln::zoo::xor_mlp(4).unwrap();
     let mut g = m.graph.clone();
     let p = g.outputs()[0].value;
-    let s = g
-        .add(
-            Op::Reduce {
-                op: ReduceOp::Sum,
-                axes: vec![0, 1],
-            },
-            &[p],
-        )
-        .unwrap();
+    let s = g.add(Op::Reduce { op: ReduceOp::Sum, axes: vec![0, 1] }, &[p]).unwrap();
     g.add_output("s", s).unwrap();
     let gg = grad(&g, "s", &[]).unwrap();
     let names: Vec<&str> = gg.outputs().iter().map(|o| o.name.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "prob",
-            "s",
-            "grad.hidden.weight",
-            "grad.hidden.bias",
-            "grad.out.weight",
-            "grad.out.bias"
-        ]
-    );
+    assert_eq!(names, ["prob", "s", "grad.hidden.weight", "grad.hidden.bias", "grad.out.weight", "grad.out.bias"]);
     let gx = grad(&g, "s", &["x"]).unwrap();
     assert_eq!(gx.outputs().last().unwrap().name, "grad.x");
 }

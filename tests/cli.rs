@@ -12,10 +12,7 @@ use kiln::ir::{Value, interp};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 
 fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .expect("the kiln binary runs")
+    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).output().expect("the kiln binary runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -52,14 +49,7 @@ fn read_f32(path: &Path) -> Vec<f64> {
 
 /// Dumps a zoo model to `dir/name.kir` through the CLI.
 fn dump_to(dir: &Path, model: &str, batch: usize) -> PathBuf {
-    let o = kiln(&[
-        "dump",
-        model,
-        "--stage",
-        "graph",
-        "--batch",
-        &batch.to_string(),
-    ]);
+    let o = kiln(&["dump", model, "--stage", "graph", "--batch", &batch.to_string()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let path = dir.join(format!("{model}.kir"));
     std::fs::write(&path, &o.stdout).unwrap();
@@ -68,21 +58,10 @@ fn dump_to(dir: &Path, model: &str, batch: usize) -> PathBuf {
 
 /// Asserts a failed run printed exactly one `error:` line containing `part`.
 fn assert_one_line_error(o: &Output, part: &str) {
-    assert!(
-        !o.status.success(),
-        "expected failure, got stdout {}",
-        stdout(o)
-    );
+    assert!(!o.status.success(), "expected failure, got stdout {}", stdout(o));
     let err = stderr(o);
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected: {err}"
-    );
-    assert!(
-        err.starts_with("error: ") && err.contains(part),
-        "{err:?} should contain {part:?}"
-    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+    assert!(err.starts_with("error: ") && err.contains(part), "{err:?} should contain {part:?}");
 }
 
 #[test]
@@ -91,11 +70,7 @@ fn models_lists_the_whole_zoo() {
     assert!(o.status.success());
     let out = stdout(&o);
     for e in kiln::zoo::CATALOG {
-        assert!(
-            out.lines().any(|l| l.starts_with(e.name)),
-            "{} missing from:\n{out}",
-            e.name
-        );
+        assert!(out.lines().any(|l| l.starts_with(e.name)), "{} missing from:\n{out}", e.name);
     }
     assert_eq!(kiln::zoo::CATALOG.len(), 7);
     assert!(out.contains("235146"), "mnist_mlp parameter count:\n{out}");
@@ -111,10 +86,7 @@ fn every_command_has_help() {
         vec!["check", "--help"],
     ] {
         let o = kiln(&cmd);
-        assert!(
-            o.status.success() && stdout(&o).contains("Usage"),
-            "{cmd:?}"
-        );
+        assert!(o.status.success() && stdout(&o).contains("Usage"), "{cmd:?}");
     }
 }
 
@@ -127,19 +99,10 @@ fn dumped_zoo_models_check_and_render_as_dot() {
         assert!(o.status.success(), "{}: {}", e.name, stderr(&o));
         assert!(stdout(&o).starts_with("ok: @"), "{}", stdout(&o));
         let o = kiln(&["dump", e.name, "--format", "dot"]);
-        assert!(
-            o.status.success() && stdout(&o).starts_with("digraph"),
-            "{}",
-            e.name
-        );
+        assert!(o.status.success() && stdout(&o).starts_with("digraph"), "{}", e.name);
         // A dumped file dumps back to the same text.
         let o = kiln(&["dump", path.to_str().unwrap()]);
-        assert_eq!(
-            stdout(&o),
-            std::fs::read_to_string(&path).unwrap(),
-            "{}",
-            e.name
-        );
+        assert_eq!(stdout(&o), std::fs::read_to_string(&path).unwrap(), "{}", e.name);
     }
 }
 
@@ -148,21 +111,13 @@ fn run_of_a_dumped_model_matches_the_dsl_graph_in_process() {
     let dir = scratch("run");
     let batch = 3;
     let path = dump_to(&dir, "mnist_mlp", batch);
-    let x = f32v(
-        &[batch, 784],
-        &(0..batch * 784)
-            .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
-            .collect::<Vec<_>>(),
-    );
+    let x = f32v(&[batch, 784], &(0..batch * 784).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect::<Vec<_>>());
     write_npy(&dir.join("x.npy"), &x);
     // fc3.bias given explicitly, the other parameters from the seed.
     let bias = f32v(&[10], &[0.5; 10]);
     write_npy(&dir.join("b.npy"), &bias);
     let out_dir = dir.join("out");
-    let (xi, bi) = (
-        format!("x={}", dir.join("x.npy").display()),
-        format!("fc3.bias={}", dir.join("b.npy").display()),
-    );
+    let (xi, bi) = (format!("x={}", dir.join("x.npy").display()), format!("fc3.bias={}", dir.join("b.npy").display()));
     let o = kiln(&[
         "run",
         path.to_str().unwrap(),
@@ -180,21 +135,11 @@ fn run_of_a_dumped_model_matches_the_dsl_graph_in_process() {
     let got = read_f32(&out_dir.join("logits.npy"));
 
     let g = kiln::zoo::mnist_mlp(batch).unwrap().graph;
-    let feeds: HashMap<String, Value> =
-        [("x".to_string(), x), ("fc3.bias".to_string(), bias)].into();
+    let feeds: HashMap<String, Value> = [("x".to_string(), x), ("fc3.bias".to_string(), bias)].into();
     let want = interp::run_with_init(&g, &feeds, 42).unwrap()[0].to_f64_vec();
     assert_eq!(got, want);
     // Another seed gives other parameters, so other logits.
-    let o = kiln(&[
-        "run",
-        path.to_str().unwrap(),
-        "--input",
-        &xi,
-        "--seed",
-        "43",
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
+    let o = kiln(&["run", path.to_str().unwrap(), "--input", &xi, "--seed", "43", "--out", out_dir.to_str().unwrap()]);
     assert!(o.status.success());
     assert_ne!(read_f32(&out_dir.join("logits.npy")), want);
 }
@@ -206,14 +151,7 @@ fn run_handles_integer_inputs_and_multi_function_files() {
     let z = f32v(&[2, 64], &vec![0.25; 128]);
     write_npy(&dir.join("z.npy"), &z);
     let zi = format!("z={}", dir.join("z.npy").display());
-    let o = kiln(&[
-        "run",
-        path.to_str().unwrap(),
-        "--input",
-        &zi,
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
+    let o = kiln(&["run", path.to_str().unwrap(), "--input", &zi, "--out", dir.to_str().unwrap()]);
     assert_one_line_error(&o, "choose one with --func");
     let o = kiln(&[
         "run",
@@ -228,16 +166,10 @@ fn run_handles_integer_inputs_and_multi_function_files() {
     assert!(o.status.success(), "{}", stderr(&o));
     let img = read_f32(&dir.join("image.npy"));
     assert_eq!(img.len(), 2 * 784);
-    assert!(
-        img.iter().all(|v| (-1.0..=1.0).contains(v)),
-        "tanh output range"
-    );
+    assert!(img.iter().all(|v| (-1.0..=1.0).contains(v)), "tanh output range");
 
     let path = dump_to(&dir, "lstm_classifier", 2);
-    let ids = i32v(
-        &[2, 32],
-        &(0..64).map(|i| i * 131 % 10000).collect::<Vec<_>>(),
-    );
+    let ids = i32v(&[2, 32], &(0..64).map(|i| i * 131 % 10000).collect::<Vec<_>>());
     write_npy(&dir.join("ids.npy"), &ids);
     let o = kiln(&[
         "run",
@@ -249,8 +181,7 @@ fn run_handles_integer_inputs_and_multi_function_files() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let g = kiln::zoo::lstm_classifier(2).unwrap().graph;
-    let want =
-        interp::run_with_init(&g, &[("x".to_string(), ids)].into(), 0).unwrap()[0].to_f64_vec();
+    let want = interp::run_with_init(&g, &[("x".to_string(), ids)].into(), 0).unwrap()[0].to_f64_vec();
     assert_eq!(read_f32(&dir.join("logits.npy")), want);
 }
 
@@ -262,39 +193,15 @@ fn bad_input_gets_a_one_line_error() {
     let out = dir.join("out");
     let out = out.to_str().unwrap();
 
-    write_npy(
-        &dir.join("short.npy"),
-        &f32v(&[2, 784], &vec![0.0; 2 * 784]),
-    );
-    let o = kiln(&[
-        "run",
-        p,
-        "--input",
-        &format!("x={}", dir.join("short.npy").display()),
-        "--out",
-        out,
-    ]);
+    write_npy(&dir.join("short.npy"), &f32v(&[2, 784], &vec![0.0; 2 * 784]));
+    let o = kiln(&["run", p, "--input", &format!("x={}", dir.join("short.npy").display()), "--out", out]);
     assert_one_line_error(&o, "expected f32[3,784], the file holds f32[2,784]");
 
     write_npy(&dir.join("f64.npy"), &f64v(&[3, 784], &vec![0.0; 3 * 784]));
-    let o = kiln(&[
-        "run",
-        p,
-        "--input",
-        &format!("x={}", dir.join("f64.npy").display()),
-        "--out",
-        out,
-    ]);
+    let o = kiln(&["run", p, "--input", &format!("x={}", dir.join("f64.npy").display()), "--out", out]);
     assert_one_line_error(&o, "expected a .npy array of f32");
 
-    let o = kiln(&[
-        "run",
-        p,
-        "--input",
-        &format!("nope={}", dir.join("short.npy").display()),
-        "--out",
-        out,
-    ]);
+    let o = kiln(&["run", p, "--input", &format!("nope={}", dir.join("short.npy").display()), "--out", out]);
     assert_one_line_error(&o, "has no input or parameter `nope`");
 
     let o = kiln(&["run", p, "--out", out]);
@@ -303,22 +210,11 @@ fn bad_input_gets_a_one_line_error() {
     let o = kiln(&["run", p, "--input", "x", "--out", out]);
     assert_one_line_error(&o, "expected NAME=path.npy");
 
-    let o = kiln(&[
-        "run",
-        p,
-        "--input",
-        &format!("x={}", dir.join("absent.npy").display()),
-        "--out",
-        out,
-    ]);
+    let o = kiln(&["run", p, "--input", &format!("x={}", dir.join("absent.npy").display()), "--out", out]);
     assert_one_line_error(&o, "absent.npy");
 
     let bad = dir.join("bad.kir");
-    std::fs::write(
-        &bad,
-        "func @f(%x: f32[2]) -> (y: f32[2]) {\n  %0 = neg %y : f32[2]\n  return %0\n}\n",
-    )
-    .unwrap();
+    std::fs::write(&bad, "func @f(%x: f32[2]) -> (y: f32[2]) {\n  %0 = neg %y : f32[2]\n  return %0\n}\n").unwrap();
     for cmd in ["check", "run"] {
         let o = if cmd == "check" {
             kiln(&["check", bad.to_str().unwrap()])

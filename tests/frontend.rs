@@ -10,15 +10,8 @@ use kiln::ir::{Graph, Op, interp};
 use kiln::prelude::*;
 
 fn eval(g: &Graph, feeds: &[(&str, Value)]) -> Vec<Vec<f64>> {
-    let feeds: HashMap<String, Value> = feeds
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    interp::run_with_init(g, &feeds, 0)
-        .unwrap()
-        .iter()
-        .map(Value::to_f64_vec)
-        .collect()
+    let feeds: HashMap<String, Value> = feeds.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    interp::run_with_init(g, &feeds, 0).unwrap().iter().map(Value::to_f64_vec).collect()
 }
 
 #[test]
@@ -34,12 +27,7 @@ fn shape_errors_name_the_op_the_shapes_and_the_callers_line() {
     let e = b.finish().unwrap_err();
     assert_eq!(e.op, "add");
     assert_eq!(e.message, "shapes do not broadcast: f32[2,3] vs f32[4]");
-    assert!(
-        e.location
-            .starts_with(&format!("tests/frontend.rs:{line}:")),
-        "{}",
-        e.location
-    );
+    assert!(e.location.starts_with(&format!("tests/frontend.rs:{line}:")), "{}", e.location);
     assert_eq!(e.more, 0);
     assert!(e.to_string().contains("tests/frontend.rs"), "{e}");
 }
@@ -54,16 +42,8 @@ fn layer_errors_point_at_the_user_code() {
     b.output("y", y);
     let e = b.finish().unwrap_err();
     assert_eq!(e.op, "Linear");
-    assert!(
-        e.message.contains("[..., 4]") && e.message.contains("f32[2,5]"),
-        "{e}"
-    );
-    assert!(
-        e.location
-            .starts_with(&format!("tests/frontend.rs:{line}:")),
-        "{}",
-        e.location
-    );
+    assert!(e.message.contains("[..., 4]") && e.message.contains("f32[2,5]"), "{e}");
+    assert!(e.location.starts_with(&format!("tests/frontend.rs:{line}:")), "{}", e.location);
 }
 
 #[test]
@@ -89,16 +69,8 @@ fn broadcasting_is_lowered_to_explicit_broadcasts() {
     b.output("z", c * v - 1.0);
     b.output("r", 10.0 / x);
     let g = b.finish().unwrap();
-    let bcasts: Vec<_> = g
-        .nodes()
-        .filter(|(_, n)| matches!(n.op, Op::Broadcast { .. }))
-        .collect();
-    assert!(
-        bcasts
-            .iter()
-            .any(|(_, n)| n.op == Op::Broadcast { dims: vec![1] }),
-        "{g}"
-    );
+    let bcasts: Vec<_> = g.nodes().filter(|(_, n)| matches!(n.op, Op::Broadcast { .. })).collect();
+    assert!(bcasts.iter().any(|(_, n)| n.op == Op::Broadcast { dims: vec![1] }), "{g}");
     let out = eval(
         &g,
         &[
@@ -109,10 +81,7 @@ fn broadcasting_is_lowered_to_explicit_broadcasts() {
     );
     assert_eq!(out[0], vec![11.0, 22.0, 33.0, 14.0, 25.0, 40.0]);
     assert_eq!(out[1], vec![9.0, 19.0, 29.0, 19.0, 39.0, 59.0]);
-    assert_eq!(
-        out[2],
-        vec![10.0, 5.0, (10.0f32 / 3.0) as f64, 2.5, 2.0, 1.0]
-    );
+    assert_eq!(out[2], vec![10.0, 5.0, (10.0f32 / 3.0) as f64, 2.5, 2.0, 1.0]);
 }
 
 #[test]
@@ -133,10 +102,7 @@ fn activations_match_their_formulas() {
     assert_close(&out[1], &map(|x| 1.0 / (1.0 + (-x).exp())), 1e-15);
     assert_close(
         &out[2],
-        &map(|x| {
-            0.5 * x
-                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
-        }),
+        &map(|x| 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())),
         1e-15,
     );
     let mut sm = Vec::new();
@@ -145,11 +111,7 @@ fn activations_match_their_formulas() {
         sm.extend(row.iter().map(|v| v.exp() / z));
     }
     assert_close(&out[3], &sm, 1e-14);
-    assert_close(
-        &out[4],
-        &sm.iter().map(|p| p.ln()).collect::<Vec<_>>(),
-        1e-14,
-    );
+    assert_close(&out[4], &sm.iter().map(|p| p.ln()).collect::<Vec<_>>(), 1e-14);
     assert_close(&out[5], &map(|x| if x > 0.0 { x } else { 0.1 * x }), 1e-15);
 }
 
@@ -174,11 +136,7 @@ fn linear_is_matmul_plus_bias_on_any_rank() {
     let xs = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0];
     let out = eval(
         &g,
-        &[
-            ("x", f64v(&[2, 2, 3], &xs)),
-            ("fc.weight", f64v(&[3, 2], &w)),
-            ("fc.bias", f64v(&[2], &[0.5, -0.5])),
-        ],
+        &[("x", f64v(&[2, 2, 3], &xs)), ("fc.weight", f64v(&[3, 2], &w)), ("fc.bias", f64v(&[2], &[0.5, -0.5]))],
     );
     assert_eq!(out[0], vec![1.5, 1.5, 3.5, 3.5, 5.5, 5.5, 9.5, 11.5]);
 }
@@ -200,10 +158,7 @@ fn pool_ref(
                 let mut acc: f64 = if max { f64::NEG_INFINITY } else { 0.0 };
                 for ky in 0..k {
                     for kx in 0..k {
-                        let (y, xx) = (
-                            (oy * s + ky) as isize - p as isize,
-                            (ox * s + kx) as isize - p as isize,
-                        );
+                        let (y, xx) = ((oy * s + ky) as isize - p as isize, (ox * s + kx) as isize - p as isize);
                         let v = if y < 0 || xx < 0 || y >= h as isize || xx >= w as isize {
                             if max { f64::NEG_INFINITY } else { 0.0 }
                         } else {
@@ -222,9 +177,7 @@ fn pool_ref(
 #[test]
 fn pooling_matches_the_definition_on_both_paths() {
     let dims = (2, 3, 7, 6);
-    let x: Vec<f64> = (0..2 * 3 * 7 * 6)
-        .map(|i| ((i * 37) % 23) as f64 - 11.0)
-        .collect();
+    let x: Vec<f64> = (0..2 * 3 * 7 * 6).map(|i| ((i * 37) % 23) as f64 - 11.0).collect();
     for (k, s, p) in [(2, 2, 0), (3, 3, 0), (3, 2, 1), (2, 1, 0), (3, 2, 0)] {
         let b = Builder::new("t").with_float(DType::F64);
         let xi = b.input("x", DType::F64, [2, 3, 7, 6]);
@@ -264,13 +217,7 @@ fn embedding_picks_rows() {
     let g = b.finish().unwrap();
     let out = eval(
         &g,
-        &[
-            ("ids", i64v(&[2, 2], &[2, 0, 1, 2])),
-            (
-                "emb.weight",
-                f32v(&[3, 2], &[0.0, 1.0, 10.0, 11.0, 20.0, 21.0]),
-            ),
-        ],
+        &[("ids", i64v(&[2, 2], &[2, 0, 1, 2])), ("emb.weight", f32v(&[3, 2], &[0.0, 1.0, 10.0, 11.0, 20.0, 21.0]))],
     );
     assert_eq!(out[0], vec![20.0, 21.0, 0.0, 1.0, 10.0, 11.0, 20.0, 21.0]);
 }
@@ -286,11 +233,7 @@ fn lstm_follows_the_gate_equations() {
     b.output("c", out.cell);
     let g = b.finish().unwrap();
     let xs = pseudo(batch * seq * input, 1);
-    let (wih, whh, bias) = (
-        pseudo(input * 4 * hidden, 2),
-        pseudo(hidden * 4 * hidden, 3),
-        pseudo(4 * hidden, 4),
-    );
+    let (wih, whh, bias) = (pseudo(input * 4 * hidden, 2), pseudo(hidden * 4 * hidden, 3), pseudo(4 * hidden, 4));
     let got = eval(
         &g,
         &[
@@ -337,9 +280,7 @@ fn lstm_follows_the_gate_equations() {
 }
 
 fn pseudo(n: usize, salt: u64) -> Vec<f64> {
-    (0..n as u64)
-        .map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0)
-        .collect()
+    (0..n as u64).map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0).collect()
 }
 
 #[test]
@@ -348,26 +289,11 @@ fn layer_norm_normalizes_the_last_axis() {
     let x = b.input("x", DType::F64, [3, 8]);
     b.output("y", nn::LayerNorm::new(&b, "ln", 8).forward(x));
     let g = b.finish().unwrap();
-    let out = eval(
-        &g,
-        &[(
-            "x",
-            f64v(
-                &[3, 8],
-                &pseudo(24, 5)
-                    .iter()
-                    .map(|v| v * 10.0 + 3.0)
-                    .collect::<Vec<_>>(),
-            ),
-        )],
-    );
+    let out = eval(&g, &[("x", f64v(&[3, 8], &pseudo(24, 5).iter().map(|v| v * 10.0 + 3.0).collect::<Vec<_>>()))]);
     for row in out[0].chunks(8) {
         let m = row.iter().sum::<f64>() / 8.0;
         let v = row.iter().map(|x| (x - m).powi(2)).sum::<f64>() / 8.0;
-        assert!(
-            m.abs() < 1e-12 && (v - 1.0).abs() < 1e-5,
-            "mean {m} var {v}"
-        );
+        assert!(m.abs() < 1e-12 && (v - 1.0).abs() < 1e-5, "mean {m} var {v}");
     }
 }
 
@@ -382,21 +308,12 @@ fn attention_is_permutation_equivariant() {
     let g = b.finish().unwrap();
     let xs = pseudo(seq * d, 9);
     let perm = [2, 0, 3, 1];
-    let xp: Vec<f64> = perm
-        .iter()
-        .flat_map(|&p| xs[p * d..(p + 1) * d].to_vec())
-        .collect();
+    let xp: Vec<f64> = perm.iter().flat_map(|&p| xs[p * d..(p + 1) * d].to_vec()).collect();
     let y = &eval(&g, &[("x", f64v(&[batch, seq, d], &xs))])[0];
     let yp = &eval(&g, &[("x", f64v(&[batch, seq, d], &xp))])[0];
-    let y_then_perm: Vec<f64> = perm
-        .iter()
-        .flat_map(|&p| y[p * d..(p + 1) * d].to_vec())
-        .collect();
+    let y_then_perm: Vec<f64> = perm.iter().flat_map(|&p| y[p * d..(p + 1) * d].to_vec()).collect();
     assert_close(yp, &y_then_perm, 1e-12);
-    assert!(
-        y.iter().any(|v| v.abs() > 1e-3),
-        "attention output should not vanish"
-    );
+    assert!(y.iter().any(|v| v.abs() > 1e-3), "attention output should not vanish");
 }
 
 #[test]
@@ -463,35 +380,20 @@ fn every_zoo_model_runs_on_the_interpreter() {
                     let name = n.op.leaf_name().unwrap().to_string();
                     let r = pseudo(n.ty.numel(), 11);
                     let v = match n.ty.dtype {
-                        DType::I32 => i32v(
-                            n.ty.dims(),
-                            &r.iter()
-                                .map(|x| ((x + 1.0) * 4999.0) as i32)
-                                .collect::<Vec<_>>(),
-                        ),
-                        _ => f32v(
-                            n.ty.dims(),
-                            &r.iter().map(|&x| x as f32).collect::<Vec<_>>(),
-                        ),
+                        DType::I32 => {
+                            i32v(n.ty.dims(), &r.iter().map(|x| ((x + 1.0) * 4999.0) as i32).collect::<Vec<_>>())
+                        }
+                        _ => f32v(n.ty.dims(), &r.iter().map(|&x| x as f32).collect::<Vec<_>>()),
                     };
                     (name, v)
                 })
                 .collect();
-            let out = interp::run_with_init(g, &feeds, 1)
-                .unwrap_or_else(|err| panic!("{}: {err}", g.name()));
+            let out = interp::run_with_init(g, &feeds, 1).unwrap_or_else(|err| panic!("{}: {err}", g.name()));
             assert_eq!(out.len(), 1);
             assert_eq!(&out[0].ty(), g.ty(g.outputs()[0].value));
             let v = out[0].to_f64_vec();
-            assert!(
-                v.iter().all(|x| x.is_finite()),
-                "{}: non-finite output",
-                g.name()
-            );
-            assert!(
-                v.iter().any(|&x| x != v[0]),
-                "{}: constant output {v:?}",
-                g.name()
-            );
+            assert!(v.iter().all(|x| x.is_finite()), "{}: non-finite output", g.name());
+            assert!(v.iter().any(|&x| x != v[0]), "{}: constant output {v:?}", g.name());
         }
     }
 }

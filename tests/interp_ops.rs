@@ -40,41 +40,19 @@ fn rng_is_deterministic_per_seed_and_stream() {
     let seed = |s: i64| ("s", i64v(&[], &[s]));
     for ty in ["f32", "f64"] {
         let text = |stream: u32| {
-            op_fn(
-                "%s: i64[]",
-                &format!("rng %s {{dist=uniform, stream={stream}}}"),
-                &format!("{ty}[1000]"),
-            )
+            op_fn("%s: i64[]", &format!("rng %s {{dist=uniform, stream={stream}}}"), &format!("{ty}[1000]"))
         };
         let a = vals(&run1(&text(0), &[seed(7)]));
-        assert_eq!(
-            a,
-            vals(&run1(&text(0), &[seed(7)])),
-            "same seed and stream, same numbers"
-        );
-        assert_ne!(
-            a,
-            vals(&run1(&text(1), &[seed(7)])),
-            "another stream differs"
-        );
+        assert_eq!(a, vals(&run1(&text(0), &[seed(7)])), "same seed and stream, same numbers");
+        assert_ne!(a, vals(&run1(&text(1), &[seed(7)])), "another stream differs");
         assert_ne!(a, vals(&run1(&text(0), &[seed(8)])), "another seed differs");
         assert!(a.iter().all(|&x| (0.0..1.0).contains(&x)));
         let mean = a.iter().sum::<f64>() / a.len() as f64;
         assert!((mean - 0.5).abs() < 0.05, "uniform mean {mean}");
-        let n = vals(&run1(
-            &op_fn(
-                "%s: i64[]",
-                "rng %s {dist=normal, stream=0}",
-                &format!("{ty}[4000]"),
-            ),
-            &[seed(1)],
-        ));
+        let n = vals(&run1(&op_fn("%s: i64[]", "rng %s {dist=normal, stream=0}", &format!("{ty}[4000]")), &[seed(1)]));
         let m = n.iter().sum::<f64>() / n.len() as f64;
         let var = n.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n.len() as f64;
-        assert!(
-            m.abs() < 0.06 && (var - 1.0).abs() < 0.1,
-            "normal mean {m} var {var}"
-        );
+        assert!(m.abs() < 0.06 && (var - 1.0).abs() < 0.1, "normal mean {m} var {var}");
     }
 }
 
@@ -95,31 +73,19 @@ fn float_unary_ops_match_libm() {
     ];
     for (op, f) in cases {
         let want: Vec<f64> = xs.iter().map(|&x| f(x)).collect();
-        let v = run1(
-            &op_fn("%x: f64[4]", &format!("{op} %x"), "f64[4]"),
-            &[("x", f64v(&[4], &xs))],
-        );
+        let v = run1(&op_fn("%x: f64[4]", &format!("{op} %x"), "f64[4]"), &[("x", f64v(&[4], &xs))]);
         assert_close(&vals(&v), &want, 1e-15);
         let xs32: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
-        let v = run1(
-            &op_fn("%x: f32[4]", &format!("{op} %x"), "f32[4]"),
-            &[("x", f32v(&[4], &xs32))],
-        );
+        let v = run1(&op_fn("%x: f32[4]", &format!("{op} %x"), "f32[4]"), &[("x", f32v(&[4], &xs32))]);
         assert_close(&vals(&v), &want, 1e-6);
     }
 }
 
 #[test]
 fn integer_neg_and_abs_wrap() {
-    let v = run1(
-        &op_fn("%x: i32[3]", "neg %x", "i32[3]"),
-        &[("x", i32v(&[3], &[1, -2, i32::MIN]))],
-    );
+    let v = run1(&op_fn("%x: i32[3]", "neg %x", "i32[3]"), &[("x", i32v(&[3], &[1, -2, i32::MIN]))]);
     assert_eq!(v, i32v(&[3], &[-1, 2, i32::MIN]));
-    let v = run1(
-        &op_fn("%x: i64[3]", "abs %x", "i64[3]"),
-        &[("x", i64v(&[3], &[1, -2, 0]))],
-    );
+    let v = run1(&op_fn("%x: i64[3]", "abs %x", "i64[3]"), &[("x", i64v(&[3], &[1, -2, 0]))]);
     assert_eq!(v, i64v(&[3], &[1, 2, 0]));
 }
 
@@ -145,18 +111,10 @@ fn binary_ops_on_every_numeric_dtype() {
             }
         };
         for (op, want) in cases {
-            let text = op_fn(
-                &format!("%a: {dt}[4], %b: {dt}[4]"),
-                &format!("{op} %a, %b"),
-                &format!("{dt}[4]"),
-            );
+            let text = op_fn(&format!("%a: {dt}[4], %b: {dt}[4]"), &format!("{op} %a, %b"), &format!("{dt}[4]"));
             let v = run1(&text, &[("a", mk(&a)), ("b", mk(&b))]);
             // Integer division truncates toward zero.
-            let want: Vec<f64> = if dt.is_int() {
-                want.iter().map(|w| w.trunc()).collect()
-            } else {
-                want.to_vec()
-            };
+            let want: Vec<f64> = if dt.is_int() { want.iter().map(|w| w.trunc()).collect() } else { want.to_vec() };
             assert_eq!(vals(&v), want, "{op} on {dt}");
         }
     }
@@ -165,11 +123,7 @@ fn binary_ops_on_every_numeric_dtype() {
 #[test]
 fn integer_division_by_zero_is_an_error() {
     let text = op_fn("%a: i32[2], %b: i32[2]", "div %a, %b", "i32[2]");
-    let e = try_run(
-        &text,
-        &[("a", i32v(&[2], &[1, 2])), ("b", i32v(&[2], &[1, 0]))],
-    )
-    .unwrap_err();
+    let e = try_run(&text, &[("a", i32v(&[2], &[1, 2])), ("b", i32v(&[2], &[1, 0]))]).unwrap_err();
     assert!(matches!(e, InterpError::Eval { op: "div", .. }), "{e}");
     assert!(e.to_string().contains("division by zero"));
 }
@@ -177,35 +131,17 @@ fn integer_division_by_zero_is_an_error() {
 #[test]
 fn integer_arithmetic_wraps() {
     let text = op_fn("%a: i32[1], %b: i32[1]", "add %a, %b", "i32[1]");
-    assert_eq!(
-        run1(
-            &text,
-            &[("a", i32v(&[1], &[i32::MAX])), ("b", i32v(&[1], &[1]))]
-        ),
-        i32v(&[1], &[i32::MIN])
-    );
+    assert_eq!(run1(&text, &[("a", i32v(&[1], &[i32::MAX])), ("b", i32v(&[1], &[1]))]), i32v(&[1], &[i32::MIN]));
 }
 
 #[test]
 fn float_max_and_min_propagate_nan_and_pow_works() {
     let text = op_fn("%a: f32[2], %b: f32[2]", "max %a, %b", "f32[2]");
-    let v = run1(
-        &text,
-        &[
-            ("a", f32v(&[2], &[f32::NAN, 1.0])),
-            ("b", f32v(&[2], &[0.0, 2.0])),
-        ],
-    );
+    let v = run1(&text, &[("a", f32v(&[2], &[f32::NAN, 1.0])), ("b", f32v(&[2], &[0.0, 2.0]))]);
     assert!(vals(&v)[0].is_nan());
     assert_eq!(vals(&v)[1], 2.0);
     let text = op_fn("%a: f64[3], %b: f64[3]", "pow %a, %b", "f64[3]");
-    let v = run1(
-        &text,
-        &[
-            ("a", f64v(&[3], &[2.0, 9.0, 4.0])),
-            ("b", f64v(&[3], &[3.0, 0.5, -1.0])),
-        ],
-    );
+    let v = run1(&text, &[("a", f64v(&[3], &[2.0, 9.0, 4.0])), ("b", f64v(&[3], &[3.0, 0.5, -1.0]))]);
     assert_eq!(vals(&v), vec![8.0, 3.0, 0.25]);
 }
 
@@ -220,30 +156,16 @@ fn comparisons_give_bool() {
         };
         let (a, b) = (mk([1.0, 2.0, 3.0]), mk([2.0, 2.0, 2.0]));
         let lt = run1(
-            &op_fn(
-                &format!("%a: {dt}[3], %b: {dt}[3]"),
-                "cmp_lt %a, %b",
-                "bool[3]",
-            ),
+            &op_fn(&format!("%a: {dt}[3], %b: {dt}[3]"), "cmp_lt %a, %b", "bool[3]"),
             &[("a", a.clone()), ("b", b.clone())],
         );
         assert_eq!(lt, boolv(&[3], &[true, false, false]), "{dt}");
-        let eq = run1(
-            &op_fn(
-                &format!("%a: {dt}[3], %b: {dt}[3]"),
-                "cmp_eq %a, %b",
-                "bool[3]",
-            ),
-            &[("a", a), ("b", b)],
-        );
+        let eq = run1(&op_fn(&format!("%a: {dt}[3], %b: {dt}[3]"), "cmp_eq %a, %b", "bool[3]"), &[("a", a), ("b", b)]);
         assert_eq!(eq, boolv(&[3], &[false, true, false]), "{dt}");
     }
     let eq = run1(
         &op_fn("%a: bool[2], %b: bool[2]", "cmp_eq %a, %b", "bool[2]"),
-        &[
-            ("a", boolv(&[2], &[true, false])),
-            ("b", boolv(&[2], &[true, true])),
-        ],
+        &[("a", boolv(&[2], &[true, false])), ("b", boolv(&[2], &[true, true]))],
     );
     assert_eq!(eq, boolv(&[2], &[true, false]));
 }
@@ -252,43 +174,14 @@ fn comparisons_give_bool() {
 fn select_picks_by_mask_for_every_dtype() {
     let c = boolv(&[3], &[true, false, true]);
     let cases = [
-        (
-            "f32",
-            f32v(&[3], &[1.0, 2.0, 3.0]),
-            f32v(&[3], &[-1.0, -2.0, -3.0]),
-            vec![1.0, -2.0, 3.0],
-        ),
-        (
-            "f64",
-            f64v(&[3], &[1.0, 2.0, 3.0]),
-            f64v(&[3], &[-1.0, -2.0, -3.0]),
-            vec![1.0, -2.0, 3.0],
-        ),
-        (
-            "i32",
-            i32v(&[3], &[1, 2, 3]),
-            i32v(&[3], &[-1, -2, -3]),
-            vec![1.0, -2.0, 3.0],
-        ),
-        (
-            "i64",
-            i64v(&[3], &[1, 2, 3]),
-            i64v(&[3], &[-1, -2, -3]),
-            vec![1.0, -2.0, 3.0],
-        ),
-        (
-            "bool",
-            boolv(&[3], &[true, true, true]),
-            boolv(&[3], &[false, false, false]),
-            vec![1.0, 0.0, 1.0],
-        ),
+        ("f32", f32v(&[3], &[1.0, 2.0, 3.0]), f32v(&[3], &[-1.0, -2.0, -3.0]), vec![1.0, -2.0, 3.0]),
+        ("f64", f64v(&[3], &[1.0, 2.0, 3.0]), f64v(&[3], &[-1.0, -2.0, -3.0]), vec![1.0, -2.0, 3.0]),
+        ("i32", i32v(&[3], &[1, 2, 3]), i32v(&[3], &[-1, -2, -3]), vec![1.0, -2.0, 3.0]),
+        ("i64", i64v(&[3], &[1, 2, 3]), i64v(&[3], &[-1, -2, -3]), vec![1.0, -2.0, 3.0]),
+        ("bool", boolv(&[3], &[true, true, true]), boolv(&[3], &[false, false, false]), vec![1.0, 0.0, 1.0]),
     ];
     for (dt, a, b, want) in cases {
-        let text = op_fn(
-            &format!("%c: bool[3], %a: {dt}[3], %b: {dt}[3]"),
-            "select %c, %a, %b",
-            &format!("{dt}[3]"),
-        );
+        let text = op_fn(&format!("%c: bool[3], %a: {dt}[3], %b: {dt}[3]"), "select %c, %a, %b", &format!("{dt}[3]"));
         let v = run1(&text, &[("c", c.clone()), ("a", a), ("b", b)]);
         assert_eq!(vals(&v), want, "{dt}");
     }
@@ -297,31 +190,15 @@ fn select_picks_by_mask_for_every_dtype() {
 #[test]
 fn cast_between_dtypes() {
     let x = f32v(&[5], &[1.7, -1.7, 3e10, f32::NAN, 0.0]);
-    let v = run1(
-        &op_fn("%x: f32[5]", "cast %x", "i32[5]"),
-        &[("x", x.clone())],
-    );
-    assert_eq!(
-        v,
-        i32v(&[5], &[1, -1, i32::MAX, 0, 0]),
-        "truncates toward zero, saturates, NaN is 0"
-    );
+    let v = run1(&op_fn("%x: f32[5]", "cast %x", "i32[5]"), &[("x", x.clone())]);
+    assert_eq!(v, i32v(&[5], &[1, -1, i32::MAX, 0, 0]), "truncates toward zero, saturates, NaN is 0");
     let v = run1(&op_fn("%x: f32[5]", "cast %x", "bool[5]"), &[("x", x)]);
     assert_eq!(v, boolv(&[5], &[true, true, true, true, false]));
-    let v = run1(
-        &op_fn("%x: bool[2]", "cast %x", "f64[2]"),
-        &[("x", boolv(&[2], &[true, false]))],
-    );
+    let v = run1(&op_fn("%x: bool[2]", "cast %x", "f64[2]"), &[("x", boolv(&[2], &[true, false]))]);
     assert_eq!(v, f64v(&[2], &[1.0, 0.0]));
-    let v = run1(
-        &op_fn("%x: i64[2]", "cast %x", "f32[2]"),
-        &[("x", i64v(&[2], &[3, -4]))],
-    );
+    let v = run1(&op_fn("%x: i64[2]", "cast %x", "f32[2]"), &[("x", i64v(&[2], &[3, -4]))]);
     assert_eq!(v, f32v(&[2], &[3.0, -4.0]));
-    let v = run1(
-        &op_fn("%x: i64[1]", "cast %x", "i32[1]"),
-        &[("x", i64v(&[1], &[(1i64 << 32) + 5]))],
-    );
+    let v = run1(&op_fn("%x: i64[1]", "cast %x", "i32[1]"), &[("x", i64v(&[1], &[(1i64 << 32) + 5]))]);
     assert_eq!(v, i32v(&[1], &[5]), "integer narrowing wraps");
 }
 
@@ -336,80 +213,38 @@ fn reductions_over_axes() {
             _ => i64v(&[2, 3], &x.map(|v| v as i64)),
         };
         let arg = format!("%x: {dt}[2,3]");
-        let r = |body: &str, ty: &str| {
-            vals(&run1(
-                &op_fn(&arg, body, &format!("{dt}{ty}")),
-                &[("x", feed.clone())],
-            ))
-        };
-        assert_eq!(
-            r("reduce_sum %x {axes=[1]}", "[2]"),
-            vec![9.0, 12.0],
-            "{dt}"
-        );
-        assert_eq!(
-            r("reduce_sum %x {axes=[0]}", "[3]"),
-            vec![5.0, 7.0, 9.0],
-            "{dt}"
-        );
+        let r = |body: &str, ty: &str| vals(&run1(&op_fn(&arg, body, &format!("{dt}{ty}")), &[("x", feed.clone())]));
+        assert_eq!(r("reduce_sum %x {axes=[1]}", "[2]"), vec![9.0, 12.0], "{dt}");
+        assert_eq!(r("reduce_sum %x {axes=[0]}", "[3]"), vec![5.0, 7.0, 9.0], "{dt}");
         assert_eq!(r("reduce_sum %x {axes=[0,1]}", "[]"), vec![21.0], "{dt}");
         assert_eq!(r("reduce_max %x {axes=[1]}", "[2]"), vec![5.0, 6.0], "{dt}");
         assert_eq!(r("reduce_max %x {axes=[0,1]}", "[]"), vec![6.0], "{dt}");
         assert_eq!(r("reduce_sum %x {axes=[]}", "[2,3]"), x.to_vec(), "{dt}");
     }
-    let empty = run1(
-        &op_fn("%x: f32[0,2]", "reduce_max %x {axes=[0]}", "f32[2]"),
-        &[("x", f32v(&[0, 2], &[]))],
-    );
-    assert_eq!(
-        vals(&empty),
-        vec![f64::NEG_INFINITY; 2],
-        "max over nothing is -inf"
-    );
+    let empty = run1(&op_fn("%x: f32[0,2]", "reduce_max %x {axes=[0]}", "f32[2]"), &[("x", f32v(&[0, 2], &[]))]);
+    assert_eq!(vals(&empty), vec![f64::NEG_INFINITY; 2], "max over nothing is -inf");
 }
 
 #[test]
 fn movement_ops() {
     let x = f32v(&[2, 3], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
-    let r =
-        |body: &str, ty: &str| vals(&run1(&op_fn("%x: f32[2,3]", body, ty), &[("x", x.clone())]));
-    assert_eq!(
-        r("reshape %x", "f32[3,2]"),
-        vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
-    );
-    assert_eq!(
-        r("permute %x {perm=[1,0]}", "f32[3,2]"),
-        vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
-    );
-    assert_eq!(
-        r("broadcast %x {dims=[1,2]}", "f32[2,2,3]"),
-        [0.0, 1.0, 2.0, 3.0, 4.0, 5.0].repeat(2)
-    );
+    let r = |body: &str, ty: &str| vals(&run1(&op_fn("%x: f32[2,3]", body, ty), &[("x", x.clone())]));
+    assert_eq!(r("reshape %x", "f32[3,2]"), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert_eq!(r("permute %x {perm=[1,0]}", "f32[3,2]"), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+    assert_eq!(r("broadcast %x {dims=[1,2]}", "f32[2,2,3]"), [0.0, 1.0, 2.0, 3.0, 4.0, 5.0].repeat(2));
     assert_eq!(
         r("broadcast %x {dims=[0,1]}", "f32[2,3,2]"),
         vec![0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 5.0, 5.0]
     );
-    assert_eq!(
-        r("slice %x {start=[0,0], stop=[2,3], step=[1,2]}", "f32[2,2]"),
-        vec![0.0, 2.0, 3.0, 5.0]
-    );
-    assert_eq!(
-        r("slice %x {start=[1,1], stop=[2,3], step=[1,1]}", "f32[1,2]"),
-        vec![4.0, 5.0]
-    );
+    assert_eq!(r("slice %x {start=[0,0], stop=[2,3], step=[1,2]}", "f32[2,2]"), vec![0.0, 2.0, 3.0, 5.0]);
+    assert_eq!(r("slice %x {start=[1,1], stop=[2,3], step=[1,1]}", "f32[1,2]"), vec![4.0, 5.0]);
     assert_eq!(
         r("pad %x {low=[0,1], high=[1,0], value=9.0}", "f32[3,4]"),
         vec![9.0, 0.0, 1.0, 2.0, 9.0, 3.0, 4.0, 5.0, 9.0, 9.0, 9.0, 9.0]
     );
-    assert_eq!(
-        r("stop_gradient %x", "f32[2,3]"),
-        vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
-    );
+    assert_eq!(r("stop_gradient %x", "f32[2,3]"), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
     // Stretching an extent of 1.
-    let v = run1(
-        &op_fn("%x: i32[2,1]", "broadcast %x {dims=[0,1]}", "i32[2,3]"),
-        &[("x", i32v(&[2, 1], &[7, 8]))],
-    );
+    let v = run1(&op_fn("%x: i32[2,1]", "broadcast %x {dims=[0,1]}", "i32[2,3]"), &[("x", i32v(&[2, 1], &[7, 8]))]);
     assert_eq!(v, i32v(&[2, 3], &[7, 7, 7, 8, 8, 8]));
     // Movement works on bool and integer data too.
     let v = run1(
@@ -422,13 +257,7 @@ fn movement_ops() {
 #[test]
 fn concat_along_an_axis() {
     let text = "func @t(%a: i64[2,1], %b: i64[2,2]) -> (y: i64[2,3]) {\n  %r = concat %a, %b {axis=1} : i64[2,3]\n  return %r\n}\n";
-    let v = run1(
-        text,
-        &[
-            ("a", i64v(&[2, 1], &[1, 2])),
-            ("b", i64v(&[2, 2], &[3, 4, 5, 6])),
-        ],
-    );
+    let v = run1(text, &[("a", i64v(&[2, 1], &[1, 2])), ("b", i64v(&[2, 2], &[3, 4, 5, 6]))]);
     assert_eq!(v, i64v(&[2, 3], &[1, 3, 4, 2, 5, 6]));
 }
 
@@ -446,69 +275,35 @@ fn matmul_batched_for_float_and_int() {
             _ => i64v(&[2, 2, 3], &x.iter().map(|&v| v as i64).collect::<Vec<_>>()),
         };
         let bt = match mk(&b) {
-            Value::F32(x) => {
-                Value::F32(x.into_shape_with_order(ndarray::IxDyn(&[2, 3, 2])).unwrap())
-            }
-            Value::F64(x) => {
-                Value::F64(x.into_shape_with_order(ndarray::IxDyn(&[2, 3, 2])).unwrap())
-            }
-            Value::I32(x) => {
-                Value::I32(x.into_shape_with_order(ndarray::IxDyn(&[2, 3, 2])).unwrap())
-            }
-            Value::I64(x) => {
-                Value::I64(x.into_shape_with_order(ndarray::IxDyn(&[2, 3, 2])).unwrap())
-            }
+            Value::F32(x) => Value::F32(x.into_shape_with_order(ndarray::IxDyn(&[2, 3, 2])).unwrap()),
+            Value::F64(x) => Value::F64(x.into_shape_with_order(ndarray::IxDyn(&[2, 3, 2])).unwrap()),
+            Value::I32(x) => Value::I32(x.into_shape_with_order(ndarray::IxDyn(&[2, 3, 2])).unwrap()),
+            Value::I64(x) => Value::I64(x.into_shape_with_order(ndarray::IxDyn(&[2, 3, 2])).unwrap()),
             Value::Bool(_) => unreachable!(),
         };
-        let text = op_fn(
-            &format!("%a: {dt}[2,2,3], %b: {dt}[2,3,2]"),
-            "matmul %a, %b",
-            &format!("{dt}[2,2,2]"),
-        );
-        assert_eq!(
-            vals(&run1(&text, &[("a", mk(&a)), ("b", bt)])),
-            want,
-            "{dt}"
-        );
+        let text = op_fn(&format!("%a: {dt}[2,2,3], %b: {dt}[2,3,2]"), "matmul %a, %b", &format!("{dt}[2,2,2]"));
+        assert_eq!(vals(&run1(&text, &[("a", mk(&a)), ("b", bt)])), want, "{dt}");
     }
 }
 
 #[test]
 fn conv2d_hand_checked() {
     // 1x1x3x3 input, 1x1x2x2 kernel of ones: each output is the sum of a 2x2 window.
-    let x = f32v(
-        &[1, 1, 3, 3],
-        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
-    );
+    let x = f32v(&[1, 1, 3, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
     let w = f32v(&[1, 1, 2, 2], &[1.0, 1.0, 1.0, 1.0]);
     let args = "%x: f32[1,1,3,3], %w: f32[1,1,2,2]";
     let r = |attrs: &str, ty: &str| {
-        vals(&run1(
-            &op_fn(args, &format!("conv2d %x, %w {attrs}"), ty),
-            &[("x", x.clone()), ("w", w.clone())],
-        ))
+        vals(&run1(&op_fn(args, &format!("conv2d %x, %w {attrs}"), ty), &[("x", x.clone()), ("w", w.clone())]))
     };
     assert_eq!(
-        r(
-            "{stride=[1,1], padding=[0,0], dilation=[1,1], groups=1}",
-            "f32[1,1,2,2]"
-        ),
+        r("{stride=[1,1], padding=[0,0], dilation=[1,1], groups=1}", "f32[1,1,2,2]"),
         vec![12.0, 16.0, 24.0, 28.0]
     );
     assert_eq!(
-        r(
-            "{stride=[2,2], padding=[1,1], dilation=[1,1], groups=1}",
-            "f32[1,1,2,2]"
-        ),
+        r("{stride=[2,2], padding=[1,1], dilation=[1,1], groups=1}", "f32[1,1,2,2]"),
         vec![1.0, 5.0, 11.0, 28.0]
     );
-    assert_eq!(
-        r(
-            "{stride=[1,1], padding=[0,0], dilation=[2,2], groups=1}",
-            "f32[1,1,1,1]"
-        ),
-        vec![20.0]
-    );
+    assert_eq!(r("{stride=[1,1], padding=[0,0], dilation=[2,2], groups=1}", "f32[1,1,1,1]"), vec![20.0]);
     // Two groups: each output channel sees only its own input channel.
     let x2 = f64v(&[1, 2, 1, 1], &[3.0, 5.0]);
     let w2 = f64v(&[2, 1, 1, 1], &[2.0, 10.0]);
@@ -521,9 +316,7 @@ fn conv2d_hand_checked() {
 }
 
 fn pseudo(n: usize, salt: u64) -> Vec<f64> {
-    (0..n as u64)
-        .map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0)
-        .collect()
+    (0..n as u64).map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0).collect()
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -540,27 +333,15 @@ fn conv2d_gradients_are_adjoints() {
     let (x, w, g) = (pseudo(240, 1), pseudo(72, 2), pseudo(288, 3));
     let (xv, wv, gv) = (f64v(&xs, &x), f64v(&ws, &w), f64v(&ys, &g));
     let y = run1(
-        &op_fn(
-            &format!("%x: {}, %w: {}", ty(xs), ty(ws)),
-            &format!("conv2d %x, %w {attrs}"),
-            &ty(ys),
-        ),
+        &op_fn(&format!("%x: {}, %w: {}", ty(xs), ty(ws)), &format!("conv2d %x, %w {attrs}"), &ty(ys)),
         &[("x", xv.clone()), ("w", wv.clone())],
     );
     let gx = run1(
-        &op_fn(
-            &format!("%g: {}, %w: {}", ty(ys), ty(ws)),
-            &format!("conv2d_grad_input %g, %w {attrs}"),
-            &ty(xs),
-        ),
+        &op_fn(&format!("%g: {}, %w: {}", ty(ys), ty(ws)), &format!("conv2d_grad_input %g, %w {attrs}"), &ty(xs)),
         &[("g", gv.clone()), ("w", wv)],
     );
     let gw = run1(
-        &op_fn(
-            &format!("%x: {}, %g: {}", ty(xs), ty(ys)),
-            &format!("conv2d_grad_weight %x, %g {attrs}"),
-            &ty(ws),
-        ),
+        &op_fn(&format!("%x: {}, %g: {}", ty(xs), ty(ys)), &format!("conv2d_grad_weight %x, %g {attrs}"), &ty(ws)),
         &[("x", xv), ("g", gv)],
     );
     let lhs = dot(&vals(&y), &g);
@@ -573,39 +354,23 @@ fn gather_and_scatter_add() {
     let x = f32v(&[3, 2], &[0.0, 1.0, 10.0, 11.0, 20.0, 21.0]);
     let idx = i32v(&[2, 2], &[2, 0, 1, 1]);
     let v = run1(
-        &op_fn(
-            "%x: f32[3,2], %i: i32[2,2]",
-            "gather %x, %i {axis=0}",
-            "f32[2,2,2]",
-        ),
+        &op_fn("%x: f32[3,2], %i: i32[2,2]", "gather %x, %i {axis=0}", "f32[2,2,2]"),
         &[("x", x.clone()), ("i", idx.clone())],
     );
     assert_eq!(vals(&v), vec![20.0, 21.0, 0.0, 1.0, 10.0, 11.0, 10.0, 11.0]);
     let v = run1(
-        &op_fn(
-            "%x: f32[3,2], %i: i64[1]",
-            "gather %x, %i {axis=1}",
-            "f32[3,1]",
-        ),
+        &op_fn("%x: f32[3,2], %i: i64[1]", "gather %x, %i {axis=1}", "f32[3,1]"),
         &[("x", x), ("i", i64v(&[1], &[1]))],
     );
     assert_eq!(vals(&v), vec![1.0, 11.0, 21.0]);
     let upd = f32v(&[2, 2, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
     let v = run1(
-        &op_fn(
-            "%u: f32[2,2,2], %i: i32[2,2]",
-            "scatter_add %u, %i {axis=0}",
-            "f32[3,2]",
-        ),
+        &op_fn("%u: f32[2,2,2], %i: i32[2,2]", "scatter_add %u, %i {axis=0}", "f32[3,2]"),
         &[("u", upd), ("i", idx)],
     );
     assert_eq!(vals(&v), vec![3.0, 4.0, 12.0, 14.0, 1.0, 2.0]);
     let v = run1(
-        &op_fn(
-            "%u: i64[2], %i: i32[2]",
-            "scatter_add %u, %i {axis=0}",
-            "i64[3]",
-        ),
+        &op_fn("%u: i64[2], %i: i32[2]", "scatter_add %u, %i {axis=0}", "i64[3]"),
         &[("u", i64v(&[2], &[5, 6])), ("i", i32v(&[2], &[2, 2]))],
     );
     assert_eq!(v, i64v(&[3], &[0, 0, 11]));
@@ -615,14 +380,7 @@ fn gather_and_scatter_add() {
 fn out_of_range_indices_are_errors() {
     let text = op_fn("%x: f32[3], %i: i32[2]", "gather %x, %i {axis=0}", "f32[2]");
     for bad in [3, -1] {
-        let e = try_run(
-            &text,
-            &[
-                ("x", f32v(&[3], &[1.0, 2.0, 3.0])),
-                ("i", i32v(&[2], &[0, bad])),
-            ],
-        )
-        .unwrap_err();
+        let e = try_run(&text, &[("x", f32v(&[3], &[1.0, 2.0, 3.0])), ("i", i32v(&[2], &[0, bad]))]).unwrap_err();
         assert!(matches!(e, InterpError::Eval { op: "gather", .. }), "{e}");
     }
 }
@@ -633,11 +391,7 @@ fn feeds_are_checked() {
     assert!(matches!(try_run(&text, &[]).unwrap_err(), InterpError::MissingLeaf(n) if n == "x"));
     let e = try_run(&text, &[("x", f32v(&[3], &[1.0, 2.0, 3.0]))]).unwrap_err();
     assert_eq!(e.to_string(), "`x` must be f32[2], got f32[3]");
-    let e = try_run(
-        &text,
-        &[("x", f32v(&[2], &[1.0, 2.0])), ("nope", f32v(&[1], &[0.0]))],
-    )
-    .unwrap_err();
+    let e = try_run(&text, &[("x", f32v(&[2], &[1.0, 2.0])), ("nope", f32v(&[1], &[0.0]))]).unwrap_err();
     assert!(matches!(e, InterpError::UnknownLeaf { .. }), "{e}");
 }
 

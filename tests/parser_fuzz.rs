@@ -8,11 +8,7 @@ fn seed_texts() -> Vec<String> {
         .iter()
         .map(|n| {
             let e = kiln::zoo::entry(n).unwrap();
-            let graphs: Vec<_> = (e.build)(1, kiln::ir::DType::F32)
-                .unwrap()
-                .into_iter()
-                .map(|m| m.graph)
-                .collect();
+            let graphs: Vec<_> = (e.build)(1, kiln::ir::DType::F32).unwrap().into_iter().map(|m| m.graph).collect();
             kiln::ir::print::module_to_string(&graphs)
         })
         .collect();
@@ -75,8 +71,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         (any::<usize>(), 0usize..40).prop_map(|(a, n)| Edit::Delete(a, n)),
         (any::<usize>(), 0usize..80).prop_map(|(a, n)| Edit::Duplicate(a, n)),
         (any::<usize>(), prop::sample::select(TOKENS)).prop_map(|(a, t)| Edit::Insert(a, t)),
-        (any::<usize>(), 0usize..10, prop::sample::select(TOKENS))
-            .prop_map(|(a, n, t)| Edit::Replace(a, n, t)),
+        (any::<usize>(), 0usize..10, prop::sample::select(TOKENS)).prop_map(|(a, n, t)| Edit::Replace(a, n, t)),
     ]
 }
 

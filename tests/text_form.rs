@@ -9,12 +9,8 @@ fn zoo_graphs() -> Vec<(String, Vec<kiln::ir::Graph>)> {
     zoo::CATALOG
         .iter()
         .map(|e| {
-            let models = (e.build)(2, kiln::ir::DType::F32)
-                .unwrap_or_else(|err| panic!("{}: {err}", e.name));
-            (
-                e.name.to_string(),
-                models.into_iter().map(|m| m.graph).collect(),
-            )
+            let models = (e.build)(2, kiln::ir::DType::F32).unwrap_or_else(|err| panic!("{}: {err}", e.name));
+            (e.name.to_string(), models.into_iter().map(|m| m.graph).collect())
         })
         .collect()
 }
@@ -28,11 +24,7 @@ fn zoo_models_round_trip_through_text() {
         for g in &parsed {
             verify(g).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
-        assert_eq!(
-            module_to_string(&parsed),
-            text,
-            "{name}: print -> parse -> print changed the text"
-        );
+        assert_eq!(module_to_string(&parsed), text, "{name}: print -> parse -> print changed the text");
     }
 }
 
@@ -65,30 +57,15 @@ const MALFORMED: &[(&str, usize, usize, &str)] = &[
     ("", 1, 1, "expected at least one `func`"),
     ("fn @f() -> () {\n  return\n}\n", 1, 1, "expected `func`"),
     ("func f() -> () {\n  return\n}\n", 1, 6, "function name"),
-    (
-        "func @f(%x: f33[2]) -> () {\n  return\n}\n",
-        1,
-        13,
-        "unknown dtype `f33`",
-    ),
-    (
-        "func @f(%x: f32[2) -> () {\n  return\n}\n",
-        1,
-        18,
-        "expected `]`",
-    ),
+    ("func @f(%x: f33[2]) -> () {\n  return\n}\n", 1, 13, "unknown dtype `f33`"),
+    ("func @f(%x: f32[2) -> () {\n  return\n}\n", 1, 18, "expected `]`"),
     (
         "func @f(%x: f32[2]) -> (y: f32[2]) {\n  %0 = frobnicate %x : f32[2]\n  return %0\n}\n",
         2,
         8,
         "unknown op `frobnicate`",
     ),
-    (
-        "func @f(%x: f32[2]) -> (y: f32[2]) {\n  %0 = neg %z : f32[2]\n  return %0\n}\n",
-        2,
-        12,
-        "`%z` is not defined",
-    ),
+    ("func @f(%x: f32[2]) -> (y: f32[2]) {\n  %0 = neg %z : f32[2]\n  return %0\n}\n", 2, 12, "`%z` is not defined"),
     (
         "func @f(%x: f32[2]) -> (y: f32[2]) {\n  %0 = neg %x : f32[2]\n  %0 = neg %0 : f32[2]\n  return %0\n}\n",
         3,
@@ -107,59 +84,20 @@ const MALFORMED: &[(&str, usize, usize, &str)] = &[
         16,
         "has no attribute `axis`",
     ),
-    (
-        "func @f(%x: f32[2]) -> (y: f32[3]) {\n  %0 = neg %x : f32[2]\n  return %0\n}\n",
-        3,
-        10,
-        "declared f32[3]",
-    ),
-    (
-        "func @f(%x: f32[2]) -> (y: f32[2]) {\n  %0 = neg %x : f32[2]\n  return\n}\n",
-        1,
-        6,
-        "declares 1 output(s)",
-    ),
-    (
-        "func @f(%x: f32[2], %x: f32[2]) -> () {\n  return\n}\n",
-        1,
-        21,
-        "declared twice",
-    ),
-    (
-        "func @f(%x: f32[2]) -> () {\n  %0 = neg %x : f32[2]\n",
-        3,
-        1,
-        "expected a statement",
-    ),
-    (
-        "func @f(%x: f32[2] param bogus) -> () {\n  return\n}\n",
-        1,
-        26,
-        "unknown initializer",
-    ),
-    (
-        "func @f() -> () {\n  %0 = const 1.5x : f32[1]\n  return\n}\n",
-        2,
-        14,
-        "not a number",
-    ),
-    (
-        "func @f() -> () {\n  return\n}\n#",
-        4,
-        1,
-        "unexpected character `#`",
-    ),
+    ("func @f(%x: f32[2]) -> (y: f32[3]) {\n  %0 = neg %x : f32[2]\n  return %0\n}\n", 3, 10, "declared f32[3]"),
+    ("func @f(%x: f32[2]) -> (y: f32[2]) {\n  %0 = neg %x : f32[2]\n  return\n}\n", 1, 6, "declares 1 output(s)"),
+    ("func @f(%x: f32[2], %x: f32[2]) -> () {\n  return\n}\n", 1, 21, "declared twice"),
+    ("func @f(%x: f32[2]) -> () {\n  %0 = neg %x : f32[2]\n", 3, 1, "expected a statement"),
+    ("func @f(%x: f32[2] param bogus) -> () {\n  return\n}\n", 1, 26, "unknown initializer"),
+    ("func @f() -> () {\n  %0 = const 1.5x : f32[1]\n  return\n}\n", 2, 14, "not a number"),
+    ("func @f() -> () {\n  return\n}\n#", 4, 1, "unexpected character `#`"),
 ];
 
 #[test]
 fn malformed_text_reports_line_and_column() {
     for (text, line, col, part) in MALFORMED {
         let e = parse_module(text).expect_err(text);
-        assert!(
-            e.message.contains(part),
-            "{text:?}: message {:?} should contain {part:?}",
-            e.message
-        );
+        assert!(e.message.contains(part), "{text:?}: message {:?} should contain {part:?}", e.message);
         assert_eq!((e.line, e.col), (*line, *col), "{text:?}: {e}");
     }
 }

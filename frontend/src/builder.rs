@@ -38,12 +38,7 @@ impl fmt::Display for BuildError {
 
 impl From<VerifyErrors> for BuildError {
     fn from(e: VerifyErrors) -> Self {
-        BuildError {
-            op: "verify".into(),
-            message: e.to_string(),
-            location: "<builder>".into(),
-            more: 0,
-        }
+        BuildError { op: "verify".into(), message: e.to_string(), location: "<builder>".into(), more: 0 }
     }
 }
 
@@ -99,11 +94,7 @@ impl Builder {
     /// A builder that continues an existing graph (keeping its nodes and outputs). Its float
     /// dtype is that of the graph's first parameter, or `f32`.
     pub fn from_graph(graph: Graph) -> Self {
-        let float = graph
-            .params()
-            .next()
-            .map(|(_, n)| n.ty.dtype)
-            .unwrap_or(DType::F32);
+        let float = graph.params().next().map(|(_, n)| n.ty.dtype).unwrap_or(DType::F32);
         let streams = graph
             .nodes()
             .filter_map(|(_, n)| match n.op {
@@ -142,10 +133,7 @@ impl Builder {
     /// Handles to the graph's outputs, in order, with their names.
     pub fn outputs(&self) -> Vec<(String, Tensor<'_>)> {
         let g = self.graph.borrow();
-        g.outputs()
-            .iter()
-            .map(|o| (o.name.clone(), self.handle(Some(o.value))))
-            .collect()
+        g.outputs().iter().map(|o| (o.name.clone(), self.handle(Some(o.value)))).collect()
     }
 
     /// Removes every output (the nodes stay), to name new ones.
@@ -204,12 +192,7 @@ impl Builder {
     /// Adds a node; on a type error records it (at the caller) and returns a poisoned handle.
     /// Poisoned operands give a poisoned result without a new error.
     #[track_caller]
-    pub(crate) fn apply(
-        &self,
-        op: Op,
-        args: &[Tensor<'_>],
-        declared: Option<TensorType>,
-    ) -> Tensor<'_> {
+    pub(crate) fn apply(&self, op: Op, args: &[Tensor<'_>], declared: Option<TensorType>) -> Tensor<'_> {
         let mut ids = Vec::with_capacity(args.len());
         for a in args {
             match a.id {
@@ -241,20 +224,14 @@ impl Builder {
     /// A graph input of the given dtype and shape.
     #[track_caller]
     pub fn input(&self, name: &str, dtype: DType, dims: impl Into<Vec<usize>>) -> Tensor<'_> {
-        let r = self
-            .graph
-            .borrow_mut()
-            .input(name, TensorType::new(dtype, dims.into()));
+        let r = self.graph.borrow_mut().input(name, TensorType::new(dtype, dims.into()));
         self.new_leaf("input", r)
     }
 
     /// A trainable parameter of the builder's float dtype, initialized by `init`.
     #[track_caller]
     pub fn param(&self, name: &str, dims: impl Into<Vec<usize>>, init: Init) -> Tensor<'_> {
-        let r = self
-            .graph
-            .borrow_mut()
-            .param(name, TensorType::new(self.float, dims.into()), init);
+        let r = self.graph.borrow_mut().param(name, TensorType::new(self.float, dims.into()), init);
         self.new_leaf("param", r)
     }
 
@@ -289,13 +266,7 @@ impl Builder {
     /// A constant of the given dtype and shape with every element `value`.
     #[track_caller]
     pub fn constant(&self, value: f64, dtype: DType, dims: impl Into<Vec<usize>>) -> Tensor<'_> {
-        self.apply(
-            Op::Const {
-                value: kiln_ir::Literal(value),
-            },
-            &[],
-            Some(TensorType::new(dtype, dims.into())),
-        )
+        self.apply(Op::Const { value: kiln_ir::Literal(value) }, &[], Some(TensorType::new(dtype, dims.into())))
     }
 
     /// A scalar constant of the builder's float dtype.
@@ -307,11 +278,7 @@ impl Builder {
     /// The index along `axis` at every position of a tensor of `dtype` and shape `dims`.
     #[track_caller]
     pub fn iota(&self, dtype: DType, dims: impl Into<Vec<usize>>, axis: usize) -> Tensor<'_> {
-        self.apply(
-            Op::Iota { axis },
-            &[],
-            Some(TensorType::new(dtype, dims.into())),
-        )
+        self.apply(Op::Iota { axis }, &[], Some(TensorType::new(dtype, dims.into())))
     }
 
     /// Names `t` as the next output of the function.
@@ -344,18 +311,9 @@ impl Builder {
     /// Counter-based random numbers of `dtype` and shape `dims`, seeded by the `rng_seed` input;
     /// every call draws a fresh stream.
     #[track_caller]
-    pub fn rng(
-        &self,
-        dist: kiln_ir::Distribution,
-        dtype: DType,
-        dims: impl Into<Vec<usize>>,
-    ) -> Tensor<'_> {
+    pub fn rng(&self, dist: kiln_ir::Distribution, dtype: DType, dims: impl Into<Vec<usize>>) -> Tensor<'_> {
         let seed = self.rng_seed();
         let stream = self.next_stream();
-        self.apply(
-            Op::Rng { dist, stream },
-            &[seed],
-            Some(TensorType::new(dtype, dims.into())),
-        )
+        self.apply(Op::Rng { dist, stream }, &[seed], Some(TensorType::new(dtype, dims.into())))
     }
 }

@@ -4,10 +4,7 @@ use kiln_ir::{Init, Literal};
 
 /// Uniform on `[-bound, bound)`.
 pub fn uniform(bound: f64) -> Init {
-    Init::Uniform {
-        low: Literal(-bound),
-        high: Literal(bound),
-    }
+    Init::Uniform { low: Literal(-bound), high: Literal(bound) }
 }
 
 /// Kaiming/He uniform for ReLU layers: bound `sqrt(6 / fan_in)`.

@@ -71,30 +71,18 @@ pub struct Update<'b> {
 impl Optimizer {
     /// Plain SGD.
     pub fn sgd() -> Self {
-        Optimizer {
-            kind: OptimizerKind::Sgd,
-            weight_decay: 0.0,
-            clip_grad_norm: None,
-        }
+        Optimizer { kind: OptimizerKind::Sgd, weight_decay: 0.0, clip_grad_norm: None }
     }
 
     /// SGD with momentum `momentum`.
     pub fn momentum(momentum: f64, nesterov: bool) -> Self {
-        Optimizer {
-            kind: OptimizerKind::Momentum { momentum, nesterov },
-            weight_decay: 0.0,
-            clip_grad_norm: None,
-        }
+        Optimizer { kind: OptimizerKind::Momentum { momentum, nesterov }, weight_decay: 0.0, clip_grad_norm: None }
     }
 
     /// Adam with β1 = 0.9, β2 = 0.999, ε = 1e-8.
     pub fn adam() -> Self {
         Optimizer {
-            kind: OptimizerKind::Adam {
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-            },
+            kind: OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 },
             weight_decay: 0.0,
             clip_grad_norm: None,
         }
@@ -103,11 +91,7 @@ impl Optimizer {
     /// AdamW with β1 = 0.9, β2 = 0.999, ε = 1e-8 and decoupled decay `weight_decay`.
     pub fn adamw(weight_decay: f64) -> Self {
         Optimizer {
-            kind: OptimizerKind::AdamW {
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-            },
+            kind: OptimizerKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8 },
             weight_decay,
             clip_grad_norm: None,
         }
@@ -129,9 +113,7 @@ impl Optimizer {
     pub fn name(&self) -> &'static str {
         match self.kind {
             OptimizerKind::Sgd => "sgd",
-            OptimizerKind::Momentum {
-                nesterov: false, ..
-            } => "momentum",
+            OptimizerKind::Momentum { nesterov: false, .. } => "momentum",
             OptimizerKind::Momentum { nesterov: true, .. } => "nesterov",
             OptimizerKind::Adam { .. } => "adam",
             OptimizerKind::AdamW { .. } => "adamw",
@@ -149,10 +131,7 @@ impl Optimizer {
     ) -> Vec<Update<'b>> {
         let mut grads: Vec<Tensor<'b>> = params.iter().map(|(_, _, g)| *g).collect();
         if let Some(max_norm) = self.clip_grad_norm {
-            let sq = grads
-                .iter()
-                .map(|g| g.square().sum_all())
-                .reduce(|a, c| a + c);
+            let sq = grads.iter().map(|g| g.square().sum_all()).reduce(|a, c| a + c);
             if let Some(sq) = sq {
                 let scale = ((sq.sqrt() + 1e-6).recip() * max_norm).minimum(sq.full_like(1.0));
                 grads = grads.iter().map(|g| *g * scale).collect();
@@ -161,60 +140,35 @@ impl Optimizer {
         let float = lr.dtype();
         let mut out = Vec::new();
         let mut state = Vec::new();
-        let state_input =
-            |name: String, ty: TensorType| b.input(&name, ty.dtype, ty.dims().to_vec());
+        let state_input = |name: String, ty: TensorType| b.input(&name, ty.dtype, ty.dims().to_vec());
         // Adam's step count and bias corrections, shared by all parameters, made on first use.
         let mut adam_corrections: Option<(Tensor<'b>, Tensor<'b>)> = None;
         for ((name, p, _), g) in params.iter().zip(grads) {
             let decoupled = matches!(self.kind, OptimizerKind::AdamW { .. });
-            let g = if self.weight_decay != 0.0 && !decoupled {
-                g + *p * self.weight_decay
-            } else {
-                g
-            };
+            let g = if self.weight_decay != 0.0 && !decoupled { g + *p * self.weight_decay } else { g };
             let delta = match self.kind {
                 OptimizerKind::Sgd => g,
                 OptimizerKind::Momentum { momentum, nesterov } => {
                     let vname = format!("momentum.{name}");
                     let v = state_input(vname.clone(), p.ty());
                     let v1 = v * momentum + g;
-                    state.push(Update {
-                        value: v1,
-                        replaces: vname,
-                        is_state: true,
-                    });
+                    state.push(Update { value: v1, replaces: vname, is_state: true });
                     if nesterov { g + v1 * momentum } else { v1 }
                 }
-                OptimizerKind::Adam { beta1, beta2, eps }
-                | OptimizerKind::AdamW { beta1, beta2, eps } => {
+                OptimizerKind::Adam { beta1, beta2, eps } | OptimizerKind::AdamW { beta1, beta2, eps } => {
                     let (mname, vname) = (format!("adam.m.{name}"), format!("adam.v.{name}"));
                     let m = state_input(mname.clone(), p.ty());
                     let v = state_input(vname.clone(), p.ty());
                     let m1 = m * beta1 + g * (1.0 - beta1);
                     let v1 = v * beta2 + g.square() * (1.0 - beta2);
-                    state.push(Update {
-                        value: m1,
-                        replaces: mname,
-                        is_state: true,
-                    });
-                    state.push(Update {
-                        value: v1,
-                        replaces: vname,
-                        is_state: true,
-                    });
+                    state.push(Update { value: m1, replaces: mname, is_state: true });
+                    state.push(Update { value: v1, replaces: vname, is_state: true });
                     let (c1, c2) = *adam_corrections.get_or_insert_with(|| {
                         let t = state_input("adam.step".into(), TensorType::new(float, []));
                         let t1 = t + 1.0;
-                        state.push(Update {
-                            value: t1,
-                            replaces: "adam.step".into(),
-                            is_state: true,
-                        });
+                        state.push(Update { value: t1, replaces: "adam.step".into(), is_state: true });
                         // Bias corrections 1 - β^t as scalars.
-                        (
-                            1.0 - t1.full_like(beta1).pow(t1),
-                            1.0 - t1.full_like(beta2).pow(t1),
-                        )
+                        (1.0 - t1.full_like(beta1).pow(t1), 1.0 - t1.full_like(beta2).pow(t1))
                     });
                     let mhat = m1 / c1;
                     let vhat = v1 / c2;
@@ -225,11 +179,7 @@ impl Optimizer {
                     d
                 }
             };
-            out.push(Update {
-                value: *p - delta * lr,
-                replaces: name.clone(),
-                is_state: false,
-            });
+            out.push(Update { value: *p - delta * lr, replaces: name.clone(), is_state: false });
         }
         out.extend(state);
         out

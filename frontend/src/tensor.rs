@@ -10,16 +10,8 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for (i, o) in out.iter_mut().enumerate() {
-        let da = if i + a.len() >= r {
-            a[i + a.len() - r]
-        } else {
-            1
-        };
-        let db = if i + b.len() >= r {
-            b[i + b.len() - r]
-        } else {
-            1
-        };
+        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
+        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
         *o = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -78,8 +70,7 @@ impl<'b> Tensor<'b> {
             return None;
         }
         if a < 0 || a >= r {
-            self.b
-                .fail(op, format!("axis {axis} out of range for {}", self.ty()));
+            self.b.fail(op, format!("axis {axis} out of range for {}", self.ty()));
             return None;
         }
         Some(a as usize)
@@ -102,13 +93,7 @@ impl<'b> Tensor<'b> {
         if self.is_poisoned() {
             return *self;
         }
-        self.b.apply(
-            Op::Const {
-                value: Literal(value),
-            },
-            &[],
-            Some(self.ty()),
-        )
+        self.b.apply(Op::Const { value: Literal(value) }, &[], Some(self.ty()))
     }
 
     /// Broadcasts to `dims` by numpy rules (leading axes added, extents of 1 stretched).
@@ -122,19 +107,12 @@ impl<'b> Tensor<'b> {
             return *self;
         }
         if me.len() > dims.len() || broadcast_shapes(&me, dims).as_deref() != Some(dims) {
-            self.b.fail(
-                "broadcast",
-                format!("cannot broadcast {} to {}", self.ty(), shape_str(dims)),
-            );
+            self.b.fail("broadcast", format!("cannot broadcast {} to {}", self.ty(), shape_str(dims)));
             return self.b.handle(None);
         }
         let offset = dims.len() - me.len();
         let bdims: Vec<usize> = (0..me.len()).map(|i| i + offset).collect();
-        self.b.apply(
-            Op::Broadcast { dims: bdims },
-            &[*self],
-            Some(TensorType::new(self.dtype(), dims.to_vec())),
-        )
+        self.b.apply(Op::Broadcast { dims: bdims }, &[*self], Some(TensorType::new(self.dtype(), dims.to_vec())))
     }
 
     /// Broadcasts two operands to their common shape for elementwise `op`.
@@ -145,15 +123,13 @@ impl<'b> Tensor<'b> {
         }
         let (a, b) = (self.ty(), other.ty());
         if a.dtype != b.dtype {
-            self.b
-                .fail(op, format!("dtypes differ: {a} vs {b} (use .cast())"));
+            self.b.fail(op, format!("dtypes differ: {a} vs {b} (use .cast())"));
             return None;
         }
         match broadcast_shapes(a.dims(), b.dims()) {
             Some(s) => Some((self.broadcast_to(&s), other.broadcast_to(&s))),
             None => {
-                self.b
-                    .fail(op, format!("shapes do not broadcast: {a} vs {b}"));
+                self.b.fail(op, format!("shapes do not broadcast: {a} vs {b}"));
                 None
             }
         }
@@ -279,18 +255,11 @@ impl<'b> Tensor<'b> {
         let s = match broadcast_shapes(&self.shape(), &a.shape()) {
             Some(s) if !self.is_poisoned() => s,
             _ => {
-                self.b.fail(
-                    "select",
-                    format!("condition {} does not broadcast with {}", self.ty(), a.ty()),
-                );
+                self.b.fail("select", format!("condition {} does not broadcast with {}", self.ty(), a.ty()));
                 return self.b.handle(None);
             }
         };
-        let (c, a, b) = (
-            self.broadcast_to(&s),
-            a.broadcast_to(&s),
-            b.broadcast_to(&s),
-        );
+        let (c, a, b) = (self.broadcast_to(&s), a.broadcast_to(&s), b.broadcast_to(&s));
         self.b.apply(Op::Select, &[c, a, b], None)
     }
 
@@ -300,11 +269,7 @@ impl<'b> Tensor<'b> {
         if self.is_poisoned() || self.dtype() == dtype {
             return *self;
         }
-        self.b.apply(
-            Op::Cast,
-            &[*self],
-            Some(TensorType::new(dtype, self.shape())),
-        )
+        self.b.apply(Op::Cast, &[*self], Some(TensorType::new(dtype, self.shape())))
     }
 
     /// Identity whose gradient is zero.
@@ -318,14 +283,7 @@ impl<'b> Tensor<'b> {
         let Some(ax) = self.axes(op.name(), axes) else {
             return self.b.handle(None);
         };
-        let r = self.b.apply(
-            Op::Reduce {
-                op,
-                axes: ax.clone(),
-            },
-            &[*self],
-            None,
-        );
+        let r = self.b.apply(Op::Reduce { op, axes: ax.clone() }, &[*self], None);
         if !keepdim {
             return r;
         }
@@ -370,9 +328,7 @@ impl<'b> Tensor<'b> {
     fn count(&self, axes: &[isize]) -> f64 {
         let s = self.shape();
         let r = s.len() as isize;
-        axes.iter()
-            .map(|&a| s[(if a < 0 { a + r } else { a }).clamp(0, (r - 1).max(0)) as usize] as f64)
-            .product()
+        axes.iter().map(|&a| s[(if a < 0 { a + r } else { a }).clamp(0, (r - 1).max(0)) as usize] as f64).product()
     }
 
     /// Mean over `axes`, removing them.
@@ -402,11 +358,7 @@ impl<'b> Tensor<'b> {
         if self.is_poisoned() || self.shape() == dims {
             return *self;
         }
-        self.b.apply(
-            Op::Reshape,
-            &[*self],
-            Some(TensorType::new(self.dtype(), dims.to_vec())),
-        )
+        self.b.apply(Op::Reshape, &[*self], Some(TensorType::new(self.dtype(), dims.to_vec())))
     }
 
     /// Flattens axes `start..` into one.
@@ -414,10 +366,7 @@ impl<'b> Tensor<'b> {
     pub fn flatten(&self, start: usize) -> Tensor<'b> {
         let s = self.shape();
         if start > s.len() {
-            self.b.fail(
-                "flatten",
-                format!("start axis {start} out of range for {}", self.ty()),
-            );
+            self.b.fail("flatten", format!("start axis {start} out of range for {}", self.ty()));
             return self.b.handle(None);
         }
         let mut dims = s[..start].to_vec();
@@ -431,13 +380,7 @@ impl<'b> Tensor<'b> {
         if perm.iter().enumerate().all(|(i, &p)| i == p) && perm.len() == self.rank() {
             return *self;
         }
-        self.b.apply(
-            Op::Permute {
-                perm: perm.to_vec(),
-            },
-            &[*self],
-            None,
-        )
+        self.b.apply(Op::Permute { perm: perm.to_vec() }, &[*self], None)
     }
 
     /// Swaps the last two axes.
@@ -445,10 +388,7 @@ impl<'b> Tensor<'b> {
     pub fn transpose(&self) -> Tensor<'b> {
         let r = self.rank();
         if r < 2 {
-            self.b.fail(
-                "transpose",
-                format!("needs at least two axes, got {}", self.ty()),
-            );
+            self.b.fail("transpose", format!("needs at least two axes, got {}", self.ty()));
             return self.b.handle(None);
         }
         let mut perm: Vec<usize> = (0..r).collect();
@@ -469,49 +409,22 @@ impl<'b> Tensor<'b> {
         lo[ax] = start;
         hi[ax] = stop;
         st[ax] = step;
-        self.b.apply(
-            Op::Slice {
-                start: lo,
-                stop: hi,
-                step: st,
-            },
-            &[*self],
-            None,
-        )
+        self.b.apply(Op::Slice { start: lo, stop: hi, step: st }, &[*self], None)
     }
 
     /// Strided window over every axis.
     #[track_caller]
     pub fn slice_all(&self, start: &[usize], stop: &[usize], step: &[usize]) -> Tensor<'b> {
-        self.b.apply(
-            Op::Slice {
-                start: start.to_vec(),
-                stop: stop.to_vec(),
-                step: step.to_vec(),
-            },
-            &[*self],
-            None,
-        )
+        self.b.apply(Op::Slice { start: start.to_vec(), stop: stop.to_vec(), step: step.to_vec() }, &[*self], None)
     }
 
     /// Pads every axis with `low[i]` elements before and `high[i]` after, of `value`.
     #[track_caller]
     pub fn pad(&self, low: &[usize], high: &[usize], value: f64) -> Tensor<'b> {
-        if low.iter().chain(high).all(|&p| p == 0)
-            && low.len() == self.rank()
-            && high.len() == self.rank()
-        {
+        if low.iter().chain(high).all(|&p| p == 0) && low.len() == self.rank() && high.len() == self.rank() {
             return *self;
         }
-        self.b.apply(
-            Op::Pad {
-                low: low.to_vec(),
-                high: high.to_vec(),
-                value: Literal(value),
-            },
-            &[*self],
-            None,
-        )
+        self.b.apply(Op::Pad { low: low.to_vec(), high: high.to_vec(), value: Literal(value) }, &[*self], None)
     }
 
     /// Matrix product with numpy batching: `[..., m, k] x [..., k, n]`, batch axes broadcast;
@@ -540,10 +453,7 @@ impl<'b> Tensor<'b> {
         }
         let (ba, bb) = (&a[..a.len() - 2], &b[..b.len() - 2]);
         let Some(batch) = broadcast_shapes(ba, bb) else {
-            self.b.fail(
-                "matmul",
-                format!("batch axes do not broadcast: {} x {}", self.ty(), o.ty()),
-            );
+            self.b.fail("matmul", format!("batch axes do not broadcast: {} x {}", self.ty(), o.ty()));
             return self.b.handle(None);
         };
         let full = |t: &Tensor<'b>, s: &[usize]| {
@@ -567,8 +477,7 @@ impl<'b> Tensor<'b> {
         let Some(ax) = self.axis("gather", axis) else {
             return self.b.handle(None);
         };
-        self.b
-            .apply(Op::Gather { axis: ax }, &[*self, indices], None)
+        self.b.apply(Op::Gather { axis: ax }, &[*self, indices], None)
     }
 
     /// One-hot encoding of integer class indices: `[...]` → `[..., classes]` of `dtype`.
@@ -581,9 +490,7 @@ impl<'b> Tensor<'b> {
         let r = dims.len();
         dims.push(classes);
         let iota = self.b.iota(self.dtype(), dims.clone(), r);
-        let labels = self
-            .reshape(&[self.shape(), vec![1]].concat())
-            .broadcast_to(&dims);
+        let labels = self.reshape(&[self.shape(), vec![1]].concat()).broadcast_to(&dims);
         labels.equal(iota).cast(dtype)
     }
 }

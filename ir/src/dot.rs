@@ -31,22 +31,13 @@ pub fn to_dot(graph: &Graph) -> String {
             Op::Param { .. } => ", style=filled, fillcolor=\"#fef3c7\"",
             _ => "",
         };
-        let _ = writeln!(
-            s,
-            "  n{} [label=\"{}\"{style}];",
-            id.index(),
-            escape(&label).replace("\\\\n", "\\n")
-        );
+        let _ = writeln!(s, "  n{} [label=\"{}\"{style}];", id.index(), escape(&label).replace("\\\\n", "\\n"));
         for (pos, a) in node.args.iter().enumerate() {
             let _ = writeln!(s, "  n{} -> n{} [label=\"{pos}\"];", a.index(), id.index());
         }
     }
     for (i, o) in graph.outputs().iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "  out{i} [label=\"{}\", shape=doubleoctagon];",
-            escape(&o.name)
-        );
+        let _ = writeln!(s, "  out{i} [label=\"{}\", shape=doubleoctagon];", escape(&o.name));
         let _ = writeln!(s, "  n{} -> out{i};", o.value.index());
     }
     s.push_str("}\n");

@@ -87,10 +87,7 @@ pub struct Graph {
 impl Graph {
     /// An empty graph called `name`.
     pub fn new(name: impl Into<String>) -> Self {
-        Graph {
-            name: name.into(),
-            ..Graph::default()
-        }
+        Graph { name: name.into(), ..Graph::default() }
     }
 
     /// The function name.
@@ -127,10 +124,7 @@ impl Graph {
 
     /// All nodes in arena (topological) order.
     pub fn nodes(&self) -> impl ExactSizeIterator<Item = (NodeId, &Node)> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (NodeId::from_index(i), n))
+        self.nodes.iter().enumerate().map(|(i, n)| (NodeId::from_index(i), n))
     }
 
     /// The leaves (`input` and `param` nodes) in arena order: the function's signature.
@@ -140,14 +134,12 @@ impl Graph {
 
     /// The `input` leaves in arena order.
     pub fn inputs(&self) -> impl Iterator<Item = (NodeId, &Node)> {
-        self.nodes()
-            .filter(|(_, n)| matches!(n.op, Op::Input { .. }))
+        self.nodes().filter(|(_, n)| matches!(n.op, Op::Input { .. }))
     }
 
     /// The `param` leaves in arena order.
     pub fn params(&self) -> impl Iterator<Item = (NodeId, &Node)> {
-        self.nodes()
-            .filter(|(_, n)| matches!(n.op, Op::Param { .. }))
+        self.nodes().filter(|(_, n)| matches!(n.op, Op::Param { .. }))
     }
 
     /// The leaf called `name`, if any.
@@ -162,8 +154,7 @@ impl Graph {
 
     /// Total number of parameter elements.
     pub fn param_count(&self) -> usize {
-        self.params()
-            .fold(0usize, |n, (_, p)| n.saturating_add(p.ty.numel()))
+        self.params().fold(0usize, |n, (_, p)| n.saturating_add(p.ty.numel()))
     }
 
     /// Adds a graph input.
@@ -172,19 +163,8 @@ impl Graph {
     }
 
     /// Adds a trainable parameter initialized by `init` when no value is supplied.
-    pub fn param(
-        &mut self,
-        name: impl Into<String>,
-        ty: TensorType,
-        init: Init,
-    ) -> Result<NodeId, GraphError> {
-        self.add_leaf(
-            Op::Param {
-                name: name.into(),
-                init,
-            },
-            ty,
-        )
+    pub fn param(&mut self, name: impl Into<String>, ty: TensorType, init: Init) -> Result<NodeId, GraphError> {
+        self.add_leaf(Op::Param { name: name.into(), init }, ty)
     }
 
     fn add_leaf(&mut self, op: Op, ty: TensorType) -> Result<NodeId, GraphError> {
@@ -207,12 +187,7 @@ impl Graph {
 
     /// Adds `op` applied to `args` with a declared result type, which ops such as `reshape`,
     /// `broadcast`, `cast` and `const` need; for the others it must equal the inferred type.
-    pub fn add_typed(
-        &mut self,
-        op: Op,
-        args: &[NodeId],
-        ty: TensorType,
-    ) -> Result<NodeId, GraphError> {
+    pub fn add_typed(&mut self, op: Op, args: &[NodeId], ty: TensorType) -> Result<NodeId, GraphError> {
         self.reject_leaf(&op)?;
         self.push(op, args, Some(ty))
     }
@@ -228,22 +203,13 @@ impl Graph {
         }
     }
 
-    fn push(
-        &mut self,
-        op: Op,
-        args: &[NodeId],
-        declared: Option<TensorType>,
-    ) -> Result<NodeId, GraphError> {
+    fn push(&mut self, op: Op, args: &[NodeId], declared: Option<TensorType>) -> Result<NodeId, GraphError> {
         if let Some(&bad) = args.iter().find(|a| a.index() >= self.nodes.len()) {
             return Err(GraphError::UnknownNode(bad));
         }
         let arg_types: Vec<&TensorType> = args.iter().map(|&a| self.ty(a)).collect();
         let ty = infer(&op, &arg_types, declared.as_ref())?;
-        let node = Node {
-            op,
-            args: args.to_vec(),
-            ty,
-        };
+        let node = Node { op, args: args.to_vec(), ty };
         if let Some(&id) = self.interned.get(&node) {
             return Ok(id);
         }

@@ -22,23 +22,18 @@ pub fn materialize(init: Init, ty: &TensorType, name: &str, seed: u64) -> Value 
     let data: Vec<f64> = match init {
         Init::Zeros => return Value::splat(ty, 0.0),
         Init::Ones => return Value::splat(ty, 1.0),
-        Init::Uniform { low, high } => (0..n)
-            .map(|i| low.0 + (high.0 - low.0) * rng::uniform_f64(rng::bits(key, i)))
-            .collect(),
-        Init::Normal { mean, std } => (0..n)
-            .map(|i| mean.0 + std.0 * rng::normal_f64(key, i))
-            .collect(),
+        Init::Uniform { low, high } => {
+            (0..n).map(|i| low.0 + (high.0 - low.0) * rng::uniform_f64(rng::bits(key, i))).collect()
+        }
+        Init::Normal { mean, std } => (0..n).map(|i| mean.0 + std.0 * rng::normal_f64(key, i)).collect(),
     };
     let shape = IxDyn(ty.dims());
     // The lengths agree by construction: `data` has one element per element of `ty`.
     match ty.dtype {
         DType::F32 => Value::F32(
-            ArrayD::from_shape_vec(shape, data.iter().map(|&x| x as f32).collect())
-                .expect("one element per position"),
+            ArrayD::from_shape_vec(shape, data.iter().map(|&x| x as f32).collect()).expect("one element per position"),
         ),
-        DType::F64 => {
-            Value::F64(ArrayD::from_shape_vec(shape, data).expect("one element per position"))
-        }
+        DType::F64 => Value::F64(ArrayD::from_shape_vec(shape, data).expect("one element per position")),
         DType::I32 | DType::I64 | DType::Bool => Value::splat(ty, 0.0),
     }
 }

@@ -178,15 +178,8 @@ pub enum BinaryOp {
 
 impl BinaryOp {
     /// Every binary op.
-    pub const ALL: [BinaryOp; 7] = [
-        BinaryOp::Add,
-        BinaryOp::Sub,
-        BinaryOp::Mul,
-        BinaryOp::Div,
-        BinaryOp::Max,
-        BinaryOp::Min,
-        BinaryOp::Pow,
-    ];
+    pub const ALL: [BinaryOp; 7] =
+        [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Max, BinaryOp::Min, BinaryOp::Pow];
 
     /// Name in the text IR.
     pub fn name(self) -> &'static str {
@@ -261,12 +254,7 @@ pub struct ConvAttrs {
 
 impl Default for ConvAttrs {
     fn default() -> Self {
-        ConvAttrs {
-            stride: [1, 1],
-            padding: [0, 0],
-            dilation: [1, 1],
-            groups: 1,
-        }
+        ConvAttrs { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }
     }
 }
 

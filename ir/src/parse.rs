@@ -97,20 +97,9 @@ fn lex(text: &str) -> Result<Vec<(Tok, Pos)>, ParseError> {
             col += 1;
             let name = take_name(&mut i, &mut col);
             if name.is_empty() {
-                return Err(ParseError {
-                    line,
-                    col,
-                    message: format!("expected a name after `{c}`"),
-                });
+                return Err(ParseError { line, col, message: format!("expected a name after `{c}`") });
             }
-            toks.push((
-                if c == '%' {
-                    Tok::Value(name)
-                } else {
-                    Tok::Func(name)
-                },
-                pos,
-            ));
+            toks.push((if c == '%' { Tok::Value(name) } else { Tok::Func(name) }, pos));
             continue;
         }
         if c == '-' && next == Some('>') {
@@ -120,8 +109,7 @@ fn lex(text: &str) -> Result<Vec<(Tok, Pos)>, ParseError> {
             continue;
         }
         let starts_number = c.is_ascii_digit()
-            || ((c == '-' || c == '+')
-                && next.is_some_and(|n| n.is_ascii_digit() || n == 'i' || n == 'N' || n == 'n'));
+            || ((c == '-' || c == '+') && next.is_some_and(|n| n.is_ascii_digit() || n == 'i' || n == 'N' || n == 'n'));
         if starts_number {
             let start = i;
             i += 1;
@@ -155,11 +143,7 @@ fn lex(text: &str) -> Result<Vec<(Tok, Pos)>, ParseError> {
             ':' => ":",
             '=' => "=",
             _ => {
-                return Err(ParseError {
-                    line,
-                    col,
-                    message: format!("unexpected character `{c}`"),
-                });
+                return Err(ParseError { line, col, message: format!("unexpected character `{c}`") });
             }
         };
         i += 1;
@@ -204,11 +188,7 @@ struct Parser {
 type PResult<T> = Result<T, ParseError>;
 
 fn err_at<T>(pos: Pos, message: impl Into<String>) -> PResult<T> {
-    Err(ParseError {
-        line: pos.line,
-        col: pos.col,
-        message: message.into(),
-    })
+    Err(ParseError { line: pos.line, col: pos.col, message: message.into() })
 }
 
 impl Parser {
@@ -239,14 +219,7 @@ impl Parser {
 
     fn expect(&mut self, p: &'static str) -> PResult<Pos> {
         let pos = self.pos();
-        if self.eat(p) {
-            Ok(pos)
-        } else {
-            err_at(
-                pos,
-                format!("expected `{p}`, found {}", self.peek().describe()),
-            )
-        }
+        if self.eat(p) { Ok(pos) } else { err_at(pos, format!("expected `{p}`, found {}", self.peek().describe())) }
     }
 
     fn ident(&mut self, what: &str) -> PResult<(String, Pos)> {
@@ -266,13 +239,10 @@ impl Parser {
 
     fn usize_(&mut self) -> PResult<usize> {
         match self.bump() {
-            (Tok::Number(s), p) => s
-                .parse()
-                .or_else(|_| err_at(p, format!("expected a non-negative integer, found `{s}`"))),
-            (t, p) => err_at(
-                p,
-                format!("expected a non-negative integer, found {}", t.describe()),
-            ),
+            (Tok::Number(s), p) => {
+                s.parse().or_else(|_| err_at(p, format!("expected a non-negative integer, found `{s}`")))
+            }
+            (t, p) => err_at(p, format!("expected a non-negative integer, found {}", t.describe())),
         }
     }
 
@@ -323,23 +293,15 @@ impl Parser {
             "ones" => Ok(Init::Ones),
             "uniform" => {
                 let (low, high) = pair(self)?;
-                Ok(Init::Uniform {
-                    low: Literal(low),
-                    high: Literal(high),
-                })
+                Ok(Init::Uniform { low: Literal(low), high: Literal(high) })
             }
             "normal" => {
                 let (mean, std) = pair(self)?;
-                Ok(Init::Normal {
-                    mean: Literal(mean),
-                    std: Literal(std),
-                })
+                Ok(Init::Normal { mean: Literal(mean), std: Literal(std) })
             }
             _ => err_at(
                 p,
-                format!(
-                    "unknown initializer `{name}` (expected zeros, ones, uniform(a, b) or normal(mean, std))"
-                ),
+                format!("unknown initializer `{name}` (expected zeros, ones, uniform(a, b) or normal(mean, std))"),
             ),
         }
     }
@@ -348,10 +310,7 @@ impl Parser {
         let (name, pos) = match self.bump() {
             (Tok::Value(v), p) => (v, p),
             (t, p) => {
-                return err_at(
-                    p,
-                    format!("expected a parameter such as `%x`, found {}", t.describe()),
-                );
+                return err_at(p, format!("expected a parameter such as `%x`, found {}", t.describe()));
             }
         };
         self.expect(":")?;
@@ -362,12 +321,7 @@ impl Parser {
         } else {
             None
         };
-        Ok(Leaf {
-            name,
-            pos,
-            ty,
-            init,
-        })
+        Ok(Leaf { name, pos, ty, init })
     }
 
     fn attr_value(&mut self) -> PResult<AttrValue> {
@@ -381,21 +335,14 @@ impl Parser {
                 self.bump();
                 Ok(AttrValue::Ident(s))
             }
-            t => err_at(
-                self.pos(),
-                format!("expected an attribute value, found {}", t.describe()),
-            ),
+            t => err_at(self.pos(), format!("expected an attribute value, found {}", t.describe())),
         }
     }
 
     fn stmt(&mut self, name: String, name_pos: Pos) -> PResult<Stmt> {
         self.expect("=")?;
         let (op, op_pos) = self.ident("an op name")?;
-        let literal = if op == "const" {
-            Some(self.number()?)
-        } else {
-            None
-        };
+        let literal = if op == "const" { Some(self.number()?) } else { None };
         let mut args = Vec::new();
         while let Tok::Value(v) = self.peek().clone() {
             let p = self.pos();
@@ -419,16 +366,7 @@ impl Parser {
         }
         self.expect(":")?;
         let ty = self.ty()?;
-        Ok(Stmt {
-            name,
-            name_pos,
-            op,
-            op_pos,
-            literal,
-            args,
-            attrs,
-            ty,
-        })
+        Ok(Stmt { name, name_pos, op, op_pos, literal, args, attrs, ty })
     }
 
     fn func(&mut self) -> PResult<Graph> {
@@ -436,13 +374,7 @@ impl Parser {
         let (fname, fpos) = match self.bump() {
             (Tok::Func(n), p) => (n, p),
             (t, p) => {
-                return err_at(
-                    p,
-                    format!(
-                        "expected a function name such as `@mlp`, found {}",
-                        t.describe()
-                    ),
-                );
+                return err_at(p, format!("expected a function name such as `@mlp`, found {}", t.describe()));
             }
         };
         self.expect("(")?;
@@ -485,10 +417,7 @@ impl Parser {
                 (t, p) => {
                     return err_at(
                         p,
-                        format!(
-                            "expected a statement `%name = ...` or `return`, found {}",
-                            t.describe()
-                        ),
+                        format!("expected a statement `%name = ...` or `return`, found {}", t.describe()),
                     );
                 }
             }
@@ -499,8 +428,7 @@ impl Parser {
 }
 
 fn parse_float(s: &str, p: Pos) -> PResult<f64> {
-    s.parse::<f64>()
-        .or_else(|_| err_at(p, format!("`{s}` is not a number")))
+    s.parse::<f64>().or_else(|_| err_at(p, format!("`{s}` is not a number")))
 }
 
 /// Builds the graph, honouring the printer's `%N` numbering where it fits: slot `i` of the
@@ -565,9 +493,7 @@ fn build(
             return err_at(s.name_pos, format!("`%{}` is defined twice", s.name));
         }
         let op = op_from_stmt(s)?;
-        let id = g
-            .add_typed(op, &args, s.ty.clone())
-            .or_else(|e| err_at(s.op_pos, e.to_string()))?;
+        let id = g.add_typed(op, &args, s.ty.clone()).or_else(|e| err_at(s.op_pos, e.to_string()))?;
         names.insert(s.name.clone(), id);
     }
     for (i, l) in leaves.iter().enumerate() {
@@ -577,31 +503,14 @@ fn build(
     }
     if rets.len() != outs.len() {
         let p = rets.first().map(|r| r.1).unwrap_or(fpos);
-        return err_at(
-            p,
-            format!(
-                "the signature declares {} output(s) but `return` gives {}",
-                outs.len(),
-                rets.len()
-            ),
-        );
+        return err_at(p, format!("the signature declares {} output(s) but `return` gives {}", outs.len(), rets.len()));
     }
     for ((oname, opos, oty), (r, rpos)) in outs.into_iter().zip(rets) {
-        let id = *names
-            .get(&r)
-            .ok_or(())
-            .or_else(|_| err_at(rpos, format!("`%{r}` is not defined")))?;
+        let id = *names.get(&r).ok_or(()).or_else(|_| err_at(rpos, format!("`%{r}` is not defined")))?;
         if *g.ty(id) != oty {
-            return err_at(
-                rpos,
-                format!(
-                    "output `{oname}` is declared {oty} but `%{r}` is {}",
-                    g.ty(id)
-                ),
-            );
+            return err_at(rpos, format!("output `{oname}` is declared {oty} but `%{r}` is {}", g.ty(id)));
         }
-        g.add_output(oname, id)
-            .or_else(|e| err_at(opos, e.to_string()))?;
+        g.add_output(oname, id).or_else(|e| err_at(opos, e.to_string()))?;
     }
     Ok(g)
 }
@@ -614,10 +523,7 @@ struct Attrs<'a> {
 
 impl<'a> Attrs<'a> {
     fn new(stmt: &'a Stmt) -> Self {
-        Attrs {
-            stmt,
-            used: vec![false; stmt.attrs.len()],
-        }
+        Attrs { stmt, used: vec![false; stmt.attrs.len()] }
     }
 
     fn get(&mut self, key: &str) -> PResult<(&'a AttrValue, Pos)> {
@@ -627,10 +533,7 @@ impl<'a> Attrs<'a> {
                 return Ok((v, *p));
             }
         }
-        err_at(
-            self.stmt.op_pos,
-            format!("`{}` needs the attribute `{key}`", self.stmt.op),
-        )
+        err_at(self.stmt.op_pos, format!("`{}` needs the attribute `{key}`", self.stmt.op))
     }
 
     fn list(&mut self, key: &str) -> PResult<Vec<usize>> {
@@ -643,15 +546,14 @@ impl<'a> Attrs<'a> {
     fn pair(&mut self, key: &str) -> PResult<[usize; 2]> {
         let v = self.list(key)?;
         let p = self.get(key)?.1;
-        <[usize; 2]>::try_from(v.as_slice())
-            .or_else(|_| err_at(p, format!("`{key}` must have two entries")))
+        <[usize; 2]>::try_from(v.as_slice()).or_else(|_| err_at(p, format!("`{key}` must have two entries")))
     }
 
     fn usize_(&mut self, key: &str) -> PResult<usize> {
         match self.get(key)? {
-            (AttrValue::Number(s), p) => s
-                .parse()
-                .or_else(|_| err_at(p, format!("`{key}` must be a non-negative integer"))),
+            (AttrValue::Number(s), p) => {
+                s.parse().or_else(|_| err_at(p, format!("`{key}` must be a non-negative integer")))
+            }
             (_, p) => err_at(p, format!("`{key}` must be a non-negative integer")),
         }
     }
@@ -698,78 +600,44 @@ fn op_from_stmt(s: &Stmt) -> PResult<Op> {
     } else if let Some(c) = CmpOp::ALL.into_iter().find(|c| c.name() == name) {
         Op::Compare(c)
     } else if let Some(r) = ReduceOp::ALL.into_iter().find(|r| r.name() == name) {
-        Op::Reduce {
-            op: r,
-            axes: a.list("axes")?,
-        }
+        Op::Reduce { op: r, axes: a.list("axes")? }
     } else {
         match name {
             "const" => {
-                let (lit, p) = s
-                    .literal
-                    .as_ref()
-                    .expect("the statement parser reads a literal after `const`");
-                Op::Const {
-                    value: Literal(parse_float(lit, *p)?),
-                }
+                let (lit, p) = s.literal.as_ref().expect("the statement parser reads a literal after `const`");
+                Op::Const { value: Literal(parse_float(lit, *p)?) }
             }
-            "iota" => Op::Iota {
-                axis: a.usize_("axis")?,
-            },
+            "iota" => Op::Iota { axis: a.usize_("axis")? },
             "rng" => {
                 let (d, p) = a.ident("dist")?;
                 let dist = match d.as_str() {
                     "uniform" => Distribution::Uniform,
                     "normal" => Distribution::Normal,
                     _ => {
-                        return err_at(
-                            p,
-                            format!("unknown distribution `{d}` (expected uniform or normal)"),
-                        );
+                        return err_at(p, format!("unknown distribution `{d}` (expected uniform or normal)"));
                     }
                 };
-                let stream = u32::try_from(a.usize_("stream")?)
-                    .or_else(|_| err_at(s.op_pos, "`stream` must fit in 32 bits"))?;
+                let stream =
+                    u32::try_from(a.usize_("stream")?).or_else(|_| err_at(s.op_pos, "`stream` must fit in 32 bits"))?;
                 Op::Rng { dist, stream }
             }
             "stop_gradient" => Op::StopGradient,
             "select" => Op::Select,
             "cast" => Op::Cast,
             "reshape" => Op::Reshape,
-            "permute" => Op::Permute {
-                perm: a.list("perm")?,
-            },
-            "broadcast" => Op::Broadcast {
-                dims: a.list("dims")?,
-            },
-            "slice" => Op::Slice {
-                start: a.list("start")?,
-                stop: a.list("stop")?,
-                step: a.list("step")?,
-            },
-            "pad" => Op::Pad {
-                low: a.list("low")?,
-                high: a.list("high")?,
-                value: Literal(a.float("value")?),
-            },
-            "concat" => Op::Concat {
-                axis: a.usize_("axis")?,
-            },
+            "permute" => Op::Permute { perm: a.list("perm")? },
+            "broadcast" => Op::Broadcast { dims: a.list("dims")? },
+            "slice" => Op::Slice { start: a.list("start")?, stop: a.list("stop")?, step: a.list("step")? },
+            "pad" => Op::Pad { low: a.list("low")?, high: a.list("high")?, value: Literal(a.float("value")?) },
+            "concat" => Op::Concat { axis: a.usize_("axis")? },
             "matmul" => Op::Matmul,
             "conv2d" => Op::Conv2d(a.conv()?),
             "conv2d_grad_input" => Op::Conv2dGradInput(a.conv()?),
             "conv2d_grad_weight" => Op::Conv2dGradWeight(a.conv()?),
-            "gather" => Op::Gather {
-                axis: a.usize_("axis")?,
-            },
-            "scatter_add" => Op::ScatterAdd {
-                axis: a.usize_("axis")?,
-            },
+            "gather" => Op::Gather { axis: a.usize_("axis")? },
+            "scatter_add" => Op::ScatterAdd { axis: a.usize_("axis")? },
             "input" | "param" => {
-                return err_at(
-                    s.op_pos,
-                    format!("`{name}` values are declared in the function signature"),
-                );
+                return err_at(s.op_pos, format!("`{name}` values are declared in the function signature"));
             }
             _ => return err_at(s.op_pos, format!("unknown op `{name}`")),
         }
@@ -779,10 +647,7 @@ fn op_from_stmt(s: &Stmt) -> PResult<Op> {
 
 /// Parses a module: one or more `func` definitions.
 pub fn parse_module(text: &str) -> Result<Vec<Graph>, ParseError> {
-    let mut p = Parser {
-        toks: lex(text)?,
-        at: 0,
-    };
+    let mut p = Parser { toks: lex(text)?, at: 0 };
     let mut graphs = Vec::new();
     while *p.peek() != Tok::Eof {
         let pos = p.pos();
@@ -802,11 +667,7 @@ pub fn parse_module(text: &str) -> Result<Vec<Graph>, ParseError> {
 pub fn parse_graph(text: &str) -> Result<Graph, ParseError> {
     let mut graphs = parse_module(text)?;
     if graphs.len() != 1 {
-        return Err(ParseError {
-            line: 1,
-            col: 1,
-            message: format!("expected one function, found {}", graphs.len()),
-        });
+        return Err(ParseError { line: 1, col: 1, message: format!("expected one function, found {}", graphs.len()) });
     }
     Ok(graphs.remove(0))
 }

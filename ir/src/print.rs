@@ -64,12 +64,7 @@ pub fn attrs(op: &Op) -> String {
         Op::Permute { perm } => format!("{{perm={}}}", list(perm)),
         Op::Broadcast { dims } => format!("{{dims={}}}", list(dims)),
         Op::Slice { start, stop, step } => {
-            format!(
-                "{{start={}, stop={}, step={}}}",
-                list(start),
-                list(stop),
-                list(step)
-            )
+            format!("{{start={}, stop={}, step={}}}", list(start), list(stop), list(step))
         }
         Op::Pad { low, high, value } => {
             format!("{{low={}, high={}, value={value}}}", list(low), list(high))
@@ -125,11 +120,7 @@ impl fmt::Display for Graph {
                 writeln!(f, "  {}", statement(self, id))?;
             }
         }
-        let rets: Vec<String> = self
-            .outputs()
-            .iter()
-            .map(|o| value_name(self, o.value))
-            .collect();
+        let rets: Vec<String> = self.outputs().iter().map(|o| value_name(self, o.value)).collect();
         if rets.is_empty() {
             f.write_str("  return\n")?;
         } else {

@@ -44,7 +44,5 @@ pub fn normal_f64(key: u64, i: u64) -> f64 {
 /// The stream number of a named parameter: FNV-1a of its name, so initial values do not depend
 /// on the order in which parameters were declared.
 pub fn name_stream(name: &str) -> u64 {
-    name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
-    })
+    name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3))
 }

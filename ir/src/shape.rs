@@ -60,17 +60,13 @@ impl From<Vec<usize>> for Shape {
 
 impl From<&[usize]> for Shape {
     fn from(dims: &[usize]) -> Self {
-        Shape {
-            dims: dims.to_vec(),
-        }
+        Shape { dims: dims.to_vec() }
     }
 }
 
 impl<const N: usize> From<[usize; N]> for Shape {
     fn from(dims: [usize; N]) -> Self {
-        Shape {
-            dims: dims.to_vec(),
-        }
+        Shape { dims: dims.to_vec() }
     }
 }
 
@@ -99,10 +95,7 @@ pub struct TensorType {
 impl TensorType {
     /// A tensor type from a dtype and anything that converts to a shape.
     pub fn new(dtype: DType, shape: impl Into<Shape>) -> Self {
-        TensorType {
-            dtype,
-            shape: shape.into(),
-        }
+        TensorType { dtype, shape: shape.into() }
     }
 
     /// Number of axes.
@@ -127,10 +120,7 @@ impl TensorType {
 
     /// Size in bytes of a dense buffer, or `None` if it exceeds `isize::MAX`.
     pub fn size_bytes_checked(&self) -> Option<usize> {
-        let n = self
-            .shape
-            .checked_numel()?
-            .checked_mul(self.dtype.size_bytes())?;
+        let n = self.shape.checked_numel()?.checked_mul(self.dtype.size_bytes())?;
         (n <= isize::MAX as usize).then_some(n)
     }
 }

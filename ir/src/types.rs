@@ -20,10 +20,7 @@ pub struct TypeError {
 }
 
 fn fail<T>(op: &Op, message: impl Into<String>) -> Result<T, TypeError> {
-    Err(TypeError {
-        op: op.name(),
-        message: message.into(),
-    })
+    Err(TypeError { op: op.name(), message: message.into() })
 }
 
 fn arity(op: &Op, args: &[&TensorType], n: usize) -> Result<(), TypeError> {
@@ -33,14 +30,8 @@ fn arity(op: &Op, args: &[&TensorType], n: usize) -> Result<(), TypeError> {
     Ok(())
 }
 
-fn need_declared<'a>(
-    op: &Op,
-    declared: Option<&'a TensorType>,
-) -> Result<&'a TensorType, TypeError> {
-    declared.ok_or_else(|| TypeError {
-        op: op.name(),
-        message: "the result type must be declared".into(),
-    })
+fn need_declared<'a>(op: &Op, declared: Option<&'a TensorType>) -> Result<&'a TensorType, TypeError> {
+    declared.ok_or_else(|| TypeError { op: op.name(), message: "the result type must be declared".into() })
 }
 
 fn same_types(op: &Op, a: &TensorType, b: &TensorType) -> Result<(), TypeError> {
@@ -57,22 +48,13 @@ fn check_axes(op: &Op, what: &str, axes: &[usize], rank: usize) -> Result<(), Ty
         }
     }
     if let Some(&a) = axes.iter().find(|&&a| a >= rank) {
-        return fail(
-            op,
-            format!("{what} {axes:?}: axis {a} out of range for rank {rank}"),
-        );
+        return fail(op, format!("{what} {axes:?}: axis {a} out of range for rank {rank}"));
     }
     Ok(())
 }
 
 /// Output extent of a convolution along one spatial axis, or `None` if the window does not fit.
-pub fn conv_out_extent(
-    input: usize,
-    kernel: usize,
-    stride: usize,
-    pad: usize,
-    dil: usize,
-) -> Option<usize> {
+pub fn conv_out_extent(input: usize, kernel: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
     let span = dil.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
     let padded = input.checked_add(pad.checked_mul(2)?)?;
     if stride == 0 || padded < span {
@@ -84,49 +66,25 @@ pub fn conv_out_extent(
 /// The result shape of `conv2d(x, w)`, checking every constraint of the op.
 fn conv_shape(op: &Op, x: &TensorType, w: &TensorType, c: &ConvAttrs) -> Result<Shape, TypeError> {
     if x.rank() != 4 || w.rank() != 4 {
-        return fail(
-            op,
-            format!("expects input [N,C,H,W] and weight [O,C/groups,KH,KW], got {x} and {w}"),
-        );
+        return fail(op, format!("expects input [N,C,H,W] and weight [O,C/groups,KH,KW], got {x} and {w}"));
     }
     if !x.dtype.is_float() || x.dtype != w.dtype {
-        return fail(
-            op,
-            format!("expects float input and weight of one dtype, got {x} and {w}"),
-        );
+        return fail(op, format!("expects float input and weight of one dtype, got {x} and {w}"));
     }
     let (xd, wd) = (x.dims(), w.dims());
     let g = c.groups;
     if g == 0 || xd[1] % g != 0 || wd[0] % g != 0 || wd[1] * g != xd[1] {
-        return fail(
-            op,
-            format!(
-                "channels do not match groups={g}: input {x} has {} channels, weight {w}",
-                xd[1]
-            ),
-        );
+        return fail(op, format!("channels do not match groups={g}: input {x} has {} channels, weight {w}", xd[1]));
     }
     if c.stride.contains(&0) || c.dilation.contains(&0) {
         return fail(op, "stride and dilation must be at least 1");
     }
     let mut out = vec![xd[0], wd[0]];
     for i in 0..2 {
-        match conv_out_extent(
-            xd[2 + i],
-            wd[2 + i],
-            c.stride[i],
-            c.padding[i],
-            c.dilation[i],
-        ) {
+        match conv_out_extent(xd[2 + i], wd[2 + i], c.stride[i], c.padding[i], c.dilation[i]) {
             Some(e) if e > 0 => out.push(e),
             _ => {
-                return fail(
-                    op,
-                    format!(
-                        "kernel {w} does not fit input {x} with padding {:?}",
-                        c.padding
-                    ),
-                );
+                return fail(op, format!("kernel {w} does not fit input {x} with padding {:?}", c.padding));
             }
         }
     }
@@ -138,11 +96,7 @@ fn conv_shape(op: &Op, x: &TensorType, w: &TensorType, c: &ConvAttrs) -> Result<
 /// `declared` is the type written on the node. Ops whose type is an attribute
 /// ([`Op::declares_type`]) need it; for the others it is optional and, when given, must equal
 /// the inferred type.
-pub fn infer(
-    op: &Op,
-    args: &[&TensorType],
-    declared: Option<&TensorType>,
-) -> Result<TensorType, TypeError> {
+pub fn infer(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
     let ty = infer_inner(op, args, declared)?;
     if ty.size_bytes_checked().is_none() {
         return fail(op, format!("the result {ty} is too large to address"));
@@ -155,11 +109,7 @@ pub fn infer(
     Ok(ty)
 }
 
-fn infer_inner(
-    op: &Op,
-    args: &[&TensorType],
-    declared: Option<&TensorType>,
-) -> Result<TensorType, TypeError> {
+fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
     if let Some(d) = declared
         && d.size_bytes_checked().is_none()
     {
@@ -171,9 +121,7 @@ fn infer_inner(
             if !is_identifier(name) {
                 return fail(
                     op,
-                    format!(
-                        "`{name}` is not a valid name (letters, digits, `_`, `.`; not starting with a digit)"
-                    ),
+                    format!("`{name}` is not a valid name (letters, digits, `_`, `.`; not starting with a digit)"),
                 );
             }
             let d = need_declared(op, declared)?;
@@ -197,10 +145,7 @@ fn infer_inner(
             arity(op, args, 0)?;
             let d = need_declared(op, declared)?;
             if !d.dtype.is_numeric() || *axis >= d.rank() {
-                return fail(
-                    op,
-                    format!("axis {axis} of {d}: needs a numeric type with that axis"),
-                );
+                return fail(op, format!("axis {axis} of {d}: needs a numeric type with that axis"));
             }
             Ok(d.clone())
         }
@@ -255,10 +200,7 @@ fn infer_inner(
             let (c, a, b) = (args[0], args[1], args[2]);
             same_types(op, a, b)?;
             if c.dtype != DType::Bool || c.shape != a.shape {
-                return fail(
-                    op,
-                    format!("condition must be bool with the shape of the values, got {c} for {a}"),
-                );
+                return fail(op, format!("condition must be bool with the shape of the values, got {c} for {a}"));
             }
             Ok(a.clone())
         }
@@ -278,10 +220,7 @@ fn infer_inner(
             }
             let _ = r;
             check_axes(op, "axes", axes, a.rank())?;
-            let dims: Vec<usize> = (0..a.rank())
-                .filter(|i| !axes.contains(i))
-                .map(|i| a.dims()[i])
-                .collect();
+            let dims: Vec<usize> = (0..a.rank()).filter(|i| !axes.contains(i)).map(|i| a.dims()[i]).collect();
             Ok(TensorType::new(a.dtype, dims))
         }
         Op::Reshape => {
@@ -297,30 +236,19 @@ fn infer_inner(
             arity(op, args, 1)?;
             let a = args[0];
             let mut seen = vec![false; a.rank()];
-            let valid = perm.len() == a.rank()
-                && perm
-                    .iter()
-                    .all(|&p| p < a.rank() && !std::mem::replace(&mut seen[p], true));
+            let valid =
+                perm.len() == a.rank() && perm.iter().all(|&p| p < a.rank() && !std::mem::replace(&mut seen[p], true));
             if !valid {
-                return fail(
-                    op,
-                    format!("{perm:?} is not a permutation of the axes of {a}"),
-                );
+                return fail(op, format!("{perm:?} is not a permutation of the axes of {a}"));
             }
-            Ok(TensorType::new(
-                a.dtype,
-                perm.iter().map(|&p| a.dims()[p]).collect::<Vec<_>>(),
-            ))
+            Ok(TensorType::new(a.dtype, perm.iter().map(|&p| a.dims()[p]).collect::<Vec<_>>()))
         }
         Op::Broadcast { dims } => {
             arity(op, args, 1)?;
             let d = need_declared(op, declared)?;
             let a = args[0];
             if d.dtype != a.dtype || dims.len() != a.rank() {
-                return fail(
-                    op,
-                    format!("dims {dims:?} must name one result axis per operand axis: {a} to {d}"),
-                );
+                return fail(op, format!("dims {dims:?} must name one result axis per operand axis: {a} to {d}"));
             }
             check_axes(op, "dims", dims, d.rank())?;
             for (i, &r) in dims.iter().enumerate() {
@@ -328,9 +256,7 @@ fn infer_inner(
                 if from != to && from != 1 {
                     return fail(
                         op,
-                        format!(
-                            "cannot broadcast {a} to {d}: axis {i} has extent {from}, result axis {r} has {to}"
-                        ),
+                        format!("cannot broadcast {a} to {d}: axis {i} has extent {from}, result axis {r} has {to}"),
                     );
                 }
             }
@@ -365,17 +291,13 @@ fn infer_inner(
             arity(op, args, 1)?;
             let a = args[0];
             if low.len() != a.rank() || high.len() != a.rank() {
-                return fail(
-                    op,
-                    format!("low/high need {} entries each for {a}", a.rank()),
-                );
+                return fail(op, format!("low/high need {} entries each for {a}", a.rank()));
             }
             if !value.0.is_finite() && !a.dtype.is_float() {
                 return fail(op, format!("{value} cannot be stored in {}", a.dtype));
             }
-            let out: Option<Vec<usize>> = (0..a.rank())
-                .map(|i| low[i].checked_add(a.dims()[i])?.checked_add(high[i]))
-                .collect();
+            let out: Option<Vec<usize>> =
+                (0..a.rank()).map(|i| low[i].checked_add(a.dims()[i])?.checked_add(high[i])).collect();
             match out {
                 Some(out) => Ok(TensorType::new(a.dtype, out)),
                 None => fail(op, format!("padding {low:?}/{high:?} of {a} overflows")),
@@ -391,13 +313,10 @@ fn infer_inner(
             }
             let mut total = 0;
             for a in args {
-                let same_rest = a.rank() == first.rank()
-                    && (0..a.rank()).all(|i| i == *axis || a.dims()[i] == first.dims()[i]);
+                let same_rest =
+                    a.rank() == first.rank() && (0..a.rank()).all(|i| i == *axis || a.dims()[i] == first.dims()[i]);
                 if a.dtype != first.dtype || !same_rest {
-                    return fail(
-                        op,
-                        format!("operands must agree except along axis {axis}: {first} vs {a}"),
-                    );
+                    return fail(op, format!("operands must agree except along axis {axis}: {first} vs {a}"));
                 }
                 total = match usize::checked_add(total, a.dims()[*axis]) {
                     Some(t) => t,
@@ -421,9 +340,7 @@ fn infer_inner(
             if !ok {
                 return fail(
                     op,
-                    format!(
-                        "expects [...,m,k] x [...,k,n] with equal batch axes and dtype, got {a} x {b}"
-                    ),
+                    format!("expects [...,m,k] x [...,k,n] with equal batch axes and dtype, got {a} x {b}"),
                 );
             }
             let mut dims = a.dims()[..r - 1].to_vec();
@@ -441,10 +358,7 @@ fn infer_inner(
             let x = need_declared(op, declared)?;
             let y = conv_shape(op, x, w, c)?;
             if gy.shape != y || gy.dtype != x.dtype {
-                return fail(
-                    op,
-                    format!("conv2d of {x} with {w} gives {y}, but the gradient is {gy}"),
-                );
+                return fail(op, format!("conv2d of {x} with {w} gives {y}, but the gradient is {gy}"));
             }
             Ok(x.clone())
         }
@@ -454,10 +368,7 @@ fn infer_inner(
             let w = need_declared(op, declared)?;
             let y = conv_shape(op, x, w, c)?;
             if gy.shape != y || gy.dtype != x.dtype {
-                return fail(
-                    op,
-                    format!("conv2d of {x} with {w} gives {y}, but the gradient is {gy}"),
-                );
+                return fail(op, format!("conv2d of {x} with {w} gives {y}, but the gradient is {gy}"));
             }
             Ok(w.clone())
         }
@@ -465,12 +376,7 @@ fn infer_inner(
             arity(op, args, 2)?;
             let (x, idx) = (args[0], args[1]);
             if !idx.dtype.is_int() || *axis >= x.rank() {
-                return fail(
-                    op,
-                    format!(
-                        "expects integer indices and an axis of the data: {x} at {idx}, axis {axis}"
-                    ),
-                );
+                return fail(op, format!("expects integer indices and an axis of the data: {x} at {idx}, axis {axis}"));
             }
             let mut dims = x.dims()[..*axis].to_vec();
             dims.extend_from_slice(idx.dims());
@@ -484,9 +390,7 @@ fn infer_inner(
             if !idx.dtype.is_int() || *axis >= out.rank() || !out.dtype.is_numeric() {
                 return fail(
                     op,
-                    format!(
-                        "expects integer indices and an axis of the result: {out} at {idx}, axis {axis}"
-                    ),
+                    format!("expects integer indices and an axis of the result: {out} at {idx}, axis {axis}"),
                 );
             }
             let mut dims = out.dims()[..*axis].to_vec();
@@ -494,12 +398,7 @@ fn infer_inner(
             dims.extend_from_slice(&out.dims()[axis + 1..]);
             let expected = TensorType::new(out.dtype, dims);
             if *upd != expected {
-                return fail(
-                    op,
-                    format!(
-                        "updates must be {expected} for result {out} and indices {idx}, got {upd}"
-                    ),
-                );
+                return fail(op, format!("updates must be {expected} for result {out} and indices {idx}, got {upd}"));
             }
             Ok(out.clone())
         }

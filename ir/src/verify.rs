@@ -56,12 +56,7 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyErrors> {
     let mut seen: HashSet<&Node> = HashSet::new();
     let mut leaf_names: HashMap<&str, NodeId> = HashMap::new();
     for (id, node) in graph.nodes() {
-        let mut err = |message: String| {
-            errors.push(VerifyError {
-                node: Some(id),
-                message,
-            })
-        };
+        let mut err = |message: String| errors.push(VerifyError { node: Some(id), message });
         if let Some(bad) = node.args.iter().find(|a| a.index() >= id.index()) {
             err(format!("operand {bad} does not precede its use"));
             continue;
@@ -91,18 +86,9 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyErrors> {
             });
         }
         if !is_identifier(&o.name) || !out_names.insert(o.name.as_str()) {
-            errors.push(VerifyError {
-                node: None,
-                message: format!("output name `{}` is invalid or repeated", o.name),
-            });
+            errors
+                .push(VerifyError { node: None, message: format!("output name `{}` is invalid or repeated", o.name) });
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(VerifyErrors {
-            func: graph.name().to_string(),
-            errors,
-        })
-    }
+    if errors.is_empty() { Ok(()) } else { Err(VerifyErrors { func: graph.name().to_string(), errors }) }
 }

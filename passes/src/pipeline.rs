@@ -71,10 +71,7 @@ impl Pipeline {
             passes.push(match name {
                 "dce" => Box::new(crate::dce::Dce),
                 _ => {
-                    return Err(PassError::UnknownPass {
-                        name: name.into(),
-                        known: KNOWN_PASSES.join(", "),
-                    });
+                    return Err(PassError::UnknownPass { name: name.into(), known: KNOWN_PASSES.join(", ") });
                 }
             });
         }
@@ -93,14 +90,8 @@ impl Pipeline {
         for p in &self.passes {
             let start = Instant::now();
             let before = g.len();
-            let next = p.run(&g).map_err(|source| PassError::Failed {
-                pass: p.name(),
-                source,
-            })?;
-            kiln_ir::verify(&next).map_err(|source| PassError::Invalid {
-                pass: p.name(),
-                source,
-            })?;
+            let next = p.run(&g).map_err(|source| PassError::Failed { pass: p.name(), source })?;
+            kiln_ir::verify(&next).map_err(|source| PassError::Invalid { pass: p.name(), source })?;
             reports.push(PassReport {
                 pass: p.name(),
                 elapsed: start.elapsed(),

@@ -50,20 +50,10 @@ pub enum NpyError {
     },
 }
 
-fn read_as<T: ndarray_npy::ReadableElement>(
-    path: &Path,
-    dtype: DType,
-) -> Result<ArrayD<T>, NpyError> {
+fn read_as<T: ndarray_npy::ReadableElement>(path: &Path, dtype: DType) -> Result<ArrayD<T>, NpyError> {
     let p = path.display().to_string();
-    let f = File::open(path).map_err(|source| NpyError::Io {
-        path: p.clone(),
-        source,
-    })?;
-    ArrayD::<T>::read_npy(f).map_err(|source| NpyError::Read {
-        path: p,
-        dtype,
-        source,
-    })
+    let f = File::open(path).map_err(|source| NpyError::Io { path: p.clone(), source })?;
+    ArrayD::<T>::read_npy(f).map_err(|source| NpyError::Read { path: p, dtype, source })
 }
 
 /// Reads `path` as a value of type `expected` (dtype and shape must match exactly).
@@ -76,11 +66,7 @@ pub fn read(path: &Path, expected: &TensorType) -> Result<Value, NpyError> {
         DType::Bool => read_as::<bool>(path, expected.dtype)?.into(),
     };
     if v.ty() != *expected {
-        return Err(NpyError::Shape {
-            path: path.display().to_string(),
-            expected: expected.clone(),
-            got: v.ty(),
-        });
+        return Err(NpyError::Shape { path: path.display().to_string(), expected: expected.clone(), got: v.ty() });
     }
     Ok(v)
 }
@@ -88,10 +74,7 @@ pub fn read(path: &Path, expected: &TensorType) -> Result<Value, NpyError> {
 /// Writes `value` to `path` as a standard `.npy` file.
 pub fn write(path: &Path, value: &Value) -> Result<(), NpyError> {
     let p = path.display().to_string();
-    let f = File::create(path).map_err(|source| NpyError::Io {
-        path: p.clone(),
-        source,
-    })?;
+    let f = File::create(path).map_err(|source| NpyError::Io { path: p.clone(), source })?;
     let w = BufWriter::new(f);
     let r = match value {
         Value::F32(a) => a.write_npy(w),

@@ -50,36 +50,17 @@ impl TrainSession {
     /// A session with parameters initialized from `seed` and zeroed optimizer state.
     pub fn new(step: TrainStep, seed: u64) -> Result<Self, TrainError> {
         let g = &step.graph;
-        if !g
-            .outputs()
-            .iter()
-            .any(|o| o.name == "loss" && g.ty(o.value).rank() == 0)
-        {
-            return Err(TrainError::Malformed(format!(
-                "@{} has no scalar `loss` output",
-                g.name()
-            )));
+        if !g.outputs().iter().any(|o| o.name == "loss" && g.ty(o.value).rank() == 0) {
+            return Err(TrainError::Malformed(format!("@{} has no scalar `loss` output", g.name())));
         }
         if g.leaf("lr").is_none() {
-            return Err(TrainError::Malformed(format!(
-                "@{} has no `lr` input",
-                g.name()
-            )));
+            return Err(TrainError::Malformed(format!("@{} has no `lr` input", g.name())));
         }
         let mut values = kiln_ir::init::init_params(g, seed);
         for (name, ty, init) in &step.state {
-            values.insert(
-                name.clone(),
-                kiln_ir::init::materialize(*init, ty, name, seed),
-            );
+            values.insert(name.clone(), kiln_ir::init::materialize(*init, ty, name, seed));
         }
-        Ok(TrainSession {
-            step,
-            values,
-            steps_done: 0,
-            seed,
-            backend: Backend::Interp,
-        })
+        Ok(TrainSession { step, values, steps_done: 0, seed, backend: Backend::Interp })
     }
 
     /// Runs one step on `batch` (the data inputs by name) with learning rate `lr`, updates the
@@ -92,30 +73,19 @@ impl TrainSession {
         feeds.insert("lr".into(), Value::splat(&lr_ty, lr));
         if let Some(id) = g.leaf("rng_seed") {
             if g.ty(id).dtype == DType::I64 {
-                let s = self
-                    .seed
-                    .wrapping_add(self.steps_done)
-                    .wrapping_mul(0x9E37_79B9) as i64;
+                let s = self.seed.wrapping_add(self.steps_done).wrapping_mul(0x9E37_79B9) as i64;
                 feeds.insert("rng_seed".into(), Value::i64_scalar(s));
             }
         }
         let outputs = run(g, &feeds, self.seed, self.backend)?;
-        let by_name: HashMap<&str, &Value> = g
-            .outputs()
-            .iter()
-            .map(|o| o.name.as_str())
-            .zip(&outputs)
-            .collect();
+        let by_name: HashMap<&str, &Value> = g.outputs().iter().map(|o| o.name.as_str()).zip(&outputs).collect();
         for (out, replaces) in &self.step.updates {
             if let Some(v) = by_name.get(out.as_str()) {
                 self.values.insert(replaces.clone(), (*v).clone());
             }
         }
         self.steps_done += 1;
-        let loss = by_name
-            .get("loss")
-            .map(|v| v.to_f64_vec()[0])
-            .unwrap_or(f64::NAN);
+        let loss = by_name.get("loss").map(|v| v.to_f64_vec()[0]).unwrap_or(f64::NAN);
         Ok(loss)
     }
 

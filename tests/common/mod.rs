@@ -35,10 +35,7 @@ pub fn boolv(dims: &[usize], data: &[bool]) -> Value {
 pub fn try_run(text: &str, feeds: &[(&str, Value)]) -> Result<Vec<Value>, InterpError> {
     let g = parse_graph(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     verify(&g).unwrap();
-    let feeds: HashMap<String, Value> = feeds
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
+    let feeds: HashMap<String, Value> = feeds.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     interp::run(&g, &feeds)
 }
 
@@ -59,9 +56,6 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "lengths differ: {got:?} vs {want:?}");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let ok = (g.is_nan() && w.is_nan()) || (g - w).abs() <= tol * (1.0 + w.abs());
-        assert!(
-            ok,
-            "element {i}: got {g}, want {w}\n got {got:?}\nwant {want:?}"
-        );
+        assert!(ok, "element {i}: got {g}, want {w}\n got {got:?}\nwant {want:?}");
     }
 }

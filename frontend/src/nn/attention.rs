@@ -23,29 +23,12 @@ impl<'b> MultiHeadAttention<'b> {
     #[track_caller]
     pub fn new(b: &'b Builder, name: &str, dim: usize, heads: usize) -> Self {
         if heads == 0 || !dim.is_multiple_of(heads) {
-            b.fail(
-                "MultiHeadAttention",
-                format!("dim {dim} is not divisible by {heads} heads"),
-            );
+            b.fail("MultiHeadAttention", format!("dim {dim} is not divisible by {heads} heads"));
         }
         let lin = |n: &str| {
-            Linear::with_init(
-                b,
-                &format!("{name}.{n}"),
-                dim,
-                dim,
-                crate::init::xavier_uniform(dim, dim),
-                true,
-            )
+            Linear::with_init(b, &format!("{name}.{n}"), dim, dim, crate::init::xavier_uniform(dim, dim), true)
         };
-        MultiHeadAttention {
-            q: lin("q"),
-            k: lin("k"),
-            v: lin("v"),
-            out: lin("out"),
-            dim,
-            heads: heads.max(1),
-        }
+        MultiHeadAttention { q: lin("q"), k: lin("k"), v: lin("v"), out: lin("out"), dim, heads: heads.max(1) }
     }
 
     /// Self-attention of `x: [batch, seq, dim]` (no mask).
@@ -54,24 +37,14 @@ impl<'b> MultiHeadAttention<'b> {
         let s = x.shape();
         if x.is_poisoned() || s.len() != 3 || s[2] != self.dim {
             if !x.is_poisoned() {
-                x.b.fail(
-                    "MultiHeadAttention",
-                    format!("expects [batch, seq, {}], got {}", self.dim, x.ty()),
-                );
+                x.b.fail("MultiHeadAttention", format!("expects [batch, seq, {}], got {}", self.dim, x.ty()));
             }
             return x.b.handle(None);
         }
         let (batch, seq, hd) = (s[0], s[1], self.dim / self.heads);
         // [batch, seq, dim] -> [batch, heads, seq, head_dim]
-        let split = |t: Tensor<'b>| {
-            t.reshape(&[batch, seq, self.heads, hd])
-                .permute(&[0, 2, 1, 3])
-        };
-        let (q, k, v) = (
-            split(self.q.forward(x)),
-            split(self.k.forward(x)),
-            split(self.v.forward(x)),
-        );
+        let split = |t: Tensor<'b>| t.reshape(&[batch, seq, self.heads, hd]).permute(&[0, 2, 1, 3]);
+        let (q, k, v) = (split(self.q.forward(x)), split(self.k.forward(x)), split(self.v.forward(x)));
         let scores = q.matmul(k.transpose()) * (1.0 / (hd as f64).sqrt());
         let ctx = scores.softmax(-1).matmul(v);
         let merged = ctx.permute(&[0, 2, 1, 3]).reshape(&[batch, seq, self.dim]);

@@ -33,10 +33,7 @@ impl<'b> Conv2d<'b> {
             in_channels,
             out_channels,
             kernel,
-            ConvAttrs {
-                padding: [padding; 2],
-                ..ConvAttrs::default()
-            },
+            ConvAttrs { padding: [padding; 2], ..ConvAttrs::default() },
         )
     }
 
@@ -57,16 +54,8 @@ impl<'b> Conv2d<'b> {
             [out_channels, in_channels / g, kernel, kernel],
             kaiming_uniform(fan_in),
         );
-        let bias = b.param(
-            &format!("{name}.bias"),
-            [out_channels],
-            bias_uniform(fan_in),
-        );
-        Conv2d {
-            weight,
-            bias,
-            attrs,
-        }
+        let bias = b.param(&format!("{name}.bias"), [out_channels], bias_uniform(fan_in));
+        Conv2d { weight, bias, attrs }
     }
 
     /// Applies the layer to `x: [N, C, H, W]`.

@@ -15,13 +15,8 @@ impl<'b> Embedding<'b> {
     /// A table `name.weight` of `vocab` rows of `dim` values.
     #[track_caller]
     pub fn new(b: &'b Builder, name: &str, vocab: usize, dim: usize) -> Self {
-        let init = Init::Normal {
-            mean: Literal(0.0),
-            std: Literal(1.0),
-        };
-        Embedding {
-            weight: b.param(&format!("{name}.weight"), [vocab, dim], init),
-        }
+        let init = Init::Normal { mean: Literal(0.0), std: Literal(1.0) };
+        Embedding { weight: b.param(&format!("{name}.weight"), [vocab, dim], init) }
     }
 
     /// Looks up `ids: [...]` (i32 or i64), giving `[..., dim]`.

@@ -20,14 +20,7 @@ impl<'b> Linear<'b> {
     /// A layer `name` with Kaiming-uniform weight and a bias.
     #[track_caller]
     pub fn new(b: &'b Builder, name: &str, in_features: usize, out_features: usize) -> Self {
-        Self::with_init(
-            b,
-            name,
-            in_features,
-            out_features,
-            kaiming_uniform(in_features),
-            true,
-        )
+        Self::with_init(b, name, in_features, out_features, kaiming_uniform(in_features), true)
     }
 
     /// A layer with the given weight initializer, with or without a bias.
@@ -41,19 +34,8 @@ impl<'b> Linear<'b> {
         bias: bool,
     ) -> Self {
         let weight = b.param(&format!("{name}.weight"), [in_features, out_features], init);
-        let bias = bias.then(|| {
-            b.param(
-                &format!("{name}.bias"),
-                [out_features],
-                bias_uniform(in_features),
-            )
-        });
-        Linear {
-            weight,
-            bias,
-            in_features,
-            out_features,
-        }
+        let bias = bias.then(|| b.param(&format!("{name}.bias"), [out_features], bias_uniform(in_features)));
+        Linear { weight, bias, in_features, out_features }
     }
 
     /// Applies the layer to `x: [..., in]`.
@@ -62,19 +44,12 @@ impl<'b> Linear<'b> {
         let s = x.shape();
         if s.last() != Some(&self.in_features) || x.is_poisoned() {
             if !x.is_poisoned() {
-                x.b.fail(
-                    "Linear",
-                    format!("expects input [..., {}], got {}", self.in_features, x.ty()),
-                );
+                x.b.fail("Linear", format!("expects input [..., {}], got {}", self.in_features, x.ty()));
             }
             return x.b.handle(None);
         }
         let rows: usize = s[..s.len() - 1].iter().product();
-        let flat = if s.len() == 2 {
-            x
-        } else {
-            x.reshape(&[rows, self.in_features])
-        };
+        let flat = if s.len() == 2 { x } else { x.reshape(&[rows, self.in_features]) };
         let mut y = flat.matmul(self.weight);
         if let Some(b) = self.bias {
             y = y + b;

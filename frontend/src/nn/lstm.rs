@@ -67,42 +67,24 @@ impl<'b> Lstm<'b> {
         let bld = x.b;
         if x.is_poisoned() || s.len() != 3 || s[2] != self.input {
             if !x.is_poisoned() {
-                bld.fail(
-                    "Lstm",
-                    format!("expects input [batch, seq, {}], got {}", self.input, x.ty()),
-                );
+                bld.fail("Lstm", format!("expects input [batch, seq, {}], got {}", self.input, x.ty()));
             }
-            return LstmOutput {
-                hidden: vec![],
-                cell: bld.handle(None),
-            };
+            return LstmOutput { hidden: vec![], cell: bld.handle(None) };
         }
         let (batch, seq, h) = (s[0], s[1], self.hidden);
         // The input projection of every step in one matmul.
-        let xw = (x.reshape(&[batch * seq, self.input]).matmul(self.w_ih) + self.bias).reshape(&[
-            batch,
-            seq,
-            4 * h,
-        ]);
+        let xw = (x.reshape(&[batch * seq, self.input]).matmul(self.w_ih) + self.bias).reshape(&[batch, seq, 4 * h]);
         let mut hs = Vec::with_capacity(seq);
         let mut h_t = bld.constant(0.0, x.dtype(), [batch, h]);
         let mut c_t = h_t;
         for t in 0..seq {
             let gates = xw.slice(1, t, t + 1, 1).reshape(&[batch, 4 * h]) + h_t.matmul(self.w_hh);
             let gate = |i: usize| gates.slice(1, i * h, (i + 1) * h, 1);
-            let (ig, fg, gg, og) = (
-                gate(0).sigmoid(),
-                gate(1).sigmoid(),
-                gate(2).tanh(),
-                gate(3).sigmoid(),
-            );
+            let (ig, fg, gg, og) = (gate(0).sigmoid(), gate(1).sigmoid(), gate(2).tanh(), gate(3).sigmoid());
             c_t = fg * c_t + ig * gg;
             h_t = og * c_t.tanh();
             hs.push(h_t);
         }
-        LstmOutput {
-            hidden: hs,
-            cell: c_t,
-        }
+        LstmOutput { hidden: hs, cell: c_t }
     }
 }

@@ -29,22 +29,13 @@ impl Window {
             return None;
         }
         if s.len() != 4 || self.kernel == 0 || self.stride == 0 {
-            x.b.fail(
-                op,
-                format!(
-                    "expects [N,C,H,W] and a positive kernel and stride, got {}",
-                    x.ty()
-                ),
-            );
+            x.b.fail(op, format!("expects [N,C,H,W] and a positive kernel and stride, got {}", x.ty()));
             return None;
         }
         let (k, st, p) = (self.kernel, self.stride, self.padding);
         let (h, w) = (s[2] + 2 * p, s[3] + 2 * p);
         if h < k || w < k {
-            x.b.fail(
-                op,
-                format!("kernel {k} does not fit {} with padding {p}", x.ty()),
-            );
+            x.b.fail(op, format!("kernel {k} does not fit {} with padding {p}", x.ty()));
             return None;
         }
         let (oh, ow) = ((h - k) / st + 1, (w - k) / st + 1);
@@ -85,26 +76,14 @@ pub struct MaxPool2d {
 impl MaxPool2d {
     /// Windows of `kernel` with `stride`, padded by `padding` with −∞.
     pub fn new(kernel: usize, stride: usize, padding: usize) -> Self {
-        MaxPool2d {
-            window: Window {
-                kernel,
-                stride,
-                padding,
-            },
-        }
+        MaxPool2d { window: Window { kernel, stride, padding } }
     }
 
     /// Applies the pooling to `x: [N, C, H, W]`.
     #[track_caller]
     pub fn forward<'b>(&self, x: Tensor<'b>) -> Tensor<'b> {
         self.window
-            .apply(
-                "MaxPool2d",
-                x,
-                f64::NEG_INFINITY,
-                |t| t.max(&[3, 5]),
-                |a, b| a.maximum(b),
-            )
+            .apply("MaxPool2d", x, f64::NEG_INFINITY, |t| t.max(&[3, 5]), |a, b| a.maximum(b))
             .unwrap_or_else(|| x.b.handle(None))
     }
 }
@@ -118,23 +97,14 @@ pub struct AvgPool2d {
 impl AvgPool2d {
     /// Windows of `kernel` with `stride`, zero padded by `padding`.
     pub fn new(kernel: usize, stride: usize, padding: usize) -> Self {
-        AvgPool2d {
-            window: Window {
-                kernel,
-                stride,
-                padding,
-            },
-        }
+        AvgPool2d { window: Window { kernel, stride, padding } }
     }
 
     /// Applies the pooling to `x: [N, C, H, W]`.
     #[track_caller]
     pub fn forward<'b>(&self, x: Tensor<'b>) -> Tensor<'b> {
         let k2 = (self.window.kernel * self.window.kernel) as f64;
-        match self
-            .window
-            .apply("AvgPool2d", x, 0.0, |t| t.sum(&[3, 5]), |a, b| a + b)
-        {
+        match self.window.apply("AvgPool2d", x, 0.0, |t| t.sum(&[3, 5]), |a, b| a + b) {
             Some(s) => s * (1.0 / k2),
             None => x.b.handle(None),
         }

@@ -106,18 +106,10 @@ macro_rules! float_elem {
                 Some(self / o)
             }
             fn max(self, o: Self) -> Self {
-                if self.is_nan() || o.is_nan() {
-                    <$t>::NAN
-                } else {
-                    <$t>::max(self, o)
-                }
+                if self.is_nan() || o.is_nan() { <$t>::NAN } else { <$t>::max(self, o) }
             }
             fn min(self, o: Self) -> Self {
-                if self.is_nan() || o.is_nan() {
-                    <$t>::NAN
-                } else {
-                    <$t>::min(self, o)
-                }
+                if self.is_nan() || o.is_nan() { <$t>::NAN } else { <$t>::min(self, o) }
             }
             fn neg(self) -> Self {
                 -self
@@ -188,11 +180,7 @@ macro_rules! int_elem {
                 self.wrapping_mul(o)
             }
             fn div(self, o: Self) -> Option<Self> {
-                if o == 0 {
-                    None
-                } else {
-                    Some(self.wrapping_div(o))
-                }
+                if o == 0 { None } else { Some(self.wrapping_div(o)) }
             }
             fn max(self, o: Self) -> Self {
                 Ord::max(self, o)

@@ -26,10 +26,7 @@ pub fn reshape<T: Elem>(a: &ArrayD<T>, dims: &[usize]) -> KResult<T> {
 
 /// Axis permutation: result axis `i` is operand axis `perm[i]`.
 pub fn permute<T: Elem>(a: &ArrayD<T>, perm: &[usize]) -> KResult<T> {
-    Ok(a.view()
-        .permuted_axes(IxDyn(perm))
-        .as_standard_layout()
-        .into_owned())
+    Ok(a.view().permuted_axes(IxDyn(perm)).as_standard_layout().into_owned())
 }
 
 /// `broadcast` with operand axis `i` placed at result axis `dims[i]`.
@@ -39,19 +36,12 @@ pub fn broadcast<T: Elem>(a: &ArrayD<T>, dims: &[usize], out: &[usize]) -> KResu
         expanded[d] = a.shape()[i];
     }
     let e = reshape(a, &expanded)?;
-    let view = e
-        .broadcast(IxDyn(out))
-        .ok_or_else(|| format!("internal: cannot broadcast {expanded:?} to {out:?}"))?;
+    let view = e.broadcast(IxDyn(out)).ok_or_else(|| format!("internal: cannot broadcast {expanded:?} to {out:?}"))?;
     Ok(view.to_owned())
 }
 
 /// Strided slice.
-pub fn slice<T: Elem>(
-    a: &ArrayD<T>,
-    start: &[usize],
-    stop: &[usize],
-    step: &[usize],
-) -> KResult<T> {
+pub fn slice<T: Elem>(a: &ArrayD<T>, start: &[usize], stop: &[usize], step: &[usize]) -> KResult<T> {
     let v = a.slice_each_axis(|ax| {
         let i = ax.axis.index();
         Slice::new(start[i] as isize, Some(stop[i] as isize), step[i] as isize)
@@ -61,9 +51,7 @@ pub fn slice<T: Elem>(
 
 /// Constant padding.
 pub fn pad<T: Elem>(a: &ArrayD<T>, low: &[usize], high: &[usize], value: T) -> KResult<T> {
-    let out: Vec<usize> = (0..a.ndim())
-        .map(|i| low[i] + a.shape()[i] + high[i])
-        .collect();
+    let out: Vec<usize> = (0..a.ndim()).map(|i| low[i] + a.shape()[i] + high[i]).collect();
     let mut r = ArrayD::from_elem(IxDyn(&out), value);
     r.slice_each_axis_mut(|ax| {
         let i = ax.axis.index();
@@ -81,10 +69,7 @@ pub fn concat<T: Elem>(parts: &[&ArrayD<T>], axis: usize) -> KResult<T> {
 
 /// `select(cond, a, b)`.
 pub fn select<T: Elem>(c: &ArrayD<bool>, a: &ArrayD<T>, b: &ArrayD<T>) -> KResult<T> {
-    Ok(Zip::from(c)
-        .and(a)
-        .and(b)
-        .map_collect(|&c, &x, &y| if c { x } else { y }))
+    Ok(Zip::from(c).and(a).and(b).map_collect(|&c, &x, &y| if c { x } else { y }))
 }
 
 /// Reduction over `axes` (removed from the shape). Empty axes give the identity.
@@ -101,9 +86,7 @@ pub fn reduce<T: Num>(a: &ArrayD<T>, op: ReduceOp, axes: &[usize]) -> KResult<T>
 
 /// The index along `axis` at every position of `dims`.
 pub fn iota<T: Num>(dims: &[usize], axis: usize) -> KResult<T> {
-    Ok(ArrayD::from_shape_fn(IxDyn(dims), |ix| {
-        T::from_index(ix[axis])
-    }))
+    Ok(ArrayD::from_shape_fn(IxDyn(dims), |ix| T::from_index(ix[axis])))
 }
 
 /// Batched matrix product: `[..., m, k] x [..., k, n]`, summing over `k` in ascending order.
@@ -201,12 +184,7 @@ impl ConvGeom {
 }
 
 /// `conv2d(x, w)`: `y[n,o,oy,ox] = Σ x[n, g·C/G + ci, oy·s + ky·d − p, ...] · w[o, ci, ky, kx]`.
-pub fn conv2d<T: Num>(
-    x: &ArrayD<T>,
-    w: &ArrayD<T>,
-    y_dims: &[usize],
-    attrs: ConvAttrs,
-) -> KResult<T> {
+pub fn conv2d<T: Num>(x: &ArrayD<T>, w: &ArrayD<T>, y_dims: &[usize], attrs: ConvAttrs) -> KResult<T> {
     let geom = ConvGeom::new(x.shape(), w.shape(), y_dims, attrs);
     let (xv, wv) = (flat(x), flat(w));
     let mut y = vec![T::ZERO; y_dims.iter().product()];
@@ -215,12 +193,7 @@ pub fn conv2d<T: Num>(
 }
 
 /// Gradient of `conv2d` with respect to its input, given the output gradient and the weight.
-pub fn conv2d_grad_input<T: Num>(
-    gy: &ArrayD<T>,
-    w: &ArrayD<T>,
-    x_dims: &[usize],
-    attrs: ConvAttrs,
-) -> KResult<T> {
+pub fn conv2d_grad_input<T: Num>(gy: &ArrayD<T>, w: &ArrayD<T>, x_dims: &[usize], attrs: ConvAttrs) -> KResult<T> {
     let geom = ConvGeom::new(x_dims, w.shape(), gy.shape(), attrs);
     let (gv, wv) = (flat(gy), flat(w));
     let mut gx = vec![T::ZERO; x_dims.iter().product()];
@@ -229,12 +202,7 @@ pub fn conv2d_grad_input<T: Num>(
 }
 
 /// Gradient of `conv2d` with respect to its weight, given the input and the output gradient.
-pub fn conv2d_grad_weight<T: Num>(
-    x: &ArrayD<T>,
-    gy: &ArrayD<T>,
-    w_dims: &[usize],
-    attrs: ConvAttrs,
-) -> KResult<T> {
+pub fn conv2d_grad_weight<T: Num>(x: &ArrayD<T>, gy: &ArrayD<T>, w_dims: &[usize], attrs: ConvAttrs) -> KResult<T> {
     let geom = ConvGeom::new(x.shape(), w_dims, gy.shape(), attrs);
     let (xv, gv) = (flat(x), flat(gy));
     let mut gw = vec![T::ZERO; w_dims.iter().product()];
@@ -244,25 +212,14 @@ pub fn conv2d_grad_weight<T: Num>(
 
 /// Splits `dims` around `axis` into (outer, extent, inner) element counts.
 fn split_at_axis(dims: &[usize], axis: usize) -> (usize, usize, usize) {
-    (
-        dims[..axis].iter().product(),
-        dims[axis],
-        dims[axis + 1..].iter().product(),
-    )
+    (dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product())
 }
 
 /// `take` along `axis`: `out[pre, j..., post] = x[pre, idx[j...], post]`.
-pub fn gather<T: Elem>(
-    x: &ArrayD<T>,
-    idx: &[usize],
-    idx_dims: &[usize],
-    axis: usize,
-) -> KResult<T> {
+pub fn gather<T: Elem>(x: &ArrayD<T>, idx: &[usize], idx_dims: &[usize], axis: usize) -> KResult<T> {
     let (p, a, q) = split_at_axis(x.shape(), axis);
     if let Some(&bad) = idx.iter().find(|&&i| i >= a) {
-        return Err(format!(
-            "index {bad} out of range for extent {a} of axis {axis}"
-        ));
+        return Err(format!("index {bad} out of range for extent {a} of axis {axis}"));
     }
     let xv = flat(x);
     let mut out = Vec::with_capacity(p * idx.len() * q);
@@ -279,17 +236,10 @@ pub fn gather<T: Elem>(
 
 /// `scatter_add`: a zero tensor of `out_dims` with `upd[pre, j..., post]` added at
 /// `[pre, idx[j...], post]`, in increasing `j`.
-pub fn scatter_add<T: Num>(
-    upd: &ArrayD<T>,
-    idx: &[usize],
-    out_dims: &[usize],
-    axis: usize,
-) -> KResult<T> {
+pub fn scatter_add<T: Num>(upd: &ArrayD<T>, idx: &[usize], out_dims: &[usize], axis: usize) -> KResult<T> {
     let (p, a, q) = split_at_axis(out_dims, axis);
     if let Some(&bad) = idx.iter().find(|&&i| i >= a) {
-        return Err(format!(
-            "index {bad} out of range for extent {a} of axis {axis}"
-        ));
+        return Err(format!("index {bad} out of range for extent {a} of axis {axis}"));
     }
     let uv = flat(upd);
     let mut out = vec![T::ZERO; p * a * q];

@@ -64,10 +64,7 @@ pub enum InterpError {
 pub fn run(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<Vec<Value>, InterpError> {
     for name in feeds.keys() {
         if graph.leaf(name).is_none() {
-            let known: Vec<&str> = graph
-                .leaves()
-                .filter_map(|(_, n)| n.op.leaf_name())
-                .collect();
+            let known: Vec<&str> = graph.leaves().filter_map(|(_, n)| n.op.leaf_name()).collect();
             return Err(InterpError::UnknownLeaf {
                 name: name.clone(),
                 func: graph.name().into(),
@@ -90,15 +87,9 @@ pub fn run(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<Vec<Value>, 
     let mut vals: Vec<Option<Value>> = vec![None; graph.len()];
     for (id, node) in graph.nodes() {
         if let Some(name) = node.op.leaf_name() {
-            let v = feeds
-                .get(name)
-                .ok_or_else(|| InterpError::MissingLeaf(name.into()))?;
+            let v = feeds.get(name).ok_or_else(|| InterpError::MissingLeaf(name.into()))?;
             if v.ty() != node.ty {
-                return Err(InterpError::WrongType {
-                    name: name.into(),
-                    expected: node.ty.clone(),
-                    got: v.ty(),
-                });
+                return Err(InterpError::WrongType { name: name.into(), expected: node.ty.clone(), got: v.ty() });
             }
             if live[id.index()] {
                 vals[id.index()] = Some(v.clone());
@@ -111,17 +102,9 @@ pub fn run(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<Vec<Value>, 
         let args: Vec<&Value> = node
             .args
             .iter()
-            .map(|a| {
-                vals[a.index()]
-                    .as_ref()
-                    .expect("operands are evaluated first and kept until their last use")
-            })
+            .map(|a| vals[a.index()].as_ref().expect("operands are evaluated first and kept until their last use"))
             .collect();
-        let v = eval(node, &args).map_err(|message| InterpError::Eval {
-            node: id,
-            op: node.op.name(),
-            message,
-        })?;
+        let v = eval(node, &args).map_err(|message| InterpError::Eval { node: id, op: node.op.name(), message })?;
         debug_assert_eq!(v.ty(), node.ty, "interpreter result type for {id}");
         vals[id.index()] = Some(v);
         for a in &node.args {
@@ -131,20 +114,12 @@ pub fn run(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<Vec<Value>, 
             }
         }
     }
-    Ok(graph
-        .outputs()
-        .iter()
-        .map(|o| vals[o.value.index()].clone().expect("outputs are live"))
-        .collect())
+    Ok(graph.outputs().iter().map(|o| vals[o.value.index()].clone().expect("outputs are live")).collect())
 }
 
 fn dtype_error(node: &Node, args: &[&Value]) -> String {
     let tys: Vec<String> = args.iter().map(|a| a.ty().to_string()).collect();
-    format!(
-        "internal: operand types ({}) do not fit `{}`",
-        tys.join(", "),
-        node.op.name()
-    )
+    format!("internal: operand types ({}) do not fit `{}`", tys.join(", "), node.op.name())
 }
 
 /// Matches the numeric variants of one value; `bool` is a type error.
@@ -220,11 +195,7 @@ fn div_checked<T: Num>(a: &ArrayD<T>, b: &ArrayD<T>) -> Result<ArrayD<T>, String
             T::ZERO
         })
     });
-    if by_zero {
-        Err("integer division by zero".into())
-    } else {
-        Ok(r)
-    }
+    if by_zero { Err("integer division by zero".into()) } else { Ok(r) }
 }
 
 fn zip2<T: Elem, U: Elem>(a: &ArrayD<T>, b: &ArrayD<T>, f: impl Fn(T, T) -> U) -> ArrayD<U> {
@@ -260,10 +231,7 @@ fn indices(v: &Value) -> Result<Vec<usize>, String> {
     match v {
         Value::I32(a) => a.iter().map(|&x| as_index(i64::from(x))).collect(),
         Value::I64(a) => a.iter().map(|&x| as_index(x)).collect(),
-        _ => Err(format!(
-            "internal: indices must be integers, got {}",
-            v.ty()
-        )),
+        _ => Err(format!("internal: indices must be integers, got {}", v.ty())),
     }
 }
 
@@ -296,32 +264,19 @@ fn rng_value(ty: &TensorType, seed: i64, dist: Distribution, stream: u32) -> Res
     let f64s = |f: &dyn Fn(u64) -> f64| -> Vec<f64> { (0..n as u64).map(f).collect() };
     Ok(match (ty.dtype, dist) {
         (DType::F32, Distribution::Uniform) => Value::F32(
-            ArrayD::from_shape_vec(
-                shape,
-                (0..n as u64)
-                    .map(|i| rng::uniform_f32(rng::bits(key, i)))
-                    .collect(),
-            )
-            .map_err(|e| e.to_string())?,
+            ArrayD::from_shape_vec(shape, (0..n as u64).map(|i| rng::uniform_f32(rng::bits(key, i))).collect())
+                .map_err(|e| e.to_string())?,
         ),
         (DType::F64, Distribution::Uniform) => Value::F64(
-            ArrayD::from_shape_vec(shape, f64s(&|i| rng::uniform_f64(rng::bits(key, i))))
-                .map_err(|e| e.to_string())?,
+            ArrayD::from_shape_vec(shape, f64s(&|i| rng::uniform_f64(rng::bits(key, i)))).map_err(|e| e.to_string())?,
         ),
         (DType::F32, Distribution::Normal) => Value::F32(
-            ArrayD::from_shape_vec(
-                shape,
-                f64s(&|i| rng::normal_f64(key, i))
-                    .into_iter()
-                    .map(|x| x as f32)
-                    .collect(),
-            )
-            .map_err(|e| e.to_string())?,
-        ),
-        (DType::F64, Distribution::Normal) => Value::F64(
-            ArrayD::from_shape_vec(shape, f64s(&|i| rng::normal_f64(key, i)))
+            ArrayD::from_shape_vec(shape, f64s(&|i| rng::normal_f64(key, i)).into_iter().map(|x| x as f32).collect())
                 .map_err(|e| e.to_string())?,
         ),
+        (DType::F64, Distribution::Normal) => {
+            Value::F64(ArrayD::from_shape_vec(shape, f64s(&|i| rng::normal_f64(key, i))).map_err(|e| e.to_string())?)
+        }
         (d, _) => return Err(format!("internal: rng cannot draw {d}")),
     })
 }
@@ -424,11 +379,7 @@ fn eval(node: &Node, args: &[&Value]) -> Result<Value, String> {
 
 /// Runs `graph` with the given inputs, initializing every parameter not in `feeds` from `seed`
 /// (see [`crate::init`]). A convenience over [`run`].
-pub fn run_with_init(
-    graph: &Graph,
-    feeds: &HashMap<String, Value>,
-    seed: u64,
-) -> Result<Vec<Value>, InterpError> {
+pub fn run_with_init(graph: &Graph, feeds: &HashMap<String, Value>, seed: u64) -> Result<Vec<Value>, InterpError> {
     let mut all = crate::init::init_params(graph, seed);
     all.retain(|k, _| !feeds.contains_key(k));
     all.extend(feeds.iter().map(|(k, v)| (k.clone(), v.clone())));

@@ -1,8 +1,6 @@
 //! A small node emitter over a `&mut Graph`, so the VJP rules read like math.
 
-use kiln_ir::{
-    BinaryOp, CmpOp, Graph, GraphError, Literal, NodeId, Op, ReduceOp, TensorType, UnaryOp,
-};
+use kiln_ir::{BinaryOp, CmpOp, Graph, GraphError, Literal, NodeId, Op, ReduceOp, TensorType, UnaryOp};
 
 /// Appends nodes to a graph; every method returns the (possibly interned) node.
 pub struct Emit<'g> {
@@ -99,29 +97,17 @@ impl Emit<'_> {
 
     /// Conversion to `ty` (identity when the types agree).
     pub fn cast(&mut self, x: NodeId, ty: TensorType) -> R {
-        if self.ty(x) == ty {
-            Ok(x)
-        } else {
-            self.g.add_typed(Op::Cast, &[x], ty)
-        }
+        if self.ty(x) == ty { Ok(x) } else { self.g.add_typed(Op::Cast, &[x], ty) }
     }
 
     /// Row-major reshape (identity when the shapes agree).
     pub fn reshape(&mut self, x: NodeId, ty: TensorType) -> R {
-        if self.ty(x) == ty {
-            Ok(x)
-        } else {
-            self.g.add_typed(Op::Reshape, &[x], ty)
-        }
+        if self.ty(x) == ty { Ok(x) } else { self.g.add_typed(Op::Reshape, &[x], ty) }
     }
 
     /// Permutation (identity when `perm` is).
     pub fn permute(&mut self, x: NodeId, perm: Vec<usize>) -> R {
-        if perm.iter().enumerate().all(|(i, &p)| i == p) {
-            Ok(x)
-        } else {
-            self.g.add(Op::Permute { perm }, &[x])
-        }
+        if perm.iter().enumerate().all(|(i, &p)| i == p) { Ok(x) } else { self.g.add(Op::Permute { perm }, &[x]) }
     }
 
     /// Swaps the last two axes.
@@ -143,11 +129,7 @@ impl Emit<'_> {
 
     /// Reduction over `axes` (identity when there are none).
     pub fn reduce(&mut self, op: ReduceOp, x: NodeId, axes: Vec<usize>) -> R {
-        if axes.is_empty() {
-            Ok(x)
-        } else {
-            self.g.add(Op::Reduce { op, axes }, &[x])
-        }
+        if axes.is_empty() { Ok(x) } else { self.g.add(Op::Reduce { op, axes }, &[x]) }
     }
 
     /// Constant padding.
@@ -155,14 +137,7 @@ impl Emit<'_> {
         if low.iter().chain(&high).all(|&p| p == 0) {
             Ok(x)
         } else {
-            self.g.add(
-                Op::Pad {
-                    low,
-                    high,
-                    value: Literal(0.0),
-                },
-                &[x],
-            )
+            self.g.add(Op::Pad { low, high, value: Literal(0.0) }, &[x])
         }
     }
 
@@ -170,11 +145,7 @@ impl Emit<'_> {
     pub fn slice(&mut self, x: NodeId, start: Vec<usize>, stop: Vec<usize>, step: Vec<usize>) -> R {
         let dims = self.ty(x).dims().to_vec();
         let whole = start.iter().all(|&s| s == 0) && stop == dims && step.iter().all(|&s| s == 1);
-        if whole {
-            Ok(x)
-        } else {
-            self.g.add(Op::Slice { start, stop, step }, &[x])
-        }
+        if whole { Ok(x) } else { self.g.add(Op::Slice { start, stop, step }, &[x]) }
     }
 
     /// Matrix product.

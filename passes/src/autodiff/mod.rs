@@ -35,9 +35,7 @@ pub enum AutodiffError {
         ty: TensorType,
     },
     /// A gradient was requested with respect to a non-float value.
-    #[error(
-        "cannot differentiate with respect to {node} of type {ty}: only float values have gradients"
-    )]
+    #[error("cannot differentiate with respect to {node} of type {ty}: only float values have gradients")]
     NotFloat {
         /// The value.
         node: NodeId,
@@ -75,39 +73,22 @@ pub enum AutodiffError {
 
 /// Appends to `graph` the gradient of the scalar `loss` with respect to each of `wrt`, and
 /// returns the gradient nodes in order. A value the loss does not depend on gets zeros.
-pub fn backprop(
-    graph: &mut Graph,
-    loss: NodeId,
-    wrt: &[NodeId],
-) -> Result<Vec<NodeId>, AutodiffError> {
+pub fn backprop(graph: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, AutodiffError> {
     let lt = graph.ty(loss).clone();
     if lt.rank() != 0 || !lt.dtype.is_float() {
         return Err(AutodiffError::BadLoss { node: loss, ty: lt });
     }
-    let seed = graph.add_typed(
-        Op::Const {
-            value: kiln_ir::Literal(1.0),
-        },
-        &[],
-        lt,
-    )?;
+    let seed = graph.add_typed(Op::Const { value: kiln_ir::Literal(1.0) }, &[], lt)?;
     vjp(graph, &[(loss, seed)], wrt)
 }
 
 /// Appends the vector-Jacobian product of `roots` (pairs of a value and its cotangent, of the
 /// value's type) with respect to each of `wrt`, and returns the products in order.
-pub fn vjp(
-    graph: &mut Graph,
-    roots: &[(NodeId, NodeId)],
-    wrt: &[NodeId],
-) -> Result<Vec<NodeId>, AutodiffError> {
+pub fn vjp(graph: &mut Graph, roots: &[(NodeId, NodeId)], wrt: &[NodeId]) -> Result<Vec<NodeId>, AutodiffError> {
     for &w in wrt {
         let ty = graph.ty(w);
         if !ty.dtype.is_float() {
-            return Err(AutodiffError::NotFloat {
-                node: w,
-                ty: ty.clone(),
-            });
+            return Err(AutodiffError::NotFloat { node: w, ty: ty.clone() });
         }
     }
     let n = graph.len();
@@ -120,9 +101,11 @@ pub fn vjp(
         if depends[id.index()] {
             continue;
         }
-        depends[id.index()] = node.args.iter().enumerate().any(|(i, a)| {
-            depends[a.index()] && rules::edge(node, i, graph.ty(*a).dtype) != Edge::Discrete
-        });
+        depends[id.index()] = node
+            .args
+            .iter()
+            .enumerate()
+            .any(|(i, a)| depends[a.index()] && rules::edge(node, i, graph.ty(*a).dtype) != Edge::Discrete);
     }
     let mut adjoint: HashMap<NodeId, NodeId> = HashMap::new();
     let mut e = Emit { g: graph };
@@ -173,12 +156,7 @@ pub fn vjp(
         .collect()
 }
 
-fn accumulate(
-    e: &mut Emit,
-    adjoint: &mut HashMap<NodeId, NodeId>,
-    x: NodeId,
-    c: NodeId,
-) -> Result<(), AutodiffError> {
+fn accumulate(e: &mut Emit, adjoint: &mut HashMap<NodeId, NodeId>, x: NodeId, c: NodeId) -> Result<(), AutodiffError> {
     let sum = match adjoint.get(&x) {
         Some(&prev) => e.add(prev, c)?,
         None => c,
@@ -195,27 +173,15 @@ pub fn grad(graph: &Graph, loss: &str, wrt: &[&str]) -> Result<Graph, AutodiffEr
         what,
         name: name.into(),
     };
-    let loss_id = graph
-        .outputs()
-        .iter()
-        .find(|o| o.name == loss)
-        .ok_or_else(|| unknown("output", loss))?
-        .value;
+    let loss_id = graph.outputs().iter().find(|o| o.name == loss).ok_or_else(|| unknown("output", loss))?.value;
     let names: Vec<String> = if wrt.is_empty() {
-        graph
-            .params()
-            .filter_map(|(_, n)| n.op.leaf_name().map(String::from))
-            .collect()
+        graph.params().filter_map(|(_, n)| n.op.leaf_name().map(String::from)).collect()
     } else {
         wrt.iter().map(|s| s.to_string()).collect()
     };
     let ids = names
         .iter()
-        .map(|nm| {
-            graph
-                .leaf(nm)
-                .ok_or_else(|| unknown("input or parameter", nm))
-        })
+        .map(|nm| graph.leaf(nm).ok_or_else(|| unknown("input or parameter", nm)))
         .collect::<Result<Vec<_>, _>>()?;
     let mut g = graph.clone();
     let grads = backprop(&mut g, loss_id, &ids)?;

@@ -102,9 +102,7 @@ fn unslice(e: &mut Emit, g: NodeId, x: &TensorType, start: &[usize], step: &[usi
         }
     }
     let got = e.ty(cur).dims().to_vec();
-    let high: Vec<usize> = (0..x.rank())
-        .map(|i| x.dims()[i] - start[i] - got[i])
-        .collect();
+    let high: Vec<usize> = (0..x.rank()).map(|i| x.dims()[i] - start[i] - got[i]).collect();
     e.pad(cur, start.to_vec(), high)
 }
 
@@ -121,12 +119,7 @@ pub fn vjp(
     let mut out: Vec<Option<NodeId>> = vec![None; a.len()];
     let arg_ty = |e: &Emit, i: usize| e.ty(a[i]);
     match &node.op {
-        Op::Input { .. }
-        | Op::Param { .. }
-        | Op::Const { .. }
-        | Op::Iota { .. }
-        | Op::Rng { .. }
-        | Op::Compare(_) => {}
+        Op::Input { .. } | Op::Param { .. } | Op::Const { .. } | Op::Iota { .. } | Op::Rng { .. } | Op::Compare(_) => {}
         Op::StopGradient => {}
         Op::Unary(u) => {
             let x = a[0];
@@ -204,11 +197,7 @@ pub fn vjp(
                 BinaryOp::Max | BinaryOp::Min => {
                     // The first operand wins strictly (b < a for max, a < b for min); ties go to
                     // the second, so relu = max(x, 0) has gradient 0 at 0.
-                    let first_wins = if *b == BinaryOp::Max {
-                        e.lt(x1, x0)?
-                    } else {
-                        e.lt(x0, x1)?
-                    };
+                    let first_wins = if *b == BinaryOp::Max { e.lt(x1, x0)? } else { e.lt(x0, x1)? };
                     if want[0] {
                         out[0] = Some(e.mask(first_wins, g)?);
                     }
