@@ -244,3 +244,41 @@ fn dtype_of_integer_labels_is_enforced() {
     ]);
     assert_one_line_error(&o, "expected a .npy array of i32");
 }
+
+#[test]
+fn dump_grad_and_train_step_stages_verify() {
+    let dir = scratch("stages");
+    for (model, args) in [
+        ("mnist_mlp", vec!["--stage", "train-step", "--optimizer", "adam"]),
+        ("lenet5", vec!["--stage", "grad"]),
+        ("gan", vec!["--stage", "train-step", "--optimizer", "nesterov"]),
+    ] {
+        let mut full = vec!["dump", model];
+        full.extend(args.iter().copied());
+        let o = kiln(&full);
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
+        let path = dir.join(format!("{model}.kir"));
+        std::fs::write(&path, &o.stdout).unwrap();
+        let c = kiln(&["check", path.to_str().unwrap()]);
+        assert!(c.status.success(), "{model}: {}", stderr(&c));
+        let text = stdout(&o);
+        if args[1] == "grad" {
+            assert!(text.contains("grad.conv1.weight: f32[6,1,5,5]"), "{text}");
+        } else {
+            assert!(text.contains("new.") && text.contains("%lr: f32[]"), "{text}");
+        }
+        // A dumped step is itself a file with a `loss` output: it dumps at the grad stage too;
+        // a gradient graph is differentiated already.
+        let o = kiln(&["dump", path.to_str().unwrap(), "--stage", "grad"]);
+        if args[1] == "grad" {
+            assert_one_line_error(&o, "already has an output `grad.conv1.weight`");
+        } else {
+            assert!(o.status.success(), "{model}: {}", stderr(&o));
+        }
+    }
+    let bad = dir.join("noloss.kir");
+    std::fs::write(&bad, "func @f(%w: f32[2] param zeros) -> (y: f32[2]) {\n  %1 = exp %w : f32[2]\n  return %1\n}\n")
+        .unwrap();
+    let o = kiln(&["dump", bad.to_str().unwrap(), "--stage", "grad"]);
+    assert_one_line_error(&o, "@f has no output named `loss`");
+}

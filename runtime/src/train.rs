@@ -71,11 +71,12 @@ impl TrainSession {
         feeds.extend(batch.iter().map(|(k, v)| (k.clone(), v.clone())));
         let lr_ty = g.ty(g.leaf("lr").expect("checked in new")).clone();
         feeds.insert("lr".into(), Value::splat(&lr_ty, lr));
-        if let Some(id) = g.leaf("rng_seed") {
-            if g.ty(id).dtype == DType::I64 {
-                let s = self.seed.wrapping_add(self.steps_done).wrapping_mul(0x9E37_79B9) as i64;
-                feeds.insert("rng_seed".into(), Value::i64_scalar(s));
-            }
+        // A fresh dropout seed every step, derived from the session seed.
+        if let Some(id) = g.leaf("rng_seed")
+            && g.ty(id).dtype == DType::I64
+        {
+            let s = kiln_ir::rng::mix64(self.seed ^ self.steps_done) as i64;
+            feeds.insert("rng_seed".into(), Value::i64_scalar(s));
         }
         let outputs = run(g, &feeds, self.seed, self.backend)?;
         let by_name: HashMap<&str, &Value> = g.outputs().iter().map(|o| o.name.as_str()).zip(&outputs).collect();

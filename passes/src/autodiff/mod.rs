@@ -66,6 +66,14 @@ pub enum AutodiffError {
         /// The name.
         name: String,
     },
+    /// The gradient output's name is taken (the graph was differentiated already).
+    #[error("@{func} already has an output `{name}`")]
+    OutputExists {
+        /// The function.
+        func: String,
+        /// The output name.
+        name: String,
+    },
     /// Building a backward node failed: a bug in a VJP rule.
     #[error("internal error building the backward graph: {0}")]
     Graph(#[from] GraphError),
@@ -183,6 +191,11 @@ pub fn grad(graph: &Graph, loss: &str, wrt: &[&str]) -> Result<Graph, AutodiffEr
         .iter()
         .map(|nm| graph.leaf(nm).ok_or_else(|| unknown("input or parameter", nm)))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(taken) =
+        names.iter().map(|nm| format!("grad.{nm}")).find(|o| graph.outputs().iter().any(|x| &x.name == o))
+    {
+        return Err(AutodiffError::OutputExists { func: graph.name().into(), name: taken });
+    }
     let mut g = graph.clone();
     let grads = backprop(&mut g, loss_id, &ids)?;
     for (nm, gid) in names.iter().zip(grads) {
