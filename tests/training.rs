@@ -155,3 +155,31 @@ fn state_is_carried_between_steps() {
     assert_eq!(s.steps_done(), 3);
     assert_eq!(s.train_step().data_inputs, vec!["c".to_string()]);
 }
+
+/// A model with dropout trains through a session that feeds a fresh `rng_seed` every step;
+/// its eval graph is the same model without the random mask.
+#[test]
+fn dropout_models_get_a_fresh_seed_each_step() {
+    use kiln::frontend::{Mode, nn};
+    let build = |mode| {
+        let b = Builder::new("drop").with_mode(mode);
+        let x = b.input("x", DType::F32, [4, 2]);
+        let h = nn::Dropout::new(0.5).forward(nn::Linear::new(&b, "fc1", 2, 16).forward(x).relu());
+        b.output("prob", nn::Linear::new(&b, "fc2", 16, 1).forward(h).sigmoid());
+        b.finish().unwrap()
+    };
+    let (train_g, eval_g) = (build(Mode::Train), build(Mode::Eval));
+    assert!(train_g.leaf("rng_seed").is_some() && eval_g.leaf("rng_seed").is_none());
+    let model = kiln::zoo::Model {
+        graph: train_g,
+        loss: kiln::zoo::Loss::Mse,
+        labels: kiln::ir::TensorType::new(DType::F32, [4, 1]),
+    };
+    let step = train_step(&model, &Optimizer::sgd()).unwrap();
+    assert_eq!(step.data_inputs, vec!["x".to_string(), "labels".to_string()]);
+    let mut s = TrainSession::new(step, 3).unwrap();
+    let batch = xor_batch();
+    // With lr = 0 the parameters stay put, so different losses mean different masks.
+    let losses: Vec<f64> = (0..4).map(|_| s.step(&batch, 0.0).unwrap()).collect();
+    assert!(losses.windows(2).any(|w| w[0] != w[1]), "{losses:?}");
+}
