@@ -24,6 +24,19 @@ impl PartialEq for Literal {
 
 impl Eq for Literal {}
 
+impl PartialOrd for Literal {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A total order by bits, so ops can be ordered (e-graph languages need `Ord`).
+impl Ord for Literal {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.to_bits().cmp(&other.0.to_bits())
+    }
+}
+
 impl Hash for Literal {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.0.to_bits().hash(state);
@@ -38,7 +51,7 @@ impl fmt::Display for Literal {
 }
 
 /// How a parameter is initialized when no value is supplied (see `docs/ops.md`, "Parameters").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Init {
     /// All zeros.
     Zeros,
@@ -72,7 +85,7 @@ impl fmt::Display for Init {
 }
 
 /// Distribution drawn by the `rng` op.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Distribution {
     /// Uniform on `[0, 1)`.
     Uniform,
@@ -91,7 +104,7 @@ impl Distribution {
 }
 
 /// Elementwise unary ops.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum UnaryOp {
     /// `-x`.
     Neg,
@@ -158,7 +171,7 @@ impl UnaryOp {
 }
 
 /// Elementwise binary arithmetic ops. Operands have identical types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BinaryOp {
     /// `a + b`.
     Add,
@@ -196,7 +209,7 @@ impl BinaryOp {
 }
 
 /// Elementwise comparisons, producing `bool`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CmpOp {
     /// `a < b`.
     Lt,
@@ -218,7 +231,7 @@ impl CmpOp {
 }
 
 /// Reductions over a set of axes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReduceOp {
     /// Sum.
     Sum,
@@ -240,7 +253,7 @@ impl ReduceOp {
 }
 
 /// Attributes shared by `conv2d` and its two gradient forms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConvAttrs {
     /// Stride along (height, width).
     pub stride: [usize; 2],
@@ -259,7 +272,7 @@ impl Default for ConvAttrs {
 }
 
 /// A primitive operation. Operands are the node's `args`; the result type is the node's type.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
     /// A graph input fed by the caller. No operands.
     Input {

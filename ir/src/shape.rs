@@ -8,7 +8,7 @@ use std::fmt;
 use crate::dtype::DType;
 
 /// The static shape of a tensor: one extent per axis. The empty shape is a scalar.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Shape {
     dims: Vec<usize>,
 }
@@ -84,7 +84,7 @@ impl fmt::Display for Shape {
 }
 
 /// The type of an IR value: element type and shape. Printed as `f32[32,784]`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TensorType {
     /// Element type.
     pub dtype: DType,

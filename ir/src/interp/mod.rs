@@ -104,7 +104,7 @@ pub fn run(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<Vec<Value>, 
             .iter()
             .map(|a| vals[a.index()].as_ref().expect("operands are evaluated first and kept until their last use"))
             .collect();
-        let v = eval(node, &args).map_err(|message| InterpError::Eval { node: id, op: node.op.name(), message })?;
+        let v = eval_node(node, &args).map_err(|message| InterpError::Eval { node: id, op: node.op.name(), message })?;
         debug_assert_eq!(v.ty(), node.ty, "interpreter result type for {id}");
         vals[id.index()] = Some(v);
         for a in &node.args {
@@ -281,8 +281,10 @@ fn rng_value(ty: &TensorType, seed: i64, dist: Distribution, stream: u32) -> Res
     })
 }
 
-/// Evaluates one non-leaf node on its operand values.
-fn eval(node: &Node, args: &[&Value]) -> Result<Value, String> {
+/// Evaluates one non-leaf node on its operand values: the meaning of `node.op`. The operand
+/// values must have the types the node's type rule accepts (the graph verifier guarantees it);
+/// errors are messages such as integer division by zero.
+pub fn eval_node(node: &Node, args: &[&Value]) -> Result<Value, String> {
     let err = || dtype_error(node, args);
     let dims = node.ty.dims();
     let v = match &node.op {
