@@ -1,12 +1,16 @@
 //! `kiln-passes`: graph-to-graph transforms and the pipeline that runs them.
 //!
 //! A [`Pass`] maps a graph to a new graph. A [`Pipeline`] is parsed from a comma-separated
-//! string (`"dce"`), runs its passes in order, verifies the graph after each one (a failure is
-//! a compiler bug and names the pass), and records how long each took. Autodiff, the e-graph
-//! optimizer, fusion and the memory plan join here as passes (ARCHITECTURE.md §1).
+//! string (`"cse,fold,egraph,dce"`), runs its passes in order, verifies the graph after each
+//! one (a failure is a compiler bug and names the pass), times each, and with `KILN_DUMP=DIR`
+//! writes every pass's input and output. Passes: [`autodiff`] (called directly, as it needs a
+//! loss), [`dce`], [`cse`], `fold` and `egraph` ([`egraph`]).
 
 pub mod autodiff;
+pub mod cse;
 pub mod dce;
+pub mod egraph;
 pub mod pipeline;
+mod rebuild;
 
-pub use pipeline::{Pass, PassError, PassReport, Pipeline};
+pub use pipeline::{DEFAULT_PIPELINE, Pass, PassError, PassReport, Pipeline};

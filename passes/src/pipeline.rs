@@ -9,8 +9,8 @@ use thiserror::Error;
 pub trait Pass {
     /// The name used in pipeline strings and reports.
     fn name(&self) -> &'static str;
-    /// Produces the transformed graph.
-    fn run(&self, graph: &Graph) -> Result<Graph, GraphError>;
+    /// Produces the transformed graph and a report (empty if there is nothing to say).
+    fn run(&self, graph: &Graph) -> Result<(Graph, String), GraphError>;
 }
 
 /// Errors from building or running a pipeline.
@@ -49,10 +49,29 @@ pub struct PassReport {
     pub pass: &'static str,
     /// Wall time of the pass and its verification.
     pub elapsed: Duration,
-    /// Nodes before.
+    /// Arena nodes before.
     pub nodes_before: usize,
     /// Nodes after.
     pub nodes_after: usize,
+    /// What the pass itself reported (the e-graph's stages and stop reasons, say).
+    pub detail: String,
+}
+
+impl std::fmt::Display for PassReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "; pass {}: {} -> {} nodes, {:.2} ms",
+            self.pass,
+            self.nodes_before,
+            self.nodes_after,
+            self.elapsed.as_secs_f64() * 1e3
+        )?;
+        if !self.detail.is_empty() {
+            write!(f, "\n{}", self.detail)?;
+        }
+        Ok(())
+    }
 }
 
 /// An ordered list of passes.
@@ -61,7 +80,10 @@ pub struct Pipeline {
 }
 
 /// Every pass a pipeline string can name.
-pub const KNOWN_PASSES: &[&str] = &["dce"];
+pub const KNOWN_PASSES: &[&str] = &["dce", "cse", "fold", "egraph"];
+
+/// The default optimization pipeline.
+pub const DEFAULT_PIPELINE: &str = "cse,fold,egraph,dce";
 
 impl Pipeline {
     /// Parses `"dce,..."`; blank entries are ignored.
@@ -70,6 +92,9 @@ impl Pipeline {
         for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             passes.push(match name {
                 "dce" => Box::new(crate::dce::Dce),
+                "cse" => Box::new(crate::cse::Cse),
+                "fold" => Box::new(crate::egraph::Fold::default()),
+                "egraph" => Box::new(crate::egraph::Egraph::default()),
                 _ => {
                     return Err(PassError::UnknownPass { name: name.into(), known: KNOWN_PASSES.join(", ") });
                 }
@@ -83,23 +108,46 @@ impl Pipeline {
         self.passes.iter().map(|p| p.name()).collect()
     }
 
-    /// Runs every pass, verifying after each, and reports what each did.
+    /// Runs every pass, verifying after each, and reports what each did. With the environment
+    /// variable `KILN_DUMP=DIR`, each pass's input and output text and report are written to
+    /// `DIR/<func>.<NN>.<pass>.{before,after}.kir`.
     pub fn run(&self, graph: &Graph) -> Result<(Graph, Vec<PassReport>), PassError> {
+        let dump = std::env::var_os("KILN_DUMP").map(std::path::PathBuf::from);
         let mut g = graph.clone();
         let mut reports = Vec::with_capacity(self.passes.len());
-        for p in &self.passes {
+        for (i, p) in self.passes.iter().enumerate() {
             let start = Instant::now();
             let before = g.len();
-            let next = p.run(&g).map_err(|source| PassError::Failed { pass: p.name(), source })?;
+            let (next, detail) = p.run(&g).map_err(|source| PassError::Failed { pass: p.name(), source })?;
             kiln_ir::verify(&next).map_err(|source| PassError::Invalid { pass: p.name(), source })?;
-            reports.push(PassReport {
+            let after = next.len();
+            let report = PassReport {
                 pass: p.name(),
                 elapsed: start.elapsed(),
                 nodes_before: before,
-                nodes_after: next.len(),
-            });
+                nodes_after: after,
+                detail,
+            };
+            if let Some(dir) = &dump {
+                write_dump(dir, &g, &next, i, &report);
+            }
+            reports.push(report);
             g = next;
         }
         Ok((g, reports))
+    }
+}
+
+/// Writes one pass's before/after text; a dump that cannot be written is reported on stderr
+/// and does not stop compilation.
+fn write_dump(dir: &std::path::Path, before: &Graph, after: &Graph, index: usize, report: &PassReport) {
+    let stem = format!("{}.{index:02}.{}", before.name(), report.pass);
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join(format!("{stem}.before.kir")), before.to_string())?;
+        std::fs::write(dir.join(format!("{stem}.after.kir")), format!("{after}{report}\n"))
+    };
+    if let Err(e) = write() {
+        eprintln!("warning: KILN_DUMP: cannot write {}: {e}", dir.join(stem).display());
     }
 }

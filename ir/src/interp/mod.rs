@@ -104,7 +104,8 @@ pub fn run(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<Vec<Value>, 
             .iter()
             .map(|a| vals[a.index()].as_ref().expect("operands are evaluated first and kept until their last use"))
             .collect();
-        let v = eval_node(node, &args).map_err(|message| InterpError::Eval { node: id, op: node.op.name(), message })?;
+        let v =
+            eval_node(node, &args).map_err(|message| InterpError::Eval { node: id, op: node.op.name(), message })?;
         debug_assert_eq!(v.ty(), node.ty, "interpreter result type for {id}");
         vals[id.index()] = Some(v);
         for a in &node.args {

@@ -1,0 +1,210 @@
+//! Extraction: choosing one e-node per needed e-class.
+//!
+//! [`tree_extract`] is the classic bottom-up extractor: a class costs its node plus its
+//! children's costs, so a subexpression used twice is paid twice. [`dag_extract`] prices the
+//! whole selected DAG, counting each class once (the greedy-DAG extractor): a class's cost is
+//! the sum of the node costs of every distinct class below it. Both iterate to a fixpoint and
+//! skip nodes whose children have no finite choice yet (which also breaks cycles).
+
+use std::collections::HashMap;
+
+use egg::Id;
+
+use super::cost::node_cost;
+use super::lang::{EGraph, ENode};
+
+/// The chosen node of every class that has one.
+pub type Choice = HashMap<Id, ENode>;
+
+fn cost_of(eg: &EGraph, class: Id, n: &ENode) -> f64 {
+    let tys: Vec<&kiln_ir::TensorType> = n.args.iter().map(|a| &eg[*a].data.ty).collect();
+    node_cost(&n.op, &eg[class].data.ty, &tys)
+}
+
+/// Tree-cost extraction.
+pub fn tree_extract(eg: &EGraph) -> Choice {
+    let mut best: HashMap<Id, (f64, ENode)> = HashMap::new();
+    loop {
+        let mut changed = false;
+        for class in eg.classes() {
+            for n in &class.nodes {
+                let children: Option<f64> = n.args.iter().map(|a| best.get(&eg.find(*a)).map(|b| b.0)).sum();
+                let Some(children) = children else { continue };
+                let c = cost_of(eg, class.id, n) + children;
+                if best.get(&class.id).is_none_or(|b| c < b.0) {
+                    best.insert(class.id, (c, n.clone()));
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    best.into_iter().map(|(k, v)| (k, v.1)).collect()
+}
+
+/// A set of classes as a bitset over dense class indices.
+#[derive(Clone)]
+struct Set(Vec<u64>);
+
+impl Set {
+    fn new(n: usize) -> Self {
+        Set(vec![0; n.div_ceil(64)])
+    }
+    fn insert(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    fn contains(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+    fn union_with(&mut self, o: &Set) {
+        for (a, b) in self.0.iter_mut().zip(&o.0) {
+            *a |= b;
+        }
+    }
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .flat_map(|(w, &bits)| (0..64).filter(move |b| bits & (1 << b) != 0).map(move |b| w * 64 + b))
+    }
+}
+
+/// DAG-cost extraction: shared classes are paid once. A worklist revisits the parents of a
+/// class whenever its choice improves, so long chains (an unrolled LSTM) settle in one sweep.
+pub fn dag_extract(eg: &EGraph) -> Choice {
+    let ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
+    let index: HashMap<Id, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let n = ids.len();
+    // Per class: (total DAG cost, own node cost, the set of classes in its DAG, the node).
+    let mut best: Vec<Option<(f64, f64, Set, ENode)>> = vec![None; n];
+    let mut queue: std::collections::VecDeque<usize> = (0..n).collect();
+    let mut queued = vec![true; n];
+    let mut budget = 64 * n + 1024;
+    while let Some(ci) = queue.pop_front() {
+        queued[ci] = false;
+        if budget == 0 {
+            break;
+        }
+        budget -= 1;
+        let class = &eg[ids[ci]];
+        let mut improved = false;
+        for node in &class.nodes {
+            let mut set = Set::new(n);
+            let mut ok = true;
+            for a in &node.args {
+                match &best[index[&eg.find(*a)]] {
+                    Some(b) => set.union_with(&b.2),
+                    None => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if !ok || set.contains(ci) {
+                continue;
+            }
+            let own = cost_of(eg, class.id, node);
+            let total = own + set.iter().map(|i| best[i].as_ref().map_or(0.0, |b| b.1)).sum::<f64>();
+            if best[ci].as_ref().is_none_or(|b| total < b.0 - 1e-9 * b.0.abs()) {
+                set.insert(ci);
+                best[ci] = Some((total, own, set, node.clone()));
+                improved = true;
+            }
+        }
+        if improved {
+            for p in class.parents() {
+                let pi = index[&eg.find(p)];
+                if !queued[pi] {
+                    queued[pi] = true;
+                    queue.push_back(pi);
+                }
+            }
+        }
+    }
+    ids.into_iter().zip(best).filter_map(|(id, b)| b.map(|b| (id, b.3))).collect()
+}
+
+/// The DAG cost of the expression a choice selects under `roots`: every reachable class once.
+pub fn dag_cost(eg: &EGraph, choice: &Choice, roots: &[Id]) -> f64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<Id> = roots.iter().map(|r| eg.find(*r)).collect();
+    let mut total = 0.0;
+    while let Some(c) = stack.pop() {
+        if !seen.insert(c) {
+            continue;
+        }
+        if let Some(n) = choice.get(&c) {
+            total += cost_of(eg, c, n);
+            stack.extend(n.args.iter().map(|a| eg.find(*a)));
+        }
+    }
+    total
+}
+
+/// The DAG cost of a choice under `roots`, or `None` if the selection has a cycle.
+fn dag_cost_checked(eg: &EGraph, choice: &Choice, roots: &[Id]) -> Option<f64> {
+    let mut state: HashMap<Id, bool> = HashMap::new(); // false: on the stack, true: done
+    let mut total = 0.0;
+    let mut stack: Vec<(Id, bool)> = roots.iter().map(|r| (eg.find(*r), false)).collect();
+    while let Some((c, expanded)) = stack.pop() {
+        if expanded {
+            state.insert(c, true);
+            continue;
+        }
+        match state.get(&c) {
+            Some(true) => continue,
+            Some(false) => return None,
+            None => {}
+        }
+        let n = choice.get(&c)?;
+        state.insert(c, false);
+        total += cost_of(eg, c, n);
+        stack.push((c, true));
+        for a in &n.args {
+            let a = eg.find(*a);
+            match state.get(&a) {
+                Some(true) => {}
+                Some(false) => return None,
+                None => stack.push((a, false)),
+            }
+        }
+    }
+    Some(total)
+}
+
+/// Hill-climbs a choice: for every reachable class with alternatives, switch to another node
+/// when that lowers the DAG cost of the whole selection (and keeps it acyclic). This fixes the
+/// greedy extractor's blind spot, a class that looks cheaper alone but duplicates work that
+/// other users still need.
+pub fn improve(eg: &EGraph, mut choice: Choice, roots: &[Id], rounds: usize) -> Choice {
+    let Some(mut best) = dag_cost_checked(eg, &choice, roots) else { return choice };
+    for _ in 0..rounds {
+        let mut improved = false;
+        let classes: Vec<Id> = choice.keys().copied().filter(|c| eg[*c].nodes.len() > 1).collect();
+        for c in classes {
+            for n in &eg[c].nodes {
+                if choice.get(&c) == Some(n) || n.args.iter().any(|a| !choice.contains_key(&eg.find(*a))) {
+                    continue;
+                }
+                let old = choice.insert(c, n.clone());
+                match dag_cost_checked(eg, &choice, roots) {
+                    Some(cost) if cost < best - 1e-9 * best.abs() => {
+                        best = cost;
+                        improved = true;
+                    }
+                    _ => {
+                        if let Some(o) = old {
+                            choice.insert(c, o);
+                        }
+                    }
+                }
+            }
+        }
+        if !improved {
+            break;
+        }
+    }
+    choice
+}

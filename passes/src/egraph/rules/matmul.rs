@@ -1,0 +1,102 @@
+//! Contractions: reassociate matmul chains (extraction picks the order with fewer flops) and
+//! merge matmuls that share their left operand into one wider matmul, split after
+//! (Tensat's parallel-GEMM merge).
+
+use std::collections::HashMap;
+
+use egg::Id;
+use kiln_ir::Op;
+
+use super::{Finder, Proposal, Rule, nodes_where, ty};
+use crate::egraph::lang::{EGraph, ENode};
+
+/// The contraction rules.
+pub const RULES: &[Rule] = &[
+    Rule {
+        name: "matmul-assoc-left",
+        reason: "(A B) C = A (B C): the cheaper order wins",
+        find: Finder::Node(assoc_left),
+    },
+    Rule {
+        name: "matmul-assoc-right",
+        reason: "A (B C) = (A B) C: the cheaper order wins",
+        find: Finder::Node(assoc_right),
+    },
+    Rule {
+        name: "merge-shared-lhs",
+        reason: "X W1 and X W2 = slices of X [W1 W2]: X is read once, one larger GEMM",
+        find: Finder::Global(merge_shared_lhs),
+    },
+];
+
+fn matmuls(eg: &EGraph, id: Id) -> impl Iterator<Item = (Id, Id)> + '_ {
+    nodes_where(eg, id, |m| (m.op == Op::Matmul).then(|| (m.args[0], m.args[1])))
+}
+
+fn assoc_left(eg: &EGraph, _: Id, n: &ENode) -> Vec<Proposal> {
+    if n.op != Op::Matmul {
+        return vec![];
+    }
+    matmuls(eg, n.args[0])
+        .map(|(a, b)| {
+            let mut p = Proposal::default();
+            let (a, b, c) = (p.class(a), p.class(b), p.class(n.args[1]));
+            let bc = p.node(Op::Matmul, &[b, c]);
+            p.node(Op::Matmul, &[a, bc]);
+            p
+        })
+        .collect()
+}
+
+fn assoc_right(eg: &EGraph, _: Id, n: &ENode) -> Vec<Proposal> {
+    if n.op != Op::Matmul {
+        return vec![];
+    }
+    matmuls(eg, n.args[1])
+        .map(|(b, c)| {
+            let mut p = Proposal::default();
+            let (a, b, c) = (p.class(n.args[0]), p.class(b), p.class(c));
+            let ab = p.node(Op::Matmul, &[a, b]);
+            p.node(Op::Matmul, &[ab, c]);
+            p
+        })
+        .collect()
+}
+
+/// At most this many merges per left operand, to keep the search bounded.
+const MAX_MERGES_PER_OPERAND: usize = 4;
+
+fn merge_shared_lhs(eg: &EGraph) -> Vec<(Id, Proposal)> {
+    let mut by_lhs: HashMap<Id, Vec<(Id, Id)>> = HashMap::new();
+    for class in eg.classes() {
+        for n in &class.nodes {
+            if n.op == Op::Matmul && ty(eg, class.id).rank() == 2 {
+                let entry = by_lhs.entry(eg.find(n.args[0])).or_default();
+                let w = eg.find(n.args[1]);
+                if !entry.iter().any(|(_, v)| *v == w) {
+                    entry.push((class.id, w));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (x, uses) in by_lhs {
+        for pair in uses.windows(2).take(MAX_MERGES_PER_OPERAND) {
+            let ((y1, w1), (y2, w2)) = (pair[0], pair[1]);
+            let (t1, t2) = (ty(eg, y1), ty(eg, y2));
+            if t1.dtype != t2.dtype {
+                continue;
+            }
+            let (m, n1, n2) = (t1.dims()[0], t1.dims()[1], t2.dims()[1]);
+            for (target, lo, hi) in [(y1, 0, n1), (y2, n1, n1 + n2)] {
+                let mut p = Proposal::default();
+                let (xi, a, b) = (p.class(x), p.class(w1), p.class(w2));
+                let w = p.node(Op::Concat { axis: 1 }, &[a, b]);
+                let y = p.node(Op::Matmul, &[xi, w]);
+                p.node(Op::Slice { start: vec![0, lo], stop: vec![m, hi], step: vec![1, 1] }, &[y]);
+                out.push((target, p));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,90 @@
+//! Movement canonicalization: compose chains of reshapes, permutes and broadcasts, and drop
+//! movement that does nothing.
+
+use egg::Id;
+use kiln_ir::Op;
+
+use super::{Finder, Proposal, Rule, as_permute, nodes_where, ty};
+use crate::egraph::lang::{EGraph, ENode};
+
+/// The movement rules.
+pub const RULES: &[Rule] = &[
+    Rule {
+        name: "reshape-reshape",
+        reason: "a reshape of a reshape is one reshape",
+        find: Finder::Node(reshape_reshape),
+    },
+    Rule { name: "permute-permute", reason: "permutations compose", find: Finder::Node(permute_permute) },
+    Rule { name: "broadcast-broadcast", reason: "broadcasts compose", find: Finder::Node(broadcast_broadcast) },
+    Rule {
+        name: "noop-movement",
+        reason: "movement to the same type along the identity is x",
+        find: Finder::Node(noop),
+    },
+];
+
+fn reshape_reshape(eg: &EGraph, id: Id, n: &ENode) -> Vec<Proposal> {
+    if n.op != Op::Reshape {
+        return vec![];
+    }
+    let out = ty(eg, id).clone();
+    nodes_where(eg, n.args[0], |m| (m.op == Op::Reshape).then(|| m.args[0]))
+        .map(|x| {
+            if *ty(eg, x) == out {
+                return Proposal::same_as(x);
+            }
+            let mut p = Proposal::default();
+            let x = p.class(x);
+            p.typed(Op::Reshape, &[x], out.clone());
+            p
+        })
+        .collect()
+}
+
+fn permute_permute(eg: &EGraph, _: Id, n: &ENode) -> Vec<Proposal> {
+    let Some((q, inner)) = as_permute(n) else { return vec![] };
+    nodes_where(eg, inner, as_permute)
+        .map(|(p, x)| {
+            // Result axis i is inner axis q[i], which is x axis p[q[i]].
+            let composed: Vec<usize> = q.iter().map(|&i| p[i]).collect();
+            if composed.iter().enumerate().all(|(i, &c)| i == c) {
+                return Proposal::same_as(x);
+            }
+            let mut pr = Proposal::default();
+            let x = pr.class(x);
+            pr.node(Op::Permute { perm: composed }, &[x]);
+            pr
+        })
+        .collect()
+}
+
+fn broadcast_broadcast(eg: &EGraph, id: Id, n: &ENode) -> Vec<Proposal> {
+    let Op::Broadcast { dims: outer } = &n.op else { return vec![] };
+    let out = ty(eg, id).clone();
+    nodes_where(eg, n.args[0], |m| match &m.op {
+        Op::Broadcast { dims } => Some((dims.clone(), m.args[0])),
+        _ => None,
+    })
+    .map(|(inner, x)| {
+        let dims: Vec<usize> = inner.iter().map(|&d| outer[d]).collect();
+        let mut p = Proposal::default();
+        let x = p.class(x);
+        p.typed(Op::Broadcast { dims }, &[x], out.clone());
+        p
+    })
+    .collect()
+}
+
+fn noop(eg: &EGraph, id: Id, n: &ENode) -> Vec<Proposal> {
+    let same_type = n.args.len() == 1 && ty(eg, n.args[0]) == ty(eg, id);
+    let identity = match &n.op {
+        Op::Reshape => true,
+        Op::Permute { perm } => perm.iter().enumerate().all(|(i, &p)| i == p),
+        Op::Broadcast { dims } => dims.iter().enumerate().all(|(i, &d)| i == d),
+        Op::Slice { start, step, .. } => start.iter().all(|&s| s == 0) && step.iter().all(|&s| s == 1),
+        Op::Pad { low, high, .. } => low.iter().chain(high).all(|&p| p == 0),
+        Op::Concat { .. } => n.args.len() == 1,
+        _ => false,
+    };
+    if same_type && identity { vec![Proposal::same_as(n.args[0])] } else { vec![] }
+}
