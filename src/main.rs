@@ -40,6 +40,17 @@ enum Command {
         /// Optimizer of the `train-step` stage.
         #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
         optimizer: OptimizerArg,
+        /// With `--stage optimized`: optimize the training step instead of the forward graph.
+        #[arg(long)]
+        train_step: bool,
+    },
+    /// Optimize a `.kir` file with a pass pipeline; prints the result and each pass's report.
+    Opt {
+        /// The `.kir` file.
+        file: PathBuf,
+        /// Comma-separated passes: dce, cse, fold, egraph.
+        #[arg(long, default_value = kiln::passes::DEFAULT_PIPELINE)]
+        pipeline: String,
     },
     /// Run a `.kir` function on `.npy` inputs and write one `.npy` per output.
     Run {
@@ -74,6 +85,8 @@ enum Stage {
     Grad,
     /// One whole training step: forward, loss, backward and the optimizer update.
     TrainStep,
+    /// After the default pass pipeline (the forward graph, or the step with --train-step).
+    Optimized,
 }
 
 /// Optimizers for `--stage train-step`, with their default hyperparameters.
@@ -116,7 +129,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Models { batch } => models(batch),
-        Command::Dump { target, stage, format, batch, optimizer } => dump(&target, stage, format, batch, optimizer),
+        Command::Dump { target, stage, format, batch, optimizer, train_step } => {
+            let stage = match (stage, train_step) {
+                (Stage::Optimized, true) => Staging::OptimizedStep,
+                (Stage::Graph, _) => Staging::Graph,
+                (Stage::Grad, _) => Staging::Grad,
+                (Stage::TrainStep, _) => Staging::TrainStep,
+                (Stage::Optimized, false) => Staging::Optimized,
+            };
+            dump(&target, stage, format, batch, optimizer)
+        }
+        Command::Opt { file, pipeline } => opt(&file, &pipeline),
         Command::Run { file, func, inputs, seed, out } => run(&file, func.as_deref(), &inputs, seed, &out),
         Command::Check { file } => check(&file),
     };
@@ -172,47 +195,86 @@ fn load_target(target: &str, batch: usize) -> Result<Target, String> {
     Err(format!("`{target}` is neither a zoo model ({}) nor a .kir file", names.join(", ")))
 }
 
-/// The graphs of `target` at `stage`. Files reach the grad and train-step stages through an
-/// output named `loss`.
-fn staged(target: Target, stage: Stage, optimizer: OptimizerArg) -> Result<Vec<Graph>, String> {
-    let err = |e: &dyn std::fmt::Display| e.to_string();
-    let loss_graphs: Vec<Graph> = match (&target, stage) {
-        (_, Stage::Graph) => {
-            return Ok(match target {
-                Target::Zoo(models) => models.into_iter().map(|m| m.graph).collect(),
-                Target::File(graphs) => graphs,
-            });
-        }
-        (Target::Zoo(models), _) => {
-            models.iter().map(kiln::train::loss_graph).collect::<Result<_, _>>().map_err(|e| err(&e))?
-        }
-        (Target::File(graphs), _) => graphs.clone(),
-    };
-    loss_graphs
-        .into_iter()
-        .map(|g| match stage {
-            Stage::Graph => Ok(g),
-            Stage::Grad => kiln::passes::autodiff::grad(&g, "loss", &[]).map_err(|e| err(&e)),
-            Stage::TrainStep => {
-                kiln::train::train_step_for(g, &optimizer.optimizer()).map(|s| s.graph).map_err(|e| err(&e))
-            }
-        })
-        .collect()
+/// What `dump` prints: a stage, with `--train-step` folded in.
+#[derive(Clone, Copy)]
+enum Staging {
+    Graph,
+    Grad,
+    TrainStep,
+    Optimized,
+    OptimizedStep,
 }
 
-fn dump(target: &str, stage: Stage, format: Format, batch: usize, optimizer: OptimizerArg) -> Result<(), String> {
+/// The graphs of `target` at `stage`, each with the reports of the passes that made it.
+/// Files reach the grad and train-step stages through an output named `loss`.
+fn staged(target: Target, stage: Staging, optimizer: OptimizerArg) -> Result<Vec<(Graph, String)>, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let forward: Vec<Graph> = match &target {
+        Target::Zoo(models) => models.iter().map(|m| m.graph.clone()).collect(),
+        Target::File(graphs) => graphs.clone(),
+    };
+    let loss_graphs = || -> Result<Vec<Graph>, String> {
+        match &target {
+            Target::Zoo(models) => models.iter().map(kiln::train::loss_graph).collect::<Result<_, _>>().map_err(|e| err(&e)),
+            Target::File(graphs) => Ok(graphs.clone()),
+        }
+    };
+    let step = |g: Graph| kiln::train::train_step_for(g, &optimizer.optimizer()).map(|s| s.graph).map_err(|e| err(&e));
+    let optimized = |g: Graph| -> Result<(Graph, String), String> {
+        let pipeline = kiln::passes::Pipeline::parse(kiln::passes::DEFAULT_PIPELINE).map_err(|e| err(&e))?;
+        let (g, reports) = pipeline.run(&g).map_err(|e| err(&e))?;
+        let text: Vec<String> = reports.iter().map(|r| r.to_string()).collect();
+        Ok((g, text.join("\n")))
+    };
+    let plain = |gs: Vec<Graph>| gs.into_iter().map(|g| (g, String::new())).collect();
+    Ok(match stage {
+        Staging::Graph => plain(forward),
+        Staging::Grad => plain(
+            loss_graphs()?
+                .into_iter()
+                .map(|g| kiln::passes::autodiff::grad(&g, "loss", &[]).map_err(|e| err(&e)))
+                .collect::<Result<_, _>>()?,
+        ),
+        Staging::TrainStep => plain(loss_graphs()?.into_iter().map(step).collect::<Result<_, _>>()?),
+        Staging::Optimized => forward.into_iter().map(optimized).collect::<Result<_, _>>()?,
+        Staging::OptimizedStep => {
+            loss_graphs()?.into_iter().map(|g| step(g).and_then(optimized)).collect::<Result<_, _>>()?
+        }
+    })
+}
+
+fn dump(target: &str, stage: Staging, format: Format, batch: usize, optimizer: OptimizerArg) -> Result<(), String> {
     let graphs = staged(load_target(target, batch)?, stage, optimizer)?;
-    for g in &graphs {
+    for (g, _) in &graphs {
         kiln::ir::verify(g).map_err(|e| format!("internal error: {e}"))?;
     }
     match format {
-        Format::Text => print!("{}", kiln::ir::print::module_to_string(&graphs)),
+        Format::Text => {
+            let texts: Vec<String> = graphs
+                .iter()
+                .map(|(g, report)| if report.is_empty() { g.to_string() } else { format!("{g}{report}\n") })
+                .collect();
+            print!("{}", texts.join("\n"));
+        }
         Format::Dot => {
-            for g in &graphs {
+            for (g, _) in &graphs {
                 print!("{}", kiln::ir::dot::to_dot(g));
             }
         }
     }
+    Ok(())
+}
+
+fn opt(file: &Path, pipeline: &str) -> Result<(), String> {
+    let pipeline = kiln::passes::Pipeline::parse(pipeline).map_err(|e| e.to_string())?;
+    let graphs = read_module(file)?;
+    let mut texts = Vec::new();
+    for g in &graphs {
+        let (out, reports) = pipeline.run(g).map_err(|e| e.to_string())?;
+        let report: Vec<String> = reports.iter().map(|r| r.to_string()).collect();
+        texts.push(format!("{out}{}\n", report.join("\n")));
+    }
+    print!("{}", texts.join("\n"));
     Ok(())
 }
 
