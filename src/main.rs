@@ -215,7 +215,9 @@ fn staged(target: Target, stage: Staging, optimizer: OptimizerArg) -> Result<Vec
     };
     let loss_graphs = || -> Result<Vec<Graph>, String> {
         match &target {
-            Target::Zoo(models) => models.iter().map(kiln::train::loss_graph).collect::<Result<_, _>>().map_err(|e| err(&e)),
+            Target::Zoo(models) => {
+                models.iter().map(kiln::train::loss_graph).collect::<Result<_, _>>().map_err(|e| err(&e))
+            }
             Target::File(graphs) => Ok(graphs.clone()),
         }
     };

@@ -481,9 +481,15 @@ fn build(
             if let Some(&id) = names.get(a) {
                 args.push(id);
             } else if let Some(&li) = leaf_index.get(a.as_str()) {
-                // A leaf used before its printed slot: place it now.
-                place_leaf(&mut g, &mut names, &leaves[li])?;
-                placed[li] = true;
+                // A leaf used before its printed slot: place it now, with every leaf before it,
+                // so the signature keeps its order.
+                while next_leaf <= li {
+                    if !placed[next_leaf] {
+                        place_leaf(&mut g, &mut names, &leaves[next_leaf])?;
+                        placed[next_leaf] = true;
+                    }
+                    next_leaf += 1;
+                }
                 args.push(names[a]);
             } else {
                 return err_at(*p, format!("`%{a}` is not defined before this use"));

@@ -17,6 +17,7 @@ pub fn node_cost(op: &Op, out: &TensorType, args: &[&TensorType]) -> f64 {
         // Views and index arithmetic that fuse into their consumer.
         Op::Reshape | Op::StopGradient => 0.0,
         Op::Broadcast { .. } | Op::Iota { .. } => 0.1 * n,
+        Op::Slice { step, .. } if step.iter().all(|&s| s == 1) => 0.1 * n,
         // Elementwise work fuses: pay the arithmetic, not the traffic.
         Op::Unary(u) => {
             n * match u {
@@ -34,10 +35,11 @@ pub fn node_cost(op: &Op, out: &TensorType, args: &[&TensorType]) -> f64 {
         Op::Gather { .. } | Op::ScatterAdd { .. } => 2.0 * BYTE * bytes,
         // Reductions read their input once.
         Op::Reduce { .. } => args.first().map_or(0.0, |a| a.numel() as f64) + BYTE * bytes,
+        // Contractions read their operands from memory (a GEMM does not fuse its inputs).
         Op::Matmul => {
             let a = args[0].dims();
             let k = a[a.len() - 1] as f64;
-            2.0 * n * k + BYTE * bytes
+            2.0 * n * k + BYTE * (bytes + (args[0].size_bytes() + args[1].size_bytes()) as f64)
         }
         Op::Conv2d(c) | Op::Conv2dGradInput(c) | Op::Conv2dGradWeight(c) => {
             // Every multiply-add of the convolution, whichever tensor is produced.

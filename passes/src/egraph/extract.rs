@@ -174,29 +174,69 @@ fn dag_cost_checked(eg: &EGraph, choice: &Choice, roots: &[Id]) -> Option<f64> {
     Some(total)
 }
 
-/// Hill-climbs a choice: for every reachable class with alternatives, switch to another node
-/// when that lowers the DAG cost of the whole selection (and keeps it acyclic). This fixes the
-/// greedy extractor's blind spot, a class that looks cheaper alone but duplicates work that
-/// other users still need.
+/// The classes reachable from `roots` under a choice.
+fn selected(eg: &EGraph, choice: &Choice, roots: &[Id]) -> std::collections::HashSet<Id> {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<Id> = roots.iter().map(|r| eg.find(*r)).collect();
+    while let Some(c) = stack.pop() {
+        if seen.insert(c)
+            && let Some(n) = choice.get(&c)
+        {
+            stack.extend(n.args.iter().map(|a| eg.find(*a)));
+        }
+    }
+    seen
+}
+
+/// Hill-climbs a choice by moves that lower the DAG cost of the whole selection and keep it
+/// acyclic. A move switches one class to another of its nodes, together with every other
+/// selected class that has a node over the same newly needed child: that is how a shared new
+/// value (the wide matmul of a merge, say) becomes worth paying for, which no single switch
+/// shows. This fixes the greedy extractor's blind spots.
 pub fn improve(eg: &EGraph, mut choice: Choice, roots: &[Id], rounds: usize) -> Choice {
     let Some(mut best) = dag_cost_checked(eg, &choice, roots) else { return choice };
     for _ in 0..rounds {
         let mut improved = false;
-        let classes: Vec<Id> = choice.keys().copied().filter(|c| eg[*c].nodes.len() > 1).collect();
-        for c in classes {
+        let sel = selected(eg, &choice, roots);
+        let classes: Vec<Id> = sel.iter().copied().filter(|c| eg[*c].nodes.len() > 1).collect();
+        // For every class not selected yet: the selected classes with a node over it.
+        let mut users: HashMap<Id, Vec<(Id, ENode)>> = HashMap::new();
+        for &c in &classes {
+            for n in &eg[c].nodes {
+                for a in &n.args {
+                    let a = eg.find(*a);
+                    if !sel.contains(&a) {
+                        users.entry(a).or_default().push((c, n.clone()));
+                    }
+                }
+            }
+        }
+        for &c in &classes {
             for n in &eg[c].nodes {
                 if choice.get(&c) == Some(n) || n.args.iter().any(|a| !choice.contains_key(&eg.find(*a))) {
                     continue;
                 }
-                let old = choice.insert(c, n.clone());
+                let mut group: Vec<(Id, ENode)> = vec![(c, n.clone())];
+                for a in &n.args {
+                    for (c2, n2) in users.get(&eg.find(*a)).into_iter().flatten() {
+                        if *c2 != c && !group.iter().any(|(g, _)| g == c2) {
+                            group.push((*c2, n2.clone()));
+                        }
+                    }
+                }
+                let old: Vec<(Id, Option<ENode>)> =
+                    group.iter().map(|(g, m)| (*g, choice.insert(*g, m.clone()))).collect();
                 match dag_cost_checked(eg, &choice, roots) {
                     Some(cost) if cost < best - 1e-9 * best.abs() => {
                         best = cost;
                         improved = true;
                     }
                     _ => {
-                        if let Some(o) = old {
-                            choice.insert(c, o);
+                        for (g, o) in old.into_iter().rev() {
+                            match o {
+                                Some(o) => choice.insert(g, o),
+                                None => choice.remove(&g),
+                            };
                         }
                     }
                 }

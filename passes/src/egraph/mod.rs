@@ -145,8 +145,20 @@ fn instantiate(eg: &mut EGraph, class: Id, p: &Proposal) -> Option<Id> {
     (eg[root].data.ty == eg[class].data.ty).then_some(root)
 }
 
+/// A stage as run: a name and its rules.
+struct Plan {
+    name: &'static str,
+    rules: Vec<&'static rules::Rule>,
+}
+
+impl From<&Stage> for Plan {
+    fn from(s: &Stage) -> Self {
+        Plan { name: s.name, rules: s.rules.iter().flat_map(|r| r.iter()).collect() }
+    }
+}
+
 /// Runs `stages` on `eg`, recording into `report`.
-fn run_stages(eg: &mut EGraph, stages: &[Stage], config: &EgraphConfig, start: Instant, report: &mut EgraphReport) {
+fn run_stages(eg: &mut EGraph, stages: &[Plan], config: &EgraphConfig, start: Instant, report: &mut EgraphReport) {
     for stage in stages {
         let mut iterations = 0;
         let stop = loop {
@@ -157,7 +169,7 @@ fn run_stages(eg: &mut EGraph, stages: &[Stage], config: &EgraphConfig, start: I
                 break StopReason::TimeLimit;
             }
             let mut found: Vec<(Id, Proposal, &'static str)> = Vec::new();
-            for rule in stage.rules.iter().flat_map(|r| r.iter()) {
+            for rule in &stage.rules {
                 let before = found.len();
                 match rule.find {
                     Finder::Node(f) => {
@@ -289,6 +301,20 @@ pub fn optimize_with(
     stages: &[Stage],
     config: &EgraphConfig,
 ) -> Result<(Graph, EgraphReport), GraphError> {
+    let plans: Vec<Plan> = stages.iter().map(Plan::from).collect();
+    run(graph, &plans, config)
+}
+
+/// Optimizes `graph` with one stage of just `rules` (for testing a rule on its own).
+pub fn optimize_with_rules(
+    graph: &Graph,
+    rules: &[&'static rules::Rule],
+    config: &EgraphConfig,
+) -> Result<(Graph, EgraphReport), GraphError> {
+    run(graph, &[Plan { name: "rules", rules: rules.to_vec() }], config)
+}
+
+fn run(graph: &Graph, stages: &[Plan], config: &EgraphConfig) -> Result<(Graph, EgraphReport), GraphError> {
     let start = Instant::now();
     let mut report = EgraphReport { cost_before: graph_cost(graph), ..EgraphReport::default() };
     let live = graph.live_mask();

@@ -70,7 +70,10 @@ fn merge_shared_lhs(eg: &EGraph) -> Vec<(Id, Proposal)> {
     let mut by_lhs: HashMap<Id, Vec<(Id, Id)>> = HashMap::new();
     for class in eg.classes() {
         for n in &class.nodes {
-            if n.op == Op::Matmul && ty(eg, class.id).rank() == 2 {
+            // Only products of operands that are not themselves merged weights, so merges do
+            // not feed on their own results.
+            let merged = |id: Id| eg[id].nodes.iter().any(|m| matches!(m.op, Op::Concat { .. }));
+            if n.op == Op::Matmul && ty(eg, class.id).rank() == 2 && !merged(n.args[1]) {
                 let entry = by_lhs.entry(eg.find(n.args[0])).or_default();
                 let w = eg.find(n.args[1]);
                 if !entry.iter().any(|(_, v)| *v == w) {

@@ -126,6 +126,11 @@ pub fn all_rules() -> Vec<&'static Rule> {
         .collect()
 }
 
+/// The rule called `name`.
+pub fn rule(name: &str) -> Option<&'static Rule> {
+    all_rules().into_iter().find(|r| r.name == name)
+}
+
 /// The type of class `id`.
 pub fn ty(eg: &EGraph, id: Id) -> &TensorType {
     &eg[id].data.ty

@@ -1,0 +1,357 @@
+//! Each e-graph rule on its own: a start ⇒ goal pair (after extraction), a case where its
+//! shape or value condition fails and it must not fire, and the meaning preserved on random
+//! inputs either way.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use kiln::ir::{DType, Graph, Value, interp, parse_graph};
+use kiln::passes::egraph::rules::{all_rules, rule};
+use kiln::passes::egraph::{EgraphConfig, EgraphReport, optimize_with_rules};
+
+fn pseudo(n: usize, salt: u64) -> Vec<f64> {
+    (0..n as u64).map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0).collect()
+}
+
+/// `func @t(<args>) -> (y: <ty>) { <body> return %y }`.
+fn func(args: &str, body: &str, ty: &str) -> Graph {
+    let text = format!("func @t({args}) -> (y: {ty}) {{\n{body}\n  return %y\n}}\n");
+    parse_graph(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn run_rules(names: &[&str], g: &Graph) -> (Graph, EgraphReport) {
+    let rules: Vec<_> = names.iter().map(|n| rule(n).unwrap_or_else(|| panic!("no rule {n}"))).collect();
+    optimize_with_rules(g, &rules, &EgraphConfig::default()).unwrap()
+}
+
+/// The graph renumbered the way extraction numbers it, so equal structures print equally.
+fn canon(g: &Graph) -> String {
+    optimize_with_rules(g, &[], &EgraphConfig::default()).unwrap().0.to_string()
+}
+
+fn feeds(g: &Graph) -> HashMap<String, Value> {
+    g.leaves()
+        .enumerate()
+        .map(|(i, (_, n))| {
+            let r = pseudo(n.ty.numel(), 7 + i as u64);
+            let v = match n.ty.dtype {
+                DType::F32 => f32v(n.ty.dims(), &r.iter().map(|&x| x as f32 + 0.5).collect::<Vec<_>>()),
+                DType::F64 => f64v(n.ty.dims(), &r.iter().map(|x| x + 0.5).collect::<Vec<_>>()),
+                DType::I32 => i32v(n.ty.dims(), &r.iter().map(|x| (x * 9.0) as i32 + 10).collect::<Vec<_>>()),
+                DType::Bool => boolv(n.ty.dims(), &r.iter().map(|x| *x > 0.0).collect::<Vec<_>>()),
+                DType::I64 => i64v(n.ty.dims(), &r.iter().map(|x| (x * 9.0) as i64).collect::<Vec<_>>()),
+            };
+            (n.op.leaf_name().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+fn same_meaning(a: &Graph, b: &Graph) {
+    let f = feeds(a);
+    let (x, y) = (interp::run(a, &f).unwrap(), interp::run(b, &f).unwrap());
+    for (x, y) in x.iter().zip(&y) {
+        assert_close(&y.to_f64_vec(), &x.to_f64_vec(), 1e-5);
+    }
+}
+
+fn rewrites(names: &[&str], start: &Graph, goal: &Graph) {
+    let (out, report) = run_rules(names, start);
+    assert!(report.fired.get(names[0]).copied().unwrap_or(0) > 0, "{} did not fire:\n{report}", names[0]);
+    assert_eq!(canon(&out), canon(goal), "{names:?}\nstart:\n{start}\nreport:\n{report}");
+    same_meaning(start, &out);
+}
+
+fn does_not_fire(name: &str, start: &Graph) {
+    let (out, report) = run_rules(&[name], start);
+    assert_eq!(report.fired.get(name), None, "{name} fired on\n{start}\n{report}");
+    same_meaning(start, &out);
+}
+
+const X: &str = "%x: f32[2,3]";
+
+#[test]
+fn every_rule_has_a_reason_and_a_unique_name() {
+    let rules = all_rules();
+    for r in &rules {
+        assert!(!r.reason.is_empty(), "{}", r.name);
+        assert_eq!(rules.iter().filter(|s| s.name == r.name).count(), 1, "{}", r.name);
+    }
+}
+
+#[test]
+fn identities() {
+    let x = func(X, "  %y = neg %x : f32[2,3]", "f32[2,3]");
+    for (rule, body) in [
+        ("add-zero", "  %0 = const 0.0 : f32[2,3]\n  %n = neg %x : f32[2,3]\n  %y = add %n, %0 : f32[2,3]"),
+        ("add-zero", "  %0 = const -0.0 : f32[2,3]\n  %n = neg %x : f32[2,3]\n  %y = add %0, %n : f32[2,3]"),
+        ("sub-zero", "  %0 = const 0.0 : f32[2,3]\n  %n = neg %x : f32[2,3]\n  %y = sub %n, %0 : f32[2,3]"),
+        ("mul-one", "  %0 = const 1.0 : f32[2,3]\n  %n = neg %x : f32[2,3]\n  %y = mul %0, %n : f32[2,3]"),
+        ("div-one", "  %0 = const 1.0 : f32[2,3]\n  %n = neg %x : f32[2,3]\n  %y = div %n, %0 : f32[2,3]"),
+        ("neg-neg", "  %a = neg %x : f32[2,3]\n  %b = neg %a : f32[2,3]\n  %y = neg %b : f32[2,3]"),
+        ("recip-recip", "  %a = recip %x : f32[2,3]\n  %b = recip %a : f32[2,3]\n  %y = neg %b : f32[2,3]"),
+        (
+            "select-same",
+            "  %n = neg %x : f32[2,3]\n  %c = cmp_lt %x, %n : bool[2,3]\n  %y = select %c, %n, %n : f32[2,3]",
+        ),
+        ("max-min-same", "  %n = neg %x : f32[2,3]\n  %y = max %n, %n : f32[2,3]"),
+    ] {
+        rewrites(&[rule], &func(X, body, "f32[2,3]"), &x);
+    }
+    // Not identities: x·0 is NaN for infinite x, and x + 1 is not x.
+    does_not_fire("add-zero", &func(X, "  %0 = const 1.0 : f32[2,3]\n  %y = add %x, %0 : f32[2,3]", "f32[2,3]"));
+    does_not_fire("mul-one", &func(X, "  %0 = const 2.0 : f32[2,3]\n  %y = mul %x, %0 : f32[2,3]", "f32[2,3]"));
+    let times_zero = func(X, "  %0 = const 0.0 : f32[2,3]\n  %y = mul %x, %0 : f32[2,3]", "f32[2,3]");
+    let (out, _) = run_rules(&all_rules().iter().map(|r| r.name).collect::<Vec<_>>(), &times_zero);
+    assert!(out.to_string().contains("mul %x"), "x*0 must stay:\n{out}");
+}
+
+#[test]
+fn cheaper_forms() {
+    let two = "%a: f32[2,3], %b: f32[2,3]";
+    let cases = [
+        (
+            "div-const",
+            "  %c = const 4.0 : f32[2,3]\n  %y = div %a, %c : f32[2,3]",
+            "  %c = const 0.25 : f32[2,3]\n  %y = mul %a, %c : f32[2,3]",
+        ),
+        ("mul-recip", "  %r = recip %b : f32[2,3]\n  %y = mul %a, %r : f32[2,3]", "  %y = div %a, %b : f32[2,3]"),
+        (
+            "neg-times-neg",
+            "  %p = neg %a : f32[2,3]\n  %q = neg %b : f32[2,3]\n  %y = mul %p, %q : f32[2,3]",
+            "  %y = mul %a, %b : f32[2,3]",
+        ),
+        ("add-neg", "  %q = neg %b : f32[2,3]\n  %y = add %a, %q : f32[2,3]", "  %y = sub %a, %b : f32[2,3]"),
+        ("sub-neg", "  %q = neg %b : f32[2,3]\n  %y = sub %a, %q : f32[2,3]", "  %y = add %a, %b : f32[2,3]"),
+        (
+            "log-exp",
+            "  %e = exp %a : f32[2,3]\n  %l = log %e : f32[2,3]\n  %y = add %l, %b : f32[2,3]",
+            "  %y = add %a, %b : f32[2,3]",
+        ),
+        (
+            "log-softmax",
+            "  %e = exp %a : f32[2,3]\n  %d = div %e, %b : f32[2,3]\n  %y = log %d : f32[2,3]",
+            "  %l = log %b : f32[2,3]\n  %y = sub %a, %l : f32[2,3]",
+        ),
+        (
+            "exp-times-exp",
+            "  %p = exp %a : f32[2,3]\n  %q = exp %b : f32[2,3]\n  %y = mul %p, %q : f32[2,3]",
+            "  %s = add %a, %b : f32[2,3]\n  %y = exp %s : f32[2,3]",
+        ),
+    ];
+    for (rule, start, goal) in cases {
+        rewrites(&[rule], &func(two, start, "f32[2,3]"), &func(two, goal, "f32[2,3]"));
+    }
+    does_not_fire("div-const", &func("%a: i32[2]", "  %c = const 4.0 : i32[2]\n  %y = div %a, %c : i32[2]", "i32[2]"));
+    does_not_fire("div-const", &func("%a: f32[2]", "  %c = const 0.0 : f32[2]\n  %y = div %a, %c : f32[2]", "f32[2]"));
+    does_not_fire("log-softmax", &func(two, "  %d = div %a, %b : f32[2,3]\n  %y = log %d : f32[2,3]", "f32[2,3]"));
+}
+
+#[test]
+fn movement_composes_and_cancels() {
+    let e = "  %y = exp %x : f32[2,3]";
+    let cases = [
+        (
+            "reshape-reshape",
+            "  %r = reshape %x : f32[6]\n  %s = reshape %r : f32[3,2]\n  %y = exp %s : f32[3,2]",
+            "  %s = reshape %x : f32[3,2]\n  %y = exp %s : f32[3,2]",
+            "f32[3,2]",
+        ),
+        (
+            "reshape-reshape",
+            "  %r = reshape %x : f32[6]\n  %s = reshape %r : f32[2,3]\n  %y = exp %s : f32[2,3]",
+            e,
+            "f32[2,3]",
+        ),
+        (
+            "permute-permute",
+            "  %p = permute %x {perm=[1,0]} : f32[3,2]\n  %q = permute %p {perm=[1,0]} : f32[2,3]\n  %y = exp %q : f32[2,3]",
+            e,
+            "f32[2,3]",
+        ),
+        (
+            "broadcast-broadcast",
+            "  %b = broadcast %x {dims=[1,2]} : f32[4,2,3]\n  %c = broadcast %b {dims=[0,2,3]} : f32[4,5,2,3]\n  %y = exp %c : f32[4,5,2,3]",
+            "  %c = broadcast %x {dims=[2,3]} : f32[4,5,2,3]\n  %y = exp %c : f32[4,5,2,3]",
+            "f32[4,5,2,3]",
+        ),
+        ("noop-movement", "  %p = permute %x {perm=[0,1]} : f32[2,3]\n  %y = exp %p : f32[2,3]", e, "f32[2,3]"),
+        (
+            "noop-movement",
+            "  %p = slice %x {start=[0,0], stop=[2,3], step=[1,1]} : f32[2,3]\n  %y = exp %p : f32[2,3]",
+            e,
+            "f32[2,3]",
+        ),
+    ];
+    for (rule, start, goal, ty) in cases {
+        rewrites(&[rule], &func(X, start, ty), &func(X, goal, ty));
+    }
+    // Three permutations of rank 3 compose to one.
+    let start = func(
+        "%x: f32[2,3,4]",
+        "  %p = permute %x {perm=[1,2,0]} : f32[3,4,2]\n  %q = permute %p {perm=[2,0,1]} : f32[2,3,4]\n  %r = permute %q {perm=[0,2,1]} : f32[2,4,3]\n  %y = exp %r : f32[2,4,3]",
+        "f32[2,4,3]",
+    );
+    let goal = func(
+        "%x: f32[2,3,4]",
+        "  %r = permute %x {perm=[0,2,1]} : f32[2,4,3]\n  %y = exp %r : f32[2,4,3]",
+        "f32[2,4,3]",
+    );
+    rewrites(&["permute-permute"], &start, &goal);
+}
+
+#[test]
+fn transposes_sink_and_fold_into_matmuls() {
+    // exp(xᵀ)ᵀ = exp(x): sinking brings the two transposes together, where they cancel.
+    let start = func(
+        X,
+        "  %p = permute %x {perm=[1,0]} : f32[3,2]\n  %e = exp %p : f32[3,2]\n  %y = permute %e {perm=[1,0]} : f32[2,3]",
+        "f32[2,3]",
+    );
+    rewrites(&["sink-permute-unary", "permute-permute"], &start, &func(X, "  %y = exp %x : f32[2,3]", "f32[2,3]"));
+    let two = "%a: f32[2,3], %b: f32[2,3]";
+    let start = func(
+        two,
+        "  %p = permute %a {perm=[1,0]} : f32[3,2]\n  %q = permute %b {perm=[1,0]} : f32[3,2]\n  %y = add %p, %q : f32[3,2]",
+        "f32[3,2]",
+    );
+    let goal = func(two, "  %s = add %a, %b : f32[2,3]\n  %y = permute %s {perm=[1,0]} : f32[3,2]", "f32[3,2]");
+    rewrites(&["sink-permute-binary"], &start, &goal);
+    does_not_fire(
+        "sink-permute-binary",
+        &func(
+            "%a: f32[2,2], %b: f32[2,2]",
+            "  %p = permute %a {perm=[1,0]} : f32[2,2]\n  %y = add %p, %b : f32[2,2]",
+            "f32[2,2]",
+        ),
+    );
+    // Aᵀ Bᵀ = (B A)ᵀ.
+    let ab = "%a: f32[8,2], %b: f32[4,8]";
+    let start = func(
+        ab,
+        "  %p = permute %a {perm=[1,0]} : f32[2,8]\n  %q = permute %b {perm=[1,0]} : f32[8,4]\n  %y = matmul %p, %q : f32[2,4]",
+        "f32[2,4]",
+    );
+    let goal = func(ab, "  %m = matmul %b, %a : f32[4,2]\n  %y = permute %m {perm=[1,0]} : f32[2,4]", "f32[2,4]");
+    rewrites(&["matmul-of-transposes"], &start, &goal);
+    // (A B)ᵀ = Bᵀ Aᵀ, taken when the product is larger than its operands.
+    let ab = "%a: f32[64,2], %b: f32[2,64]";
+    let start =
+        func(ab, "  %m = matmul %a, %b : f32[64,64]\n  %y = permute %m {perm=[1,0]} : f32[64,64]", "f32[64,64]");
+    let goal = func(
+        ab,
+        "  %q = permute %b {perm=[1,0]} : f32[64,2]\n  %p = permute %a {perm=[1,0]} : f32[2,64]\n  %y = matmul %q, %p : f32[64,64]",
+        "f32[64,64]",
+    );
+    rewrites(&["transpose-of-matmul"], &start, &goal);
+    // A permutation of batch axes is not a transpose of the matrices.
+    does_not_fire(
+        "matmul-of-transposes",
+        &func(
+            "%a: f32[2,3,4], %b: f32[3,2,4]",
+            "  %p = permute %a {perm=[1,0,2]} : f32[3,2,4]\n  %q = permute %b {perm=[0,2,1]} : f32[3,4,2]\n  %y = matmul %p, %q : f32[3,2,2]",
+            "f32[3,2,2]",
+        ),
+    );
+}
+
+#[test]
+fn matmul_chains_reassociate_to_the_cheaper_order() {
+    let abc = "%a: f32[8,64], %b: f32[64,64], %c: f32[64,2]";
+    let left = "  %ab = matmul %a, %b : f32[8,64]\n  %y = matmul %ab, %c : f32[8,2]";
+    let right = "  %bc = matmul %b, %c : f32[64,2]\n  %y = matmul %a, %bc : f32[8,2]";
+    rewrites(&["matmul-assoc-left"], &func(abc, left, "f32[8,2]"), &func(abc, right, "f32[8,2]"));
+    let abc = "%a: f32[2,64], %b: f32[64,64], %c: f32[64,8]";
+    let left = "  %ab = matmul %a, %b : f32[2,64]\n  %y = matmul %ab, %c : f32[2,8]";
+    let right = "  %bc = matmul %b, %c : f32[64,8]\n  %y = matmul %a, %bc : f32[2,8]";
+    rewrites(&["matmul-assoc-right"], &func(abc, right, "f32[2,8]"), &func(abc, left, "f32[2,8]"));
+}
+
+#[test]
+fn matmuls_sharing_an_operand_merge() {
+    let args = "%x: f32[4096,64], %w1: f32[64,8], %w2: f32[64,8]";
+    let start = func(
+        args,
+        "  %p = matmul %x, %w1 : f32[4096,8]\n  %q = matmul %x, %w2 : f32[4096,8]\n  %y = add %p, %q : f32[4096,8]",
+        "f32[4096,8]",
+    );
+    let goal = func(
+        args,
+        "  %w = concat %w1, %w2 {axis=1} : f32[64,16]\n  %m = matmul %x, %w : f32[4096,16]\n  %p = slice %m {start=[0,0], stop=[4096,8], step=[1,1]} : f32[4096,8]\n  %q = slice %m {start=[0,8], stop=[4096,16], step=[1,1]} : f32[4096,8]\n  %y = add %p, %q : f32[4096,8]",
+        "f32[4096,8]",
+    );
+    rewrites(&["merge-shared-lhs"], &start, &goal);
+    // Batched matmuls are left alone.
+    does_not_fire(
+        "merge-shared-lhs",
+        &func(
+            "%x: f32[2,4,4], %w1: f32[2,4,4], %w2: f32[2,4,4]",
+            "  %p = matmul %x, %w1 : f32[2,4,4]\n  %q = matmul %x, %w2 : f32[2,4,4]\n  %y = add %p, %q : f32[2,4,4]",
+            "f32[2,4,4]",
+        ),
+    );
+}
+
+#[test]
+fn reductions_of_broadcasts_and_of_reductions() {
+    let start = func(
+        "%x: f32[3]",
+        "  %b = broadcast %x {dims=[1]} : f32[4,3]\n  %y = reduce_sum %b {axes=[0]} : f32[3]",
+        "f32[3]",
+    );
+    let goal = func("%x: f32[3]", "  %c = const 4.0 : f32[3]\n  %y = mul %x, %c : f32[3]", "f32[3]");
+    rewrites(&["reduce-of-broadcast"], &start, &goal);
+    let start = func(
+        "%x: f32[3]",
+        "  %b = broadcast %x {dims=[1]} : f32[4,3]\n  %y = reduce_max %b {axes=[0]} : f32[3]",
+        "f32[3]",
+    );
+    rewrites(
+        &["reduce-of-broadcast"],
+        &start,
+        &func("%x: f32[3]", "  %y = stop_gradient %x : f32[3]", "f32[3]").clone_with_identity(),
+    );
+    // A stretched axis is not a copy of x: [1] broadcast to [4] summed is 4x, not x*1 of shape [1].
+    does_not_fire(
+        "reduce-of-broadcast",
+        &func(
+            "%x: f32[1,3]",
+            "  %b = broadcast %x {dims=[0,1]} : f32[4,3]\n  %y = reduce_sum %b {axes=[0]} : f32[3]",
+            "f32[3]",
+        ),
+    );
+    let start = func(
+        "%x: f32[2,3,4]",
+        "  %r = reduce_sum %x {axes=[1]} : f32[2,4]\n  %y = reduce_sum %r {axes=[1]} : f32[2]",
+        "f32[2]",
+    );
+    rewrites(
+        &["reduce-reduce"],
+        &start,
+        &func("%x: f32[2,3,4]", "  %y = reduce_sum %x {axes=[1,2]} : f32[2]", "f32[2]"),
+    );
+    does_not_fire(
+        "reduce-reduce",
+        &func(
+            "%x: f32[2,3,4]",
+            "  %r = reduce_max %x {axes=[1]} : f32[2,4]\n  %y = reduce_sum %r {axes=[1]} : f32[2]",
+            "f32[2]",
+        ),
+    );
+}
+
+/// Test-only: the goal graph whose output is `x` itself.
+trait IdentityGoal {
+    fn clone_with_identity(&self) -> Graph;
+}
+
+impl IdentityGoal for Graph {
+    fn clone_with_identity(&self) -> Graph {
+        let mut g = self.clone();
+        let x = g.leaf("x").unwrap();
+        g.clear_outputs();
+        g.add_output("y", x).unwrap();
+        g
+    }
+}
