@@ -282,3 +282,34 @@ fn dump_grad_and_train_step_stages_verify() {
     let o = kiln(&["dump", bad.to_str().unwrap(), "--stage", "grad"]);
     assert_one_line_error(&o, "@f has no output named `loss`");
 }
+
+#[test]
+fn optimized_stage_and_opt_print_verified_graphs_with_reports() {
+    let dir = scratch("opt");
+    for e in kiln::zoo::CATALOG {
+        let o = kiln(&["dump", e.name, "--stage", "optimized", "--train-step", "--optimizer", "adam"]);
+        assert!(o.status.success(), "{}: {}", e.name, stderr(&o));
+        let text = stdout(&o);
+        assert!(text.contains("; pass egraph:") && text.contains("stop Saturated"), "{}: {text}", e.name);
+        let path = dir.join(format!("{}.kir", e.name));
+        std::fs::write(&path, &text).unwrap();
+        let c = kiln(&["check", path.to_str().unwrap()]);
+        assert!(c.status.success(), "{}: {}", e.name, stderr(&c));
+    }
+    let path = dump_to(&dir, "transformer_block", 1);
+    let dumps = dir.join("dumps");
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["opt", path.to_str().unwrap(), "--pipeline", "cse,egraph,dce"])
+        .env("KILN_DUMP", &dumps)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("; pass cse:") && stdout(&o).contains("; pass dce:"));
+    let mut files: Vec<String> =
+        std::fs::read_dir(&dumps).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    files.sort();
+    assert_eq!(files.len(), 6, "{files:?}");
+    assert!(files.contains(&"transformer_block.01.egraph.after.kir".to_string()), "{files:?}");
+    let o = kiln(&["opt", path.to_str().unwrap(), "--pipeline", "egraph,frobnicate"]);
+    assert_one_line_error(&o, "unknown pass `frobnicate`");
+}

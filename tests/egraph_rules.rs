@@ -355,3 +355,11 @@ impl IdentityGoal for Graph {
         g
     }
 }
+
+#[test]
+fn every_rule_is_documented() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rewrites.md")).unwrap();
+    for r in all_rules() {
+        assert!(doc.contains(&format!("`{}`", r.name)), "docs/rewrites.md does not list `{}`", r.name);
+    }
+}
