@@ -16,10 +16,6 @@ use kiln::prelude::{Builder, loss, nn};
 const H: f64 = 1e-6;
 const TOL: f64 = 1e-6;
 
-fn pseudo(n: usize, salt: u64) -> Vec<f64> {
-    (0..n as u64).map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0).collect()
-}
-
 /// Adds `loss = sum(y * r)` for a fixed random `r`, returning the loss node.
 fn weighted_sum(g: &mut Graph, y: NodeId) -> NodeId {
     let ty = g.ty(y).clone();

@@ -11,10 +11,6 @@ use kiln::ir::{DType, Graph, Value, interp, parse_graph};
 use kiln::passes::egraph::rules::{all_rules, rule};
 use kiln::passes::egraph::{EgraphConfig, EgraphReport, optimize_with_rules};
 
-fn pseudo(n: usize, salt: u64) -> Vec<f64> {
-    (0..n as u64).map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0).collect()
-}
-
 /// `func @t(<args>) -> (y: <ty>) { <body> return %y }`.
 fn func(args: &str, body: &str, ty: &str) -> Graph {
     let text = format!("func @t({args}) -> (y: {ty}) {{\n{body}\n  return %y\n}}\n");

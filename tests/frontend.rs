@@ -279,10 +279,6 @@ fn lstm_follows_the_gate_equations() {
     assert_close(&got[1], &want_c, 1e-13);
 }
 
-fn pseudo(n: usize, salt: u64) -> Vec<f64> {
-    (0..n as u64).map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0).collect()
-}
-
 #[test]
 fn layer_norm_normalizes_the_last_axis() {
     let b = Builder::new("t").with_float(DType::F64);

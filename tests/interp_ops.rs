@@ -315,10 +315,6 @@ fn conv2d_hand_checked() {
     assert_eq!(vals(&run1(&text, &[("x", x2), ("w", w2)])), vec![6.0, 50.0]);
 }
 
-fn pseudo(n: usize, salt: u64) -> Vec<f64> {
-    (0..n as u64).map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0).collect()
-}
-
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }

@@ -2,15 +2,14 @@
 //! with respect to every parameter matches central finite differences along a random
 //! direction: `|∇L·d − (L(θ+hd) − L(θ−hd))/2h| ≤ 1e-6 (1 + |·|)` with `h = 1e-6`.
 
+mod common;
+
 use std::collections::HashMap;
 
+use common::pseudo;
 use kiln::ir::{DType, Graph, Value, interp};
 use kiln::passes::autodiff::backprop;
 use ndarray::{ArrayD, IxDyn};
-
-fn pseudo(n: usize, salt: u64) -> Vec<f64> {
-    (0..n as u64).map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0).collect()
-}
 
 fn value(ty: &kiln::ir::TensorType, salt: u64) -> Value {
     let r = pseudo(ty.numel(), salt);

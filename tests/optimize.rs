@@ -14,10 +14,6 @@ use kiln::passes::egraph::{EgraphConfig, graph_cost, optimize};
 use kiln::passes::{DEFAULT_PIPELINE, Pipeline};
 use proptest::prelude::*;
 
-fn pseudo(n: usize, salt: u64) -> Vec<f64> {
-    (0..n as u64).map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0).collect()
-}
-
 /// Random inputs for a graph's inputs; parameters and state come from the seed.
 fn feeds(g: &Graph) -> HashMap<String, Value> {
     let mut f = kiln::ir::init::init_params(g, 1);

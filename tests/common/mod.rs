@@ -59,3 +59,8 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64) {
         assert!(ok, "element {i}: got {g}, want {w}\n got {got:?}\nwant {want:?}");
     }
 }
+
+/// `n` reproducible pseudo-random numbers in `[-1, 1)`, from the IR's counter-based generator.
+pub fn pseudo(n: usize, salt: u64) -> Vec<f64> {
+    (0..n as u64).map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0).collect()
+}
