@@ -1,8 +1,11 @@
 //! `kiln-codegen`: code generation from fused graphs.
 //!
-//! This crate will own the kernel loop IR (loops, index arithmetic from strides, vector loads
-//! and stores, reductions), its lowering to Cranelift — generic over `cranelift_module::Module`
-//! so the JIT and the AOT object writer share one emitter — and the GPU source renderer
-//! (ARCHITECTURE.md §5). It depends on `kiln-ir` and never on the e-graph crate.
-//!
-//! Nothing is generated yet: graphs run on the reference interpreter through `kiln-runtime`.
+//! [`kernel`] is the kernel loop IR (a loop nest over a kernel's output with strided loads and
+//! a scalar body), lowered from a fused group of graph nodes. [`cpu`] lowers it to Cranelift
+//! and JIT-compiles it for the host. Matmuls, convolutions, reductions and data movement are
+//! not kernels yet: the runtime runs them with reference implementations. The design this
+//! grows into (vectorized emission, GEMM calls, AOT objects, GPU source) is in
+//! ARCHITECTURE.md §5. This crate depends on `kiln-ir` and never on the e-graph crate.
+
+pub mod cpu;
+pub mod kernel;

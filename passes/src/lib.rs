@@ -10,6 +10,7 @@ pub mod autodiff;
 pub mod cse;
 pub mod dce;
 pub mod egraph;
+pub mod fuse;
 pub mod pipeline;
 mod rebuild;
 

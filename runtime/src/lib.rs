@@ -5,5 +5,11 @@
 //! data loaders will live here too (ARCHITECTURE.md §1, §6).
 
 pub mod exec;
+pub mod jit;
 pub mod npy;
 pub mod train;
+
+/// A row-major copy of a value whose array is not row-major (a no-op clone otherwise).
+pub(crate) fn map_standard(v: &kiln_ir::Value) -> kiln_ir::Value {
+    kiln_ir::map_value!(v, a => if a.is_standard_layout() { a.clone() } else { a.as_standard_layout().into_owned() })
+}

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use kiln_ir::{DType, Graph, Init, InterpError, TensorType, Value};
 use thiserror::Error;
 
-use crate::exec::{Backend, run};
+use crate::exec::Backend;
 
 /// A training-step graph and how its outputs feed the next step.
 #[derive(Clone, Debug)]
@@ -31,6 +31,9 @@ pub enum TrainError {
     /// Running the step failed.
     #[error(transparent)]
     Run(#[from] InterpError),
+    /// Compiling the step failed.
+    #[error(transparent)]
+    Compile(#[from] crate::jit::CompileError),
     /// The step graph has no scalar float `loss` output, or no `lr` input.
     #[error("malformed training step: {0}")]
     Malformed(String),
@@ -43,12 +46,18 @@ pub struct TrainSession {
     values: HashMap<String, Value>,
     steps_done: u64,
     seed: u64,
-    backend: Backend,
+    compiled: Option<crate::jit::Executable>,
 }
 
 impl TrainSession {
-    /// A session with parameters initialized from `seed` and zeroed optimizer state.
+    /// A session on the reference interpreter, with parameters initialized from `seed` and
+    /// zeroed optimizer state.
     pub fn new(step: TrainStep, seed: u64) -> Result<Self, TrainError> {
+        Self::with_backend(step, seed, Backend::Interp)
+    }
+
+    /// A session on `backend` (the step is compiled once, here, for the JIT).
+    pub fn with_backend(step: TrainStep, seed: u64, backend: Backend) -> Result<Self, TrainError> {
         let g = &step.graph;
         if !g.outputs().iter().any(|o| o.name == "loss" && g.ty(o.value).rank() == 0) {
             return Err(TrainError::Malformed(format!("@{} has no scalar `loss` output", g.name())));
@@ -60,7 +69,11 @@ impl TrainSession {
         for (name, ty, init) in &step.state {
             values.insert(name.clone(), kiln_ir::init::materialize(*init, ty, name, seed));
         }
-        Ok(TrainSession { step, values, steps_done: 0, seed, backend: Backend::Interp })
+        let compiled = match backend {
+            Backend::Interp => None,
+            Backend::Jit => Some(crate::jit::compile(g, crate::jit::Options::default())?),
+        };
+        Ok(TrainSession { step, values, steps_done: 0, seed, compiled })
     }
 
     /// Runs one step on `batch` (the data inputs by name) with learning rate `lr`, updates the
@@ -78,7 +91,10 @@ impl TrainSession {
             let s = kiln_ir::rng::mix64(self.seed ^ self.steps_done) as i64;
             feeds.insert("rng_seed".into(), Value::i64_scalar(s));
         }
-        let outputs = run(g, &feeds, self.seed, self.backend)?;
+        let outputs = match &self.compiled {
+            Some(exe) => exe.run(&feeds)?,
+            None => kiln_ir::interp::run(g, &feeds)?,
+        };
         let by_name: HashMap<&str, &Value> = g.outputs().iter().map(|o| o.name.as_str()).zip(&outputs).collect();
         for (out, replaces) in &self.step.updates {
             if let Some(v) = by_name.get(out.as_str()) {

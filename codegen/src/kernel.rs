@@ -1,0 +1,222 @@
+//! The kernel loop IR: one fused elementwise kernel as a loop nest over its output's index
+//! space and a straight-line scalar body. Backend-independent: the CPU emitter lowers it to
+//! Cranelift, and a GPU emitter can render the same body.
+//!
+//! Every input is read at `Σ index[d] · stride[d]` (strides in elements, 0 along broadcast
+//! axes), so broadcasts and reshapes of materialized tensors cost no copy. The body computes
+//! one output element; the loop nest stores it at the row-major position.
+
+use std::fmt;
+
+use kiln_ir::{BinaryOp, CmpOp, DType, Graph, NodeId, Op, TensorType, UnaryOp};
+use thiserror::Error;
+
+/// How a kernel reads one input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelInput {
+    /// The graph node whose buffer is read.
+    pub node: NodeId,
+    /// Its element type.
+    pub dtype: DType,
+    /// Stride in elements per output axis (0 where the input is broadcast).
+    pub strides: Vec<i64>,
+}
+
+/// One scalar instruction of a kernel body; operands index earlier instructions.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Inst {
+    /// The current element of input `k`.
+    Load(usize),
+    /// A constant.
+    Const(f64),
+    /// Elementwise unary op.
+    Unary(UnaryOp, usize),
+    /// Elementwise binary op.
+    Binary(BinaryOp, usize, usize),
+    /// Comparison (result `bool`).
+    Compare(CmpOp, usize, usize),
+    /// `select(c, a, b)`.
+    Select(usize, usize, usize),
+    /// Conversion to the instruction's dtype.
+    Cast(usize),
+}
+
+/// A fused elementwise kernel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    /// Name (the root node's), for dumps and symbols.
+    pub name: String,
+    /// The inputs, in argument order.
+    pub inputs: Vec<KernelInput>,
+    /// The output type: also the iteration space.
+    pub out: TensorType,
+    /// The body, with each instruction's result dtype.
+    pub body: Vec<(Inst, DType)>,
+}
+
+/// Why a group of nodes cannot become one kernel.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("cannot lower {node} (`{op}`) into a kernel: {why}")]
+pub struct LowerError {
+    /// The node.
+    pub node: NodeId,
+    /// Its op.
+    pub op: &'static str,
+    /// Why.
+    pub why: String,
+}
+
+/// True for the ops a kernel body computes (integer division is left to the runtime, which
+/// reports division by zero instead of trapping).
+pub fn is_elementwise(graph: &Graph, id: NodeId) -> bool {
+    let n = graph.node(id);
+    match &n.op {
+        Op::Binary(BinaryOp::Div) => n.ty.dtype.is_float(),
+        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast | Op::StopGradient | Op::Const { .. } => {
+            true
+        }
+        _ => false,
+    }
+}
+
+/// True for the ops a kernel folds into how it reads a materialized input.
+pub fn is_load_view(graph: &Graph, id: NodeId) -> bool {
+    matches!(graph.node(id).op, Op::Broadcast { .. } | Op::Reshape)
+}
+
+/// Row-major strides of `dims`, in elements.
+pub fn contiguous_strides(dims: &[usize]) -> Vec<i64> {
+    let mut s = vec![0i64; dims.len()];
+    let mut acc = 1i64;
+    for d in (0..dims.len()).rev() {
+        s[d] = acc;
+        acc *= dims[d] as i64;
+    }
+    s
+}
+
+/// Lowers the group `members` (in arena order, ending with its root) of `graph` to a kernel.
+/// Operands that are not members are the kernel's inputs; broadcasts and reshapes among the
+/// members must read non-members.
+pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerError> {
+    let root = *members.last().ok_or(LowerError { node: NodeId::from_index(0), op: "", why: "empty group".into() })?;
+    let out = graph.ty(root).clone();
+    let mut kernel =
+        Kernel { name: format!("k{}", root.index()), inputs: Vec::new(), out: out.clone(), body: Vec::new() };
+    let mut at: std::collections::HashMap<NodeId, usize> = std::collections::HashMap::new();
+    let fail = |id: NodeId, why: &str| LowerError { node: id, op: graph.node(id).op.name(), why: why.into() };
+    let load = |kernel: &mut Kernel, node: NodeId, strides: Vec<i64>| -> usize {
+        let dtype = graph.ty(node).dtype;
+        let k = match kernel.inputs.iter().position(|i| i.node == node && i.strides == strides) {
+            Some(k) => k,
+            None => {
+                kernel.inputs.push(KernelInput { node, dtype, strides });
+                kernel.inputs.len() - 1
+            }
+        };
+        kernel.body.push((Inst::Load(k), dtype));
+        kernel.body.len() - 1
+    };
+    for &id in members {
+        let n = graph.node(id);
+        let dtype = n.ty.dtype;
+        if n.ty.dims() != out.dims() {
+            return Err(fail(id, "a member's shape differs from the kernel's"));
+        }
+        // Operands that are members are already computed; others are loaded as they are.
+        let operand = |kernel: &mut Kernel, a: NodeId| -> usize {
+            match at.get(&a) {
+                Some(&i) => i,
+                None => load(kernel, a, contiguous_strides(out.dims())),
+            }
+        };
+        let inst = match &n.op {
+            Op::Broadcast { dims } => {
+                let src = n.args[0];
+                if at.contains_key(&src) {
+                    return Err(fail(id, "a broadcast must read a materialized tensor"));
+                }
+                let sd = graph.ty(src).dims().to_vec();
+                let ss = contiguous_strides(&sd);
+                let mut strides = vec![0i64; out.rank()];
+                for (i, &d) in dims.iter().enumerate() {
+                    strides[d] = if sd[i] == 1 { 0 } else { ss[i] };
+                }
+                let i = load(&mut kernel, src, strides);
+                at.insert(id, i);
+                continue;
+            }
+            Op::Reshape => {
+                let src = n.args[0];
+                if at.contains_key(&src) {
+                    return Err(fail(id, "a reshape must read a materialized tensor"));
+                }
+                let i = load(&mut kernel, src, contiguous_strides(out.dims()));
+                at.insert(id, i);
+                continue;
+            }
+            Op::StopGradient => {
+                let i = operand(&mut kernel, n.args[0]);
+                at.insert(id, i);
+                continue;
+            }
+            Op::Const { value } => Inst::Const(value.0),
+            Op::Unary(u) => Inst::Unary(*u, operand(&mut kernel, n.args[0])),
+            Op::Binary(b) => {
+                if *b == BinaryOp::Div && !dtype.is_float() {
+                    return Err(fail(id, "integer division is checked by the runtime"));
+                }
+                let (a, c) = (operand(&mut kernel, n.args[0]), operand(&mut kernel, n.args[1]));
+                Inst::Binary(*b, a, c)
+            }
+            Op::Compare(c) => {
+                let (a, b) = (operand(&mut kernel, n.args[0]), operand(&mut kernel, n.args[1]));
+                Inst::Compare(*c, a, b)
+            }
+            Op::Select => {
+                let (c, a, b) =
+                    (operand(&mut kernel, n.args[0]), operand(&mut kernel, n.args[1]), operand(&mut kernel, n.args[2]));
+                Inst::Select(c, a, b)
+            }
+            Op::Cast => Inst::Cast(operand(&mut kernel, n.args[0])),
+            _ => return Err(fail(id, "not an elementwise op")),
+        };
+        kernel.body.push((inst, dtype));
+        at.insert(id, kernel.body.len() - 1);
+    }
+    // The root's value is the body's result; make it the last instruction.
+    let r = at[&root];
+    if r + 1 != kernel.body.len() {
+        let (inst, dt) = kernel.body[r].clone();
+        kernel.body.push((inst, dt));
+    }
+    Ok(kernel)
+}
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kernel @{}(", self.name)?;
+        for (k, i) in self.inputs.iter().enumerate() {
+            if k > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "in{k}: %{} {} strides={:?}", i.node.index(), i.dtype, i.strides)?;
+        }
+        writeln!(f, ") -> {} {{", self.out)?;
+        writeln!(f, "  for i in {} {{", kiln_ir::Shape::new(self.out.dims().to_vec()))?;
+        for (j, (inst, dt)) in self.body.iter().enumerate() {
+            let rhs = match inst {
+                Inst::Load(k) => format!("load in{k}[i]"),
+                Inst::Const(v) => format!("const {v:?}"),
+                Inst::Unary(u, x) => format!("{} v{x}", u.name()),
+                Inst::Binary(b, x, y) => format!("{} v{x}, v{y}", b.name()),
+                Inst::Compare(c, x, y) => format!("{} v{x}, v{y}", c.name()),
+                Inst::Select(c, x, y) => format!("select v{c}, v{x}, v{y}"),
+                Inst::Cast(x) => format!("cast v{x}"),
+            };
+            writeln!(f, "    v{j} = {rhs} : {dt}")?;
+        }
+        writeln!(f, "    store out[i] = v{}", self.body.len().saturating_sub(1))?;
+        f.write_str("  }\n}\n")
+    }
+}

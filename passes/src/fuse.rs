@@ -1,0 +1,124 @@
+//! Fusion partitioning: groups the nodes of a graph into kernels.
+//!
+//! Chains of elementwise ops of one shape become one group, with broadcasts and reshapes of
+//! materialized tensors folded into how the group reads them. A node joins its consumers'
+//! group only when every consumer is in that one group (so nothing is computed twice) and it
+//! is not a graph output; everything else roots a group of its own. Contractions,
+//! reductions and data movement stay single-node groups for now (their fusion with
+//! neighbours is priced work for the contraction issue). [`Mode::Unfused`] puts every node in
+//! its own group: the baseline for benchmarks.
+
+use kiln_ir::{BinaryOp, Graph, NodeId, Op};
+
+/// Whether to fuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Fuse elementwise chains.
+    #[default]
+    Fused,
+    /// Every node its own kernel.
+    Unfused,
+}
+
+/// How a group runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupKind {
+    /// A generated elementwise kernel.
+    Elementwise,
+    /// One op run by the runtime's reference implementation.
+    Op,
+}
+
+/// A set of nodes computed together; only the root is materialized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// Members in arena order; the last is the root.
+    pub members: Vec<NodeId>,
+    /// How it runs.
+    pub kind: GroupKind,
+}
+
+impl Group {
+    /// The materialized node.
+    pub fn root(&self) -> NodeId {
+        *self.members.last().expect("groups are never empty")
+    }
+}
+
+/// True for nodes a generated elementwise kernel computes.
+pub fn is_elementwise(graph: &Graph, id: NodeId) -> bool {
+    let n = graph.node(id);
+    match &n.op {
+        // Integer division stays with the runtime, which reports division by zero.
+        Op::Binary(BinaryOp::Div) => n.ty.dtype.is_float(),
+        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast | Op::StopGradient | Op::Const { .. } => {
+            true
+        }
+        Op::Broadcast { .. } => true,
+        _ => false,
+    }
+}
+
+/// Partitions the live nodes of `graph` into groups, in an order that respects dependencies
+/// (increasing root id). Leaves are not grouped: callers supply them.
+pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
+    let live = graph.live_mask();
+    let n = graph.len();
+    let mut users: Vec<Vec<NodeId>> = vec![Vec::new(); n];
+    for (id, node) in graph.nodes() {
+        if live[id.index()] {
+            for a in &node.args {
+                users[a.index()].push(id);
+            }
+        }
+    }
+    let mut is_output = vec![false; n];
+    for o in graph.outputs() {
+        is_output[o.value.index()] = true;
+    }
+    // Group index of every grouped node, assigned from the outputs backwards.
+    let mut group_of: Vec<Option<usize>> = vec![None; n];
+    let mut groups: Vec<Group> = Vec::new();
+    for i in (0..n).rev() {
+        let id = NodeId::from_index(i);
+        let node = graph.node(id);
+        if !live[i] || node.op.is_leaf() {
+            continue;
+        }
+        let elementwise = is_elementwise(graph, id);
+        let joined = if mode == Mode::Fused && elementwise && !is_output[i] {
+            let gs: Vec<Option<usize>> = users[i].iter().map(|u| group_of[u.index()]).collect();
+            let first = gs.first().copied().flatten();
+            let one_group = first.is_some() && gs.iter().all(|g| *g == first);
+            let consumers_fuse = users[i].iter().all(|u| {
+                // A broadcast reads its operand from memory, so its operand is materialized.
+                !matches!(graph.node(*u).op, Op::Broadcast { .. }) && is_elementwise(graph, *u)
+            });
+            match first {
+                Some(g) if one_group && consumers_fuse && groups[g].kind == GroupKind::Elementwise => {
+                    let root = groups[g].root();
+                    (graph.ty(root).dims() == node.ty.dims()).then_some(g)
+                }
+                _ => None,
+            }
+        } else {
+            None
+        };
+        match joined {
+            Some(g) => {
+                groups[g].members.push(id);
+                group_of[i] = Some(g);
+            }
+            None => {
+                let kind = if elementwise { GroupKind::Elementwise } else { GroupKind::Op };
+                groups.push(Group { members: vec![id], kind });
+                group_of[i] = Some(groups.len() - 1);
+            }
+        }
+    }
+    for g in &mut groups {
+        g.members.reverse();
+    }
+    groups.reverse();
+    groups
+}

@@ -1,0 +1,183 @@
+//! The JIT executor: a graph partitioned into groups, elementwise groups compiled to native
+//! kernels with Cranelift, the other ops run by the reference implementations, executed in
+//! dependency order.
+
+use std::collections::HashMap;
+
+use kiln_codegen::cpu::{CodegenError, CompiledKernel, CpuJit};
+use kiln_codegen::kernel::{LowerError, lower_group};
+use kiln_ir::interp::eval_node;
+use kiln_ir::{DType, Graph, InterpError, TensorType, Value};
+use kiln_passes::fuse::{Group, GroupKind, Mode, partition};
+use ndarray::{ArrayD, IxDyn};
+use thiserror::Error;
+
+/// Errors from compiling a graph.
+#[derive(Debug, Error)]
+pub enum CompileError {
+    /// A group could not be lowered to a kernel.
+    #[error(transparent)]
+    Lower(#[from] LowerError),
+    /// Code generation failed.
+    #[error(transparent)]
+    Codegen(#[from] CodegenError),
+}
+
+/// Compilation options.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Fuse elementwise chains, or one kernel per op (the benchmark baseline).
+    pub mode: Mode,
+}
+
+/// A compiled graph, ready to run many times.
+pub struct Executable {
+    graph: Graph,
+    groups: Vec<(Group, Option<CompiledKernel>)>,
+    // Owns the machine code of every kernel; must outlive them.
+    _jit: CpuJit,
+}
+
+/// Compiles `graph` for the host CPU.
+pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileError> {
+    let mut jit = CpuJit::new()?;
+    let mut groups = Vec::new();
+    for g in partition(graph, options.mode) {
+        let kernel = match g.kind {
+            GroupKind::Elementwise => Some(jit.compile(&lower_group(graph, &g.members)?)?),
+            GroupKind::Op => None,
+        };
+        groups.push((g, kernel));
+    }
+    Ok(Executable { graph: graph.clone(), groups, _jit: jit })
+}
+
+fn zeros(ty: &TensorType) -> Value {
+    let shape = IxDyn(ty.dims());
+    match ty.dtype {
+        DType::F32 => Value::F32(ArrayD::zeros(shape)),
+        DType::F64 => Value::F64(ArrayD::zeros(shape)),
+        DType::I32 => Value::I32(ArrayD::zeros(shape)),
+        DType::I64 => Value::I64(ArrayD::zeros(shape)),
+        DType::Bool => Value::Bool(ArrayD::from_elem(shape, false)),
+    }
+}
+
+/// A row-major copy of `v` if it is not row-major already.
+fn standard(v: &Value) -> Value {
+    crate::map_standard(v)
+}
+
+/// The data pointer and element count of a row-major value.
+fn data(v: &Value) -> (*const u8, usize) {
+    match v {
+        Value::F32(a) => (a.as_ptr() as *const u8, a.len()),
+        Value::F64(a) => (a.as_ptr() as *const u8, a.len()),
+        Value::I32(a) => (a.as_ptr() as *const u8, a.len()),
+        Value::I64(a) => (a.as_ptr() as *const u8, a.len()),
+        Value::Bool(a) => (a.as_ptr() as *const u8, a.len()),
+    }
+}
+
+fn data_mut(v: &mut Value) -> *mut u8 {
+    match v {
+        Value::F32(a) => a.as_mut_ptr() as *mut u8,
+        Value::F64(a) => a.as_mut_ptr() as *mut u8,
+        Value::I32(a) => a.as_mut_ptr() as *mut u8,
+        Value::I64(a) => a.as_mut_ptr() as *mut u8,
+        Value::Bool(a) => a.as_mut_ptr() as *mut u8,
+    }
+}
+
+impl std::fmt::Debug for Executable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Executable(@{}, {} groups)", self.graph.name(), self.groups.len())
+    }
+}
+
+impl Executable {
+    /// The graph this runs.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The groups and their kernels, in execution order.
+    pub fn groups(&self) -> impl Iterator<Item = (&Group, Option<&CompiledKernel>)> {
+        self.groups.iter().map(|(g, k)| (g, k.as_ref()))
+    }
+
+    /// Runs the graph with a value for every leaf (by name); returns the outputs in order.
+    pub fn run(&self, feeds: &HashMap<String, Value>) -> Result<Vec<Value>, InterpError> {
+        let g = &self.graph;
+        for name in feeds.keys() {
+            if g.leaf(name).is_none() {
+                let known: Vec<&str> = g.leaves().filter_map(|(_, n)| n.op.leaf_name()).collect();
+                return Err(InterpError::UnknownLeaf {
+                    name: name.clone(),
+                    func: g.name().into(),
+                    known: known.join(", "),
+                });
+            }
+        }
+        let mut vals: Vec<Option<Value>> = vec![None; g.len()];
+        for (id, node) in g.leaves() {
+            let name = node.op.leaf_name().unwrap_or_default();
+            let v = feeds.get(name).ok_or_else(|| InterpError::MissingLeaf(name.into()))?;
+            if v.ty() != node.ty {
+                return Err(InterpError::WrongType { name: name.into(), expected: node.ty.clone(), got: v.ty() });
+            }
+            vals[id.index()] = Some(standard(v));
+        }
+        for (group, kernel) in &self.groups {
+            let root = group.root();
+            let node = g.node(root);
+            let value = match kernel {
+                Some(k) => {
+                    let mut ptrs = Vec::with_capacity(k.kernel.inputs.len());
+                    for input in &k.kernel.inputs {
+                        let v = vals[input.node.index()].as_ref().expect("groups run after their inputs");
+                        let (ptr, len) = data(v);
+                        // The furthest element the strides reach must lie inside the buffer.
+                        let reach: i64 = input
+                            .strides
+                            .iter()
+                            .zip(k.kernel.out.dims())
+                            .map(|(s, d)| s * (*d as i64 - 1).max(0))
+                            .sum();
+                        if k.kernel.out.numel() > 0 && reach as usize >= len {
+                            return Err(InterpError::Eval {
+                                node: root,
+                                op: node.op.name(),
+                                message: "internal: kernel input too small".into(),
+                            });
+                        }
+                        ptrs.push(ptr);
+                    }
+                    let mut out = zeros(&k.kernel.out);
+                    if k.kernel.out.numel() > 0 {
+                        // SAFETY: every input pointer is a row-major buffer of its kernel
+                        // input's dtype whose strided reach was checked above, and `out` is a
+                        // fresh row-major buffer of the kernel's output type.
+                        unsafe { k.call(&ptrs, data_mut(&mut out)) };
+                    }
+                    out
+                }
+                None => {
+                    let args: Vec<&Value> = node
+                        .args
+                        .iter()
+                        .map(|a| vals[a.index()].as_ref().expect("groups run after their inputs"))
+                        .collect();
+                    let v = eval_node(node, &args).map_err(|message| InterpError::Eval {
+                        node: root,
+                        op: node.op.name(),
+                        message,
+                    })?;
+                    standard(&v)
+                }
+            };
+            vals[root.index()] = Some(value);
+        }
+        Ok(g.outputs().iter().map(|o| vals[o.value.index()].clone().expect("outputs are computed")).collect())
+    }
+}
