@@ -24,6 +24,29 @@ pub use kiln_runtime as runtime;
 pub mod train;
 pub mod zoo;
 
+pub use kiln_passes::fuse::Mode as Fusion;
+pub use kiln_runtime::jit::Executable;
+
+/// Errors from [`compile`].
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// A pass of the optimization pipeline failed.
+    #[error(transparent)]
+    Pass(#[from] kiln_passes::PassError),
+    /// Code generation failed.
+    #[error(transparent)]
+    Codegen(#[from] kiln_runtime::jit::CompileError),
+}
+
+/// Compiles a graph for the host CPU: the default pass pipeline
+/// ([`kiln_passes::DEFAULT_PIPELINE`]), fusion (or one kernel per op with
+/// [`Fusion::Unfused`]), and Cranelift code generation. Run the result with
+/// [`Executable::run`], feeding every input and parameter by name.
+pub fn compile(graph: &ir::Graph, fusion: Fusion) -> Result<Executable, CompileError> {
+    let (optimized, _) = kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(graph)?;
+    Ok(kiln_runtime::jit::compile(&optimized, kiln_runtime::jit::Options { mode: fusion })?)
+}
+
 /// The everyday names: builder, tensors, layers, losses, dtypes and graphs.
 pub mod prelude {
     pub use kiln_frontend::{BuildError, Builder, Mode, Tensor, init, loss, nn};

@@ -68,6 +68,9 @@ enum Command {
         /// Directory for the output files (created if missing).
         #[arg(long)]
         out: PathBuf,
+        /// Where to run: the reference interpreter or the Cranelift JIT.
+        #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
+        backend: BackendArg,
     },
     /// Parse and verify a `.kir` file, printing every error found.
     Check {
@@ -87,6 +90,19 @@ enum Stage {
     TrainStep,
     /// After the default pass pipeline (the forward graph, or the step with --train-step).
     Optimized,
+    /// The fused groups and the kernel loop IR of every generated kernel.
+    Kernels,
+    /// The Cranelift IR of every generated kernel.
+    Clif,
+}
+
+/// Backends for `kiln run`.
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    /// The reference interpreter.
+    Interp,
+    /// Fused native kernels compiled with Cranelift.
+    Jit,
 }
 
 /// Optimizers for `--stage train-step`, with their default hyperparameters.
@@ -130,17 +146,28 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Command::Models { batch } => models(batch),
         Command::Dump { target, stage, format, batch, optimizer, train_step } => {
-            let stage = match (stage, train_step) {
-                (Stage::Optimized, true) => Staging::OptimizedStep,
+            let staging = match (stage, train_step) {
+                (Stage::Optimized | Stage::Kernels | Stage::Clif, true) => Staging::OptimizedStep,
                 (Stage::Graph, _) => Staging::Graph,
                 (Stage::Grad, _) => Staging::Grad,
                 (Stage::TrainStep, _) => Staging::TrainStep,
-                (Stage::Optimized, false) => Staging::Optimized,
+                (Stage::Optimized | Stage::Kernels | Stage::Clif, false) => Staging::Optimized,
             };
-            dump(&target, stage, format, batch, optimizer)
+            match stage {
+                Stage::Kernels | Stage::Clif => {
+                    dump_kernels(&target, staging, batch, optimizer, matches!(stage, Stage::Clif))
+                }
+                _ => dump(&target, staging, format, batch, optimizer),
+            }
         }
         Command::Opt { file, pipeline } => opt(&file, &pipeline),
-        Command::Run { file, func, inputs, seed, out } => run(&file, func.as_deref(), &inputs, seed, &out),
+        Command::Run { file, func, inputs, seed, out, backend } => {
+            let backend = match backend {
+                BackendArg::Interp => kiln::runtime::exec::Backend::Interp,
+                BackendArg::Jit => kiln::runtime::exec::Backend::Jit,
+            };
+            run(&file, func.as_deref(), &inputs, seed, &out, backend)
+        }
         Command::Check { file } => check(&file),
     };
     match r {
@@ -315,7 +342,36 @@ fn pick_func(graphs: Vec<Graph>, func: Option<&str>) -> Result<Graph, String> {
     }
 }
 
-fn run(file: &Path, func: Option<&str>, inputs: &[String], seed: u64, out: &Path) -> Result<(), String> {
+fn dump_kernels(target: &str, stage: Staging, batch: usize, optimizer: OptimizerArg, clif: bool) -> Result<(), String> {
+    for (g, _) in staged(load_target(target, batch)?, stage, optimizer)? {
+        let exe = kiln::runtime::jit::compile(&g, kiln::runtime::jit::Options::default()).map_err(|e| e.to_string())?;
+        println!("; @{}: {} groups", g.name(), exe.groups().count());
+        for (group, kernel) in exe.groups() {
+            match (kernel, clif) {
+                (Some(k), true) => println!("; kernel @{}\n{}", k.kernel.name, k.clif),
+                (Some(k), false) => {
+                    let members: Vec<String> = group.members.iter().map(|m| format!("%{}", m.index())).collect();
+                    println!("; group {} (fused: {})\n{}", k.kernel.name, members.join(" "), k.kernel);
+                }
+                (None, false) => {
+                    let root = group.root();
+                    println!("; op %{} = {} (runtime reference kernel)\n", root.index(), g.node(root).op.name());
+                }
+                (None, true) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run(
+    file: &Path,
+    func: Option<&str>,
+    inputs: &[String],
+    seed: u64,
+    out: &Path,
+    backend: kiln::runtime::exec::Backend,
+) -> Result<(), String> {
     let graph = pick_func(read_module(file)?, func)?;
     let mut feeds: HashMap<String, Value> = HashMap::new();
     for spec in inputs {
@@ -345,8 +401,7 @@ fn run(file: &Path, func: Option<&str>, inputs: &[String], seed: u64, out: &Path
         }
         return Err(format!("missing --input {name}=FILE.npy for input `{name}` of type {}", graph.ty(id)));
     }
-    let outputs = kiln::runtime::exec::run(&graph, &feeds, seed, kiln::runtime::exec::Backend::Interp)
-        .map_err(|e| e.to_string())?;
+    let outputs = kiln::runtime::exec::run(&graph, &feeds, seed, backend).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     for (o, v) in graph.outputs().iter().zip(&outputs) {
         let path = out.join(format!("{}.npy", o.name));

@@ -313,3 +313,42 @@ fn optimized_stage_and_opt_print_verified_graphs_with_reports() {
     let o = kiln(&["opt", path.to_str().unwrap(), "--pipeline", "egraph,frobnicate"]);
     assert_one_line_error(&o, "unknown pass `frobnicate`");
 }
+
+#[test]
+fn run_backends_agree_and_kernels_dump() {
+    let dir = scratch("backends");
+    let path = dump_to(&dir, "lenet5", 2);
+    let x = f32v(&[2, 1, 28, 28], &(0..2 * 784).map(|i| ((i % 23) as f32 - 11.0) / 11.0).collect::<Vec<_>>());
+    write_npy(&dir.join("x.npy"), &x);
+    let xi = format!("x={}", dir.join("x.npy").display());
+    let mut outs = Vec::new();
+    for backend in ["interp", "jit"] {
+        let out = dir.join(backend);
+        let o = kiln(&[
+            "run",
+            path.to_str().unwrap(),
+            "--input",
+            &xi,
+            "--backend",
+            backend,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        outs.push(read_f32(&out.join("logits.npy")));
+    }
+    for (a, b) in outs[0].iter().zip(&outs[1]) {
+        assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "interp {a} vs jit {b}");
+    }
+    let o = kiln(&["dump", "lenet5", "--stage", "kernels", "--train-step"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("kernel @k")
+            && text.contains("store out[i]")
+            && text.contains("conv2d (runtime reference kernel)"),
+        "{text}"
+    );
+    let o = kiln(&["dump", "mnist_mlp", "--stage", "clif"]);
+    assert!(o.status.success() && stdout(&o).contains("function u0:0(i64, i64)"), "{}", stderr(&o));
+}

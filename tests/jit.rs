@@ -151,3 +151,47 @@ fn non_row_major_inputs_are_read_correctly() {
     let out = compile(&g, Options::default()).unwrap().run(&f).unwrap();
     assert_eq!(out[0].to_f64_vec(), vec![0.0; 6]);
 }
+
+#[test]
+fn xor_trains_on_the_jit() {
+    use kiln::runtime::exec::Backend;
+    use kiln::runtime::train::TrainSession;
+    let model = kiln::zoo::xor_mlp(4).unwrap();
+    let step = kiln::train::train_step(&model, &Optimizer::adam()).unwrap();
+    let batch = HashMap::from([
+        ("x".to_string(), f32v(&[4, 2], &[0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0])),
+        ("labels".to_string(), f32v(&[4, 1], &[0.0, 1.0, 1.0, 0.0])),
+    ]);
+    let mut jit = TrainSession::with_backend(step.clone(), 1, Backend::Jit).unwrap();
+    let mut reference = TrainSession::new(step, 1).unwrap();
+    for i in 0..300 {
+        let (a, b) = (jit.step(&batch, 0.1).unwrap(), reference.step(&batch, 0.1).unwrap());
+        assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "step {i}: jit loss {a}, interpreter {b}");
+    }
+    let mut feeds: HashMap<String, Value> = jit.values().clone();
+    feeds.retain(|k, _| model.graph.leaf(k).is_some());
+    feeds.insert("x".into(), batch["x"].clone());
+    let probs = interp::run(&model.graph, &feeds).unwrap()[0].to_f64_vec();
+    let predicted: Vec<bool> = probs.iter().map(|p| *p > 0.5).collect();
+    assert_eq!(predicted, vec![false, true, true, false], "{probs:?}");
+}
+
+#[test]
+fn kernel_partition_snapshots() {
+    for name in ["mnist_mlp", "lenet5"] {
+        let m = (kiln::zoo::entry(name).unwrap().build)(2, DType::F32).unwrap().remove(0);
+        let step = kiln::train::train_step(&m, &Optimizer::sgd()).unwrap().graph;
+        let exe = kiln::compile(&step, kiln::Fusion::Fused).unwrap();
+        let mut text = String::new();
+        for (group, kernel) in exe.groups() {
+            let members: Vec<String> = group.members.iter().map(|m| format!("%{}", m.index())).collect();
+            match kernel {
+                Some(k) => text.push_str(&format!("kernel {} <- {}\n", k.kernel.name, members.join(" "))),
+                None => {
+                    text.push_str(&format!("op {} {}\n", members.join(" "), exe.graph().node(group.root()).op.name()))
+                }
+            }
+        }
+        insta::assert_snapshot!(format!("kernels_{name}_train_sgd"), text);
+    }
+}

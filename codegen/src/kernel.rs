@@ -125,9 +125,14 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
         }
         // Operands that are members are already computed; others are loaded as they are.
         let operand = |kernel: &mut Kernel, a: NodeId| -> usize {
-            match at.get(&a) {
-                Some(&i) => i,
-                None => load(kernel, a, contiguous_strides(out.dims())),
+            match (at.get(&a), &graph.node(a).op) {
+                (Some(&i), _) => i,
+                // Constants are inlined, not read from memory.
+                (None, Op::Const { value }) => {
+                    kernel.body.push((Inst::Const(value.0), graph.ty(a).dtype));
+                    kernel.body.len() - 1
+                }
+                (None, _) => load(kernel, a, contiguous_strides(out.dims())),
             }
         };
         let inst = match &n.op {

@@ -60,7 +60,8 @@ pub fn is_elementwise(graph: &Graph, id: NodeId) -> bool {
 }
 
 /// Partitions the live nodes of `graph` into groups, in an order that respects dependencies
-/// (increasing root id). Leaves are not grouped: callers supply them.
+/// (increasing root id). Leaves are not grouped: callers supply them. Constants read only by
+/// kernels belong to no group: kernels inline them.
 pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
     let live = graph.live_mask();
     let n = graph.len();
@@ -86,6 +87,18 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
             continue;
         }
         let elementwise = is_elementwise(graph, id);
+        // A constant read only by kernels is inlined into each of them: it costs nothing to
+        // recompute and needs no buffer.
+        let inlined_const = matches!(node.op, Op::Const { .. })
+            && mode == Mode::Fused
+            && !is_output[i]
+            && users[i].iter().all(|u| {
+                !matches!(graph.node(*u).op, Op::Broadcast { .. })
+                    && group_of[u.index()].is_some_and(|g| groups[g].kind == GroupKind::Elementwise)
+            });
+        if inlined_const {
+            continue;
+        }
         let joined = if mode == Mode::Fused && elementwise && !is_output[i] {
             let gs: Vec<Option<usize>> = users[i].iter().map(|u| group_of[u.index()]).collect();
             let first = gs.first().copied().flatten();
