@@ -72,6 +72,26 @@ enum Command {
         #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
         backend: BackendArg,
     },
+    /// Time a model (forward or training step) or a `.kir` function on the JIT.
+    Bench {
+        /// A zoo model name or a `.kir` file (its first function).
+        target: String,
+        /// Time the training step (zoo models) instead of the forward graph.
+        #[arg(long)]
+        train_step: bool,
+        /// Batch size for zoo models.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// One kernel per op instead of fused kernels (the baseline).
+        #[arg(long)]
+        unfused: bool,
+        /// Timed runs (after one warm-up run).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Print one JSON object instead of a table row.
+        #[arg(long)]
+        json: bool,
+    },
     /// Parse and verify a `.kir` file, printing every error found.
     Check {
         /// The `.kir` file.
@@ -169,6 +189,9 @@ fn main() -> ExitCode {
             run(&file, func.as_deref(), &inputs, seed, &out, backend)
         }
         Command::Check { file } => check(&file),
+        Command::Bench { target, train_step, batch, unfused, runs, json } => {
+            bench(&target, train_step, batch, unfused, runs.max(1), json)
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -340,6 +363,56 @@ fn pick_func(graphs: Vec<Graph>, func: Option<&str>) -> Result<Graph, String> {
         None if graphs.len() == 1 => Ok(graphs.into_iter().next().expect("one graph")),
         None => Err(format!("the file has several functions ({}): choose one with --func", names.join(", "))),
     }
+}
+
+fn bench(target: &str, train_step: bool, batch: usize, unfused: bool, runs: usize, json: bool) -> Result<(), String> {
+    let stage = if train_step { Staging::TrainStep } else { Staging::Graph };
+    let (graph, _) = staged(load_target(target, batch)?, stage, OptimizerArg::Sgd)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("`{target}` has no function"))?;
+    let fusion = if unfused { kiln::Fusion::Unfused } else { kiln::Fusion::Fused };
+    let start = std::time::Instant::now();
+    let exe = kiln::compile(&graph, fusion).map_err(|e| e.to_string())?;
+    let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+    // Inputs: parameters from seed 0, data inputs from the generator, learning rate 0.01.
+    let mut feeds = kiln::ir::init::init_params(exe.graph(), 0);
+    for (i, (_, n)) in exe.graph().inputs().enumerate() {
+        let name = n.op.leaf_name().unwrap_or_default().to_string();
+        let v = match n.ty.dtype {
+            DType::I32 | DType::I64 | DType::Bool => Value::splat(&n.ty, 0.0),
+            _ => kiln::ir::init::materialize(
+                kiln::ir::Init::Uniform { low: kiln::ir::Literal(0.0), high: kiln::ir::Literal(1.0) },
+                &n.ty,
+                &name,
+                i as u64,
+            ),
+        };
+        let v = if name == "lr" { Value::splat(&n.ty, 0.01) } else { v };
+        feeds.insert(name, v);
+    }
+    exe.run(&feeds).map_err(|e| e.to_string())?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = std::time::Instant::now();
+        exe.run(&feeds).map_err(|e| e.to_string())?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    times.sort_by(f64::total_cmp);
+    let (median, min, max) = (times[times.len() / 2], times[0], times[times.len() - 1]);
+    let mode = if unfused { "unfused" } else { "fused" };
+    if json {
+        println!(
+            "{{\"model\": \"{}\", \"mode\": \"{mode}\", \"train_step\": {train_step}, \"threads\": 1, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"runs\": {runs}}}",
+            graph.name()
+        );
+    } else {
+        println!(
+            "{:<28} {mode:<8} threads 1  median {median:>10.1} us  min {min:>10.1}  max {max:>10.1}  compile {compile_ms:>7.1} ms",
+            graph.name()
+        );
+    }
+    Ok(())
 }
 
 fn dump_kernels(target: &str, stage: Staging, batch: usize, optimizer: OptimizerArg, clif: bool) -> Result<(), String> {

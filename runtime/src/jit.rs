@@ -68,6 +68,17 @@ fn standard(v: &Value) -> Value {
     crate::map_standard(v)
 }
 
+/// True if the value's array is row-major and contiguous.
+fn is_standard(v: &Value) -> bool {
+    match v {
+        Value::F32(a) => a.is_standard_layout(),
+        Value::F64(a) => a.is_standard_layout(),
+        Value::I32(a) => a.is_standard_layout(),
+        Value::I64(a) => a.is_standard_layout(),
+        Value::Bool(a) => a.is_standard_layout(),
+    }
+}
+
 /// The data pointer and element count of a row-major value.
 fn data(v: &Value) -> (*const u8, usize) {
     match v {
@@ -119,14 +130,16 @@ impl Executable {
                 });
             }
         }
-        let mut vals: Vec<Option<Value>> = vec![None; g.len()];
+        // Leaves are borrowed when already row-major; computed values are owned.
+        let mut vals: Vec<Option<std::borrow::Cow<'_, Value>>> = vec![None; g.len()];
         for (id, node) in g.leaves() {
             let name = node.op.leaf_name().unwrap_or_default();
             let v = feeds.get(name).ok_or_else(|| InterpError::MissingLeaf(name.into()))?;
             if v.ty() != node.ty {
                 return Err(InterpError::WrongType { name: name.into(), expected: node.ty.clone(), got: v.ty() });
             }
-            vals[id.index()] = Some(standard(v));
+            vals[id.index()] =
+                Some(if is_standard(v) { std::borrow::Cow::Borrowed(v) } else { std::borrow::Cow::Owned(standard(v)) });
         }
         for (group, kernel) in &self.groups {
             let root = group.root();
@@ -135,7 +148,7 @@ impl Executable {
                 Some(k) => {
                     let mut ptrs = Vec::with_capacity(k.kernel.inputs.len());
                     for input in &k.kernel.inputs {
-                        let v = vals[input.node.index()].as_ref().expect("groups run after their inputs");
+                        let v = vals[input.node.index()].as_deref().expect("groups run after their inputs");
                         let (ptr, len) = data(v);
                         // The furthest element the strides reach must lie inside the buffer.
                         let reach: i64 = input
@@ -166,7 +179,7 @@ impl Executable {
                     let args: Vec<&Value> = node
                         .args
                         .iter()
-                        .map(|a| vals[a.index()].as_ref().expect("groups run after their inputs"))
+                        .map(|a| vals[a.index()].as_deref().expect("groups run after their inputs"))
                         .collect();
                     let v = eval_node(node, &args).map_err(|message| InterpError::Eval {
                         node: root,
@@ -176,8 +189,11 @@ impl Executable {
                     standard(&v)
                 }
             };
-            vals[root.index()] = Some(value);
+            vals[root.index()] = Some(std::borrow::Cow::Owned(value));
         }
-        Ok(g.outputs().iter().map(|o| vals[o.value.index()].clone().expect("outputs are computed")).collect())
+        Ok(g.outputs()
+            .iter()
+            .map(|o| vals[o.value.index()].as_deref().expect("outputs are computed").clone())
+            .collect())
     }
 }
