@@ -202,3 +202,16 @@ macro_rules! optimized_snapshots {
 }
 
 optimized_snapshots!(xor_mlp, mnist_mlp, lenet5, cifar_cnn, lstm_classifier, transformer_block, gan);
+
+/// The optimizer is deterministic: the same graph always gives the same text (compile caches
+/// and snapshots depend on it).
+#[test]
+fn optimization_is_deterministic() {
+    for g in zoo_graphs().into_iter().filter(|g| g.name().starts_with("transformer") || g.name().starts_with("lenet5"))
+    {
+        let first = optimize(&g, &EgraphConfig::default()).unwrap().0.to_string();
+        for _ in 0..3 {
+            assert_eq!(optimize(&g, &EgraphConfig::default()).unwrap().0.to_string(), first, "@{}", g.name());
+        }
+    }
+}

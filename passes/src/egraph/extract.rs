@@ -174,9 +174,9 @@ fn dag_cost_checked(eg: &EGraph, choice: &Choice, roots: &[Id]) -> Option<f64> {
     Some(total)
 }
 
-/// The classes reachable from `roots` under a choice.
-fn selected(eg: &EGraph, choice: &Choice, roots: &[Id]) -> std::collections::HashSet<Id> {
-    let mut seen = std::collections::HashSet::new();
+/// The classes reachable from `roots` under a choice, in increasing id order.
+fn selected(eg: &EGraph, choice: &Choice, roots: &[Id]) -> std::collections::BTreeSet<Id> {
+    let mut seen = std::collections::BTreeSet::new();
     let mut stack: Vec<Id> = roots.iter().map(|r| eg.find(*r)).collect();
     while let Some(c) = stack.pop() {
         if seen.insert(c)
@@ -200,7 +200,7 @@ pub fn improve(eg: &EGraph, mut choice: Choice, roots: &[Id], rounds: usize) -> 
         let sel = selected(eg, &choice, roots);
         let classes: Vec<Id> = sel.iter().copied().filter(|c| eg[*c].nodes.len() > 1).collect();
         // For every class not selected yet: the selected classes with a node over it.
-        let mut users: HashMap<Id, Vec<(Id, ENode)>> = HashMap::new();
+        let mut users: std::collections::BTreeMap<Id, Vec<(Id, ENode)>> = std::collections::BTreeMap::new();
         for &c in &classes {
             for n in &eg[c].nodes {
                 for a in &n.args {

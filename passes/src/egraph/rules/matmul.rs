@@ -2,7 +2,7 @@
 //! merge matmuls that share their left operand into one wider matmul, split after
 //! (Tensat's parallel-GEMM merge).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use egg::Id;
 use kiln_ir::Op;
@@ -67,7 +67,7 @@ fn assoc_right(eg: &EGraph, _: Id, n: &ENode) -> Vec<Proposal> {
 const MAX_MERGES_PER_OPERAND: usize = 4;
 
 fn merge_shared_lhs(eg: &EGraph) -> Vec<(Id, Proposal)> {
-    let mut by_lhs: HashMap<Id, Vec<(Id, Id)>> = HashMap::new();
+    let mut by_lhs: BTreeMap<Id, Vec<(Id, Id)>> = BTreeMap::new();
     for class in eg.classes() {
         for n in &class.nodes {
             // Only products of operands that are not themselves merged weights, so merges do
