@@ -391,11 +391,12 @@ fn bench(target: &str, train_step: bool, batch: usize, unfused: bool, runs: usiz
         let v = if name == "lr" { Value::splat(&n.ty, 0.01) } else { v };
         feeds.insert(name, v);
     }
-    exe.run(&feeds).map_err(|e| e.to_string())?;
+    let mut outputs = Vec::new();
+    exe.run_into(&feeds, &mut outputs).map_err(|e| e.to_string())?;
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = std::time::Instant::now();
-        exe.run(&feeds).map_err(|e| e.to_string())?;
+        exe.run_into(&feeds, &mut outputs).map_err(|e| e.to_string())?;
         times.push(t.elapsed().as_secs_f64() * 1e6);
     }
     times.sort_by(f64::total_cmp);
@@ -424,7 +425,8 @@ fn dump_kernels(target: &str, stage: Staging, batch: usize, optimizer: Optimizer
                 (Some(k), true) => println!("; kernel @{}\n{}", k.kernel.name, k.clif),
                 (Some(k), false) => {
                     let members: Vec<String> = group.members.iter().map(|m| format!("%{}", m.index())).collect();
-                    println!("; group {} (fused: {})\n{}", k.kernel.name, members.join(" "), k.kernel);
+                    let how = if k.vectorized { "f32x4 + scalar tail" } else { "scalar" };
+                    println!("; group {} (fused: {}; {how})\n{}", k.kernel.name, members.join(" "), k.kernel);
                 }
                 (None, false) => {
                     let root = group.root();

@@ -182,7 +182,8 @@ fn run_handles_integer_inputs_and_multi_function_files() {
     assert!(o.status.success(), "{}", stderr(&o));
     let g = kiln::zoo::lstm_classifier(2).unwrap().graph;
     let want = interp::run_with_init(&g, &[("x".to_string(), ids)].into(), 0).unwrap()[0].to_f64_vec();
-    assert_eq!(read_f32(&dir.join("logits.npy")), want);
+    // The JIT's inline tanh and exp differ from libm in the last bits.
+    assert_close(&read_f32(&dir.join("logits.npy")), &want, 1e-5);
 }
 
 #[test]

@@ -30,10 +30,12 @@ pub struct Options {
     pub mode: Mode,
 }
 
-/// A compiled graph, ready to run many times.
+/// A compiled graph, ready to run many times. Kernel output buffers are kept between runs
+/// (a first memory plan: no allocation or page faults on the second and later runs).
 pub struct Executable {
     graph: Graph,
     groups: Vec<(Group, Option<CompiledKernel>)>,
+    buffers: std::sync::Mutex<Vec<Option<Value>>>,
     // Owns the machine code of every kernel; must outlive them.
     _jit: CpuJit,
 }
@@ -49,7 +51,7 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         };
         groups.push((g, kernel));
     }
-    Ok(Executable { graph: graph.clone(), groups, _jit: jit })
+    Ok(Executable { graph: graph.clone(), groups, buffers: std::sync::Mutex::new(Vec::new()), _jit: jit })
 }
 
 fn zeros(ty: &TensorType) -> Value {
@@ -119,7 +121,23 @@ impl Executable {
 
     /// Runs the graph with a value for every leaf (by name); returns the outputs in order.
     pub fn run(&self, feeds: &HashMap<String, Value>) -> Result<Vec<Value>, InterpError> {
+        let mut outputs = Vec::new();
+        self.run_into(feeds, &mut outputs)?;
+        Ok(outputs)
+    }
+
+    /// Like [`Executable::run`], writing into `outputs` and reusing its buffers when their
+    /// types fit: with kept intermediate buffers, a steady-state run allocates nothing for
+    /// its kernels.
+    pub fn run_into(&self, feeds: &HashMap<String, Value>, outputs: &mut Vec<Value>) -> Result<(), InterpError> {
         let g = &self.graph;
+        // Buffers from earlier runs; a poisoned lock only means an earlier run panicked, and
+        // the buffers are plain data, so they are still usable.
+        let mut pool = std::mem::take(&mut *self.buffers.lock().unwrap_or_else(|e| e.into_inner()));
+        pool.resize(g.len(), None);
+        for (o, v) in g.outputs().iter().zip(outputs.drain(..)) {
+            pool[o.value.index()] = Some(v);
+        }
         for name in feeds.keys() {
             if g.leaf(name).is_none() {
                 let known: Vec<&str> = g.leaves().filter_map(|(_, n)| n.op.leaf_name()).collect();
@@ -166,11 +184,14 @@ impl Executable {
                         }
                         ptrs.push(ptr);
                     }
-                    let mut out = zeros(&k.kernel.out);
+                    let mut out = match pool[root.index()].take() {
+                        Some(v) if v.ty() == k.kernel.out => v,
+                        _ => zeros(&k.kernel.out),
+                    };
                     if k.kernel.out.numel() > 0 {
                         // SAFETY: every input pointer is a row-major buffer of its kernel
                         // input's dtype whose strided reach was checked above, and `out` is a
-                        // fresh row-major buffer of the kernel's output type.
+                        // row-major buffer of the kernel's output type (checked just above).
                         unsafe { k.call(&ptrs, data_mut(&mut out)) };
                     }
                     out
@@ -191,9 +212,33 @@ impl Executable {
             };
             vals[root.index()] = Some(std::borrow::Cow::Owned(value));
         }
-        Ok(g.outputs()
-            .iter()
-            .map(|o| vals[o.value.index()].as_deref().expect("outputs are computed").clone())
-            .collect())
+        // Outputs move to the caller (a value returned twice is copied); kernel buffers of
+        // intermediates go back to the pool.
+        let mut is_output = vec![false; g.len()];
+        for o in g.outputs() {
+            let i = o.value.index();
+            let value = if is_output[i] {
+                outputs[g.outputs().iter().position(|p| p.value == o.value).unwrap_or(0)].clone()
+            } else {
+                is_output[i] = true;
+                match vals[i].take().expect("outputs are computed") {
+                    std::borrow::Cow::Owned(v) => v,
+                    std::borrow::Cow::Borrowed(v) => v.clone(),
+                }
+            };
+            outputs.push(value);
+        }
+        for (group, kernel) in &self.groups {
+            let r = group.root().index();
+            if kernel.is_some()
+                && !is_output[r]
+                && let Some(std::borrow::Cow::Owned(v)) = vals[r].take()
+            {
+                pool[r] = Some(v);
+            }
+        }
+        drop(vals);
+        *self.buffers.lock().unwrap_or_else(|e| e.into_inner()) = pool;
+        Ok(())
     }
 }
