@@ -161,6 +161,34 @@ enum Format {
     Dot,
 }
 
+/// `println!` to stdout that reports a write error instead of panicking; a closed pipe
+/// (`kiln dump ... | head`) ends the program quietly.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($t)*) {
+            return Err(stdout_error(e));
+        }
+    }};
+}
+
+/// `print!` to stdout, like [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        if let Err(e) = write!(std::io::stdout().lock(), $($t)*) {
+            return Err(stdout_error(e));
+        }
+    }};
+}
+
+fn stdout_error(e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    format!("writing to stdout: {e}")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
@@ -210,10 +238,10 @@ fn build_zoo(entry: &zoo::Entry, batch: usize) -> Result<Vec<zoo::Model>, String
 }
 
 fn models(batch: usize) -> Result<(), String> {
-    println!("{:<18} {:>10}  summary", "model", "params");
+    outln!("{:<18} {:>10}  summary", "model", "params");
     for e in zoo::CATALOG {
         let params: usize = build_zoo(e, batch)?.iter().map(|m| m.graph.param_count()).sum();
-        println!("{:<18} {:>10}  {}", e.name, params, e.summary);
+        outln!("{:<18} {:>10}  {}", e.name, params, e.summary);
     }
     Ok(())
 }
@@ -306,11 +334,11 @@ fn dump(target: &str, stage: Staging, format: Format, batch: usize, optimizer: O
                 .iter()
                 .map(|(g, report)| if report.is_empty() { g.to_string() } else { format!("{g}{report}\n") })
                 .collect();
-            print!("{}", texts.join("\n"));
+            out!("{}", texts.join("\n"));
         }
         Format::Dot => {
             for (g, _) in &graphs {
-                print!("{}", kiln::ir::dot::to_dot(g));
+                out!("{}", kiln::ir::dot::to_dot(g));
             }
         }
     }
@@ -326,7 +354,7 @@ fn opt(file: &Path, pipeline: &str) -> Result<(), String> {
         let report: Vec<String> = reports.iter().map(|r| r.to_string()).collect();
         texts.push(format!("{out}{}\n", report.join("\n")));
     }
-    print!("{}", texts.join("\n"));
+    out!("{}", texts.join("\n"));
     Ok(())
 }
 
@@ -336,7 +364,7 @@ fn check(path: &Path) -> Result<(), String> {
     let mut failed = Vec::new();
     for g in &graphs {
         match kiln::ir::verify(g) {
-            Ok(()) => println!(
+            Ok(()) => outln!(
                 "ok: @{} ({} nodes, {} inputs, {} params, {} outputs)",
                 g.name(),
                 g.len(),
@@ -403,12 +431,12 @@ fn bench(target: &str, train_step: bool, batch: usize, unfused: bool, runs: usiz
     let (median, min, max) = (times[times.len() / 2], times[0], times[times.len() - 1]);
     let mode = if unfused { "unfused" } else { "fused" };
     if json {
-        println!(
+        outln!(
             "{{\"model\": \"{}\", \"mode\": \"{mode}\", \"train_step\": {train_step}, \"threads\": 1, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"runs\": {runs}}}",
             graph.name()
         );
     } else {
-        println!(
+        outln!(
             "{:<28} {mode:<8} threads 1  median {median:>10.1} us  min {min:>10.1}  max {max:>10.1}  compile {compile_ms:>7.1} ms",
             graph.name()
         );
@@ -419,18 +447,25 @@ fn bench(target: &str, train_step: bool, batch: usize, unfused: bool, runs: usiz
 fn dump_kernels(target: &str, stage: Staging, batch: usize, optimizer: OptimizerArg, clif: bool) -> Result<(), String> {
     for (g, _) in staged(load_target(target, batch)?, stage, optimizer)? {
         let exe = kiln::runtime::jit::compile(&g, kiln::runtime::jit::Options::default()).map_err(|e| e.to_string())?;
-        println!("; @{}: {} groups", g.name(), exe.groups().count());
+        let plan = exe.memory_plan();
+        outln!(
+            "; @{}: {} groups; memory plan: peak {} bytes vs {} bytes without reuse",
+            g.name(),
+            exe.groups().count(),
+            plan.peak_bytes,
+            plan.naive_bytes
+        );
         for (group, kernel) in exe.groups() {
             match (kernel, clif) {
-                (Some(k), true) => println!("; kernel @{}\n{}", k.kernel.name, k.clif),
+                (Some(k), true) => outln!("; kernel @{}\n{}", k.kernel.name, k.clif),
                 (Some(k), false) => {
                     let members: Vec<String> = group.members.iter().map(|m| format!("%{}", m.index())).collect();
                     let how = if k.vectorized { "f32x4 + scalar tail" } else { "scalar" };
-                    println!("; group {} (fused: {}; {how})\n{}", k.kernel.name, members.join(" "), k.kernel);
+                    outln!("; group {} (fused: {}; {how})\n{}", k.kernel.name, members.join(" "), k.kernel);
                 }
                 (None, false) => {
                     let root = group.root();
-                    println!("; op %{} = {} (runtime reference kernel)\n", root.index(), g.node(root).op.name());
+                    outln!("; op %{} = {} (runtime reference kernel)\n", root.index(), g.node(root).op.name());
                 }
                 (None, true) => {}
             }
@@ -481,7 +516,7 @@ fn run(
     for (o, v) in graph.outputs().iter().zip(&outputs) {
         let path = out.join(format!("{}.npy", o.name));
         kiln::runtime::npy::write(&path, v).map_err(|e| e.to_string())?;
-        println!("wrote {} ({})", path.display(), v.ty());
+        outln!("wrote {} ({})", path.display(), v.ty());
     }
     Ok(())
 }

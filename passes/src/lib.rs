@@ -12,6 +12,7 @@ pub mod dce;
 pub mod egraph;
 pub mod fuse;
 pub mod pipeline;
+pub mod plan;
 mod rebuild;
 
 pub use pipeline::{DEFAULT_PIPELINE, Pass, PassError, PassReport, Pipeline};

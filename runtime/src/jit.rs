@@ -114,6 +114,13 @@ impl Executable {
         &self.graph
     }
 
+    /// The liveness-based memory plan of this executable's buffers (a report for now: the
+    /// executor keeps one buffer per kernel between runs rather than one shared arena).
+    pub fn memory_plan(&self) -> kiln_passes::plan::MemoryPlan {
+        let groups: Vec<Group> = self.groups.iter().map(|(g, _)| g.clone()).collect();
+        kiln_passes::plan::plan(&self.graph, &groups)
+    }
+
     /// The groups and their kernels, in execution order.
     pub fn groups(&self) -> impl Iterator<Item = (&Group, Option<&CompiledKernel>)> {
         self.groups.iter().map(|(g, k)| (g, k.as_ref()))

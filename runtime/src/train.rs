@@ -34,6 +34,9 @@ pub enum TrainError {
     /// Compiling the step failed.
     #[error(transparent)]
     Compile(#[from] crate::jit::CompileError),
+    /// Optimizing the step failed.
+    #[error(transparent)]
+    Optimize(#[from] kiln_passes::PassError),
     /// The step graph has no scalar float `loss` output, or no `lr` input.
     #[error("malformed training step: {0}")]
     Malformed(String),
@@ -71,38 +74,53 @@ impl TrainSession {
         }
         let compiled = match backend {
             Backend::Interp => None,
-            Backend::Jit => Some(crate::jit::compile(g, crate::jit::Options::default())?),
+            Backend::Jit => {
+                let (optimized, _) = kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(g)?;
+                Some(crate::jit::compile(&optimized, crate::jit::Options::default())?)
+            }
         };
         Ok(TrainSession { step, values, steps_done: 0, seed, compiled })
     }
 
     /// Runs one step on `batch` (the data inputs by name) with learning rate `lr`, updates the
-    /// parameters and state, and returns the loss.
+    /// parameters and state, and returns the loss. Parameters and state move into the step
+    /// and their replacements move back: nothing is copied.
     pub fn step(&mut self, batch: &HashMap<String, Value>, lr: f64) -> Result<f64, TrainError> {
         let g = &self.step.graph;
-        let mut feeds = self.values.clone();
+        let mut feeds = std::mem::take(&mut self.values);
+        let mut extra: Vec<String> = batch.keys().cloned().collect();
         feeds.extend(batch.iter().map(|(k, v)| (k.clone(), v.clone())));
         let lr_ty = g.ty(g.leaf("lr").expect("checked in new")).clone();
         feeds.insert("lr".into(), Value::splat(&lr_ty, lr));
+        extra.push("lr".into());
         // A fresh dropout seed every step, derived from the session seed.
         if let Some(id) = g.leaf("rng_seed")
             && g.ty(id).dtype == DType::I64
         {
             let s = kiln_ir::rng::mix64(self.seed ^ self.steps_done) as i64;
             feeds.insert("rng_seed".into(), Value::i64_scalar(s));
+            extra.push("rng_seed".into());
         }
-        let outputs = match &self.compiled {
-            Some(exe) => exe.run(&feeds)?,
-            None => kiln_ir::interp::run(g, &feeds)?,
+        let result = match &self.compiled {
+            Some(exe) => exe.run(&feeds).map_err(TrainError::from),
+            None => kiln_ir::interp::run(g, &feeds).map_err(TrainError::from),
         };
-        let by_name: HashMap<&str, &Value> = g.outputs().iter().map(|o| o.name.as_str()).zip(&outputs).collect();
-        for (out, replaces) in &self.step.updates {
-            if let Some(v) = by_name.get(out.as_str()) {
-                self.values.insert(replaces.clone(), (*v).clone());
+        for k in &extra {
+            feeds.remove(k);
+        }
+        self.values = feeds;
+        let outputs = result?;
+        let replaces: HashMap<&str, &str> = self.step.updates.iter().map(|(o, r)| (o.as_str(), r.as_str())).collect();
+        let mut loss = f64::NAN;
+        for (o, v) in g.outputs().iter().zip(outputs) {
+            if o.name == "loss" {
+                loss = v.to_f64_vec().first().copied().unwrap_or(f64::NAN);
+            }
+            if let Some(r) = replaces.get(o.name.as_str()) {
+                self.values.insert((*r).to_string(), v);
             }
         }
         self.steps_done += 1;
-        let loss = by_name.get("loss").map(|v| v.to_f64_vec()[0]).unwrap_or(f64::NAN);
         Ok(loss)
     }
 
