@@ -47,6 +47,29 @@ pub fn compile(graph: &ir::Graph, fusion: Fusion) -> Result<Executable, CompileE
     Ok(kiln_runtime::jit::compile(&optimized, kiln_runtime::jit::Options { mode: fusion })?)
 }
 
+thread_local! {
+    /// Executables by (hash of the optimized graph's text, fusion mode).
+    static CACHE: std::cell::RefCell<std::collections::HashMap<(u64, Fusion), std::rc::Rc<Executable>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Like [`compile`], but returns the executable compiled earlier on this thread for an equal
+/// optimized graph (the optimizer is deterministic, so equal inputs hit). Code generation is
+/// skipped on a hit; the optimizer still runs to compute the key.
+pub fn compile_cached(graph: &ir::Graph, fusion: Fusion) -> Result<std::rc::Rc<Executable>, CompileError> {
+    use std::hash::{Hash, Hasher};
+    let (optimized, _) = kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(graph)?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    optimized.to_string().hash(&mut h);
+    let key = (h.finish(), fusion);
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(hit);
+    }
+    let exe = std::rc::Rc::new(kiln_runtime::jit::compile(&optimized, kiln_runtime::jit::Options { mode: fusion })?);
+    CACHE.with(|c| c.borrow_mut().insert(key, exe.clone()));
+    Ok(exe)
+}
+
 /// The everyday names: builder, tensors, layers, losses, dtypes and graphs.
 pub mod prelude {
     pub use kiln_frontend::{BuildError, Builder, Mode, Tensor, init, loss, nn};

@@ -253,3 +253,36 @@ fn memory_plans_are_valid_and_save_memory() {
     let plan = exe.memory_plan();
     println!("lenet5 SGD step, batch 64: peak {} bytes, naive {} bytes", plan.peak_bytes, plan.naive_bytes);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+
+    /// Random graphs from the optimizer's generator agree between the JIT and the interpreter.
+    #[test]
+    fn random_graphs_agree(ops in proptest::collection::vec((proptest::prelude::any::<u8>(), proptest::prelude::any::<usize>(), proptest::prelude::any::<usize>()), 1..14)) {
+        let g = random_graph(&ops);
+        let mut f = HashMap::new();
+        for (i, (_, n)) in g.inputs().enumerate() {
+            let r: Vec<f64> = pseudo(n.ty.numel(), 90 + i as u64).iter().map(|x| x * 0.5 + 1.0).collect();
+            f.insert(n.op.leaf_name().unwrap().to_string(), f64v(n.ty.dims(), &r));
+        }
+        agree(&g, &f, Mode::Fused);
+        agree(&g, &f, Mode::Unfused);
+    }
+}
+
+#[test]
+fn compile_cache_hits_for_equal_graphs() {
+    let a = kiln::zoo::mnist_mlp(4).unwrap().graph;
+    let b = kiln::zoo::mnist_mlp(4).unwrap().graph;
+    let c = kiln::zoo::mnist_mlp(8).unwrap().graph;
+    let (ea, eb) = (
+        kiln::compile_cached(&a, kiln::Fusion::Fused).unwrap(),
+        kiln::compile_cached(&b, kiln::Fusion::Fused).unwrap(),
+    );
+    assert!(std::rc::Rc::ptr_eq(&ea, &eb), "an equal graph reuses the compiled code");
+    let ec = kiln::compile_cached(&c, kiln::Fusion::Fused).unwrap();
+    assert!(!std::rc::Rc::ptr_eq(&ea, &ec), "another batch size is another graph");
+    let eu = kiln::compile_cached(&a, kiln::Fusion::Unfused).unwrap();
+    assert!(!std::rc::Rc::ptr_eq(&ea, &eu));
+}

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 
 use common::*;
 use kiln::frontend::optim::Optimizer;
-use kiln::frontend::{Builder, Tensor};
 use kiln::ir::{DType, Graph, Value, interp};
 use kiln::passes::egraph::{EgraphConfig, graph_cost, optimize};
 use kiln::passes::{DEFAULT_PIPELINE, Pipeline};
@@ -118,42 +117,6 @@ fn dag_extraction_beats_tree_extraction_when_values_are_shared() {
     let (tc, dc) = (dag_cost(&eg, &tree, &roots), dag_cost(&eg, &dag, &roots));
     assert!(dc < tc, "DAG extraction {dc} should beat tree extraction {tc}");
     assert_ne!(tree.get(&eg.find(ids[5])), dag.get(&eg.find(ids[5])));
-}
-
-/// Random well-typed graphs over `f64[2,3]` values, built from ops the rules act on.
-fn random_graph(ops: &[(u8, usize, usize)]) -> Graph {
-    let b = Builder::new("random").with_float(DType::F64);
-    let x = b.input("x", DType::F64, [2, 3]);
-    let y = b.input("y", DType::F64, [2, 3]);
-    let v = b.input("v", DType::F64, [3]);
-    let w = b.input("w", DType::F64, [3, 3]);
-    let mut pool: Vec<Tensor<'_>> = vec![x, y];
-    for &(op, i, j) in ops {
-        let (a, c) = (pool[i % pool.len()], pool[j % pool.len()]);
-        let t = match op % 16 {
-            0 => a + c,
-            1 => a * c,
-            2 => a - c,
-            3 => -(-a),
-            4 => a + 0.0,
-            5 => a * 1.0,
-            6 => a / 4.0,
-            7 => a.transpose().tanh().transpose(),
-            8 => (a.transpose() + c.transpose()).transpose(),
-            9 => a + v,
-            10 => a.sum(&[0]).reshape(&[1, 3]) + c,
-            11 => a.matmul(w),
-            12 => a.reshape(&[6]).reshape(&[3, 2]).reshape(&[2, 3]),
-            13 => a.exp().log() * c,
-            14 => a.maximum(c).minimum(a),
-            _ => (a * 0.5).sigmoid() * c.recip().recip(),
-        };
-        pool.push(t);
-    }
-    let n = pool.len();
-    b.output("out", pool[n - 1]);
-    b.output("mid", pool[n / 2]);
-    b.finish().unwrap()
 }
 
 proptest! {

@@ -11,7 +11,7 @@
 use kiln_ir::{BinaryOp, Graph, NodeId, Op};
 
 /// Whether to fuse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
     /// Fuse elementwise chains.
     #[default]

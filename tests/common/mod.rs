@@ -64,3 +64,39 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64) {
 pub fn pseudo(n: usize, salt: u64) -> Vec<f64> {
     (0..n as u64).map(|i| kiln::ir::rng::uniform_f64(kiln::ir::rng::bits(salt, i)) * 2.0 - 1.0).collect()
 }
+
+/// Random well-typed graphs over `f64[2,3]` values, built from ops the rules act on.
+pub fn random_graph(ops: &[(u8, usize, usize)]) -> kiln::ir::Graph {
+    let b = kiln::frontend::Builder::new("random").with_float(kiln::ir::DType::F64);
+    let x = b.input("x", kiln::ir::DType::F64, [2, 3]);
+    let y = b.input("y", kiln::ir::DType::F64, [2, 3]);
+    let v = b.input("v", kiln::ir::DType::F64, [3]);
+    let w = b.input("w", kiln::ir::DType::F64, [3, 3]);
+    let mut pool: Vec<kiln::frontend::Tensor<'_>> = vec![x, y];
+    for &(op, i, j) in ops {
+        let (a, c) = (pool[i % pool.len()], pool[j % pool.len()]);
+        let t = match op % 16 {
+            0 => a + c,
+            1 => a * c,
+            2 => a - c,
+            3 => -(-a),
+            4 => a + 0.0,
+            5 => a * 1.0,
+            6 => a / 4.0,
+            7 => a.transpose().tanh().transpose(),
+            8 => (a.transpose() + c.transpose()).transpose(),
+            9 => a + v,
+            10 => a.sum(&[0]).reshape(&[1, 3]) + c,
+            11 => a.matmul(w),
+            12 => a.reshape(&[6]).reshape(&[3, 2]).reshape(&[2, 3]),
+            13 => a.exp().log() * c,
+            14 => a.maximum(c).minimum(a),
+            _ => (a * 0.5).sigmoid() * c.recip().recip(),
+        };
+        pool.push(t);
+    }
+    let n = pool.len();
+    b.output("out", pool[n - 1]);
+    b.output("mid", pool[n / 2]);
+    b.finish().unwrap()
+}
