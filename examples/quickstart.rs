@@ -1,9 +1,7 @@
-//! Quickstart: build a small classifier with the DSL, print its IR, and run it on the
-//! reference interpreter.
+//! Quickstart: build a small classifier with the DSL, print its IR, run it on the reference
+//! interpreter, then compile it to native code and run that.
 //!
 //! Run with `cargo run --release --example quickstart`.
-
-use std::collections::HashMap;
 
 use kiln::prelude::*;
 
@@ -21,9 +19,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Run it: inputs by name, parameters initialized from a seed.
     let xs: Vec<f32> = (0..12).map(|i| i as f32 / 12.0 - 0.5).collect();
-    let feeds =
-        HashMap::from([("x".to_string(), Value::F32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[3, 4]), xs)?))]);
-    let outputs = kiln::runtime::exec::run(&graph, &feeds, 0, kiln::runtime::exec::Backend::Interp)?;
-    println!("probs = {:?}", outputs[0].to_f64_vec());
+    let mut feeds = kiln::ir::init::init_params(&graph, 0);
+    feeds.insert("x".to_string(), Value::F32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[3, 4]), xs)?));
+    let reference = kiln::ir::interp::run(&graph, &feeds)?;
+    println!("interpreter: probs = {:?}", reference[0].to_f64_vec());
+
+    // Compile: optimize, fuse, generate code with Cranelift; then run natively.
+    let exe = kiln::compile(&graph, kiln::Fusion::Fused)?;
+    for (group, kernel) in exe.groups() {
+        if let Some(k) = kernel {
+            println!("kernel {} fuses {} ops", k.kernel.name, group.members.len());
+        }
+    }
+    let native = exe.run(&feeds)?;
+    println!("jit:         probs = {:?}", native[0].to_f64_vec());
     Ok(())
 }
