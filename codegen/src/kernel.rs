@@ -66,24 +66,6 @@ pub struct LowerError {
     pub why: String,
 }
 
-/// True for the ops a kernel body computes (integer division is left to the runtime, which
-/// reports division by zero instead of trapping).
-pub fn is_elementwise(graph: &Graph, id: NodeId) -> bool {
-    let n = graph.node(id);
-    match &n.op {
-        Op::Binary(BinaryOp::Div) => n.ty.dtype.is_float(),
-        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast | Op::StopGradient | Op::Const { .. } => {
-            true
-        }
-        _ => false,
-    }
-}
-
-/// True for the ops a kernel folds into how it reads a materialized input.
-pub fn is_load_view(graph: &Graph, id: NodeId) -> bool {
-    matches!(graph.node(id).op, Op::Broadcast { .. } | Op::Reshape)
-}
-
 /// Row-major strides of `dims`, in elements.
 pub fn contiguous_strides(dims: &[usize]) -> Vec<i64> {
     let mut s = vec![0i64; dims.len()];

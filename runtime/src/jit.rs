@@ -138,6 +138,7 @@ impl Executable {
     /// its kernels.
     pub fn run_into(&self, feeds: &HashMap<String, Value>, outputs: &mut Vec<Value>) -> Result<(), InterpError> {
         let g = &self.graph;
+        kiln_ir::interp::check_feeds(g, feeds)?;
         // Buffers from earlier runs; a poisoned lock only means an earlier run panicked, and
         // the buffers are plain data, so they are still usable.
         let mut pool = std::mem::take(&mut *self.buffers.lock().unwrap_or_else(|e| e.into_inner()));
@@ -145,24 +146,12 @@ impl Executable {
         for (o, v) in g.outputs().iter().zip(outputs.drain(..)) {
             pool[o.value.index()] = Some(v);
         }
-        for name in feeds.keys() {
-            if g.leaf(name).is_none() {
-                let known: Vec<&str> = g.leaves().filter_map(|(_, n)| n.op.leaf_name()).collect();
-                return Err(InterpError::UnknownLeaf {
-                    name: name.clone(),
-                    func: g.name().into(),
-                    known: known.join(", "),
-                });
-            }
-        }
         // Leaves are borrowed when already row-major; computed values are owned.
         let mut vals: Vec<Option<std::borrow::Cow<'_, Value>>> = vec![None; g.len()];
         for (id, node) in g.leaves() {
             let name = node.op.leaf_name().unwrap_or_default();
+            // Present and well typed: checked above.
             let v = feeds.get(name).ok_or_else(|| InterpError::MissingLeaf(name.into()))?;
-            if v.ty() != node.ty {
-                return Err(InterpError::WrongType { name: name.into(), expected: node.ty.clone(), got: v.ty() });
-            }
             vals[id.index()] =
                 Some(if is_standard(v) { std::borrow::Cow::Borrowed(v) } else { std::borrow::Cow::Owned(standard(v)) });
         }

@@ -60,8 +60,9 @@ pub enum InterpError {
     },
 }
 
-/// Runs `graph` with values for all its leaves (by name) and returns its outputs in order.
-pub fn run(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<Vec<Value>, InterpError> {
+/// Checks that `feeds` names only leaves of `graph`, gives every leaf a value, and gives each
+/// the leaf's exact type: the contract of every backend's `run`.
+pub fn check_feeds(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<(), InterpError> {
     for name in feeds.keys() {
         if graph.leaf(name).is_none() {
             let known: Vec<&str> = graph.leaves().filter_map(|(_, n)| n.op.leaf_name()).collect();
@@ -72,6 +73,19 @@ pub fn run(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<Vec<Value>, 
             });
         }
     }
+    for (_, node) in graph.leaves() {
+        let name = node.op.leaf_name().unwrap_or_default();
+        let v = feeds.get(name).ok_or_else(|| InterpError::MissingLeaf(name.into()))?;
+        if v.ty() != node.ty {
+            return Err(InterpError::WrongType { name: name.into(), expected: node.ty.clone(), got: v.ty() });
+        }
+    }
+    Ok(())
+}
+
+/// Runs `graph` with values for all its leaves (by name) and returns its outputs in order.
+pub fn run(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<Vec<Value>, InterpError> {
+    check_feeds(graph, feeds)?;
     let live = graph.live_mask();
     let mut uses = vec![0usize; graph.len()];
     for (id, node) in graph.nodes() {
@@ -88,9 +102,6 @@ pub fn run(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<Vec<Value>, 
     for (id, node) in graph.nodes() {
         if let Some(name) = node.op.leaf_name() {
             let v = feeds.get(name).ok_or_else(|| InterpError::MissingLeaf(name.into()))?;
-            if v.ty() != node.ty {
-                return Err(InterpError::WrongType { name: name.into(), expected: node.ty.clone(), got: v.ty() });
-            }
             if live[id.index()] {
                 vals[id.index()] = Some(v.clone());
             }
