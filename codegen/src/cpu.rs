@@ -86,6 +86,8 @@ mod libm {
 /// The JIT: owns the compiled code, so kernels live as long as it does.
 pub struct CpuJit {
     module: JITModule,
+    /// The host has fused multiply-add (`fma` lowers to one instruction, not a libcall).
+    has_fma: bool,
     ctx: cranelift_codegen::Context,
     fctx: FunctionBuilderContext,
     imports: HashMap<&'static str, FuncId>,
@@ -115,6 +117,7 @@ impl CpuJit {
             .map_err(|e| CodegenError::Isa(e.to_string()))?
             .finish(settings::Flags::new(flags))
             .map_err(|e| CodegenError::Isa(e.to_string()))?;
+        let has_fma = isa.isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool().unwrap_or(false));
         let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
         let symbols: [(&str, *const u8); 12] = [
             ("kiln_exp_f32", libm::exp_f32 as *const u8),
@@ -137,6 +140,7 @@ impl CpuJit {
         Ok(CpuJit {
             ctx: module.make_context(),
             module,
+            has_fma,
             fctx: FunctionBuilderContext::new(),
             imports: HashMap::new(),
             count: 0,
@@ -213,7 +217,9 @@ impl CpuJit {
             let bases: Vec<Value> = (0..kernel.inputs.len())
                 .map(|k| b.ins().load(ptr, MemFlagsData::trusted(), inputs_ptr, (k * ptr.bytes() as usize) as i32))
                 .collect();
-            let em = Emitter { kernel, refs: &refs, bases: &bases, out_ptr, inline_math: vector };
+            let consts = hoist_constants(&mut b, kernel, vector, vector);
+            let em =
+                Emitter { kernel, refs: &refs, bases: &bases, out_ptr, inline_math: vector, fma: self.has_fma, consts };
             let idx: Vec<Variable> = (0..rank).map(|_| b.declare_var(types::I64)).collect();
             let done = b.create_block();
             if rank == 0 {
@@ -346,6 +352,90 @@ struct Emitter<'a> {
     /// Use the inline `exp`/`tanh` approximations (in vectorized kernels, so every lane and
     /// the scalar tail compute the same function).
     inline_math: bool,
+    /// Evaluate the approximations' polynomials with fused multiply-adds.
+    fma: bool,
+    /// Float constants made once in the entry block, by (bits, dtype, lanes): Cranelift does
+    /// not hoist loop invariants, so rematerializing them in the loop would cost every trip.
+    consts: HashMap<(u64, DType, u8), Value>,
+}
+
+/// `bound` where `x <cc> bound`, else `x` (NaN stays NaN: its comparisons are false). One
+/// compare and one blend, cheaper than Cranelift's NaN-propagating `fmin`/`fmax` sequences.
+fn replace_where(b: &mut FunctionBuilder, cc: FloatCC, x: Value, bound: Value, lanes: u8) -> Value {
+    let m = b.ins().fcmp(cc, x, bound);
+    if lanes > 1 {
+        let flags = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
+        let m = b.ins().bitcast(types::F32X4, flags, m);
+        b.ins().bitselect(m, bound, x)
+    } else {
+        b.ins().select(m, bound, x)
+    }
+}
+
+/// 1.5·2^23: adding it to a float of magnitude below 2^22 rounds it to an integer.
+const MAGIC: f64 = 12_582_912.0;
+
+/// `127 - bits(MAGIC)`: turns the bits of `n + MAGIC` into the biased exponent of `2^n`.
+const EXP_BIAS: f64 = (127 - 0x4B40_0000) as f64;
+
+/// The constants of the inline `exp`/`tanh`.
+const MATH_CONSTS: [f64; 15] = [
+    MAGIC,
+    -87.3,
+    88.7,
+    std::f64::consts::LOG2_E,
+    0.693_145_751_953_125,
+    1.428_606_765_330_187e-6,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    2.0,
+    0.0,
+    127.0,
+];
+
+/// Creates, in the current (entry) block, every float constant `kernel` will use.
+fn hoist_constants(
+    b: &mut FunctionBuilder,
+    kernel: &Kernel,
+    inline_math: bool,
+    vector: bool,
+) -> HashMap<(u64, DType, u8), Value> {
+    let mut want: Vec<(f64, DType)> = kernel
+        .body
+        .iter()
+        .filter_map(|(inst, dt)| match inst {
+            Inst::Const(v) if dt.is_float() => Some((*v, *dt)),
+            Inst::Unary(UnaryOp::Recip, _) => Some((1.0, *dt)),
+            _ => None,
+        })
+        .collect();
+    if inline_math {
+        want.extend(MATH_CONSTS.iter().map(|v| (*v, DType::F32)));
+    }
+    let mut out = HashMap::new();
+    if inline_math {
+        // The integer bias of `2^n` in `exp`.
+        let s = b.ins().iconst(types::I32, EXP_BIAS as i64);
+        out.insert((EXP_BIAS.to_bits(), DType::I32, 1), s);
+        if vector {
+            let v = b.ins().splat(types::I32X4, s);
+            out.insert((EXP_BIAS.to_bits(), DType::I32, LANES), v);
+        }
+    }
+    for (v, dt) in want {
+        let lanes_list: &[u8] = if vector && dt == DType::F32 { &[1, LANES] } else { &[1] };
+        for &lanes in lanes_list {
+            out.entry((v.to_bits(), dt, lanes)).or_insert_with(|| {
+                let s = if dt == DType::F32 { b.ins().f32const(v as f32) } else { b.ins().f64const(v) };
+                if lanes > 1 { b.ins().splat(types::F32X4, s) } else { s }
+            });
+        }
+    }
+    out
 }
 
 impl Emitter<'_> {
@@ -361,7 +451,10 @@ impl Emitter<'_> {
         acc
     }
 
-    fn float_const(b: &mut FunctionBuilder, v: f64, dt: DType, lanes: u8) -> Value {
+    fn float_const(&self, b: &mut FunctionBuilder, v: f64, dt: DType, lanes: u8) -> Value {
+        if let Some(c) = self.consts.get(&(v.to_bits(), dt, lanes)) {
+            return *c;
+        }
         let s = if dt == DType::F32 { b.ins().f32const(v as f32) } else { b.ins().f64const(v) };
         if lanes > 1 { b.ins().splat(types::F32X4, s) } else { s }
     }
@@ -390,7 +483,7 @@ impl Emitter<'_> {
                     }
                 }
                 Inst::Const(c) => match dt {
-                    DType::F32 | DType::F64 => Self::float_const(b, *c, *dt, lanes),
+                    DType::F32 | DType::F64 => self.float_const(b, *c, *dt, lanes),
                     DType::I32 | DType::I64 => b.ins().iconst(ty, *c as i64),
                     DType::Bool => b.ins().iconst(types::I8, i64::from(*c != 0.0)),
                 },
@@ -403,11 +496,11 @@ impl Emitter<'_> {
                         (UnaryOp::Abs, false) => b.ins().iabs(x),
                         (UnaryOp::Sqrt, _) => b.ins().sqrt(x),
                         (UnaryOp::Recip, _) => {
-                            let one = Self::float_const(b, 1.0, *dt, lanes);
+                            let one = self.float_const(b, 1.0, *dt, lanes);
                             b.ins().fdiv(one, x)
                         }
-                        (UnaryOp::Exp, _) if self.inline_math => exp_f32(b, x, lanes),
-                        (UnaryOp::Tanh, _) if self.inline_math => tanh_f32(b, x, lanes),
+                        (UnaryOp::Exp, _) if self.inline_math => self.exp_f32(b, x, lanes),
+                        (UnaryOp::Tanh, _) if self.inline_math => self.tanh_f32(b, x, lanes),
                         (UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Tanh, _) => {
                             let name = match u {
                                 UnaryOp::Exp => "exp",
@@ -470,54 +563,70 @@ impl Emitter<'_> {
 /// polynomial for `e^r`, and `2^n` built in the exponent bits. Inputs are clamped to
 /// `[-87.3, 88.7]`, so the result stays finite and normal (NaN propagates through the
 /// clamp). Relative error below 5e-7 over the whole range (tested).
-fn exp_f32(b: &mut FunctionBuilder, x: Value, lanes: u8) -> Value {
-    let c = |b: &mut FunctionBuilder, v: f64| Emitter::float_const(b, v, DType::F32, lanes);
-    let (lo, hi) = (c(b, -87.3), c(b, 88.7));
-    let x = b.ins().fmax(x, lo);
-    let x = b.ins().fmin(x, hi);
-    let log2e = c(b, std::f64::consts::LOG2_E);
-    let t = b.ins().fmul(x, log2e);
-    let n = b.ins().nearest(t);
-    // r = x - n·ln2, with ln2 split in two parts so the product is exact.
-    let (ln2_hi, ln2_lo) = (c(b, 0.693_145_751_953_125), c(b, 1.428_606_765_330_187e-6));
-    let t = b.ins().fmul(n, ln2_hi);
-    let r = b.ins().fsub(x, t);
-    let t = b.ins().fmul(n, ln2_lo);
-    let r = b.ins().fsub(r, t);
-    // Horner: 1 + r(1 + r(1/2 + r(1/6 + r(1/24 + r(1/120 + r/720))))).
-    let coeffs = [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
-    let mut p = c(b, coeffs[0]);
-    for &k in &coeffs[1..] {
-        let t = b.ins().fmul(p, r);
-        let k = c(b, k);
-        p = b.ins().fadd(t, k);
+impl Emitter<'_> {
+    fn exp_f32(&self, b: &mut FunctionBuilder, x: Value, lanes: u8) -> Value {
+        let fma = self.fma;
+        let c = |b: &mut FunctionBuilder, v: f64| self.float_const(b, v, DType::F32, lanes);
+        let (lo, hi) = (c(b, -87.3), c(b, 88.7));
+        let x = replace_where(b, FloatCC::LessThan, x, lo, lanes);
+        let x = replace_where(b, FloatCC::GreaterThan, x, hi, lanes);
+        // n = round(x·log2e) by the 1.5·2^23 trick: adding it rounds to an integer held in the
+        // low mantissa bits, so both the float n and the integer n come without a conversion.
+        let (log2e, magic) = (c(b, std::f64::consts::LOG2_E), c(b, MAGIC));
+        let t = if fma {
+            b.ins().fma(x, log2e, magic)
+        } else {
+            let t = b.ins().fmul(x, log2e);
+            b.ins().fadd(t, magic)
+        };
+        let n = b.ins().fsub(t, magic);
+        // r = x - n·ln2, with ln2 split in two parts so the product is exact.
+        let (ln2_hi, ln2_lo) = (c(b, 0.693_145_751_953_125), c(b, 1.428_606_765_330_187e-6));
+        let t2 = b.ins().fmul(n, ln2_hi);
+        let r = b.ins().fsub(x, t2);
+        let t2 = b.ins().fmul(n, ln2_lo);
+        let r = b.ins().fsub(r, t2);
+        // Horner: 1 + r(1 + r(1/2 + r(1/6 + r(1/24 + r(1/120 + r/720))))).
+        let coeffs = [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+        let mut p = c(b, coeffs[0]);
+        for &k in &coeffs[1..] {
+            let k = c(b, k);
+            p = if fma {
+                b.ins().fma(p, r, k)
+            } else {
+                let t = b.ins().fmul(p, r);
+                b.ins().fadd(t, k)
+            };
+        }
+        let (ity, fty) = if lanes > 1 { (types::I32X4, types::F32X4) } else { (types::I32, types::F32) };
+        let flags = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
+        // 2^n = ((bits(t) - bits(MAGIC)) + 127) << 23.
+        let bits = b.ins().bitcast(ity, flags, t);
+        let bias = match self.consts.get(&(EXP_BIAS.to_bits(), DType::I32, lanes)) {
+            Some(v) => *v,
+            None => {
+                let s = b.ins().iconst(types::I32, EXP_BIAS as i64);
+                if lanes > 1 { b.ins().splat(types::I32X4, s) } else { s }
+            }
+        };
+        let e = b.ins().iadd(bits, bias);
+        let e = b.ins().ishl_imm_s(e, 23);
+        let scale = b.ins().bitcast(fty, flags, e);
+        b.ins().fmul(p, scale)
     }
-    let (ity, fty) = if lanes > 1 { (types::I32X4, types::F32X4) } else { (types::I32, types::F32) };
-    let ni = b.ins().fcvt_to_sint_sat(ity, n);
-    let bias = if lanes > 1 {
-        let s = b.ins().iconst(types::I32, 127);
-        b.ins().splat(types::I32X4, s)
-    } else {
-        b.ins().iconst(types::I32, 127)
-    };
-    let e = b.ins().iadd(ni, bias);
-    let e = b.ins().ishl_imm_s(e, 23);
-    let flags = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
-    let scale = b.ins().bitcast(fty, flags, e);
-    b.ins().fmul(p, scale)
-}
 
-/// `tanh(x)` for `f32` as `1 - 2/(e^{2x} + 1)` on the inline `exp`: absolute error below
-/// 5e-7 (tested), exact limits ±1 for large |x|.
-fn tanh_f32(b: &mut FunctionBuilder, x: Value, lanes: u8) -> Value {
-    let c = |b: &mut FunctionBuilder, v: f64| Emitter::float_const(b, v, DType::F32, lanes);
-    let two = c(b, 2.0);
-    let x2 = b.ins().fmul(x, two);
-    let e = exp_f32(b, x2, lanes);
-    let one = c(b, 1.0);
-    let d = b.ins().fadd(e, one);
-    let q = b.ins().fdiv(two, d);
-    b.ins().fsub(one, q)
+    /// `tanh(x)` for `f32` as `1 - 2/(e^{2x} + 1)` on the inline `exp`: absolute error below
+    /// 5e-7 (tested), exact limits ±1 for large |x|.
+    fn tanh_f32(&self, b: &mut FunctionBuilder, x: Value, lanes: u8) -> Value {
+        let c = |b: &mut FunctionBuilder, v: f64| self.float_const(b, v, DType::F32, lanes);
+        let two = c(b, 2.0);
+        let x2 = b.ins().fmul(x, two);
+        let e = self.exp_f32(b, x2, lanes);
+        let one = c(b, 1.0);
+        let d = b.ins().fadd(e, one);
+        let q = b.ins().fdiv(two, d);
+        b.ins().fsub(one, q)
+    }
 }
 
 /// Converts `x` of dtype `from` to `to`, with the interpreter's rules: floats round to
