@@ -50,6 +50,9 @@ pub struct TrainSession {
     steps_done: u64,
     seed: u64,
     compiled: Option<crate::jit::Executable>,
+    /// Last step's parameter and state buffers, handed back to the next step as its output
+    /// buffers (double buffering: updates are written without allocating).
+    spare: Vec<Value>,
 }
 
 impl TrainSession {
@@ -79,7 +82,7 @@ impl TrainSession {
                 Some(crate::jit::compile(&optimized, crate::jit::Options::default())?)
             }
         };
-        Ok(TrainSession { step, values, steps_done: 0, seed, compiled })
+        Ok(TrainSession { step, values, steps_done: 0, seed, compiled, spare: Vec::new() })
     }
 
     /// Runs one step on `batch` (the data inputs by name) with learning rate `lr`, updates the
@@ -102,7 +105,10 @@ impl TrainSession {
             extra.push("rng_seed".into());
         }
         let result = match &self.compiled {
-            Some(exe) => exe.run(&feeds).map_err(TrainError::from),
+            Some(exe) => {
+                let mut outputs = std::mem::take(&mut self.spare);
+                exe.run_into(&feeds, &mut outputs).map(|()| outputs).map_err(TrainError::from)
+            }
             None => kiln_ir::interp::run(g, &feeds).map_err(TrainError::from),
         };
         for k in &extra {
@@ -112,13 +118,23 @@ impl TrainSession {
         let outputs = result?;
         let replaces: HashMap<&str, &str> = self.step.updates.iter().map(|(o, r)| (o.as_str(), r.as_str())).collect();
         let mut loss = f64::NAN;
+        // The replaced values become next step's output buffers, position for position; an
+        // output that replaces nothing keeps its own buffer.
+        let mut spare = Vec::with_capacity(outputs.len());
         for (o, v) in g.outputs().iter().zip(outputs) {
             if o.name == "loss" {
                 loss = v.to_f64_vec().first().copied().unwrap_or(f64::NAN);
             }
-            if let Some(r) = replaces.get(o.name.as_str()) {
-                self.values.insert((*r).to_string(), v);
+            match replaces.get(o.name.as_str()) {
+                Some(r) => match self.values.insert((*r).to_string(), v) {
+                    Some(old) => spare.push(old),
+                    None => spare.clear(),
+                },
+                None => spare.push(v),
             }
+        }
+        if spare.len() == g.outputs().len() {
+            self.spare = spare;
         }
         self.steps_done += 1;
         Ok(loss)
