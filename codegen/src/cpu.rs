@@ -15,10 +15,10 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
-use kiln_ir::{BinaryOp, CmpOp, DType, UnaryOp};
+use kiln_ir::{BinaryOp, CmpOp, DType, ReduceOp, UnaryOp};
 use thiserror::Error;
 
-use crate::kernel::{Inst, Kernel, contiguous_strides};
+use crate::kernel::{Inst, Kernel};
 
 /// Errors from code generation.
 #[derive(Debug, Error)]
@@ -206,7 +206,7 @@ impl CpuJit {
             refs.insert(*k, self.module.declare_func_in_func(*id, &mut self.ctx.func));
         }
         let vector = vectorizable(kernel);
-        let dims = kernel.out.dims().to_vec();
+        let dims = kernel.space.clone();
         let rank = dims.len();
         {
             let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
@@ -222,6 +222,9 @@ impl CpuJit {
                 Emitter { kernel, refs: &refs, bases: &bases, out_ptr, inline_math: vector, fma: self.has_fma, consts };
             let idx: Vec<Variable> = (0..rank).map(|_| b.declare_var(types::I64)).collect();
             let done = b.create_block();
+            if let Some((op, _)) = &kernel.reduce {
+                init_reduction(&mut b, kernel, *op, out_ptr);
+            }
             if rank == 0 {
                 em.element(&mut b, &[], 1);
                 b.ins().jump(done, &[]);
@@ -318,6 +321,40 @@ impl CpuJit {
     }
 }
 
+/// Fills a reduction's output with the identity: 0 for sums, −∞ (or the integer minimum) for
+/// maxima.
+fn init_reduction(b: &mut FunctionBuilder, kernel: &Kernel, op: ReduceOp, out_ptr: Value) {
+    let n = kernel.out.numel() as i64;
+    let dt = kernel.out.dtype;
+    let ty = cl_type(dt);
+    let identity = match (op, dt) {
+        (ReduceOp::Sum, DType::F32) => b.ins().f32const(0.0),
+        (ReduceOp::Sum, DType::F64) => b.ins().f64const(0.0),
+        (ReduceOp::Max, DType::F32) => b.ins().f32const(f32::NEG_INFINITY),
+        (ReduceOp::Max, DType::F64) => b.ins().f64const(f64::NEG_INFINITY),
+        (ReduceOp::Sum, _) => b.ins().iconst(ty, 0),
+        (ReduceOp::Max, DType::I32) => b.ins().iconst(ty, i64::from(i32::MIN)),
+        (ReduceOp::Max, _) => b.ins().iconst(ty, i64::MIN),
+    };
+    let (header, body, exit) = (b.create_block(), b.create_block(), b.create_block());
+    let j = b.declare_var(types::I64);
+    let zero = b.ins().iconst(types::I64, 0);
+    b.def_var(j, zero);
+    b.ins().jump(header, &[]);
+    b.switch_to_block(header);
+    let jv = b.use_var(j);
+    let more = b.ins().icmp_imm_s(IntCC::SignedLessThan, jv, n);
+    b.ins().brif(more, body, &[], exit, &[]);
+    b.switch_to_block(body);
+    let off = b.ins().imul_imm_s(jv, dt.size_bytes() as i64);
+    let addr = b.ins().iadd(out_ptr, off);
+    b.ins().store(MemFlagsData::trusted(), identity, addr, 0);
+    let next = b.ins().iadd_imm_s(jv, 1);
+    b.def_var(j, next);
+    b.ins().jump(header, &[]);
+    b.switch_to_block(exit);
+}
+
 /// Lanes of the vector loop: Cranelift lowers 128-bit vectors on x86-64, so four `f32`.
 const LANES: u8 = 4;
 
@@ -325,8 +362,9 @@ const LANES: u8 = 4;
 /// `f32`, every op has a vector form (transcendentals use the inline approximations), and
 /// every input is contiguous or broadcast along the innermost axis.
 fn vectorizable(k: &Kernel) -> bool {
-    let Some(&inner) = k.out.dims().last() else { return false };
-    inner >= LANES as usize
+    let Some(&inner) = k.space.last() else { return false };
+    k.reduce.is_none()
+        && inner >= LANES as usize
         && k.out.dtype == DType::F32
         && k.inputs.iter().all(|i| i.dtype == DType::F32 && matches!(i.strides.last(), Some(0 | 1)))
         && k.body.iter().all(|(inst, dt)| {
@@ -550,11 +588,23 @@ impl Emitter<'_> {
             vals.push(v);
         }
         if let Some(&result) = vals.last() {
-            let out_strides = contiguous_strides(k.out.dims());
-            let off = Self::offset(b, index, &out_strides, k.out.dtype.size_bytes() as i64);
+            let off = Self::offset(b, index, &k.out_strides(), k.out.dtype.size_bytes() as i64);
             let addr = b.ins().iadd(self.out_ptr, off);
             let flags = if lanes > 1 { vflags } else { MemFlagsData::trusted() };
-            b.ins().store(flags, result, addr, 0);
+            let value = match &k.reduce {
+                None => result,
+                Some((op, _)) => {
+                    // Accumulate into the output element this input element reduces to.
+                    let acc = b.ins().load(cl_type(k.out.dtype), MemFlagsData::trusted(), addr, 0);
+                    match (op, k.out.dtype.is_float()) {
+                        (ReduceOp::Sum, true) => b.ins().fadd(acc, result),
+                        (ReduceOp::Sum, false) => b.ins().iadd(acc, result),
+                        (ReduceOp::Max, true) => b.ins().fmax(acc, result),
+                        (ReduceOp::Max, false) => b.ins().smax(acc, result),
+                    }
+                }
+            };
+            b.ins().store(flags, value, addr, 0);
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use kiln_ir::{BinaryOp, CmpOp, DType, Graph, NodeId, Op, TensorType, UnaryOp};
+use kiln_ir::{BinaryOp, CmpOp, DType, Graph, NodeId, Op, ReduceOp, TensorType, UnaryOp};
 use thiserror::Error;
 
 /// How a kernel reads one input.
@@ -41,17 +41,36 @@ pub enum Inst {
     Cast(usize),
 }
 
-/// A fused elementwise kernel.
+/// A fused kernel: elementwise work over an iteration space, stored elementwise or reduced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kernel {
     /// Name (the root node's), for dumps and symbols.
     pub name: String,
-    /// The inputs, in argument order.
+    /// The inputs, in argument order; their strides are over [`Kernel::space`].
     pub inputs: Vec<KernelInput>,
-    /// The output type: also the iteration space.
+    /// The output type.
     pub out: TensorType,
+    /// The iteration space: the output's extents, or a reduction's input extents.
+    pub space: Vec<usize>,
+    /// If set, the body's value is reduced over these axes of the space into the output
+    /// (starting from the reduction's identity), instead of stored elementwise.
+    pub reduce: Option<(ReduceOp, Vec<usize>)>,
     /// The body, with each instruction's result dtype.
     pub body: Vec<(Inst, DType)>,
+}
+
+impl Kernel {
+    /// Strides of the output over the iteration space, in elements (0 along reduced axes).
+    pub fn out_strides(&self) -> Vec<i64> {
+        let out = contiguous_strides(self.out.dims());
+        match &self.reduce {
+            None => out,
+            Some((_, axes)) => {
+                let mut kept = out.into_iter();
+                (0..self.space.len()).map(|d| if axes.contains(&d) { 0 } else { kept.next().unwrap_or(0) }).collect()
+            }
+        }
+    }
 }
 
 /// Why a group of nodes cannot become one kernel.
@@ -79,12 +98,32 @@ pub fn contiguous_strides(dims: &[usize]) -> Vec<i64> {
 
 /// Lowers the group `members` (in arena order, ending with its root) of `graph` to a kernel.
 /// Operands that are not members are the kernel's inputs; broadcasts and reshapes among the
-/// members must read non-members.
+/// members must read non-members. A `reduce_sum`/`reduce_max` root reduces the value of its
+/// operand (computed by the other members) over the operand's extents.
 pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerError> {
     let root = *members.last().ok_or(LowerError { node: NodeId::from_index(0), op: "", why: "empty group".into() })?;
-    let out = graph.ty(root).clone();
-    let mut kernel =
-        Kernel { name: format!("k{}", root.index()), inputs: Vec::new(), out: out.clone(), body: Vec::new() };
+    let (space_ty, reduce, members) = match &graph.node(root).op {
+        Op::Reduce { op, axes } => {
+            let operand = graph.node(root).args[0];
+            let mut elementwise = members[..members.len() - 1].to_vec();
+            if !elementwise.contains(&operand) {
+                // The reduced value is read as it is: a load (or an inlined constant).
+                elementwise.push(root);
+            }
+            (graph.ty(operand).clone(), Some((*op, axes.clone())), elementwise)
+        }
+        _ => (graph.ty(root).clone(), None, members.to_vec()),
+    };
+    let out = space_ty.clone();
+    let mut kernel = Kernel {
+        name: format!("k{}", root.index()),
+        inputs: Vec::new(),
+        out: graph.ty(root).clone(),
+        space: space_ty.dims().to_vec(),
+        reduce: reduce.clone(),
+        body: Vec::new(),
+    };
+    let members = &members[..];
     let mut at: std::collections::HashMap<NodeId, usize> = std::collections::HashMap::new();
     let fail = |id: NodeId, why: &str| LowerError { node: id, op: graph.node(id).op.name(), why: why.into() };
     let load = |kernel: &mut Kernel, node: NodeId, strides: Vec<i64>| -> usize {
@@ -102,7 +141,8 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
     for &id in members {
         let n = graph.node(id);
         let dtype = n.ty.dtype;
-        if n.ty.dims() != out.dims() {
+        let is_reduce_root = id == root && reduce.is_some();
+        if !is_reduce_root && n.ty.dims() != out.dims() {
             return Err(fail(id, "a member's shape differs from the kernel's"));
         }
         // Operands that are members are already computed; others are loaded as they are.
@@ -166,13 +206,21 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
                 Inst::Select(c, a, b)
             }
             Op::Cast => Inst::Cast(operand(&mut kernel, n.args[0])),
+            // A reduction root whose operand is not fused: its body reads the operand.
+            Op::Reduce { .. } if id == root => {
+                let i = operand(&mut kernel, n.args[0]);
+                at.insert(id, i);
+                continue;
+            }
             _ => return Err(fail(id, "not an elementwise op")),
         };
         kernel.body.push((inst, dtype));
         at.insert(id, kernel.body.len() - 1);
     }
-    // The root's value is the body's result; make it the last instruction.
-    let r = at[&root];
+    // The root's value (for a reduction, the reduced value) is the body's result; make it the
+    // last instruction.
+    let result_node = if reduce.is_some() && !at.contains_key(&root) { graph.node(root).args[0] } else { root };
+    let r = at[&result_node];
     if r + 1 != kernel.body.len() {
         let (inst, dt) = kernel.body[r].clone();
         kernel.body.push((inst, dt));
@@ -190,7 +238,7 @@ impl fmt::Display for Kernel {
             write!(f, "in{k}: %{} {} strides={:?}", i.node.index(), i.dtype, i.strides)?;
         }
         writeln!(f, ") -> {} {{", self.out)?;
-        writeln!(f, "  for i in {} {{", kiln_ir::Shape::new(self.out.dims().to_vec()))?;
+        writeln!(f, "  for i in {} {{", kiln_ir::Shape::new(self.space.clone()))?;
         for (j, (inst, dt)) in self.body.iter().enumerate() {
             let rhs = match inst {
                 Inst::Load(k) => format!("load in{k}[i]"),
@@ -203,7 +251,18 @@ impl fmt::Display for Kernel {
             };
             writeln!(f, "    v{j} = {rhs} : {dt}")?;
         }
-        writeln!(f, "    store out[i] = v{}", self.body.len().saturating_sub(1))?;
+        let last = self.body.len().saturating_sub(1);
+        match &self.reduce {
+            None => writeln!(f, "    store out[i] = v{last}")?,
+            Some((op, axes)) => writeln!(
+                f,
+                "    out[i without axes {axes:?}] {}= v{last}",
+                match op {
+                    ReduceOp::Sum => "+",
+                    ReduceOp::Max => "max",
+                }
+            )?,
+        }
         f.write_str("  }\n}\n")
     }
 }

@@ -1,7 +1,8 @@
 //! Fusion partitioning: groups the nodes of a graph into kernels.
 //!
-//! Chains of elementwise ops of one shape become one group, with broadcasts and reshapes of
-//! materialized tensors folded into how the group reads them. A node joins its consumers'
+//! Chains of elementwise ops of one shape become one group, with broadcasts of materialized
+//! tensors folded into how the group reads them; a `reduce_sum`/`reduce_max` roots a group
+//! that computes its operand's chain and reduces it in the same loop nest. A node joins its consumers'
 //! group only when every consumer is in that one group (so nothing is computed twice) and it
 //! is not a graph output; everything else roots a group of its own. Contractions,
 //! reductions and data movement stay single-node groups for now (their fusion with
@@ -59,6 +60,15 @@ pub fn is_elementwise(graph: &Graph, id: NodeId) -> bool {
     }
 }
 
+/// The iteration space of a kernel rooted at `root`: its extents, or for a reduction its
+/// operand's.
+fn space(graph: &Graph, root: NodeId) -> &[usize] {
+    match graph.node(root).op {
+        Op::Reduce { .. } => graph.ty(graph.node(root).args[0]).dims(),
+        _ => graph.ty(root).dims(),
+    }
+}
+
 /// Partitions the live nodes of `graph` into groups, in an order that respects dependencies
 /// (increasing root id). Leaves are not grouped: callers supply them. Constants read only by
 /// kernels belong to no group: kernels inline them.
@@ -87,6 +97,7 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
             continue;
         }
         let elementwise = is_elementwise(graph, id);
+        let reduction = matches!(node.op, Op::Reduce { .. });
         // A constant read only by kernels is inlined into each of them: it costs nothing to
         // recompute and needs no buffer.
         let inlined_const = matches!(node.op, Op::Const { .. })
@@ -104,13 +115,14 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
             let first = gs.first().copied().flatten();
             let one_group = first.is_some() && gs.iter().all(|g| *g == first);
             let consumers_fuse = users[i].iter().all(|u| {
-                // A broadcast reads its operand from memory, so its operand is materialized.
-                !matches!(graph.node(*u).op, Op::Broadcast { .. }) && is_elementwise(graph, *u)
+                // A broadcast reads its operand from memory, so its operand is materialized;
+                // a reduction consumes its operand inside its own kernel.
+                let un = &graph.node(*u).op;
+                !matches!(un, Op::Broadcast { .. }) && (is_elementwise(graph, *u) || matches!(un, Op::Reduce { .. }))
             });
             match first {
                 Some(g) if one_group && consumers_fuse && groups[g].kind == GroupKind::Elementwise => {
-                    let root = groups[g].root();
-                    (graph.ty(root).dims() == node.ty.dims()).then_some(g)
+                    (space(graph, groups[g].root()) == node.ty.dims()).then_some(g)
                 }
                 _ => None,
             }
@@ -123,7 +135,11 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
                 group_of[i] = Some(g);
             }
             None => {
-                let kind = if elementwise { GroupKind::Elementwise } else { GroupKind::Op };
+                let kind = if elementwise || (reduction && mode == Mode::Fused) {
+                    GroupKind::Elementwise
+                } else {
+                    GroupKind::Op
+                };
                 groups.push(Group { members: vec![id], kind });
                 group_of[i] = Some(groups.len() - 1);
             }

@@ -165,13 +165,10 @@ impl Executable {
                         let v = vals[input.node.index()].as_deref().expect("groups run after their inputs");
                         let (ptr, len) = data(v);
                         // The furthest element the strides reach must lie inside the buffer.
-                        let reach: i64 = input
-                            .strides
-                            .iter()
-                            .zip(k.kernel.out.dims())
-                            .map(|(s, d)| s * (*d as i64 - 1).max(0))
-                            .sum();
-                        if k.kernel.out.numel() > 0 && reach as usize >= len {
+                        let reach: i64 =
+                            input.strides.iter().zip(&k.kernel.space).map(|(s, d)| s * (*d as i64 - 1).max(0)).sum();
+                        let empty = k.kernel.space.contains(&0);
+                        if !empty && reach as usize >= len {
                             return Err(InterpError::Eval {
                                 node: root,
                                 op: node.op.name(),
