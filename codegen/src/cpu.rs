@@ -373,7 +373,13 @@ fn vectorizable(k: &Kernel) -> bool {
                     Inst::Load(_) | Inst::Const(_) => true,
                     Inst::Unary(u, _) => matches!(
                         u,
-                        UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sqrt | UnaryOp::Recip | UnaryOp::Exp | UnaryOp::Tanh
+                        UnaryOp::Neg
+                            | UnaryOp::Abs
+                            | UnaryOp::Sqrt
+                            | UnaryOp::Recip
+                            | UnaryOp::Exp
+                            | UnaryOp::Tanh
+                            | UnaryOp::Log
                     ),
                     Inst::Binary(op, _, _) => !matches!(op, BinaryOp::Pow),
                     Inst::Compare(..) | Inst::Select(..) | Inst::Cast(_) => false,
@@ -417,8 +423,18 @@ const MAGIC: f64 = 12_582_912.0;
 const EXP_BIAS: f64 = (127 - 0x4B40_0000) as f64;
 
 /// The constants of the inline `exp`/`tanh`.
-const MATH_CONSTS: [f64; 15] = [
+const MATH_CONSTS: [f64; 25] = [
     MAGIC,
+    f32::MIN_POSITIVE as f64,
+    8_388_608.0,
+    std::f64::consts::SQRT_2,
+    1.0 / 9.0,
+    1.0 / 7.0,
+    1.0 / 5.0,
+    1.0 / 3.0,
+    std::f64::consts::LN_2,
+    f64::NEG_INFINITY,
+    f64::INFINITY,
     -87.3,
     88.7,
     std::f64::consts::LOG2_E,
@@ -539,6 +555,7 @@ impl Emitter<'_> {
                         }
                         (UnaryOp::Exp, _) if self.inline_math => self.exp_f32(b, x, lanes),
                         (UnaryOp::Tanh, _) if self.inline_math => self.tanh_f32(b, x, lanes),
+                        (UnaryOp::Log, _) if self.inline_math => self.log_f32(b, x, lanes),
                         (UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Tanh, _) => {
                             let name = match u {
                                 UnaryOp::Exp => "exp",
@@ -667,6 +684,97 @@ impl Emitter<'_> {
 
     /// `tanh(x)` for `f32` as `1 - 2/(e^{2x} + 1)` on the inline `exp`: absolute error below
     /// 5e-7 (tested), exact limits ±1 for large |x|.
+    /// `ln(x)` for `f32` (scalar or `F32X4`): `x = m·2^e` with `m` in `[√½, √2)` from the bits
+    /// (subnormals scaled by 2^23 first), then `ln m = 2 atanh(s)`, `s = (m−1)/(m+1)`, as an odd
+    /// polynomial. `ln 0 = −∞`, `ln x = NaN` for `x < 0` or NaN, `ln ∞ = ∞`. Absolute error below
+    /// 3e-7 · max(1, |ln x|) over all positive floats (tested).
+    fn log_f32(&self, b: &mut FunctionBuilder, x: Value, lanes: u8) -> Value {
+        let c = |b: &mut FunctionBuilder, v: f64| self.float_const(b, v, DType::F32, lanes);
+        let vec = lanes > 1;
+        let (ity, fty) = if vec { (types::I32X4, types::F32X4) } else { (types::I32, types::F32) };
+        let flags = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
+        let int = |b: &mut FunctionBuilder, v: i64| {
+            let s = b.ins().iconst(types::I32, v);
+            if vec { b.ins().splat(types::I32X4, s) } else { s }
+        };
+        // `a` where `cond` (a comparison of `x`-typed floats), else `b`; for floats or ints.
+        let pick = |b: &mut FunctionBuilder, cond: Value, a: Value, o: Value, float: bool| {
+            if vec {
+                let ty = if float { types::F32X4 } else { types::I32X4 };
+                let m = b.ins().bitcast(ty, flags, cond);
+                b.ins().bitselect(m, a, o)
+            } else {
+                b.ins().select(cond, a, o)
+            }
+        };
+        // Scale subnormals into the normal range.
+        let min_normal = c(b, f64::from(f32::MIN_POSITIVE));
+        let tiny = b.ins().fcmp(FloatCC::LessThan, x, min_normal);
+        let scaled = {
+            let k = c(b, 8_388_608.0);
+            b.ins().fmul(x, k)
+        };
+        let xs = pick(b, tiny, scaled, x, true);
+        let bits = b.ins().bitcast(ity, flags, xs);
+        let exp_bits = b.ins().sshr_imm_s(bits, 23);
+        let bias = int(b, 127);
+        let mut e = b.ins().isub(exp_bits, bias);
+        let (twenty_three, zero) = (int(b, 23), int(b, 0));
+        let sub = pick(b, tiny, twenty_three, zero, false);
+        e = b.ins().isub(e, sub);
+        let mant_mask = int(b, 0x007F_FFFF);
+        let one_bits = int(b, 0x3F80_0000);
+        let mb = b.ins().band(bits, mant_mask);
+        let mb = b.ins().bor(mb, one_bits);
+        let mut m = b.ins().bitcast(fty, flags, mb);
+        // Move m into [√½, √2).
+        let sqrt2 = c(b, std::f64::consts::SQRT_2);
+        let big = b.ins().fcmp(FloatCC::GreaterThan, m, sqrt2);
+        let half = c(b, 0.5);
+        let mh = b.ins().fmul(m, half);
+        m = pick(b, big, mh, m, true);
+        let one_i = int(b, 1);
+        let inc = pick(b, big, one_i, zero, false);
+        e = b.ins().iadd(e, inc);
+        // ln m = 2s(1 + s²/3 + s⁴/5 + s⁶/7 + s⁸/9), s = (m − 1)/(m + 1).
+        let one = c(b, 1.0);
+        let num = b.ins().fsub(m, one);
+        let den = b.ins().fadd(m, one);
+        let s = b.ins().fdiv(num, den);
+        let s2 = b.ins().fmul(s, s);
+        let mut p = c(b, 1.0 / 9.0);
+        for k in [1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0] {
+            let k = c(b, k);
+            p = if self.fma {
+                b.ins().fma(p, s2, k)
+            } else {
+                let t = b.ins().fmul(p, s2);
+                b.ins().fadd(t, k)
+            };
+        }
+        let two_s = b.ins().fadd(s, s);
+        let lnm = b.ins().fmul(two_s, p);
+        let ef = b.ins().fcvt_from_sint(fty, e);
+        let ln2 = c(b, std::f64::consts::LN_2);
+        let r = if self.fma {
+            b.ins().fma(ef, ln2, lnm)
+        } else {
+            let t = b.ins().fmul(ef, ln2);
+            b.ins().fadd(t, lnm)
+        };
+        // Special values.
+        let zero_f = c(b, 0.0);
+        let is_zero = b.ins().fcmp(FloatCC::Equal, x, zero_f);
+        let neg_inf = c(b, f64::NEG_INFINITY);
+        let r = pick(b, is_zero, neg_inf, r, true);
+        let bad = b.ins().fcmp(FloatCC::UnorderedOrLessThan, x, zero_f);
+        let nan = c(b, f64::NAN);
+        let r = pick(b, bad, nan, r, true);
+        let inf = c(b, f64::INFINITY);
+        let is_inf = b.ins().fcmp(FloatCC::Equal, x, inf);
+        pick(b, is_inf, inf, r, true)
+    }
+
     fn tanh_f32(&self, b: &mut FunctionBuilder, x: Value, lanes: u8) -> Value {
         let c = |b: &mut FunctionBuilder, v: f64| self.float_const(b, v, DType::F32, lanes);
         let two = c(b, 2.0);
