@@ -49,7 +49,16 @@ fn main() {
         let fused = kiln::compile(&g, kiln::Fusion::Fused).expect("compiles");
         let unfused = kiln::compile(&g, kiln::Fusion::Unfused).expect("compiles");
         let (f, u) = (median_ms(&fused, &feeds, runs), median_ms(&unfused, &feeds, runs));
-        println!("gelu_tanh(x*a+b)*c+d 2^{log2}: fused {f:.2} ms, unfused {u:.2} ms, fused speedup {:.2}x", u / f);
+        println!(
+            "gelu_tanh(x*a+b)*c+d 2^{log2}, 1 thread: fused {f:.2} ms, unfused {u:.2} ms, fused speedup {:.2}x",
+            u / f
+        );
+        let (fused, unfused) = (fused.with_threads(2), unfused.with_threads(2));
+        let (f, u) = (median_ms(&fused, &feeds, runs), median_ms(&unfused, &feeds, runs));
+        println!(
+            "gelu_tanh(x*a+b)*c+d 2^{log2}, 2 threads: fused {f:.2} ms, unfused {u:.2} ms, fused speedup {:.2}x",
+            u / f
+        );
     }
     let m = kiln::zoo::mnist_mlp(128).expect("the zoo builds");
     let step = kiln::train::train_step(&m, &Optimizer::sgd()).expect("the step builds").graph;

@@ -88,6 +88,9 @@ enum Command {
         /// Timed runs (after one warm-up run).
         #[arg(long, default_value_t = 20)]
         runs: usize,
+        /// Threads for big elementwise kernels.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
         /// Print one JSON object instead of a table row.
         #[arg(long)]
         json: bool,
@@ -217,8 +220,8 @@ fn main() -> ExitCode {
             run(&file, func.as_deref(), &inputs, seed, &out, backend)
         }
         Command::Check { file } => check(&file),
-        Command::Bench { target, train_step, batch, unfused, runs, json } => {
-            bench(&target, train_step, batch, unfused, runs.max(1), json)
+        Command::Bench { target, train_step, batch, unfused, runs, threads, json } => {
+            bench(&target, train_step, batch, unfused, runs.max(1), threads.max(1), json)
         }
     };
     match r {
@@ -393,7 +396,15 @@ fn pick_func(graphs: Vec<Graph>, func: Option<&str>) -> Result<Graph, String> {
     }
 }
 
-fn bench(target: &str, train_step: bool, batch: usize, unfused: bool, runs: usize, json: bool) -> Result<(), String> {
+fn bench(
+    target: &str,
+    train_step: bool,
+    batch: usize,
+    unfused: bool,
+    runs: usize,
+    threads: usize,
+    json: bool,
+) -> Result<(), String> {
     let stage = if train_step { Staging::TrainStep } else { Staging::Graph };
     let (graph, _) = staged(load_target(target, batch)?, stage, OptimizerArg::Sgd)?
         .into_iter()
@@ -401,7 +412,7 @@ fn bench(target: &str, train_step: bool, batch: usize, unfused: bool, runs: usiz
         .ok_or_else(|| format!("`{target}` has no function"))?;
     let fusion = if unfused { kiln::Fusion::Unfused } else { kiln::Fusion::Fused };
     let start = std::time::Instant::now();
-    let exe = kiln::compile(&graph, fusion).map_err(|e| e.to_string())?;
+    let exe = kiln::compile(&graph, fusion).map_err(|e| e.to_string())?.with_threads(threads);
     let compile_ms = start.elapsed().as_secs_f64() * 1e3;
     // Inputs: parameters from seed 0, data inputs from the generator, learning rate 0.01.
     let mut feeds = kiln::ir::init::init_params(exe.graph(), 0);
@@ -432,12 +443,12 @@ fn bench(target: &str, train_step: bool, batch: usize, unfused: bool, runs: usiz
     let mode = if unfused { "unfused" } else { "fused" };
     if json {
         outln!(
-            "{{\"model\": \"{}\", \"mode\": \"{mode}\", \"train_step\": {train_step}, \"threads\": 1, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"runs\": {runs}}}",
+            "{{\"model\": \"{}\", \"mode\": \"{mode}\", \"train_step\": {train_step}, \"threads\": {threads}, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"runs\": {runs}}}",
             graph.name()
         );
     } else {
         outln!(
-            "{:<28} {mode:<8} threads 1  median {median:>10.1} us  min {min:>10.1}  max {max:>10.1}  compile {compile_ms:>7.1} ms",
+            "{:<28} {mode:<8} threads {threads}  median {median:>10.1} us  min {min:>10.1}  max {max:>10.1}  compile {compile_ms:>7.1} ms",
             graph.name()
         );
     }

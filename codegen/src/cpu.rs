@@ -1,7 +1,7 @@
 //! The CPU backend: kernel loop IR lowered to Cranelift and JIT-compiled for the host.
 //!
-//! Each kernel becomes `extern "C" fn(inputs: *const *const u8, out: *mut u8)`: a loop nest
-//! over the output's (static) index space that loads every input at its strided offset,
+//! Each kernel becomes `extern "C" fn(inputs: *const *const u8, out: *mut u8, lo: i64, hi: i64)`:
+//! a loop nest over the (static) iteration space, the outermost axis restricted to `lo..hi`, that loads every input at its strided offset,
 //! evaluates the body in scalar registers, and stores the element. ISA flags come from the
 //! host (`cranelift_native`), so `fma` and friends use the machine's instructions.
 //! Transcendentals call the runtime's scalar functions for now; inline vectorized
@@ -38,7 +38,7 @@ pub enum CodegenError {
 
 /// A compiled kernel: its entry point and the Cranelift IR it was built from.
 pub struct CompiledKernel {
-    entry: unsafe extern "C" fn(*const *const u8, *mut u8),
+    entry: unsafe extern "C" fn(*const *const u8, *mut u8, i64, i64),
     /// The kernel.
     pub kernel: Kernel,
     /// The Cranelift IR text, for `--stage clif`.
@@ -56,10 +56,22 @@ impl CompiledKernel {
     /// `out` must point to a writable row-major buffer of the output's type. The runtime
     /// checks this before every call.
     pub unsafe fn call(&self, inputs: &[*const u8], out: *mut u8) {
+        let outer = self.kernel.space.first().copied().unwrap_or(1) as i64;
+        // SAFETY: forwarded from this function's contract; the whole outer range is valid.
+        unsafe { self.call_range(inputs, out, 0, outer) }
+    }
+
+    /// Runs the kernel for outer indices `lo..hi` only (the whole space along other axes):
+    /// disjoint ranges write disjoint parts of the output, so they can run on different
+    /// threads. Reductions must run whole (they initialize the entire output first).
+    ///
+    /// # Safety
+    /// As for [`CompiledKernel::call`], and `0 <= lo <= hi <=` the outer extent.
+    pub unsafe fn call_range(&self, inputs: &[*const u8], out: *mut u8, lo: i64, hi: i64) {
         debug_assert_eq!(inputs.len(), self.kernel.inputs.len());
-        // SAFETY: the caller guarantees the buffers (see above); `entry` was produced by
-        // Cranelift for exactly this signature and lives as long as the owning `CpuJit`.
-        unsafe { (self.entry)(inputs.as_ptr(), out) }
+        // SAFETY: the caller guarantees the buffers and the range (see above); `entry` was
+        // produced by Cranelift for exactly this signature and lives as long as the `CpuJit`.
+        unsafe { (self.entry)(inputs.as_ptr(), out, lo, hi) }
     }
 }
 
@@ -201,6 +213,8 @@ impl CpuJit {
         self.module.clear_context(&mut self.ctx);
         self.ctx.func.signature.params.push(AbiParam::new(ptr));
         self.ctx.func.signature.params.push(AbiParam::new(ptr));
+        self.ctx.func.signature.params.push(AbiParam::new(types::I64));
+        self.ctx.func.signature.params.push(AbiParam::new(types::I64));
         let mut refs = HashMap::new();
         for (k, id) in &calls {
             refs.insert(*k, self.module.declare_func_in_func(*id, &mut self.ctx.func));
@@ -214,6 +228,8 @@ impl CpuJit {
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
             let (inputs_ptr, out_ptr) = (b.block_params(entry)[0], b.block_params(entry)[1]);
+            // The outer axis runs over lo..hi (a thread's share); the others over their extent.
+            let (lo, hi) = (b.block_params(entry)[2], b.block_params(entry)[3]);
             let bases: Vec<Value> = (0..kernel.inputs.len())
                 .map(|k| b.ins().load(ptr, MemFlagsData::trusted(), inputs_ptr, (k * ptr.bytes() as usize) as i32))
                 .collect();
@@ -234,8 +250,7 @@ impl CpuJit {
                 let headers: Vec<_> = (0..rank).map(|_| b.create_block()).collect();
                 let bodies: Vec<_> = (0..rank).map(|_| b.create_block()).collect();
                 let exits: Vec<_> = (0..rank).map(|_| b.create_block()).collect();
-                let zero = b.ins().iconst(types::I64, 0);
-                b.def_var(idx[0], zero);
+                b.def_var(idx[0], lo);
                 let first = if vector && rank == 1 { None } else { Some(headers[0]) };
                 let vec_header = b.create_block();
                 let vec_body = b.create_block();
@@ -251,7 +266,11 @@ impl CpuJit {
                     let innermost = d + 1 == rank;
                     b.switch_to_block(headers[d]);
                     let i = b.use_var(idx[d]);
-                    let more = b.ins().icmp_imm_s(IntCC::SignedLessThan, i, dims[d] as i64);
+                    let more = if d == 0 {
+                        b.ins().icmp(IntCC::SignedLessThan, i, hi)
+                    } else {
+                        b.ins().icmp_imm_s(IntCC::SignedLessThan, i, dims[d] as i64)
+                    };
                     b.ins().brif(more, bodies[d], &[], exits[d], &[]);
                     b.switch_to_block(bodies[d]);
                     if innermost {
@@ -282,7 +301,9 @@ impl CpuJit {
                 b.switch_to_block(vec_header);
                 if vector {
                     let i = b.use_var(idx[last]);
-                    let more = b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, i, dims[last] as i64 - LANES as i64);
+                    let end = if last == 0 { hi } else { b.ins().iconst(types::I64, dims[last] as i64) };
+                    let limit = b.ins().iadd_imm_s(end, -(LANES as i64));
+                    let more = b.ins().icmp(IntCC::SignedLessThanOrEqual, i, limit);
                     b.ins().brif(more, vec_body, &[], headers[last], &[]);
                     b.switch_to_block(vec_body);
                     let index: Vec<Value> = idx.iter().map(|v| b.use_var(*v)).collect();
@@ -314,9 +335,11 @@ impl CpuJit {
         self.module.finalize_definitions().map_err(|e| err(e.to_string()))?;
         let code = self.module.get_finalized_function(id);
         // SAFETY: `code` is the entry of the function just defined with the signature
-        // (pointer, pointer) -> (), in the host's default calling convention, which is the C
+        // (pointer, pointer, i64, i64) -> (), in the host's default calling convention, which is the C
         // convention for this signature; the module keeps the code alive for `self`'s life.
-        let entry = unsafe { std::mem::transmute::<*const u8, unsafe extern "C" fn(*const *const u8, *mut u8)>(code) };
+        let entry = unsafe {
+            std::mem::transmute::<*const u8, unsafe extern "C" fn(*const *const u8, *mut u8, i64, i64)>(code)
+        };
         Ok(CompiledKernel { entry, kernel: kernel.clone(), clif, vectorized: vector })
     }
 }

@@ -36,6 +36,7 @@ pub struct Executable {
     graph: Graph,
     groups: Vec<(Group, Option<CompiledKernel>)>,
     buffers: std::sync::Mutex<Vec<Option<Value>>>,
+    threads: usize,
     // Owns the machine code of every kernel; must outlive them.
     _jit: CpuJit,
 }
@@ -51,7 +52,7 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         };
         groups.push((g, kernel));
     }
-    Ok(Executable { graph: graph.clone(), groups, buffers: std::sync::Mutex::new(Vec::new()), _jit: jit })
+    Ok(Executable { graph: graph.clone(), groups, buffers: std::sync::Mutex::new(Vec::new()), threads: 1, _jit: jit })
 }
 
 fn zeros(ty: &TensorType) -> Value {
@@ -108,7 +109,32 @@ impl std::fmt::Debug for Executable {
     }
 }
 
+/// Kernels with fewer elements than this run on one thread (threads cost more than they save).
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
+
+/// Raw buffer pointers handed to the threads of one kernel call.
+#[derive(Clone, Copy)]
+struct KernelArgs<'a> {
+    inputs: &'a [*const u8],
+    out: *mut u8,
+}
+
+// SAFETY: the pointers refer to buffers borrowed for the whole scoped-thread section; kernels
+// only read their inputs, and each thread writes a disjoint range of the output.
+unsafe impl Send for KernelArgs<'_> {}
+
 impl Executable {
+    /// Runs big elementwise kernels on `threads` threads, splitting their outermost axis.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// The number of threads big kernels use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
     /// The graph this runs.
     pub fn graph(&self) -> &Graph {
         &self.graph
@@ -181,7 +207,27 @@ impl Executable {
                         Some(v) if v.ty() == k.kernel.out => v,
                         _ => zeros(&k.kernel.out),
                     };
-                    if k.kernel.out.numel() > 0 {
+                    let outer = k.kernel.space.first().copied().unwrap_or(1);
+                    let numel: usize = k.kernel.space.iter().product();
+                    let split = self.threads > 1
+                        && k.kernel.reduce.is_none()
+                        && numel >= PARALLEL_MIN_ELEMENTS
+                        && outer >= self.threads;
+                    if k.kernel.out.numel() > 0 && split {
+                        let args = KernelArgs { inputs: &ptrs, out: data_mut(&mut out) };
+                        let chunk = outer.div_ceil(self.threads);
+                        std::thread::scope(|scope| {
+                            for lo in (0..outer).step_by(chunk) {
+                                let hi = (lo + chunk).min(outer);
+                                scope.spawn(move || {
+                                    let args = args;
+                                    // SAFETY: as for the single-threaded call below; the
+                                    // ranges lo..hi are disjoint and cover the outer axis.
+                                    unsafe { k.call_range(args.inputs, args.out, lo as i64, hi as i64) }
+                                });
+                            }
+                        });
+                    } else if k.kernel.out.numel() > 0 {
                         // SAFETY: every input pointer is a row-major buffer of its kernel
                         // input's dtype whose strided reach was checked above, and `out` is a
                         // row-major buffer of the kernel's output type (checked just above).
