@@ -351,5 +351,5 @@ fn run_backends_agree_and_kernels_dump() {
         "{text}"
     );
     let o = kiln(&["dump", "mnist_mlp", "--stage", "clif"]);
-    assert!(o.status.success() && stdout(&o).contains("function u0:0(i64, i64)"), "{}", stderr(&o));
+    assert!(o.status.success() && stdout(&o).contains("function u0:0(i64, i64, i64, i64)"), "{}", stderr(&o));
 }
