@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use kiln_codegen::cpu::{CodegenError, CompiledKernel, CpuJit};
 use kiln_codegen::kernel::{LowerError, lower_group};
 use kiln_ir::interp::eval_node;
-use kiln_ir::{DType, Graph, InterpError, TensorType, Value};
+use kiln_ir::{Graph, InterpError, Value};
 use kiln_passes::fuse::{Group, GroupKind, Mode, partition};
-use ndarray::{ArrayD, IxDyn};
 use thiserror::Error;
 
 /// Errors from compiling a graph.
@@ -53,22 +52,6 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         groups.push((g, kernel));
     }
     Ok(Executable { graph: graph.clone(), groups, buffers: std::sync::Mutex::new(Vec::new()), threads: 1, _jit: jit })
-}
-
-fn zeros(ty: &TensorType) -> Value {
-    let shape = IxDyn(ty.dims());
-    match ty.dtype {
-        DType::F32 => Value::F32(ArrayD::zeros(shape)),
-        DType::F64 => Value::F64(ArrayD::zeros(shape)),
-        DType::I32 => Value::I32(ArrayD::zeros(shape)),
-        DType::I64 => Value::I64(ArrayD::zeros(shape)),
-        DType::Bool => Value::Bool(ArrayD::from_elem(shape, false)),
-    }
-}
-
-/// A row-major copy of `v` if it is not row-major already.
-fn standard(v: &Value) -> Value {
-    crate::map_standard(v)
 }
 
 /// True if the value's array is row-major and contiguous.
@@ -178,8 +161,11 @@ impl Executable {
             let name = node.op.leaf_name().unwrap_or_default();
             // Present and well typed: checked above.
             let v = feeds.get(name).ok_or_else(|| InterpError::MissingLeaf(name.into()))?;
-            vals[id.index()] =
-                Some(if is_standard(v) { std::borrow::Cow::Borrowed(v) } else { std::borrow::Cow::Owned(standard(v)) });
+            vals[id.index()] = Some(if is_standard(v) {
+                std::borrow::Cow::Borrowed(v)
+            } else {
+                std::borrow::Cow::Owned(crate::map_standard(v))
+            });
         }
         for (group, kernel) in &self.groups {
             let root = group.root();
@@ -205,7 +191,7 @@ impl Executable {
                     }
                     let mut out = match pool[root.index()].take() {
                         Some(v) if v.ty() == k.kernel.out => v,
-                        _ => zeros(&k.kernel.out),
+                        _ => Value::splat(&k.kernel.out, 0.0),
                     };
                     let outer = k.kernel.space.first().copied().unwrap_or(1);
                     let numel: usize = k.kernel.space.iter().product();
@@ -246,7 +232,7 @@ impl Executable {
                         op: node.op.name(),
                         message,
                     })?;
-                    standard(&v)
+                    crate::map_standard(&v)
                 }
             };
             vals[root.index()] = Some(std::borrow::Cow::Owned(value));
