@@ -44,7 +44,7 @@ pub enum CompileError {
 /// [`Executable::run`], feeding every input and parameter by name.
 pub fn compile(graph: &ir::Graph, fusion: Fusion) -> Result<Executable, CompileError> {
     let (optimized, _) = kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(graph)?;
-    Ok(kiln_runtime::jit::compile(&optimized, kiln_runtime::jit::Options { mode: fusion })?)
+    Ok(kiln_runtime::jit::compile(&optimized, kiln_runtime::jit::Options { mode: fusion, ..Default::default() })?)
 }
 
 thread_local! {
@@ -65,7 +65,10 @@ pub fn compile_cached(graph: &ir::Graph, fusion: Fusion) -> Result<std::rc::Rc<E
     if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
         return Ok(hit);
     }
-    let exe = std::rc::Rc::new(kiln_runtime::jit::compile(&optimized, kiln_runtime::jit::Options { mode: fusion })?);
+    let exe = std::rc::Rc::new(kiln_runtime::jit::compile(
+        &optimized,
+        kiln_runtime::jit::Options { mode: fusion, ..Default::default() },
+    )?);
     CACHE.with(|c| c.borrow_mut().insert(key, exe.clone()));
     Ok(exe)
 }

@@ -103,7 +103,7 @@ enum Command {
 }
 
 /// Compiler stages that can be dumped.
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Stage {
     /// The graph as built (or parsed), before any pass.
     Graph,
@@ -117,6 +117,8 @@ enum Stage {
     Kernels,
     /// The Cranelift IR of every generated kernel.
     Clif,
+    /// The machine code of every generated kernel, as assembly.
+    Asm,
 }
 
 /// Backends for `kiln run`.
@@ -198,16 +200,14 @@ fn main() -> ExitCode {
         Command::Models { batch } => models(batch),
         Command::Dump { target, stage, format, batch, optimizer, train_step } => {
             let staging = match (stage, train_step) {
-                (Stage::Optimized | Stage::Kernels | Stage::Clif, true) => Staging::OptimizedStep,
+                (Stage::Optimized | Stage::Kernels | Stage::Clif | Stage::Asm, true) => Staging::OptimizedStep,
                 (Stage::Graph, _) => Staging::Graph,
                 (Stage::Grad, _) => Staging::Grad,
                 (Stage::TrainStep, _) => Staging::TrainStep,
-                (Stage::Optimized | Stage::Kernels | Stage::Clif, false) => Staging::Optimized,
+                (Stage::Optimized | Stage::Kernels | Stage::Clif | Stage::Asm, false) => Staging::Optimized,
             };
             match stage {
-                Stage::Kernels | Stage::Clif => {
-                    dump_kernels(&target, staging, batch, optimizer, matches!(stage, Stage::Clif))
-                }
+                Stage::Kernels | Stage::Clif | Stage::Asm => dump_kernels(&target, staging, batch, optimizer, stage),
                 _ => dump(&target, staging, format, batch, optimizer),
             }
         }
@@ -455,9 +455,16 @@ fn bench(
     Ok(())
 }
 
-fn dump_kernels(target: &str, stage: Staging, batch: usize, optimizer: OptimizerArg, clif: bool) -> Result<(), String> {
-    for (g, _) in staged(load_target(target, batch)?, stage, optimizer)? {
-        let exe = kiln::runtime::jit::compile(&g, kiln::runtime::jit::Options::default()).map_err(|e| e.to_string())?;
+fn dump_kernels(
+    target: &str,
+    staging: Staging,
+    batch: usize,
+    optimizer: OptimizerArg,
+    stage: Stage,
+) -> Result<(), String> {
+    let options = kiln::runtime::jit::Options { disassemble: stage == Stage::Asm, ..Default::default() };
+    for (g, _) in staged(load_target(target, batch)?, staging, optimizer)? {
+        let exe = kiln::runtime::jit::compile(&g, options).map_err(|e| e.to_string())?;
         let plan = exe.memory_plan();
         outln!(
             "; @{}: {} groups; memory plan: peak {} bytes vs {} bytes without reuse",
@@ -467,18 +474,21 @@ fn dump_kernels(target: &str, stage: Staging, batch: usize, optimizer: Optimizer
             plan.naive_bytes
         );
         for (group, kernel) in exe.groups() {
-            match (kernel, clif) {
-                (Some(k), true) => outln!("; kernel @{}\n{}", k.kernel.name, k.clif),
-                (Some(k), false) => {
+            match (kernel, stage) {
+                (Some(k), Stage::Clif) => outln!("; kernel @{}\n{}", k.kernel.name, k.clif),
+                (Some(k), Stage::Asm) => {
+                    outln!("; kernel @{}\n{}", k.kernel.name, k.asm.as_deref().unwrap_or("; (no disassembly)"))
+                }
+                (Some(k), _) => {
                     let members: Vec<String> = group.members.iter().map(|m| format!("%{}", m.index())).collect();
                     let how = if k.vectorized { "f32x4 + scalar tail" } else { "scalar" };
                     outln!("; group {} (fused: {}; {how})\n{}", k.kernel.name, members.join(" "), k.kernel);
                 }
-                (None, false) => {
+                (None, Stage::Clif | Stage::Asm) => {}
+                (None, _) => {
                     let root = group.root();
                     outln!("; op %{} = {} (runtime reference kernel)\n", root.index(), g.node(root).op.name());
                 }
-                (None, true) => {}
             }
         }
     }

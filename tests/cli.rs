@@ -352,4 +352,8 @@ fn run_backends_agree_and_kernels_dump() {
     );
     let o = kiln(&["dump", "mnist_mlp", "--stage", "clif"]);
     assert!(o.status.success() && stdout(&o).contains("function u0:0(i64, i64, i64, i64)"), "{}", stderr(&o));
+    // Machine code: the vector loop of the fused bias+relu kernels uses packed instructions.
+    let o = kiln(&["dump", "mnist_mlp", "--stage", "asm"]);
+    let text = stdout(&o);
+    assert!(o.status.success() && text.contains("; kernel @k") && text.contains("ps %xmm"), "{}{text}", stderr(&o));
 }

@@ -34,7 +34,7 @@ fn feeds(g: &Graph) -> HashMap<String, Value> {
 
 fn agree(g: &Graph, f: &HashMap<String, Value>, mode: Mode) {
     let want = interp::run(g, f).unwrap();
-    let exe = compile(g, Options { mode }).unwrap();
+    let exe = compile(g, Options { mode, ..Default::default() }).unwrap();
     let got = exe.run(f).unwrap();
     for ((o, w), v) in g.outputs().iter().zip(&want).zip(&got) {
         assert_eq!(w.ty(), v.ty(), "{}", o.name);

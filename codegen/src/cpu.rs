@@ -45,6 +45,9 @@ pub struct CompiledKernel {
     pub clif: String,
     /// True if the innermost loop runs four `f32` lanes at a time.
     pub vectorized: bool,
+    /// The machine code as assembly text, when the JIT was asked to keep it
+    /// ([`CpuJit::keep_disassembly`]), for `--stage asm`.
+    pub asm: Option<String>,
 }
 
 impl CompiledKernel {
@@ -104,6 +107,7 @@ pub struct CpuJit {
     fctx: FunctionBuilderContext,
     imports: HashMap<&'static str, FuncId>,
     count: usize,
+    disasm: bool,
 }
 
 fn cl_type(d: DType) -> Type {
@@ -156,7 +160,14 @@ impl CpuJit {
             fctx: FunctionBuilderContext::new(),
             imports: HashMap::new(),
             count: 0,
+            disasm: false,
         })
+    }
+
+    /// Keeps each kernel's machine code as assembly text ([`CompiledKernel::asm`]); off by
+    /// default, since disassembling costs compile time.
+    pub fn keep_disassembly(&mut self, keep: bool) {
+        self.disasm = keep;
     }
 
     fn import(&mut self, name: &'static str, ty: Type, arity: usize) -> Result<FuncId, CodegenError> {
@@ -319,7 +330,9 @@ impl CpuJit {
             .module
             .declare_function(&name, Linkage::Local, &self.ctx.func.signature)
             .map_err(|e| err(e.to_string()))?;
+        self.ctx.set_disasm(self.disasm);
         self.module.define_function(id, &mut self.ctx).map_err(|e| err(format!("{e:?}")))?;
+        let asm = self.ctx.compiled_code().and_then(|c| c.vcode.clone());
         self.module.clear_context(&mut self.ctx);
         self.module.finalize_definitions().map_err(|e| err(e.to_string()))?;
         let code = self.module.get_finalized_function(id);
@@ -329,7 +342,7 @@ impl CpuJit {
         let entry = unsafe {
             std::mem::transmute::<*const u8, unsafe extern "C" fn(*const *const u8, *mut u8, i64, i64)>(code)
         };
-        Ok(CompiledKernel { entry, kernel: kernel.clone(), clif, vectorized: vector })
+        Ok(CompiledKernel { entry, kernel: kernel.clone(), clif, vectorized: vector, asm })
     }
 }
 
@@ -430,17 +443,27 @@ struct Emitter<'a> {
     consts: HashMap<(u64, DType, u8), Value>,
 }
 
-/// `bound` where `x <cc> bound`, else `x` (NaN stays NaN: its comparisons are false). One
-/// compare and one blend, cheaper than Cranelift's NaN-propagating `fmin`/`fmax` sequences.
-fn replace_where(b: &mut FunctionBuilder, cc: FloatCC, x: Value, bound: Value, lanes: u8) -> Value {
-    let m = b.ins().fcmp(cc, x, bound);
+/// `p < q ? then : other`, lane by lane (a comparison with NaN is false).
+fn select_lt(b: &mut FunctionBuilder, p: Value, q: Value, then: Value, other: Value, lanes: u8) -> Value {
+    let m = b.ins().fcmp(FloatCC::LessThan, p, q);
     if lanes > 1 {
         let flags = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
         let m = b.ins().bitcast(types::F32X4, flags, m);
-        b.ins().bitselect(m, bound, x)
+        b.ins().bitselect(m, then, other)
     } else {
-        b.ins().select(m, bound, x)
+        b.ins().select(m, then, other)
     }
+}
+
+/// `max(x, lo)` that keeps NaN, as `x < lo ? lo : x`: the form x86 lowers to one `maxps`
+/// (Cranelift's IEEE `fmax` is a longer NaN-propagating sequence).
+fn raise_to(b: &mut FunctionBuilder, x: Value, lo: Value, lanes: u8) -> Value {
+    select_lt(b, x, lo, lo, x, lanes)
+}
+
+/// `min(x, hi)` that keeps NaN, as `hi < x ? hi : x`: one `minps` on x86.
+fn lower_to(b: &mut FunctionBuilder, x: Value, hi: Value, lanes: u8) -> Value {
+    select_lt(b, hi, x, hi, x, lanes)
 }
 
 /// 1.5·2^23: adding it to a float of magnitude below 2^22 rounds it to an integer.
@@ -796,8 +819,8 @@ impl Emitter<'_> {
         let fma = self.fma;
         let c = |b: &mut FunctionBuilder, v: f64| self.float_const(b, v, DType::F32, lanes);
         let (lo, hi) = (c(b, -87.3), c(b, 88.7));
-        let x = replace_where(b, FloatCC::LessThan, x, lo, lanes);
-        let x = replace_where(b, FloatCC::GreaterThan, x, hi, lanes);
+        let x = raise_to(b, x, lo, lanes);
+        let x = lower_to(b, x, hi, lanes);
         // n = round(x·log2e) by the 1.5·2^23 trick: adding it rounds to an integer held in the
         // low mantissa bits, so both the float n and the integer n come without a conversion.
         let (log2e, magic) = (c(b, std::f64::consts::LOG2_E), c(b, MAGIC));

@@ -27,6 +27,8 @@ pub enum CompileError {
 pub struct Options {
     /// Fuse elementwise chains, or one kernel per op (the benchmark baseline).
     pub mode: Mode,
+    /// Keep every kernel's machine code as assembly text (`kiln dump --stage asm`).
+    pub disassemble: bool,
 }
 
 /// A compiled graph, ready to run many times. Kernel output buffers are kept between runs
@@ -43,6 +45,7 @@ pub struct Executable {
 /// Compiles `graph` for the host CPU.
 pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileError> {
     let mut jit = CpuJit::new()?;
+    jit.keep_disassembly(options.disassemble);
     let mut groups = Vec::new();
     for g in partition(graph, options.mode) {
         let kernel = match g.kind {
