@@ -334,6 +334,46 @@ proptest::proptest! {
     }
 }
 
+fn data_ptr(v: &Value) -> usize {
+    match v {
+        Value::F32(a) => a.as_ptr() as usize,
+        Value::F64(a) => a.as_ptr() as usize,
+        Value::I32(a) => a.as_ptr() as usize,
+        Value::I64(a) => a.as_ptr() as usize,
+        Value::Bool(a) => a.as_ptr() as usize,
+    }
+}
+
+/// Every parameter and optimizer-state update of an Adam step qualifies for in-place
+/// computation; `run_updating` writes each into its input's own buffer and returns exactly
+/// what `run` computes into fresh buffers. An update whose input is read after it is refused.
+#[test]
+fn training_updates_run_in_place() {
+    for model in [kiln::zoo::mnist_mlp(8).unwrap(), kiln::zoo::lenet5(2).unwrap()] {
+        let step = kiln::train::train_step(&model, &Optimizer::adam()).unwrap();
+        let g = kiln::passes::Pipeline::parse(kiln::passes::DEFAULT_PIPELINE).unwrap().run(&step.graph).unwrap().0;
+        let mut exe = compile(&g, Options::default()).unwrap();
+        let qualified = exe.update_in_place(&step.updates);
+        assert_eq!(qualified.len(), step.updates.len(), "@{}: only {qualified:?} qualified", g.name());
+        let mut f = feeds(&g);
+        let want = exe.run(&f).unwrap();
+        let before: HashMap<String, usize> = step.updates.iter().map(|(_, i)| (i.clone(), data_ptr(&f[i]))).collect();
+        let mut got = Vec::new();
+        exe.run_updating(&mut f, &mut got).unwrap();
+        assert_eq!(got, want, "@{}", g.name());
+        for (o, i) in &step.updates {
+            let pos = g.outputs().iter().position(|p| &p.name == o).unwrap();
+            assert!(!f.contains_key(i), "{i} moved into the run");
+            assert_eq!(data_ptr(&got[pos]), before[i], "{o} written over {i}");
+        }
+    }
+    // y = x + 1 may not overwrite x when another output reads x after it.
+    let text = "func @t(%x: f32[8]) -> (y: f32[8], z: f32[]) {\n  %1 = const 1.0 : f32[8]\n  %2 = add %x, %1 : f32[8]\n  %3 = reduce_sum %x {axes=[0]} : f32[]\n  return %2, %3\n}\n";
+    let g = parse_graph(text).unwrap();
+    let mut exe = compile(&g, Options::default()).unwrap();
+    assert!(exe.update_in_place(&[("y".into(), "x".into())]).is_empty());
+}
+
 #[test]
 fn compile_cache_hits_for_equal_graphs() {
     let a = kiln::zoo::mnist_mlp(4).unwrap().graph;

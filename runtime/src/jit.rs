@@ -1,15 +1,19 @@
 //! The JIT executor: a graph partitioned into groups, elementwise groups compiled to native
 //! kernels with Cranelift, the other ops run by the reference implementations, executed in
-//! dependency order.
+//! dependency order over the memory plan's arena, with parameter updates optionally
+//! written in place.
 
 use std::collections::HashMap;
 
 use kiln_codegen::cpu::{CodegenError, CompiledKernel, CpuJit};
 use kiln_codegen::kernel::{LowerError, lower_group};
 use kiln_ir::interp::eval_node;
-use kiln_ir::{Graph, InterpError, Value};
+use kiln_ir::{Graph, InterpError, NodeId, Value};
 use kiln_passes::fuse::{Group, GroupKind, Mode, partition};
+use kiln_passes::plan::MemoryPlan;
 use thiserror::Error;
+
+use crate::arena::{Arena, copy_out, data, data_mut, is_standard};
 
 /// Errors from compiling a graph.
 #[derive(Debug, Error)]
@@ -31,12 +35,24 @@ pub struct Options {
     pub disassemble: bool,
 }
 
-/// A compiled graph, ready to run many times. Kernel output buffers are kept between runs
-/// (a first memory plan: no allocation or page faults on the second and later runs).
+/// A compiled graph, ready to run many times. Intermediate kernel results live in one
+/// 64-byte-aligned arena at the offsets of the liveness-based memory plan; graph outputs are
+/// written into the caller's buffers ([`Executable::run_into`]), and registered parameter
+/// updates into the parameters themselves ([`Executable::update_in_place`]).
 pub struct Executable {
     graph: Graph,
     groups: Vec<(Group, Option<CompiledKernel>)>,
-    buffers: std::sync::Mutex<Vec<Option<Value>>>,
+    plan: MemoryPlan,
+    /// Per group: the arena offset of its result, for kernels whose result is an
+    /// intermediate.
+    arena_offset: Vec<Option<usize>>,
+    /// Per group: the leaf whose buffer its kernel overwrites with the result (an update
+    /// registered with [`Executable::update_in_place`]).
+    in_place: Vec<Option<NodeId>>,
+    arena: std::sync::Mutex<Arena>,
+    /// Owned kernel results outside the arena (operands of reference ops), kept between runs
+    /// by group.
+    pool: std::sync::Mutex<Vec<Option<Value>>>,
     threads: usize,
     // Owns the machine code of every kernel; must outlive them.
     _jit: CpuJit,
@@ -54,39 +70,38 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         };
         groups.push((g, kernel));
     }
-    Ok(Executable { graph: graph.clone(), groups, buffers: std::sync::Mutex::new(Vec::new()), threads: 1, _jit: jit })
-}
-
-/// True if the value's array is row-major and contiguous.
-fn is_standard(v: &Value) -> bool {
-    match v {
-        Value::F32(a) => a.is_standard_layout(),
-        Value::F64(a) => a.is_standard_layout(),
-        Value::I32(a) => a.is_standard_layout(),
-        Value::I64(a) => a.is_standard_layout(),
-        Value::Bool(a) => a.is_standard_layout(),
+    let plan = kiln_passes::plan::plan(graph, &groups.iter().map(|(g, _)| g.clone()).collect::<Vec<_>>());
+    // Kernel results that only kernels read live in the arena. Graph outputs go to the
+    // caller, and operands of reference ops stay owned values (the reference implementations
+    // take arrays; copying them out of the arena would cost more than it saves).
+    let mut arena_ok = vec![true; graph.len()];
+    for o in graph.outputs() {
+        arena_ok[o.value.index()] = false;
     }
-}
-
-/// The data pointer and element count of a row-major value.
-fn data(v: &Value) -> (*const u8, usize) {
-    match v {
-        Value::F32(a) => (a.as_ptr() as *const u8, a.len()),
-        Value::F64(a) => (a.as_ptr() as *const u8, a.len()),
-        Value::I32(a) => (a.as_ptr() as *const u8, a.len()),
-        Value::I64(a) => (a.as_ptr() as *const u8, a.len()),
-        Value::Bool(a) => (a.as_ptr() as *const u8, a.len()),
+    for (g, k) in &groups {
+        if k.is_none() {
+            for a in &graph.node(g.root()).args {
+                arena_ok[a.index()] = false;
+            }
+        }
     }
-}
-
-fn data_mut(v: &mut Value) -> *mut u8 {
-    match v {
-        Value::F32(a) => a.as_mut_ptr() as *mut u8,
-        Value::F64(a) => a.as_mut_ptr() as *mut u8,
-        Value::I32(a) => a.as_mut_ptr() as *mut u8,
-        Value::I64(a) => a.as_mut_ptr() as *mut u8,
-        Value::Bool(a) => a.as_mut_ptr() as *mut u8,
-    }
+    // The plan lists one placement per group, in group order.
+    let arena_offset = groups
+        .iter()
+        .zip(&plan.placements)
+        .map(|((g, k), p)| (k.is_some() && arena_ok[g.root().index()]).then_some(p.offset))
+        .collect();
+    Ok(Executable {
+        graph: graph.clone(),
+        in_place: vec![None; groups.len()],
+        groups,
+        plan,
+        arena_offset,
+        arena: std::sync::Mutex::new(Arena::default()),
+        pool: std::sync::Mutex::new(Vec::new()),
+        threads: 1,
+        _jit: jit,
+    })
 }
 
 impl std::fmt::Debug for Executable {
@@ -109,6 +124,18 @@ struct KernelArgs<'a> {
 // only read their inputs, and each thread writes a disjoint range of the output.
 unsafe impl Send for KernelArgs<'_> {}
 
+/// Where a value lives during a run.
+enum Slot<'a> {
+    /// Not computed (yet).
+    Empty,
+    /// A caller's input, read where it is.
+    Borrowed(&'a Value),
+    /// Owned by the run: results of reference ops, graph outputs, inputs updated in place.
+    Owned(Value),
+    /// In the arena at this byte offset.
+    Arena(usize),
+}
+
 impl Executable {
     /// Runs big elementwise kernels on `threads` threads, splitting their outermost axis.
     pub fn with_threads(mut self, threads: usize) -> Self {
@@ -126,16 +153,59 @@ impl Executable {
         &self.graph
     }
 
-    /// The liveness-based memory plan of this executable's buffers (a report for now: the
-    /// executor keeps one buffer per kernel between runs rather than one shared arena).
-    pub fn memory_plan(&self) -> kiln_passes::plan::MemoryPlan {
-        let groups: Vec<Group> = self.groups.iter().map(|(g, _)| g.clone()).collect();
-        kiln_passes::plan::plan(&self.graph, &groups)
+    /// The liveness-based memory plan of this executable's buffers. Kernel results that are
+    /// not graph outputs live in one arena at these offsets; graph outputs go to the caller's
+    /// buffers and results of reference ops are owned values (so the arena is at most
+    /// `peak_bytes` long).
+    pub fn memory_plan(&self) -> &MemoryPlan {
+        &self.plan
     }
 
     /// The groups and their kernels, in execution order.
     pub fn groups(&self) -> impl Iterator<Item = (&Group, Option<&CompiledKernel>)> {
         self.groups.iter().map(|(g, k)| (g, k.as_ref()))
+    }
+
+    /// Registers updates `(output name, input name)` to be computed in place by
+    /// [`Executable::run_updating`]: the output's kernel writes into the input's buffer. An
+    /// update qualifies when its output is computed by an elementwise kernel (no reduction)
+    /// that reads the input only at the element it writes, the input has the output's type,
+    /// no later group reads the input, and neither appears twice. Returns the output names
+    /// that qualified; the others are written to separate buffers as usual.
+    pub fn update_in_place(&mut self, pairs: &[(String, String)]) -> Vec<String> {
+        let g = &self.graph;
+        let mut done = Vec::new();
+        let mut group_of = vec![usize::MAX; g.len()];
+        for (gi, (group, _)) in self.groups.iter().enumerate() {
+            group_of[group.root().index()] = gi;
+        }
+        let mut taken_inputs = std::collections::BTreeSet::new();
+        for (out_name, in_name) in pairs {
+            let Some(o) = g.outputs().iter().find(|o| &o.name == out_name) else { continue };
+            let Some(leaf) = g.leaf(in_name) else { continue };
+            let root = o.value;
+            let gi = group_of[root.index()];
+            let once = g.outputs().iter().filter(|p| p.value == root || p.value == leaf).count() == 1;
+            if gi == usize::MAX || !once || g.ty(leaf) != g.ty(root) || !taken_inputs.insert(leaf) {
+                continue;
+            }
+            let Some(k) = &self.groups[gi].1 else { continue };
+            let out_strides = k.kernel.out_strides();
+            let same_index = k.kernel.reduce.is_none()
+                && k.kernel.inputs.iter().filter(|i| i.node == leaf).all(|i| i.strides == out_strides);
+            // Every other group reading the leaf runs before this one.
+            let read_later = self
+                .groups
+                .iter()
+                .enumerate()
+                .skip(gi + 1)
+                .any(|(_, (other, _))| other.members.iter().any(|m| g.node(*m).args.contains(&leaf)));
+            if same_index && !read_later {
+                self.in_place[gi] = Some(leaf);
+                done.push(out_name.clone());
+            }
+        }
+        done
     }
 
     /// Runs the graph with a value for every leaf (by name); returns the outputs in order.
@@ -146,127 +216,240 @@ impl Executable {
     }
 
     /// Like [`Executable::run`], writing into `outputs` and reusing its buffers when their
-    /// types fit: with kept intermediate buffers, a steady-state run allocates nothing for
-    /// its kernels.
+    /// types fit: with intermediates in the arena, a steady-state run allocates nothing for
+    /// its kernels. Updates registered for in-place computation are written to fresh
+    /// buffers here (the inputs are only borrowed).
     pub fn run_into(&self, feeds: &HashMap<String, Value>, outputs: &mut Vec<Value>) -> Result<(), InterpError> {
-        let g = &self.graph;
-        kiln_ir::interp::check_feeds(g, feeds)?;
-        // Buffers from earlier runs; a poisoned lock only means an earlier run panicked, and
-        // the buffers are plain data, so they are still usable.
-        let mut pool = std::mem::take(&mut *self.buffers.lock().unwrap_or_else(|e| e.into_inner()));
-        pool.resize(g.len(), None);
-        for (o, v) in g.outputs().iter().zip(outputs.drain(..)) {
-            pool[o.value.index()] = Some(v);
+        kiln_ir::interp::check_feeds(&self.graph, feeds)?;
+        self.execute(feeds, HashMap::new(), outputs, false, &mut HashMap::new())
+    }
+
+    /// Like [`Executable::run_into`], computing the updates registered with
+    /// [`Executable::update_in_place`] in place: each such input is moved out of `feeds`,
+    /// overwritten by its update, and returned as that output. If the run fails, the moved
+    /// inputs go back into `feeds` (those already overwritten hold their update).
+    pub fn run_updating(
+        &self,
+        feeds: &mut HashMap<String, Value>,
+        outputs: &mut Vec<Value>,
+    ) -> Result<(), InterpError> {
+        kiln_ir::interp::check_feeds(&self.graph, feeds)?;
+        let mut moved = HashMap::new();
+        for leaf in self.in_place.iter().flatten() {
+            let name = self.graph.node(*leaf).op.leaf_name().unwrap_or_default();
+            if let Some(v) = feeds.remove(name) {
+                let v = if is_standard(&v) { v } else { crate::map_standard(&v) };
+                moved.insert(name.to_string(), v);
+            }
         }
-        // Leaves are borrowed when already row-major; computed values are owned.
-        let mut vals: Vec<Option<std::borrow::Cow<'_, Value>>> = vec![None; g.len()];
+        let mut back = HashMap::new();
+        let result = self.execute(feeds, moved, outputs, true, &mut back);
+        feeds.extend(back);
+        result
+    }
+
+    /// Runs every group. `owned` holds the inputs moved in for in-place updates (written in
+    /// place only when `update` is set); on failure they are handed back in `back`.
+    fn execute(
+        &self,
+        feeds: &HashMap<String, Value>,
+        mut owned: HashMap<String, Value>,
+        outputs: &mut Vec<Value>,
+        update: bool,
+        back: &mut HashMap<String, Value>,
+    ) -> Result<(), InterpError> {
+        let g = &self.graph;
+        let mut slots: Vec<Slot<'_>> = (0..g.len()).map(|_| Slot::Empty).collect();
         for (id, node) in g.leaves() {
             let name = node.op.leaf_name().unwrap_or_default();
-            // Present and well typed: checked above.
-            let v = feeds.get(name).ok_or_else(|| InterpError::MissingLeaf(name.into()))?;
-            vals[id.index()] = Some(if is_standard(v) {
-                std::borrow::Cow::Borrowed(v)
-            } else {
-                std::borrow::Cow::Owned(crate::map_standard(v))
-            });
-        }
-        for (group, kernel) in &self.groups {
-            let root = group.root();
-            let node = g.node(root);
-            let value = match kernel {
-                Some(k) => {
-                    let mut ptrs = Vec::with_capacity(k.kernel.inputs.len());
-                    for input in &k.kernel.inputs {
-                        let v = vals[input.node.index()].as_deref().expect("groups run after their inputs");
-                        let (ptr, len) = data(v);
-                        // The furthest element the strides reach must lie inside the buffer.
-                        let reach: i64 =
-                            input.strides.iter().zip(&k.kernel.space).map(|(s, d)| s * (*d as i64 - 1).max(0)).sum();
-                        let empty = k.kernel.space.contains(&0);
-                        if !empty && reach as usize >= len {
-                            return Err(InterpError::Eval {
-                                node: root,
-                                op: node.op.name(),
-                                message: "internal: kernel input too small".into(),
-                            });
-                        }
-                        ptrs.push(ptr);
-                    }
-                    let mut out = match pool[root.index()].take() {
-                        Some(v) if v.ty() == k.kernel.out => v,
-                        _ => Value::splat(&k.kernel.out, 0.0),
-                    };
-                    let outer = k.kernel.space.first().copied().unwrap_or(1);
-                    let numel: usize = k.kernel.space.iter().product();
-                    let split = self.threads > 1
-                        && k.kernel.reduce.is_none()
-                        && numel >= PARALLEL_MIN_ELEMENTS
-                        && outer >= self.threads;
-                    if k.kernel.out.numel() > 0 && split {
-                        let args = KernelArgs { inputs: &ptrs, out: data_mut(&mut out) };
-                        let chunk = outer.div_ceil(self.threads);
-                        std::thread::scope(|scope| {
-                            for lo in (0..outer).step_by(chunk) {
-                                let hi = (lo + chunk).min(outer);
-                                scope.spawn(move || {
-                                    let args = args;
-                                    // SAFETY: as for the single-threaded call below; the
-                                    // ranges lo..hi are disjoint and cover the outer axis.
-                                    unsafe { k.call_range(args.inputs, args.out, lo as i64, hi as i64) }
-                                });
-                            }
-                        });
-                    } else if k.kernel.out.numel() > 0 {
-                        // SAFETY: every input pointer is a row-major buffer of its kernel
-                        // input's dtype whose strided reach was checked above, and `out` is a
-                        // row-major buffer of the kernel's output type (checked just above).
-                        unsafe { k.call(&ptrs, data_mut(&mut out)) };
-                    }
-                    out
-                }
-                None => {
-                    let args: Vec<&Value> = node
-                        .args
-                        .iter()
-                        .map(|a| vals[a.index()].as_deref().expect("groups run after their inputs"))
-                        .collect();
-                    let v = eval_node(node, &args).map_err(|message| InterpError::Eval {
-                        node: root,
-                        op: node.op.name(),
-                        message,
-                    })?;
-                    crate::map_standard(&v)
-                }
+            slots[id.index()] = match (owned.remove(name), feeds.get(name)) {
+                (Some(v), _) => Slot::Owned(v),
+                (None, Some(v)) if is_standard(v) => Slot::Borrowed(v),
+                (None, Some(v)) => Slot::Owned(crate::map_standard(v)),
+                // Present and well typed: the callers checked the feeds.
+                (None, None) => Slot::Empty,
             };
-            vals[root.index()] = Some(std::borrow::Cow::Owned(value));
         }
-        // Outputs move to the caller (a value returned twice is copied); kernel buffers of
-        // intermediates go back to the pool.
-        let mut is_output = vec![false; g.len()];
-        for o in g.outputs() {
-            let i = o.value.index();
-            let value = if is_output[i] {
-                outputs[g.outputs().iter().position(|p| p.value == o.value).unwrap_or(0)].clone()
-            } else {
-                is_output[i] = true;
-                match vals[i].take().expect("outputs are computed") {
-                    std::borrow::Cow::Owned(v) => v,
-                    std::borrow::Cow::Borrowed(v) => v.clone(),
+        // A poisoned lock only means an earlier run panicked; the arena is plain bytes.
+        let mut arena = self.arena.lock().unwrap_or_else(|e| e.into_inner());
+        arena.reserve(self.plan.peak_bytes);
+        let base = arena.base();
+        let mut out_bufs: Vec<Option<Value>> = outputs.drain(..).map(Some).collect();
+        let mut pool = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
+        pool.resize(self.groups.len(), None);
+        if let Err(e) = self.run_groups(&mut slots, base, &mut out_bufs, &mut pool, update) {
+            // Hand back the inputs moved in, whether or not their update ran.
+            for (gi, leaf) in self.in_place.iter().enumerate() {
+                let Some(leaf) = leaf else { continue };
+                let name = g.node(*leaf).op.leaf_name().unwrap_or_default().to_string();
+                for at in [leaf.index(), self.groups[gi].0.root().index()] {
+                    if let Slot::Owned(v) = std::mem::replace(&mut slots[at], Slot::Empty) {
+                        back.insert(name.clone(), v);
+                        break;
+                    }
+                }
+            }
+            return Err(e);
+        }
+        // Outputs move to the caller (a value returned twice is copied).
+        let mut first: HashMap<NodeId, usize> = HashMap::new();
+        for (i, o) in g.outputs().iter().enumerate() {
+            let value = match first.get(&o.value) {
+                Some(&j) => outputs[j].clone(),
+                None => {
+                    first.insert(o.value, i);
+                    match std::mem::replace(&mut slots[o.value.index()], Slot::Empty) {
+                        Slot::Owned(v) => v,
+                        Slot::Borrowed(v) => v.clone(),
+                        // SAFETY: an arena slot holds its kernel's complete result, written
+                        // earlier in this run; the arena is borrowed for the whole run.
+                        Slot::Arena(off) => unsafe { copy_out(g.ty(o.value), base.wrapping_add(off)) },
+                        Slot::Empty => return Err(internal(g, o.value, "output not computed")),
+                    }
                 }
             };
             outputs.push(value);
         }
-        for (group, kernel) in &self.groups {
-            let r = group.root().index();
+        // Owned kernel results that are not outputs go back to the pool for the next run.
+        for (gi, (group, kernel)) in self.groups.iter().enumerate() {
             if kernel.is_some()
-                && !is_output[r]
-                && let Some(std::borrow::Cow::Owned(v)) = vals[r].take()
+                && let Slot::Owned(v) = std::mem::replace(&mut slots[group.root().index()], Slot::Empty)
             {
-                pool[r] = Some(v);
+                pool[gi] = Some(v);
             }
         }
-        drop(vals);
-        *self.buffers.lock().unwrap_or_else(|e| e.into_inner()) = pool;
+        *self.pool.lock().unwrap_or_else(|e| e.into_inner()) = pool;
         Ok(())
     }
+
+    /// Runs the groups in order, filling `slots`.
+    fn run_groups<'a>(
+        &self,
+        slots: &mut [Slot<'a>],
+        base: *mut u8,
+        out_bufs: &mut [Option<Value>],
+        pool: &mut [Option<Value>],
+        update: bool,
+    ) -> Result<(), InterpError> {
+        let g = &self.graph;
+        let mut out_pos: HashMap<NodeId, usize> = HashMap::new();
+        for (i, o) in g.outputs().iter().enumerate().rev() {
+            out_pos.insert(o.value, i);
+        }
+        for (gi, (group, kernel)) in self.groups.iter().enumerate() {
+            let root = group.root();
+            let node = g.node(root);
+            let Some(k) = kernel else {
+                // A reference op: arena operands are copied out for it.
+                let mut args: Vec<std::borrow::Cow<'_, Value>> = Vec::with_capacity(node.args.len());
+                for a in &node.args {
+                    args.push(match &slots[a.index()] {
+                        Slot::Borrowed(v) => std::borrow::Cow::Borrowed(*v),
+                        Slot::Owned(v) => std::borrow::Cow::Borrowed(v),
+                        Slot::Arena(off) => {
+                            // SAFETY: the slot holds its kernel's complete result, kept intact by
+                            // the plan until its last reader (this group or a later one) has run.
+                            let v = unsafe { copy_out(g.ty(*a), base.wrapping_add(*off)) };
+                            std::borrow::Cow::Owned(v)
+                        }
+                        Slot::Empty => return Err(internal(g, root, "operand not computed")),
+                    });
+                }
+                let refs: Vec<&Value> = args.iter().map(|c| c.as_ref()).collect();
+                let v = eval_node(node, &refs).map_err(|message| InterpError::Eval {
+                    node: root,
+                    op: node.op.name(),
+                    message,
+                })?;
+                slots[root.index()] = Slot::Owned(crate::map_standard(&v));
+                continue;
+            };
+            // Where the result goes: over an input updated in place, into the arena, or into
+            // an owned buffer (graph outputs reuse the caller's).
+            let in_place = self.in_place[gi].filter(|_| update);
+            slots[root.index()] = match (in_place, self.arena_offset[gi]) {
+                (Some(leaf), _) => match std::mem::replace(&mut slots[leaf.index()], Slot::Empty) {
+                    Slot::Owned(v) => Slot::Owned(v),
+                    _ => return Err(internal(g, root, "in-place input not owned")),
+                },
+                (None, Some(off)) => Slot::Arena(off),
+                (None, None) => {
+                    let reuse = match out_pos.get(&root) {
+                        Some(&i) => out_bufs.get_mut(i).and_then(Option::take),
+                        None => pool[gi].take(),
+                    };
+                    Slot::Owned(match reuse {
+                        Some(v) if v.ty() == k.kernel.out => v,
+                        _ => Value::splat(&k.kernel.out, 0.0),
+                    })
+                }
+            };
+            let out = match &mut slots[root.index()] {
+                Slot::Owned(v) => data_mut(v),
+                Slot::Arena(off) => base.wrapping_add(*off),
+                Slot::Borrowed(_) | Slot::Empty => return Err(internal(g, root, "no output buffer")),
+            };
+            let mut ptrs = Vec::with_capacity(k.kernel.inputs.len());
+            for input in &k.kernel.inputs {
+                let (ptr, len) = if Some(input.node) == in_place {
+                    // The input being overwritten is read through the output's pointer.
+                    (out as *const u8, k.kernel.out.numel())
+                } else {
+                    match &slots[input.node.index()] {
+                        Slot::Borrowed(v) => data(v),
+                        Slot::Owned(v) => data(v),
+                        Slot::Arena(off) => (base.wrapping_add(*off) as *const u8, g.ty(input.node).numel()),
+                        Slot::Empty => return Err(internal(g, root, "kernel input not computed")),
+                    }
+                };
+                // The furthest element the strides reach must lie inside the buffer.
+                let reach: i64 =
+                    input.strides.iter().zip(&k.kernel.space).map(|(s, d)| s * (*d as i64 - 1).max(0)).sum();
+                if !k.kernel.space.contains(&0) && reach as usize >= len {
+                    return Err(internal(g, root, "kernel input too small"));
+                }
+                ptrs.push(ptr);
+            }
+            self.call(k, &ptrs, out);
+        }
+        Ok(())
+    }
+
+    /// Calls a kernel, splitting big elementwise ones over threads.
+    fn call(&self, k: &CompiledKernel, ptrs: &[*const u8], out: *mut u8) {
+        if k.kernel.out.numel() == 0 {
+            return;
+        }
+        let outer = k.kernel.space.first().copied().unwrap_or(1);
+        let numel: usize = k.kernel.space.iter().product();
+        let split =
+            self.threads > 1 && k.kernel.reduce.is_none() && numel >= PARALLEL_MIN_ELEMENTS && outer >= self.threads;
+        if split {
+            let args = KernelArgs { inputs: ptrs, out };
+            let chunk = outer.div_ceil(self.threads);
+            std::thread::scope(|scope| {
+                for lo in (0..outer).step_by(chunk) {
+                    let hi = (lo + chunk).min(outer);
+                    scope.spawn(move || {
+                        let args = args;
+                        // SAFETY: as for the single-threaded call below; the ranges lo..hi
+                        // are disjoint and cover the outer axis.
+                        unsafe { k.call_range(args.inputs, args.out, lo as i64, hi as i64) }
+                    });
+                }
+            });
+        } else {
+            // SAFETY: every input pointer is a row-major buffer of its kernel input's dtype
+            // whose strided reach was checked by the caller; `out` is a row-major buffer of
+            // the kernel's output type: an owned value of that type, the arena block the plan
+            // reserved for it, or the input updated in place, which has the output's type and
+            // is read only at the element being written.
+            unsafe { k.call(ptrs, out) };
+        }
+    }
+}
+
+/// An executor invariant that failed, as an error rather than a panic.
+fn internal(g: &Graph, node: NodeId, what: &str) -> InterpError {
+    InterpError::Eval { node, op: g.node(node).op.name(), message: format!("internal: {what}") }
 }

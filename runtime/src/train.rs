@@ -79,7 +79,9 @@ impl TrainSession {
             Backend::Interp => None,
             Backend::Jit => {
                 let (optimized, _) = kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(g)?;
-                Some(crate::jit::compile(&optimized, crate::jit::Options::default())?)
+                let mut exe = crate::jit::compile(&optimized, crate::jit::Options::default())?;
+                exe.update_in_place(&step.updates);
+                Some(exe)
             }
         };
         Ok(TrainSession { step, values, steps_done: 0, seed, compiled, spare: Vec::new() })
@@ -107,7 +109,7 @@ impl TrainSession {
         let result = match &self.compiled {
             Some(exe) => {
                 let mut outputs = std::mem::take(&mut self.spare);
-                exe.run_into(&feeds, &mut outputs).map(|()| outputs).map_err(TrainError::from)
+                exe.run_updating(&mut feeds, &mut outputs).map(|()| outputs).map_err(TrainError::from)
             }
             None => kiln_ir::interp::run(g, &feeds).map_err(TrainError::from),
         };
@@ -118,7 +120,8 @@ impl TrainSession {
         let outputs = result?;
         let replaces: HashMap<&str, &str> = self.step.updates.iter().map(|(o, r)| (o.as_str(), r.as_str())).collect();
         let mut loss = f64::NAN;
-        // The replaced values become next step's output buffers, position for position; an
+        // Updates computed in place come back as the same buffers. Other replaced values
+        // become next step's output buffers, position for position (double buffering); an
         // output that replaces nothing keeps its own buffer.
         let mut spare = Vec::with_capacity(outputs.len());
         for (o, v) in g.outputs().iter().zip(outputs) {
@@ -128,7 +131,8 @@ impl TrainSession {
             match replaces.get(o.name.as_str()) {
                 Some(r) => match self.values.insert((*r).to_string(), v) {
                     Some(old) => spare.push(old),
-                    None => spare.clear(),
+                    // Updated in place: no spare buffer is needed at this position.
+                    None => spare.push(Value::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[0])))),
                 },
                 None => spare.push(v),
             }
