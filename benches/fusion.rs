@@ -1,12 +1,14 @@
 //! Fused vs unfused on the elementwise workload of ARCHITECTURE.md §9,
-//! `gelu_tanh(x*a+b)*c+d` over 2^20 and 2^24 f32, single thread, plus the compile time of the
-//! `mnist_mlp` training step. Median of several runs, buffers allocated once.
+//! `gelu_tanh(x*a+b)*c+d` over 2^20 and 2^24 f32, on one and two threads, plus the compile
+//! time of the `mnist_mlp` training step (graph to callable). Criterion measures each; output
+//! buffers are allocated once and reused, as the peers' numbers do.
 //!
-//! Run with `cargo bench --bench fusion`.
+//! Run with `cargo bench --bench fusion` (a filter narrows it: `cargo bench --bench fusion -- 2^20`).
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::Duration;
 
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use kiln::frontend::Builder;
 use kiln::frontend::optim::Optimizer;
 use kiln::ir::{DType, Graph, Init, Literal, Value};
@@ -18,57 +20,50 @@ fn gelu_graph(n: usize) -> Graph {
     b.finish().expect("the benchmark graph builds")
 }
 
-fn median_ms(exe: &kiln::Executable, feeds: &HashMap<String, Value>, runs: usize) -> f64 {
-    // Preallocated outputs, reused run to run (the peers' numbers reuse buffers too).
-    let mut outputs = Vec::new();
-    exe.run_into(feeds, &mut outputs).expect("runs");
-    let mut t: Vec<f64> = (0..runs)
-        .map(|_| {
-            let s = Instant::now();
-            exe.run_into(feeds, &mut outputs).expect("runs");
-            s.elapsed().as_secs_f64() * 1e3
+fn uniform_feeds(g: &Graph) -> HashMap<String, Value> {
+    g.inputs()
+        .map(|(_, node)| {
+            let name = node.op.leaf_name().expect("inputs are named").to_string();
+            let init = Init::Uniform { low: Literal(-1.0), high: Literal(1.0) };
+            let v = kiln::ir::init::materialize(init, &node.ty, &name, 0);
+            (name, v)
         })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+        .collect()
 }
 
-fn main() {
-    for (log2, runs) in [(20, 15), (24, 3)] {
+fn gelu(c: &mut Criterion) {
+    for log2 in [20, 24] {
         let n = 1usize << log2;
         let g = gelu_graph(n);
-        let feeds: HashMap<String, Value> = g
-            .inputs()
-            .map(|(_, node)| {
-                let name = node.op.leaf_name().expect("inputs are named").to_string();
-                let init = Init::Uniform { low: Literal(-1.0), high: Literal(1.0) };
-                let v = kiln::ir::init::materialize(init, &node.ty, &name, 0);
-                (name, v)
-            })
-            .collect();
-        let fused = kiln::compile(&g, kiln::Fusion::Fused).expect("compiles");
-        let unfused = kiln::compile(&g, kiln::Fusion::Unfused).expect("compiles");
-        let (f, u) = (median_ms(&fused, &feeds, runs), median_ms(&unfused, &feeds, runs));
-        println!(
-            "gelu_tanh(x*a+b)*c+d 2^{log2}, 1 thread: fused {f:.2} ms, unfused {u:.2} ms, fused speedup {:.2}x",
-            u / f
-        );
-        let (fused, unfused) = (fused.with_threads(2), unfused.with_threads(2));
-        let (f, u) = (median_ms(&fused, &feeds, runs), median_ms(&unfused, &feeds, runs));
-        println!(
-            "gelu_tanh(x*a+b)*c+d 2^{log2}, 2 threads: fused {f:.2} ms, unfused {u:.2} ms, fused speedup {:.2}x",
-            u / f
-        );
+        let feeds = uniform_feeds(&g);
+        let mut group = c.benchmark_group(format!("gelu_tanh 2^{log2}"));
+        if log2 >= 24 {
+            group.sample_size(10).measurement_time(Duration::from_secs(4));
+        }
+        for (mode, fusion) in [("fused", kiln::Fusion::Fused), ("unfused", kiln::Fusion::Unfused)] {
+            for threads in [1, 2] {
+                let exe = kiln::compile(&g, fusion).expect("compiles").with_threads(threads);
+                let mut outputs = Vec::new();
+                group.bench_function(BenchmarkId::new(mode, format!("{threads} thread(s)")), |b| {
+                    b.iter(|| exe.run_into(&feeds, &mut outputs).expect("runs"))
+                });
+            }
+        }
+        group.finish();
     }
+}
+
+fn compile_time(c: &mut Criterion) {
     let m = kiln::zoo::mnist_mlp(128).expect("the zoo builds");
     let step = kiln::train::train_step(&m, &Optimizer::sgd()).expect("the step builds").graph;
-    let mut t: Vec<f64> = (0..5)
-        .map(|_| {
-            let s = Instant::now();
-            kiln::compile(&step, kiln::Fusion::Fused).expect("compiles");
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    println!("compile time, mnist_mlp training step (graph to callable): {:.1} ms", t[2]);
+    c.bench_function("compile mnist_mlp training step", |b| {
+        b.iter(|| kiln::compile(&step, kiln::Fusion::Fused).expect("compiles"))
+    });
 }
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = gelu, compile_time
+}
+criterion_main!(benches);
