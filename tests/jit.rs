@@ -172,6 +172,23 @@ fn vectorized_reductions_and_selects() {
     }
 }
 
+/// On a host with FMA, `x*a + b` (the product used once) becomes one fused multiply-add; a
+/// product used twice is not contracted. Both agree with the interpreter.
+#[test]
+fn multiply_adds_are_contracted_on_fma_hosts() {
+    let text = "func @t(%x: f32[9], %a: f32[9], %b: f32[9]) -> (y: f32[9], z: f32[9]) {\n  %3 = mul %x, %a : f32[9]\n  %4 = add %3, %b : f32[9]\n  %5 = mul %x, %b : f32[9]\n  %6 = add %5, %5 : f32[9]\n  return %4, %6\n}\n";
+    let g = parse_graph(text).unwrap();
+    let exe = compile(&g, Options::default()).unwrap();
+    let clif: Vec<&str> = exe.groups().filter_map(|(_, k)| k).map(|k| k.clif.as_str()).collect();
+    assert_eq!(clif.len(), 2);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("fma") {
+        assert!(clif[0].contains(" = fma "), "{}", clif[0]);
+        assert!(!clif[1].contains(" = fma "), "{}", clif[1]);
+    }
+    agree(&g, &feeds(&g), Mode::Fused);
+}
+
 #[test]
 fn non_row_major_inputs_are_read_correctly() {
     let g = parse_graph(&op_fn("%a: f32[3,2], %b: f32[3,2]", "sub %a, %b", "f32[3,2]")).unwrap();

@@ -485,9 +485,11 @@ const SIN_COEFFS: [f64; 6] =
     [1.0 / 6_227_020_800.0, -1.0 / 39_916_800.0, 1.0 / 362_880.0, -1.0 / 5040.0, 1.0 / 120.0, -1.0 / 6.0];
 
 /// The constants of the inline `exp`/`tanh`/`ln`/`sin`/`cos`.
-const MATH_CONSTS: [f64; 37] = [
+const MATH_CONSTS: [f64; 39] = [
     std::f64::consts::FRAC_1_PI,
     TRIG_LIMIT,
+    -0.693_145_751_953_125,
+    -1.428_606_765_330_187e-6,
     -PI_PARTS[0],
     -PI_PARTS[1],
     -PI_PARTS[2],
@@ -587,12 +589,57 @@ impl Emitter<'_> {
         if lanes > 1 { b.ins().splat(types::F32X4, s) } else { s }
     }
 
+    /// Per body instruction, its operands if it is a float multiply whose only use is an
+    /// addition: with FMA on the host the pair is contracted into one fused multiply-add
+    /// (one rounding instead of two, as C compilers do under `-ffp-contract=fast` and XLA
+    /// does on CPU). The unused multiply is removed by Cranelift's dead-code elimination.
+    fn contractible(&self) -> Vec<Option<(usize, usize)>> {
+        let body = &self.kernel.body;
+        let mut uses = vec![0usize; body.len()];
+        let mut add_uses = vec![0usize; body.len()];
+        for (inst, _) in body {
+            match inst {
+                Inst::Load(_) | Inst::Const(_) => {}
+                Inst::Unary(_, x) | Inst::Cast(x) => uses[*x] += 1,
+                Inst::Binary(op, x, y) => {
+                    uses[*x] += 1;
+                    uses[*y] += 1;
+                    if *op == BinaryOp::Add {
+                        add_uses[*x] += 1;
+                        add_uses[*y] += 1;
+                    }
+                }
+                Inst::Compare(_, x, y) => {
+                    uses[*x] += 1;
+                    uses[*y] += 1;
+                }
+                Inst::Select(c, x, y) => {
+                    uses[*c] += 1;
+                    uses[*x] += 1;
+                    uses[*y] += 1;
+                }
+            }
+        }
+        body.iter()
+            .enumerate()
+            .map(|(i, (inst, dt))| match inst {
+                Inst::Binary(BinaryOp::Mul, p, q)
+                    if self.fma && dt.is_float() && uses[i] == 1 && add_uses[i] == 1 && i + 1 < body.len() =>
+                {
+                    Some((*p, *q))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Computes the element (or `lanes` adjacent elements) of the body at `index`.
     fn compute(&self, b: &mut FunctionBuilder, index: &[Value], lanes: u8) -> Value {
         let k = self.kernel;
         // Vector accesses are not 16-byte aligned in general.
         let vflags = MemFlagsData::new().with_notrap();
         let mut vals: Vec<Value> = Vec::with_capacity(k.body.len());
+        let contract = self.contractible();
         for (inst, dt) in &k.body {
             let ty = cl_type(*dt);
             let arg_dt = |i: usize| k.body[i].1;
@@ -644,6 +691,14 @@ impl Emitter<'_> {
                             b.inst_results(call)[0]
                         }
                     }
+                }
+                // `p·q + r` with the product used nowhere else: one fused multiply-add.
+                Inst::Binary(BinaryOp::Add, x, y) if contract[*x].is_some() || contract[*y].is_some() => {
+                    let ((p, q), r) = match contract[*x] {
+                        Some(pq) => (pq, *y),
+                        None => (contract[*y].unwrap_or_default(), *x),
+                    };
+                    b.ins().fma(vals[p], vals[q], vals[r])
                 }
                 Inst::Binary(op, x, y) => {
                     let (x, y) = (vals[*x], vals[*y]);
@@ -833,10 +888,16 @@ impl Emitter<'_> {
         let n = b.ins().fsub(t, magic);
         // r = x - n·ln2, with ln2 split in two parts so the product is exact.
         let (ln2_hi, ln2_lo) = (c(b, 0.693_145_751_953_125), c(b, 1.428_606_765_330_187e-6));
-        let t2 = b.ins().fmul(n, ln2_hi);
-        let r = b.ins().fsub(x, t2);
-        let t2 = b.ins().fmul(n, ln2_lo);
-        let r = b.ins().fsub(r, t2);
+        let r = if fma {
+            let (neg_hi, neg_lo) = (c(b, -0.693_145_751_953_125), c(b, -1.428_606_765_330_187e-6));
+            let r = b.ins().fma(n, neg_hi, x);
+            b.ins().fma(n, neg_lo, r)
+        } else {
+            let t2 = b.ins().fmul(n, ln2_hi);
+            let r = b.ins().fsub(x, t2);
+            let t2 = b.ins().fmul(n, ln2_lo);
+            b.ins().fsub(r, t2)
+        };
         // Horner: 1 + r(1 + r(1/2 + r(1/6 + r(1/24 + r(1/120 + r/720))))).
         let coeffs = [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
         let mut p = c(b, coeffs[0]);
