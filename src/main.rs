@@ -487,7 +487,15 @@ fn dump_kernels(
                 (None, Stage::Clif | Stage::Asm) => {}
                 (None, _) => {
                     let root = group.root();
-                    outln!("; op %{} = {} (runtime reference kernel)\n", root.index(), g.node(root).op.name());
+                    let members: Vec<String> = group.members.iter().map(|m| format!("%{}", m.index())).collect();
+                    match group.kind {
+                        kiln::passes::fuse::GroupKind::Contraction => outln!(
+                            "; gemm %{} = matmul (members: {}; transposes read through strides)\n",
+                            root.index(),
+                            members.join(" ")
+                        ),
+                        _ => outln!("; op %{} = {} (runtime reference kernel)\n", root.index(), g.node(root).op.name()),
+                    }
                 }
             }
         }

@@ -137,7 +137,8 @@ fn run_of_a_dumped_model_matches_the_dsl_graph_in_process() {
     let g = kiln::zoo::mnist_mlp(batch).unwrap().graph;
     let feeds: HashMap<String, Value> = [("x".to_string(), x), ("fc3.bias".to_string(), bias)].into();
     let want = interp::run_with_init(&g, &feeds, 42).unwrap()[0].to_f64_vec();
-    assert_eq!(got, want);
+    // The JIT's GEMM sums in another order than the interpreter: equal within rounding.
+    assert_close(&got, &want, 1e-5);
     // Another seed gives other parameters, so other logits.
     let o = kiln(&["run", path.to_str().unwrap(), "--input", &xi, "--seed", "43", "--out", out_dir.to_str().unwrap()]);
     assert!(o.status.success());

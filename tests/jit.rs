@@ -236,6 +236,9 @@ fn kernel_partition_snapshots() {
             let members: Vec<String> = group.members.iter().map(|m| format!("%{}", m.index())).collect();
             match kernel {
                 Some(k) => text.push_str(&format!("kernel {} <- {}\n", k.kernel.name, members.join(" "))),
+                None if group.kind == kiln::passes::fuse::GroupKind::Contraction => {
+                    text.push_str(&format!("gemm {} matmul\n", members.join(" ")))
+                }
                 None => {
                     text.push_str(&format!("op {} {}\n", members.join(" "), exe.graph().node(group.root()).op.name()))
                 }

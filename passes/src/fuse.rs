@@ -4,9 +4,9 @@
 //! tensors folded into how the group reads them; a `reduce_sum`/`reduce_max` roots a group
 //! that computes its operand's chain and reduces it in the same loop nest. A node joins its consumers'
 //! group only when every consumer is in that one group (so nothing is computed twice) and it
-//! is not a graph output; everything else roots a group of its own. Contractions,
-//! reductions and data movement stay single-node groups for now (their fusion with
-//! neighbours is priced work for the contraction issue). [`Mode::Unfused`] puts every node in
+//! is not a graph output; everything else roots a group of its own. A floating-point
+//! `matmul` roots a contraction group that absorbs the transposes of its operands (they
+//! become strides of the GEMM call). Convolutions and data movement stay single-node groups. [`Mode::Unfused`] puts every node in
 //! its own group: the baseline for benchmarks.
 
 use kiln_ir::{BinaryOp, Graph, NodeId, Op};
@@ -28,6 +28,10 @@ pub enum GroupKind {
     Elementwise,
     /// One op run by the runtime's reference implementation.
     Op,
+    /// A floating-point `matmul` run by the runtime's GEMM, with the transposes of its
+    /// operands (a `permute` swapping the last two axes, read by nothing else) folded in as
+    /// members: the GEMM reads the permute's operand through swapped strides.
+    Contraction,
 }
 
 /// A set of nodes computed together; only the root is materialized.
@@ -58,6 +62,23 @@ pub fn is_elementwise(graph: &Graph, id: NodeId) -> bool {
         Op::Broadcast { .. } => true,
         _ => false,
     }
+}
+
+/// If `id` is a `permute` that swaps the last two axes and keeps the others, its operand.
+pub fn transpose_of(graph: &Graph, id: NodeId) -> Option<NodeId> {
+    let node = graph.node(id);
+    let Op::Permute { perm } = &node.op else { return None };
+    let r = perm.len();
+    let swaps_last_two = r >= 2
+        && perm[..r - 2].iter().enumerate().all(|(i, p)| *p == i)
+        && perm[r - 2] == r - 1
+        && perm[r - 1] == r - 2;
+    swaps_last_two.then(|| node.args[0])
+}
+
+/// True for a `matmul` the runtime's GEMM computes (floating-point operands).
+pub fn is_gemm(graph: &Graph, id: NodeId) -> bool {
+    matches!(graph.node(id).op, Op::Matmul) && graph.ty(id).dtype.is_float()
 }
 
 /// The iteration space of a kernel rooted at `root`: its extents, or for a reduction its
@@ -110,7 +131,17 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
         if inlined_const {
             continue;
         }
-        let joined = if mode == Mode::Fused && elementwise && !is_output[i] {
+        // A transpose read only by the GEMMs of one contraction group is folded into it.
+        let folded = (mode == Mode::Fused && !is_output[i] && transpose_of(graph, id).is_some())
+            .then(|| {
+                let first = users[i].first().and_then(|u| group_of[u.index()])?;
+                let all = users[i].iter().all(|u| is_gemm(graph, *u) && group_of[u.index()] == Some(first));
+                (all && groups[first].kind == GroupKind::Contraction).then_some(first)
+            })
+            .flatten();
+        let joined = if folded.is_some() {
+            folded
+        } else if mode == Mode::Fused && elementwise && !is_output[i] {
             let gs: Vec<Option<usize>> = users[i].iter().map(|u| group_of[u.index()]).collect();
             let first = gs.first().copied().flatten();
             let one_group = first.is_some() && gs.iter().all(|g| *g == first);
@@ -137,6 +168,8 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
             None => {
                 let kind = if elementwise || (reduction && mode == Mode::Fused) {
                     GroupKind::Elementwise
+                } else if is_gemm(graph, id) {
+                    GroupKind::Contraction
                 } else {
                     GroupKind::Op
                 };

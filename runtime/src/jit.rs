@@ -9,11 +9,12 @@ use kiln_codegen::cpu::{CodegenError, CompiledKernel, CpuJit};
 use kiln_codegen::kernel::{LowerError, lower_group};
 use kiln_ir::interp::eval_node;
 use kiln_ir::{Graph, InterpError, NodeId, Value};
-use kiln_passes::fuse::{Group, GroupKind, Mode, partition};
+use kiln_passes::fuse::{Group, GroupKind, Mode, partition, transpose_of};
 use kiln_passes::plan::MemoryPlan;
 use thiserror::Error;
 
 use crate::arena::{Arena, copy_out, data, data_mut, is_standard};
+use crate::gemm::{self, MatmulShape};
 
 /// Errors from compiling a graph.
 #[derive(Debug, Error)]
@@ -42,6 +43,8 @@ pub struct Options {
 pub struct Executable {
     graph: Graph,
     groups: Vec<(Group, Option<CompiledKernel>)>,
+    /// Per group: the GEMM call of a contraction group.
+    gemms: Vec<Option<GemmCall>>,
     plan: MemoryPlan,
     /// Per group: the arena offset of its result, for kernels whose result is an
     /// intermediate.
@@ -66,10 +69,14 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
     for g in partition(graph, options.mode) {
         let kernel = match g.kind {
             GroupKind::Elementwise => Some(jit.compile(&lower_group(graph, &g.members)?)?),
-            GroupKind::Op => None,
+            GroupKind::Op | GroupKind::Contraction => None,
         };
         groups.push((g, kernel));
     }
+    let gemms: Vec<Option<GemmCall>> = groups
+        .iter()
+        .map(|(g, _)| (g.kind == GroupKind::Contraction).then(|| GemmCall::new(graph, g.root())))
+        .collect();
     let plan = kiln_passes::plan::plan(graph, &groups.iter().map(|(g, _)| g.clone()).collect::<Vec<_>>());
     // Kernel results that only kernels read live in the arena. Graph outputs go to the
     // caller, and operands of reference ops stay owned values (the reference implementations
@@ -78,8 +85,8 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
     for o in graph.outputs() {
         arena_ok[o.value.index()] = false;
     }
-    for (g, k) in &groups {
-        if k.is_none() {
+    for (g, _) in &groups {
+        if g.kind == GroupKind::Op {
             for a in &graph.node(g.root()).args {
                 arena_ok[a.index()] = false;
             }
@@ -89,12 +96,13 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
     let arena_offset = groups
         .iter()
         .zip(&plan.placements)
-        .map(|((g, k), p)| (k.is_some() && arena_ok[g.root().index()]).then_some(p.offset))
+        .map(|((g, _), p)| (g.kind != GroupKind::Op && arena_ok[g.root().index()]).then_some(p.offset))
         .collect();
     Ok(Executable {
         graph: graph.clone(),
         in_place: vec![None; groups.len()],
         groups,
+        gemms,
         plan,
         arena_offset,
         arena: std::sync::Mutex::new(Arena::default()),
@@ -339,7 +347,7 @@ impl Executable {
         for (gi, (group, kernel)) in self.groups.iter().enumerate() {
             let root = group.root();
             let node = g.node(root);
-            let Some(k) = kernel else {
+            if group.kind == GroupKind::Op {
                 // A reference op: arena operands are copied out for it.
                 let mut args: Vec<std::borrow::Cow<'_, Value>> = Vec::with_capacity(node.args.len());
                 for a in &node.args {
@@ -363,7 +371,7 @@ impl Executable {
                 })?;
                 slots[root.index()] = Slot::Owned(crate::map_standard(&v));
                 continue;
-            };
+            }
             // Where the result goes: over an input updated in place, into the arena, or into
             // an owned buffer (graph outputs reuse the caller's).
             let in_place = self.in_place[gi].filter(|_| update);
@@ -379,8 +387,8 @@ impl Executable {
                         None => pool[gi].take(),
                     };
                     Slot::Owned(match reuse {
-                        Some(v) if v.ty() == k.kernel.out => v,
-                        _ => Value::splat(&k.kernel.out, 0.0),
+                        Some(v) if &v.ty() == g.ty(root) => v,
+                        _ => Value::splat(g.ty(root), 0.0),
                     })
                 }
             };
@@ -389,6 +397,28 @@ impl Executable {
                 Slot::Arena(off) => base.wrapping_add(*off),
                 Slot::Borrowed(_) | Slot::Empty => return Err(internal(g, root, "no output buffer")),
             };
+            let source = |n: NodeId| -> Result<*const u8, InterpError> {
+                match &slots[n.index()] {
+                    Slot::Borrowed(v) => Ok(data(v).0),
+                    Slot::Owned(v) => Ok(data(v).0),
+                    Slot::Arena(off) => Ok(base.wrapping_add(*off) as *const u8),
+                    Slot::Empty => Err(internal(g, root, "operand not computed")),
+                }
+            };
+            if let Some(call) = &self.gemms[gi] {
+                let (a, b) = (call.a.operand(source(call.a.node)?), call.b.operand(source(call.b.node)?));
+                // SAFETY: the operands are row-major buffers of their nodes' types (slots hold
+                // exactly that), which the strides of `GemmCall::new` cover for this shape;
+                // `out` is a fresh, owned or planned buffer of the product's type that no live
+                // operand shares (the plan keeps live buffers apart).
+                let done =
+                    unsafe { gemm::matmul(g.ty(root).dtype, call.shape, a, b, out, self.threads, &|_, _, _| {}) };
+                if !done {
+                    return Err(internal(g, root, "gemm on a non-float product"));
+                }
+                continue;
+            }
+            let Some(k) = kernel else { return Err(internal(g, root, "group without code")) };
             let mut ptrs = Vec::with_capacity(k.kernel.inputs.len());
             for input in &k.kernel.inputs {
                 let (ptr, len) = if Some(input.node) == in_place {
@@ -446,6 +476,54 @@ impl Executable {
             // is read only at the element being written.
             unsafe { k.call(ptrs, out) };
         }
+    }
+}
+
+/// One operand of a GEMM call: the buffer it reads and whether it reads it transposed.
+#[derive(Clone, Copy, Debug)]
+struct GemmOperand {
+    node: NodeId,
+    transposed: bool,
+    /// Rows and columns of the operand as the product sees it.
+    rows: usize,
+    cols: usize,
+}
+
+impl GemmOperand {
+    /// The operand `id` of a matmul, looking through a folded transpose.
+    fn new(graph: &Graph, id: NodeId) -> Self {
+        let dims = graph.ty(id).dims();
+        let (rows, cols) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+        match transpose_of(graph, id) {
+            Some(src) => GemmOperand { node: src, transposed: true, rows, cols },
+            None => GemmOperand { node: id, transposed: false, rows, cols },
+        }
+    }
+
+    /// Strides over the row-major buffer at `ptr`.
+    fn operand(&self, ptr: *const u8) -> gemm::Operand {
+        let (r, c) = (self.rows as isize, self.cols as isize);
+        let (row_stride, col_stride) = if self.transposed { (1, r) } else { (c, 1) };
+        gemm::Operand { ptr, row_stride, col_stride, batch_stride: r * c }
+    }
+}
+
+/// A matmul run by GEMM.
+#[derive(Clone, Copy, Debug)]
+struct GemmCall {
+    shape: MatmulShape,
+    a: GemmOperand,
+    b: GemmOperand,
+}
+
+impl GemmCall {
+    fn new(graph: &Graph, root: NodeId) -> Self {
+        let node = graph.node(root);
+        let (a, b) = (GemmOperand::new(graph, node.args[0]), GemmOperand::new(graph, node.args[1]));
+        let dims = graph.ty(root).dims();
+        let r = dims.len();
+        let batch = dims[..r - 2].iter().product();
+        GemmCall { shape: MatmulShape { batch, m: dims[r - 2], n: dims[r - 1], k: a.cols }, a, b }
     }
 }
 

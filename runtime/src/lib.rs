@@ -6,6 +6,7 @@
 
 mod arena;
 pub mod exec;
+pub mod gemm;
 pub mod jit;
 pub mod npy;
 pub mod train;
