@@ -489,11 +489,12 @@ fn dump_kernels(
                     let root = group.root();
                     let members: Vec<String> = group.members.iter().map(|m| format!("%{}", m.index())).collect();
                     match group.kind {
-                        kiln::passes::fuse::GroupKind::Contraction => outln!(
-                            "; gemm %{} = matmul (members: {}; transposes read through strides)\n",
-                            root.index(),
-                            members.join(" ")
-                        ),
+                        kiln::passes::fuse::GroupKind::Contraction => {
+                            let op = g.node(root).op.name();
+                            let how =
+                                if op == "matmul" { "GEMM; transposes read through strides" } else { "im2col + GEMM" };
+                            outln!("; contraction %{} = {op} (members: {}; {how})\n", root.index(), members.join(" "))
+                        }
                         _ => outln!("; op %{} = {} (runtime reference kernel)\n", root.index(), g.node(root).op.name()),
                     }
                 }

@@ -348,7 +348,8 @@ fn run_backends_agree_and_kernels_dump() {
     assert!(
         text.contains("kernel @k")
             && text.contains("store out[i]")
-            && text.contains("conv2d (runtime reference kernel)"),
+            && text.contains("= conv2d (members: ")
+            && text.contains("im2col + GEMM"),
         "{text}"
     );
     let o = kiln(&["dump", "mnist_mlp", "--stage", "clif"]);

@@ -237,7 +237,8 @@ fn kernel_partition_snapshots() {
             match kernel {
                 Some(k) => text.push_str(&format!("kernel {} <- {}\n", k.kernel.name, members.join(" "))),
                 None if group.kind == kiln::passes::fuse::GroupKind::Contraction => {
-                    text.push_str(&format!("gemm {} matmul\n", members.join(" ")))
+                    let op = exe.graph().node(group.root()).op.name();
+                    text.push_str(&format!("contraction {} {op}\n", members.join(" ")))
                 }
                 None => {
                     text.push_str(&format!("op {} {}\n", members.join(" "), exe.graph().node(group.root()).op.name()))

@@ -6,7 +6,8 @@
 //! group only when every consumer is in that one group (so nothing is computed twice) and it
 //! is not a graph output; everything else roots a group of its own. A floating-point
 //! `matmul` roots a contraction group that absorbs the transposes of its operands (they
-//! become strides of the GEMM call). Convolutions and data movement stay single-node groups. [`Mode::Unfused`] puts every node in
+//! become strides of the GEMM call); convolutions are contraction groups of their own. Data
+//! movement stays in single-node groups for the reference implementations. [`Mode::Unfused`] puts every node in
 //! its own group: the baseline for benchmarks.
 
 use kiln_ir::{BinaryOp, Graph, NodeId, Op};
@@ -28,9 +29,10 @@ pub enum GroupKind {
     Elementwise,
     /// One op run by the runtime's reference implementation.
     Op,
-    /// A floating-point `matmul` run by the runtime's GEMM, with the transposes of its
-    /// operands (a `permute` swapping the last two axes, read by nothing else) folded in as
-    /// members: the GEMM reads the permute's operand through swapped strides.
+    /// A floating-point `matmul` or a convolution (or one of its gradients), run by the
+    /// runtime's GEMM-based routines. A matmul's group also holds the transposes of its
+    /// operands (a `permute` swapping the last two axes, read by nothing else): the GEMM
+    /// reads the permute's operand through swapped strides.
     Contraction,
 }
 
@@ -79,6 +81,12 @@ pub fn transpose_of(graph: &Graph, id: NodeId) -> Option<NodeId> {
 /// True for a `matmul` the runtime's GEMM computes (floating-point operands).
 pub fn is_gemm(graph: &Graph, id: NodeId) -> bool {
     matches!(graph.node(id).op, Op::Matmul) && graph.ty(id).dtype.is_float()
+}
+
+/// True for the nodes a [`GroupKind::Contraction`] group is rooted at: float matmuls and
+/// convolutions with their gradients.
+pub fn is_contraction(graph: &Graph, id: NodeId) -> bool {
+    is_gemm(graph, id) || matches!(graph.node(id).op, Op::Conv2d(_) | Op::Conv2dGradInput(_) | Op::Conv2dGradWeight(_))
 }
 
 /// The iteration space of a kernel rooted at `root`: its extents, or for a reduction its
@@ -168,7 +176,7 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
             None => {
                 let kind = if elementwise || (reduction && mode == Mode::Fused) {
                     GroupKind::Elementwise
-                } else if is_gemm(graph, id) {
+                } else if is_contraction(graph, id) {
                     GroupKind::Contraction
                 } else {
                     GroupKind::Op

@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use kiln_codegen::cpu::{CodegenError, CompiledKernel, CpuJit};
 use kiln_codegen::kernel::{LowerError, lower_group};
 use kiln_ir::interp::eval_node;
-use kiln_ir::{Graph, InterpError, NodeId, Value};
+use kiln_ir::{DType, Graph, InterpError, NodeId, Op, Value};
 use kiln_passes::fuse::{Group, GroupKind, Mode, partition, transpose_of};
 use kiln_passes::plan::MemoryPlan;
 use thiserror::Error;
 
 use crate::arena::{Arena, copy_out, data, data_mut, is_standard};
+use crate::conv::{self, ConvGeometry};
 use crate::gemm::{self, MatmulShape};
 
 /// Errors from compiling a graph.
@@ -43,8 +44,8 @@ pub struct Options {
 pub struct Executable {
     graph: Graph,
     groups: Vec<(Group, Option<CompiledKernel>)>,
-    /// Per group: the GEMM call of a contraction group.
-    gemms: Vec<Option<GemmCall>>,
+    /// Per group: the call of a contraction group.
+    contractions: Vec<Option<Contraction>>,
     plan: MemoryPlan,
     /// Per group: the arena offset of its result, for kernels whose result is an
     /// intermediate.
@@ -73,9 +74,9 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         };
         groups.push((g, kernel));
     }
-    let gemms: Vec<Option<GemmCall>> = groups
+    let contractions: Vec<Option<Contraction>> = groups
         .iter()
-        .map(|(g, _)| (g.kind == GroupKind::Contraction).then(|| GemmCall::new(graph, g.root())))
+        .map(|(g, _)| (g.kind == GroupKind::Contraction).then(|| Contraction::new(graph, g.root())))
         .collect();
     let plan = kiln_passes::plan::plan(graph, &groups.iter().map(|(g, _)| g.clone()).collect::<Vec<_>>());
     // Kernel results that only kernels read live in the arena. Graph outputs go to the
@@ -102,7 +103,7 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         graph: graph.clone(),
         in_place: vec![None; groups.len()],
         groups,
-        gemms,
+        contractions,
         plan,
         arena_offset,
         arena: std::sync::Mutex::new(Arena::default()),
@@ -405,17 +406,8 @@ impl Executable {
                     Slot::Empty => Err(internal(g, root, "operand not computed")),
                 }
             };
-            if let Some(call) = &self.gemms[gi] {
-                let (a, b) = (call.a.operand(source(call.a.node)?), call.b.operand(source(call.b.node)?));
-                // SAFETY: the operands are row-major buffers of their nodes' types (slots hold
-                // exactly that), which the strides of `GemmCall::new` cover for this shape;
-                // `out` is a fresh, owned or planned buffer of the product's type that no live
-                // operand shares (the plan keeps live buffers apart).
-                let done =
-                    unsafe { gemm::matmul(g.ty(root).dtype, call.shape, a, b, out, self.threads, &|_, _, _| {}) };
-                if !done {
-                    return Err(internal(g, root, "gemm on a non-float product"));
-                }
+            if let Some(call) = &self.contractions[gi] {
+                self.contract(call, root, &source, out)?;
                 continue;
             }
             let Some(k) = kernel else { return Err(internal(g, root, "group without code")) };
@@ -441,6 +433,60 @@ impl Executable {
                 ptrs.push(ptr);
             }
             self.call(k, &ptrs, out);
+        }
+        Ok(())
+    }
+
+    /// Runs a contraction group into `out`, reading operands through `source`.
+    fn contract(
+        &self,
+        call: &Contraction,
+        root: NodeId,
+        source: &dyn Fn(NodeId) -> Result<*const u8, InterpError>,
+        out: *mut u8,
+    ) -> Result<(), InterpError> {
+        let g = &self.graph;
+        let dtype = g.ty(root).dtype;
+        match call {
+            Contraction::Gemm(call) => {
+                let (a, b) = (call.a.operand(source(call.a.node)?), call.b.operand(source(call.b.node)?));
+                // SAFETY: the operands are row-major buffers of their nodes' types (slots hold
+                // exactly that), which the strides of `GemmCall::new` cover for this shape;
+                // `out` is a fresh, owned or planned buffer of the product's type that no live
+                // operand shares (the plan keeps live buffers apart).
+                let done = unsafe { gemm::matmul(dtype, call.shape, a, b, out, self.threads, &|_, _, _| {}) };
+                if !done {
+                    return Err(internal(g, root, "gemm on a non-float product"));
+                }
+            }
+            Contraction::Conv { kind, geometry, lhs, rhs } => {
+                let (l, r) = (source(*lhs)?, source(*rhs)?);
+                let (nl, nr, no) = (g.ty(*lhs).numel(), g.ty(*rhs).numel(), g.ty(root).numel());
+                macro_rules! run {
+                    ($t:ty) => {{
+                        // SAFETY: each operand slot is a row-major buffer of its node's type, so it
+                        // holds exactly numel elements of $t; `out` is the result's buffer of
+                        // `no` elements, not shared with any live operand (see above).
+                        let (l, r, o) = unsafe {
+                            (
+                                std::slice::from_raw_parts(l as *const $t, nl),
+                                std::slice::from_raw_parts(r as *const $t, nr),
+                                std::slice::from_raw_parts_mut(out as *mut $t, no),
+                            )
+                        };
+                        match kind {
+                            ConvKind::Forward => conv::forward(geometry, l, r, o, self.threads),
+                            ConvKind::GradInput => conv::grad_input(geometry, l, r, o, self.threads),
+                            ConvKind::GradWeight => conv::grad_weight(geometry, l, r, o),
+                        }
+                    }};
+                }
+                match dtype {
+                    DType::F32 => run!(f32),
+                    DType::F64 => run!(f64),
+                    _ => return Err(internal(g, root, "convolution of a non-float type")),
+                }
+            }
         }
         Ok(())
     }
@@ -524,6 +570,54 @@ impl GemmCall {
         let r = dims.len();
         let batch = dims[..r - 2].iter().product();
         GemmCall { shape: MatmulShape { batch, m: dims[r - 2], n: dims[r - 1], k: a.cols }, a, b }
+    }
+}
+
+/// Which convolution a contraction group computes.
+#[derive(Clone, Copy, Debug)]
+enum ConvKind {
+    Forward,
+    GradInput,
+    GradWeight,
+}
+
+/// How a contraction group runs.
+#[derive(Clone, Copy, Debug)]
+enum Contraction {
+    /// A matmul on GEMM.
+    Gemm(GemmCall),
+    /// A convolution (`lhs`, `rhs` are its operands in op order) on im2col + GEMM.
+    Conv { kind: ConvKind, geometry: ConvGeometry, lhs: NodeId, rhs: NodeId },
+}
+
+impl Contraction {
+    fn new(graph: &Graph, root: NodeId) -> Self {
+        let node = graph.node(root);
+        let (lhs, rhs) = (node.args[0], node.args[1]);
+        let dims = |id: NodeId| graph.ty(id).dims();
+        match &node.op {
+            Op::Conv2d(a) => Contraction::Conv {
+                kind: ConvKind::Forward,
+                geometry: ConvGeometry::new(dims(lhs), dims(rhs), dims(root), *a),
+                lhs,
+                rhs,
+            },
+            // conv2d_grad_input(dy, w) -> dx
+            Op::Conv2dGradInput(a) => Contraction::Conv {
+                kind: ConvKind::GradInput,
+                geometry: ConvGeometry::new(dims(root), dims(rhs), dims(lhs), *a),
+                lhs,
+                rhs,
+            },
+            // conv2d_grad_weight(x, dy) -> dw
+            Op::Conv2dGradWeight(a) => Contraction::Conv {
+                kind: ConvKind::GradWeight,
+                geometry: ConvGeometry::new(dims(lhs), dims(root), dims(rhs), *a),
+                lhs,
+                rhs,
+            },
+            _ => Contraction::Gemm(GemmCall::new(graph, root)),
+        }
     }
 }
 

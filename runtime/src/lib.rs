@@ -5,6 +5,7 @@
 //! data loaders will live here too (ARCHITECTURE.md §1, §6).
 
 mod arena;
+pub mod conv;
 pub mod exec;
 pub mod gemm;
 pub mod jit;

@@ -1,0 +1,267 @@
+//! Convolutions on the host as GEMMs over im2col matrices.
+//!
+//! For image `n` and channel group `g`, `cols[(c, ky, kx), (oy, ox)]` holds the input tap
+//! `x[n, g·C/G + c, oy·sh + ky·dh − ph, ox·sw + kx·dw − pw]` (0 in the padding). Then
+//! - the forward is `y[n, group g] = W_g · cols` (`O/G × K` by `K × OH·OW`),
+//! - the input gradient is `cols' = W_gᵀ · dy[n, group g]`, scattered back (col2im),
+//! - the weight gradient is `dW_g = dy_g · colsᵀ` with the columns of every image side by
+//!   side, one GEMM summing over the whole batch.
+//!
+//! Images are independent in the forward and the input gradient, so they are split over
+//! threads; each image's arithmetic is the same whatever the thread count, and the weight
+//! gradient is one GEMM over fixed blocks, so results are identical on any number of threads.
+
+use kiln_ir::{ConvAttrs, DType};
+
+use crate::gemm::{MatmulShape, Operand, matmul};
+
+/// The geometry of one convolution: `x: [n, c, h, w]`, `w: [o, c/groups, kh, kw]`,
+/// `y: [n, o, oh, ow]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Batch.
+    pub n: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub o: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+    /// Strides, padding, dilation, groups.
+    pub attrs: ConvAttrs,
+}
+
+impl ConvGeometry {
+    /// The geometry from the input, weight and output extents.
+    pub fn new(x: &[usize], w: &[usize], y: &[usize], attrs: ConvAttrs) -> Self {
+        ConvGeometry { n: x[0], c: x[1], h: x[2], w: x[3], o: w[0], kh: w[2], kw: w[3], oh: y[2], ow: y[3], attrs }
+    }
+
+    fn groups(&self) -> usize {
+        self.attrs.groups.max(1)
+    }
+
+    /// Input channels per group.
+    fn cg(&self) -> usize {
+        self.c / self.groups()
+    }
+
+    /// Output channels per group.
+    fn og(&self) -> usize {
+        self.o / self.groups()
+    }
+
+    /// Rows of the im2col matrix: one per (channel, ky, kx) of a group.
+    fn k(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+
+    /// Output positions per image.
+    fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Multiply-adds of the convolution, for choosing threads.
+    fn flops(&self) -> usize {
+        2 * self.n * self.o * self.p() * self.k()
+    }
+}
+
+/// Element types the convolutions run on.
+pub(crate) trait Float: Copy + Default + std::ops::AddAssign + Send + Sync + 'static {
+    const DTYPE: DType;
+}
+
+impl Float for f32 {
+    const DTYPE: DType = DType::F32;
+}
+
+impl Float for f64 {
+    const DTYPE: DType = DType::F64;
+}
+
+/// Writes the im2col matrix of image `xn` (`[c, h, w]`) for group `g` into `cols`, row
+/// `r` starting at `r · row_stride`, columns from `col0`.
+fn im2col<T: Float>(geo: &ConvGeometry, xn: &[T], g: usize, cols: &mut [T], row_stride: usize, col0: usize) {
+    let [sh, sw] = geo.attrs.stride;
+    let [ph, pw] = geo.attrs.padding;
+    let [dh, dw] = geo.attrs.dilation;
+    for ci in 0..geo.cg() {
+        let plane = &xn[(g * geo.cg() + ci) * geo.h * geo.w..][..geo.h * geo.w];
+        for ky in 0..geo.kh {
+            for kx in 0..geo.kw {
+                let row = (ci * geo.kh + ky) * geo.kw + kx;
+                let dst = &mut cols[row * row_stride + col0..][..geo.p()];
+                for oy in 0..geo.oh {
+                    let out = &mut dst[oy * geo.ow..][..geo.ow];
+                    let iy = (oy * sh + ky * dh).wrapping_sub(ph);
+                    if iy >= geo.h {
+                        out.fill(T::default());
+                        continue;
+                    }
+                    let src = &plane[iy * geo.w..][..geo.w];
+                    for (ox, o) in out.iter_mut().enumerate() {
+                        let ix = (ox * sw + kx * dw).wrapping_sub(pw);
+                        *o = if ix < geo.w { src[ix] } else { T::default() };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the im2col-shaped gradient `cols` (`K × P`) of group `g` back into image `gxn`.
+fn col2im<T: Float>(geo: &ConvGeometry, cols: &[T], g: usize, gxn: &mut [T]) {
+    let [sh, sw] = geo.attrs.stride;
+    let [ph, pw] = geo.attrs.padding;
+    let [dh, dw] = geo.attrs.dilation;
+    for ci in 0..geo.cg() {
+        let plane = &mut gxn[(g * geo.cg() + ci) * geo.h * geo.w..][..geo.h * geo.w];
+        for ky in 0..geo.kh {
+            for kx in 0..geo.kw {
+                let row = (ci * geo.kh + ky) * geo.kw + kx;
+                let src = &cols[row * geo.p()..][..geo.p()];
+                for oy in 0..geo.oh {
+                    let iy = (oy * sh + ky * dh).wrapping_sub(ph);
+                    if iy >= geo.h {
+                        continue;
+                    }
+                    let dst = &mut plane[iy * geo.w..][..geo.w];
+                    for (ox, v) in src[oy * geo.ow..][..geo.ow].iter().enumerate() {
+                        let ix = (ox * sw + kx * dw).wrapping_sub(pw);
+                        if ix < geo.w {
+                            dst[ix] += *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn operand<T>(ptr: *const T, row_stride: usize, col_stride: usize) -> Operand {
+    Operand { ptr: ptr as *const u8, row_stride: row_stride as isize, col_stride: col_stride as isize, batch_stride: 0 }
+}
+
+/// `C = A·B` for one matrix, single-threaded (the callers split work themselves).
+///
+/// # Safety
+/// As for [`matmul`].
+unsafe fn gemm1<T: Float>(m: usize, n: usize, k: usize, a: Operand, b: Operand, c: *mut T) {
+    let shape = MatmulShape { batch: 1, m, n, k };
+    // SAFETY: forwarded from this function's contract.
+    unsafe { matmul(T::DTYPE, shape, a, b, c as *mut u8, 1, &|_, _, _| {}) };
+}
+
+/// Runs `f(image, scratch)` for every image, on up to `threads` threads, each with its own
+/// `scratch` of `scratch_len` elements.
+fn per_image<T: Float>(n: usize, threads: usize, scratch_len: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+    let threads = threads.clamp(1, n.max(1));
+    if threads == 1 {
+        let mut scratch = vec![T::default(); scratch_len];
+        for i in 0..n {
+            f(i, &mut scratch);
+        }
+        return;
+    }
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            scope.spawn(move || {
+                let mut scratch = vec![T::default(); scratch_len];
+                for i in (t..n).step_by(threads) {
+                    f(i, &mut scratch);
+                }
+            });
+        }
+    });
+}
+
+/// Convolutions below this many flops run on one thread.
+const PARALLEL_MIN_FLOPS: usize = 1 << 21;
+
+/// A raw output pointer shared by threads writing disjoint images.
+#[derive(Clone, Copy)]
+struct Out<T>(*mut T);
+
+// SAFETY: each thread writes only the images assigned to it (disjoint ranges of the buffer).
+unsafe impl<T> Send for Out<T> {}
+// SAFETY: as above; the pointer itself is only copied.
+unsafe impl<T> Sync for Out<T> {}
+
+impl<T> Out<T> {
+    /// The pointer (a method, so closures capture the `Sync` wrapper, not the raw field).
+    fn at(&self, offset: usize) -> *mut T {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// `y = conv2d(x, w)`.
+pub(crate) fn forward<T: Float>(geo: &ConvGeometry, x: &[T], w: &[T], y: &mut [T], threads: usize) {
+    let (k, p, og) = (geo.k(), geo.p(), geo.og());
+    let threads = if geo.flops() >= PARALLEL_MIN_FLOPS { threads } else { 1 };
+    let yp = Out(y.as_mut_ptr());
+    per_image::<T>(geo.n, threads, k * p, &|n, cols| {
+        let xn = &x[n * geo.c * geo.h * geo.w..][..geo.c * geo.h * geo.w];
+        for g in 0..geo.groups() {
+            im2col(geo, xn, g, cols, p, 0);
+            let wg = w[g * og * k..].as_ptr();
+            let dst = yp.at((n * geo.o + g * og) * p);
+            // SAFETY: W_g is og×k row-major inside `w`, cols is k×p, and the destination is
+            // the og×p block of image n, group g inside `y`, written only by this image's thread.
+            unsafe { gemm1::<T>(og, p, k, operand(wg, k, 1), operand(cols.as_ptr(), p, 1), dst) };
+        }
+    });
+}
+
+/// `dx = conv2d_grad_input(dy, w)`.
+pub(crate) fn grad_input<T: Float>(geo: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], threads: usize) {
+    let (k, p, og) = (geo.k(), geo.p(), geo.og());
+    let threads = if geo.flops() >= PARALLEL_MIN_FLOPS { threads } else { 1 };
+    dx.fill(T::default());
+    let dxp = Out(dx.as_mut_ptr());
+    let image = geo.c * geo.h * geo.w;
+    per_image::<T>(geo.n, threads, k * p, &|n, cols| {
+        // SAFETY: image n's slice of `dx` is written only by the thread running image n.
+        let dxn = unsafe { std::slice::from_raw_parts_mut(dxp.at(n * image), image) };
+        for g in 0..geo.groups() {
+            let wg = w[g * og * k..].as_ptr();
+            let dyg = dy[(n * geo.o + g * og) * p..].as_ptr();
+            // SAFETY: W_gᵀ reads the og×k block of `w` with swapped strides, dy's block of image
+            // n, group g is og×p, and `cols` holds k×p elements.
+            unsafe { gemm1::<T>(k, p, og, operand(wg, 1, k), operand(dyg, p, 1), cols.as_mut_ptr()) };
+            col2im(geo, cols, g, dxn);
+        }
+    });
+}
+
+/// `dw = conv2d_grad_weight(x, dy)`: one GEMM per group over the columns of every image.
+pub(crate) fn grad_weight<T: Float>(geo: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T]) {
+    let (k, p, og) = (geo.k(), geo.p(), geo.og());
+    let np = geo.n * p;
+    let mut cols = vec![T::default(); k * np];
+    let mut dyg = vec![T::default(); og * np];
+    let image = geo.c * geo.h * geo.w;
+    for g in 0..geo.groups() {
+        for n in 0..geo.n {
+            im2col(geo, &x[n * image..][..image], g, &mut cols, np, n * p);
+            for o in 0..og {
+                let src = &dy[(n * geo.o + g * og + o) * p..][..p];
+                dyg[o * np + n * p..][..p].copy_from_slice(src);
+            }
+        }
+        let dst = dw[g * og * k..].as_mut_ptr();
+        // SAFETY: dy_g is og×np, colsᵀ reads the k×np matrix with swapped strides, and the
+        // destination is the og×k block of group g inside `dw`.
+        unsafe { gemm1::<T>(og, k, np, operand(dyg.as_ptr(), np, 1), operand(cols.as_ptr(), 1, np), dst) };
+    }
+}
