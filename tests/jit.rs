@@ -395,6 +395,30 @@ fn training_updates_run_in_place() {
     assert!(exe.update_in_place(&[("y".into(), "x".into())]).is_empty());
 }
 
+/// A `reshape` shares its source's bytes: read by a kernel, by a GEMM, by a reference op
+/// and returned as an output (beside its source), it gives the interpreter's values; the plan
+/// gives it no bytes of its own and keeps its source alive for its readers. An update whose
+/// input is read later through a reshape is not done in place.
+#[test]
+fn reshapes_share_their_source_buffer() {
+    let text = "func @t(%x: f32[4,6], %w: f32[3,5]) -> (a: f32[4,6], b: f32[2,3,4], c: f32[8,5], d: f32[3,2,4]) {\n  %2 = exp %x : f32[4,6]\n  %3 = reshape %2 : f32[2,3,4]\n  %4 = reshape %3 : f32[8,3]\n  %5 = matmul %4, %w : f32[8,5]\n  %6 = permute %3 {perm=[1,0,2]} : f32[3,2,4]\n  return %2, %3, %5, %6\n}\n";
+    let g = parse_graph(text).unwrap();
+    agree(&g, &feeds(&g), Mode::Fused);
+    agree(&g, &feeds(&g), Mode::Unfused);
+    let exe = compile(&g, Options::default()).unwrap();
+    let plan = exe.memory_plan();
+    assert!(plan.is_valid());
+    let aliases: Vec<_> = plan.placements.iter().filter(|p| p.alias_of.is_some()).collect();
+    assert_eq!(aliases.len(), 2, "{plan:?}");
+    assert!(aliases.iter().all(|p| p.bytes == 0 && p.alias_of == Some(kiln::ir::NodeId::from_index(2))));
+    let text = "func @t(%p: f32[2,3], %g: f32[2,3]) -> (p2: f32[2,3], s: f32[3,2]) {\n  %2 = sub %p, %g : f32[2,3]\n  %3 = reshape %p : f32[3,2]\n  %4 = exp %3 : f32[3,2]\n  return %2, %4\n}\n";
+    let g = parse_graph(text).unwrap();
+    let mut exe = compile(&g, Options::default()).unwrap();
+    let order: Vec<String> = exe.groups().map(|(grp, _)| g.node(grp.root()).op.name().to_string()).collect();
+    assert_eq!(order, ["sub", "reshape", "exp"]);
+    assert!(exe.update_in_place(&[("p2".into(), "p".into())]).is_empty(), "p is read after the update");
+}
+
 #[test]
 fn compile_cache_hits_for_equal_graphs() {
     let a = kiln::zoo::mnist_mlp(4).unwrap().graph;

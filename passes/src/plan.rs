@@ -2,12 +2,13 @@
 //!
 //! Every group root of a partition is a buffer. It is live from the group that writes it to
 //! the last group that reads it (graph outputs stay live to the end; leaves belong to the
-//! caller and are not planned). Groups run in order; before each, buffers whose last reader
-//! has run are freed, and the new buffer takes the smallest free block that fits (best fit),
-//! or grows the arena. The plan reports the arena's peak size against the naive sum of every
-//! buffer.
+//! caller and are not planned). A `reshape` of a row-major buffer is an alias: it has no
+//! bytes of its own, and its readers keep its source alive. Groups run in order; before each,
+//! buffers whose last reader has run are freed, and the new buffer takes the smallest free
+//! block that fits (best fit), or grows the arena. The plan reports the arena's peak size
+//! against the naive sum of every buffer.
 
-use kiln_ir::{Graph, NodeId};
+use kiln_ir::{Graph, NodeId, Op};
 
 use crate::fuse::Group;
 
@@ -27,6 +28,9 @@ pub struct Placement {
     pub first: usize,
     /// Index of the last group that reads it (the group count for outputs).
     pub last: usize,
+    /// For a `reshape`, the node whose bytes it shares (then `bytes` is 0 and `offset` is the
+    /// source's, or 0 when the source is a leaf).
+    pub alias_of: Option<NodeId>,
 }
 
 /// A memory plan for a partitioned graph.
@@ -44,6 +48,16 @@ fn aligned(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
 }
 
+/// The node whose buffer `id` shares: its source if `id` is a single-node `reshape` group
+/// (followed through chains of them), else `id` itself.
+pub fn buffer_of(graph: &Graph, id: NodeId) -> NodeId {
+    let mut id = id;
+    while matches!(graph.node(id).op, Op::Reshape) {
+        id = graph.node(id).args[0];
+    }
+    id
+}
+
 /// Plans the buffers of `groups` (a partition of `graph`, in execution order).
 pub fn plan(graph: &Graph, groups: &[Group]) -> MemoryPlan {
     let n = graph.len();
@@ -51,27 +65,36 @@ pub fn plan(graph: &Graph, groups: &[Group]) -> MemoryPlan {
     for (gi, g) in groups.iter().enumerate() {
         group_of[g.root().index()] = gi;
     }
-    // Last group reading each root: a member's operand outside its group is read by it.
+    // Last group reading each buffer: a member's operand outside its group is read by it,
+    // and reading a reshape reads its source.
     let mut last = vec![0usize; n];
     for (gi, g) in groups.iter().enumerate() {
         for m in &g.members {
             for a in &graph.node(*m).args {
-                if group_of[a.index()] != usize::MAX && group_of[a.index()] != gi {
-                    last[a.index()] = last[a.index()].max(gi);
+                let b = buffer_of(graph, *a);
+                if group_of[b.index()] != usize::MAX && group_of[b.index()] != gi {
+                    last[b.index()] = last[b.index()].max(gi);
                 }
             }
         }
     }
     for o in graph.outputs() {
-        last[o.value.index()] = groups.len();
+        last[buffer_of(graph, o.value).index()] = groups.len();
     }
     let mut placements: Vec<Placement> = Vec::new();
+    let mut offset_of = vec![0usize; n];
     // Free blocks (offset, bytes) and buffers still live (index into placements).
     let mut free: Vec<(usize, usize)> = Vec::new();
     let mut live: Vec<usize> = Vec::new();
     let (mut top, mut naive) = (0usize, 0usize);
     for (gi, g) in groups.iter().enumerate() {
         let root = g.root();
+        let source = buffer_of(graph, root);
+        if source != root {
+            let offset = offset_of[source.index()];
+            placements.push(Placement { node: root, offset, bytes: 0, first: gi, last: gi, alias_of: Some(source) });
+            continue;
+        }
         // Free what no later group reads.
         live.retain(|&p| {
             let keep = placements[p].last >= gi;
@@ -98,7 +121,15 @@ pub fn plan(graph: &Graph, groups: &[Group]) -> MemoryPlan {
                 off
             }
         };
-        placements.push(Placement { node: root, offset, bytes, first: gi, last: last[root.index()].max(gi) });
+        offset_of[root.index()] = offset;
+        placements.push(Placement {
+            node: root,
+            offset,
+            bytes,
+            first: gi,
+            last: last[root.index()].max(gi),
+            alias_of: None,
+        });
         live.push(placements.len() - 1);
     }
     MemoryPlan { placements, peak_bytes: top, naive_bytes: naive }
@@ -120,8 +151,9 @@ fn coalesce(free: &mut Vec<(usize, usize)>) {
 impl MemoryPlan {
     /// True if no two buffers that are live at the same time overlap in the arena.
     pub fn is_valid(&self) -> bool {
-        self.placements.iter().enumerate().all(|(i, a)| {
-            self.placements[i + 1..].iter().all(|b| {
+        let own: Vec<&Placement> = self.placements.iter().filter(|p| p.alias_of.is_none()).collect();
+        own.iter().enumerate().all(|(i, a)| {
+            own[i + 1..].iter().all(|b| {
                 let overlap_time = a.first <= b.last && b.first <= a.last;
                 let overlap_space = a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes;
                 !(overlap_time && overlap_space)

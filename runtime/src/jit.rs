@@ -10,7 +10,7 @@ use kiln_codegen::kernel::{LowerError, lower_group};
 use kiln_ir::interp::eval_node;
 use kiln_ir::{DType, Graph, InterpError, NodeId, Op, Value};
 use kiln_passes::fuse::{Group, GroupKind, Mode, partition, transpose_of};
-use kiln_passes::plan::MemoryPlan;
+use kiln_passes::plan::{MemoryPlan, buffer_of};
 use thiserror::Error;
 
 use crate::arena::{Arena, copy_out, data, data_mut, is_standard};
@@ -46,6 +46,8 @@ pub struct Executable {
     groups: Vec<(Group, Option<CompiledKernel>)>,
     /// Per group: the call of a contraction group.
     contractions: Vec<Option<Contraction>>,
+    /// Per group: for a `reshape`, the node whose bytes it shares.
+    alias: Vec<Option<NodeId>>,
     plan: MemoryPlan,
     /// Per group: the arena offset of its result, for kernels whose result is an
     /// intermediate.
@@ -86,10 +88,18 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
     for o in graph.outputs() {
         arena_ok[o.value.index()] = false;
     }
-    for (g, _) in &groups {
-        if g.kind == GroupKind::Op {
+    // Reshapes share their source's bytes.
+    let alias: Vec<Option<NodeId>> = groups
+        .iter()
+        .map(|(g, _)| {
+            let src = buffer_of(graph, g.root());
+            (src != g.root()).then_some(src)
+        })
+        .collect();
+    for ((g, _), a) in groups.iter().zip(&alias) {
+        if g.kind == GroupKind::Op && a.is_none() {
             for a in &graph.node(g.root()).args {
-                arena_ok[a.index()] = false;
+                arena_ok[buffer_of(graph, *a).index()] = false;
             }
         }
     }
@@ -99,11 +109,13 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         .zip(&plan.placements)
         .map(|((g, _), p)| (g.kind != GroupKind::Op && arena_ok[g.root().index()]).then_some(p.offset))
         .collect();
+    let alias_groups = alias;
     Ok(Executable {
         graph: graph.clone(),
         in_place: vec![None; groups.len()],
         groups,
         contractions,
+        alias: alias_groups,
         plan,
         arena_offset,
         arena: std::sync::Mutex::new(Arena::default()),
@@ -143,6 +155,36 @@ enum Slot<'a> {
     Owned(Value),
     /// In the arena at this byte offset.
     Arena(usize),
+    /// The bytes of another node's slot (a `reshape` of a row-major buffer).
+    Same(NodeId),
+}
+
+/// The data pointer and element count of `n`'s buffer (following a reshape to its source).
+fn view(slots: &[Slot<'_>], base: *mut u8, graph: &Graph, n: NodeId) -> Option<(*const u8, usize)> {
+    match &slots[n.index()] {
+        Slot::Borrowed(v) => Some(data(v)),
+        Slot::Owned(v) => Some(data(v)),
+        Slot::Arena(off) => Some((base.wrapping_add(*off) as *const u8, graph.ty(n).numel())),
+        Slot::Same(src) => view(slots, base, graph, *src),
+        Slot::Empty => None,
+    }
+}
+
+/// `n`'s value as an array of its own type: borrowed where the slot holds one, else copied
+/// out of the arena or out of the reshaped source.
+fn value_of<'s>(slots: &'s [Slot<'_>], base: *mut u8, graph: &Graph, n: NodeId) -> Option<std::borrow::Cow<'s, Value>> {
+    match &slots[n.index()] {
+        Slot::Borrowed(v) => Some(std::borrow::Cow::Borrowed(*v)),
+        Slot::Owned(v) => Some(std::borrow::Cow::Borrowed(v)),
+        Slot::Arena(_) | Slot::Same(_) => {
+            let (ptr, _) = view(slots, base, graph, n)?;
+            // SAFETY: the slot (or the source it reshapes) holds a complete row-major result
+            // of `n`'s element count and dtype, kept intact by the plan until its last reader
+            // (this one or a later one) has run.
+            Some(std::borrow::Cow::Owned(unsafe { copy_out(graph.ty(n), ptr) }))
+        }
+        Slot::Empty => None,
+    }
 }
 
 impl Executable {
@@ -300,23 +342,28 @@ impl Executable {
             }
             return Err(e);
         }
-        // Outputs move to the caller (a value returned twice is copied).
+        // Outputs move to the caller (a value returned twice is copied). Outputs in the arena
+        // or sharing another buffer are copied out first, before any buffer moves.
+        let mut copied: Vec<Option<Value>> = g
+            .outputs()
+            .iter()
+            .map(|o| match &slots[o.value.index()] {
+                Slot::Arena(_) | Slot::Same(_) => value_of(&slots, base, g, o.value).map(|v| v.into_owned()),
+                _ => None,
+            })
+            .collect();
         let mut first: HashMap<NodeId, usize> = HashMap::new();
         for (i, o) in g.outputs().iter().enumerate() {
-            let value = match first.get(&o.value) {
-                Some(&j) => outputs[j].clone(),
-                None => {
-                    first.insert(o.value, i);
-                    match std::mem::replace(&mut slots[o.value.index()], Slot::Empty) {
-                        Slot::Owned(v) => v,
-                        Slot::Borrowed(v) => v.clone(),
-                        // SAFETY: an arena slot holds its kernel's complete result, written
-                        // earlier in this run; the arena is borrowed for the whole run.
-                        Slot::Arena(off) => unsafe { copy_out(g.ty(o.value), base.wrapping_add(off)) },
-                        Slot::Empty => return Err(internal(g, o.value, "output not computed")),
-                    }
-                }
+            let value = match (first.get(&o.value), copied[i].take()) {
+                (Some(&j), _) => outputs[j].clone(),
+                (None, Some(v)) => v,
+                (None, None) => match std::mem::replace(&mut slots[o.value.index()], Slot::Empty) {
+                    Slot::Owned(v) => v,
+                    Slot::Borrowed(v) => v.clone(),
+                    _ => return Err(internal(g, o.value, "output not computed")),
+                },
             };
+            first.entry(o.value).or_insert(i);
             outputs.push(value);
         }
         // Owned kernel results that are not outputs go back to the pool for the next run.
@@ -348,21 +395,16 @@ impl Executable {
         for (gi, (group, kernel)) in self.groups.iter().enumerate() {
             let root = group.root();
             let node = g.node(root);
+            if let Some(src) = self.alias[gi] {
+                // A reshape of a row-major buffer: the same bytes.
+                slots[root.index()] = Slot::Same(src);
+                continue;
+            }
             if group.kind == GroupKind::Op {
                 // A reference op: arena operands are copied out for it.
                 let mut args: Vec<std::borrow::Cow<'_, Value>> = Vec::with_capacity(node.args.len());
                 for a in &node.args {
-                    args.push(match &slots[a.index()] {
-                        Slot::Borrowed(v) => std::borrow::Cow::Borrowed(*v),
-                        Slot::Owned(v) => std::borrow::Cow::Borrowed(v),
-                        Slot::Arena(off) => {
-                            // SAFETY: the slot holds its kernel's complete result, kept intact by
-                            // the plan until its last reader (this group or a later one) has run.
-                            let v = unsafe { copy_out(g.ty(*a), base.wrapping_add(*off)) };
-                            std::borrow::Cow::Owned(v)
-                        }
-                        Slot::Empty => return Err(internal(g, root, "operand not computed")),
-                    });
+                    args.push(value_of(slots, base, g, *a).ok_or_else(|| internal(g, root, "operand not computed"))?);
                 }
                 let refs: Vec<&Value> = args.iter().map(|c| c.as_ref()).collect();
                 let v = eval_node(node, &refs).map_err(|message| InterpError::Eval {
@@ -370,7 +412,7 @@ impl Executable {
                     op: node.op.name(),
                     message,
                 })?;
-                slots[root.index()] = Slot::Owned(crate::map_standard(&v));
+                slots[root.index()] = Slot::Owned(if is_standard(&v) { v } else { crate::map_standard(&v) });
                 continue;
             }
             // Where the result goes: over an input updated in place, into the arena, or into
@@ -396,15 +438,12 @@ impl Executable {
             let out = match &mut slots[root.index()] {
                 Slot::Owned(v) => data_mut(v),
                 Slot::Arena(off) => base.wrapping_add(*off),
-                Slot::Borrowed(_) | Slot::Empty => return Err(internal(g, root, "no output buffer")),
+                Slot::Borrowed(_) | Slot::Same(_) | Slot::Empty => {
+                    return Err(internal(g, root, "no output buffer"));
+                }
             };
             let source = |n: NodeId| -> Result<*const u8, InterpError> {
-                match &slots[n.index()] {
-                    Slot::Borrowed(v) => Ok(data(v).0),
-                    Slot::Owned(v) => Ok(data(v).0),
-                    Slot::Arena(off) => Ok(base.wrapping_add(*off) as *const u8),
-                    Slot::Empty => Err(internal(g, root, "operand not computed")),
-                }
+                view(slots, base, g, n).map(|(p, _)| p).ok_or_else(|| internal(g, root, "operand not computed"))
             };
             if let Some(call) = &self.contractions[gi] {
                 self.contract(call, root, &source, out)?;
@@ -413,16 +452,11 @@ impl Executable {
             let Some(k) = kernel else { return Err(internal(g, root, "group without code")) };
             let mut ptrs = Vec::with_capacity(k.kernel.inputs.len());
             for input in &k.kernel.inputs {
-                let (ptr, len) = if Some(input.node) == in_place {
+                let (ptr, len) = if in_place.is_some() && Some(buffer_of(g, input.node)) == in_place {
                     // The input being overwritten is read through the output's pointer.
                     (out as *const u8, k.kernel.out.numel())
                 } else {
-                    match &slots[input.node.index()] {
-                        Slot::Borrowed(v) => data(v),
-                        Slot::Owned(v) => data(v),
-                        Slot::Arena(off) => (base.wrapping_add(*off) as *const u8, g.ty(input.node).numel()),
-                        Slot::Empty => return Err(internal(g, root, "kernel input not computed")),
-                    }
+                    view(slots, base, g, input.node).ok_or_else(|| internal(g, root, "kernel input not computed"))?
                 };
                 // The furthest element the strides reach must lie inside the buffer.
                 let reach: i64 =
