@@ -154,6 +154,9 @@ fn every_convolution_configuration_agrees_with_the_interpreter() {
         ([1, 6, 5, 5], [6, 1, 1], [1, 1], [0, 0], [1, 1], 6),
         ([3, 1, 28, 28], [6, 5, 5], [1, 1], [2, 2], [1, 1], 1),
         ([9, 6, 14, 14], [16, 5, 5], [1, 1], [0, 0], [1, 1], 1),
+        // Taps that fall wholly in the padding for some kernel columns.
+        ([1, 1, 2, 2], [1, 5, 5], [1, 1], [3, 3], [1, 1], 1),
+        ([1, 2, 3, 4], [2, 3, 3], [2, 2], [2, 2], [2, 2], 2),
     ];
     for dt in ["f32", "f64"] {
         for &case in cases {

@@ -90,18 +90,31 @@ impl Float for f64 {
     const DTYPE: DType = DType::F64;
 }
 
+/// The output columns `ox` whose input column `ox·sw + kx·dw − pw` lies inside `0..w`, as a
+/// range (they are contiguous).
+fn valid_columns(geo: &ConvGeometry, kx: usize) -> std::ops::Range<usize> {
+    let (sw, dw, pw) = (geo.attrs.stride[1], geo.attrs.dilation[1], geo.attrs.padding[1]);
+    let shift = kx * dw;
+    // ox·sw + shift ≥ pw  ⇔  ox ≥ ceil((pw − shift) / sw)
+    let lo = pw.saturating_sub(shift).div_ceil(sw).min(geo.ow);
+    // ox·sw + shift − pw < w  ⇔  ox·sw < w + pw − shift
+    let hi = if geo.w + pw > shift { (geo.w + pw - shift).div_ceil(sw).min(geo.ow) } else { 0 };
+    lo..hi.max(lo)
+}
+
 /// Writes the im2col matrix of image `xn` (`[c, h, w]`) for group `g` into `cols`, row
 /// `r` starting at `r · row_stride`, columns from `col0`.
 fn im2col<T: Float>(geo: &ConvGeometry, xn: &[T], g: usize, cols: &mut [T], row_stride: usize, col0: usize) {
-    let [sh, sw] = geo.attrs.stride;
-    let [ph, pw] = geo.attrs.padding;
-    let [dh, dw] = geo.attrs.dilation;
+    let (sh, sw) = (geo.attrs.stride[0], geo.attrs.stride[1]);
+    let (ph, pw) = (geo.attrs.padding[0], geo.attrs.padding[1]);
+    let (dh, dw) = (geo.attrs.dilation[0], geo.attrs.dilation[1]);
     for ci in 0..geo.cg() {
         let plane = &xn[(g * geo.cg() + ci) * geo.h * geo.w..][..geo.h * geo.w];
         for ky in 0..geo.kh {
             for kx in 0..geo.kw {
                 let row = (ci * geo.kh + ky) * geo.kw + kx;
                 let dst = &mut cols[row * row_stride + col0..][..geo.p()];
+                let valid = valid_columns(geo, kx);
                 for oy in 0..geo.oh {
                     let out = &mut dst[oy * geo.ow..][..geo.ow];
                     let iy = (oy * sh + ky * dh).wrapping_sub(ph);
@@ -110,9 +123,19 @@ fn im2col<T: Float>(geo: &ConvGeometry, xn: &[T], g: usize, cols: &mut [T], row_
                         continue;
                     }
                     let src = &plane[iy * geo.w..][..geo.w];
-                    for (ox, o) in out.iter_mut().enumerate() {
-                        let ix = (ox * sw + kx * dw).wrapping_sub(pw);
-                        *o = if ix < geo.w { src[ix] } else { T::default() };
+                    out[..valid.start].fill(T::default());
+                    out[valid.end..].fill(T::default());
+                    if valid.is_empty() {
+                        continue;
+                    }
+                    // Input column of the first valid output column.
+                    let ix0 = valid.start * sw + kx * dw - pw;
+                    if sw == 1 {
+                        out[valid.clone()].copy_from_slice(&src[ix0..ix0 + valid.len()]);
+                    } else {
+                        for (j, o) in out[valid.clone()].iter_mut().enumerate() {
+                            *o = src[ix0 + j * sw];
+                        }
                     }
                 }
             }
@@ -122,25 +145,34 @@ fn im2col<T: Float>(geo: &ConvGeometry, xn: &[T], g: usize, cols: &mut [T], row_
 
 /// Adds the im2col-shaped gradient `cols` (`K × P`) of group `g` back into image `gxn`.
 fn col2im<T: Float>(geo: &ConvGeometry, cols: &[T], g: usize, gxn: &mut [T]) {
-    let [sh, sw] = geo.attrs.stride;
-    let [ph, pw] = geo.attrs.padding;
-    let [dh, dw] = geo.attrs.dilation;
+    let (sh, sw) = (geo.attrs.stride[0], geo.attrs.stride[1]);
+    let (ph, pw) = (geo.attrs.padding[0], geo.attrs.padding[1]);
+    let (dh, dw) = (geo.attrs.dilation[0], geo.attrs.dilation[1]);
     for ci in 0..geo.cg() {
         let plane = &mut gxn[(g * geo.cg() + ci) * geo.h * geo.w..][..geo.h * geo.w];
         for ky in 0..geo.kh {
             for kx in 0..geo.kw {
                 let row = (ci * geo.kh + ky) * geo.kw + kx;
                 let src = &cols[row * geo.p()..][..geo.p()];
+                let valid = valid_columns(geo, kx);
+                if valid.is_empty() {
+                    continue;
+                }
+                let ix0 = valid.start * sw + kx * dw - pw;
                 for oy in 0..geo.oh {
                     let iy = (oy * sh + ky * dh).wrapping_sub(ph);
                     if iy >= geo.h {
                         continue;
                     }
                     let dst = &mut plane[iy * geo.w..][..geo.w];
-                    for (ox, v) in src[oy * geo.ow..][..geo.ow].iter().enumerate() {
-                        let ix = (ox * sw + kx * dw).wrapping_sub(pw);
-                        if ix < geo.w {
-                            dst[ix] += *v;
+                    let from = &src[oy * geo.ow..][valid.clone()];
+                    if sw == 1 {
+                        for (d, v) in dst[ix0..ix0 + from.len()].iter_mut().zip(from) {
+                            *d += *v;
+                        }
+                    } else {
+                        for (j, v) in from.iter().enumerate() {
+                            dst[ix0 + j * sw] += *v;
                         }
                     }
                 }
