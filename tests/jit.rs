@@ -189,6 +189,30 @@ fn multiply_adds_are_contracted_on_fma_hosts() {
     agree(&g, &feeds(&g), Mode::Fused);
 }
 
+/// Loop nests collapse: unit axes vanish and axes every buffer steps through as one merge,
+/// so pooling-shaped kernels (`[n,c,h,2,w,2]`) become one long vectorized loop; a reduction
+/// keeps its reduced and kept axes apart. Results agree with the interpreter.
+#[test]
+fn loop_nests_collapse() {
+    let g = parse_graph(&op_fn("%a: f32[2,3,1,4,5], %b: f32[2,3,1,4,5]", "mul %a, %b", "f32[2,3,1,4,5]")).unwrap();
+    let exe = compile(&g, Options::default()).unwrap();
+    let k = exe.groups().find_map(|(_, k)| k).unwrap();
+    assert_eq!(k.kernel.space, vec![120]);
+    assert!(k.vectorized);
+    agree(&g, &feeds(&g), Mode::Fused);
+    let g = parse_graph(&op_fn("%a: f32[4,1,3,5]", "reduce_sum %a {axes=[2,3]}", "f32[4,1]")).unwrap();
+    let exe = compile(&g, Options::default()).unwrap();
+    let k = exe.groups().find_map(|(_, k)| k).unwrap();
+    assert_eq!((k.kernel.space.clone(), k.kernel.reduce.clone().unwrap().1), (vec![4, 15], vec![1]));
+    agree(&g, &feeds(&g), Mode::Fused);
+    // A broadcast along the middle axis keeps the axes apart.
+    let text = "func @t(%a: f32[3,5], %b: f32[3,4,5]) -> (y: f32[3,4,5]) {\n  %2 = broadcast %a {dims=[0,2]} : f32[3,4,5]\n  %3 = add %2, %b : f32[3,4,5]\n  return %3\n}\n";
+    let g = parse_graph(text).unwrap();
+    let exe = compile(&g, Options::default()).unwrap();
+    assert_eq!(exe.groups().find_map(|(_, k)| k).unwrap().kernel.space, vec![3, 4, 5]);
+    agree(&g, &feeds(&g), Mode::Fused);
+}
+
 #[test]
 fn non_row_major_inputs_are_read_correctly() {
     let g = parse_graph(&op_fn("%a: f32[3,2], %b: f32[3,2]", "sub %a, %b", "f32[3,2]")).unwrap();

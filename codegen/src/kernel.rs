@@ -55,6 +55,8 @@ pub struct Kernel {
     /// If set, the body's value is reduced over these axes of the space into the output
     /// (starting from the reduction's identity), instead of stored elementwise.
     pub reduce: Option<(ReduceOp, Vec<usize>)>,
+    /// Strides of the row-major output over the space, in elements (0 along reduced axes).
+    pub out_strides: Vec<i64>,
     /// The body, with each instruction's result dtype.
     pub body: Vec<(Inst, DType)>,
 }
@@ -62,13 +64,71 @@ pub struct Kernel {
 impl Kernel {
     /// Strides of the output over the iteration space, in elements (0 along reduced axes).
     pub fn out_strides(&self) -> Vec<i64> {
-        let out = contiguous_strides(self.out.dims());
-        match &self.reduce {
-            None => out,
-            Some((_, axes)) => {
-                let mut kept = out.into_iter();
-                (0..self.space.len()).map(|d| if axes.contains(&d) { 0 } else { kept.next().unwrap_or(0) }).collect()
+        self.out_strides.clone()
+    }
+
+    /// Simplifies the loop nest without changing what it computes: axes of extent 1 are
+    /// dropped, and adjacent axes that every input and the output step through as one (the
+    /// outer stride is the inner stride times the inner extent, and both are reduced or both
+    /// kept) merge into one. A `[64,6,14,2,14,2]` elementwise kernel over row-major buffers
+    /// becomes one `[301056]` loop, which vectorizes.
+    pub fn collapse(mut self) -> Kernel {
+        if self.space.contains(&0) {
+            return self;
+        }
+        let reduced = |k: &Kernel, d: usize| k.reduce.as_ref().is_some_and(|(_, axes)| axes.contains(&d));
+        let mut d = 0;
+        while d < self.space.len() {
+            if self.space[d] == 1 {
+                self.remove_axis(d);
+            } else {
+                d += 1;
             }
+        }
+        let mut d = self.space.len();
+        while d >= 2 {
+            let (o, i) = (d - 2, d - 1);
+            let n = self.space[i] as i64;
+            let steps_as_one = |s: &[i64]| s[o] == s[i] * n;
+            let merge = reduced(&self, o) == reduced(&self, i)
+                && steps_as_one(&self.out_strides)
+                && self.inputs.iter().all(|input| steps_as_one(&input.strides));
+            if merge {
+                self.space[i] *= self.space[o];
+                self.remove_axis(o);
+            }
+            d -= 1;
+        }
+        self
+    }
+
+    /// Removes axis `d` of the space (its strides, and its place in the reduced axes).
+    fn remove_axis(&mut self, d: usize) {
+        self.space.remove(d);
+        self.out_strides.remove(d);
+        for input in &mut self.inputs {
+            input.strides.remove(d);
+        }
+        if let Some((_, axes)) = &mut self.reduce {
+            axes.retain(|a| *a != d);
+            for a in axes.iter_mut() {
+                if *a > d {
+                    *a -= 1;
+                }
+            }
+        }
+    }
+}
+
+/// Strides of the row-major `out` over `space`: its own strides along kept axes, 0 along
+/// reduced ones.
+fn output_strides(out: &TensorType, space: usize, reduce: &Option<(ReduceOp, Vec<usize>)>) -> Vec<i64> {
+    let strides = contiguous_strides(out.dims());
+    match reduce {
+        None => strides,
+        Some((_, axes)) => {
+            let mut kept = strides.into_iter();
+            (0..space).map(|d| if axes.contains(&d) { 0 } else { kept.next().unwrap_or(0) }).collect()
         }
     }
 }
@@ -121,6 +181,7 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
         out: graph.ty(root).clone(),
         space: space_ty.dims().to_vec(),
         reduce: reduce.clone(),
+        out_strides: output_strides(graph.ty(root), space_ty.rank(), &reduce),
         body: Vec::new(),
     };
     let members = &members[..];
@@ -225,7 +286,7 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
         let (inst, dt) = kernel.body[r].clone();
         kernel.body.push((inst, dt));
     }
-    Ok(kernel)
+    Ok(kernel.collapse())
 }
 
 impl fmt::Display for Kernel {
