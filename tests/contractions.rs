@@ -77,6 +77,11 @@ fn check(g: &Graph, k: usize) {
     }
     let two = compile(g, Options::default()).unwrap().with_threads(2).run(&f).unwrap();
     assert_eq!(one, two, "one and two threads give identical results");
+    // Unfused, a transpose is its own kernel and the GEMM reads its result.
+    let unfused = compile(g, Options { mode: kiln::passes::fuse::Mode::Unfused, ..Default::default() }).unwrap();
+    for (a, b) in unfused.run(&f).unwrap()[0].to_f64_vec().iter().zip(&want) {
+        assert!((a - b).abs() <= tol, "@{} unfused: {a} vs interpreter {b}", g.name());
+    }
 }
 
 #[test]

@@ -241,8 +241,18 @@ impl CpuJit {
             let (inputs_ptr, out_ptr) = (b.block_params(entry)[0], b.block_params(entry)[1]);
             // The outer axis runs over lo..hi (a thread's share); the others over their extent.
             let (lo, hi) = (b.block_params(entry)[2], b.block_params(entry)[3]);
-            let bases: Vec<Value> = (0..kernel.inputs.len())
-                .map(|k| b.ins().load(ptr, MemFlagsData::trusted(), inputs_ptr, (k * ptr.bytes() as usize) as i32))
+            // Each input's base pointer, moved to the element its index 0 reads.
+            let bases: Vec<Value> = kernel
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(k, input)| {
+                    let p = b.ins().load(ptr, MemFlagsData::trusted(), inputs_ptr, (k * ptr.bytes() as usize) as i32);
+                    match input.offset * input.dtype.size_bytes() as i64 {
+                        0 => p,
+                        bytes => b.ins().iadd_imm_s(p, bytes),
+                    }
+                })
                 .collect();
             let consts = hoist_constants(&mut b, kernel, vector, vector);
             let em =

@@ -2,8 +2,9 @@
 //! space and a straight-line scalar body. Backend-independent: the CPU emitter lowers it to
 //! Cranelift, and a GPU emitter can render the same body.
 //!
-//! Every input is read at `Σ index[d] · stride[d]` (strides in elements, 0 along broadcast
-//! axes), so broadcasts and reshapes of materialized tensors cost no copy. The body computes
+//! Every input is read at `offset + Σ index[d] · stride[d]` (in elements, stride 0 along
+//! broadcast axes), so broadcasts, reshapes, slices and permutes of materialized tensors
+//! cost no copy. The body computes
 //! one output element; the loop nest stores it at the row-major position.
 
 use std::fmt;
@@ -20,6 +21,8 @@ pub struct KernelInput {
     pub dtype: DType,
     /// Stride in elements per output axis (0 where the input is broadcast).
     pub strides: Vec<i64>,
+    /// Elements from the buffer's start to the element read at index 0 (a slice's start).
+    pub offset: i64,
 }
 
 /// One scalar instruction of a kernel body; operands index earlier instructions.
@@ -187,12 +190,12 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
     let members = &members[..];
     let mut at: std::collections::HashMap<NodeId, usize> = std::collections::HashMap::new();
     let fail = |id: NodeId, why: &str| LowerError { node: id, op: graph.node(id).op.name(), why: why.into() };
-    let load = |kernel: &mut Kernel, node: NodeId, strides: Vec<i64>| -> usize {
+    let load = |kernel: &mut Kernel, node: NodeId, strides: Vec<i64>, offset: i64| -> usize {
         let dtype = graph.ty(node).dtype;
-        let k = match kernel.inputs.iter().position(|i| i.node == node && i.strides == strides) {
+        let k = match kernel.inputs.iter().position(|i| i.node == node && i.strides == strides && i.offset == offset) {
             Some(k) => k,
             None => {
-                kernel.inputs.push(KernelInput { node, dtype, strides });
+                kernel.inputs.push(KernelInput { node, dtype, strides, offset });
                 kernel.inputs.len() - 1
             }
         };
@@ -215,7 +218,7 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
                     kernel.body.push((Inst::Const(value.0), graph.ty(a).dtype));
                     kernel.body.len() - 1
                 }
-                (None, _) => load(kernel, a, contiguous_strides(out.dims())),
+                (None, _) => load(kernel, a, contiguous_strides(out.dims()), 0),
             }
         };
         let inst = match &n.op {
@@ -230,7 +233,7 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
                 for (i, &d) in dims.iter().enumerate() {
                     strides[d] = if sd[i] == 1 { 0 } else { ss[i] };
                 }
-                let i = load(&mut kernel, src, strides);
+                let i = load(&mut kernel, src, strides, 0);
                 at.insert(id, i);
                 continue;
             }
@@ -239,7 +242,30 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
                 if at.contains_key(&src) {
                     return Err(fail(id, "a reshape must read a materialized tensor"));
                 }
-                let i = load(&mut kernel, src, contiguous_strides(out.dims()));
+                let i = load(&mut kernel, src, contiguous_strides(out.dims()), 0);
+                at.insert(id, i);
+                continue;
+            }
+            // Movement ops read their materialized operand through strides (and an offset).
+            Op::Slice { start, step, .. } => {
+                let src = n.args[0];
+                if at.contains_key(&src) {
+                    return Err(fail(id, "a slice must read a materialized tensor"));
+                }
+                let ss = contiguous_strides(graph.ty(src).dims());
+                let strides = ss.iter().zip(step).map(|(s, k)| s * *k as i64).collect();
+                let offset = ss.iter().zip(start).map(|(s, a)| s * *a as i64).sum();
+                let i = load(&mut kernel, src, strides, offset);
+                at.insert(id, i);
+                continue;
+            }
+            Op::Permute { perm } => {
+                let src = n.args[0];
+                if at.contains_key(&src) {
+                    return Err(fail(id, "a permute must read a materialized tensor"));
+                }
+                let ss = contiguous_strides(graph.ty(src).dims());
+                let i = load(&mut kernel, src, perm.iter().map(|p| ss[*p]).collect(), 0);
                 at.insert(id, i);
                 continue;
             }
@@ -297,6 +323,9 @@ impl fmt::Display for Kernel {
                 f.write_str(", ")?;
             }
             write!(f, "in{k}: %{} {} strides={:?}", i.node.index(), i.dtype, i.strides)?;
+            if i.offset != 0 {
+                write!(f, " offset={}", i.offset)?;
+            }
         }
         writeln!(f, ") -> {} {{", self.out)?;
         writeln!(f, "  for i in {} {{", kiln_ir::Shape::new(self.space.clone()))?;

@@ -61,9 +61,16 @@ pub fn is_elementwise(graph: &Graph, id: NodeId) -> bool {
         Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast | Op::StopGradient | Op::Const { .. } => {
             true
         }
-        Op::Broadcast { .. } => true,
+        // Movement that a kernel does by reading its operand through strides.
+        Op::Broadcast { .. } | Op::Slice { .. } | Op::Permute { .. } => true,
         _ => false,
     }
+}
+
+/// True for the ops a kernel lowers to strided loads of a materialized operand: their operand
+/// cannot be computed inside the same kernel.
+fn reads_materialized(op: &Op) -> bool {
+    matches!(op, Op::Broadcast { .. } | Op::Slice { .. } | Op::Permute { .. })
 }
 
 /// If `id` is a `permute` that swaps the last two axes and keeps the others, its operand.
@@ -133,7 +140,7 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
             && mode == Mode::Fused
             && !is_output[i]
             && users[i].iter().all(|u| {
-                !matches!(graph.node(*u).op, Op::Broadcast { .. })
+                !reads_materialized(&graph.node(*u).op)
                     && group_of[u.index()].is_some_and(|g| groups[g].kind == GroupKind::Elementwise)
             });
         if inlined_const {
@@ -157,7 +164,7 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
                 // A broadcast reads its operand from memory, so its operand is materialized;
                 // a reduction consumes its operand inside its own kernel.
                 let un = &graph.node(*u).op;
-                !matches!(un, Op::Broadcast { .. }) && (is_elementwise(graph, *u) || matches!(un, Op::Reduce { .. }))
+                !reads_materialized(un) && (is_elementwise(graph, *u) || matches!(un, Op::Reduce { .. }))
             });
             match first {
                 Some(g) if one_group && consumers_fuse && groups[g].kind == GroupKind::Elementwise => {

@@ -76,10 +76,8 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         };
         groups.push((g, kernel));
     }
-    let contractions: Vec<Option<Contraction>> = groups
-        .iter()
-        .map(|(g, _)| (g.kind == GroupKind::Contraction).then(|| Contraction::new(graph, g.root())))
-        .collect();
+    let contractions: Vec<Option<Contraction>> =
+        groups.iter().map(|(g, _)| (g.kind == GroupKind::Contraction).then(|| Contraction::new(graph, g))).collect();
     let plan = kiln_passes::plan::plan(graph, &groups.iter().map(|(g, _)| g.clone()).collect::<Vec<_>>());
     // Kernel results that only kernels read live in the arena. Graph outputs go to the
     // caller, and operands of reference ops stay owned values (the reference implementations
@@ -243,14 +241,15 @@ impl Executable {
             let Some(k) = &self.groups[gi].1 else { continue };
             let out_strides = k.kernel.out_strides();
             let same_index = k.kernel.reduce.is_none()
-                && k.kernel.inputs.iter().filter(|i| i.node == leaf).all(|i| i.strides == out_strides);
-            // Every other group reading the leaf runs before this one.
-            let read_later = self
-                .groups
-                .iter()
-                .enumerate()
-                .skip(gi + 1)
-                .any(|(_, (other, _))| other.members.iter().any(|m| g.node(*m).args.contains(&leaf)));
+                && k.kernel
+                    .inputs
+                    .iter()
+                    .filter(|i| buffer_of(g, i.node) == leaf)
+                    .all(|i| i.strides == out_strides && i.offset == 0);
+            // Every other group reading the leaf (or a reshape of it) runs before this one.
+            let read_later = self.groups.iter().skip(gi + 1).any(|(other, _)| {
+                other.members.iter().any(|m| g.node(*m).args.iter().any(|a| buffer_of(g, *a) == leaf))
+            });
             if same_index && !read_later {
                 self.in_place[gi] = Some(leaf);
                 done.push(out_name.clone());
@@ -459,9 +458,9 @@ impl Executable {
                     view(slots, base, g, input.node).ok_or_else(|| internal(g, root, "kernel input not computed"))?
                 };
                 // The furthest element the strides reach must lie inside the buffer.
-                let reach: i64 =
-                    input.strides.iter().zip(&k.kernel.space).map(|(s, d)| s * (*d as i64 - 1).max(0)).sum();
-                if !k.kernel.space.contains(&0) && reach as usize >= len {
+                let reach: i64 = input.offset
+                    + input.strides.iter().zip(&k.kernel.space).map(|(s, d)| s * (*d as i64 - 1).max(0)).sum::<i64>();
+                if !k.kernel.space.contains(&0) && (input.offset < 0 || reach as usize >= len) {
                     return Err(internal(g, root, "kernel input too small"));
                 }
                 ptrs.push(ptr);
@@ -570,11 +569,12 @@ struct GemmOperand {
 }
 
 impl GemmOperand {
-    /// The operand `id` of a matmul, looking through a folded transpose.
-    fn new(graph: &Graph, id: NodeId) -> Self {
+    /// The operand `id` of a matmul in `group`, looking through a transpose folded into the
+    /// group (a transpose outside it is a materialized buffer like any other).
+    fn new(graph: &Graph, group: &Group, id: NodeId) -> Self {
         let dims = graph.ty(id).dims();
         let (rows, cols) = (dims[dims.len() - 2], dims[dims.len() - 1]);
-        match transpose_of(graph, id) {
+        match transpose_of(graph, id).filter(|_| group.members.contains(&id)) {
             Some(src) => GemmOperand { node: src, transposed: true, rows, cols },
             None => GemmOperand { node: id, transposed: false, rows, cols },
         }
@@ -597,9 +597,10 @@ struct GemmCall {
 }
 
 impl GemmCall {
-    fn new(graph: &Graph, root: NodeId) -> Self {
+    fn new(graph: &Graph, group: &Group) -> Self {
+        let root = group.root();
         let node = graph.node(root);
-        let (a, b) = (GemmOperand::new(graph, node.args[0]), GemmOperand::new(graph, node.args[1]));
+        let (a, b) = (GemmOperand::new(graph, group, node.args[0]), GemmOperand::new(graph, group, node.args[1]));
         let dims = graph.ty(root).dims();
         let r = dims.len();
         let batch = dims[..r - 2].iter().product();
@@ -625,7 +626,8 @@ enum Contraction {
 }
 
 impl Contraction {
-    fn new(graph: &Graph, root: NodeId) -> Self {
+    fn new(graph: &Graph, group: &Group) -> Self {
+        let root = group.root();
         let node = graph.node(root);
         let (lhs, rhs) = (node.args[0], node.args[1]);
         let dims = |id: NodeId| graph.ty(id).dims();
@@ -650,7 +652,7 @@ impl Contraction {
                 lhs,
                 rhs,
             },
-            _ => Contraction::Gemm(GemmCall::new(graph, root)),
+            _ => Contraction::Gemm(GemmCall::new(graph, group)),
         }
     }
 }
