@@ -489,6 +489,9 @@ fn dump_kernels(
                     let root = group.root();
                     let members: Vec<String> = group.members.iter().map(|m| format!("%{}", m.index())).collect();
                     match group.kind {
+                        kiln::passes::fuse::GroupKind::Movement => {
+                            outln!("; movement %{} = {} (runtime block copies)\n", root.index(), g.node(root).op.name())
+                        }
                         kiln::passes::fuse::GroupKind::Contraction => {
                             let op = g.node(root).op.name();
                             let how =

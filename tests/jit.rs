@@ -213,6 +213,34 @@ fn loop_nests_collapse() {
     agree(&g, &feeds(&g), Mode::Fused);
 }
 
+/// `pad` and `concat` run as runtime block copies, for every dtype, every axis and fill
+/// values that are and are not zero, exactly as the interpreter computes them; slices and
+/// permutes read through strides inside kernels.
+#[test]
+fn movement_ops_agree_exactly() {
+    for dt in ["f32", "f64", "i32", "i64", "bool"] {
+        let cases = [
+            format!("%x: {dt}[3,4]|pad %x {{low=[1,0], high=[2,3], value=1.0}}|{dt}[6,7]"),
+            format!("%x: {dt}[2,3,4]|pad %x {{low=[0,1,2], high=[1,0,1], value=0.0}}|{dt}[3,4,7]"),
+            format!("%x: {dt}[5]|pad %x {{low=[3], high=[0], value=0.0}}|{dt}[8]"),
+            format!("%x: {dt}[2,3], %y: {dt}[2,1], %z: {dt}[2,4]|concat %x, %y, %z {{axis=1}}|{dt}[2,8]"),
+            format!("%x: {dt}[2,3], %y: {dt}[1,3]|concat %x, %y {{axis=0}}|{dt}[3,3]"),
+            format!("%x: {dt}[2,3,4]|slice %x {{start=[0,1,1], stop=[2,3,4], step=[1,1,2]}}|{dt}[2,2,2]"),
+            format!("%x: {dt}[2,3,4]|permute %x {{perm=[2,0,1]}}|{dt}[4,2,3]"),
+        ];
+        for case in &cases {
+            let parts: Vec<&str> = case.split('|').collect();
+            let g = parse_graph(&op_fn(parts[0], parts[1], parts[2])).unwrap_or_else(|e| panic!("{case}: {e}"));
+            let f = feeds(&g);
+            let want = interp::run(&g, &f).unwrap();
+            for mode in [Mode::Fused, Mode::Unfused] {
+                let got = compile(&g, Options { mode, ..Default::default() }).unwrap().run(&f).unwrap();
+                assert_eq!(got, want, "{case} {mode:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn non_row_major_inputs_are_read_correctly() {
     let g = parse_graph(&op_fn("%a: f32[3,2], %b: f32[3,2]", "sub %a, %b", "f32[3,2]")).unwrap();
@@ -260,6 +288,10 @@ fn kernel_partition_snapshots() {
             let members: Vec<String> = group.members.iter().map(|m| format!("%{}", m.index())).collect();
             match kernel {
                 Some(k) => text.push_str(&format!("kernel {} <- {}\n", k.kernel.name, members.join(" "))),
+                None if group.kind == kiln::passes::fuse::GroupKind::Movement => {
+                    let op = exe.graph().node(group.root()).op.name();
+                    text.push_str(&format!("movement {} {op}\n", members.join(" ")))
+                }
                 None if group.kind == kiln::passes::fuse::GroupKind::Contraction => {
                     let op = exe.graph().node(group.root()).op.name();
                     text.push_str(&format!("contraction {} {op}\n", members.join(" ")))

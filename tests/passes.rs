@@ -26,3 +26,31 @@ fn unknown_passes_are_named() {
     assert!(e.to_string().contains("known passes: dce"));
     assert_eq!(Pipeline::parse(" dce ,, dce").unwrap().names(), vec!["dce", "dce"]);
 }
+
+/// `tile`: the gradient of three slices that tile an axis, summed as zero pads, becomes one
+/// pad of a concatenation in slice order (whatever order the sum has), with the same values;
+/// pads that overlap, leave a gap, or fill with another value are left alone.
+#[test]
+fn tile_turns_sums_of_tiling_pads_into_a_concat() {
+    let text = "func @f(%a: f32[2,3], %b: f32[2,2], %c: f32[2,1]) -> (y: f32[4,6]) {\n  %3 = pad %b {low=[1,3], high=[1,1], value=0.0} : f32[4,6]\n  %4 = pad %a {low=[1,0], high=[1,3], value=0.0} : f32[4,6]\n  %5 = pad %c {low=[1,5], high=[1,0], value=0.0} : f32[4,6]\n  %6 = add %3, %4 : f32[4,6]\n  %7 = add %5, %6 : f32[4,6]\n  return %7\n}\n";
+    let g = parse_graph(text).unwrap();
+    let (out, _) = Pipeline::parse("tile").unwrap().run(&g).unwrap();
+    let want = "func @f(\n    %a: f32[2,3],\n    %b: f32[2,2],\n    %c: f32[2,1],\n) -> (y: f32[4,6]) {\n  %3 = concat %a, %b, %c {axis=1} : f32[2,6]\n  %4 = pad %3 {low=[1,0], high=[1,0], value=0.0} : f32[4,6]\n  return %4\n}\n";
+    assert_eq!(out.to_string(), want);
+    let feeds = [
+        ("a", f32v(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])),
+        ("b", f32v(&[2, 2], &[7.0, 8.0, 9.0, 10.0])),
+        ("c", f32v(&[2, 1], &[11.0, 12.0])),
+    ];
+    assert_eq!(run1(text, &feeds), run1(&out.to_string(), &feeds));
+    // A gap between the supports, an overlap, and a pad with a non-zero fill.
+    for text in [
+        "func @f(%a: f32[2], %b: f32[2]) -> (y: f32[5]) {\n  %2 = pad %a {low=[0], high=[3], value=0.0} : f32[5]\n  %3 = pad %b {low=[3], high=[0], value=0.0} : f32[5]\n  %4 = add %2, %3 : f32[5]\n  return %4\n}\n",
+        "func @f(%a: f32[2], %b: f32[2]) -> (y: f32[3]) {\n  %2 = pad %a {low=[0], high=[1], value=0.0} : f32[3]\n  %3 = pad %b {low=[1], high=[0], value=0.0} : f32[3]\n  %4 = add %2, %3 : f32[3]\n  return %4\n}\n",
+        "func @f(%a: f32[2], %b: f32[2]) -> (y: f32[4]) {\n  %2 = pad %a {low=[0], high=[2], value=1.0} : f32[4]\n  %3 = pad %b {low=[2], high=[0], value=0.0} : f32[4]\n  %4 = add %2, %3 : f32[4]\n  return %4\n}\n",
+    ] {
+        let g = parse_graph(text).unwrap();
+        let (out, _) = Pipeline::parse("tile").unwrap().run(&g).unwrap();
+        assert_eq!(out.to_string(), g.to_string(), "left alone");
+    }
+}

@@ -34,6 +34,8 @@ pub enum GroupKind {
     /// operands (a `permute` swapping the last two axes, read by nothing else): the GEMM
     /// reads the permute's operand through swapped strides.
     Contraction,
+    /// A `pad` or `concat`, done by the runtime with block copies.
+    Movement,
 }
 
 /// A set of nodes computed together; only the root is materialized.
@@ -185,6 +187,8 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
                     GroupKind::Elementwise
                 } else if is_contraction(graph, id) {
                     GroupKind::Contraction
+                } else if matches!(node.op, Op::Pad { .. } | Op::Concat { .. }) {
+                    GroupKind::Movement
                 } else {
                     GroupKind::Op
                 };

@@ -80,10 +80,10 @@ pub struct Pipeline {
 }
 
 /// Every pass a pipeline string can name.
-pub const KNOWN_PASSES: &[&str] = &["dce", "cse", "fold", "egraph"];
+pub const KNOWN_PASSES: &[&str] = &["dce", "cse", "fold", "tile", "egraph"];
 
 /// The default optimization pipeline.
-pub const DEFAULT_PIPELINE: &str = "cse,fold,egraph,dce";
+pub const DEFAULT_PIPELINE: &str = "cse,fold,tile,egraph,dce";
 
 impl Pipeline {
     /// Parses `"dce,..."`; blank entries are ignored.
@@ -94,6 +94,7 @@ impl Pipeline {
                 "dce" => Box::new(crate::dce::Dce),
                 "cse" => Box::new(crate::cse::Cse),
                 "fold" => Box::new(crate::egraph::Fold::default()),
+                "tile" => Box::new(crate::tile::Tile),
                 "egraph" => Box::new(crate::egraph::Egraph::default()),
                 _ => {
                     return Err(PassError::UnknownPass { name: name.into(), known: KNOWN_PASSES.join(", ") });

@@ -16,6 +16,7 @@ use thiserror::Error;
 use crate::arena::{Arena, copy_out, data, data_mut, is_standard};
 use crate::conv::{self, ConvGeometry};
 use crate::gemm::{self, MatmulShape};
+use crate::movement;
 
 /// Errors from compiling a graph.
 #[derive(Debug, Error)]
@@ -72,7 +73,7 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
     for g in partition(graph, options.mode) {
         let kernel = match g.kind {
             GroupKind::Elementwise => Some(jit.compile(&lower_group(graph, &g.members)?)?),
-            GroupKind::Op | GroupKind::Contraction => None,
+            GroupKind::Op | GroupKind::Contraction | GroupKind::Movement => None,
         };
         groups.push((g, kernel));
     }
@@ -444,6 +445,10 @@ impl Executable {
             let source = |n: NodeId| -> Result<*const u8, InterpError> {
                 view(slots, base, g, n).map(|(p, _)| p).ok_or_else(|| internal(g, root, "operand not computed"))
             };
+            if group.kind == GroupKind::Movement {
+                self.movement(root, &source, out)?;
+                continue;
+            }
             if let Some(call) = &self.contractions[gi] {
                 self.contract(call, root, &source, out)?;
                 continue;
@@ -466,6 +471,37 @@ impl Executable {
                 ptrs.push(ptr);
             }
             self.call(k, &ptrs, out);
+        }
+        Ok(())
+    }
+
+    /// Runs a `pad` or `concat` into `out` with block copies.
+    fn movement(
+        &self,
+        root: NodeId,
+        source: &dyn Fn(NodeId) -> Result<*const u8, InterpError>,
+        out: *mut u8,
+    ) -> Result<(), InterpError> {
+        let g = &self.graph;
+        let node = g.node(root);
+        match &node.op {
+            Op::Concat { axis } => {
+                let mut parts = Vec::with_capacity(node.args.len());
+                for a in &node.args {
+                    parts.push((source(*a)?, g.ty(*a)));
+                }
+                // SAFETY: every operand is a row-major buffer of its type (the slots hold
+                // exactly that); `out` is the result's own buffer of its type, apart from
+                // every live operand (the plan keeps live buffers apart); the graph verified
+                // the concat's types.
+                unsafe { movement::concat(&parts, *axis, out, g.ty(root)) };
+            }
+            Op::Pad { low, value, .. } => {
+                let x = node.args[0];
+                // SAFETY: as above, for the pad's operand and result.
+                unsafe { movement::pad(source(x)?, g.ty(x), low, value.0, out, g.ty(root)) };
+            }
+            _ => return Err(internal(g, root, "not a movement op")),
         }
         Ok(())
     }

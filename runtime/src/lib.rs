@@ -9,6 +9,7 @@ pub mod conv;
 pub mod exec;
 pub mod gemm;
 pub mod jit;
+pub mod movement;
 pub mod npy;
 pub mod train;
 
