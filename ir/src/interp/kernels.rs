@@ -15,13 +15,16 @@ fn from_vec<T: Elem>(dims: &[usize], data: Vec<T>) -> KResult<T> {
 }
 
 /// Row-major data of `a` as a vector.
-fn flat<T: Elem>(a: &ArrayD<T>) -> Vec<T> {
-    a.iter().copied().collect()
+fn flat<T: Elem>(a: &ArrayD<T>) -> std::borrow::Cow<'_, [T]> {
+    match a.as_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(a.iter().copied().collect()),
+    }
 }
 
 /// Row-major reshape.
 pub fn reshape<T: Elem>(a: &ArrayD<T>, dims: &[usize]) -> KResult<T> {
-    from_vec(dims, flat(a))
+    from_vec(dims, flat(a).into_owned())
 }
 
 /// Axis permutation: result axis `i` is operand axis `perm[i]`.
