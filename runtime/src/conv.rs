@@ -14,6 +14,7 @@
 use kiln_ir::{ConvAttrs, DType};
 
 use crate::gemm::{MatmulShape, Operand, matmul};
+use crate::pool::Pool;
 
 /// The geometry of one convolution: `x: [n, c, h, w]`, `w: [o, c/groups, kh, kw]`,
 /// `y: [n, o, oh, ow]`.
@@ -192,30 +193,22 @@ fn operand<T>(ptr: *const T, row_stride: usize, col_stride: usize) -> Operand {
 unsafe fn gemm1<T: Float>(m: usize, n: usize, k: usize, a: Operand, b: Operand, c: *mut T) {
     let shape = MatmulShape { batch: 1, m, n, k };
     // SAFETY: forwarded from this function's contract.
-    unsafe { matmul(T::DTYPE, shape, a, b, c as *mut u8, 1, &|_, _, _| {}) };
+    unsafe { matmul(T::DTYPE, shape, a, b, c as *mut u8, None, &|_, _, _| {}) };
 }
 
-/// Runs `f(image, scratch)` for every image, on up to `threads` threads, each with its own
-/// `scratch` of `scratch_len` elements.
-fn per_image<T: Float>(n: usize, threads: usize, scratch_len: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
-    let threads = threads.clamp(1, n.max(1));
-    if threads == 1 {
-        let mut scratch = vec![T::default(); scratch_len];
-        for i in 0..n {
-            f(i, &mut scratch);
+/// Runs `f(image, scratch)` for every image, spread over `pool`, each call with a zeroed
+/// `scratch` of `scratch_len` elements (one allocation per image when split, one in all on a
+/// single thread).
+fn per_image<T: Float>(n: usize, pool: Option<&Pool>, scratch_len: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+    match pool {
+        Some(p) if n > 1 => p.for_each(n, &|i| f(i, &mut vec![T::default(); scratch_len])),
+        _ => {
+            let mut scratch = vec![T::default(); scratch_len];
+            for i in 0..n {
+                f(i, &mut scratch);
+            }
         }
-        return;
     }
-    std::thread::scope(|scope| {
-        for t in 0..threads {
-            scope.spawn(move || {
-                let mut scratch = vec![T::default(); scratch_len];
-                for i in (t..n).step_by(threads) {
-                    f(i, &mut scratch);
-                }
-            });
-        }
-    });
 }
 
 /// Convolutions below this many flops run on one thread.
@@ -238,11 +231,11 @@ impl<T> Out<T> {
 }
 
 /// `y = conv2d(x, w)`.
-pub(crate) fn forward<T: Float>(geo: &ConvGeometry, x: &[T], w: &[T], y: &mut [T], threads: usize) {
+pub(crate) fn forward<T: Float>(geo: &ConvGeometry, x: &[T], w: &[T], y: &mut [T], pool: Option<&Pool>) {
     let (k, p, og) = (geo.k(), geo.p(), geo.og());
-    let threads = if geo.flops() >= PARALLEL_MIN_FLOPS { threads } else { 1 };
+    let pool = pool.filter(|_| geo.flops() >= PARALLEL_MIN_FLOPS);
     let yp = Out(y.as_mut_ptr());
-    per_image::<T>(geo.n, threads, k * p, &|n, cols| {
+    per_image::<T>(geo.n, pool, k * p, &|n, cols| {
         let xn = &x[n * geo.c * geo.h * geo.w..][..geo.c * geo.h * geo.w];
         for g in 0..geo.groups() {
             im2col(geo, xn, g, cols, p, 0);
@@ -256,13 +249,13 @@ pub(crate) fn forward<T: Float>(geo: &ConvGeometry, x: &[T], w: &[T], y: &mut [T
 }
 
 /// `dx = conv2d_grad_input(dy, w)`.
-pub(crate) fn grad_input<T: Float>(geo: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], threads: usize) {
+pub(crate) fn grad_input<T: Float>(geo: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], pool: Option<&Pool>) {
     let (k, p, og) = (geo.k(), geo.p(), geo.og());
-    let threads = if geo.flops() >= PARALLEL_MIN_FLOPS { threads } else { 1 };
+    let pool = pool.filter(|_| geo.flops() >= PARALLEL_MIN_FLOPS);
     dx.fill(T::default());
     let dxp = Out(dx.as_mut_ptr());
     let image = geo.c * geo.h * geo.w;
-    per_image::<T>(geo.n, threads, k * p, &|n, cols| {
+    per_image::<T>(geo.n, pool, k * p, &|n, cols| {
         // SAFETY: image n's slice of `dx` is written only by the thread running image n.
         let dxn = unsafe { std::slice::from_raw_parts_mut(dxp.at(n * image), image) };
         for g in 0..geo.groups() {

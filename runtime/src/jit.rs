@@ -17,6 +17,7 @@ use crate::arena::{Arena, copy_out, data, data_mut, is_standard};
 use crate::conv::{self, ConvGeometry};
 use crate::gemm::{self, MatmulShape};
 use crate::movement;
+use crate::pool::Pool;
 
 /// Errors from compiling a graph.
 #[derive(Debug, Error)]
@@ -61,6 +62,8 @@ pub struct Executable {
     /// by group.
     pool: std::sync::Mutex<Vec<Option<Value>>>,
     threads: usize,
+    /// Worker threads when `threads > 1`.
+    workers: Option<Pool>,
     // Owns the machine code of every kernel; must outlive them.
     _jit: CpuJit,
 }
@@ -120,6 +123,7 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         arena: std::sync::Mutex::new(Arena::default()),
         pool: std::sync::Mutex::new(Vec::new()),
         threads: 1,
+        workers: None,
         _jit: jit,
     })
 }
@@ -140,9 +144,19 @@ struct KernelArgs<'a> {
     out: *mut u8,
 }
 
-// SAFETY: the pointers refer to buffers borrowed for the whole scoped-thread section; kernels
-// only read their inputs, and each thread writes a disjoint range of the output.
+// SAFETY: the pointers refer to buffers borrowed for the whole parallel loop (which joins
+// before returning); kernels only read their inputs, and each part writes a disjoint range of
+// the output.
 unsafe impl Send for KernelArgs<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for KernelArgs<'_> {}
+
+impl<'a> KernelArgs<'a> {
+    /// The pointers (a method, so closures capture the `Sync` wrapper, not its raw fields).
+    fn get(&self) -> (&'a [*const u8], *mut u8) {
+        (self.inputs, self.out)
+    }
+}
 
 /// Where a value lives during a run.
 enum Slot<'a> {
@@ -187,9 +201,11 @@ fn value_of<'s>(slots: &'s [Slot<'_>], base: *mut u8, graph: &Graph, n: NodeId) 
 }
 
 impl Executable {
-    /// Runs big elementwise kernels on `threads` threads, splitting their outermost axis.
+    /// Runs big kernels, GEMMs and convolutions on `threads` threads (a persistent pool
+    /// started here), splitting their outer loops; results are identical to one thread's.
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
+        self.workers = (self.threads > 1).then(|| Pool::new(self.threads));
         self
     }
 
@@ -523,7 +539,7 @@ impl Executable {
                 // exactly that), which the strides of `GemmCall::new` cover for this shape;
                 // `out` is a fresh, owned or planned buffer of the product's type that no live
                 // operand shares (the plan keeps live buffers apart).
-                let done = unsafe { gemm::matmul(dtype, call.shape, a, b, out, self.threads, &|_, _, _| {}) };
+                let done = unsafe { gemm::matmul(dtype, call.shape, a, b, out, self.workers.as_ref(), &|_, _, _| {}) };
                 if !done {
                     return Err(internal(g, root, "gemm on a non-float product"));
                 }
@@ -544,8 +560,8 @@ impl Executable {
                             )
                         };
                         match kind {
-                            ConvKind::Forward => conv::forward(geometry, l, r, o, self.threads),
-                            ConvKind::GradInput => conv::grad_input(geometry, l, r, o, self.threads),
+                            ConvKind::Forward => conv::forward(geometry, l, r, o, self.workers.as_ref()),
+                            ConvKind::GradInput => conv::grad_input(geometry, l, r, o, self.workers.as_ref()),
                             ConvKind::GradWeight => conv::grad_weight(geometry, l, r, o),
                         }
                     }};
@@ -569,19 +585,16 @@ impl Executable {
         let numel: usize = k.kernel.space.iter().product();
         let split =
             self.threads > 1 && k.kernel.reduce.is_none() && numel >= PARALLEL_MIN_ELEMENTS && outer >= self.threads;
-        if split {
+        if let (true, Some(pool)) = (split, &self.workers) {
             let args = KernelArgs { inputs: ptrs, out };
             let chunk = outer.div_ceil(self.threads);
-            std::thread::scope(|scope| {
-                for lo in (0..outer).step_by(chunk) {
-                    let hi = (lo + chunk).min(outer);
-                    scope.spawn(move || {
-                        let args = args;
-                        // SAFETY: as for the single-threaded call below; the ranges lo..hi
-                        // are disjoint and cover the outer axis.
-                        unsafe { k.call_range(args.inputs, args.out, lo as i64, hi as i64) }
-                    });
-                }
+            let parts = outer.div_ceil(chunk);
+            pool.for_each(parts, &|t| {
+                let (inputs, out) = args.get();
+                let (lo, hi) = (t * chunk, ((t + 1) * chunk).min(outer));
+                // SAFETY: as for the single-threaded call below; the ranges lo..hi are
+                // disjoint and cover the outer axis.
+                unsafe { k.call_range(inputs, out, lo as i64, hi as i64) }
             });
         } else {
             // SAFETY: every input pointer is a row-major buffer of its kernel input's dtype

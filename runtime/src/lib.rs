@@ -11,6 +11,7 @@ pub mod gemm;
 pub mod jit;
 pub mod movement;
 pub mod npy;
+pub mod pool;
 pub mod train;
 
 /// A row-major copy of a value whose array is not row-major (a no-op clone otherwise).
