@@ -2,10 +2,11 @@
 //! the CPU has it, chosen at run time; AVX2/FMA or SSE otherwise), with operands read
 //! through row and column strides so transposes cost no copy.
 //!
-//! Work is cut into row blocks whose size depends only on the shape, never on the thread
-//! count, and each block is one `gemm` call: every output element is computed by the same
-//! code with the same summation order whether one thread or several run the blocks, so
-//! results are bit-identical across thread counts.
+//! With several threads, each batch entry's rows are cut into one band per thread, each band
+//! one `gemm` call. `gemm` blocks the contracted axis by its extent alone and sums each output
+//! element in the same order whatever rows a call covers, so the result is bit-identical to
+//! one call over all rows: identical across thread counts (tested on every shape class and on
+//! whole training steps).
 
 use kiln_ir::DType;
 
@@ -39,17 +40,12 @@ pub struct MatmulShape {
 }
 
 impl MatmulShape {
-    /// Rows per block: the whole matrix when small, else two halves (rounded to 16 rows), so
-    /// two threads share the work. A function of the shape alone. Fewer, larger blocks pack
-    /// the right-hand side fewer times: measured at N=1024, 2 blocks cost 6% over 1 on one
-    /// thread and 4 or 8 blocks cost more on both.
-    pub fn block_rows(&self) -> usize {
-        if self.m >= 128 && self.n * self.k >= 4096 { self.m.div_ceil(2).next_multiple_of(16) } else { self.m.max(1) }
-    }
-
-    /// The blocks `(batch entry, first row, rows)` in a fixed order.
-    pub fn blocks(&self) -> Vec<(usize, usize, usize)> {
-        let rows = self.block_rows();
+    /// The blocks `(batch entry, first row, rows)` for `parts` threads, in a fixed order:
+    /// each batch entry's rows cut into `parts` bands (multiples of 16 rows), or whole when
+    /// the product is small.
+    pub fn blocks(&self, parts: usize) -> Vec<(usize, usize, usize)> {
+        let split = parts > 1 && self.m >= 32 && self.n * self.k >= 4096;
+        let rows = if split { self.m.div_ceil(parts).next_multiple_of(16) } else { self.m.max(1) };
         let mut out = Vec::new();
         for b in 0..self.batch {
             let mut r = 0;
@@ -106,7 +102,8 @@ pub unsafe fn matmul(
     if !matches!(dtype, DType::F32 | DType::F64) {
         return false;
     }
-    let blocks = shape.blocks();
+    let pool = pool.filter(|_| shape.flops() >= PARALLEL_MIN_FLOPS);
+    let blocks = shape.blocks(pool.map_or(1, Pool::threads));
     let shared = Shared { a, b, c };
     let run_block = |i: usize| {
         let (bi, r0, rows) = blocks[i];
@@ -116,7 +113,6 @@ pub unsafe fn matmul(
         unsafe { block(dtype, shape, s, bi, r0, rows) };
         then(bi, r0, rows);
     };
-    let pool = pool.filter(|_| shape.flops() >= PARALLEL_MIN_FLOPS);
     crate::pool::for_each(pool, blocks.len(), &run_block);
     true
 }
