@@ -41,10 +41,13 @@ pub enum CompileError {
 /// Compiles a graph for the host CPU: the default pass pipeline
 /// ([`kiln_passes::DEFAULT_PIPELINE`]), fusion (or one kernel per op with
 /// [`Fusion::Unfused`]), and Cranelift code generation. Run the result with
-/// [`Executable::run`], feeding every input and parameter by name.
+/// [`Executable::run`], feeding every input and parameter by name. It runs on
+/// `KILN_THREADS` threads (default 1; [`Executable::with_threads`] changes it).
 pub fn compile(graph: &ir::Graph, fusion: Fusion) -> Result<Executable, CompileError> {
     let (optimized, _) = kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(graph)?;
-    Ok(kiln_runtime::jit::compile(&optimized, kiln_runtime::jit::Options { mode: fusion, ..Default::default() })?)
+    let exe =
+        kiln_runtime::jit::compile(&optimized, kiln_runtime::jit::Options { mode: fusion, ..Default::default() })?;
+    Ok(exe.with_threads(kiln_runtime::pool::threads_from_env()))
 }
 
 thread_local! {
@@ -65,10 +68,10 @@ pub fn compile_cached(graph: &ir::Graph, fusion: Fusion) -> Result<std::rc::Rc<E
     if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
         return Ok(hit);
     }
-    let exe = std::rc::Rc::new(kiln_runtime::jit::compile(
-        &optimized,
-        kiln_runtime::jit::Options { mode: fusion, ..Default::default() },
-    )?);
+    let exe = std::rc::Rc::new(
+        kiln_runtime::jit::compile(&optimized, kiln_runtime::jit::Options { mode: fusion, ..Default::default() })?
+            .with_threads(kiln_runtime::pool::threads_from_env()),
+    );
     CACHE.with(|c| c.borrow_mut().insert(key, exe.clone()));
     Ok(exe)
 }

@@ -88,9 +88,9 @@ enum Command {
         /// Timed runs (after one warm-up run).
         #[arg(long, default_value_t = 20)]
         runs: usize,
-        /// Threads for big elementwise kernels.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
+        /// Threads for kernels, GEMMs and convolutions [default: $KILN_THREADS, else 1].
+        #[arg(long)]
+        threads: Option<usize>,
         /// Print one JSON object instead of a table row.
         #[arg(long)]
         json: bool,
@@ -221,7 +221,8 @@ fn main() -> ExitCode {
         }
         Command::Check { file } => check(&file),
         Command::Bench { target, train_step, batch, unfused, runs, threads, json } => {
-            bench(&target, train_step, batch, unfused, runs.max(1), threads.max(1), json)
+            let threads = threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1);
+            bench(&target, train_step, batch, unfused, runs.max(1), threads, json)
         }
     };
     match r {

@@ -359,3 +359,23 @@ fn run_backends_agree_and_kernels_dump() {
     let text = stdout(&o);
     assert!(o.status.success() && text.contains("; kernel @k") && text.contains("ps %xmm"), "{}{text}", stderr(&o));
 }
+
+/// `KILN_THREADS` sets the thread count where `--threads` is not given; the flag wins.
+#[test]
+fn kiln_threads_sets_the_default_thread_count() {
+    let run = |env: Option<&str>, extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.args(["bench", "mnist_mlp", "--batch", "2", "--runs", "1", "--json"]).args(extra);
+        match env {
+            Some(v) => c.env("KILN_THREADS", v),
+            None => c.env_remove("KILN_THREADS"),
+        };
+        let o = c.output().expect("the kiln binary runs");
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    assert!(run(None, &[]).contains("\"threads\": 1"));
+    assert!(run(Some("2"), &[]).contains("\"threads\": 2"));
+    assert!(run(Some("nonsense"), &[]).contains("\"threads\": 1"));
+    assert!(run(Some("2"), &["--threads", "1"]).contains("\"threads\": 1"));
+}

@@ -136,3 +136,9 @@ pub fn for_each(pool: Option<&Pool>, parts: usize, f: &(dyn Fn(usize) + Sync)) {
         None => (0..parts).for_each(f),
     }
 }
+
+/// The thread count from the `KILN_THREADS` environment variable: a positive integer, else 1
+/// (unset, empty or unparsable).
+pub fn threads_from_env() -> usize {
+    std::env::var("KILN_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(1)
+}

@@ -62,7 +62,8 @@ impl TrainSession {
         Self::with_backend(step, seed, Backend::Interp)
     }
 
-    /// A session on `backend` (the step is compiled once, here, for the JIT).
+    /// A session on `backend` (the step is compiled once, here, for the JIT, to run on
+    /// `KILN_THREADS` threads).
     pub fn with_backend(step: TrainStep, seed: u64, backend: Backend) -> Result<Self, TrainError> {
         let g = &step.graph;
         if !g.outputs().iter().any(|o| o.name == "loss" && g.ty(o.value).rank() == 0) {
@@ -79,7 +80,8 @@ impl TrainSession {
             Backend::Interp => None,
             Backend::Jit => {
                 let (optimized, _) = kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(g)?;
-                let mut exe = crate::jit::compile(&optimized, crate::jit::Options::default())?;
+                let mut exe = crate::jit::compile(&optimized, crate::jit::Options::default())?
+                    .with_threads(crate::pool::threads_from_env());
                 exe.update_in_place(&step.updates);
                 Some(exe)
             }
