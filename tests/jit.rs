@@ -287,6 +287,9 @@ fn kernel_partition_snapshots() {
         for (group, kernel) in exe.groups() {
             let members: Vec<String> = group.members.iter().map(|m| format!("%{}", m.index())).collect();
             match kernel {
+                Some(k) if group.kind == kiln::passes::fuse::GroupKind::Contraction => {
+                    text.push_str(&format!("contraction {} matmul + epilogue {}\n", members.join(" "), k.kernel.name))
+                }
                 Some(k) => text.push_str(&format!("kernel {} <- {}\n", k.kernel.name, members.join(" "))),
                 None if group.kind == kiln::passes::fuse::GroupKind::Movement => {
                     let op = exe.graph().node(group.root()).op.name();

@@ -32,7 +32,9 @@ pub enum GroupKind {
     /// A floating-point `matmul` or a convolution (or one of its gradients), run by the
     /// runtime's GEMM-based routines. A matmul's group also holds the transposes of its
     /// operands (a `permute` swapping the last two axes, read by nothing else): the GEMM
-    /// reads the permute's operand through swapped strides.
+    /// reads the permute's operand through swapped strides; and it may end in an elementwise
+    /// epilogue (bias, activation, ...) applied to each band of rows as the GEMM finishes it
+    /// ([`epilogue_split`]); the group's root is then the epilogue's.
     Contraction,
     /// A `pad` or `concat`, done by the runtime with block copies.
     Movement,
@@ -201,5 +203,70 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
         g.members.reverse();
     }
     groups.reverse();
+    if mode == Mode::Fused {
+        fuse_epilogues(graph, &mut groups, &users, &is_output);
+    }
     groups
+}
+
+/// The matmul of a contraction group with an epilogue: the group's members up to and
+/// including it (the rest are the epilogue's), or `None` for a plain contraction.
+pub fn epilogue_split(graph: &Graph, group: &Group) -> Option<usize> {
+    if group.kind != GroupKind::Contraction {
+        return None;
+    }
+    let at = group.members.iter().position(|m| matches!(graph.node(*m).op, Op::Matmul))?;
+    (at + 1 < group.members.len()).then_some(at + 1)
+}
+
+/// Merges each 2-D float matmul into the elementwise group that is its only reader, when
+/// that group reads it elementwise at the same index (not through a broadcast, slice or
+/// permute) and has its shape: the GEMM then hands each finished band of rows to the
+/// epilogue kernel while the band is in cache, and the product itself is never a buffer of
+/// the plan. The merged group takes the epilogue's place in the order (after everything the
+/// epilogue reads).
+fn fuse_epilogues(graph: &Graph, groups: &mut Vec<Group>, users: &[Vec<NodeId>], is_output: &[bool]) {
+    let mut group_of = vec![usize::MAX; graph.len()];
+    for (gi, g) in groups.iter().enumerate() {
+        for m in &g.members {
+            group_of[m.index()] = gi;
+        }
+    }
+    let mut merged_into: Vec<Option<usize>> = vec![None; groups.len()];
+    for (ci, c) in groups.iter().enumerate() {
+        let r = c.root();
+        if c.kind != GroupKind::Contraction || !is_gemm(graph, r) || graph.ty(r).rank() != 2 || is_output[r.index()] {
+            continue;
+        }
+        let Some(&first) = users[r.index()].first() else { continue };
+        let ei = group_of[first.index()];
+        if ei == usize::MAX || users[r.index()].iter().any(|u| group_of[u.index()] != ei) {
+            continue;
+        }
+        let e = &groups[ei];
+        let elementwise_reader = users[r.index()].iter().all(|u| !reads_materialized(&graph.node(*u).op));
+        let fits = e.kind == GroupKind::Elementwise
+            && space(graph, e.root()) == graph.ty(r).dims()
+            && !matches!(graph.node(e.root()).op, Op::Reduce { .. });
+        if fits && elementwise_reader && merged_into[ei].is_none() {
+            merged_into[ci] = Some(ei);
+            merged_into[ei] = Some(ei);
+        }
+    }
+    let mut out: Vec<Group> = Vec::with_capacity(groups.len());
+    let contraction_of: std::collections::HashMap<usize, usize> =
+        merged_into.iter().enumerate().filter_map(|(ci, e)| e.filter(|e| *e != ci).map(|e| (e, ci))).collect();
+    for (gi, g) in groups.iter().enumerate() {
+        match (merged_into[gi], contraction_of.get(&gi)) {
+            // A contraction that moves to its epilogue's place.
+            (Some(e), _) if e != gi => {}
+            (_, Some(&ci)) => {
+                let mut members = groups[ci].members.clone();
+                members.extend(&g.members);
+                out.push(Group { members, kind: GroupKind::Contraction });
+            }
+            _ => out.push(g.clone()),
+        }
+    }
+    *groups = out;
 }

@@ -9,7 +9,7 @@ use kiln_codegen::cpu::{CodegenError, CompiledKernel, CpuJit};
 use kiln_codegen::kernel::{LowerError, lower_group};
 use kiln_ir::interp::eval_node;
 use kiln_ir::{DType, Graph, InterpError, NodeId, Op, Value};
-use kiln_passes::fuse::{Group, GroupKind, Mode, partition, transpose_of};
+use kiln_passes::fuse::{Group, GroupKind, Mode, epilogue_split, partition, transpose_of};
 use kiln_passes::plan::{MemoryPlan, buffer_of};
 use thiserror::Error;
 
@@ -64,6 +64,8 @@ pub struct Executable {
     threads: usize,
     /// Worker threads when `threads > 1`.
     workers: Option<Pool>,
+    /// Per group: the product buffer of a contraction with an epilogue, kept between runs.
+    scratch: std::sync::Mutex<Vec<Option<Value>>>,
     // Owns the machine code of every kernel; must outlive them.
     _jit: CpuJit,
 }
@@ -76,7 +78,12 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
     for g in partition(graph, options.mode) {
         let kernel = match g.kind {
             GroupKind::Elementwise => Some(jit.compile(&lower_group(graph, &g.members)?)?),
-            GroupKind::Op | GroupKind::Contraction | GroupKind::Movement => None,
+            // A contraction's epilogue: the members after its matmul.
+            GroupKind::Contraction => match epilogue_split(graph, &g) {
+                Some(at) => Some(jit.compile(&lower_group(graph, &g.members[at..])?)?),
+                None => None,
+            },
+            GroupKind::Op | GroupKind::Movement => None,
         };
         groups.push((g, kernel));
     }
@@ -124,6 +131,7 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         pool: std::sync::Mutex::new(Vec::new()),
         threads: 1,
         workers: None,
+        scratch: std::sync::Mutex::new(Vec::new()),
         _jit: jit,
     })
 }
@@ -255,7 +263,10 @@ impl Executable {
             if gi == usize::MAX || !once || g.ty(leaf) != g.ty(root) || !taken_inputs.insert(leaf) {
                 continue;
             }
-            let Some(k) = &self.groups[gi].1 else { continue };
+            let (group, Some(k)) = &self.groups[gi] else { continue };
+            if group.kind != GroupKind::Elementwise {
+                continue;
+            }
             let out_strides = k.kernel.out_strides();
             let same_index = k.kernel.reduce.is_none()
                 && k.kernel
@@ -466,7 +477,7 @@ impl Executable {
                 continue;
             }
             if let Some(call) = &self.contractions[gi] {
-                self.contract(call, root, &source, out)?;
+                self.contract(gi, call, kernel.as_ref(), root, &source, out)?;
                 continue;
             }
             let Some(k) = kernel else { return Err(internal(g, root, "group without code")) };
@@ -525,7 +536,9 @@ impl Executable {
     /// Runs a contraction group into `out`, reading operands through `source`.
     fn contract(
         &self,
+        gi: usize,
         call: &Contraction,
+        epilogue: Option<&CompiledKernel>,
         root: NodeId,
         source: &dyn Fn(NodeId) -> Result<*const u8, InterpError>,
         out: *mut u8,
@@ -535,14 +548,75 @@ impl Executable {
         match call {
             Contraction::Gemm(call) => {
                 let (a, b) = (call.a.operand(source(call.a.node)?), call.b.operand(source(call.b.node)?));
-                // SAFETY: the operands are row-major buffers of their nodes' types (slots hold
-                // exactly that), which the strides of `GemmCall::new` cover for this shape;
-                // `out` is a fresh, owned or planned buffer of the product's type that no live
-                // operand shares (the plan keeps live buffers apart).
-                let done = unsafe { gemm::matmul(dtype, call.shape, a, b, out, self.workers.as_ref(), &|_, _, _| {}) };
+                let Some(k) = epilogue else {
+                    // SAFETY: the operands are row-major buffers of their nodes' types (slots
+                    // hold exactly that), which the strides of `GemmCall::new` cover for this
+                    // shape; `out` is a fresh, owned or planned buffer of the product's type
+                    // that no live operand shares (the plan keeps live buffers apart).
+                    let done =
+                        unsafe { gemm::matmul(dtype, call.shape, a, b, out, self.workers.as_ref(), &|_, _, _| {}) };
+                    return if done { Ok(()) } else { Err(internal(g, root, "gemm on a non-float product")) };
+                };
+                // The product goes to a scratch buffer kept between runs; the epilogue reads
+                // each band of it right after the GEMM wrote it, on the same thread.
+                let mut scratch_pool = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+                scratch_pool.resize(self.groups.len(), None);
+                let product_ty = g.ty(call.product);
+                let scratch = match scratch_pool[gi].take() {
+                    Some(v) if &v.ty() == product_ty => v,
+                    _ => Value::splat(product_ty, 0.0),
+                };
+                let mut scratch = scratch;
+                let c = data_mut(&mut scratch);
+                let mut ptrs = Vec::with_capacity(k.kernel.inputs.len());
+                for input in &k.kernel.inputs {
+                    let (ptr, len) = if input.node == call.product {
+                        (c as *const u8, product_ty.numel())
+                    } else {
+                        let v = source(input.node)?;
+                        (v, g.ty(buffer_of(g, input.node)).numel())
+                    };
+                    let reach: i64 = input.offset
+                        + input
+                            .strides
+                            .iter()
+                            .zip(&k.kernel.space)
+                            .map(|(s, d)| s * (*d as i64 - 1).max(0))
+                            .sum::<i64>();
+                    if !k.kernel.space.contains(&0) && (input.offset < 0 || reach as usize >= len) {
+                        return Err(internal(g, root, "epilogue input too small"));
+                    }
+                    ptrs.push(ptr);
+                }
+                let (m, n) = (call.shape.m, call.shape.n);
+                // The epilogue's outer axis must be the product's rows (or rows × columns
+                // collapsed into one) for it to run band by band; otherwise it runs whole.
+                let per_row = match k.kernel.space.first() {
+                    Some(&e) if e == m && k.kernel.space.len() == 2 => Some(1),
+                    Some(&e) if e == m * n && k.kernel.space.len() == 1 => Some(n),
+                    _ => None,
+                };
+                let args = KernelArgs { inputs: &ptrs, out };
+                let band = |_: usize, r0: usize, rows: usize| {
+                    if let Some(unit) = per_row {
+                        let (inputs, out) = args.get();
+                        // SAFETY: the inputs are checked above; rows r0..r0+rows of the
+                        // product were just written by this thread's GEMM call, and the band
+                        // writes only its own rows of `out`, the group's result buffer.
+                        unsafe { k.call_range(inputs, out, (r0 * unit) as i64, ((r0 + rows) * unit) as i64) };
+                    }
+                };
+                // SAFETY: as above for the GEMM, with `c` the scratch buffer of the product's
+                // type, apart from every operand.
+                let done = unsafe { gemm::matmul(dtype, call.shape, a, b, c, self.workers.as_ref(), &band) };
                 if !done {
                     return Err(internal(g, root, "gemm on a non-float product"));
                 }
+                if per_row.is_none() && k.kernel.out.numel() > 0 {
+                    // SAFETY: as for the bands, over the whole product.
+                    unsafe { k.call(&ptrs, out) };
+                }
+                scratch_pool[gi] = Some(scratch);
             }
             Contraction::Conv { kind, geometry, lhs, rhs } => {
                 let (l, r) = (source(*lhs)?, source(*rhs)?);
@@ -643,17 +717,23 @@ struct GemmCall {
     shape: MatmulShape,
     a: GemmOperand,
     b: GemmOperand,
+    /// The matmul node (the group's root, unless an epilogue follows it).
+    product: NodeId,
 }
 
 impl GemmCall {
+    /// The GEMM of `group`: its matmul is the root, or the last member before the epilogue.
     fn new(graph: &Graph, group: &Group) -> Self {
-        let root = group.root();
-        let node = graph.node(root);
+        let product = match epilogue_split(graph, group) {
+            Some(at) => group.members[at - 1],
+            None => group.root(),
+        };
+        let node = graph.node(product);
         let (a, b) = (GemmOperand::new(graph, group, node.args[0]), GemmOperand::new(graph, group, node.args[1]));
-        let dims = graph.ty(root).dims();
+        let dims = graph.ty(product).dims();
         let r = dims.len();
         let batch = dims[..r - 2].iter().product();
-        GemmCall { shape: MatmulShape { batch, m: dims[r - 2], n: dims[r - 1], k: a.cols }, a, b }
+        GemmCall { shape: MatmulShape { batch, m: dims[r - 2], n: dims[r - 1], k: a.cols }, a, b, product }
     }
 }
 
@@ -676,6 +756,9 @@ enum Contraction {
 
 impl Contraction {
     fn new(graph: &Graph, group: &Group) -> Self {
+        if epilogue_split(graph, group).is_some() {
+            return Contraction::Gemm(GemmCall::new(graph, group));
+        }
         let root = group.root();
         let node = graph.node(root);
         let (lhs, rhs) = (node.args[0], node.args[1]);
