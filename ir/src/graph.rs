@@ -255,4 +255,22 @@ impl Graph {
         }
         live
     }
+
+    /// How many times each node's value is used, by arena index: once per operand slot of a
+    /// live node, plus once per output that returns it.
+    pub fn use_counts(&self) -> Vec<usize> {
+        let live = self.live_mask();
+        let mut uses = vec![0usize; self.nodes.len()];
+        for (i, node) in self.nodes.iter().enumerate() {
+            if live[i] {
+                for a in &node.args {
+                    uses[a.index()] += 1;
+                }
+            }
+        }
+        for o in &self.outputs {
+            uses[o.value.index()] += 1;
+        }
+        uses
+    }
 }

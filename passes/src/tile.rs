@@ -105,17 +105,7 @@ fn tiling(graph: &Graph, leaves: &[NodeId]) -> Option<Tiling> {
 /// Rewrites every maximal sum of tiling zero pads; returns the graph and how many sums changed.
 pub fn tile_pad_sums(graph: &Graph) -> Result<(Graph, usize), GraphError> {
     let live = graph.live_mask();
-    let mut uses = vec![0usize; graph.len()];
-    for (id, node) in graph.nodes() {
-        if live[id.index()] {
-            for a in &node.args {
-                uses[a.index()] += 1;
-            }
-        }
-    }
-    for o in graph.outputs() {
-        uses[o.value.index()] += 1;
-    }
+    let uses = graph.use_counts();
     // Roots from the last node backwards, so the largest tree wins.
     let mut plan: HashMap<NodeId, Tiling> = HashMap::new();
     let mut covered = vec![false; graph.len()];

@@ -87,17 +87,7 @@ pub fn check_feeds(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<(), 
 pub fn run(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<Vec<Value>, InterpError> {
     check_feeds(graph, feeds)?;
     let live = graph.live_mask();
-    let mut uses = vec![0usize; graph.len()];
-    for (id, node) in graph.nodes() {
-        if live[id.index()] {
-            for a in &node.args {
-                uses[a.index()] += 1;
-            }
-        }
-    }
-    for o in graph.outputs() {
-        uses[o.value.index()] += 1;
-    }
+    let uses = graph.use_counts();
     let mut vals: Vec<Option<Value>> = vec![None; graph.len()];
     for (id, node) in graph.nodes() {
         if let Some(name) = node.op.leaf_name() {
