@@ -87,7 +87,7 @@ pub fn check_feeds(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<(), 
 pub fn run(graph: &Graph, feeds: &HashMap<String, Value>) -> Result<Vec<Value>, InterpError> {
     check_feeds(graph, feeds)?;
     let live = graph.live_mask();
-    let uses = graph.use_counts();
+    let mut uses = graph.use_counts();
     let mut vals: Vec<Option<Value>> = vec![None; graph.len()];
     for (id, node) in graph.nodes() {
         if let Some(name) = node.op.leaf_name() {
