@@ -81,15 +81,36 @@ impl ConvGeometry {
 /// Element types the convolutions run on.
 pub(crate) trait Float: Copy + Default + std::ops::AddAssign + Send + Sync + 'static {
     const DTYPE: DType;
+
+    /// Runs `f` on this thread's scratch buffer of at least `len` elements, kept between
+    /// calls (its contents are stale: callers overwrite what they read).
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
 }
 
-impl Float for f32 {
-    const DTYPE: DType = DType::F32;
+/// Defines a thread's reusable scratch buffer for one element type.
+macro_rules! scratch_impl {
+    ($t:ty, $dtype:expr) => {
+        impl Float for $t {
+            const DTYPE: DType = $dtype;
+
+            fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+                thread_local! {
+                    static SCRATCH: std::cell::RefCell<Vec<$t>> = const { std::cell::RefCell::new(Vec::new()) };
+                }
+                SCRATCH.with(|s| {
+                    let mut s = s.borrow_mut();
+                    if s.len() < len {
+                        s.resize(len, <$t>::default());
+                    }
+                    f(&mut s[..len])
+                })
+            }
+        }
+    };
 }
 
-impl Float for f64 {
-    const DTYPE: DType = DType::F64;
-}
+scratch_impl!(f32, DType::F32);
+scratch_impl!(f64, DType::F64);
 
 /// The output columns `ox` whose input column `ox·sw + kx·dw − pw` lies inside `0..w`, as a
 /// range (they are contiguous).
@@ -196,18 +217,16 @@ unsafe fn gemm1<T: Float>(m: usize, n: usize, k: usize, a: Operand, b: Operand, 
     unsafe { matmul(T::DTYPE, shape, a, b, c as *mut u8, None, &|_, _, _| {}) };
 }
 
-/// Runs `f(image, scratch)` for every image, spread over `pool`, each call with a zeroed
-/// `scratch` of `scratch_len` elements (one allocation per image when split, one in all on a
-/// single thread).
+/// Runs `f(image, scratch)` for every image, spread over `pool`, each call with the running
+/// thread's `scratch` of `scratch_len` elements (stale contents: `f` overwrites what it reads).
 fn per_image<T: Float>(n: usize, pool: Option<&Pool>, scratch_len: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
     match pool {
-        Some(p) if n > 1 => p.for_each(n, &|i| f(i, &mut vec![T::default(); scratch_len])),
-        _ => {
-            let mut scratch = vec![T::default(); scratch_len];
+        Some(p) if n > 1 => p.for_each(n, &|i| T::with_scratch(scratch_len, |scratch| f(i, scratch))),
+        _ => T::with_scratch(scratch_len, |scratch| {
             for i in 0..n {
-                f(i, &mut scratch);
+                f(i, scratch);
             }
-        }
+        }),
     }
 }
 
@@ -273,20 +292,22 @@ pub(crate) fn grad_input<T: Float>(geo: &ConvGeometry, dy: &[T], w: &[T], dx: &m
 pub(crate) fn grad_weight<T: Float>(geo: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T]) {
     let (k, p, og) = (geo.k(), geo.p(), geo.og());
     let np = geo.n * p;
-    let mut cols = vec![T::default(); k * np];
-    let mut dyg = vec![T::default(); og * np];
     let image = geo.c * geo.h * geo.w;
-    for g in 0..geo.groups() {
-        for n in 0..geo.n {
-            im2col(geo, &x[n * image..][..image], g, &mut cols, np, n * p);
-            for o in 0..og {
-                let src = &dy[(n * geo.o + g * og + o) * p..][..p];
-                dyg[o * np + n * p..][..p].copy_from_slice(src);
+    // One scratch holds the columns of every image (k×np) and then dy of the group (og×np).
+    T::with_scratch((k + og) * np, |scratch| {
+        let (cols, dyg) = scratch.split_at_mut(k * np);
+        for g in 0..geo.groups() {
+            for n in 0..geo.n {
+                im2col(geo, &x[n * image..][..image], g, cols, np, n * p);
+                for o in 0..og {
+                    let src = &dy[(n * geo.o + g * og + o) * p..][..p];
+                    dyg[o * np + n * p..][..p].copy_from_slice(src);
+                }
             }
+            let dst = dw[g * og * k..].as_mut_ptr();
+            // SAFETY: dy_g is og×np, colsᵀ reads the k×np matrix with swapped strides, and the
+            // destination is the og×k block of group g inside `dw`.
+            unsafe { gemm1::<T>(og, k, np, operand(dyg.as_ptr(), np, 1), operand(cols.as_ptr(), 1, np), dst) };
         }
-        let dst = dw[g * og * k..].as_mut_ptr();
-        // SAFETY: dy_g is og×np, colsᵀ reads the k×np matrix with swapped strides, and the
-        // destination is the og×k block of group g inside `dw`.
-        unsafe { gemm1::<T>(og, k, np, operand(dyg.as_ptr(), np, 1), operand(cols.as_ptr(), 1, np), dst) };
-    }
+    });
 }
