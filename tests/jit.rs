@@ -241,6 +241,27 @@ fn movement_ops_agree_exactly() {
     }
 }
 
+/// Pooling-shaped kernels (windows of 2 innermost) vectorize: a max-reduce over the window
+/// axes moves the output's contiguous kept axis innermost, and the elementwise gradient mask
+/// (`cast(x == broadcast(max))`) reads and writes with a stride of 2 lane by lane. Both agree
+/// with the interpreter, on 1 and 2 threads.
+#[test]
+fn pooling_shaped_kernels_vectorize() {
+    let text = "func @t(%x: f32[4,3,6,2,10,2]) -> (m: f32[4,3,6,10], g: f32[4,3,6,2,10,2]) {\n  %1 = reduce_max %x {axes=[3,5]} : f32[4,3,6,10]\n  %2 = broadcast %1 {dims=[0,1,2,4]} : f32[4,3,6,2,10,2]\n  %3 = cmp_eq %x, %2 : bool[4,3,6,2,10,2]\n  %4 = cast %3 : f32[4,3,6,2,10,2]\n  return %1, %4\n}\n";
+    let g = parse_graph(text).unwrap();
+    let exe = compile(&g, Options::default()).unwrap();
+    let kernels: Vec<_> = exe.groups().filter_map(|(_, k)| k).collect();
+    assert_eq!(kernels.len(), 2);
+    for k in &kernels {
+        assert!(k.vectorized, "{}", k.kernel);
+        assert_eq!(k.kernel.space.last(), Some(&10), "{}", k.kernel);
+    }
+    let f = feeds(&g);
+    agree(&g, &f, Mode::Fused);
+    let two = compile(&g, Options::default()).unwrap().with_threads(2).run(&f).unwrap();
+    assert_eq!(exe.run(&f).unwrap(), two);
+}
+
 #[test]
 fn non_row_major_inputs_are_read_correctly() {
     let g = parse_graph(&op_fn("%a: f32[3,2], %b: f32[3,2]", "sub %a, %b", "f32[3,2]")).unwrap();

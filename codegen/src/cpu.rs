@@ -405,16 +405,21 @@ fn vectorizable(k: &Kernel) -> bool {
         i + 1 < k.body.len()
             && k.body.iter().all(|(inst, _)| match inst {
                 Inst::Select(_, x, y) => *x != i && *y != i,
-                Inst::Unary(_, x) | Inst::Cast(x) => *x != i,
+                // A comparison cast to f32 becomes a blend of 1.0 and 0.0.
+                Inst::Cast(_) => true,
+                Inst::Unary(_, x) => *x != i,
                 Inst::Binary(_, x, y) | Inst::Compare(_, x, y) => *x != i && *y != i,
                 Inst::Load(_) | Inst::Const(_) => true,
             })
     };
     let out_inner = k.out_strides().last().copied();
+    // Elementwise kernels may store with any innermost stride (lane by lane); reductions read
+    // and write their output row as vectors.
+    let out_ok = if k.reduce.is_some() { matches!(out_inner, Some(0 | 1)) } else { out_inner.is_some() };
     inner >= LANES as usize
         && k.out.dtype == DType::F32
-        && matches!(out_inner, Some(0 | 1))
-        && k.inputs.iter().all(|i| i.dtype == DType::F32 && matches!(i.strides.last(), Some(0 | 1)))
+        && out_ok
+        && k.inputs.iter().all(|i| i.dtype == DType::F32)
         && k.body.iter().enumerate().all(|(n, (inst, dt))| match inst {
             Inst::Compare(_, x, _) => k.body[*x].1 == DType::F32 && mask_only(n),
             _ if *dt != DType::F32 => false,
@@ -433,7 +438,7 @@ fn vectorizable(k: &Kernel) -> bool {
             ),
             Inst::Binary(op, _, _) => !matches!(op, BinaryOp::Pow),
             Inst::Select(c, _, _) => matches!(k.body[*c].0, Inst::Compare(..)),
-            Inst::Cast(_) => false,
+            Inst::Cast(x) => matches!(k.body[*x].0, Inst::Compare(..)),
         })
 }
 
@@ -658,13 +663,25 @@ impl Emitter<'_> {
                     let input = &k.inputs[*i];
                     let off = Self::offset(b, index, &input.strides, input.dtype.size_bytes() as i64);
                     let addr = b.ins().iadd(self.bases[*i], off);
-                    match (lanes, input.strides.last()) {
+                    match (lanes, input.strides.last().copied()) {
                         (1, _) => b.ins().load(ty, MemFlagsData::trusted(), addr, 0),
                         (_, Some(0)) => {
                             let s = b.ins().load(ty, MemFlagsData::trusted(), addr, 0);
                             b.ins().splat(types::F32X4, s)
                         }
-                        _ => b.ins().load(types::F32X4, vflags, addr, 0),
+                        (_, Some(1)) => b.ins().load(types::F32X4, vflags, addr, 0),
+                        // A strided innermost axis: the lanes one by one.
+                        (_, stride) => {
+                            let step = stride.unwrap_or(1) * input.dtype.size_bytes() as i64;
+                            let first = b.ins().load(ty, MemFlagsData::trusted(), addr, 0);
+                            let mut v = b.ins().splat(types::F32X4, first);
+                            for lane in 1..lanes {
+                                let x =
+                                    b.ins().load(ty, MemFlagsData::trusted(), addr, (step * i64::from(lane)) as i32);
+                                v = b.ins().insertlane(v, x, lane);
+                            }
+                            v
+                        }
                     }
                 }
                 Inst::Const(c) => match dt {
@@ -747,6 +764,14 @@ impl Emitter<'_> {
                     b.ins().bitselect(m, vals[*x], vals[*y])
                 }
                 Inst::Select(c, x, y) => b.ins().select(vals[*c], vals[*x], vals[*y]),
+                Inst::Cast(x) if lanes > 1 => {
+                    // A comparison's lane mask as 1.0 / 0.0 (the only vector cast).
+                    let flags = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
+                    let m = b.ins().bitcast(types::F32X4, flags, vals[*x]);
+                    let (one, zero) =
+                        (self.float_const(b, 1.0, DType::F32, lanes), self.float_const(b, 0.0, DType::F32, lanes));
+                    b.ins().bitselect(m, one, zero)
+                }
                 Inst::Cast(x) => cast(b, vals[*x], arg_dt(*x), *dt),
             };
             vals.push(v);
@@ -762,6 +787,16 @@ impl Emitter<'_> {
         let off = Self::offset(b, index, &k.out_strides(), k.out.dtype.size_bytes() as i64);
         let addr = b.ins().iadd(self.out_ptr, off);
         let flags = if lanes > 1 { MemFlagsData::new().with_notrap() } else { MemFlagsData::trusted() };
+        let inner = k.out_strides().last().copied().unwrap_or(1);
+        if lanes > 1 && k.reduce.is_none() && inner != 1 {
+            // A strided innermost axis: the lanes one by one.
+            let step = inner * k.out.dtype.size_bytes() as i64;
+            for lane in 0..lanes {
+                let x = b.ins().extractlane(value, lane);
+                b.ins().store(MemFlagsData::trusted(), x, addr, (step * i64::from(lane)) as i32);
+            }
+            return;
+        }
         let value = match &k.reduce {
             None => value,
             Some((op, _)) => {

@@ -105,6 +105,39 @@ impl Kernel {
         self
     }
 
+    /// Moves a longer axis innermost when the innermost one is shorter than a vector (pooling
+    /// windows of 2 or 3): for an elementwise kernel the one of at least `lanes` elements the
+    /// output steps through most tightly, for a reduction the output's contiguous kept axis. Only the visiting order changes (a reduction's terms
+    /// for one output element are then added in another order, the same on every run).
+    pub fn interchange(mut self, lanes: usize) -> Kernel {
+        let rank = self.space.len();
+        if rank < 2 || self.space[rank - 1] >= lanes || self.space.contains(&0) {
+            return self;
+        }
+        let candidate = match &self.reduce {
+            // The long axis the output steps through most tightly (locality of the stores).
+            None => (0..rank - 1).filter(|&d| self.space[d] >= lanes).min_by_key(|&d| (self.out_strides[d].abs(), d)),
+            Some((_, axes)) => (0..rank - 1).find(|&d| !axes.contains(&d) && self.out_strides[d] == 1),
+        };
+        let Some(d) = candidate.filter(|&d| self.space[d] >= lanes) else { return self };
+        let mut order: Vec<usize> = (0..rank).filter(|&a| a != d).collect();
+        order.push(d);
+        let permute = |v: &[i64]| order.iter().map(|&a| v[a]).collect::<Vec<i64>>();
+        self.space = order.iter().map(|&a| self.space[a]).collect();
+        self.out_strides = permute(&self.out_strides);
+        for input in &mut self.inputs {
+            input.strides = permute(&input.strides);
+        }
+        if let Some((_, axes)) = &mut self.reduce {
+            for a in axes.iter_mut() {
+                // `order` is a permutation of 0..rank, so every axis has a new position.
+                *a = order.iter().position(|&o| o == *a).unwrap_or(*a);
+            }
+            axes.sort_unstable();
+        }
+        self
+    }
+
     /// Removes axis `d` of the space (its strides, and its place in the reduced axes).
     fn remove_axis(&mut self, d: usize) {
         self.space.remove(d);
@@ -312,7 +345,7 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
         let (inst, dt) = kernel.body[r].clone();
         kernel.body.push((inst, dt));
     }
-    Ok(kernel.collapse())
+    Ok(kernel.collapse().interchange(4).collapse())
 }
 
 impl fmt::Display for Kernel {
