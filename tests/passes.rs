@@ -54,3 +54,44 @@ fn tile_turns_sums_of_tiling_pads_into_a_concat() {
         assert_eq!(out.to_string(), g.to_string(), "left alone");
     }
 }
+
+/// `tile` on products: `xᵀ₀·g₀ + xᵀ₁·g₁ + xᵀ₂·g₂` (a recurrent weight's gradient) becomes one
+/// product over the concatenated contraction axis, the transpose kept outside the concat so a
+/// GEMM reads it through strides; the values agree. A sum the cost model prices higher after
+/// the rewrite, and a product also used elsewhere, are left.
+#[test]
+fn tile_turns_sums_of_products_into_one_product() {
+    let text = "func @f(%x0: f32[2,64], %x1: f32[2,64], %x2: f32[2,64], %g0: f32[2,256], %g1: f32[2,256], %g2: f32[2,256]) -> (y: f32[64,256]) {\n  %6 = permute %x0 {perm=[1,0]} : f32[64,2]\n  %7 = matmul %6, %g0 : f32[64,256]\n  %8 = permute %x1 {perm=[1,0]} : f32[64,2]\n  %9 = matmul %8, %g1 : f32[64,256]\n  %10 = permute %x2 {perm=[1,0]} : f32[64,2]\n  %11 = matmul %10, %g2 : f32[64,256]\n  %12 = add %7, %9 : f32[64,256]\n  %13 = add %12, %11 : f32[64,256]\n  return %13\n}\n";
+    let g = parse_graph(text).unwrap();
+    let (out, _) = Pipeline::parse("tile").unwrap().run(&g).unwrap();
+    let printed = out.to_string();
+    assert!(
+        printed.contains("concat %x0, %x1, %x2 {axis=0} : f32[6,64]")
+            && printed.contains("permute %6 {perm=[1,0]} : f32[64,6]")
+            && printed.contains("concat %g0, %g1, %g2 {axis=0} : f32[6,256]")
+            && printed.matches("matmul").count() == 1,
+        "{printed}"
+    );
+    let r = |i: usize| pseudo(128, 40 + i as u64).iter().map(|v| *v as f32).collect::<Vec<_>>();
+    let g4 = |i: usize| pseudo(512, 50 + i as u64).iter().map(|v| *v as f32).collect::<Vec<_>>();
+    let feeds = [
+        ("x0", f32v(&[2, 64], &r(0))),
+        ("x1", f32v(&[2, 64], &r(1))),
+        ("x2", f32v(&[2, 64], &r(2))),
+        ("g0", f32v(&[2, 256], &g4(0))),
+        ("g1", f32v(&[2, 256], &g4(1))),
+        ("g2", f32v(&[2, 256], &g4(2))),
+    ];
+    assert_close(&run1(text, &feeds).to_f64_vec(), &run1(&printed, &feeds).to_f64_vec(), 1e-6);
+    // Priced out: projections of one activation through several square weights would copy
+    // the weights (a transformer's q, k, v gradient) for nothing.
+    let qkv = "func @f(%d0: f32[8,64], %d1: f32[8,64], %w0: f32[64,64], %w1: f32[64,64]) -> (y: f32[8,64]) {\n  %4 = matmul %d0, %w0 : f32[8,64]\n  %5 = matmul %d1, %w1 : f32[8,64]\n  %6 = add %4, %5 : f32[8,64]\n  return %6\n}\n";
+    let g = parse_graph(qkv).unwrap();
+    let (out, _) = Pipeline::parse("tile").unwrap().run(&g).unwrap();
+    assert_eq!(out.to_string(), g.to_string(), "priced out");
+    // A product also used elsewhere is left.
+    let shared = "func @f(%a: f32[2,3], %b: f32[3,2], %c: f32[2,3], %d: f32[3,2]) -> (y: f32[2,2], z: f32[2,2]) {\n  %4 = matmul %a, %b : f32[2,2]\n  %5 = matmul %c, %d : f32[2,2]\n  %6 = add %4, %5 : f32[2,2]\n  return %6, %4\n}\n";
+    let g = parse_graph(shared).unwrap();
+    let (out, _) = Pipeline::parse("tile").unwrap().run(&g).unwrap();
+    assert_eq!(out.to_string(), g.to_string(), "left alone");
+}
