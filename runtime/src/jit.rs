@@ -490,9 +490,7 @@ impl Executable {
                     view(slots, base, g, input.node).ok_or_else(|| internal(g, root, "kernel input not computed"))?
                 };
                 // The furthest element the strides reach must lie inside the buffer.
-                let reach: i64 = input.offset
-                    + input.strides.iter().zip(&k.kernel.space).map(|(s, d)| s * (*d as i64 - 1).max(0)).sum::<i64>();
-                if !k.kernel.space.contains(&0) && (input.offset < 0 || reach as usize >= len) {
+                if !fits(input, &k.kernel.space, len) {
                     return Err(internal(g, root, "kernel input too small"));
                 }
                 ptrs.push(ptr);
@@ -576,14 +574,7 @@ impl Executable {
                         let v = source(input.node)?;
                         (v, g.ty(buffer_of(g, input.node)).numel())
                     };
-                    let reach: i64 = input.offset
-                        + input
-                            .strides
-                            .iter()
-                            .zip(&k.kernel.space)
-                            .map(|(s, d)| s * (*d as i64 - 1).max(0))
-                            .sum::<i64>();
-                    if !k.kernel.space.contains(&0) && (input.offset < 0 || reach as usize >= len) {
+                    if !fits(input, &k.kernel.space, len) {
                         return Err(internal(g, root, "epilogue input too small"));
                     }
                     ptrs.push(ptr);
@@ -787,6 +778,14 @@ impl Contraction {
             _ => Contraction::Gemm(GemmCall::new(graph, group)),
         }
     }
+}
+
+/// True if every element a kernel input's offset and strides reach over `space` lies inside
+/// a buffer of `len` elements (always, for an empty space).
+fn fits(input: &kiln_codegen::kernel::KernelInput, space: &[usize], len: usize) -> bool {
+    let reach: i64 =
+        input.offset + input.strides.iter().zip(space).map(|(s, d)| s * (*d as i64 - 1).max(0)).sum::<i64>();
+    space.contains(&0) || (input.offset >= 0 && (reach as usize) < len)
 }
 
 /// An executor invariant that failed, as an error rather than a panic.
