@@ -499,6 +499,27 @@ fn reshapes_share_their_source_buffer() {
     assert!(exe.update_in_place(&[("p2".into(), "p".into())]).is_empty(), "p is read after the update");
 }
 
+/// A run that fails after an in-place update has run hands every moved input back to the
+/// caller (holding its update), with the error.
+#[test]
+fn failed_in_place_runs_give_the_inputs_back() {
+    let text = "func @t(%p: f32[4], %g: f32[4], %table: f32[3,2], %idx: i32[2]) -> (p2: f32[4], rows: f32[2,2]) {\n  %4 = sub %p, %g : f32[4]\n  %5 = gather %table, %idx {axis=0} : f32[2,2]\n  return %4, %5\n}\n";
+    let g = parse_graph(text).unwrap();
+    let mut exe = compile(&g, Options::default()).unwrap();
+    assert_eq!(exe.update_in_place(&[("p2".into(), "p".into())]), vec!["p2".to_string()]);
+    let mut f = HashMap::from([
+        ("p".to_string(), f32v(&[4], &[1.0, 2.0, 3.0, 4.0])),
+        ("g".to_string(), f32v(&[4], &[0.5, 0.5, 0.5, 0.5])),
+        ("table".to_string(), f32v(&[3, 2], &[0.0; 6])),
+        ("idx".to_string(), i32v(&[2], &[0, 7])),
+    ]);
+    let mut out = Vec::new();
+    let err = exe.run_updating(&mut f, &mut out).unwrap_err();
+    assert!(err.to_string().contains("out of range"), "{err}");
+    assert!(f.contains_key("p"), "the moved parameter is back");
+    assert_eq!(f["p"].to_f64_vec().len(), 4);
+}
+
 #[test]
 fn compile_cache_hits_for_equal_graphs() {
     let a = kiln::zoo::mnist_mlp(4).unwrap().graph;
