@@ -480,6 +480,20 @@ fn dump_kernels(
                 (Some(k), Stage::Asm) => {
                     outln!("; kernel @{}\n{}", k.kernel.name, k.asm.as_deref().unwrap_or("; (no disassembly)"))
                 }
+                (Some(k), _) if group.kind == kiln::passes::fuse::GroupKind::Contraction => {
+                    let members: Vec<String> = group.members.iter().map(|m| format!("%{}", m.index())).collect();
+                    let split = kiln::passes::fuse::epilogue_split(&g, group).unwrap_or(group.members.len());
+                    let product = group.members[split.saturating_sub(1)];
+                    outln!(
+                        "; contraction %{} = {} %{} + epilogue {} (members: {}; GEMM, the epilogue on each finished band of rows)\n{}",
+                        group.root().index(),
+                        g.node(product).op.name(),
+                        product.index(),
+                        k.kernel.name,
+                        members.join(" "),
+                        k.kernel
+                    );
+                }
                 (Some(k), _) => {
                     let members: Vec<String> = group.members.iter().map(|m| format!("%{}", m.index())).collect();
                     let how = if k.vectorized { "f32x4 + scalar tail" } else { "scalar" };

@@ -352,6 +352,10 @@ fn run_backends_agree_and_kernels_dump() {
             && text.contains("im2col + GEMM"),
         "{text}"
     );
+    // A matmul with its bias add as a GEMM epilogue.
+    let o = kiln(&["dump", "mnist_mlp", "--stage", "kernels"]);
+    let text = stdout(&o);
+    assert!(o.status.success() && text.contains(" = matmul %") && text.contains(" + epilogue k"), "{text}");
     let o = kiln(&["dump", "mnist_mlp", "--stage", "clif"]);
     assert!(o.status.success() && stdout(&o).contains("function u0:0(i64, i64, i64, i64)"), "{}", stderr(&o));
     // Machine code: the vector loop of the fused bias+relu kernels uses packed instructions.
