@@ -249,3 +249,27 @@ fn gemm_epilogues_agree_with_the_interpreter() {
         assert_eq!(one, two, "{kind} {m}x{k}x{n}");
     }
 }
+
+/// The worker pool runs every part exactly once, resumes a part's panic on the caller, and
+/// stays usable afterwards.
+#[test]
+fn the_worker_pool_runs_every_part_and_survives_a_panic() {
+    use kiln::runtime::pool::Pool;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pool = Pool::new(2);
+    assert_eq!(pool.threads(), 2);
+    let hits: Vec<AtomicUsize> = (0..37).map(|_| AtomicUsize::new(0)).collect();
+    pool.for_each(37, &|i| {
+        hits[i].fetch_add(1, Ordering::Relaxed);
+    });
+    assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.for_each(4, &|i| assert!(i != 3, "part 3 fails"));
+    }));
+    assert!(caught.is_err(), "the panic reaches the caller");
+    let sum = AtomicUsize::new(0);
+    pool.for_each(10, &|i| {
+        sum.fetch_add(i, Ordering::Relaxed);
+    });
+    assert_eq!(sum.load(Ordering::Relaxed), 45, "the pool still works");
+}
