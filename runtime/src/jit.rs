@@ -50,6 +50,8 @@ pub struct Executable {
     contractions: Vec<Option<Contraction>>,
     /// Per group: for a `reshape`, the node whose bytes it shares.
     alias: Vec<Option<NodeId>>,
+    /// Per node: the position of the first graph output that returns it.
+    first_output: Vec<Option<usize>>,
     plan: MemoryPlan,
     /// Per group: the arena offset of its result, for kernels whose result is an
     /// intermediate.
@@ -119,12 +121,17 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         .map(|((g, _), p)| (g.kind != GroupKind::Op && arena_ok[g.root().index()]).then_some(p.offset))
         .collect();
     let alias_groups = alias;
+    let mut first_output = vec![None; graph.len()];
+    for (i, o) in graph.outputs().iter().enumerate() {
+        first_output[o.value.index()].get_or_insert(i);
+    }
     Ok(Executable {
         graph: graph.clone(),
         in_place: vec![None; groups.len()],
         groups,
         contractions,
         alias: alias_groups,
+        first_output,
         plan,
         arena_offset,
         arena: std::sync::Mutex::new(Arena::default()),
@@ -379,10 +386,10 @@ impl Executable {
                 _ => None,
             })
             .collect();
-        let mut first: HashMap<NodeId, usize> = HashMap::new();
         for (i, o) in g.outputs().iter().enumerate() {
-            let value = match (first.get(&o.value), copied[i].take()) {
-                (Some(&j), _) => outputs[j].clone(),
+            let first = self.first_output[o.value.index()].filter(|&j| j < i);
+            let value = match (first, copied[i].take()) {
+                (Some(j), _) => outputs[j].clone(),
                 (None, Some(v)) => v,
                 (None, None) => match std::mem::replace(&mut slots[o.value.index()], Slot::Empty) {
                     Slot::Owned(v) => v,
@@ -390,7 +397,6 @@ impl Executable {
                     _ => return Err(internal(g, o.value, "output not computed")),
                 },
             };
-            first.entry(o.value).or_insert(i);
             outputs.push(value);
         }
         // Owned kernel results that are not outputs go back to the pool for the next run.
@@ -415,10 +421,6 @@ impl Executable {
         update: bool,
     ) -> Result<(), InterpError> {
         let g = &self.graph;
-        let mut out_pos: HashMap<NodeId, usize> = HashMap::new();
-        for (i, o) in g.outputs().iter().enumerate().rev() {
-            out_pos.insert(o.value, i);
-        }
         for (gi, (group, kernel)) in self.groups.iter().enumerate() {
             let root = group.root();
             let node = g.node(root);
@@ -452,8 +454,8 @@ impl Executable {
                 },
                 (None, Some(off)) => Slot::Arena(off),
                 (None, None) => {
-                    let reuse = match out_pos.get(&root) {
-                        Some(&i) => out_bufs.get_mut(i).and_then(Option::take),
+                    let reuse = match self.first_output[root.index()] {
+                        Some(i) => out_bufs.get_mut(i).and_then(Option::take),
                         None => pool[gi].take(),
                     };
                     Slot::Owned(match reuse {
