@@ -24,6 +24,7 @@ use crate::egraph::cost::node_cost;
 
 use crate::dce::eliminate_dead_code;
 use crate::pipeline::Pass;
+use crate::rebuild::rebuild_replacing;
 
 /// The `tile` pass.
 #[derive(Clone, Copy, Debug, Default)]
@@ -234,31 +235,25 @@ pub fn tile_pad_sums(graph: &Graph) -> Result<(Graph, usize), GraphError> {
     if plan.is_empty() {
         return Ok((graph.clone(), 0));
     }
-    let mut out = Graph::new(graph.name());
-    let mut map: HashMap<NodeId, NodeId> = HashMap::new();
-    for (id, node) in graph.nodes() {
-        let new = match (&node.op, plan.get(&id)) {
-            (Op::Input { name }, _) => out.input(name.clone(), node.ty.clone())?,
-            (Op::Param { name, init }, _) => out.param(name.clone(), node.ty.clone(), *init)?,
-            (_, Some(Rewrite::Pads(t))) => {
-                let parts: Vec<NodeId> = t.parts.iter().map(|p| map[p]).collect();
-                let cat = out.add(Op::Concat { axis: t.axis }, &parts)?;
-                out.add(Op::Pad { low: t.low.clone(), high: t.high.clone(), value: Literal(0.0) }, &[cat])?
-            }
-            (_, Some(Rewrite::Products(p))) => {
-                let a = concat_2d(graph, &mut out, &map, &p.lhs, 1)?;
-                let b = concat_2d(graph, &mut out, &map, &p.rhs, 0)?;
-                out.add(Op::Matmul, &[a, b])?
-            }
-            (op, None) => {
-                let args: Vec<NodeId> = node.args.iter().map(|a| map[a]).collect();
-                out.add_typed(op.clone(), &args, node.ty.clone())?
-            }
-        };
-        map.insert(id, new);
-    }
-    for o in graph.outputs() {
-        out.add_output(o.name.clone(), map[&o.value])?;
-    }
+    let out = rebuild_replacing(
+        graph,
+        |out, id, map| {
+            Ok(match plan.get(&id) {
+                None => None,
+                Some(Rewrite::Pads(t)) => {
+                    let parts: Vec<NodeId> = t.parts.iter().map(|p| map[p]).collect();
+                    let cat = out.add(Op::Concat { axis: t.axis }, &parts)?;
+                    Some(out.add(Op::Pad { low: t.low.clone(), high: t.high.clone(), value: Literal(0.0) }, &[cat])?)
+                }
+                Some(Rewrite::Products(p)) => {
+                    let a = concat_2d(graph, out, map, &p.lhs, 1)?;
+                    let b = concat_2d(graph, out, map, &p.rhs, 0)?;
+                    Some(out.add(Op::Matmul, &[a, b])?)
+                }
+            })
+        },
+        |_| true,
+        |_, _| {},
+    )?;
     Ok((eliminate_dead_code(&out)?, plan.len()))
 }
