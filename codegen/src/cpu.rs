@@ -461,12 +461,19 @@ struct Emitter<'a> {
 /// `p < q ? then : other`, lane by lane (a comparison with NaN is false).
 fn select_lt(b: &mut FunctionBuilder, p: Value, q: Value, then: Value, other: Value, lanes: u8) -> Value {
     let m = b.ins().fcmp(FloatCC::LessThan, p, q);
+    blend(b, m, then, other, lanes)
+}
+
+/// `cond ? then : other` for a comparison result `cond`: a `select` on scalars, a bitwise
+/// blend under the lane mask on vectors (the mask reinterpreted as `then`'s type).
+fn blend(b: &mut FunctionBuilder, cond: Value, then: Value, other: Value, lanes: u8) -> Value {
     if lanes > 1 {
         let flags = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
-        let m = b.ins().bitcast(types::F32X4, flags, m);
+        let ty = b.func.dfg.value_type(then);
+        let m = b.ins().bitcast(ty, flags, cond);
         b.ins().bitselect(m, then, other)
     } else {
-        b.ins().select(m, then, other)
+        b.ins().select(cond, then, other)
     }
 }
 
@@ -757,20 +764,13 @@ impl Emitter<'_> {
                         (CmpOp::Eq, false) => b.ins().icmp(IntCC::Equal, x, y),
                     }
                 }
-                Inst::Select(c, x, y) if lanes > 1 => {
-                    // The condition is a float comparison's lane mask.
-                    let flags = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
-                    let m = b.ins().bitcast(types::F32X4, flags, vals[*c]);
-                    b.ins().bitselect(m, vals[*x], vals[*y])
-                }
-                Inst::Select(c, x, y) => b.ins().select(vals[*c], vals[*x], vals[*y]),
+                // In vector kernels the condition is a float comparison's lane mask.
+                Inst::Select(c, x, y) => blend(b, vals[*c], vals[*x], vals[*y], lanes),
                 Inst::Cast(x) if lanes > 1 => {
                     // A comparison's lane mask as 1.0 / 0.0 (the only vector cast).
-                    let flags = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
-                    let m = b.ins().bitcast(types::F32X4, flags, vals[*x]);
                     let (one, zero) =
                         (self.float_const(b, 1.0, DType::F32, lanes), self.float_const(b, 0.0, DType::F32, lanes));
-                    b.ins().bitselect(m, one, zero)
+                    blend(b, vals[*x], one, zero, lanes)
                 }
                 Inst::Cast(x) => cast(b, vals[*x], arg_dt(*x), *dt),
             };
@@ -985,16 +985,6 @@ impl Emitter<'_> {
             let s = b.ins().iconst(types::I32, v);
             if vec { b.ins().splat(types::I32X4, s) } else { s }
         };
-        // `a` where `cond` (a comparison of `x`-typed floats), else `b`; for floats or ints.
-        let pick = |b: &mut FunctionBuilder, cond: Value, a: Value, o: Value, float: bool| {
-            if vec {
-                let ty = if float { types::F32X4 } else { types::I32X4 };
-                let m = b.ins().bitcast(ty, flags, cond);
-                b.ins().bitselect(m, a, o)
-            } else {
-                b.ins().select(cond, a, o)
-            }
-        };
         // Scale subnormals into the normal range.
         let min_normal = c(b, f64::from(f32::MIN_POSITIVE));
         let tiny = b.ins().fcmp(FloatCC::LessThan, x, min_normal);
@@ -1002,13 +992,13 @@ impl Emitter<'_> {
             let k = c(b, 8_388_608.0);
             b.ins().fmul(x, k)
         };
-        let xs = pick(b, tiny, scaled, x, true);
+        let xs = blend(b, tiny, scaled, x, lanes);
         let bits = b.ins().bitcast(ity, flags, xs);
         let exp_bits = b.ins().sshr_imm_s(bits, 23);
         let bias = int(b, 127);
         let mut e = b.ins().isub(exp_bits, bias);
         let (twenty_three, zero) = (int(b, 23), int(b, 0));
-        let sub = pick(b, tiny, twenty_three, zero, false);
+        let sub = blend(b, tiny, twenty_three, zero, lanes);
         e = b.ins().isub(e, sub);
         let mant_mask = int(b, 0x007F_FFFF);
         let one_bits = int(b, 0x3F80_0000);
@@ -1020,9 +1010,9 @@ impl Emitter<'_> {
         let big = b.ins().fcmp(FloatCC::GreaterThan, m, sqrt2);
         let half = c(b, 0.5);
         let mh = b.ins().fmul(m, half);
-        m = pick(b, big, mh, m, true);
+        m = blend(b, big, mh, m, lanes);
         let one_i = int(b, 1);
-        let inc = pick(b, big, one_i, zero, false);
+        let inc = blend(b, big, one_i, zero, lanes);
         e = b.ins().iadd(e, inc);
         // ln m = 2s(1 + s²/3 + s⁴/5 + s⁶/7 + s⁸/9), s = (m − 1)/(m + 1).
         let one = c(b, 1.0);
@@ -1054,13 +1044,13 @@ impl Emitter<'_> {
         let zero_f = c(b, 0.0);
         let is_zero = b.ins().fcmp(FloatCC::Equal, x, zero_f);
         let neg_inf = c(b, f64::NEG_INFINITY);
-        let r = pick(b, is_zero, neg_inf, r, true);
+        let r = blend(b, is_zero, neg_inf, r, lanes);
         let bad = b.ins().fcmp(FloatCC::UnorderedOrLessThan, x, zero_f);
         let nan = c(b, f64::NAN);
-        let r = pick(b, bad, nan, r, true);
+        let r = blend(b, bad, nan, r, lanes);
         let inf = c(b, f64::INFINITY);
         let is_inf = b.ins().fcmp(FloatCC::Equal, x, inf);
-        pick(b, is_inf, inf, r, true)
+        blend(b, is_inf, inf, r, lanes)
     }
 
     /// `sin(x)` or `cos(x)` for `f32` (scalar or `F32X4`): `x = nπ + r` (for `cos`,
