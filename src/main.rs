@@ -1,4 +1,5 @@
-//! The `kiln` command line: list the zoo, dump IR, check and run `.kir` files.
+//! The `kiln` command line: list the zoo, dump IR, check and run `.kir` files, benchmark, and
+//! train, score and use zoo models.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kiln::frontend::optim::Optimizer;
 use kiln::ir::{DType, Graph, Op, Value};
 use kiln::zoo;
+
+mod cli_train;
 
 #[derive(Parser)]
 #[command(name = "kiln", version, about = "kiln: a deep-learning compiler. Build, inspect and run tensor IR.")]
@@ -94,6 +97,80 @@ enum Command {
         /// Print one JSON object instead of a table row.
         #[arg(long)]
         json: bool,
+    },
+    /// Train a zoo model on its task (MNIST or synthetic data): progress bar, held-out accuracy
+    /// per epoch, then `model.safetensors` and `curve.png` in --out.
+    Train {
+        /// The model (see `kiln models`).
+        model: String,
+        /// The MNIST directory [default: the bundled data/mnist].
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Passes over the training set [default: the task's].
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Examples per step [default: the task's].
+        #[arg(long)]
+        batch: Option<usize>,
+        /// sgd, momentum, adam or adamw [default: the task's].
+        #[arg(long)]
+        optimizer: Option<String>,
+        /// Learning rate [default: the task's].
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Weight decay (L2 for sgd/momentum/adam, decoupled for adamw).
+        #[arg(long, default_value_t = 0.0)]
+        weight_decay: f64,
+        /// Learning-rate schedule: constant or cosine (decay to zero) [default: the task's].
+        #[arg(long)]
+        schedule: Option<String>,
+        /// Seed of the initial parameters, the shuffles, dropout and synthetic data.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Threads [default: $KILN_THREADS, else 1].
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Directory for the checkpoint and pictures [default: runs/MODEL].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run saved in this checkpoint.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+        /// Print one JSON line at the end (progress goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a checkpoint's held-out accuracy on its model's task.
+    Eval {
+        /// The model (see `kiln models`).
+        model: String,
+        /// The checkpoint (`model.safetensors` from `kiln train`).
+        #[arg(long)]
+        weights: PathBuf,
+        /// The MNIST directory [default: the bundled data/mnist].
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Examples per run [default: the task's batch].
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Threads [default: $KILN_THREADS, else 1].
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Print the predicted class of every example in a `.npy` file, one per line.
+    Predict {
+        /// The model (see `kiln models`).
+        model: String,
+        /// The checkpoint (`model.safetensors` from `kiln train`).
+        #[arg(long)]
+        weights: PathBuf,
+        /// The examples: `[n, ...]` (or one example without the batch axis) of the model's
+        /// input dtype; MNIST pixels as f32 in [0, 1].
+        #[arg(long)]
+        input: PathBuf,
+        /// Threads [default: $KILN_THREADS, else 1].
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Parse and verify a `.kir` file, printing every error found.
     Check {
@@ -220,6 +297,41 @@ fn main() -> ExitCode {
             run(&file, func.as_deref(), &inputs, seed, &out, backend)
         }
         Command::Check { file } => check(&file),
+        Command::Train {
+            model,
+            data,
+            epochs,
+            batch,
+            optimizer,
+            lr,
+            weight_decay,
+            schedule,
+            seed,
+            threads,
+            out,
+            resume,
+            json,
+        } => cli_train::train(cli_train::TrainArgs {
+            model,
+            data,
+            epochs,
+            batch,
+            optimizer,
+            lr,
+            weight_decay,
+            schedule,
+            seed,
+            threads: threads_or_env(threads),
+            out,
+            resume,
+            json,
+        }),
+        Command::Eval { model, weights, data, batch, threads } => {
+            cli_train::eval(&model, &weights, &data, batch, threads_or_env(threads))
+        }
+        Command::Predict { model, weights, input, threads } => {
+            cli_train::predict(&model, &weights, &input, threads_or_env(threads))
+        }
         Command::Bench { target, train_step, batch, unfused, runs, threads, json } => {
             let threads = threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1);
             bench(&target, train_step, batch, unfused, runs.max(1), threads, json)
@@ -232,6 +344,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn threads_or_env(threads: Option<usize>) -> usize {
+    threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1)
 }
 
 fn build_zoo(entry: &zoo::Entry, batch: usize) -> Result<Vec<zoo::Model>, String> {

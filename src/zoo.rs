@@ -5,7 +5,7 @@
 //! and [`Model::labels`] say how it is trained. The GAN is two graphs.
 
 use kiln_frontend::nn::{Conv2d, Embedding, LayerNorm, Linear, Lstm, MaxPool2d, MultiHeadAttention};
-use kiln_frontend::{BuildError, Builder, init};
+use kiln_frontend::{BuildError, Builder, Tensor, init};
 use kiln_ir::{DType, Graph, TensorType};
 
 /// How a model's output is compared with its labels.
@@ -183,15 +183,22 @@ pub fn transformer_block(batch: usize) -> Result<Model, BuildError> {
 }
 
 fn transformer_block_in(batch: usize, float: DType) -> Result<Model, BuildError> {
-    let (seq, d, heads, ffn) = (64, 128, 4, 512);
+    let (seq, d) = (64, 128);
     let b = Builder::new("transformer_block").with_float(float);
     let x = b.input("x", float, [batch, seq, d]);
-    let attn = MultiHeadAttention::new(&b, "attn", d, heads);
-    let h = x + attn.forward(LayerNorm::new(&b, "ln1", d).forward(x));
-    let f = Linear::new(&b, "ffn1", d, ffn).forward(LayerNorm::new(&b, "ln2", d).forward(h)).gelu();
-    let y = h + Linear::new(&b, "ffn2", ffn, d).forward(f);
+    let y = transformer_block_on(&b, x);
     b.output("y", y);
     model(b, Loss::Mse, TensorType::new(float, [batch, seq, d]))
+}
+
+/// The zoo's transformer block applied to `x: [batch, seq, d_model]` inside `b` (4 heads, FFN
+/// 4·d_model with GELU, pre-norm), for models that put it between their own layers.
+pub fn transformer_block_on<'b>(b: &'b Builder, x: Tensor<'b>) -> Tensor<'b> {
+    let d = x.shape().last().copied().unwrap_or(1);
+    let attn = MultiHeadAttention::new(b, "attn", d, 4);
+    let h = x + attn.forward(LayerNorm::new(b, "ln1", d).forward(x));
+    let f = Linear::new(b, "ffn1", d, 4 * d).forward(LayerNorm::new(b, "ln2", d).forward(h)).gelu();
+    h + Linear::new(b, "ffn2", 4 * d, d).forward(f)
 }
 
 /// The two graphs of a GAN.
@@ -211,9 +218,8 @@ pub fn gan(batch: usize) -> Result<Gan, BuildError> {
 
 fn gan_in(batch: usize, float: DType) -> Result<Gan, BuildError> {
     let g = Builder::new("gan_generator").with_float(float);
-    let z = g.input("z", float, [batch, 64]);
-    let h = Linear::new(&g, "g1", 64, 256).forward(z).relu();
-    let img = Linear::with_init(&g, "g2", 256, 784, init::xavier_uniform(256, 784), true).forward(h).tanh();
+    let z = g.input("z", float, [batch, GAN_LATENT]);
+    let img = gan_generator_on(&g, z);
     g.output("image", img);
     // On its own the generator is trained like a decoder, against target images; adversarial
     // training composes it with the discriminator.
@@ -221,9 +227,25 @@ fn gan_in(batch: usize, float: DType) -> Result<Gan, BuildError> {
 
     let d = Builder::new("gan_discriminator").with_float(float);
     let x = d.input("x", float, [batch, 784]);
-    let h = Linear::new(&d, "d1", 784, 256).forward(x).leaky_relu(0.2);
-    let p = Linear::with_init(&d, "d2", 256, 1, init::xavier_uniform(256, 1), true).forward(h).sigmoid();
+    let p = gan_discriminator_on(&d, x);
     d.output("prob", p);
     let discriminator = model(d, Loss::BinaryCrossEntropy, TensorType::new(float, [batch, 1]))?;
     Ok(Gan { generator, discriminator })
+}
+
+/// The length of the GAN generator's latent vector.
+pub const GAN_LATENT: usize = 64;
+
+/// The GAN's generator inside `b`: `z: [batch, 64]` → images `[batch, 784]` in `[-1, 1]`
+/// (parameters `g1.*`, `g2.*`).
+pub fn gan_generator_on<'b>(b: &'b Builder, z: Tensor<'b>) -> Tensor<'b> {
+    let h = Linear::new(b, "g1", GAN_LATENT, 256).forward(z).relu();
+    Linear::with_init(b, "g2", 256, 784, init::xavier_uniform(256, 784), true).forward(h).tanh()
+}
+
+/// The GAN's discriminator inside `b`: images `[batch, 784]` → probability `[batch, 1]` that
+/// each is real (parameters `d1.*`, `d2.*`).
+pub fn gan_discriminator_on<'b>(b: &'b Builder, x: Tensor<'b>) -> Tensor<'b> {
+    let h = Linear::new(b, "d1", 784, 256).forward(x).leaky_relu(0.2);
+    Linear::with_init(b, "d2", 256, 1, init::xavier_uniform(256, 1), true).forward(h).sigmoid()
 }

@@ -58,17 +58,22 @@ fn read_as<T: ndarray_npy::ReadableElement>(path: &Path, dtype: DType) -> Result
 
 /// Reads `path` as a value of type `expected` (dtype and shape must match exactly).
 pub fn read(path: &Path, expected: &TensorType) -> Result<Value, NpyError> {
-    let v: Value = match expected.dtype {
-        DType::F32 => read_as::<f32>(path, expected.dtype)?.into(),
-        DType::F64 => read_as::<f64>(path, expected.dtype)?.into(),
-        DType::I32 => read_as::<i32>(path, expected.dtype)?.into(),
-        DType::I64 => read_as::<i64>(path, expected.dtype)?.into(),
-        DType::Bool => read_as::<bool>(path, expected.dtype)?.into(),
-    };
+    let v = read_dtype(path, expected.dtype)?;
     if v.ty() != *expected {
         return Err(NpyError::Shape { path: path.display().to_string(), expected: expected.clone(), got: v.ty() });
     }
     Ok(v)
+}
+
+/// Reads `path` as an array of `dtype`, of any shape.
+pub fn read_dtype(path: &Path, dtype: DType) -> Result<Value, NpyError> {
+    Ok(match dtype {
+        DType::F32 => read_as::<f32>(path, dtype)?.into(),
+        DType::F64 => read_as::<f64>(path, dtype)?.into(),
+        DType::I32 => read_as::<i32>(path, dtype)?.into(),
+        DType::I64 => read_as::<i64>(path, dtype)?.into(),
+        DType::Bool => read_as::<bool>(path, dtype)?.into(),
+    })
 }
 
 /// Writes `value` to `path` as a standard `.npy` file.

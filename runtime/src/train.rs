@@ -161,6 +161,33 @@ impl TrainSession {
         self.steps_done
     }
 
+    /// Runs the compiled step on `threads` threads (no effect on the interpreter).
+    pub fn set_threads(&mut self, threads: usize) {
+        if let Some(exe) = self.compiled.take() {
+            self.compiled = Some(exe.with_threads(threads));
+        }
+    }
+
+    /// Replaces the parameter or state value `name` (restoring a checkpoint). The value must
+    /// have the type the step graph gives it.
+    pub fn set_value(&mut self, name: &str, value: Value) -> Result<(), TrainError> {
+        let expected = match self.values.get(name) {
+            Some(old) => old.ty(),
+            None => return Err(TrainError::Malformed(format!("the step has no parameter or state value `{name}`"))),
+        };
+        if value.ty() != expected {
+            return Err(TrainError::Malformed(format!("`{name}` is {expected}, not {}", value.ty())));
+        }
+        self.values.insert(name.to_string(), value);
+        Ok(())
+    }
+
+    /// Sets the count of steps run (restoring a checkpoint: dropout masks are drawn from the
+    /// session seed and this count, so a resumed run draws the masks it would have drawn).
+    pub fn set_steps_done(&mut self, steps: u64) {
+        self.steps_done = steps;
+    }
+
     /// The step being run.
     pub fn train_step(&self) -> &TrainStep {
         &self.step

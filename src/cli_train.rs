@@ -1,0 +1,211 @@
+//! `kiln train`, `kiln eval` and `kiln predict`: training zoo models on their tasks with a
+//! progress bar, checkpoints and curves, and using the checkpoints.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kiln::fit::{self, Config, Outcome, Trainer};
+
+/// Raised by Ctrl-C: the trainer stops between two steps and saves a checkpoint.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// What `kiln train` was asked for.
+pub struct TrainArgs {
+    pub model: String,
+    pub data: Option<PathBuf>,
+    pub epochs: Option<usize>,
+    pub batch: Option<usize>,
+    pub optimizer: Option<String>,
+    pub lr: Option<f64>,
+    pub weight_decay: f64,
+    pub schedule: Option<String>,
+    pub seed: u64,
+    pub threads: usize,
+    pub out: Option<PathBuf>,
+    pub resume: Option<PathBuf>,
+    pub json: bool,
+}
+
+/// Prints a line for people: to stdout, or to stderr when stdout carries JSON.
+fn say(json: bool, line: &str) {
+    if json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+fn install_ctrl_c() {
+    // A second Ctrl-C while the checkpoint is being written ends the program at once.
+    let r = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+    if let Err(e) = r {
+        eprintln!("warning: Ctrl-C will not save a checkpoint ({e})");
+    }
+}
+
+fn data_dir(data: &Option<PathBuf>) -> PathBuf {
+    data.clone().unwrap_or_else(kiln::data::mnist::bundled_dir)
+}
+
+pub fn train(a: TrainArgs) -> Result<(), String> {
+    if a.model == "gan" {
+        return train_gan(a);
+    }
+    let task = fit::task(&a.model, &data_dir(&a.data), a.seed).map_err(|e| e.to_string())?;
+    let mut config = Config::defaults(&task);
+    config.epochs = a.epochs.unwrap_or(config.epochs);
+    config.batch = a.batch.unwrap_or(config.batch);
+    config.optimizer = a.optimizer.clone().unwrap_or(config.optimizer);
+    config.lr = a.lr.unwrap_or(config.lr);
+    config.weight_decay = a.weight_decay;
+    if let Some(s) = &a.schedule {
+        config.schedule = fit::Schedule::parse(s).map_err(|e| e.to_string())?;
+    }
+    config.seed = a.seed;
+    config.threads = a.threads;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&a.model));
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let (train_n, test_n, data) = (task.train.len(), task.test.len(), task.data.clone());
+    let compile = Instant::now();
+    let mut trainer = match &a.resume {
+        Some(path) => Trainer::resume(task, config.clone(), path),
+        None => Trainer::new(task, config.clone()),
+    }
+    .map_err(|e| e.to_string())?;
+    let steps = trainer.steps_per_epoch();
+    say(
+        a.json,
+        &format!(
+            "training {} on {data}: {train_n} examples, {test_n} held out; {} epochs x {steps} steps of {}; {} lr {} ({}){}; {} thread{} (compiled in {:.0} ms)",
+            a.model,
+            config.epochs,
+            config.batch,
+            config.optimizer,
+            config.lr,
+            config.schedule.name(),
+            if config.weight_decay > 0.0 { format!(" weight decay {}", config.weight_decay) } else { String::new() },
+            config.threads,
+            if config.threads == 1 { "" } else { "s" },
+            compile.elapsed().as_secs_f64() * 1e3
+        ),
+    );
+    if trainer.epochs_done() > 0 || a.resume.is_some() {
+        say(
+            a.json,
+            &format!(
+                "resumed at epoch {} ({} steps done)",
+                trainer.epochs_done() + 1,
+                trainer.history().step_loss.len()
+            ),
+        );
+    }
+    install_ctrl_c();
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:32}] {pos}/{len} {msg}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    let json = a.json;
+    let started = Instant::now();
+    let outcome = trainer.run(
+        &STOP,
+        &mut |p| {
+            if p.step == 1 {
+                bar.reset();
+                bar.set_prefix(format!("{}/{}", p.epoch, p.epochs));
+            }
+            bar.set_position(p.step as u64);
+            bar.set_message(format!("loss {:.4}  {:.0} examples/s", p.loss, p.examples_per_second));
+        },
+        &mut |epoch, acc| {
+            let line = format!(
+                "epoch {epoch}: held-out accuracy {:.2}%  ({:.1} s)",
+                acc * 100.0,
+                started.elapsed().as_secs_f64()
+            );
+            if bar.is_hidden() { say(json, &line) } else { bar.suspend(|| say(json, &line)) }
+        },
+    );
+    bar.finish_and_clear();
+    let outcome = outcome.map_err(|e| e.to_string())?;
+    let ckpt = out.join("model.safetensors");
+    trainer.save(&ckpt).map_err(|e| e.to_string())?;
+    let curve = out.join("curve.png");
+    fit::plot::curve(&curve, &a.model, trainer.history()).map_err(|e| e.to_string())?;
+    if outcome == Outcome::Interrupted {
+        say(
+            a.json,
+            &format!(
+                "interrupted: saved {} and {}; continue with `kiln train {} --resume {}`",
+                ckpt.display(),
+                curve.display(),
+                a.model,
+                ckpt.display()
+            ),
+        );
+        std::process::exit(130);
+    }
+    let acc = trainer.history().test_accuracy.last().copied().map_or(0.0, f64::from);
+    say(a.json, &format!("test accuracy {:.2}%; saved {} and {}", acc * 100.0, ckpt.display(), curve.display()));
+    if a.json {
+        println!(
+            "{{\"model\":\"{}\",\"epochs\":{},\"test_accuracy\":{acc:.6},\"train_seconds\":{:.3},\"examples_per_second\":{:.1}}}",
+            a.model,
+            trainer.epochs_done(),
+            trainer.train_seconds(),
+            trainer.examples_per_second()
+        );
+    }
+    Ok(())
+}
+
+pub fn eval(
+    model: &str,
+    weights: &Path,
+    data: &Option<PathBuf>,
+    batch: Option<usize>,
+    threads: usize,
+) -> Result<(), String> {
+    let task = fit::task(model, &data_dir(data), 0).map_err(|e| e.to_string())?;
+    let batch = batch.unwrap_or(task.defaults.batch);
+    let test = task.test.clone();
+    let mut p = fit::Predictor::from_checkpoint(task, weights, batch, threads).map_err(|e| e.to_string())?;
+    let acc = p.accuracy(&test).map_err(|e| e.to_string())?;
+    println!("{model}: held-out accuracy {:.2}% on {} examples", acc * 100.0, test.len());
+    Ok(())
+}
+
+pub fn predict(model: &str, weights: &Path, input: &Path, threads: usize) -> Result<(), String> {
+    let task = fit::task(model, &data_dir(&None), 0).map_err(|e| e.to_string())?;
+    let graph = task.model_at(1).map_err(|e| e.to_string())?.graph;
+    let x_id = graph.leaf("x").ok_or("the model has no input `x`")?;
+    let x_ty = graph.ty(x_id).clone();
+    let x = kiln::runtime::npy::read_dtype(input, x_ty.dtype).map_err(|e| e.to_string())?;
+    // One example without its batch axis is a batch of one.
+    let x = if x.shape() == &x_ty.dims()[1..] {
+        let mut dims = vec![1];
+        dims.extend_from_slice(x.shape());
+        kiln::data::reshape(x, &dims).ok_or("cannot add a batch axis")?
+    } else {
+        x
+    };
+    let n = x.shape().first().copied().unwrap_or(0);
+    let batch = n.clamp(1, task.defaults.batch.max(1));
+    let mut p = fit::Predictor::from_checkpoint(task, weights, batch, threads).map_err(|e| e.to_string())?;
+    let classes = p.classes(&x).map_err(|e| format!("{}: {e}", input.display()))?;
+    for c in classes {
+        println!("{c}");
+    }
+    Ok(())
+}
+
+fn train_gan(a: TrainArgs) -> Result<(), String> {
+    Err(format!("{}: adversarial training is not wired to the command line yet", a.model))
+}

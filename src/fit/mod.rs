@@ -1,0 +1,615 @@
+//! Training zoo models on their tasks: the loop behind `kiln train`, `kiln eval` and
+//! `kiln predict`.
+//!
+//! A [`Trainer`] compiles the model's whole training step once (forward, loss, backward and
+//! optimizer update in one JIT-compiled function, parameters updated in place) and its forward
+//! graph for scoring, then walks the training set in shuffled mini-batches, one epoch at a
+//! time, scoring the held-out set after each. Everything it does follows from the seed: the
+//! initial parameters, each epoch's order ([`crate::data::shuffled`]) and dropout masks, so a
+//! run resumed from a [`checkpoint`] continues exactly as if it had not stopped.
+
+pub mod checkpoint;
+pub mod plot;
+pub mod task;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use kiln_frontend::BuildError;
+use kiln_frontend::optim::Optimizer;
+use kiln_ir::{InterpError, Value};
+use kiln_runtime::exec::Backend;
+use kiln_runtime::jit::Executable;
+use kiln_runtime::train::{TrainError, TrainSession};
+use thiserror::Error;
+
+pub use task::{Defaults, Metric, TRAINABLE, Task, task};
+
+use crate::data::{self, DataError, Dataset};
+use crate::train::TrainBuildError;
+use checkpoint::{Checkpoint, CheckpointError};
+
+/// Errors from training, scoring and predicting.
+#[derive(Debug, Error)]
+pub enum FitError {
+    /// Loading or generating data failed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Building the model failed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Building the training step failed.
+    #[error(transparent)]
+    TrainBuild(#[from] TrainBuildError),
+    /// Compiling or running the training step failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// Compiling the forward graph failed.
+    #[error(transparent)]
+    Compile(#[from] crate::CompileError),
+    /// Running the forward graph failed.
+    #[error(transparent)]
+    Run(#[from] InterpError),
+    /// Reading or writing a checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The model has no training task.
+    #[error("no training task for `{name}` (trainable: {known})")]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// The trainable models.
+        known: String,
+    },
+    /// A setting or an input is out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// The loss stopped being a finite number.
+    #[error("training diverged: the loss is {loss} at epoch {epoch}, step {step} (try a smaller --lr)")]
+    Diverged {
+        /// The epoch (from 1).
+        epoch: usize,
+        /// The step within the epoch (from 1).
+        step: usize,
+        /// The loss.
+        loss: f64,
+    },
+}
+
+/// How to train.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Examples per step.
+    pub batch: usize,
+    /// `sgd`, `momentum`, `adam` or `adamw`.
+    pub optimizer: String,
+    /// Learning rate.
+    pub lr: f64,
+    /// Weight decay: L2 added to the gradient for `sgd`, `momentum` and `adam`, decoupled for
+    /// `adamw` (0 for none; `adamw` then uses 0.01).
+    pub weight_decay: f64,
+    /// How the learning rate changes over the run.
+    pub schedule: Schedule,
+    /// Seed of the initial parameters, the shuffles, dropout and synthetic data.
+    pub seed: u64,
+    /// Threads for kernels, GEMMs and convolutions.
+    pub threads: usize,
+}
+
+impl Config {
+    /// The task's defaults, seed 0, one thread.
+    pub fn defaults(task: &Task) -> Config {
+        let d = task.defaults;
+        Config {
+            epochs: d.epochs,
+            batch: d.batch,
+            optimizer: d.optimizer.to_string(),
+            lr: d.lr,
+            weight_decay: 0.0,
+            schedule: d.schedule,
+            seed: 0,
+            threads: 1,
+        }
+    }
+
+    /// The optimizer this config names.
+    pub fn optimizer(&self) -> Result<Optimizer, FitError> {
+        let wd = self.weight_decay;
+        if !(wd >= 0.0 && wd.is_finite()) {
+            return Err(FitError::Invalid(format!("weight decay must be a finite number >= 0, got {wd}")));
+        }
+        let with_l2 = |o: Optimizer| if wd > 0.0 { o.with_weight_decay(wd) } else { o };
+        Ok(match self.optimizer.as_str() {
+            "sgd" => with_l2(Optimizer::sgd()),
+            "momentum" => with_l2(Optimizer::momentum(0.9, false)),
+            "adam" => with_l2(Optimizer::adam()),
+            "adamw" => Optimizer::adamw(if wd > 0.0 { wd } else { 0.01 }),
+            other => {
+                return Err(FitError::Invalid(format!(
+                    "unknown optimizer `{other}` (choose sgd, momentum, adam or adamw)"
+                )));
+            }
+        })
+    }
+}
+
+/// How the learning rate changes over a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// The same rate at every step.
+    Constant,
+    /// Cosine decay from the rate at the first step to zero after the last:
+    /// `lr · (1 + cos(π · step / steps)) / 2`.
+    Cosine,
+}
+
+impl Schedule {
+    /// The rate at `step` (from 0) of `steps` for base rate `lr`.
+    pub fn rate(self, lr: f64, step: usize, steps: usize) -> f64 {
+        match self {
+            Schedule::Constant => lr,
+            Schedule::Cosine => lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / steps.max(1) as f64).cos()),
+        }
+    }
+
+    /// Parses `constant` or `cosine`.
+    pub fn parse(s: &str) -> Result<Self, FitError> {
+        match s {
+            "constant" => Ok(Schedule::Constant),
+            "cosine" => Ok(Schedule::Cosine),
+            other => Err(FitError::Invalid(format!("unknown schedule `{other}` (choose constant or cosine)"))),
+        }
+    }
+
+    /// The name [`Schedule::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Constant => "constant",
+            Schedule::Cosine => "cosine",
+        }
+    }
+}
+
+/// Where training is, reported after every step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    /// The epoch being run (from 1).
+    pub epoch: usize,
+    /// Epochs in the run.
+    pub epochs: usize,
+    /// Steps done in this epoch.
+    pub step: usize,
+    /// Steps per epoch.
+    pub steps_per_epoch: usize,
+    /// The last step's loss.
+    pub loss: f64,
+    /// Training examples per second so far (steps only, not scoring).
+    pub examples_per_second: f64,
+}
+
+/// Losses and accuracies so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    /// The loss of every step.
+    pub step_loss: Vec<f32>,
+    /// Held-out accuracy after every epoch.
+    pub test_accuracy: Vec<f32>,
+}
+
+/// How a call to [`Trainer::run`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every epoch ran.
+    Finished,
+    /// The stop flag was raised; the trainer stopped between two steps.
+    Interrupted,
+}
+
+/// Trains one model on its task.
+pub struct Trainer {
+    task: Task,
+    config: Config,
+    session: TrainSession,
+    scorer: Executable,
+    x_dims: Vec<usize>,
+    y_dims: Vec<usize>,
+    epoch: usize,
+    step_in_epoch: usize,
+    history: History,
+    train_seconds: f64,
+    examples_trained: u64,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("model", &self.task.model)
+            .field("config", &self.config)
+            .field("epoch", &self.epoch)
+            .field("step_in_epoch", &self.step_in_epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trainer {
+    /// Compiles the training step and the scoring graph of `task`'s model for `config`.
+    pub fn new(task: Task, config: Config) -> Result<Self, FitError> {
+        if config.batch == 0 || config.batch > task.train.len() {
+            return Err(FitError::Invalid(format!(
+                "--batch must be between 1 and the {} training examples, got {}",
+                task.train.len(),
+                config.batch
+            )));
+        }
+        if !(config.lr > 0.0 && config.lr.is_finite()) {
+            return Err(FitError::Invalid(format!("--lr must be a finite number > 0, got {}", config.lr)));
+        }
+        let model = task.model_at(config.batch)?;
+        let step = crate::train::train_step(&model, &config.optimizer()?)?;
+        let mut session = TrainSession::with_backend(step, config.seed, Backend::Jit)?;
+        session.set_threads(config.threads.max(1));
+        let scorer = crate::compile(&model.graph, crate::Fusion::Fused)?.with_threads(config.threads.max(1));
+        let x_dims = input_dims(&model.graph)?;
+        let y_dims = model.labels.dims().to_vec();
+        Ok(Trainer {
+            task,
+            config,
+            session,
+            scorer,
+            x_dims,
+            y_dims,
+            epoch: 0,
+            step_in_epoch: 0,
+            history: History::default(),
+            train_seconds: 0.0,
+            examples_trained: 0,
+        })
+    }
+
+    /// Steps in one epoch (the last partial batch of each epoch is dropped).
+    pub fn steps_per_epoch(&self) -> usize {
+        self.task.train.len() / self.config.batch
+    }
+
+    /// Epochs finished.
+    pub fn epochs_done(&self) -> usize {
+        self.epoch
+    }
+
+    /// The losses and accuracies so far.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The task trained.
+    pub fn task(&self) -> &Task {
+        &self.task
+    }
+
+    /// The config trained with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Seconds spent in training steps so far.
+    pub fn train_seconds(&self) -> f64 {
+        self.train_seconds
+    }
+
+    /// Training examples per second so far.
+    pub fn examples_per_second(&self) -> f64 {
+        if self.train_seconds > 0.0 { self.examples_trained as f64 / self.train_seconds } else { 0.0 }
+    }
+
+    /// The current parameter (and optimizer state) values by name.
+    pub fn values(&self) -> &HashMap<String, Value> {
+        self.session.values()
+    }
+
+    /// Trains until `config.epochs` epochs are done or `stop` is raised, calling `on_step`
+    /// after every step and `on_epoch` with each epoch's held-out accuracy.
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        on_step: &mut dyn FnMut(&Progress),
+        on_epoch: &mut dyn FnMut(usize, f64),
+    ) -> Result<Outcome, FitError> {
+        let (b, steps) = (self.config.batch, self.steps_per_epoch());
+        while self.epoch < self.config.epochs {
+            let order = data::shuffled(self.task.train.len(), self.config.seed, self.epoch as u64);
+            while self.step_in_epoch < steps {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(Outcome::Interrupted);
+                }
+                let s = self.step_in_epoch;
+                let (x, y) = self.task.train.batch(&order[s * b..(s + 1) * b]);
+                let feeds =
+                    HashMap::from([("x".to_string(), self.shape_x(x)?), ("labels".to_string(), self.shape_y(y)?)]);
+                let lr = self.config.schedule.rate(self.config.lr, self.epoch * steps + s, self.config.epochs * steps);
+                let start = Instant::now();
+                let loss = self.session.step(&feeds, lr)?;
+                self.train_seconds += start.elapsed().as_secs_f64();
+                self.examples_trained += b as u64;
+                self.step_in_epoch += 1;
+                if !loss.is_finite() {
+                    return Err(FitError::Diverged { epoch: self.epoch + 1, step: s + 1, loss });
+                }
+                self.history.step_loss.push(loss as f32);
+                on_step(&Progress {
+                    epoch: self.epoch + 1,
+                    epochs: self.config.epochs,
+                    step: s + 1,
+                    steps_per_epoch: steps,
+                    loss,
+                    examples_per_second: self.examples_per_second(),
+                });
+            }
+            let accuracy = self.evaluate(&self.task.test)?;
+            self.history.test_accuracy.push(accuracy as f32);
+            self.epoch += 1;
+            self.step_in_epoch = 0;
+            on_epoch(self.epoch, accuracy);
+        }
+        Ok(Outcome::Finished)
+    }
+
+    /// The accuracy of the current parameters on `data` (as [`Task::metric`] scores it).
+    pub fn evaluate(&self, data: &Dataset) -> Result<f64, FitError> {
+        let g = self.scorer.graph();
+        let mut feeds: HashMap<String, Value> = self
+            .session
+            .values()
+            .iter()
+            .filter(|(k, _)| g.leaf(k).is_some())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        score(&self.scorer, &mut feeds, &self.task, &self.x_dims, data)
+    }
+
+    fn shape_x(&self, x: Value) -> Result<Value, FitError> {
+        let x = self.task.prepare(x);
+        reshaped(x, &self.x_dims, "examples")
+    }
+
+    fn shape_y(&self, y: Value) -> Result<Value, FitError> {
+        reshaped(y, &self.y_dims, "labels")
+    }
+
+    /// Writes the parameters, optimizer state, history and position to `path`.
+    pub fn save(&self, path: &Path) -> Result<(), FitError> {
+        let loss = Value::F32(ndarray::Array1::from(self.history.step_loss.clone()).into_dyn());
+        let acc = Value::F32(ndarray::Array1::from(self.history.test_accuracy.clone()).into_dyn());
+        let mut tensors: Vec<(&str, &Value)> = self.session.values().iter().map(|(k, v)| (k.as_str(), v)).collect();
+        tensors.push((HISTORY_LOSS, &loss));
+        tensors.push((HISTORY_ACCURACY, &acc));
+        let c = &self.config;
+        let metadata = BTreeMap::from([
+            ("format".to_string(), "kiln.checkpoint.v1".to_string()),
+            ("model".to_string(), self.task.model.to_string()),
+            ("optimizer".to_string(), c.optimizer.clone()),
+            ("lr".to_string(), c.lr.to_string()),
+            ("weight_decay".to_string(), c.weight_decay.to_string()),
+            ("schedule".to_string(), c.schedule.name().to_string()),
+            ("batch".to_string(), c.batch.to_string()),
+            ("seed".to_string(), c.seed.to_string()),
+            ("epoch".to_string(), self.epoch.to_string()),
+            ("step_in_epoch".to_string(), self.step_in_epoch.to_string()),
+            ("steps_done".to_string(), self.session.steps_done().to_string()),
+            ("train_seconds".to_string(), self.train_seconds.to_string()),
+        ]);
+        checkpoint::save(path, tensors, &metadata)?;
+        Ok(())
+    }
+
+    /// A trainer that continues the run saved at `path`: its parameters, optimizer state,
+    /// history and position. The checkpoint's model, optimizer, batch, learning rate, weight
+    /// decay and seed must match `config` (`epochs` and `threads` may change).
+    pub fn resume(task: Task, config: Config, path: &Path) -> Result<Self, FitError> {
+        let ck = checkpoint::load(path)?;
+        let meta = |k: &str| ck.metadata.get(k).cloned().unwrap_or_default();
+        let expect = [
+            ("model", task.model.to_string()),
+            ("optimizer", config.optimizer.clone()),
+            ("lr", config.lr.to_string()),
+            ("weight_decay", config.weight_decay.to_string()),
+            ("schedule", config.schedule.name().to_string()),
+            ("batch", config.batch.to_string()),
+            ("seed", config.seed.to_string()),
+        ];
+        for (k, want) in &expect {
+            if meta(k) != *want {
+                return Err(FitError::Invalid(format!(
+                    "{}: the checkpoint was trained with {k} = `{}`, this run has `{want}`",
+                    path.display(),
+                    meta(k)
+                )));
+            }
+        }
+        let number = |k: &str| -> Result<u64, FitError> {
+            meta(k).parse().map_err(|_| FitError::Invalid(format!("{}: metadata `{k}` is not a count", path.display())))
+        };
+        let mut t = Trainer::new(task, config)?;
+        let names: Vec<String> = t.session.values().keys().cloned().collect();
+        for name in names {
+            let v = ck.tensors.get(&name).ok_or_else(|| {
+                FitError::Invalid(format!("{}: the checkpoint has no tensor `{name}`", path.display()))
+            })?;
+            t.session.set_value(&name, v.clone())?;
+        }
+        t.epoch = number("epoch")? as usize;
+        t.step_in_epoch = number("step_in_epoch")? as usize;
+        t.session.set_steps_done(number("steps_done")?);
+        t.train_seconds = meta("train_seconds").parse().unwrap_or(0.0);
+        let floats = |k: &str| ck.tensors.get(k).map(|v| v.to_f64_vec().into_iter().map(|x| x as f32).collect());
+        t.history.step_loss = floats(HISTORY_LOSS).unwrap_or_default();
+        t.history.test_accuracy = floats(HISTORY_ACCURACY).unwrap_or_default();
+        Ok(t)
+    }
+}
+
+/// The checkpoint tensor holding every step's loss.
+pub const HISTORY_LOSS: &str = "kiln.history.step_loss";
+/// The checkpoint tensor holding every epoch's held-out accuracy.
+pub const HISTORY_ACCURACY: &str = "kiln.history.test_accuracy";
+
+/// Scores and predicts with trained parameters, without the training step.
+pub struct Predictor {
+    task: Task,
+    exe: Executable,
+    feeds: HashMap<String, Value>,
+    x_dims: Vec<usize>,
+}
+
+impl std::fmt::Debug for Predictor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Predictor").field("model", &self.task.model).field("x_dims", &self.x_dims).finish()
+    }
+}
+
+impl Predictor {
+    /// The forward graph of `task`'s model at `batch` examples per run with the parameters of
+    /// the checkpoint at `path` (each checked by name and type).
+    pub fn from_checkpoint(task: Task, path: &Path, batch: usize, threads: usize) -> Result<Self, FitError> {
+        if batch == 0 {
+            return Err(FitError::Invalid("--batch must be at least 1".into()));
+        }
+        let model = task.model_at(batch)?;
+        let ck: Checkpoint = checkpoint::load(path)?;
+        let feeds = ck.params_for(&model.graph, path)?;
+        let exe = crate::compile(&model.graph, crate::Fusion::Fused)?.with_threads(threads.max(1));
+        let x_dims = input_dims(&model.graph)?;
+        Ok(Predictor { task, exe, feeds, x_dims })
+    }
+
+    /// The accuracy on `data`.
+    pub fn accuracy(&mut self, data: &Dataset) -> Result<f64, FitError> {
+        score(&self.exe, &mut self.feeds, &self.task, &self.x_dims, data)
+    }
+
+    /// The predicted class of every example of `x` (`[n, ...]`, each example with as many
+    /// elements as the model's input has per example): the arg-max of the logits, or 0/1 for a
+    /// model that outputs probabilities. Token-level models give one class per position.
+    pub fn classes(&mut self, x: &Value) -> Result<Vec<usize>, FitError> {
+        let per_example: usize = self.x_dims[1..].iter().product();
+        let n = x.shape().first().copied().unwrap_or(0);
+        if x.shape().is_empty() || x.shape()[1..].iter().product::<usize>() != per_example || n == 0 {
+            return Err(FitError::Invalid(format!(
+                "{} takes examples of shape {:?} ({per_example} values each), got an array of shape {:?}",
+                self.task.model,
+                &self.x_dims[1..],
+                x.shape()
+            )));
+        }
+        let mut classes = Vec::new();
+        let metric = self.task.metric;
+        for_batches(&self.exe, &mut self.feeds, &self.task, &self.x_dims, x, &mut |valid, out, _| {
+            let (rows, per_row) = rows_of(out, valid, self.x_dims[0]);
+            let v = out.to_f64_vec();
+            for r in 0..rows {
+                let row = &v[r * per_row..(r + 1) * per_row];
+                classes.push(match metric {
+                    Metric::Argmax => argmax(row),
+                    Metric::Threshold => usize::from(row[0] > 0.5),
+                });
+            }
+        })?;
+        Ok(classes)
+    }
+}
+
+/// The dims of the graph's `x` input.
+fn input_dims(g: &kiln_ir::Graph) -> Result<Vec<usize>, FitError> {
+    let id = g.leaf("x").ok_or_else(|| FitError::Invalid(format!("@{} has no input `x`", g.name())))?;
+    Ok(g.ty(id).dims().to_vec())
+}
+
+/// `v` with the dims `dims` (same number of elements).
+fn reshaped(v: Value, dims: &[usize], what: &str) -> Result<Value, FitError> {
+    let shape = v.shape().to_vec();
+    data::reshape(v, dims)
+        .ok_or_else(|| FitError::Invalid(format!("{what} of shape {shape:?} do not fit the model's {dims:?}")))
+}
+
+/// Runs `exe` over `x` in batches of the graph's batch size (the last one padded by repeating
+/// the last example), calling `each(valid examples, first output, first example index)`.
+fn for_batches(
+    exe: &Executable,
+    feeds: &mut HashMap<String, Value>,
+    task: &Task,
+    x_dims: &[usize],
+    x: &Value,
+    each: &mut dyn FnMut(usize, &Value, usize),
+) -> Result<(), FitError> {
+    let n = x.shape().first().copied().unwrap_or(0);
+    let b = x_dims[0];
+    for start in (0..n).step_by(b) {
+        let idx: Vec<usize> = (start..start + b).map(|i| i.min(n - 1)).collect();
+        let xb = reshaped(task.prepare(data::rows(x, &idx)), x_dims, "examples")?;
+        feeds.insert("x".to_string(), xb);
+        let out = exe.run(feeds)?;
+        let first = out.first().ok_or_else(|| FitError::Invalid("the model has no output".into()))?;
+        each((n - start).min(b), first, start);
+    }
+    Ok(())
+}
+
+/// `(rows, values per row)` of the first `valid` examples of a `[rows, per_row]`-shaped output
+/// computed for `batch` examples (token-level outputs have several rows per example).
+fn rows_of(out: &Value, valid: usize, batch: usize) -> (usize, usize) {
+    let shape = out.shape();
+    let per_row = shape.last().copied().unwrap_or(1).max(1);
+    let total_rows = out.to_f64_vec().len() / per_row;
+    let rows_per_example = (total_rows / batch).max(1);
+    (valid * rows_per_example, per_row)
+}
+
+/// The accuracy of `exe` on `data` as `task.metric` scores it.
+fn score(
+    exe: &Executable,
+    feeds: &mut HashMap<String, Value>,
+    task: &Task,
+    x_dims: &[usize],
+    data: &Dataset,
+) -> Result<f64, FitError> {
+    let labels = data.y.to_f64_vec();
+    let per_example = labels.len() / data.len().max(1);
+    let (mut correct, mut total) = (0usize, 0usize);
+    for_batches(exe, feeds, task, x_dims, &data.x, &mut |valid, out, start| {
+        let (rows, per_row) = rows_of(out, valid, x_dims[0]);
+        let v = out.to_f64_vec();
+        for r in 0..rows {
+            let row = &v[r * per_row..(r + 1) * per_row];
+            match task.metric {
+                Metric::Argmax => {
+                    // Rows are the valid examples' positions in order: one per label.
+                    let label = labels[start * per_example + r];
+                    correct += usize::from(argmax(row) as f64 == label);
+                    total += 1;
+                }
+                Metric::Threshold => {
+                    for (j, p) in row.iter().enumerate() {
+                        let t = labels[(start + r) * per_row + j];
+                        correct += usize::from((*p > 0.5) == (t > 0.5));
+                        total += 1;
+                    }
+                }
+            }
+        }
+    })?;
+    Ok(if total == 0 { 0.0 } else { correct as f64 / total as f64 })
+}
+
+/// The index of the largest value (the first on ties; NaN never wins).
+fn argmax(row: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
