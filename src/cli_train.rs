@@ -207,5 +207,107 @@ pub fn predict(model: &str, weights: &Path, input: &Path, threads: usize) -> Res
 }
 
 fn train_gan(a: TrainArgs) -> Result<(), String> {
-    Err(format!("{}: adversarial training is not wired to the command line yet", a.model))
+    if a.resume.is_some() {
+        return Err(
+            "gan: --resume is not supported for adversarial training (checkpoints hold the weights only)".into()
+        );
+    }
+    let images = fit::gan::images(&data_dir(&a.data)).map_err(|e| e.to_string())?;
+    let mut config = fit::gan::defaults();
+    config.epochs = a.epochs.unwrap_or(config.epochs);
+    config.batch = a.batch.unwrap_or(config.batch);
+    config.optimizer = a.optimizer.clone().unwrap_or(config.optimizer);
+    config.lr = a.lr.unwrap_or(config.lr);
+    config.weight_decay = a.weight_decay;
+    config.seed = a.seed;
+    config.threads = a.threads;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join("gan"));
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let n = images.len();
+    let mut trainer = fit::gan::GanTrainer::new(images, config.clone()).map_err(|e| e.to_string())?;
+    let steps = trainer.steps_per_epoch();
+    say(
+        a.json,
+        &format!(
+            "training gan on MNIST: {n} images; {} epochs x {steps} steps of {}; {} lr {}; {} thread(s)",
+            config.epochs, config.batch, config.optimizer, config.lr, config.threads
+        ),
+    );
+    install_ctrl_c();
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:32}] {pos}/{len} {msg}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    let json = a.json;
+    let mut epoch_error = None;
+    let outcome = {
+        let samples_of = |t: &fit::gan::GanTrainer, epoch: usize| -> Result<(), String> {
+            let images = t.samples().map_err(|e| e.to_string())?;
+            let file = out.join(format!("samples-epoch-{epoch}.png"));
+            fit::plot::image_grid(&file, &images, 28, 28, 8).map_err(|e| e.to_string())?;
+            std::fs::copy(&file, out.join("samples.png")).map_err(|e| format!("{}: {e}", out.display()))?;
+            Ok(())
+        };
+        // One epoch per `run`, so samples are drawn between epochs.
+        let mut result = Ok(fit::Outcome::Finished);
+        while trainer.epochs_done() < config.epochs {
+            let target = trainer.epochs_done() + 1;
+            trainer.set_epochs(target);
+            result = trainer.run(
+                &STOP,
+                &mut |p, g_loss| {
+                    if p.step == 1 {
+                        bar.reset();
+                        bar.set_prefix(format!("{}/{}", p.epoch, config.epochs));
+                    }
+                    bar.set_position(p.step as u64);
+                    bar.set_message(format!(
+                        "d_loss {:.3}  g_loss {:.3}  {:.0} images/s",
+                        p.loss, g_loss, p.examples_per_second
+                    ));
+                },
+                &mut |epoch, d, g| {
+                    let line = format!("epoch {epoch}: mean d_loss {d:.4}, g_loss {g:.4}");
+                    if bar.is_hidden() { say(json, &line) } else { bar.suspend(|| say(json, &line)) }
+                },
+            );
+            if !matches!(result, Ok(fit::Outcome::Finished)) {
+                break;
+            }
+            if let Err(e) = samples_of(&trainer, target) {
+                epoch_error = Some(e);
+                break;
+            }
+        }
+        result
+    };
+    bar.finish_and_clear();
+    let outcome = outcome.map_err(|e| e.to_string())?;
+    if let Some(e) = epoch_error {
+        return Err(e);
+    }
+    let ckpt = out.join("model.safetensors");
+    trainer.save(&ckpt).map_err(|e| e.to_string())?;
+    let h = trainer.history();
+    let curve = out.join("curve.png");
+    fit::plot::losses(&curve, "gan", &[("discriminator", &h.d_loss), ("generator", &h.g_loss)], &[])
+        .map_err(|e| e.to_string())?;
+    say(a.json, &format!("saved {}, {} and {}", ckpt.display(), curve.display(), out.join("samples.png").display()));
+    if outcome == fit::Outcome::Interrupted {
+        std::process::exit(130);
+    }
+    if a.json {
+        let last = |v: &[f32]| v.last().copied().unwrap_or(f32::NAN);
+        println!(
+            "{{\"model\":\"gan\",\"epochs\":{},\"d_loss\":{:.6},\"g_loss\":{:.6},\"train_seconds\":{:.3},\"examples_per_second\":{:.1}}}",
+            trainer.epochs_done(),
+            last(&h.d_loss),
+            last(&h.g_loss),
+            trainer.train_seconds(),
+            (trainer.epochs_done() * steps * config.batch) as f64 / trainer.train_seconds().max(1e-9)
+        );
+    }
+    Ok(())
 }

@@ -56,15 +56,28 @@ pub fn train_step(model: &Model, optimizer: &Optimizer) -> Result<TrainStep, Tra
 
 /// The training step of any graph with a scalar `loss` output: its parameters are trained with
 /// `optimizer`; its other outputs are kept after `loss`.
-pub fn train_step_for(mut g: Graph, optimizer: &Optimizer) -> Result<TrainStep, TrainBuildError> {
+pub fn train_step_for(g: Graph, optimizer: &Optimizer) -> Result<TrainStep, TrainBuildError> {
+    train_step_of(g, optimizer, &|_| true)
+}
+
+/// Like [`train_step_for`], but only the parameters whose names `trainable` accepts are
+/// differentiated and updated; the others stay parameters the caller feeds each step (two
+/// networks trained against each other, as in a GAN, each freeze the other's).
+pub fn train_step_of(
+    mut g: Graph,
+    optimizer: &Optimizer,
+    trainable: &dyn Fn(&str) -> bool,
+) -> Result<TrainStep, TrainBuildError> {
     let loss_id = g.outputs().iter().find(|o| o.name == "loss").map(|o| o.value).ok_or_else(|| BuildError {
         op: "train_step".into(),
         message: format!("@{} has no `loss` output to minimize", g.name()),
         location: "<train_step>".into(),
         more: 0,
     })?;
-    let params: Vec<(String, kiln_ir::NodeId)> =
-        g.params().filter_map(|(id, n)| n.op.leaf_name().map(|s| (s.to_string(), id))).collect();
+    let params: Vec<(String, kiln_ir::NodeId)> = g
+        .params()
+        .filter_map(|(id, n)| n.op.leaf_name().filter(|s| trainable(s)).map(|s| (s.to_string(), id)))
+        .collect();
     let ids: Vec<_> = params.iter().map(|p| p.1).collect();
     let grads = backprop(&mut g, loss_id, &ids)?;
     g.set_name(format!("{}_train_{}", g.name(), optimizer.name()));

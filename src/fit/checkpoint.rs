@@ -91,8 +91,7 @@ pub fn save<'a>(
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), CheckpointError> {
     let err = |message: String| CheckpointError::File { path: path.display().to_string(), message };
-    let bytes: Vec<(String, Encoded)> =
-        tensors.into_iter().map(|(n, v)| (n.to_string(), encode(v))).collect();
+    let bytes: Vec<(String, Encoded)> = tensors.into_iter().map(|(n, v)| (n.to_string(), encode(v))).collect();
     let views = bytes
         .iter()
         .map(|(n, (dt, shape, data))| TensorView::new(*dt, shape.clone(), data).map(|v| (n.clone(), v)))

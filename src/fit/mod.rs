@@ -9,6 +9,7 @@
 //! run resumed from a [`checkpoint`] continues exactly as if it had not stopped.
 
 pub mod checkpoint;
+pub mod gan;
 pub mod plot;
 pub mod task;
 

@@ -32,23 +32,29 @@ fn register_font() {
 /// Draws the training curve of `history` into `path` (PNG, 1000×400): every step's loss with
 /// its running mean on the left, held-out accuracy per epoch on the right.
 pub fn curve(path: &Path, title: &str, history: &History) -> Result<(), PlotError> {
+    losses(path, title, &[("loss", &history.step_loss)], &history.test_accuracy)
+}
+
+/// Colours of the loss series, in order: (each step, running mean).
+const SERIES: [(RGBColor, RGBColor); 2] =
+    [(RGBColor(160, 190, 230), BLUE), (RGBColor(240, 180, 150), RGBColor(200, 80, 0))];
+
+/// Draws loss series (each step faint, its running mean bold) and, when `accuracy` is not
+/// empty, held-out accuracy per epoch beside them, into `path` (PNG, 1000×400).
+pub fn losses(path: &Path, title: &str, series: &[(&str, &[f32])], accuracy: &[f32]) -> Result<(), PlotError> {
     register_font();
     let err = |e: &dyn std::fmt::Display| PlotError { path: path.display().to_string(), message: e.to_string() };
     let root = BitMapBackend::new(path, (1000, 400)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let (left, right) = root.split_horizontally(600);
-
-    let losses: Vec<f64> = history.step_loss.iter().map(|&l| f64::from(l)).collect();
-    let window = (losses.len() / 50).max(1);
-    let mean: Vec<(f64, f64)> = (0..losses.len())
-        .map(|i| {
-            let lo = (i + 1).saturating_sub(window);
-            let s: f64 = losses[lo..=i].iter().sum();
-            (i as f64 + 1.0, s / (i + 1 - lo) as f64)
-        })
-        .collect();
-    let top = losses.iter().copied().filter(|l| l.is_finite()).fold(0.0, f64::max).max(1e-6) * 1.05;
-    let steps = losses.len().max(1) as f64;
+    let (left, right) = if accuracy.is_empty() {
+        (root.clone(), None)
+    } else {
+        let (l, r) = root.split_horizontally(600);
+        (l, Some(r))
+    };
+    let finite = series.iter().flat_map(|(_, l)| l.iter()).map(|&l| f64::from(l)).filter(|l| l.is_finite());
+    let top = finite.fold(0.0, f64::max).max(1e-6) * 1.05;
+    let steps = series.iter().map(|(_, l)| l.len()).max().unwrap_or(0).max(1) as f64;
     let mut chart = ChartBuilder::on(&left)
         .caption(format!("{title}: training loss"), ("sans-serif", 18))
         .margin(12)
@@ -63,43 +69,57 @@ pub fn curve(path: &Path, title: &str, history: &History) -> Result<(), PlotErro
         .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(|e| err(&e))?;
-    chart
-        .draw_series(LineSeries::new(
-            losses.iter().enumerate().map(|(i, &l)| (i as f64 + 1.0, l)),
-            RGBColor(160, 190, 230).stroke_width(1),
-        ))
-        .map_err(|e| err(&e))?
-        .label("step")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RGBColor(160, 190, 230)));
-    chart
-        .draw_series(LineSeries::new(mean, BLUE.stroke_width(2)))
-        .map_err(|e| err(&e))?
-        .label(format!("mean of {window}"))
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+    for (k, (name, values)) in series.iter().enumerate() {
+        let (faint, bold) = SERIES[k % SERIES.len()];
+        let window = (values.len() / 50).max(1);
+        let mut sum = 0.0;
+        let mean: Vec<(f64, f64)> = (0..values.len())
+            .map(|i| {
+                sum += f64::from(values[i]);
+                if i >= window {
+                    sum -= f64::from(values[i - window]);
+                }
+                (i as f64 + 1.0, sum / (i + 1).min(window) as f64)
+            })
+            .collect();
+        chart
+            .draw_series(LineSeries::new(
+                values.iter().enumerate().map(|(i, &l)| (i as f64 + 1.0, f64::from(l))),
+                faint.stroke_width(1),
+            ))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(LineSeries::new(mean, bold.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(format!("{name} (mean of {window} steps)"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], bold));
+    }
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| err(&e))?;
 
-    let acc: Vec<(f64, f64)> =
-        history.test_accuracy.iter().enumerate().map(|(i, &a)| (i as f64 + 1.0, 100.0 * f64::from(a))).collect();
-    let low = acc.iter().map(|p| p.1).fold(100.0, f64::min);
-    let low = (low - 2.0).clamp(0.0, 99.0).floor();
-    let epochs = acc.len().max(1) as f64;
-    let mut chart = ChartBuilder::on(&right)
-        .caption("held-out accuracy", ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(52)
-        .build_cartesian_2d(0.5..epochs + 0.5, low..100.0)
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("accuracy (%)")
-        .x_labels(acc.len().max(1))
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()
-        .map_err(|e| err(&e))?;
-    chart.draw_series(LineSeries::new(acc.clone(), RED.stroke_width(2))).map_err(|e| err(&e))?;
-    chart.draw_series(acc.iter().map(|&p| Circle::new(p, 4, RED.filled()))).map_err(|e| err(&e))?;
+    if let Some(right) = right {
+        let acc: Vec<(f64, f64)> =
+            accuracy.iter().enumerate().map(|(i, &a)| (i as f64 + 1.0, 100.0 * f64::from(a))).collect();
+        let low = acc.iter().map(|p| p.1).fold(100.0, f64::min);
+        let low = (low - 2.0).clamp(0.0, 99.0).floor();
+        let epochs = acc.len().max(1) as f64;
+        let mut chart = ChartBuilder::on(&right)
+            .caption("held-out accuracy", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0.5..epochs + 0.5, low..100.0)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("accuracy (%)")
+            .x_labels(acc.len().max(1))
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()
+            .map_err(|e| err(&e))?;
+        chart.draw_series(LineSeries::new(acc.clone(), RED.stroke_width(2))).map_err(|e| err(&e))?;
+        chart.draw_series(acc.iter().map(|&p| Circle::new(p, 4, RED.filled()))).map_err(|e| err(&e))?;
+    }
     root.present().map_err(|e| err(&e))
 }
 
