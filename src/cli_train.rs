@@ -21,6 +21,7 @@ pub struct TrainArgs {
     pub lr: Option<f64>,
     pub weight_decay: f64,
     pub schedule: Option<String>,
+    pub dropout: f64,
     pub seed: u64,
     pub threads: usize,
     pub out: Option<PathBuf>,
@@ -64,6 +65,7 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
     config.optimizer = a.optimizer.clone().unwrap_or(config.optimizer);
     config.lr = a.lr.unwrap_or(config.lr);
     config.weight_decay = a.weight_decay;
+    config.dropout = a.dropout;
     if let Some(s) = &a.schedule {
         config.schedule = fit::Schedule::parse(s).map_err(|e| e.to_string())?;
     }
@@ -79,6 +81,7 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
     let steps = trainer.steps_per_epoch();
+    install_ctrl_c();
     say(
         a.json,
         &format!(
@@ -105,7 +108,6 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
             ),
         );
     }
-    install_ctrl_c();
     let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("epoch {prefix} [{bar:32}] {pos}/{len} {msg}")
@@ -211,6 +213,9 @@ fn train_gan(a: TrainArgs) -> Result<(), String> {
         return Err(
             "gan: --resume is not supported for adversarial training (checkpoints hold the weights only)".into()
         );
+    }
+    if a.dropout > 0.0 {
+        return Err("gan: --dropout is available for mnist_mlp and lenet5".into());
     }
     let images = fit::gan::images(&data_dir(&a.data)).map_err(|e| e.to_string())?;
     let mut config = fit::gan::defaults();

@@ -124,6 +124,9 @@ enum Command {
         /// Learning-rate schedule: constant or cosine (decay to zero) [default: the task's].
         #[arg(long)]
         schedule: Option<String>,
+        /// Dropout after the hidden dense layers (mnist_mlp, lenet5); scoring runs without.
+        #[arg(long, default_value_t = 0.0)]
+        dropout: f64,
         /// Seed of the initial parameters, the shuffles, dropout and synthetic data.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -306,6 +309,7 @@ fn main() -> ExitCode {
             lr,
             weight_decay,
             schedule,
+            dropout,
             seed,
             threads,
             out,
@@ -320,6 +324,7 @@ fn main() -> ExitCode {
             lr,
             weight_decay,
             schedule,
+            dropout,
             seed,
             threads: threads_or_env(threads),
             out,

@@ -4,8 +4,8 @@
 //! Every model's graph has one input `x` (ids for the LSTM) and one output; [`Model::loss`]
 //! and [`Model::labels`] say how it is trained. The GAN is two graphs.
 
-use kiln_frontend::nn::{Conv2d, Embedding, LayerNorm, Linear, Lstm, MaxPool2d, MultiHeadAttention};
-use kiln_frontend::{BuildError, Builder, Tensor, init};
+use kiln_frontend::nn::{Conv2d, Dropout, Embedding, LayerNorm, Linear, Lstm, MaxPool2d, MultiHeadAttention};
+use kiln_frontend::{BuildError, Builder, Mode, Tensor, init};
 use kiln_ir::{DType, Graph, TensorType};
 
 /// How a model's output is compared with its labels.
@@ -112,10 +112,17 @@ pub fn mnist_mlp(batch: usize) -> Result<Model, BuildError> {
 }
 
 fn mnist_mlp_in(batch: usize, float: DType) -> Result<Model, BuildError> {
-    let b = Builder::new("mnist_mlp").with_float(float);
+    mnist_mlp_with(batch, float, 0.0, Mode::Eval)
+}
+
+/// MNIST MLP with dropout `p` after each hidden layer, built for `mode` (in [`Mode::Eval`], or
+/// with `p = 0`, exactly the zoo's `mnist_mlp`).
+pub fn mnist_mlp_with(batch: usize, float: DType, p: f64, mode: Mode) -> Result<Model, BuildError> {
+    let b = Builder::new("mnist_mlp").with_float(float).with_mode(mode);
+    let drop = Dropout::new(p);
     let x = b.input("x", float, [batch, 784]);
-    let h = Linear::new(&b, "fc1", 784, 256).forward(x).relu();
-    let h = Linear::new(&b, "fc2", 256, 128).forward(h).relu();
+    let h = drop.forward(Linear::new(&b, "fc1", 784, 256).forward(x).relu());
+    let h = drop.forward(Linear::new(&b, "fc2", 256, 128).forward(h).relu());
     let y = Linear::new(&b, "fc3", 128, 10).forward(h);
     b.output("logits", y);
     model(b, Loss::CrossEntropy, TensorType::new(DType::I32, [batch]))
@@ -127,14 +134,21 @@ pub fn lenet5(batch: usize) -> Result<Model, BuildError> {
 }
 
 fn lenet5_in(batch: usize, float: DType) -> Result<Model, BuildError> {
-    let b = Builder::new("lenet5").with_float(float);
+    lenet5_with(batch, float, 0.0, Mode::Eval)
+}
+
+/// LeNet-5 with dropout `p` after each hidden dense layer, built for `mode` (in
+/// [`Mode::Eval`], or with `p = 0`, exactly the zoo's `lenet5`).
+pub fn lenet5_with(batch: usize, float: DType, p: f64, mode: Mode) -> Result<Model, BuildError> {
+    let b = Builder::new("lenet5").with_float(float).with_mode(mode);
+    let drop = Dropout::new(p);
     let pool = MaxPool2d::new(2, 2, 0);
     let x = b.input("x", float, [batch, 1, 28, 28]);
     let h = pool.forward(Conv2d::new(&b, "conv1", 1, 6, 5, 2).forward(x).relu());
     let h = pool.forward(Conv2d::new(&b, "conv2", 6, 16, 5, 0).forward(h).relu());
     let h = h.flatten(1);
-    let h = Linear::new(&b, "fc1", 400, 120).forward(h).relu();
-    let h = Linear::new(&b, "fc2", 120, 84).forward(h).relu();
+    let h = drop.forward(Linear::new(&b, "fc1", 400, 120).forward(h).relu());
+    let h = drop.forward(Linear::new(&b, "fc2", 120, 84).forward(h).relu());
     let y = Linear::new(&b, "fc3", 84, 10).forward(h);
     b.output("logits", y);
     model(b, Loss::CrossEntropy, TensorType::new(DType::I32, [batch]))

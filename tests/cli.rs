@@ -84,6 +84,9 @@ fn every_command_has_help() {
         vec!["dump", "--help"],
         vec!["run", "--help"],
         vec!["check", "--help"],
+        vec!["train", "--help"],
+        vec!["eval", "--help"],
+        vec!["predict", "--help"],
     ] {
         let o = kiln(&cmd);
         assert!(o.status.success() && stdout(&o).contains("Usage"), "{cmd:?}");
@@ -382,4 +385,92 @@ fn kiln_threads_sets_the_default_thread_count() {
     assert!(run(Some("2"), &[]).contains("\"threads\": 2"));
     assert!(run(Some("nonsense"), &[]).contains("\"threads\": 1"));
     assert!(run(Some("2"), &["--threads", "1"]).contains("\"threads\": 1"));
+}
+
+#[test]
+fn train_eval_and_predict_from_the_command_line() {
+    let dir = scratch("train");
+    let out = dir.join("xor");
+    let o = kiln(&["train", "xor_mlp", "--json", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The last line of stdout is the JSON summary; people's lines go to stderr.
+    let last = stdout(&o).lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("{\"model\":\"xor_mlp\",\"epochs\":4,\"test_accuracy\":1.000000,"), "{last}");
+    assert!(last.contains("\"train_seconds\":") && last.contains("\"examples_per_second\":"), "{last}");
+    assert!(stderr(&o).contains("epoch 4: held-out accuracy 100.00%"), "{}", stderr(&o));
+    let png = std::fs::read(out.join("curve.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n"), "curve.png is a PNG");
+    let ck = out.join("model.safetensors");
+
+    let o = kiln(&["eval", "xor_mlp", "--weights", ck.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("held-out accuracy 100.00% on 4 examples"), "{}", stdout(&o));
+
+    let x = dir.join("x.npy");
+    write_npy(&x, &Value::F32(ndarray::arr2(&[[1.0f32, 0.0], [1.0, 1.0], [0.0, 0.0]]).into_dyn()));
+    let o = kiln(&["predict", "xor_mlp", "--weights", ck.to_str().unwrap(), "--input", x.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "1\n0\n0\n");
+
+    // One example without the batch axis.
+    write_npy(&x, &Value::F32(ndarray::arr1(&[0.0f32, 1.0]).into_dyn()));
+    let o = kiln(&["predict", "xor_mlp", "--weights", ck.to_str().unwrap(), "--input", x.to_str().unwrap()]);
+    assert_eq!(stdout(&o), "1\n", "{}", stderr(&o));
+
+    // Wrong shapes, wrong model, missing data: one-line errors.
+    write_npy(&x, &Value::F32(ndarray::arr2(&[[1.0f32, 0.0, 1.0]]).into_dyn()));
+    let o = kiln(&["predict", "xor_mlp", "--weights", ck.to_str().unwrap(), "--input", x.to_str().unwrap()]);
+    assert_one_line_error(&o, "takes examples of shape [2] (2 values each), got an array of shape [1, 3]");
+    let o = kiln(&["eval", "mnist_mlp", "--weights", ck.to_str().unwrap()]);
+    assert_one_line_error(&o, "no tensor `fc1.weight`");
+    let o = kiln(&["train", "lenet5", "--data", dir.to_str().unwrap()]);
+    assert_one_line_error(&o, "no MNIST file `train-images-idx3-ubyte.gz` or `train-images-idx3-ubyte`");
+    let o = kiln(&["train", "xor_mlp", "--optimizer", "lbfgs", "--out", out.to_str().unwrap()]);
+    assert_one_line_error(&o, "unknown optimizer `lbfgs`");
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_that_resumes() {
+    use std::io::BufRead;
+    let dir = scratch("ctrlc");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["train", "mnist_mlp", "--epochs", "50", "--out", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // The first line is printed once the step is compiled and Ctrl-C is handled.
+    let header = lines.next().unwrap().unwrap();
+    assert!(header.starts_with("training mnist_mlp"), "{header}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    let said = rest.join("\n");
+    assert!(said.contains("interrupted: saved") && said.contains("--resume"), "{said}");
+    let ck = kiln::fit::checkpoint::load(&dir.join("model.safetensors")).unwrap();
+    assert_eq!(ck.metadata["model"], "mnist_mlp");
+    let steps: usize = ck.metadata["steps_done"].parse().unwrap();
+    assert!(steps > 0 && steps < 468, "steps done before Ctrl-C: {steps}");
+
+    // Resuming finishes the first epoch from where it stopped.
+    let ckpt = dir.join("model.safetensors");
+    let o = kiln(&[
+        "train",
+        "mnist_mlp",
+        "--epochs",
+        "1",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("resumed at epoch 1 ({steps} steps done)")), "{}", stdout(&o));
+    assert!(stdout(&o).contains("epoch 1: held-out accuracy"), "{}", stdout(&o));
+    let ck = kiln::fit::checkpoint::load(&ckpt).unwrap();
+    assert_eq!(ck.metadata["steps_done"], "468");
 }

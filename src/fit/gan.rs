@@ -36,6 +36,7 @@ pub fn defaults() -> Config {
         lr: 2e-4,
         weight_decay: 0.0,
         schedule: super::Schedule::Constant,
+        dropout: 0.0,
         seed: 0,
         threads: 1,
     }

@@ -95,6 +95,8 @@ pub struct Config {
     pub weight_decay: f64,
     /// How the learning rate changes over the run.
     pub schedule: Schedule,
+    /// Dropout probability after hidden dense layers (MNIST models only; 0 for none).
+    pub dropout: f64,
     /// Seed of the initial parameters, the shuffles, dropout and synthetic data.
     pub seed: u64,
     /// Threads for kernels, GEMMs and convolutions.
@@ -112,6 +114,7 @@ impl Config {
             lr: d.lr,
             weight_decay: 0.0,
             schedule: d.schedule,
+            dropout: 0.0,
             seed: 0,
             threads: 1,
         }
@@ -249,8 +252,15 @@ impl Trainer {
         if !(config.lr > 0.0 && config.lr.is_finite()) {
             return Err(FitError::Invalid(format!("--lr must be a finite number > 0, got {}", config.lr)));
         }
-        let model = task.model_at(config.batch)?;
+        if !(0.0..1.0).contains(&config.dropout) || (config.dropout > 0.0 && !task.has_dropout) {
+            return Err(FitError::Invalid(format!(
+                "--dropout must be in [0, 1) and is available for mnist_mlp and lenet5, got {} for {}",
+                config.dropout, task.model
+            )));
+        }
+        let model = task.model_for(config.batch, config.dropout, kiln_frontend::Mode::Train)?;
         let step = crate::train::train_step(&model, &config.optimizer()?)?;
+        let model = task.model_at(config.batch)?;
         let mut session = TrainSession::with_backend(step, config.seed, Backend::Jit)?;
         session.set_threads(config.threads.max(1));
         let scorer = crate::compile(&model.graph, crate::Fusion::Fused)?.with_threads(config.threads.max(1));
@@ -395,6 +405,7 @@ impl Trainer {
             ("lr".to_string(), c.lr.to_string()),
             ("weight_decay".to_string(), c.weight_decay.to_string()),
             ("schedule".to_string(), c.schedule.name().to_string()),
+            ("dropout".to_string(), c.dropout.to_string()),
             ("batch".to_string(), c.batch.to_string()),
             ("seed".to_string(), c.seed.to_string()),
             ("epoch".to_string(), self.epoch.to_string()),
@@ -418,6 +429,7 @@ impl Trainer {
             ("lr", config.lr.to_string()),
             ("weight_decay", config.weight_decay.to_string()),
             ("schedule", config.schedule.name().to_string()),
+            ("dropout", config.dropout.to_string()),
             ("batch", config.batch.to_string()),
             ("seed", config.seed.to_string()),
         ];

@@ -1,0 +1,389 @@
+//! Training for real, through the public API: the MNIST loader and its errors, the synthetic
+//! tasks, a short MNIST run that must learn, checkpoints (round trip, resume, bad tensors),
+//! prediction, dropout and weight decay.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use kiln::data::{self, DataError, mnist, synthetic};
+use kiln::fit::{self, Config, Outcome, Predictor, Trainer, checkpoint};
+use kiln::ir::Value;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kiln-fit-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn i32s(v: &Value) -> Vec<i32> {
+    match v {
+        Value::I32(a) => a.iter().copied().collect(),
+        other => panic!("expected i32 labels, got {}", other.ty()),
+    }
+}
+
+#[test]
+fn mnist_loads_with_exact_counts_and_known_pixels() {
+    let m = mnist::load(&mnist::bundled_dir()).unwrap();
+    assert_eq!(m.train.x.shape(), &[60_000, 28, 28]);
+    assert_eq!(m.train.y.shape(), &[60_000]);
+    assert_eq!(m.test.x.shape(), &[10_000, 28, 28]);
+    assert_eq!(m.test.y.shape(), &[10_000]);
+    // Spot checks computed from the checksummed files (data/mnist/README.md).
+    assert_eq!(&i32s(&m.train.y)[..10], &[5, 0, 4, 1, 9, 2, 1, 3, 1, 4]);
+    assert_eq!(&i32s(&m.test.y)[..10], &[7, 2, 1, 0, 4, 1, 4, 9, 5, 9]);
+    let Value::F32(x) = &m.train.x else { panic!("images are f32") };
+    let first: f64 = x.iter().take(784).map(|&p| f64::from(p) * 255.0).sum();
+    assert!((first - 27_525.0).abs() < 1e-2, "sum of the first image's bytes: {first}");
+    assert_eq!((x[[0, 14, 14]] * 255.0).round(), 240.0);
+    assert_eq!((x[[0, 5, 21]] * 255.0).round(), 255.0);
+    let total: f64 = x.iter().map(|&p| f64::from(p) * 255.0).sum();
+    assert!((total - 1_567_298_545.0).abs() < 1e3, "sum of every training byte: {total}");
+    let counts = i32s(&m.train.y).iter().fold([0usize; 10], |mut c, &l| {
+        c[l as usize] += 1;
+        c
+    });
+    assert_eq!(counts.iter().sum::<usize>(), 60_000);
+    assert_eq!(counts[1], 6742, "ones in the training set");
+}
+
+#[test]
+fn raw_idx_files_load_like_gzipped_ones() {
+    let dir = scratch("raw");
+    let bytes = std::fs::read(mnist::bundled_dir().join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes.as_slice()), &mut raw).unwrap();
+    std::fs::write(dir.join("labels"), &raw).unwrap();
+    let from_raw = mnist::read_labels(&dir.join("labels")).unwrap();
+    let from_gz = mnist::read_labels(&mnist::bundled_dir().join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    assert_eq!(from_raw, from_gz);
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::File::create(path).unwrap().write_all(bytes).unwrap();
+}
+
+#[test]
+fn bad_mnist_files_are_clear_errors() {
+    let dir = scratch("bad");
+    // Truncated: header says 3 labels, the file has 2.
+    write(&dir.join("short"), &[0, 0, 8, 1, 0, 0, 0, 3, 1, 2]);
+    let e = mnist::read_labels(&dir.join("short")).unwrap_err().to_string();
+    assert!(e.contains("need 3 data bytes, the file has 2"), "{e}");
+    // Wrong magic: an image file read as labels.
+    write(&dir.join("magic"), &[0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 7]);
+    let e = mnist::read_labels(&dir.join("magic")).unwrap_err().to_string();
+    assert!(e.contains("magic number 0x00000803, expected 0x00000801"), "{e}");
+    // A header cut short.
+    write(&dir.join("header"), &[0, 0, 8]);
+    let e = mnist::read_labels(&dir.join("header")).unwrap_err().to_string();
+    assert!(e.contains("truncated header"), "{e}");
+    // Not a digit.
+    write(&dir.join("label"), &[0, 0, 8, 1, 0, 0, 0, 1, 12]);
+    let e = mnist::read_labels(&dir.join("label")).unwrap_err().to_string();
+    assert!(e.contains("label 0 is 12"), "{e}");
+    // Corrupt gzip.
+    write(&dir.join("gz"), &[0x1F, 0x8B, 8, 0, 1, 2, 3]);
+    let e = mnist::read_labels(&dir.join("gz")).unwrap_err().to_string();
+    assert!(e.contains("corrupt gzip"), "{e}");
+    // A directory without the files.
+    let e = mnist::load(&dir).unwrap_err();
+    assert!(matches!(e, DataError::Io { .. }));
+    assert!(e.to_string().contains("no MNIST file `train-images-idx3-ubyte.gz`"), "{e}");
+}
+
+#[test]
+fn synthetic_tasks_are_seeded_and_balanced() {
+    assert_eq!(synthetic::shapes(20, 3), synthetic::shapes(20, 3));
+    assert_ne!(synthetic::shapes(20, 3), synthetic::shapes(20, 4));
+    let s = synthetic::shapes(100, 1);
+    assert_eq!(s.x.shape(), &[100, 3, 32, 32]);
+    assert!(i32s(&s.y).iter().all(|&l| (0..10).contains(&l)));
+
+    let o = synthetic::order(64, 32, 50, 7).unwrap();
+    let (x, y) = (i32s(&o.x), i32s(&o.y));
+    assert_eq!(y.iter().filter(|&&l| l == 1).count(), 32);
+    for (seq, label) in x.chunks(32).zip(&y) {
+        // Both markers once each: the counts are the same in both classes.
+        assert_eq!(seq.iter().filter(|&&t| t == synthetic::MARKER_A).count(), 1);
+        assert_eq!(seq.iter().filter(|&&t| t == synthetic::MARKER_B).count(), 1);
+        let a = seq.iter().position(|&t| t == synthetic::MARKER_A).unwrap();
+        let b = seq.iter().position(|&t| t == synthetic::MARKER_B).unwrap();
+        assert_eq!(*label, i32::from(a < b));
+    }
+    assert!(synthetic::order(4, 1, 50, 0).is_err());
+
+    let r = synthetic::reverse(3, 8, 5, 0);
+    let (x, y) = (i32s(&r.x), i32s(&r.y));
+    for (s, t) in x.chunks(8).zip(y.chunks(8)) {
+        assert!(s.iter().rev().eq(t.iter()));
+    }
+}
+
+#[test]
+fn shuffles_are_permutations_fixed_by_seed_and_epoch() {
+    let a = data::shuffled(1000, 5, 0);
+    let mut sorted = a.clone();
+    sorted.sort_unstable();
+    assert!(sorted.into_iter().eq(0..1000));
+    assert_eq!(a, data::shuffled(1000, 5, 0));
+    assert_ne!(a, data::shuffled(1000, 5, 1));
+    assert_ne!(a, data::shuffled(1000, 6, 0));
+}
+
+/// mnist_mlp on the first 38,400 training images: 300 steps of 128.
+fn short_mnist_task() -> fit::Task {
+    let mut task = fit::task("mnist_mlp", &mnist::bundled_dir(), 0).unwrap();
+    task.train = task.train.take(300 * 128);
+    task
+}
+
+#[test]
+fn a_short_mnist_run_learns_through_the_jit() {
+    let task = short_mnist_task();
+    let mut config = Config::defaults(&task);
+    config.epochs = 1;
+    let mut t = Trainer::new(task, config).unwrap();
+    assert_eq!(t.steps_per_epoch(), 300);
+    let mut steps = 0;
+    let mut accuracies = Vec::new();
+    let outcome = t.run(&AtomicBool::new(false), &mut |_| steps += 1, &mut |_, acc| accuracies.push(acc)).unwrap();
+    assert_eq!(outcome, Outcome::Finished);
+    assert_eq!(steps, 300);
+    assert!(accuracies[0] > 0.90, "held-out accuracy after 300 steps: {}", accuracies[0]);
+    let losses = &t.history().step_loss;
+    let head: f32 = losses[..20].iter().sum::<f32>() / 20.0;
+    let tail: f32 = losses[280..].iter().sum::<f32>() / 20.0;
+    assert!(tail < head / 4.0, "loss {head} -> {tail}");
+
+    // The checkpoint scores the same through a Predictor, and predicts the labels it scores.
+    let dir = scratch("short");
+    let ck = dir.join("model.safetensors");
+    t.save(&ck).unwrap();
+    let task = short_mnist_task();
+    let test = task.test.take(1000);
+    let mut p = Predictor::from_checkpoint(task, &ck, 100, 1).unwrap();
+    let acc = p.accuracy(&test).unwrap();
+    assert!((acc - t.evaluate(&test).unwrap()).abs() < 1e-12);
+    let classes = p.classes(&test.x).unwrap();
+    let right = classes.iter().zip(i32s(&test.y)).filter(|(c, l)| **c as i32 == *l).count();
+    assert_eq!(right as f64 / 1000.0, acc);
+}
+
+/// An xor_mlp trainer with a tiny training set: fast enough to run several times.
+fn xor_trainer(epochs: usize) -> Trainer {
+    let task = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
+    let mut config = Config::defaults(&task);
+    config.epochs = epochs;
+    Trainer::new(task, config).unwrap()
+}
+
+#[test]
+fn xor_reaches_every_point() {
+    let mut t = xor_trainer(4);
+    t.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap();
+    assert_eq!(t.history().test_accuracy.last(), Some(&1.0));
+}
+
+#[test]
+fn checkpoints_round_trip_bit_exactly() {
+    let mut t = xor_trainer(1);
+    t.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap();
+    let path = scratch("roundtrip").join("x.safetensors");
+    t.save(&path).unwrap();
+    let ck = checkpoint::load(&path).unwrap();
+    for (name, v) in t.values() {
+        assert_eq!(ck.tensors.get(name), Some(v), "{name}");
+    }
+    assert_eq!(ck.metadata["model"], "xor_mlp");
+    assert_eq!(ck.metadata["epoch"], "1");
+    // Every dtype survives.
+    let mut tensors = BTreeMap::new();
+    tensors.insert("f64".to_string(), Value::F64(ndarray::arr2(&[[1.5, -2.25]]).into_dyn()));
+    tensors.insert("i64".to_string(), Value::I64(ndarray::arr1(&[i64::MIN, 7]).into_dyn()));
+    tensors.insert("b".to_string(), Value::Bool(ndarray::arr1(&[true, false]).into_dyn()));
+    tensors.insert("nan".to_string(), Value::F32(ndarray::arr1(&[f32::NAN]).into_dyn()));
+    let p2 = path.with_file_name("all.safetensors");
+    checkpoint::save(&p2, tensors.iter().map(|(k, v)| (k.as_str(), v)), &BTreeMap::new()).unwrap();
+    let back = checkpoint::load(&p2).unwrap();
+    assert_eq!(back.tensors["f64"], tensors["f64"]);
+    assert_eq!(back.tensors["i64"], tensors["i64"]);
+    assert_eq!(back.tensors["b"], tensors["b"]);
+    assert!(back.tensors["nan"].to_f64_vec()[0].is_nan());
+}
+
+#[test]
+fn resuming_continues_the_same_loss_curve() {
+    let mut whole = xor_trainer(3);
+    whole.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap();
+
+    // Interrupted in the middle of the second epoch, saved, resumed in a new trainer.
+    let mut first = xor_trainer(3);
+    let stop = AtomicBool::new(false);
+    let mut steps = 0;
+    let outcome = first
+        .run(
+            &stop,
+            &mut |_| {
+                steps += 1;
+                if steps == 300 {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            },
+            &mut |_, _| {},
+        )
+        .unwrap();
+    assert_eq!(outcome, Outcome::Interrupted);
+    let path = scratch("resume").join("x.safetensors");
+    first.save(&path).unwrap();
+    let task = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
+    let mut config = Config::defaults(&task);
+    config.epochs = 3;
+    let mut resumed = Trainer::resume(task, config.clone(), &path).unwrap();
+    assert_eq!(resumed.history().step_loss.len(), 300);
+    resumed.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap();
+    assert_eq!(resumed.history().step_loss, whole.history().step_loss);
+    assert_eq!(resumed.history().test_accuracy, whole.history().test_accuracy);
+    for (name, v) in whole.values() {
+        assert_eq!(resumed.values().get(name), Some(v), "{name}");
+    }
+
+    // A different run's settings are refused, naming the setting.
+    let task = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
+    config.lr = 0.5;
+    let e = Trainer::resume(task, config, &path).unwrap_err().to_string();
+    assert!(e.contains("lr = `0.05`"), "{e}");
+}
+
+#[test]
+fn checkpoints_with_missing_or_misshapen_tensors_are_named() {
+    let dir = scratch("badck");
+    let task = || fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
+    let w = Value::F32(ndarray::Array2::<f32>::zeros((2, 2)).into_dyn());
+    let path = dir.join("missing.safetensors");
+    checkpoint::save(&path, [("hidden.weight", &w)], &BTreeMap::new()).unwrap();
+    let e = Predictor::from_checkpoint(task(), &path, 4, 1).unwrap_err().to_string();
+    assert!(e.contains("no tensor `hidden.bias`"), "{e}");
+
+    let bad = Value::F32(ndarray::Array2::<f32>::zeros((3, 2)).into_dyn());
+    let mut t = xor_trainer(1);
+    t.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap();
+    let mut values: Vec<(&str, &Value)> = t.values().iter().map(|(k, v)| (k.as_str(), v)).collect();
+    values.retain(|(k, _)| *k != "hidden.weight");
+    values.push(("hidden.weight", &bad));
+    let path = dir.join("shape.safetensors");
+    checkpoint::save(&path, values, &BTreeMap::new()).unwrap();
+    let e = Predictor::from_checkpoint(task(), &path, 4, 1).unwrap_err().to_string();
+    assert!(e.contains("`hidden.weight` is f32[3,2], the model needs f32[2,2]"), "{e}");
+
+    std::fs::write(dir.join("junk.safetensors"), b"not a checkpoint").unwrap();
+    let e = Predictor::from_checkpoint(task(), &dir.join("junk.safetensors"), 4, 1).unwrap_err().to_string();
+    assert!(e.contains("not a safetensors file"), "{e}");
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    let task = || fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
+    let mut c = Config::defaults(&task());
+    c.optimizer = "rmsprop".into();
+    let e = Trainer::new(task(), c).unwrap_err().to_string();
+    assert!(e.contains("unknown optimizer `rmsprop`"), "{e}");
+    let mut c = Config::defaults(&task());
+    c.batch = 0;
+    assert!(Trainer::new(task(), c).unwrap_err().to_string().contains("--batch"));
+    let mut c = Config::defaults(&task());
+    c.lr = f64::NAN;
+    assert!(Trainer::new(task(), c).unwrap_err().to_string().contains("--lr"));
+    let e = fit::task("resnet", Path::new("."), 0).unwrap_err().to_string();
+    assert!(e.contains("no training task for `resnet`"), "{e}");
+}
+
+#[test]
+fn weight_decay_shrinks_the_weights() {
+    let run = |wd: f64| {
+        let task = short_mnist_task();
+        let mut config = Config::defaults(&task);
+        config.epochs = 1;
+        config.weight_decay = wd;
+        config.optimizer = "adamw".into();
+        let mut t = Trainer::new(task, config).unwrap();
+        let stop = AtomicBool::new(false);
+        let mut n = 0;
+        t.run(
+            &stop,
+            &mut |_| {
+                n += 1;
+                if n == 50 {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            },
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let w = t.values()["fc1.weight"].to_f64_vec();
+        w.iter().map(|x| x * x).sum::<f64>().sqrt()
+    };
+    let (light, heavy) = (run(1e-4), run(0.5));
+    assert!(heavy < 0.98 * light, "‖fc1.weight‖ with decay 0.5: {heavy}, with 1e-4: {light}");
+}
+
+#[test]
+fn dropout_changes_training_only() {
+    use kiln::frontend::Mode;
+    let task = short_mnist_task();
+    // The inference graph with dropout is the zoo's graph; the training graph draws masks.
+    let eval = task.model_for(8, 0.5, Mode::Eval).unwrap().graph.to_string();
+    assert_eq!(eval, kiln::zoo::mnist_mlp(8).unwrap().graph.to_string());
+    let train = task.model_for(8, 0.5, Mode::Train).unwrap().graph.to_string();
+    assert_eq!(train.matches(" rng").count(), 2, "{train}");
+    assert!(train.contains("rng_seed"));
+
+    let run = |p: f64| {
+        let mut config = Config::defaults(&task);
+        config.epochs = 1;
+        config.dropout = p;
+        let mut t = Trainer::new(task.clone(), config).unwrap();
+        let stop = AtomicBool::new(false);
+        let mut n = 0;
+        t.run(
+            &stop,
+            &mut |_| {
+                n += 1;
+                if n == 40 {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            },
+            &mut |_, _| {},
+        )
+        .unwrap();
+        t
+    };
+    let (plain, dropped) = (run(0.0), run(0.5));
+    assert_eq!(plain.history().step_loss.len(), 40);
+    assert_ne!(plain.history().step_loss, dropped.history().step_loss);
+    // Dropout makes training noisier and harder: the loss is higher on average.
+    let mean = |t: &Trainer| t.history().step_loss[20..].iter().sum::<f32>() / 20.0;
+    assert!(mean(&dropped) > mean(&plain), "{} vs {}", mean(&dropped), mean(&plain));
+    // Scoring is deterministic.
+    let test = task.test.take(500);
+    assert_eq!(dropped.evaluate(&test).unwrap(), dropped.evaluate(&test).unwrap());
+    // Where the model has no dropout, asking for it is an error.
+    let xor = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
+    let mut c = Config::defaults(&xor);
+    c.dropout = 0.3;
+    assert!(Trainer::new(xor, c).unwrap_err().to_string().contains("--dropout"));
+}
+
+#[test]
+fn the_order_task_is_learned_by_the_lstm() {
+    let mut task = fit::task("lstm_classifier", Path::new("/nonexistent"), 0).unwrap();
+    task.test = task.test.take(256);
+    let mut config = Config::defaults(&task);
+    config.epochs = 1;
+    let mut t = Trainer::new(task, config).unwrap();
+    t.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap();
+    let acc = t.history().test_accuracy[0];
+    assert!(acc >= 0.95, "held-out accuracy after one epoch: {acc}");
+}
