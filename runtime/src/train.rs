@@ -93,10 +93,15 @@ impl TrainSession {
     /// parameters and state, and returns the loss. Parameters and state move into the step
     /// and their replacements move back: nothing is copied.
     pub fn step(&mut self, batch: &HashMap<String, Value>, lr: f64) -> Result<f64, TrainError> {
+        self.step_owned(batch.clone(), lr)
+    }
+
+    /// [`TrainSession::step`] taking the batch by value, so its tensors are not copied.
+    pub fn step_owned(&mut self, batch: HashMap<String, Value>, lr: f64) -> Result<f64, TrainError> {
         let g = &self.step.graph;
         let mut feeds = std::mem::take(&mut self.values);
         let mut extra: Vec<String> = batch.keys().cloned().collect();
-        feeds.extend(batch.iter().map(|(k, v)| (k.clone(), v.clone())));
+        feeds.extend(batch);
         let lr_ty = g.ty(g.leaf("lr").expect("checked in new")).clone();
         feeds.insert("lr".into(), Value::splat(&lr_ty, lr));
         extra.push("lr".into());

@@ -85,15 +85,35 @@ impl Dataset {
     }
 }
 
-/// The rows of `v` (along its first axis) at `indices`, as a standard-layout value.
+/// The rows of `v` (along its first axis) at `indices`, as a standard-layout value. Every
+/// index must be below the row count.
 pub fn rows(v: &Value, indices: &[usize]) -> Value {
-    kiln_ir::map_value!(v, a => a.select(Axis(0), indices))
+    kiln_ir::map_value!(v, a => gather(a, indices))
+}
+
+/// Row gather: one slice copy per row for standard-layout arrays (ndarray's `select` appends
+/// row by row through a generic zip, several times slower on the training loop's batches).
+fn gather<T: Clone>(a: &ArrayD<T>, indices: &[usize]) -> ArrayD<T> {
+    let Some(flat) = a.as_slice() else {
+        return a.select(Axis(0), indices);
+    };
+    let mut dims = a.shape().to_vec();
+    let row: usize = dims[1..].iter().product();
+    dims[0] = indices.len();
+    let mut out = Vec::with_capacity(indices.len() * row);
+    for &i in indices {
+        out.extend_from_slice(&flat[i * row..(i + 1) * row]);
+    }
+    // `out` holds exactly `indices.len() * row` elements, the product of `dims`.
+    ArrayD::from_shape_vec(ndarray::IxDyn(&dims), out).expect("gathered rows fill the shape")
 }
 
 /// Reshapes `v` to `dims` (same element count), keeping its data.
 pub fn reshape(v: Value, dims: &[usize]) -> Option<Value> {
     fn go<T: Clone>(a: ArrayD<T>, dims: &[usize]) -> Option<ArrayD<T>> {
-        a.as_standard_layout().into_owned().into_shape_with_order(ndarray::IxDyn(dims)).ok()
+        // A standard-layout array changes shape without copying.
+        let a = if a.is_standard_layout() { a } else { a.as_standard_layout().into_owned() };
+        a.into_shape_with_order(ndarray::IxDyn(dims)).ok()
     }
     Some(match v {
         Value::F32(a) => Value::F32(go(a, dims)?),

@@ -209,15 +209,15 @@ impl GanTrainer {
                     return Ok(Outcome::Interrupted);
                 }
                 let global = (self.epoch * steps + s) as u64;
-                let (x, _) = self.images.batch(&order[s * b..(s + 1) * b]);
                 let start = Instant::now();
+                let (x, _) = self.images.batch(&order[s * b..(s + 1) * b]);
                 let mut feeds = self.params_of(&self.g, true);
                 feeds.insert("x".into(), x);
                 feeds.insert("z".into(), latent(b, self.config.seed, 2 * global));
-                let d_loss = self.d.step(&feeds, self.config.lr)?;
+                let d_loss = self.d.step_owned(feeds, self.config.lr)?;
                 let mut feeds = self.params_of(&self.d, false);
                 feeds.insert("z".into(), latent(b, self.config.seed, 2 * global + 1));
-                let g_loss = self.g.step(&feeds, self.config.lr)?;
+                let g_loss = self.g.step_owned(feeds, self.config.lr)?;
                 self.train_seconds += start.elapsed().as_secs_f64();
                 for l in [d_loss, g_loss] {
                     if !l.is_finite() {

@@ -306,7 +306,7 @@ impl Trainer {
         &self.config
     }
 
-    /// Seconds spent in training steps so far.
+    /// Seconds spent in training steps so far (gathering batches included, scoring not).
     pub fn train_seconds(&self) -> f64 {
         self.train_seconds
     }
@@ -337,12 +337,13 @@ impl Trainer {
                     return Ok(Outcome::Interrupted);
                 }
                 let s = self.step_in_epoch;
+                // Timed from the batch's gathering: an epoch's time includes its data.
+                let start = Instant::now();
                 let (x, y) = self.task.train.batch(&order[s * b..(s + 1) * b]);
                 let feeds =
                     HashMap::from([("x".to_string(), self.shape_x(x)?), ("labels".to_string(), self.shape_y(y)?)]);
                 let lr = self.config.schedule.rate(self.config.lr, self.epoch * steps + s, self.config.epochs * steps);
-                let start = Instant::now();
-                let loss = self.session.step(&feeds, lr)?;
+                let loss = self.session.step_owned(feeds, lr)?;
                 self.train_seconds += start.elapsed().as_secs_f64();
                 self.examples_trained += b as u64;
                 self.step_in_epoch += 1;
