@@ -124,9 +124,20 @@ fn valid_columns(geo: &ConvGeometry, kx: usize) -> std::ops::Range<usize> {
     lo..hi.max(lo)
 }
 
-/// Writes the im2col matrix of image `xn` (`[c, h, w]`) for group `g` into `cols`, row
-/// `r` starting at `r · row_stride`, columns from `col0`.
-fn im2col<T: Float>(geo: &ConvGeometry, xn: &[T], g: usize, cols: &mut [T], row_stride: usize, col0: usize) {
+/// Writes the im2col matrix of image `xn` (`[c, h, w]`) for group `g` into `cols` (`K × P`,
+/// row-major).
+fn im2col<T: Float>(geo: &ConvGeometry, xn: &[T], g: usize, cols: &mut [T]) {
+    let p = geo.p();
+    let base = Out(cols.as_mut_ptr());
+    assert!(cols.len() >= geo.k() * p, "im2col needs K x P elements");
+    // SAFETY: rows r·p..(r+1)·p are disjoint, inside `cols` (checked above), and each is
+    // handed out once while `cols` is borrowed mutably here.
+    im2col_rows(geo, xn, g, &|r| unsafe { std::slice::from_raw_parts_mut(base.at(r * p), p) });
+}
+
+/// Writes the im2col rows of image `xn` for group `g`: row `r` (of `P` elements) into the
+/// slice `row(r)` returns; each row is asked for once.
+fn im2col_rows<'a, T: Float>(geo: &ConvGeometry, xn: &[T], g: usize, row: &dyn Fn(usize) -> &'a mut [T]) {
     let (sh, sw) = (geo.attrs.stride[0], geo.attrs.stride[1]);
     let (ph, pw) = (geo.attrs.padding[0], geo.attrs.padding[1]);
     let (dh, dw) = (geo.attrs.dilation[0], geo.attrs.dilation[1]);
@@ -134,8 +145,7 @@ fn im2col<T: Float>(geo: &ConvGeometry, xn: &[T], g: usize, cols: &mut [T], row_
         let plane = &xn[(g * geo.cg() + ci) * geo.h * geo.w..][..geo.h * geo.w];
         for ky in 0..geo.kh {
             for kx in 0..geo.kw {
-                let row = (ci * geo.kh + ky) * geo.kw + kx;
-                let dst = &mut cols[row * row_stride + col0..][..geo.p()];
+                let dst = row((ci * geo.kh + ky) * geo.kw + kx);
                 let valid = valid_columns(geo, kx);
                 for oy in 0..geo.oh {
                     let out = &mut dst[oy * geo.ow..][..geo.ow];
@@ -145,15 +155,19 @@ fn im2col<T: Float>(geo: &ConvGeometry, xn: &[T], g: usize, cols: &mut [T], row_
                         continue;
                     }
                     let src = &plane[iy * geo.w..][..geo.w];
-                    out[..valid.start].fill(T::default());
-                    out[valid.end..].fill(T::default());
+                    for o in &mut out[..valid.start] {
+                        *o = T::default();
+                    }
+                    for o in &mut out[valid.end..] {
+                        *o = T::default();
+                    }
                     if valid.is_empty() {
                         continue;
                     }
                     // Input column of the first valid output column.
                     let ix0 = valid.start * sw + kx * dw - pw;
                     if sw == 1 {
-                        out[valid.clone()].copy_from_slice(&src[ix0..ix0 + valid.len()]);
+                        copy_short(&mut out[valid.clone()], &src[ix0..ix0 + valid.len()]);
                     } else {
                         for (j, o) in out[valid.clone()].iter_mut().enumerate() {
                             *o = src[ix0 + j * sw];
@@ -161,6 +175,27 @@ fn im2col<T: Float>(geo: &ConvGeometry, xn: &[T], g: usize, cols: &mut [T], row_
                     }
                 }
             }
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short rows of im2col (a convolution's output width):
+/// rows of 4 to 16 elements are two overlapping fixed-size copies, inlined as vector moves,
+/// instead of a call to `memcpy` per row (which cost a quarter of LeNet-5's step).
+#[inline]
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    let n = dst.len();
+    if n > 16 {
+        dst.copy_from_slice(src);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..n]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..].copy_from_slice(&src[n - 4..n]);
+    } else {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
         }
     }
 }
@@ -257,7 +292,7 @@ pub(crate) fn forward<T: Float>(geo: &ConvGeometry, x: &[T], w: &[T], y: &mut [T
     per_image::<T>(geo.n, pool, k * p, &|n, cols| {
         let xn = &x[n * geo.c * geo.h * geo.w..][..geo.c * geo.h * geo.w];
         for g in 0..geo.groups() {
-            im2col(geo, xn, g, cols, p, 0);
+            im2col(geo, xn, g, cols);
             let wg = w[g * og * k..].as_ptr();
             let dst = yp.at((n * geo.o + g * og) * p);
             // SAFETY: W_g is og×k row-major inside `w`, cols is k×p, and the destination is
@@ -289,25 +324,57 @@ pub(crate) fn grad_input<T: Float>(geo: &ConvGeometry, dy: &[T], w: &[T], dx: &m
 }
 
 /// `dw = conv2d_grad_weight(x, dy)`: one GEMM per group over the columns of every image.
-pub(crate) fn grad_weight<T: Float>(geo: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T]) {
+///
+/// The product is taken transposed, `dW_gᵀ = cols · dy_gᵀ` (`K × O/G`), so the long,
+/// many-rowed `cols` is the GEMM's left operand and `dy_g` (only `O/G` rows, 6 or 16 in
+/// LeNet) the narrow right one: packed the other way round, the few rows of `dy_g` are padded to
+/// the microkernel's height across the whole `N·P` contraction. The columns of the images are
+/// filled in parallel (each image its own columns), the GEMM is split into row bands; every
+/// element is still one dot product in a fixed order, so the result does not depend on threads.
+pub(crate) fn grad_weight<T: Float>(geo: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T], pool: Option<&Pool>) {
     let (k, p, og) = (geo.k(), geo.p(), geo.og());
     let np = geo.n * p;
     let image = geo.c * geo.h * geo.w;
-    // One scratch holds the columns of every image (k×np) and then dy of the group (og×np).
-    T::with_scratch((k + og) * np, |scratch| {
-        let (cols, dyg) = scratch.split_at_mut(k * np);
+    let pool = pool.filter(|_| geo.flops() >= PARALLEL_MIN_FLOPS);
+    // One scratch holds the columns of every image (k×np), dy of the group (og×np) and the
+    // transposed product (k×og).
+    T::with_scratch((k + og) * np + k * og, |scratch| {
+        let (cols, rest) = scratch.split_at_mut(k * np);
+        let (dyg, dwt) = rest.split_at_mut(og * np);
+        let (colsp, dygp) = (Out(cols.as_mut_ptr()), Out(dyg.as_mut_ptr()));
         for g in 0..geo.groups() {
-            for n in 0..geo.n {
-                im2col(geo, &x[n * image..][..image], g, cols, np, n * p);
+            let fill = |n: usize| {
+                // SAFETY: image n writes only columns n·p..(n+1)·p of each row of `cols` and
+                // of `dyg`; no two images' slices overlap, and the buffers outlive the loop.
+                let row = |r: usize| unsafe { std::slice::from_raw_parts_mut(colsp.at(r * np + n * p), p) };
+                im2col_rows(geo, &x[n * image..][..image], g, &row);
                 for o in 0..og {
                     let src = &dy[(n * geo.o + g * og + o) * p..][..p];
-                    dyg[o * np + n * p..][..p].copy_from_slice(src);
+                    // SAFETY: as above, row o of `dyg`, columns of image n.
+                    unsafe { std::slice::from_raw_parts_mut(dygp.at(o * np + n * p), p) }.copy_from_slice(src);
+                }
+            };
+            crate::pool::for_each(pool, geo.n, &fill);
+            let shape = MatmulShape { batch: 1, m: k, n: og, k: np };
+            // SAFETY: cols is k×np row-major, dy_gᵀ reads the og×np matrix with swapped
+            // strides, and `dwt` holds k×og elements.
+            unsafe {
+                matmul(
+                    T::DTYPE,
+                    shape,
+                    operand(cols.as_ptr(), np, 1),
+                    operand(dyg.as_ptr(), 1, np),
+                    dwt.as_mut_ptr() as *mut u8,
+                    pool,
+                    &|_, _, _| {},
+                )
+            };
+            let dst = &mut dw[g * og * k..][..og * k];
+            for r in 0..k {
+                for o in 0..og {
+                    dst[o * k + r] = dwt[r * og + o];
                 }
             }
-            let dst = dw[g * og * k..].as_mut_ptr();
-            // SAFETY: dy_g is og×np, colsᵀ reads the k×np matrix with swapped strides, and the
-            // destination is the og×k block of group g inside `dw`.
-            unsafe { gemm1::<T>(og, k, np, operand(dyg.as_ptr(), np, 1), operand(cols.as_ptr(), 1, np), dst) };
         }
     });
 }

@@ -629,7 +629,7 @@ impl Executable {
                         match kind {
                             ConvKind::Forward => conv::forward(geometry, l, r, o, self.workers.as_ref()),
                             ConvKind::GradInput => conv::grad_input(geometry, l, r, o, self.workers.as_ref()),
-                            ConvKind::GradWeight => conv::grad_weight(geometry, l, r, o),
+                            ConvKind::GradWeight => conv::grad_weight(geometry, l, r, o, self.workers.as_ref()),
                         }
                     }};
                 }

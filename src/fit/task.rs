@@ -171,6 +171,12 @@ pub fn task(model: &str, mnist_dir: &Path, seed: u64) -> Result<Task, FitError> 
             has_dropout: false,
             build: |b, _, _| transformer_reverser(b),
         },
+        "gan" => {
+            return Err(FitError::Invalid(
+                "gan is trained adversarially and has no held-out accuracy: `kiln train gan` draws samples.png instead"
+                    .into(),
+            ));
+        }
         other => {
             return Err(FitError::UnknownModel { name: other.to_string(), known: TRAINABLE.join(", ") });
         }
