@@ -72,6 +72,11 @@ impl ConvGeometry {
         self.oh * self.ow
     }
 
+    /// Elements of the im2col matrix of the whole batch (one group): `K × N·P`.
+    pub fn kept_columns(&self) -> usize {
+        self.k() * self.n * self.p()
+    }
+
     /// Multiply-adds of the convolution, for choosing threads.
     fn flops(&self) -> usize {
         2 * self.n * self.o * self.p() * self.k()
@@ -180,13 +185,16 @@ fn im2col_rows<'a, T: Float>(geo: &ConvGeometry, xn: &[T], g: usize, row: &dyn F
 }
 
 /// `dst.copy_from_slice(src)` for the short rows of im2col (a convolution's output width):
-/// rows of 4 to 16 elements are two overlapping fixed-size copies, inlined as vector moves,
+/// rows of 4 to 32 elements are two overlapping fixed-size copies, inlined as vector moves,
 /// instead of a call to `memcpy` per row (which cost a quarter of LeNet-5's step).
 #[inline]
 fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
     let n = dst.len();
-    if n > 16 {
+    if n > 32 {
         dst.copy_from_slice(src);
+    } else if n >= 16 {
+        dst[..16].copy_from_slice(&src[..16]);
+        dst[n - 16..].copy_from_slice(&src[n - 16..n]);
     } else if n >= 8 {
         dst[..8].copy_from_slice(&src[..8]);
         dst[n - 8..].copy_from_slice(&src[n - 8..n]);
@@ -284,20 +292,45 @@ impl<T> Out<T> {
     }
 }
 
-/// `y = conv2d(x, w)`.
-pub(crate) fn forward<T: Float>(geo: &ConvGeometry, x: &[T], w: &[T], y: &mut [T], pool: Option<&Pool>) {
+/// `y = conv2d(x, w)`. With `keep` (`K × N·P` elements, one group), the columns of every image
+/// are written there, image `n` at columns `n·P..`, for [`grad_weight`] to reuse; otherwise
+/// each image's columns live in the thread's scratch only while its GEMM runs.
+pub(crate) fn forward<T: Float>(
+    geo: &ConvGeometry,
+    x: &[T],
+    w: &[T],
+    y: &mut [T],
+    pool: Option<&Pool>,
+    keep: Option<&mut [T]>,
+) {
     let (k, p, og) = (geo.k(), geo.p(), geo.og());
+    let np = geo.n * p;
     let pool = pool.filter(|_| geo.flops() >= PARALLEL_MIN_FLOPS);
     let yp = Out(y.as_mut_ptr());
-    per_image::<T>(geo.n, pool, k * p, &|n, cols| {
+    let keep = keep.filter(|c| geo.groups() == 1 && c.len() >= k * np).map(|c| Out(c.as_mut_ptr()));
+    let scratch_len = if keep.is_some() { 0 } else { k * p };
+    per_image::<T>(geo.n, pool, scratch_len, &|n, cols| {
         let xn = &x[n * geo.c * geo.h * geo.w..][..geo.c * geo.h * geo.w];
         for g in 0..geo.groups() {
-            im2col(geo, xn, g, cols);
+            let (cols_ptr, stride) = match keep {
+                Some(all) => {
+                    // SAFETY: image n writes only columns n·p..(n+1)·p of each of the k rows of
+                    // the kept buffer (checked to hold k×np); images never share columns.
+                    let row = |r: usize| unsafe { std::slice::from_raw_parts_mut(all.at(r * np + n * p), p) };
+                    im2col_rows(geo, xn, g, &row);
+                    (all.at(n * p) as *const T, np)
+                }
+                None => {
+                    im2col(geo, xn, g, cols);
+                    (cols.as_ptr(), p)
+                }
+            };
             let wg = w[g * og * k..].as_ptr();
             let dst = yp.at((n * geo.o + g * og) * p);
-            // SAFETY: W_g is og×k row-major inside `w`, cols is k×p, and the destination is
-            // the og×p block of image n, group g inside `y`, written only by this image's thread.
-            unsafe { gemm1::<T>(og, p, k, operand(wg, k, 1), operand(cols.as_ptr(), p, 1), dst) };
+            // SAFETY: W_g is og×k row-major inside `w`, the columns are k×p with row stride
+            // `stride`, and the destination is the og×p block of image n, group g inside `y`,
+            // written only by this image's thread.
+            unsafe { gemm1::<T>(og, p, k, operand(wg, k, 1), operand(cols_ptr, stride, 1), dst) };
         }
     });
 }
@@ -331,26 +364,41 @@ pub(crate) fn grad_input<T: Float>(geo: &ConvGeometry, dy: &[T], w: &[T], dx: &m
 /// the microkernel's height across the whole `N·P` contraction. The columns of the images are
 /// filled in parallel (each image its own columns), the GEMM is split into row bands; every
 /// element is still one dot product in a fixed order, so the result does not depend on threads.
-pub(crate) fn grad_weight<T: Float>(geo: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T], pool: Option<&Pool>) {
+///
+/// With `ready`, the columns [`forward`] kept for the same input (one group) are used as they
+/// are: no im2col at all.
+pub(crate) fn grad_weight<T: Float>(
+    geo: &ConvGeometry,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    pool: Option<&Pool>,
+    ready: Option<&[T]>,
+) {
     let (k, p, og) = (geo.k(), geo.p(), geo.og());
     let np = geo.n * p;
     let image = geo.c * geo.h * geo.w;
     let pool = pool.filter(|_| geo.flops() >= PARALLEL_MIN_FLOPS);
     // One scratch holds the columns of every image (k×np), dy of the group (og×np) and the
     // transposed product (k×og).
-    T::with_scratch((k + og) * np + k * og, |scratch| {
-        let (cols, rest) = scratch.split_at_mut(k * np);
+    let ready = ready.filter(|c| geo.groups() == 1 && c.len() >= k * np);
+    let own_cols = if ready.is_some() { 0 } else { k * np };
+    T::with_scratch(own_cols + og * np + k * og, |scratch| {
+        let (own, rest) = scratch.split_at_mut(own_cols);
         let (dyg, dwt) = rest.split_at_mut(og * np);
-        let (colsp, dygp) = (Out(cols.as_mut_ptr()), Out(dyg.as_mut_ptr()));
+        let (colsp, dygp) = (Out(own.as_mut_ptr()), Out(dyg.as_mut_ptr()));
+        let cols: &[T] = ready.unwrap_or(own);
         for g in 0..geo.groups() {
             let fill = |n: usize| {
-                // SAFETY: image n writes only columns n·p..(n+1)·p of each row of `cols` and
-                // of `dyg`; no two images' slices overlap, and the buffers outlive the loop.
-                let row = |r: usize| unsafe { std::slice::from_raw_parts_mut(colsp.at(r * np + n * p), p) };
-                im2col_rows(geo, &x[n * image..][..image], g, &row);
+                if ready.is_none() {
+                    // SAFETY: image n writes only columns n·p..(n+1)·p of each row of the own
+                    // columns; no two images' slices overlap, and the buffer outlives the loop.
+                    let row = |r: usize| unsafe { std::slice::from_raw_parts_mut(colsp.at(r * np + n * p), p) };
+                    im2col_rows(geo, &x[n * image..][..image], g, &row);
+                }
                 for o in 0..og {
                     let src = &dy[(n * geo.o + g * og + o) * p..][..p];
-                    // SAFETY: as above, row o of `dyg`, columns of image n.
+                    // SAFETY: image n writes only columns n·p..(n+1)·p of row o of `dyg`.
                     unsafe { std::slice::from_raw_parts_mut(dygp.at(o * np + n * p), p) }.copy_from_slice(src);
                 }
             };

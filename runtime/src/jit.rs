@@ -68,6 +68,9 @@ pub struct Executable {
     workers: Option<Pool>,
     /// Per group: the product buffer of a contraction with an epilogue, kept between runs.
     scratch: std::sync::Mutex<Vec<Option<Value>>>,
+    /// Im2col columns a forward convolution keeps for its weight gradient, by slot
+    /// ([`SharedCols`]).
+    columns: std::sync::Mutex<Vec<Option<Value>>>,
     // Owns the machine code of every kernel; must outlive them.
     _jit: CpuJit,
 }
@@ -89,8 +92,9 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         };
         groups.push((g, kernel));
     }
-    let contractions: Vec<Option<Contraction>> =
+    let mut contractions: Vec<Option<Contraction>> =
         groups.iter().map(|(g, _)| (g.kind == GroupKind::Contraction).then(|| Contraction::new(graph, g))).collect();
+    let column_slots = share_columns(&mut contractions);
     let plan = kiln_passes::plan::plan(graph, &groups.iter().map(|(g, _)| g.clone()).collect::<Vec<_>>());
     // Kernel results that only kernels read live in the arena. Graph outputs go to the
     // caller, and operands of reference ops stay owned values (the reference implementations
@@ -139,6 +143,7 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         threads: 1,
         workers: None,
         scratch: std::sync::Mutex::new(Vec::new()),
+        columns: std::sync::Mutex::new(vec![None; column_slots]),
         _jit: jit,
     })
 }
@@ -611,9 +616,23 @@ impl Executable {
                 }
                 scratch_pool[gi] = Some(scratch);
             }
-            Contraction::Conv { kind, geometry, lhs, rhs } => {
+            Contraction::Conv { kind, geometry, lhs, rhs, cols } => {
                 let (l, r) = (source(*lhs)?, source(*rhs)?);
                 let (nl, nr, no) = (g.ty(*lhs).numel(), g.ty(*rhs).numel(), g.ty(root).numel());
+                let mut columns = self.columns.lock().unwrap_or_else(|e| e.into_inner());
+                // The kept columns: K × N·P elements of the convolution's type.
+                let kept: Option<(*mut u8, usize)> = match *cols {
+                    SharedCols::No => None,
+                    SharedCols::Keep(slot) | SharedCols::Reuse(slot) => {
+                        let len = geometry.kept_columns();
+                        let ty = kiln_ir::TensorType::new(dtype, [len]);
+                        let buf = columns.get_mut(slot).ok_or_else(|| internal(g, root, "no column slot"))?;
+                        if buf.as_ref().is_none_or(|v| v.ty() != ty) {
+                            *buf = Some(Value::splat(&ty, 0.0));
+                        }
+                        buf.as_mut().map(|v| (data_mut(v), len))
+                    }
+                };
                 macro_rules! run {
                     ($t:ty) => {{
                         // SAFETY: each operand slot is a row-major buffer of its node's type, so it
@@ -626,10 +645,18 @@ impl Executable {
                                 std::slice::from_raw_parts_mut(out as *mut $t, no),
                             )
                         };
-                        match kind {
-                            ConvKind::Forward => conv::forward(geometry, l, r, o, self.workers.as_ref()),
-                            ConvKind::GradInput => conv::grad_input(geometry, l, r, o, self.workers.as_ref()),
-                            ConvKind::GradWeight => conv::grad_weight(geometry, l, r, o, self.workers.as_ref()),
+                        // SAFETY: the kept buffer holds `len` elements of $t (made above for this
+                        // type) and is locked for this call; it is no operand's or output's buffer.
+                        let kept = kept.map(|(p, len)| unsafe { std::slice::from_raw_parts_mut(p as *mut $t, len) });
+                        match (kind, cols) {
+                            (ConvKind::Forward, _) => conv::forward(geometry, l, r, o, self.workers.as_ref(), kept),
+                            (ConvKind::GradInput, _) => conv::grad_input(geometry, l, r, o, self.workers.as_ref()),
+                            (ConvKind::GradWeight, SharedCols::Reuse(_)) => {
+                                conv::grad_weight(geometry, l, r, o, self.workers.as_ref(), kept.map(|k| &*k))
+                            }
+                            (ConvKind::GradWeight, _) => {
+                                conv::grad_weight(geometry, l, r, o, self.workers.as_ref(), None)
+                            }
                         }
                     }};
                 }
@@ -744,7 +771,54 @@ enum Contraction {
     /// A matmul on GEMM.
     Gemm(GemmCall),
     /// A convolution (`lhs`, `rhs` are its operands in op order) on im2col + GEMM.
-    Conv { kind: ConvKind, geometry: ConvGeometry, lhs: NodeId, rhs: NodeId },
+    Conv { kind: ConvKind, geometry: ConvGeometry, lhs: NodeId, rhs: NodeId, cols: SharedCols },
+}
+
+/// Whether a convolution shares its im2col columns: a forward convolution and the weight
+/// gradient of the same input and geometry (every training step has both) build the same
+/// `K × N·P` matrix, so the forward keeps it in a buffer and the gradient reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SharedCols {
+    /// Columns are built for this call alone.
+    No,
+    /// The forward writes its columns into kept buffer `slot`.
+    Keep(usize),
+    /// The weight gradient reads the columns in kept buffer `slot`.
+    Reuse(usize),
+}
+
+/// Pairs each weight gradient with an earlier forward convolution of the same input and
+/// geometry (one group), giving both a kept-columns slot; returns the number of slots.
+fn share_columns(contractions: &mut [Option<Contraction>]) -> usize {
+    let mut slots = 0;
+    let mut forwards: Vec<(usize, NodeId, ConvGeometry)> = Vec::new();
+    for i in 0..contractions.len() {
+        let Some(Contraction::Conv { kind, geometry, lhs, .. }) = contractions[i] else { continue };
+        if geometry.attrs.groups > 1 {
+            continue;
+        }
+        match kind {
+            ConvKind::Forward => forwards.push((i, lhs, geometry)),
+            ConvKind::GradWeight => {
+                let Some(&(f, _, _)) = forwards.iter().find(|(_, x, g)| *x == lhs && *g == geometry) else { continue };
+                let slot = match contractions[f] {
+                    Some(Contraction::Conv { cols: SharedCols::Keep(s), .. }) => s,
+                    _ => {
+                        slots += 1;
+                        slots - 1
+                    }
+                };
+                if let Some(Contraction::Conv { cols, .. }) = &mut contractions[f] {
+                    *cols = SharedCols::Keep(slot);
+                }
+                if let Some(Contraction::Conv { cols, .. }) = &mut contractions[i] {
+                    *cols = SharedCols::Reuse(slot);
+                }
+            }
+            ConvKind::GradInput => {}
+        }
+    }
+    slots
 }
 
 impl Contraction {
@@ -762,6 +836,7 @@ impl Contraction {
                 geometry: ConvGeometry::new(dims(lhs), dims(rhs), dims(root), *a),
                 lhs,
                 rhs,
+                cols: SharedCols::No,
             },
             // conv2d_grad_input(dy, w) -> dx
             Op::Conv2dGradInput(a) => Contraction::Conv {
@@ -769,6 +844,7 @@ impl Contraction {
                 geometry: ConvGeometry::new(dims(root), dims(rhs), dims(lhs), *a),
                 lhs,
                 rhs,
+                cols: SharedCols::No,
             },
             // conv2d_grad_weight(x, dy) -> dw
             Op::Conv2dGradWeight(a) => Contraction::Conv {
@@ -776,6 +852,7 @@ impl Contraction {
                 geometry: ConvGeometry::new(dims(lhs), dims(root), dims(rhs), *a),
                 lhs,
                 rhs,
+                cols: SharedCols::No,
             },
             _ => Contraction::Gemm(GemmCall::new(graph, group)),
         }
