@@ -50,16 +50,20 @@ fn install_ctrl_c() {
     }
 }
 
-fn data_dir(data: &Option<PathBuf>) -> PathBuf {
-    data.clone().unwrap_or_else(kiln::data::mnist::bundled_dir)
+/// A progress bar on stderr for one epoch of `steps` steps (hidden when stderr is not a
+/// terminal).
+fn progress_bar(steps: usize) -> Result<ProgressBar, String> {
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:24}] {pos}/{len} {msg}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    Ok(bar)
 }
 
-pub fn train(a: TrainArgs) -> Result<(), String> {
-    if a.model == "gan" {
-        return train_gan(a);
-    }
-    let task = fit::task(&a.model, &data_dir(&a.data), a.seed).map_err(|e| e.to_string())?;
-    let mut config = Config::defaults(&task);
+/// `defaults` with the command line's settings, and the output directory (created).
+fn settings(mut config: Config, a: &TrainArgs) -> Result<(Config, PathBuf), String> {
     config.epochs = a.epochs.unwrap_or(config.epochs);
     config.batch = a.batch.unwrap_or(config.batch);
     config.optimizer = a.optimizer.clone().unwrap_or(config.optimizer);
@@ -73,6 +77,19 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
     config.threads = a.threads;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&a.model));
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok((config, out))
+}
+
+fn data_dir(data: &Option<PathBuf>) -> PathBuf {
+    data.clone().unwrap_or_else(kiln::data::mnist::bundled_dir)
+}
+
+pub fn train(a: TrainArgs) -> Result<(), String> {
+    if a.model == "gan" {
+        return train_gan(a);
+    }
+    let task = fit::task(&a.model, &data_dir(&a.data), a.seed).map_err(|e| e.to_string())?;
+    let (config, out) = settings(Config::defaults(&task), &a)?;
     let (train_n, test_n, data) = (task.train.len(), task.test.len(), task.data.clone());
     let compile = Instant::now();
     let mut trainer = match &a.resume {
@@ -108,12 +125,7 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
             ),
         );
     }
-    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:32}] {pos}/{len} {msg}")
-            .map_err(|e| e.to_string())?
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(steps)?;
     let json = a.json;
     let started = Instant::now();
     let outcome = trainer.run(
@@ -124,7 +136,7 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
                 bar.set_prefix(format!("{}/{}", p.epoch, p.epochs));
             }
             bar.set_position(p.step as u64);
-            bar.set_message(format!("loss {:.4}  {:.0} examples/s", p.loss, p.examples_per_second));
+            bar.set_message(format!("loss {:.4}  {:.0} ex/s", p.loss, p.examples_per_second));
         },
         &mut |epoch, acc| {
             let line = format!(
@@ -218,16 +230,7 @@ fn train_gan(a: TrainArgs) -> Result<(), String> {
         return Err("gan: --dropout is available for mnist_mlp and lenet5".into());
     }
     let images = fit::gan::images(&data_dir(&a.data)).map_err(|e| e.to_string())?;
-    let mut config = fit::gan::defaults();
-    config.epochs = a.epochs.unwrap_or(config.epochs);
-    config.batch = a.batch.unwrap_or(config.batch);
-    config.optimizer = a.optimizer.clone().unwrap_or(config.optimizer);
-    config.lr = a.lr.unwrap_or(config.lr);
-    config.weight_decay = a.weight_decay;
-    config.seed = a.seed;
-    config.threads = a.threads;
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join("gan"));
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let (config, out) = settings(fit::gan::defaults(), &a)?;
     let n = images.len();
     let mut trainer = fit::gan::GanTrainer::new(images, config.clone()).map_err(|e| e.to_string())?;
     let steps = trainer.steps_per_epoch();
@@ -239,12 +242,7 @@ fn train_gan(a: TrainArgs) -> Result<(), String> {
         ),
     );
     install_ctrl_c();
-    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:32}] {pos}/{len} {msg}")
-            .map_err(|e| e.to_string())?
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(steps)?;
     let json = a.json;
     let mut epoch_error = None;
     let outcome = {

@@ -99,6 +99,9 @@ impl GanTrainer {
         if b == 0 || b > images.len() {
             return Err(FitError::Invalid(format!("--batch must be between 1 and {}, got {b}", images.len())));
         }
+        if config.dropout != 0.0 {
+            return Err(FitError::Invalid("the GAN has no dropout (--dropout is for mnist_mlp and lenet5)".into()));
+        }
         let mut optimizer = config.optimizer()?;
         // Adam's first moment at 0.5, the usual setting for GANs: the targets of each network
         // move with the other, and a long momentum overshoots them.
