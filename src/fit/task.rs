@@ -120,7 +120,11 @@ pub fn task(model: &str, mnist_dir: &Path, seed: u64) -> Result<Task, FitError> 
             let is_mlp = model == "mnist_mlp";
             Task {
                 model: if is_mlp { "mnist_mlp" } else { "lenet5" },
-                data: format!("MNIST from {}", mnist_dir.display()),
+                data: if mnist_dir == data::mnist::bundled_dir() {
+                    "MNIST (bundled, data/mnist)".to_string()
+                } else {
+                    format!("MNIST from {}", mnist_dir.display())
+                },
                 train: m.train,
                 test: m.test,
                 standardize: Some(MNIST_MEAN_STD),
