@@ -100,15 +100,62 @@ mod libm {
 
 /// The JIT: owns the compiled code, so kernels live as long as it does.
 pub struct CpuJit {
-    module: JITModule,
-    /// The host has fused multiply-add (`fma` lowers to one instruction, not a libcall).
+    emitter: KernelEmitter<JITModule>,
+    count: usize,
+}
+
+/// Emits kernels into a Cranelift module: the JIT's memory ([`CpuJit`]) or an object file
+/// ([`crate::aot::ObjectKernels`]). The same code either way.
+pub(crate) struct KernelEmitter<M: Module> {
+    pub(crate) module: M,
+    /// The target has fused multiply-add (`fma` lowers to one instruction, not a libcall).
     has_fma: bool,
     ctx: cranelift_codegen::Context,
     fctx: FunctionBuilderContext,
     imports: HashMap<&'static str, FuncId>,
-    count: usize,
     disasm: bool,
 }
+
+/// A kernel defined in a module.
+pub(crate) struct Defined {
+    pub(crate) id: FuncId,
+    pub(crate) clif: String,
+    pub(crate) asm: Option<String>,
+    pub(crate) vectorized: bool,
+}
+
+/// The host's ISA with the flags kernels are compiled with (`pic` for code that goes into a
+/// shared library), and whether it has FMA.
+pub(crate) fn host_isa(pic: bool) -> Result<(cranelift_codegen::isa::OwnedTargetIsa, bool), CodegenError> {
+    let mut flags = settings::builder();
+    let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| CodegenError::Isa(e.to_string()));
+    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    set(&mut flags, "is_pic", if pic { "true" } else { "false" })?;
+    let isa = cranelift_native::builder()
+        .map_err(|e| CodegenError::Isa(e.to_string()))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| CodegenError::Isa(e.to_string()))?;
+    let has_fma = isa.isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool().unwrap_or(false));
+    Ok((isa, has_fma))
+}
+
+/// The names of the scalar math functions kernels call (libm's functions under kiln's names;
+/// the JIT binds them to Rust's, an object file leaves them to be defined where it is linked).
+pub const MATH_SYMBOLS: [&str; 12] = [
+    "kiln_exp_f32",
+    "kiln_exp_f64",
+    "kiln_log_f32",
+    "kiln_log_f64",
+    "kiln_sin_f32",
+    "kiln_sin_f64",
+    "kiln_cos_f32",
+    "kiln_cos_f64",
+    "kiln_tanh_f32",
+    "kiln_tanh_f64",
+    "kiln_pow_f32",
+    "kiln_pow_f64",
+];
 
 fn cl_type(d: DType) -> Type {
     match d {
@@ -123,51 +170,64 @@ fn cl_type(d: DType) -> Type {
 impl CpuJit {
     /// A JIT for the host machine.
     pub fn new() -> Result<Self, CodegenError> {
-        let mut flags = settings::builder();
-        let set =
-            |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| CodegenError::Isa(e.to_string()));
-        set(&mut flags, "opt_level", "speed")?;
-        set(&mut flags, "use_colocated_libcalls", "false")?;
-        set(&mut flags, "is_pic", "false")?;
-        let isa = cranelift_native::builder()
-            .map_err(|e| CodegenError::Isa(e.to_string()))?
-            .finish(settings::Flags::new(flags))
-            .map_err(|e| CodegenError::Isa(e.to_string()))?;
-        let has_fma = isa.isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool().unwrap_or(false));
+        let (isa, has_fma) = host_isa(false)?;
         let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
-        let symbols: [(&str, *const u8); 12] = [
-            ("kiln_exp_f32", libm::exp_f32 as *const u8),
-            ("kiln_exp_f64", libm::exp_f64 as *const u8),
-            ("kiln_log_f32", libm::log_f32 as *const u8),
-            ("kiln_log_f64", libm::log_f64 as *const u8),
-            ("kiln_sin_f32", libm::sin_f32 as *const u8),
-            ("kiln_sin_f64", libm::sin_f64 as *const u8),
-            ("kiln_cos_f32", libm::cos_f32 as *const u8),
-            ("kiln_cos_f64", libm::cos_f64 as *const u8),
-            ("kiln_tanh_f32", libm::tanh_f32 as *const u8),
-            ("kiln_tanh_f64", libm::tanh_f64 as *const u8),
-            ("kiln_pow_f32", libm::pow_f32 as *const u8),
-            ("kiln_pow_f64", libm::pow_f64 as *const u8),
+        let functions: [*const u8; 12] = [
+            libm::exp_f32 as *const u8,
+            libm::exp_f64 as *const u8,
+            libm::log_f32 as *const u8,
+            libm::log_f64 as *const u8,
+            libm::sin_f32 as *const u8,
+            libm::sin_f64 as *const u8,
+            libm::cos_f32 as *const u8,
+            libm::cos_f64 as *const u8,
+            libm::tanh_f32 as *const u8,
+            libm::tanh_f64 as *const u8,
+            libm::pow_f32 as *const u8,
+            libm::pow_f64 as *const u8,
         ];
-        for (name, ptr) in symbols {
-            jb.symbol(name, ptr);
+        for (name, ptr) in MATH_SYMBOLS.iter().zip(functions) {
+            jb.symbol(*name, ptr);
         }
-        let module = JITModule::new(jb);
-        Ok(CpuJit {
-            ctx: module.make_context(),
-            module,
-            has_fma,
-            fctx: FunctionBuilderContext::new(),
-            imports: HashMap::new(),
-            count: 0,
-            disasm: false,
-        })
+        Ok(CpuJit { emitter: KernelEmitter::new(JITModule::new(jb), has_fma), count: 0 })
     }
 
     /// Keeps each kernel's machine code as assembly text ([`CompiledKernel::asm`]); off by
     /// default, since disassembling costs compile time.
     pub fn keep_disassembly(&mut self, keep: bool) {
-        self.disasm = keep;
+        self.emitter.disasm = keep;
+    }
+
+    /// Compiles `kernel` to native code.
+    pub fn compile(&mut self, kernel: &Kernel) -> Result<CompiledKernel, CodegenError> {
+        let err = |m: String| CodegenError::Module { kernel: kernel.name.clone(), message: m };
+        self.count += 1;
+        let name = format!("kiln_kernel_{}_{}", self.count, kernel.name);
+        let d = self.emitter.define(kernel, &name, Linkage::Local)?;
+        let module = &mut self.emitter.module;
+        module.finalize_definitions().map_err(|e| err(e.to_string()))?;
+        let code = module.get_finalized_function(d.id);
+        // SAFETY: `code` is the entry of the function just defined with the signature
+        // (pointer, pointer, i64, i64) -> (), in the host's default calling convention, which is the C
+        // convention for this signature; the module keeps the code alive for `self`'s life.
+        let entry = unsafe {
+            std::mem::transmute::<*const u8, unsafe extern "C" fn(*const *const u8, *mut u8, i64, i64)>(code)
+        };
+        Ok(CompiledKernel { entry, kernel: kernel.clone(), clif: d.clif, vectorized: d.vectorized, asm: d.asm })
+    }
+}
+
+impl<M: Module> KernelEmitter<M> {
+    /// An emitter into `module`, for a target with (or without) FMA.
+    pub(crate) fn new(module: M, has_fma: bool) -> Self {
+        KernelEmitter {
+            ctx: module.make_context(),
+            module,
+            has_fma,
+            fctx: FunctionBuilderContext::new(),
+            imports: HashMap::new(),
+            disasm: false,
+        }
     }
 
     fn import(&mut self, name: &'static str, ty: Type, arity: usize) -> Result<FuncId, CodegenError> {
@@ -187,8 +247,8 @@ impl CpuJit {
         Ok(id)
     }
 
-    /// Compiles `kernel` to native code.
-    pub fn compile(&mut self, kernel: &Kernel) -> Result<CompiledKernel, CodegenError> {
+    /// Defines `kernel` as the function `name` with `linkage`.
+    pub(crate) fn define(&mut self, kernel: &Kernel, name: &str, linkage: Linkage) -> Result<Defined, CodegenError> {
         let err = |m: String| CodegenError::Module { kernel: kernel.name.clone(), message: m };
         // The libm functions a body needs, declared before building.
         let mut calls: HashMap<(&'static str, DType), FuncId> = HashMap::new();
@@ -334,25 +394,13 @@ impl CpuJit {
             b.finalize(self.module.target_config());
         }
         let clif = self.ctx.func.display().to_string();
-        self.count += 1;
-        let name = format!("kiln_kernel_{}_{}", self.count, kernel.name);
-        let id = self
-            .module
-            .declare_function(&name, Linkage::Local, &self.ctx.func.signature)
-            .map_err(|e| err(e.to_string()))?;
+        let id =
+            self.module.declare_function(name, linkage, &self.ctx.func.signature).map_err(|e| err(e.to_string()))?;
         self.ctx.set_disasm(self.disasm);
         self.module.define_function(id, &mut self.ctx).map_err(|e| err(format!("{e:?}")))?;
         let asm = self.ctx.compiled_code().and_then(|c| c.vcode.clone());
         self.module.clear_context(&mut self.ctx);
-        self.module.finalize_definitions().map_err(|e| err(e.to_string()))?;
-        let code = self.module.get_finalized_function(id);
-        // SAFETY: `code` is the entry of the function just defined with the signature
-        // (pointer, pointer, i64, i64) -> (), in the host's default calling convention, which is the C
-        // convention for this signature; the module keeps the code alive for `self`'s life.
-        let entry = unsafe {
-            std::mem::transmute::<*const u8, unsafe extern "C" fn(*const *const u8, *mut u8, i64, i64)>(code)
-        };
-        Ok(CompiledKernel { entry, kernel: kernel.clone(), clif, vectorized: vector, asm })
+        Ok(Defined { id, clif, asm, vectorized: vector })
     }
 }
 
