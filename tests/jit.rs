@@ -262,6 +262,22 @@ fn pooling_shaped_kernels_vectorize() {
     assert_eq!(exe.run(&f).unwrap(), two);
 }
 
+/// Big reductions that keep their outer axis (pooling, row sums) run in ranges on several
+/// threads, each range initializing only its own outputs; reductions over the outer axis run
+/// whole. Both agree with the interpreter and with one thread, bit for bit.
+#[test]
+fn reductions_keeping_the_outer_axis_split_over_threads() {
+    let text = "func @t(%x: f32[64,6,14,2,14,2]) -> (m: f32[64,6,14,14], s: f32[64,6], c: f32[6]) {\n  %1 = reduce_max %x {axes=[3,5]} : f32[64,6,14,14]\n  %2 = reduce_sum %x {axes=[2,3,4,5]} : f32[64,6]\n  %3 = reduce_sum %x {axes=[0,2,3,4,5]} : f32[6]\n  return %1, %2, %3\n}\n";
+    let g = parse_graph(text).unwrap();
+    let exe = compile(&g, Options::default()).unwrap();
+    let splits: Vec<bool> = exe.groups().filter_map(|(_, k)| k).map(|k| k.kernel.splits_outer()).collect();
+    assert_eq!(splits.iter().filter(|s| **s).count(), 2, "max and row sums split, the column sum does not");
+    let f = feeds(&g);
+    agree(&g, &f, Mode::Fused);
+    let two = compile(&g, Options::default()).unwrap().with_threads(2).run(&f).unwrap();
+    assert_eq!(exe.run(&f).unwrap(), two);
+}
+
 #[test]
 fn non_row_major_inputs_are_read_correctly() {
     let g = parse_graph(&op_fn("%a: f32[3,2], %b: f32[3,2]", "sub %a, %b", "f32[3,2]")).unwrap();

@@ -66,7 +66,8 @@ impl CompiledKernel {
 
     /// Runs the kernel for outer indices `lo..hi` only (the whole space along other axes):
     /// disjoint ranges write disjoint parts of the output, so they can run on different
-    /// threads. Reductions must run whole (they initialize the entire output first).
+    /// threads. A reduction may run in ranges only where [`Kernel::splits_outer`] says so
+    /// (it then initializes just its range's outputs); others must run whole.
     ///
     /// # Safety
     /// As for [`CompiledKernel::call`], and `0 <= lo <= hi <=` the outer extent.
@@ -320,7 +321,7 @@ impl<M: Module> KernelEmitter<M> {
             let idx: Vec<Variable> = (0..rank).map(|_| b.declare_var(types::I64)).collect();
             let done = b.create_block();
             if let Some((op, _)) = &kernel.reduce {
-                init_reduction(&mut b, kernel, *op, out_ptr);
+                init_reduction(&mut b, kernel, *op, out_ptr, (lo, hi));
             }
             if rank == 0 {
                 let v = em.compute(&mut b, &[], 1);
@@ -405,8 +406,9 @@ impl<M: Module> KernelEmitter<M> {
 }
 
 /// Fills a reduction's output with the identity: 0 for sums, −∞ (or the integer minimum) for
-/// maxima.
-fn init_reduction(b: &mut FunctionBuilder, kernel: &Kernel, op: ReduceOp, out_ptr: Value) {
+/// maxima. A reduction that [splits over its outer axis](Kernel::splits_outer) fills only
+/// the outputs of outer indices `lo..hi`, one contiguous block; others fill all of it.
+fn init_reduction(b: &mut FunctionBuilder, kernel: &Kernel, op: ReduceOp, out_ptr: Value, range: (Value, Value)) {
     let n = kernel.out.numel() as i64;
     let dt = kernel.out.dtype;
     let ty = cl_type(dt);
@@ -421,12 +423,17 @@ fn init_reduction(b: &mut FunctionBuilder, kernel: &Kernel, op: ReduceOp, out_pt
     };
     let (header, body, exit) = (b.create_block(), b.create_block(), b.create_block());
     let j = b.declare_var(types::I64);
-    let zero = b.ins().iconst(types::I64, 0);
-    b.def_var(j, zero);
+    let (start, end) = if kernel.splits_outer() {
+        let block = kernel.out_strides[0];
+        (b.ins().imul_imm_s(range.0, block), b.ins().imul_imm_s(range.1, block))
+    } else {
+        (b.ins().iconst(types::I64, 0), b.ins().iconst(types::I64, n))
+    };
+    b.def_var(j, start);
     b.ins().jump(header, &[]);
     b.switch_to_block(header);
     let jv = b.use_var(j);
-    let more = b.ins().icmp_imm_s(IntCC::SignedLessThan, jv, n);
+    let more = b.ins().icmp(IntCC::SignedLessThan, jv, end);
     b.ins().brif(more, body, &[], exit, &[]);
     b.switch_to_block(body);
     let off = b.ins().imul_imm_s(jv, dt.size_bytes() as i64);

@@ -65,6 +65,16 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    /// True if disjoint ranges of the outer axis may run separately (on different threads):
+    /// always for elementwise kernels; for a reduction, when the outer axis is not reduced and
+    /// each outer index owns one contiguous block of the output (it initializes and writes only
+    /// that block).
+    pub fn splits_outer(&self) -> bool {
+        let Some((_, axes)) = &self.reduce else { return true };
+        let (Some(&outer), Some(&stride)) = (self.space.first(), self.out_strides.first()) else { return false };
+        !axes.contains(&0) && stride > 0 && stride as usize * outer == self.out.numel()
+    }
+
     /// Strides of the output over the iteration space, in elements (0 along reduced axes).
     pub fn out_strides(&self) -> Vec<i64> {
         self.out_strides.clone()

@@ -678,7 +678,7 @@ impl Executable {
         let outer = k.kernel.space.first().copied().unwrap_or(1);
         let numel: usize = k.kernel.space.iter().product();
         let split =
-            self.threads > 1 && k.kernel.reduce.is_none() && numel >= PARALLEL_MIN_ELEMENTS && outer >= self.threads;
+            self.threads > 1 && k.kernel.splits_outer() && numel >= PARALLEL_MIN_ELEMENTS && outer >= self.threads;
         if let (true, Some(pool)) = (split, &self.workers) {
             let args = KernelArgs { inputs: ptrs, out };
             let chunk = outer.div_ceil(self.threads);
