@@ -232,7 +232,11 @@ fn train_gan(a: TrainArgs) -> Result<(), String> {
     let images = fit::gan::images(&data_dir(&a.data)).map_err(|e| e.to_string())?;
     let (config, out) = settings(fit::gan::defaults(), &a)?;
     let n = images.len();
-    let mut trainer = fit::gan::GanTrainer::new(images, config.clone()).map_err(|e| e.to_string())?;
+    let mut trainer = match &a.resume {
+        Some(path) => fit::gan::GanTrainer::resume(images, config.clone(), path),
+        None => fit::gan::GanTrainer::new(images, config.clone()),
+    }
+    .map_err(|e| e.to_string())?;
     let steps = trainer.steps_per_epoch();
     say(
         a.json,
@@ -299,6 +303,7 @@ fn train_gan(a: TrainArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     say(a.json, &format!("saved {}, {} and {}", ckpt.display(), curve.display(), out.join("samples.png").display()));
     if outcome == fit::Outcome::Interrupted {
+        say(a.json, &format!("interrupted; continue with `kiln train gan --resume {}`", ckpt.display()));
         std::process::exit(130);
     }
     if a.json {

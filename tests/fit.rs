@@ -387,3 +387,40 @@ fn the_order_task_is_learned_by_the_lstm() {
     let acc = t.history().test_accuracy[0];
     assert!(acc >= 0.95, "held-out accuracy after one epoch: {acc}");
 }
+
+#[test]
+fn the_gan_resumes_with_the_same_losses() {
+    let images = fit::gan::images(&mnist::bundled_dir()).unwrap().take(64 * 4);
+    let mut config = fit::gan::defaults();
+    config.epochs = 2;
+    let mut whole = fit::gan::GanTrainer::new(images.clone(), config.clone()).unwrap();
+    whole.run(&AtomicBool::new(false), &mut |_, _| {}, &mut |_, _, _| {}).unwrap();
+    assert_eq!(whole.history().d_loss.len(), 8);
+
+    let mut first = fit::gan::GanTrainer::new(images.clone(), config.clone()).unwrap();
+    let stop = AtomicBool::new(false);
+    let mut n = 0;
+    let outcome = first
+        .run(
+            &stop,
+            &mut |_, _| {
+                n += 1;
+                if n == 6 {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            },
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+    assert_eq!(outcome, Outcome::Interrupted);
+    let path = scratch("gan").join("gan.safetensors");
+    first.save(&path).unwrap();
+    let mut resumed = fit::gan::GanTrainer::resume(images.clone(), config.clone(), &path).unwrap();
+    resumed.run(&AtomicBool::new(false), &mut |_, _| {}, &mut |_, _, _| {}).unwrap();
+    assert_eq!(resumed.history(), whole.history());
+    assert_eq!(resumed.samples().unwrap(), whole.samples().unwrap());
+
+    config.lr = 1e-3;
+    let e = fit::gan::GanTrainer::resume(images, config, &path).unwrap_err().to_string();
+    assert!(e.contains("lr = `0.0002`"), "{e}");
+}

@@ -73,6 +73,7 @@ pub struct GanTrainer {
     sampler: Executable,
     fixed_z: Value,
     epoch: usize,
+    step_in_epoch: usize,
     history: GanHistory,
     train_seconds: f64,
 }
@@ -145,6 +146,7 @@ impl GanTrainer {
             sampler,
             fixed_z,
             epoch: 0,
+            step_in_epoch: 0,
             history: GanHistory::default(),
             train_seconds: 0.0,
         })
@@ -206,8 +208,8 @@ impl GanTrainer {
         let (b, steps) = (self.config.batch, self.steps_per_epoch());
         while self.epoch < self.config.epochs {
             let order = data::shuffled(self.images.len(), self.config.seed, self.epoch as u64);
-            let (mut d_sum, mut g_sum) = (0.0, 0.0);
-            for s in 0..steps {
+            while self.step_in_epoch < steps {
+                let s = self.step_in_epoch;
                 if stop.load(Ordering::Relaxed) {
                     return Ok(Outcome::Interrupted);
                 }
@@ -222,6 +224,7 @@ impl GanTrainer {
                 feeds.insert("z".into(), latent(b, self.config.seed, 2 * global + 1));
                 let g_loss = self.g.step_owned(feeds, self.config.lr)?;
                 self.train_seconds += start.elapsed().as_secs_f64();
+                self.step_in_epoch += 1;
                 for l in [d_loss, g_loss] {
                     if !l.is_finite() {
                         return Err(FitError::Diverged { epoch: self.epoch + 1, step: s + 1, loss: l });
@@ -229,8 +232,6 @@ impl GanTrainer {
                 }
                 self.history.d_loss.push(d_loss as f32);
                 self.history.g_loss.push(g_loss as f32);
-                d_sum += d_loss;
-                g_sum += g_loss;
                 let examples = ((self.epoch * steps + s + 1) * b) as f64;
                 on_step(
                     &Progress {
@@ -244,8 +245,11 @@ impl GanTrainer {
                     g_loss,
                 );
             }
+            let mean = |v: &[f32]| v[self.epoch * steps..].iter().map(|&l| f64::from(l)).sum::<f64>() / steps as f64;
+            let (d_mean, g_mean) = (mean(&self.history.d_loss), mean(&self.history.g_loss));
             self.epoch += 1;
-            on_epoch(self.epoch, d_sum / steps as f64, g_sum / steps as f64);
+            self.step_in_epoch = 0;
+            on_epoch(self.epoch, d_mean, g_mean);
         }
         Ok(Outcome::Finished)
     }
@@ -260,19 +264,83 @@ impl GanTrainer {
         Ok(v.chunks(784).map(|c| c.iter().map(|&p| p as f32).collect()).collect())
     }
 
-    /// Writes both networks' parameters and state to `path`.
+    /// Writes both networks' parameters and optimizer state, both loss histories and the
+    /// run's position to `path`. (Both steps count their updates in a state tensor of the same
+    /// name, `adam.step` for Adam; they step together, so the one value stands for both.)
     pub fn save(&self, path: &Path) -> Result<(), FitError> {
-        let values = self.values();
+        let mut values = self.values();
+        let series = |v: &[f32]| Value::F32(ndarray::Array1::from(v.to_vec()).into_dyn());
+        values.insert(HISTORY_D.into(), series(&self.history.d_loss));
+        values.insert(HISTORY_G.into(), series(&self.history.g_loss));
+        let c = &self.config;
         let meta = BTreeMap::from([
             ("format".to_string(), "kiln.checkpoint.v1".to_string()),
             ("model".to_string(), "gan".to_string()),
+            ("optimizer".to_string(), c.optimizer.clone()),
+            ("lr".to_string(), c.lr.to_string()),
+            ("batch".to_string(), c.batch.to_string()),
+            ("seed".to_string(), c.seed.to_string()),
             ("epoch".to_string(), self.epoch.to_string()),
-            ("seed".to_string(), self.config.seed.to_string()),
+            ("step_in_epoch".to_string(), self.step_in_epoch.to_string()),
+            ("train_seconds".to_string(), self.train_seconds.to_string()),
         ]);
         checkpoint::save(path, values.iter().map(|(k, v)| (k.as_str(), v)), &meta)?;
         Ok(())
     }
+
+    /// A trainer that continues the run saved at `path` (same optimizer, rate, batch and seed;
+    /// `epochs` and `threads` may change): it goes on with exactly the losses the run would
+    /// have had.
+    pub fn resume(images: Dataset, config: Config, path: &Path) -> Result<Self, FitError> {
+        let ck = checkpoint::load(path)?;
+        let meta = |k: &str| ck.metadata.get(k).cloned().unwrap_or_default();
+        let expect = [
+            ("model", "gan".to_string()),
+            ("optimizer", config.optimizer.clone()),
+            ("lr", config.lr.to_string()),
+            ("batch", config.batch.to_string()),
+            ("seed", config.seed.to_string()),
+        ];
+        for (k, want) in &expect {
+            if meta(k) != *want {
+                return Err(FitError::Invalid(format!(
+                    "{}: the checkpoint was trained with {k} = `{}`, this run has `{want}`",
+                    path.display(),
+                    meta(k)
+                )));
+            }
+        }
+        let count = |k: &str| -> Result<usize, FitError> {
+            meta(k).parse().map_err(|_| FitError::Invalid(format!("{}: metadata `{k}` is not a count", path.display())))
+        };
+        let mut t = GanTrainer::new(images, config)?;
+        for session in [&mut t.d, &mut t.g] {
+            let names: Vec<String> = session.values().keys().cloned().collect();
+            for name in names {
+                let v = ck.tensors.get(&name).ok_or_else(|| {
+                    FitError::Invalid(format!("{}: the checkpoint has no tensor `{name}`", path.display()))
+                })?;
+                session.set_value(&name, v.clone())?;
+            }
+        }
+        t.epoch = count("epoch")?;
+        t.step_in_epoch = count("step_in_epoch")?;
+        let steps = (t.epoch * t.steps_per_epoch() + t.step_in_epoch) as u64;
+        t.d.set_steps_done(steps);
+        t.g.set_steps_done(steps);
+        t.train_seconds = meta("train_seconds").parse().unwrap_or(0.0);
+        let floats = |k: &str| {
+            ck.tensors.get(k).map(|v| v.to_f64_vec().into_iter().map(|x| x as f32).collect()).unwrap_or_default()
+        };
+        t.history = GanHistory { d_loss: floats(HISTORY_D), g_loss: floats(HISTORY_G) };
+        Ok(t)
+    }
 }
+
+/// The checkpoint tensor holding the discriminator's loss at every step.
+pub const HISTORY_D: &str = "kiln.history.d_loss";
+/// The checkpoint tensor holding the generator's loss at every step.
+pub const HISTORY_G: &str = "kiln.history.g_loss";
 
 /// Standard normal latent vectors `f32 [n, 64]` for step `counter` of a run seeded `seed`.
 fn latent(n: usize, seed: u64, counter: u64) -> Value {
