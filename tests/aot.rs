@@ -208,6 +208,10 @@ fn object_files_export_each_kernel_once() {
     let g = b.finish().unwrap();
     let mut object = ObjectKernels::new("one").unwrap();
     object.add(&only_kernel(&g), "model_k0").unwrap();
+    let weights: Vec<u8> = (0..40u8).collect();
+    object.add_data("model_w0", &weights, 64).unwrap();
+    assert!(object.add_data("model_w0", &weights, 64).is_err(), "defined twice");
+    assert!(object.add_data("model_w1", &weights, 3).is_err(), "alignment 3");
     let bytes = object.finish().unwrap();
     assert!(bytes.starts_with(b"\x7fELF"), "an ELF object");
     let dir = scratch("nm");
@@ -216,5 +220,12 @@ fn object_files_export_each_kernel_once() {
     if let Ok(o) = o {
         let text = String::from_utf8_lossy(&o.stdout);
         assert!(text.lines().any(|l| l.ends_with(" T model_k0")), "{text}");
+        assert!(text.lines().any(|l| l.ends_with(" R model_w0")), "{text}");
     }
+    // A C program sees the data, aligned.
+    let c = "#include <stdint.h>\n#include <stdio.h>\nextern const unsigned char model_w0[40];\nfloat kiln_exp_f32(float x) { return x; }\nint main(void) { if ((uintptr_t)model_w0 % 64) return 3; for (int i = 0; i < 40; i++) if (model_w0[i] != i) return 4; puts(\"ok\"); return 0; }\n";
+    std::fs::write(dir.join("data.c"), c).unwrap();
+    cc(&["-o", "data", "data.c", "k.o"], &dir);
+    let o = Command::new(dir.join("data")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "ok\n", "exit {:?}", o.status);
 }

@@ -5,9 +5,10 @@
 //! `void NAME(const void *const *inputs, void *out, int64_t lo, int64_t hi)`, exactly the code
 //! the JIT runs (same emitter, position-independent). The scalar math functions a kernel
 //! calls ([`crate::cpu::MATH_SYMBOLS`]) are left undefined, for whatever links the object to
-//! define (for example `float kiln_exp_f32(float x) { return expf(x); }`).
+//! define (for example `float kiln_exp_f32(float x) { return expf(x); }`). Read-only data
+//! (a model's weights) is added with [`ObjectKernels::add_data`].
 
-use cranelift_module::Linkage;
+use cranelift_module::{DataDescription, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 
 use crate::cpu::{CodegenError, KernelEmitter, host_isa};
@@ -47,7 +48,27 @@ impl ObjectKernels {
         Ok(())
     }
 
-    /// The exported symbols, in the order they were added.
+    /// Adds `bytes` as the exported read-only data `symbol`, aligned to `align` bytes (a power
+    /// of two): a model's weights live in the library this way.
+    pub fn add_data(&mut self, symbol: &str, bytes: &[u8], align: u64) -> Result<(), CodegenError> {
+        let err = |message: String| CodegenError::Module { kernel: symbol.to_string(), message };
+        if self.symbols.iter().any(|s| s == symbol) {
+            return Err(err(format!("symbol `{symbol}` is defined twice")));
+        }
+        if !align.is_power_of_two() {
+            return Err(err(format!("alignment {align} is not a power of two")));
+        }
+        let module = &mut self.emitter.module;
+        let id = module.declare_data(symbol, Linkage::Export, false, false).map_err(|e| err(e.to_string()))?;
+        let mut data = DataDescription::new();
+        data.define(bytes.to_vec().into_boxed_slice());
+        data.set_align(align);
+        module.define_data(id, &data).map_err(|e| err(e.to_string()))?;
+        self.symbols.push(symbol.to_string());
+        Ok(())
+    }
+
+    /// The exported symbols (kernels and data), in the order they were added.
     pub fn symbols(&self) -> &[String] {
         &self.symbols
     }
