@@ -229,3 +229,22 @@ fn object_files_export_each_kernel_once() {
     let o = Command::new(dir.join("data")).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "ok\n", "exit {:?}", o.status);
 }
+
+#[test]
+fn the_header_declares_the_c_abi_and_compiles() {
+    use kiln::codegen::aot::{header, is_c_identifier};
+    let model = kiln::zoo::mnist_mlp(1).unwrap();
+    let inputs: Vec<(String, kiln::ir::TensorType)> =
+        model.graph.inputs().map(|(_, n)| (n.op.leaf_name().unwrap().to_string(), n.ty.clone())).collect();
+    let outputs: Vec<(String, kiln::ir::TensorType)> =
+        model.graph.outputs().iter().map(|o| (o.name.clone(), model.graph.ty(o.value).clone())).collect();
+    let h = header("mnist_mlp", &inputs, &outputs).unwrap();
+    insta::assert_snapshot!("aot_header_mnist_mlp", h);
+    // It compiles as C (`cc -fsyntax-only -Wall -Werror`), included twice.
+    let dir = scratch("header");
+    std::fs::write(dir.join("mnist_mlp.h"), &h).unwrap();
+    std::fs::write(dir.join("use.c"), "#include \"mnist_mlp.h\"\n#include \"mnist_mlp.h\"\nint main(void) { int32_t (*f)(void) = mnist_mlp_num_inputs; const kiln_tensor_desc *(*d)(int32_t) = mnist_mlp_input_desc; return (f == 0) + (d == 0); }\n").unwrap();
+    cc(&["-fsyntax-only", "-Wall", "-Werror", "use.c"], &dir);
+    assert!(header("9lives", &inputs, &outputs).is_none());
+    assert!(!is_c_identifier("a-b") && !is_c_identifier("") && is_c_identifier("_m2"));
+}
