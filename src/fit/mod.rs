@@ -576,7 +576,7 @@ fn for_batches(
 fn rows_of(out: &Value, valid: usize, batch: usize) -> (usize, usize) {
     let shape = out.shape();
     let per_row = shape.last().copied().unwrap_or(1).max(1);
-    let total_rows = out.to_f64_vec().len() / per_row;
+    let total_rows = shape.iter().product::<usize>() / per_row;
     let rows_per_example = (total_rows / batch).max(1);
     (valid * rows_per_example, per_row)
 }
