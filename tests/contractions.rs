@@ -91,6 +91,12 @@ fn every_matmul_shape_class_agrees_with_the_interpreter() {
         (&[], 1, 7, 5),
         (&[], 5, 7, 1),
         (&[], 1, 64, 1),
+        // One row: the AVX-512 row-times-matrix path (passes of 256, 128, … columns and a
+        // masked tail).
+        (&[], 1, 784, 256),
+        (&[], 1, 33, 17),
+        (&[], 1, 3, 513),
+        (&[2], 1, 9, 300),
         (&[], 3, 0, 4),
         (&[], 17, 33, 9),
         (&[], 130, 70, 65),
