@@ -201,7 +201,13 @@ pub fn predict(model: &str, weights: &Path, input: &Path, threads: usize) -> Res
     let graph = task.model_at(1).map_err(|e| e.to_string())?.graph;
     let x_id = graph.leaf("x").ok_or("the model has no input `x`")?;
     let x_ty = graph.ty(x_id).clone();
-    let x = kiln::runtime::npy::read_dtype(input, x_ty.dtype).map_err(|e| e.to_string())?;
+    // Images may also come as bytes (0-255), scaled to the [0, 1] the loader gives.
+    let x = match kiln::runtime::npy::read_dtype(input, x_ty.dtype) {
+        Err(e) if x_ty.dtype == kiln::ir::DType::F32 => {
+            kiln::runtime::npy::read_pixels(input).map_err(|_| e.to_string())?
+        }
+        other => other.map_err(|e| e.to_string())?,
+    };
     // One example without its batch axis is a batch of one.
     let x = if x.shape() == &x_ty.dims()[1..] {
         let mut dims = vec![1];

@@ -168,7 +168,7 @@ enum Command {
         #[arg(long)]
         weights: PathBuf,
         /// The examples: `[n, ...]` (or one example without the batch axis) of the model's
-        /// input dtype; MNIST pixels as f32 in [0, 1].
+        /// input dtype; MNIST pixels as f32 in [0, 1] or as u8 0-255.
         #[arg(long)]
         input: PathBuf,
         /// Threads [default: $KILN_THREADS, else 1].

@@ -474,3 +474,25 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
     let ck = kiln::fit::checkpoint::load(&ckpt).unwrap();
     assert_eq!(ck.metadata["steps_done"], "468");
 }
+
+#[test]
+fn predict_reads_mnist_digits_as_bytes() {
+    let dir = scratch("digits");
+    let out = dir.join("mlp");
+    // A short run is enough to read digits (the CI-sized learning test asks for > 90%).
+    let o = kiln(&["train", "mnist_mlp", "--epochs", "1", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let test = kiln::data::mnist::load_split(&kiln::data::mnist::bundled_dir(), "t10k").unwrap();
+    let Value::F32(x) = &test.x else { panic!("f32 images") };
+    let bytes: ndarray::ArrayD<u8> = x.slice(ndarray::s![..20, .., ..]).mapv(|p| (p * 255.0).round() as u8).into_dyn();
+    let npy = dir.join("digits.npy");
+    bytes.write_npy(std::fs::File::create(&npy).unwrap()).unwrap();
+    let ck = out.join("model.safetensors");
+    let o = kiln(&["predict", "mnist_mlp", "--weights", ck.to_str().unwrap(), "--input", npy.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let predicted: Vec<i32> = stdout(&o).lines().map(|l| l.parse().unwrap()).collect();
+    let Value::I32(labels) = &test.y else { panic!("i32 labels") };
+    let right = predicted.iter().zip(labels.iter()).filter(|(p, l)| p == l).count();
+    assert_eq!(predicted.len(), 20);
+    assert!(right >= 17, "{right}/20 right: {predicted:?}");
+}

@@ -76,6 +76,13 @@ pub fn read_dtype(path: &Path, dtype: DType) -> Result<Value, NpyError> {
     })
 }
 
+/// Reads `path` as an array of bytes (`u8`, any shape) and scales it to `f32` in `[0, 1]`:
+/// images as they are usually stored.
+pub fn read_pixels(path: &Path) -> Result<Value, NpyError> {
+    let bytes = read_as::<u8>(path, DType::F32)?;
+    Ok(Value::F32(bytes.mapv(|b| f32::from(b) / 255.0)))
+}
+
 /// Writes `value` to `path` as a standard `.npy` file.
 pub fn write(path: &Path, value: &Value) -> Result<(), NpyError> {
     let p = path.display().to_string();
