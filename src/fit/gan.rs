@@ -19,7 +19,7 @@ use kiln_runtime::jit::Executable;
 use kiln_runtime::train::TrainSession;
 use ndarray::{ArrayD, IxDyn};
 
-use super::{Config, FitError, Outcome, Progress, checkpoint};
+use super::{Config, FitError, Outcome, Progress, Resumed, checkpoint};
 use crate::data::{self, Dataset, Rng};
 use crate::zoo::{GAN_LATENT, gan_discriminator_on, gan_generator_on};
 
@@ -292,8 +292,6 @@ impl GanTrainer {
     /// `epochs` and `threads` may change): it goes on with exactly the losses the run would
     /// have had.
     pub fn resume(images: Dataset, config: Config, path: &Path) -> Result<Self, FitError> {
-        let ck = checkpoint::load(path)?;
-        let meta = |k: &str| ck.metadata.get(k).cloned().unwrap_or_default();
         let expect = [
             ("model", "gan".to_string()),
             ("optimizer", config.optimizer.clone()),
@@ -301,38 +299,17 @@ impl GanTrainer {
             ("batch", config.batch.to_string()),
             ("seed", config.seed.to_string()),
         ];
-        for (k, want) in &expect {
-            if meta(k) != *want {
-                return Err(FitError::Invalid(format!(
-                    "{}: the checkpoint was trained with {k} = `{}`, this run has `{want}`",
-                    path.display(),
-                    meta(k)
-                )));
-            }
-        }
-        let count = |k: &str| -> Result<usize, FitError> {
-            meta(k).parse().map_err(|_| FitError::Invalid(format!("{}: metadata `{k}` is not a count", path.display())))
-        };
+        let saved = Resumed::open(path, &expect)?;
         let mut t = GanTrainer::new(images, config)?;
-        for session in [&mut t.d, &mut t.g] {
-            let names: Vec<String> = session.values().keys().cloned().collect();
-            for name in names {
-                let v = ck.tensors.get(&name).ok_or_else(|| {
-                    FitError::Invalid(format!("{}: the checkpoint has no tensor `{name}`", path.display()))
-                })?;
-                session.set_value(&name, v.clone())?;
-            }
-        }
-        t.epoch = count("epoch")?;
-        t.step_in_epoch = count("step_in_epoch")?;
+        saved.restore(&mut t.d)?;
+        saved.restore(&mut t.g)?;
+        t.epoch = saved.count("epoch")? as usize;
+        t.step_in_epoch = saved.count("step_in_epoch")? as usize;
         let steps = (t.epoch * t.steps_per_epoch() + t.step_in_epoch) as u64;
         t.d.set_steps_done(steps);
         t.g.set_steps_done(steps);
-        t.train_seconds = meta("train_seconds").parse().unwrap_or(0.0);
-        let floats = |k: &str| {
-            ck.tensors.get(k).map(|v| v.to_f64_vec().into_iter().map(|x| x as f32).collect()).unwrap_or_default()
-        };
-        t.history = GanHistory { d_loss: floats(HISTORY_D), g_loss: floats(HISTORY_G) };
+        t.train_seconds = saved.seconds();
+        t.history = GanHistory { d_loss: saved.series(HISTORY_D), g_loss: saved.series(HISTORY_G) };
         Ok(t)
     }
 }

@@ -422,8 +422,6 @@ impl Trainer {
     /// history and position. The checkpoint's model, optimizer, batch, learning rate, weight
     /// decay and seed must match `config` (`epochs` and `threads` may change).
     pub fn resume(task: Task, config: Config, path: &Path) -> Result<Self, FitError> {
-        let ck = checkpoint::load(path)?;
-        let meta = |k: &str| ck.metadata.get(k).cloned().unwrap_or_default();
         let expect = [
             ("model", task.model.to_string()),
             ("optimizer", config.optimizer.clone()),
@@ -434,34 +432,73 @@ impl Trainer {
             ("batch", config.batch.to_string()),
             ("seed", config.seed.to_string()),
         ];
-        for (k, want) in &expect {
-            if meta(k) != *want {
+        let saved = Resumed::open(path, &expect)?;
+        let mut t = Trainer::new(task, config)?;
+        saved.restore(&mut t.session)?;
+        t.epoch = saved.count("epoch")? as usize;
+        t.step_in_epoch = saved.count("step_in_epoch")? as usize;
+        t.session.set_steps_done(saved.count("steps_done")?);
+        t.train_seconds = saved.seconds();
+        t.history.step_loss = saved.series(HISTORY_LOSS);
+        t.history.test_accuracy = saved.series(HISTORY_ACCURACY);
+        Ok(t)
+    }
+}
+
+/// A checkpoint being resumed: its settings checked against the run's, then its counts,
+/// history and session values read back.
+pub(crate) struct Resumed<'p> {
+    ck: Checkpoint,
+    path: &'p Path,
+}
+
+impl<'p> Resumed<'p> {
+    /// Loads `path` and checks that each `(metadata key, value)` of `expect` matches.
+    pub(crate) fn open(path: &'p Path, expect: &[(&str, String)]) -> Result<Self, FitError> {
+        let saved = Resumed { ck: checkpoint::load(path)?, path };
+        for (k, want) in expect {
+            let found = saved.meta(k);
+            if found != *want {
                 return Err(FitError::Invalid(format!(
-                    "{}: the checkpoint was trained with {k} = `{}`, this run has `{want}`",
-                    path.display(),
-                    meta(k)
+                    "{}: the checkpoint was trained with {k} = `{found}`, this run has `{want}`",
+                    path.display()
                 )));
             }
         }
-        let number = |k: &str| -> Result<u64, FitError> {
-            meta(k).parse().map_err(|_| FitError::Invalid(format!("{}: metadata `{k}` is not a count", path.display())))
-        };
-        let mut t = Trainer::new(task, config)?;
-        let names: Vec<String> = t.session.values().keys().cloned().collect();
+        Ok(saved)
+    }
+
+    fn meta(&self, k: &str) -> String {
+        self.ck.metadata.get(k).cloned().unwrap_or_default()
+    }
+
+    /// The count saved under metadata key `k`.
+    pub(crate) fn count(&self, k: &str) -> Result<u64, FitError> {
+        self.meta(k)
+            .parse()
+            .map_err(|_| FitError::Invalid(format!("{}: metadata `{k}` is not a count", self.path.display())))
+    }
+
+    /// Seconds of training before the save (0 if not recorded).
+    pub(crate) fn seconds(&self) -> f64 {
+        self.meta("train_seconds").parse().unwrap_or(0.0)
+    }
+
+    /// The saved series `k` (empty if absent).
+    pub(crate) fn series(&self, k: &str) -> Vec<f32> {
+        self.ck.tensors.get(k).map(|v| v.to_f64_vec().into_iter().map(|x| x as f32).collect()).unwrap_or_default()
+    }
+
+    /// Sets every parameter and state value `session` holds from the checkpoint.
+    pub(crate) fn restore(&self, session: &mut TrainSession) -> Result<(), FitError> {
+        let names: Vec<String> = session.values().keys().cloned().collect();
         for name in names {
-            let v = ck.tensors.get(&name).ok_or_else(|| {
-                FitError::Invalid(format!("{}: the checkpoint has no tensor `{name}`", path.display()))
+            let v = self.ck.tensors.get(&name).ok_or_else(|| {
+                FitError::Invalid(format!("{}: the checkpoint has no tensor `{name}`", self.path.display()))
             })?;
-            t.session.set_value(&name, v.clone())?;
+            session.set_value(&name, v.clone())?;
         }
-        t.epoch = number("epoch")? as usize;
-        t.step_in_epoch = number("step_in_epoch")? as usize;
-        t.session.set_steps_done(number("steps_done")?);
-        t.train_seconds = meta("train_seconds").parse().unwrap_or(0.0);
-        let floats = |k: &str| ck.tensors.get(k).map(|v| v.to_f64_vec().into_iter().map(|x| x as f32).collect());
-        t.history.step_loss = floats(HISTORY_LOSS).unwrap_or_default();
-        t.history.test_accuracy = floats(HISTORY_ACCURACY).unwrap_or_default();
-        Ok(t)
+        Ok(())
     }
 }
 
