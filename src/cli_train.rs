@@ -11,21 +11,49 @@ use kiln::fit::{self, Config, Outcome, Trainer};
 /// Raised by Ctrl-C: the trainer stops between two steps and saves a checkpoint.
 static STOP: AtomicBool = AtomicBool::new(false);
 
-/// What `kiln train` was asked for.
+/// What `kiln train` was asked for (its command-line arguments).
+#[derive(clap::Args)]
 pub struct TrainArgs {
+    /// The model (see `kiln models`).
     pub model: String,
+    /// The MNIST directory [default: the bundled data/mnist].
+    #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Passes over the training set [default: the task's].
+    #[arg(long)]
     pub epochs: Option<usize>,
+    /// Examples per step [default: the task's].
+    #[arg(long)]
     pub batch: Option<usize>,
+    /// sgd, momentum, adam or adamw [default: the task's].
+    #[arg(long)]
     pub optimizer: Option<String>,
+    /// Learning rate [default: the task's].
+    #[arg(long)]
     pub lr: Option<f64>,
+    /// Weight decay (L2 for sgd/momentum/adam, decoupled for adamw).
+    #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
+    /// Learning-rate schedule: constant or cosine (decay to zero) [default: the task's].
+    #[arg(long)]
     pub schedule: Option<String>,
+    /// Dropout after the hidden dense layers (mnist_mlp, lenet5); scoring runs without.
+    #[arg(long, default_value_t = 0.0)]
     pub dropout: f64,
+    /// Seed of the initial parameters, the shuffles, dropout and synthetic data.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    pub threads: usize,
+    /// Threads [default: $KILN_THREADS, else 1].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Directory for the checkpoint and pictures [default: runs/MODEL].
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Continue the run saved in this checkpoint.
+    #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Print one JSON line at the end (progress goes to stderr).
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -74,7 +102,7 @@ fn settings(mut config: Config, a: &TrainArgs) -> Result<(Config, PathBuf), Stri
         config.schedule = fit::Schedule::parse(s).map_err(|e| e.to_string())?;
     }
     config.seed = a.seed;
-    config.threads = a.threads;
+    config.threads = a.threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1);
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&a.model));
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok((config, out))

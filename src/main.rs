@@ -100,49 +100,7 @@ enum Command {
     },
     /// Train a zoo model on its task (MNIST or synthetic data): progress bar, held-out accuracy
     /// per epoch, then `model.safetensors` and `curve.png` in --out.
-    Train {
-        /// The model (see `kiln models`).
-        model: String,
-        /// The MNIST directory [default: the bundled data/mnist].
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Passes over the training set [default: the task's].
-        #[arg(long)]
-        epochs: Option<usize>,
-        /// Examples per step [default: the task's].
-        #[arg(long)]
-        batch: Option<usize>,
-        /// sgd, momentum, adam or adamw [default: the task's].
-        #[arg(long)]
-        optimizer: Option<String>,
-        /// Learning rate [default: the task's].
-        #[arg(long)]
-        lr: Option<f64>,
-        /// Weight decay (L2 for sgd/momentum/adam, decoupled for adamw).
-        #[arg(long, default_value_t = 0.0)]
-        weight_decay: f64,
-        /// Learning-rate schedule: constant or cosine (decay to zero) [default: the task's].
-        #[arg(long)]
-        schedule: Option<String>,
-        /// Dropout after the hidden dense layers (mnist_mlp, lenet5); scoring runs without.
-        #[arg(long, default_value_t = 0.0)]
-        dropout: f64,
-        /// Seed of the initial parameters, the shuffles, dropout and synthetic data.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Threads [default: $KILN_THREADS, else 1].
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Directory for the checkpoint and pictures [default: runs/MODEL].
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Continue the run saved in this checkpoint.
-        #[arg(long)]
-        resume: Option<PathBuf>,
-        /// Print one JSON line at the end (progress goes to stderr).
-        #[arg(long)]
-        json: bool,
-    },
+    Train(cli_train::TrainArgs),
     /// Print a checkpoint's held-out accuracy on its model's task.
     Eval {
         /// The model (see `kiln models`).
@@ -300,37 +258,7 @@ fn main() -> ExitCode {
             run(&file, func.as_deref(), &inputs, seed, &out, backend)
         }
         Command::Check { file } => check(&file),
-        Command::Train {
-            model,
-            data,
-            epochs,
-            batch,
-            optimizer,
-            lr,
-            weight_decay,
-            schedule,
-            dropout,
-            seed,
-            threads,
-            out,
-            resume,
-            json,
-        } => cli_train::train(cli_train::TrainArgs {
-            model,
-            data,
-            epochs,
-            batch,
-            optimizer,
-            lr,
-            weight_decay,
-            schedule,
-            dropout,
-            seed,
-            threads: threads_or_env(threads),
-            out,
-            resume,
-            json,
-        }),
+        Command::Train(args) => cli_train::train(args),
         Command::Eval { model, weights, data, batch, threads } => {
             cli_train::eval(&model, &weights, &data, batch, threads_or_env(threads))
         }
