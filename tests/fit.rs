@@ -172,6 +172,19 @@ fn a_short_mnist_run_learns_through_the_jit() {
     assert_eq!(right as f64 / 1000.0, acc);
 }
 
+/// Runs `t` until `n` steps have run in this call, then raises its stop flag.
+fn run_steps(t: &mut Trainer, n: usize) -> Outcome {
+    let stop = AtomicBool::new(false);
+    let mut steps = 0;
+    let mut count = |_: &fit::Progress| {
+        steps += 1;
+        if steps == n {
+            stop.store(true, Ordering::Relaxed);
+        }
+    };
+    t.run(&stop, &mut count, &mut |_, _| {}).unwrap()
+}
+
 /// An xor_mlp trainer with a tiny training set: fast enough to run several times.
 fn xor_trainer(epochs: usize) -> Trainer {
     let task = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
@@ -221,20 +234,7 @@ fn resuming_continues_the_same_loss_curve() {
 
     // Interrupted in the middle of the second epoch, saved, resumed in a new trainer.
     let mut first = xor_trainer(3);
-    let stop = AtomicBool::new(false);
-    let mut steps = 0;
-    let outcome = first
-        .run(
-            &stop,
-            &mut |_| {
-                steps += 1;
-                if steps == 300 {
-                    stop.store(true, Ordering::Relaxed);
-                }
-            },
-            &mut |_, _| {},
-        )
-        .unwrap();
+    let outcome = run_steps(&mut first, 300);
     assert_eq!(outcome, Outcome::Interrupted);
     let path = scratch("resume").join("x.safetensors");
     first.save(&path).unwrap();
@@ -309,19 +309,7 @@ fn weight_decay_shrinks_the_weights() {
         config.weight_decay = wd;
         config.optimizer = "adamw".into();
         let mut t = Trainer::new(task, config).unwrap();
-        let stop = AtomicBool::new(false);
-        let mut n = 0;
-        t.run(
-            &stop,
-            &mut |_| {
-                n += 1;
-                if n == 50 {
-                    stop.store(true, Ordering::Relaxed);
-                }
-            },
-            &mut |_, _| {},
-        )
-        .unwrap();
+        run_steps(&mut t, 50);
         let w = t.values()["fc1.weight"].to_f64_vec();
         w.iter().map(|x| x * x).sum::<f64>().sqrt()
     };
@@ -345,19 +333,7 @@ fn dropout_changes_training_only() {
         config.epochs = 1;
         config.dropout = p;
         let mut t = Trainer::new(task.clone(), config).unwrap();
-        let stop = AtomicBool::new(false);
-        let mut n = 0;
-        t.run(
-            &stop,
-            &mut |_| {
-                n += 1;
-                if n == 40 {
-                    stop.store(true, Ordering::Relaxed);
-                }
-            },
-            &mut |_, _| {},
-        )
-        .unwrap();
+        run_steps(&mut t, 40);
         t
     };
     let (plain, dropped) = (run(0.0), run(0.5));
