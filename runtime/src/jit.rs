@@ -619,14 +619,19 @@ impl Executable {
             Contraction::Conv { kind, geometry, lhs, rhs, cols } => {
                 let (l, r) = (source(*lhs)?, source(*rhs)?);
                 let (nl, nr, no) = (g.ty(*lhs).numel(), g.ty(*rhs).numel(), g.ty(root).numel());
-                let mut columns = self.columns.lock().unwrap_or_else(|e| e.into_inner());
+                // Locked only by convolutions that share columns, for as long as they use them.
+                let mut columns =
+                    (*cols != SharedCols::No).then(|| self.columns.lock().unwrap_or_else(|e| e.into_inner()));
                 // The kept columns: K × N·P elements of the convolution's type.
                 let kept: Option<(*mut u8, usize)> = match *cols {
                     SharedCols::No => None,
                     SharedCols::Keep(slot) | SharedCols::Reuse(slot) => {
                         let len = geometry.kept_columns();
                         let ty = kiln_ir::TensorType::new(dtype, [len]);
-                        let buf = columns.get_mut(slot).ok_or_else(|| internal(g, root, "no column slot"))?;
+                        let buf = columns
+                            .as_mut()
+                            .and_then(|c| c.get_mut(slot))
+                            .ok_or_else(|| internal(g, root, "no column slot"))?;
                         if buf.as_ref().is_none_or(|v| v.ty() != ty) {
                             *buf = Some(Value::splat(&ty, 0.0));
                         }
