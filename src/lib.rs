@@ -21,6 +21,7 @@ pub use kiln_ir as ir;
 pub use kiln_passes as passes;
 pub use kiln_runtime as runtime;
 
+pub mod aot;
 pub mod data;
 pub mod fit;
 pub mod train;

@@ -101,6 +101,31 @@ enum Command {
     /// Train a zoo model on its task (MNIST or synthetic data): progress bar, held-out accuracy
     /// per epoch, then `model.safetensors` and `curve.png` in --out.
     Train(cli_train::TrainArgs),
+    /// Compile a model into a shared library with a C ABI: `DIR/libNAME.so` (kernels, weights
+    /// and runtime inside; needs only libc) and `DIR/NAME.h`.
+    Build {
+        /// A zoo model name (see `kiln models`) or a `.kir` file (its first function).
+        target: String,
+        /// A checkpoint (`model.safetensors` from `kiln train`) [default: the seeded
+        /// initialization].
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Examples per call, for zoo models.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// The library's name and the prefix of its C functions [default: the model's name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Seed of the initialization when no --weights are given.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Keep the generated C driver, the C runtime and the kernels' object in DIR/NAME.build/.
+        #[arg(long)]
+        keep_sources: bool,
+        /// The output directory.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+    },
     /// Print a checkpoint's held-out accuracy on its model's task.
     Eval {
         /// The model (see `kiln models`).
@@ -259,6 +284,9 @@ fn main() -> ExitCode {
         }
         Command::Check { file } => check(&file),
         Command::Train(args) => cli_train::train(args),
+        Command::Build { target, weights, batch, name, seed, keep_sources, out } => {
+            build(&target, weights.as_deref(), batch, name, seed, keep_sources, &out)
+        }
         Command::Eval { model, weights, data, batch, threads } => {
             cli_train::eval(&model, &weights, &data, batch, threads_or_env(threads))
         }
@@ -277,6 +305,39 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn build(
+    target: &str,
+    weights: Option<&Path>,
+    batch: usize,
+    name: Option<String>,
+    seed: u64,
+    keep_sources: bool,
+    out: &Path,
+) -> Result<(), String> {
+    let name = name.unwrap_or_else(|| {
+        Path::new(target).file_stem().map(|s| s.to_string_lossy().replace(['-', '.'], "_")).unwrap_or_default()
+    });
+    let mut options = kiln::aot::BuildOptions::new(&name, out);
+    options.keep_sources = keep_sources;
+    let lib = kiln::aot::build_model(target, weights, batch, seed, &options).map_err(|e| e.to_string())?;
+    outln!("wrote {} and {}", lib.library.display(), lib.header.display());
+    let describe = |items: &[(String, kiln::ir::TensorType)]| {
+        items.iter().map(|(n, t)| format!("{n}: {t}")).collect::<Vec<_>>().join(", ")
+    };
+    outln!("  {name}_run({}) -> ({})", describe(&lib.inputs), describe(&lib.outputs));
+    outln!(
+        "  {} kernels, {:.1} KiB of weights, {:.1} KiB of arena per calling thread; needs {}",
+        lib.kernels,
+        lib.weight_bytes as f64 / 1024.0,
+        lib.arena_bytes as f64 / 1024.0,
+        if lib.libm.is_empty() { "only libc".to_string() } else { format!("libc and libm ({})", lib.libm.join(", ")) }
+    );
+    if keep_sources {
+        outln!("  sources in {}", out.join(format!("{name}.build")).display());
+    }
+    Ok(())
 }
 
 fn threads_or_env(threads: Option<usize>) -> usize {

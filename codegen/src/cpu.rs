@@ -231,6 +231,13 @@ impl<M: Module> KernelEmitter<M> {
         }
     }
 
+    /// The math functions ([`MATH_SYMBOLS`]) the kernels defined so far call, sorted.
+    pub(crate) fn imported(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.imports.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+
     fn import(&mut self, name: &'static str, ty: Type, arity: usize) -> Result<FuncId, CodegenError> {
         if let Some(id) = self.imports.get(name) {
             return Ok(*id);
@@ -251,9 +258,15 @@ impl<M: Module> KernelEmitter<M> {
     /// Defines `kernel` as the function `name` with `linkage`.
     pub(crate) fn define(&mut self, kernel: &Kernel, name: &str, linkage: Linkage) -> Result<Defined, CodegenError> {
         let err = |m: String| CodegenError::Module { kernel: kernel.name.clone(), message: m };
-        // The libm functions a body needs, declared before building.
+        // The libm functions a body calls, declared before building. A vectorized `f32` kernel
+        // computes `exp`, `log` and `tanh` inline (lanes and tail alike), so it calls none of
+        // them; `sin` and `cos` keep libm for large arguments.
+        let vector = vectorizable(kernel);
         let mut calls: HashMap<(&'static str, DType), FuncId> = HashMap::new();
         for (inst, dt) in &kernel.body {
+            if vector && matches!(inst, Inst::Unary(UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh, _)) {
+                continue;
+            }
             let name = match inst {
                 Inst::Unary(UnaryOp::Exp, _) => "exp",
                 Inst::Unary(UnaryOp::Log, _) => "log",
@@ -291,7 +304,6 @@ impl<M: Module> KernelEmitter<M> {
         for (k, id) in &calls {
             refs.insert(*k, self.module.declare_func_in_func(*id, &mut self.ctx.func));
         }
-        let vector = vectorizable(kernel);
         let dims = kernel.space.clone();
         let rank = dims.len();
         {

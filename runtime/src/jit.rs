@@ -708,8 +708,8 @@ impl Executable {
 
 /// One operand of a GEMM call: the buffer it reads and whether it reads it transposed.
 #[derive(Clone, Copy, Debug)]
-struct GemmOperand {
-    node: NodeId,
+pub(crate) struct GemmOperand {
+    pub(crate) node: NodeId,
     transposed: bool,
     /// Rows and columns of the operand as the product sees it.
     rows: usize,
@@ -728,22 +728,29 @@ impl GemmOperand {
         }
     }
 
-    /// Strides over the row-major buffer at `ptr`.
-    fn operand(&self, ptr: *const u8) -> gemm::Operand {
+    /// Element strides between rows, columns and batch entries over the operand's row-major
+    /// buffer.
+    pub(crate) fn strides(&self) -> (isize, isize, isize) {
         let (r, c) = (self.rows as isize, self.cols as isize);
         let (row_stride, col_stride) = if self.transposed { (1, r) } else { (c, 1) };
-        gemm::Operand { ptr, row_stride, col_stride, batch_stride: r * c }
+        (row_stride, col_stride, r * c)
+    }
+
+    /// Strides over the row-major buffer at `ptr`.
+    fn operand(&self, ptr: *const u8) -> gemm::Operand {
+        let (row_stride, col_stride, batch_stride) = self.strides();
+        gemm::Operand { ptr, row_stride, col_stride, batch_stride }
     }
 }
 
 /// A matmul run by GEMM.
 #[derive(Clone, Copy, Debug)]
-struct GemmCall {
-    shape: MatmulShape,
-    a: GemmOperand,
-    b: GemmOperand,
+pub(crate) struct GemmCall {
+    pub(crate) shape: MatmulShape,
+    pub(crate) a: GemmOperand,
+    pub(crate) b: GemmOperand,
     /// The matmul node (the group's root, unless an epilogue follows it).
-    product: NodeId,
+    pub(crate) product: NodeId,
 }
 
 impl GemmCall {
@@ -764,7 +771,7 @@ impl GemmCall {
 
 /// Which convolution a contraction group computes.
 #[derive(Clone, Copy, Debug)]
-enum ConvKind {
+pub(crate) enum ConvKind {
     Forward,
     GradInput,
     GradWeight,
@@ -772,7 +779,7 @@ enum ConvKind {
 
 /// How a contraction group runs.
 #[derive(Clone, Copy, Debug)]
-enum Contraction {
+pub(crate) enum Contraction {
     /// A matmul on GEMM.
     Gemm(GemmCall),
     /// A convolution (`lhs`, `rhs` are its operands in op order) on im2col + GEMM.
@@ -783,7 +790,7 @@ enum Contraction {
 /// gradient of the same input and geometry (every training step has both) build the same
 /// `K × N·P` matrix, so the forward keeps it in a buffer and the gradient reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SharedCols {
+pub(crate) enum SharedCols {
     /// Columns are built for this call alone.
     No,
     /// The forward writes its columns into kept buffer `slot`.
@@ -827,7 +834,8 @@ fn share_columns(contractions: &mut [Option<Contraction>]) -> usize {
 }
 
 impl Contraction {
-    fn new(graph: &Graph, group: &Group) -> Self {
+    /// How `group` (a contraction group of `graph`) runs.
+    pub(crate) fn new(graph: &Graph, group: &Group) -> Self {
         if epilogue_split(graph, group).is_some() {
             return Contraction::Gemm(GemmCall::new(graph, group));
         }
@@ -866,7 +874,7 @@ impl Contraction {
 
 /// True if every element a kernel input's offset and strides reach over `space` lies inside
 /// a buffer of `len` elements (always, for an empty space).
-fn fits(input: &kiln_codegen::kernel::KernelInput, space: &[usize], len: usize) -> bool {
+pub(crate) fn fits(input: &kiln_codegen::kernel::KernelInput, space: &[usize], len: usize) -> bool {
     let reach: i64 =
         input.offset + input.strides.iter().zip(space).map(|(s, d)| s * (*d as i64 - 1).max(0)).sum::<i64>();
     space.contains(&0) || (input.offset >= 0 && (reach as usize) < len)

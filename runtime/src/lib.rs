@@ -4,6 +4,7 @@
 //! files ([`npy`]). The executor of JIT-compiled plans, training sessions, checkpoints and
 //! data loaders will live here too (ARCHITECTURE.md §1, §6).
 
+pub mod aot;
 mod arena;
 pub mod conv;
 pub mod exec;

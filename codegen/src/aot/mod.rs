@@ -8,11 +8,17 @@
 //! define (for example `float kiln_exp_f32(float x) { return expf(x); }`). Read-only data
 //! (a model's weights) is added with [`ObjectKernels::add_data`].
 
+pub mod driver;
+
 use cranelift_module::{DataDescription, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 
 use crate::cpu::{CodegenError, KernelEmitter, host_isa};
 use crate::kernel::Kernel;
+
+/// The C runtime every model library carries (GEMM, convolutions, pad and concat), compiled
+/// with the driver ([`driver::render`]) by the system C compiler.
+pub const RUNTIME_C: &str = include_str!("kiln_rt.c");
 
 /// Kernels collected into one object file for the host's architecture.
 pub struct ObjectKernels {
@@ -71,6 +77,13 @@ impl ObjectKernels {
     /// The exported symbols (kernels and data), in the order they were added.
     pub fn symbols(&self) -> &[String] {
         &self.symbols
+    }
+
+    /// The scalar math functions ([`crate::cpu::MATH_SYMBOLS`]) the kernels call, which the
+    /// object leaves undefined, sorted. Vectorized `f32` kernels compute `exp`, `log` and
+    /// `tanh` inline and call none.
+    pub fn math_imports(&self) -> Vec<&'static str> {
+        self.emitter.imported()
     }
 
     /// The object file's bytes (ELF on Linux).

@@ -1,0 +1,466 @@
+//! Compiling a graph ahead of time into a self-contained shared library.
+//!
+//! [`build`] partitions and plans the graph exactly as the JIT does ([`crate::jit::compile`]),
+//! writes every fused kernel and the weights into one object with Cranelift
+//! ([`kiln_codegen::aot::ObjectKernels`]), resolves every buffer of the execution into a
+//! [`Program`] (a caller's input or output, an embedded weight, or an arena offset of the
+//! memory plan) and has the system C compiler link the object, the rendered driver and the C
+//! runtime into `libNAME.so`, exporting only the `NAME_*` functions of `NAME.h`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kiln_codegen::aot::driver::{self, Buf, ConvShape, MatrixOperand, Program, Step};
+use kiln_codegen::aot::{ObjectKernels, RUNTIME_C, header, is_c_identifier};
+use kiln_codegen::cpu::CodegenError;
+use kiln_codegen::kernel::{LowerError, lower_group};
+use kiln_ir::{Graph, NodeId, Op, TensorType, Value};
+use kiln_passes::fuse::{GroupKind, Mode, epilogue_split, partition};
+use kiln_passes::plan::{ALIGN, buffer_of};
+use thiserror::Error;
+
+use crate::jit::{Contraction, ConvKind, fits};
+
+/// Errors from [`build`].
+#[derive(Debug, Error)]
+pub enum AotError {
+    /// The library name cannot prefix C symbols.
+    #[error("`{0}` cannot name a library: use a C identifier (letters, digits, `_`, not starting with a digit)")]
+    BadName(String),
+    /// A parameter has no weight.
+    #[error("no weight for parameter `{name}` ({ty})")]
+    MissingWeight {
+        /// The parameter.
+        name: String,
+        /// Its type.
+        ty: TensorType,
+    },
+    /// A weight has another type than its parameter.
+    #[error("the weight for parameter `{name}` is {got}, the parameter is {ty}")]
+    WrongWeight {
+        /// The parameter.
+        name: String,
+        /// Its type.
+        ty: TensorType,
+        /// The weight's type.
+        got: TensorType,
+    },
+    /// The graph has an op the library cannot run yet.
+    #[error("{op} (node %{node}) cannot be compiled into a library yet: {why}")]
+    Unsupported {
+        /// The op's name.
+        op: &'static str,
+        /// The node's index.
+        node: usize,
+        /// Why.
+        why: String,
+    },
+    /// A group could not be lowered to a kernel.
+    #[error(transparent)]
+    Lower(#[from] LowerError),
+    /// Code generation failed.
+    #[error(transparent)]
+    Codegen(#[from] CodegenError),
+    /// A file could not be written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+    /// The C compiler could not be run.
+    #[error(
+        "cannot run the C compiler `{cc}` ({message}): kiln build links libraries with the system C compiler; install gcc or clang, or set CC"
+    )]
+    NoCompiler {
+        /// The command.
+        cc: String,
+        /// Why.
+        message: String,
+    },
+    /// The C compiler failed.
+    #[error("the C compiler `{cc}` failed to link {library}:\n{stderr}")]
+    Link {
+        /// The command.
+        cc: String,
+        /// The library being linked.
+        library: String,
+        /// Its error output.
+        stderr: String,
+    },
+}
+
+/// Where and how [`build`] writes a library.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The library's name: `libNAME.so`, `NAME.h`, and the `NAME_` prefix of its functions.
+    pub name: String,
+    /// The directory the library and header go to (created if missing).
+    pub dir: PathBuf,
+    /// The C compiler; default `$CC`, else `cc`.
+    pub cc: Option<String>,
+    /// Keep the generated sources and the object in `DIR/NAME.build/` (for reading them).
+    pub keep_sources: bool,
+}
+
+impl BuildOptions {
+    /// Options writing `libNAME.so` and `NAME.h` into `dir`.
+    pub fn new(name: &str, dir: impl Into<PathBuf>) -> Self {
+        BuildOptions { name: name.to_string(), dir: dir.into(), cc: None, keep_sources: false }
+    }
+}
+
+/// A library [`build`] wrote.
+#[derive(Clone, Debug)]
+pub struct Library {
+    /// `DIR/libNAME.so`.
+    pub library: PathBuf,
+    /// `DIR/NAME.h`.
+    pub header: PathBuf,
+    /// Inputs of `NAME_run`, in order.
+    pub inputs: Vec<(String, TensorType)>,
+    /// Outputs of `NAME_run`, in order.
+    pub outputs: Vec<(String, TensorType)>,
+    /// Fused kernels in the library.
+    pub kernels: usize,
+    /// Bytes of embedded weights.
+    pub weight_bytes: usize,
+    /// Bytes of the arena each calling thread allocates (without the GEMM's scratch).
+    pub arena_bytes: usize,
+    /// The libm functions the kernels call (empty: the library needs only libc).
+    pub libm: Vec<&'static str>,
+}
+
+/// The bytes of `v` in row-major order, little-endian (the host's order).
+fn value_bytes(v: &Value) -> Vec<u8> {
+    macro_rules! le {
+        ($a:expr) => {
+            $a.iter().flat_map(|x| x.to_ne_bytes()).collect()
+        };
+    }
+    match v {
+        Value::F32(a) => le!(a),
+        Value::F64(a) => le!(a),
+        Value::I32(a) => le!(a),
+        Value::I64(a) => le!(a),
+        Value::Bool(a) => a.iter().map(|b| u8::from(*b)).collect(),
+    }
+}
+
+/// Compiles `graph` (already optimized) into `libNAME.so` and `NAME.h` in `options.dir`, its
+/// parameters embedded from `weights` (by name, each of its parameter's type). The library
+/// runs the graph's inputs to its outputs on one thread per call.
+pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOptions) -> Result<Library, AotError> {
+    let name = &options.name;
+    if !is_c_identifier(name) {
+        return Err(AotError::BadName(name.clone()));
+    }
+    let (program, object, kernels, weight_bytes) = lower(graph, weights, name)?;
+    let io = |path: &Path, e: std::io::Error| AotError::Io { path: path.display().to_string(), message: e.to_string() };
+    std::fs::create_dir_all(&options.dir).map_err(|e| io(&options.dir, e))?;
+    let work = if options.keep_sources {
+        options.dir.join(format!("{name}.build"))
+    } else {
+        std::env::temp_dir().join(format!("kiln-build-{}-{name}", std::process::id()))
+    };
+    std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
+    let write = |file: &str, bytes: &[u8]| -> Result<PathBuf, AotError> {
+        let path = work.join(file);
+        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
+        Ok(path)
+    };
+    let object_path = write(&format!("{name}_kernels.o"), &object)?;
+    let driver_path = write(&format!("{name}_driver.c"), driver::render(&program).as_bytes())?;
+    let runtime_path = write("kiln_rt.c", RUNTIME_C.as_bytes())?;
+    let exported = ["num_inputs", "num_outputs", "input_desc", "output_desc", "run", "error_message"];
+    let script: String = format!(
+        "{{\n  global:\n{}  local: *;\n}};\n",
+        exported.iter().map(|f| format!("    {name}_{f};\n")).collect::<String>()
+    );
+    let script_path = write(&format!("{name}.map"), script.as_bytes())?;
+    let library = options.dir.join(format!("lib{name}.so"));
+    let cc = options.cc.clone().or_else(|| std::env::var("CC").ok()).unwrap_or_else(|| "cc".into());
+    let mut cmd = Command::new(&cc);
+    cmd.args(["-shared", "-fPIC", "-O2", "-march=native", "-fvisibility=hidden", "-std=gnu11", "-pthread"])
+        .arg("-o")
+        .arg(&library)
+        .arg(&driver_path)
+        .arg(&runtime_path)
+        .arg(&object_path)
+        .arg(format!("-Wl,--version-script={}", script_path.display()))
+        .arg("-Wl,-z,noexecstack");
+    if !program.math.is_empty() {
+        cmd.arg("-lm");
+    }
+    let out = cmd.output().map_err(|e| AotError::NoCompiler { cc: cc.clone(), message: e.to_string() });
+    if !options.keep_sources {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    let out = out?;
+    if !out.status.success() {
+        return Err(AotError::Link {
+            cc,
+            library: library.display().to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    let header_path = options.dir.join(format!("{name}.h"));
+    let text = header(name, &program.inputs, &program.outputs).ok_or_else(|| AotError::BadName(name.clone()))?;
+    std::fs::write(&header_path, text).map_err(|e| io(&header_path, e))?;
+    Ok(Library {
+        library,
+        header: header_path,
+        inputs: program.inputs,
+        outputs: program.outputs,
+        kernels,
+        weight_bytes,
+        arena_bytes: program.arena_bytes,
+        libm: program.math,
+    })
+}
+
+/// The program, the object's bytes, the kernel count and the weight bytes of `graph`.
+fn lower(
+    graph: &Graph,
+    weights: &HashMap<String, Value>,
+    name: &str,
+) -> Result<(Program, Vec<u8>, usize, usize), AotError> {
+    let g = graph;
+    let unsupported = |id: NodeId, why: &str| AotError::Unsupported {
+        op: g.node(id).op.name(),
+        node: id.index(),
+        why: why.to_string(),
+    };
+    let mut object = ObjectKernels::new(name)?;
+    let mut buf: Vec<Option<Buf>> = vec![None; g.len()];
+    let inputs: Vec<(String, TensorType)> = g
+        .inputs()
+        .enumerate()
+        .map(|(i, (id, node))| {
+            buf[id.index()] = Some(Buf::Input(i));
+            (node.op.leaf_name().unwrap_or_default().to_string(), g.ty(id).clone())
+        })
+        .collect();
+    let mut weight_symbols = Vec::new();
+    let mut weight_bytes = 0;
+    for (id, node) in g.params() {
+        let pname = node.op.leaf_name().unwrap_or_default();
+        let ty = g.ty(id);
+        let v = weights.get(pname).ok_or_else(|| AotError::MissingWeight { name: pname.into(), ty: ty.clone() })?;
+        if &v.ty() != ty {
+            return Err(AotError::WrongWeight { name: pname.into(), ty: ty.clone(), got: v.ty() });
+        }
+        let symbol = format!("{name}__w{}", weight_symbols.len());
+        let bytes = value_bytes(v);
+        weight_bytes += bytes.len();
+        object.add_data(&symbol, &bytes, ALIGN as u64)?;
+        buf[id.index()] = Some(Buf::Weight(weight_symbols.len()));
+        weight_symbols.push(symbol);
+    }
+    let outputs: Vec<(String, TensorType)> =
+        g.outputs().iter().map(|o| (o.name.clone(), g.ty(o.value).clone())).collect();
+    let mut first_output = vec![None; g.len()];
+    for (i, o) in g.outputs().iter().enumerate() {
+        first_output[o.value.index()].get_or_insert(i);
+    }
+
+    let groups = partition(g, Mode::Fused);
+    let plan = kiln_passes::plan::plan(g, &groups);
+    // Past the plan's peak: an epilogue's product, then one image's im2col columns.
+    let peak = plan.peak_bytes.div_ceil(ALIGN) * ALIGN;
+    let mut product_bytes = 0usize;
+    let mut column_bytes = 0usize;
+    for group in &groups {
+        if group.kind != GroupKind::Contraction {
+            continue;
+        }
+        match Contraction::new(g, group) {
+            Contraction::Gemm(call) if epilogue_split(g, group).is_some() => {
+                product_bytes = product_bytes.max(g.ty(call.product).size_bytes());
+            }
+            Contraction::Conv { geometry, .. } => {
+                column_bytes =
+                    column_bytes.max(conv_shape(&geometry).columns() * g.ty(group.root()).dtype.size_bytes());
+            }
+            Contraction::Gemm(_) => {}
+        }
+    }
+    let product_at = peak;
+    let columns_at = product_at + product_bytes.div_ceil(ALIGN) * ALIGN;
+    let arena_bytes = columns_at + column_bytes.div_ceil(ALIGN) * ALIGN;
+
+    let mut steps = Vec::new();
+    let mut kernels = 0;
+    let get = |buf: &[Option<Buf>], id: NodeId| {
+        buf[id.index()].ok_or_else(|| unsupported(id, "internal: operand not computed"))
+    };
+    for (gi, group) in groups.iter().enumerate() {
+        let root = group.root();
+        let src = buffer_of(g, root);
+        if src != root {
+            // A reshape: the same bytes as its source.
+            buf[root.index()] = Some(get(&buf, src)?);
+            continue;
+        }
+        if group.kind == GroupKind::Op {
+            return Err(unsupported(root, "the library's runtime has no implementation of it"));
+        }
+        let out = match first_output[root.index()] {
+            Some(i) => Buf::Output(i),
+            None => Buf::Arena(plan.placements[gi].offset),
+        };
+        buf[root.index()] = Some(out);
+        let node = g.node(root);
+        match group.kind {
+            GroupKind::Elementwise => {
+                let kernel = lower_group(g, &group.members)?;
+                steps.push(kernel_step(g, &mut object, &kernel, &buf, out, name, gi)?);
+                kernels += 1;
+            }
+            GroupKind::Movement => match &node.op {
+                Op::Concat { axis } => {
+                    let ty = g.ty(root);
+                    let inner: usize = ty.dims()[axis + 1..].iter().product();
+                    let size = ty.dtype.size_bytes();
+                    let parts = node.args.iter().map(|a| get(&buf, *a)).collect::<Result<Vec<_>, _>>()?;
+                    let block_bytes = node.args.iter().map(|a| g.ty(*a).dims()[*axis] * inner * size).collect();
+                    let outer = ty.dims()[..*axis].iter().product();
+                    steps.push(Step::Concat { parts, block_bytes, outer, out });
+                }
+                Op::Pad { low, value, .. } => {
+                    let x = node.args[0];
+                    let x_ty = g.ty(x).clone();
+                    if x_ty.rank() == 0 {
+                        steps.push(Step::Copy { from: get(&buf, x)?, to: out, bytes: x_ty.size_bytes() });
+                    } else if x_ty.rank() > 16 {
+                        return Err(unsupported(root, "pads of more than 16 axes"));
+                    } else {
+                        steps.push(Step::Pad {
+                            x: get(&buf, x)?,
+                            x_ty,
+                            out_dims: g.ty(root).dims().to_vec(),
+                            low: low.clone(),
+                            fill: value.0,
+                            out,
+                        });
+                    }
+                }
+                _ => return Err(unsupported(root, "internal: not a movement op")),
+            },
+            GroupKind::Contraction => {
+                let dtype = g.ty(root).dtype;
+                match Contraction::new(g, group) {
+                    Contraction::Gemm(call) => {
+                        let operand = |o: &crate::jit::GemmOperand| -> Result<MatrixOperand, AotError> {
+                            let (row_stride, col_stride, batch_stride) = o.strides();
+                            Ok(MatrixOperand {
+                                buf: get(&buf, o.node)?,
+                                row_stride: row_stride as i64,
+                                col_stride: col_stride as i64,
+                                batch_stride: batch_stride as i64,
+                            })
+                        };
+                        let (a, b) = (operand(&call.a)?, operand(&call.b)?);
+                        let epilogue = epilogue_split(g, group);
+                        let c = if epilogue.is_some() { Buf::Arena(product_at) } else { out };
+                        let s = call.shape;
+                        steps.push(Step::Gemm { dtype, batch: s.batch, m: s.m, n: s.n, k: s.k, a, b, c });
+                        if let Some(at) = epilogue {
+                            buf[call.product.index()] = Some(c);
+                            let kernel = lower_group(g, &group.members[at..])?;
+                            steps.push(kernel_step(g, &mut object, &kernel, &buf, out, name, gi)?);
+                            kernels += 1;
+                        }
+                    }
+                    Contraction::Conv { kind, geometry, lhs, rhs, .. } => {
+                        let kind = match kind {
+                            ConvKind::Forward => driver::ConvKind::Forward,
+                            ConvKind::GradInput => driver::ConvKind::GradInput,
+                            ConvKind::GradWeight => driver::ConvKind::GradWeight,
+                        };
+                        steps.push(Step::Conv {
+                            dtype,
+                            kind,
+                            shape: conv_shape(&geometry),
+                            lhs: get(&buf, lhs)?,
+                            rhs: get(&buf, rhs)?,
+                            out,
+                            cols: Buf::Arena(columns_at),
+                        });
+                    }
+                }
+            }
+            GroupKind::Op => unreachable!("refused above"),
+        }
+    }
+    // Outputs not written in place: leaves, reshapes, and values returned twice.
+    for (i, o) in g.outputs().iter().enumerate() {
+        let from = get(&buf, o.value)?;
+        if from != Buf::Output(i) {
+            steps.push(Step::Copy { from, to: Buf::Output(i), bytes: g.ty(o.value).size_bytes() });
+        }
+    }
+    let math = object.math_imports();
+    let program =
+        Program { name: name.to_string(), inputs, outputs, weights: weight_symbols, arena_bytes, steps, math };
+    Ok((program, object.finish()?, kernels, weight_bytes))
+}
+
+/// The step calling `kernel` (defined in the object here as `NAME__kGROUP`) into `out`.
+fn kernel_step(
+    g: &Graph,
+    object: &mut ObjectKernels,
+    kernel: &kiln_codegen::kernel::Kernel,
+    buf: &[Option<Buf>],
+    out: Buf,
+    name: &str,
+    gi: usize,
+) -> Result<Step, AotError> {
+    let symbol = format!("{name}__k{gi}");
+    let mut inputs = Vec::with_capacity(kernel.inputs.len());
+    for input in &kernel.inputs {
+        let b = buf[input.node.index()].ok_or_else(|| AotError::Unsupported {
+            op: g.node(input.node).op.name(),
+            node: input.node.index(),
+            why: "internal: kernel input not computed".into(),
+        })?;
+        let len = g.ty(buffer_of(g, input.node)).numel();
+        if !fits(input, &kernel.space, len) {
+            return Err(AotError::Unsupported {
+                op: g.node(input.node).op.name(),
+                node: input.node.index(),
+                why: "internal: kernel input too small".into(),
+            });
+        }
+        inputs.push(b);
+    }
+    object.add(kernel, &symbol)?;
+    Ok(Step::Kernel { symbol, inputs, out, outer: kernel.space.first().copied().unwrap_or(1) })
+}
+
+/// The C runtime's geometry of a convolution.
+fn conv_shape(c: &crate::conv::ConvGeometry) -> ConvShape {
+    let a = &c.attrs;
+    ConvShape {
+        dims: [
+            c.n,
+            c.c,
+            c.h,
+            c.w,
+            c.o,
+            c.kh,
+            c.kw,
+            c.oh,
+            c.ow,
+            a.stride[0],
+            a.stride[1],
+            a.padding[0],
+            a.padding[1],
+            a.dilation[0],
+            a.dilation[1],
+            a.groups.max(1),
+        ],
+    }
+}
