@@ -173,12 +173,15 @@ int32_t {name}_num_outputs(void);
 const kiln_tensor_desc *{name}_input_desc(int32_t i);
 const kiln_tensor_desc *{name}_output_desc(int32_t i);
 
-/* Runs the model: inputs[i] points to input i, outputs[i] to a buffer for output i, each of
- * the size its descriptor gives. Returns 0 on success, otherwise an error code (NULL
- * pointers, out of memory) whose text {name}_error_message gives. Safe to call from several
- * threads at once. */
+/* Runs the model: inputs[i] points to input i, outputs[i] to a buffer for output i, each
+ * dense, row-major and of the size its descriptor gives; outputs must not overlap inputs.
+ * Returns 0 on success, otherwise an error code below whose text {name}_error_message gives.
+ * Safe to call from several threads at once: each calling thread keeps its own working
+ * arena, allocated on its first call and freed when the thread exits. */
 int32_t {name}_run(const void *const *inputs, void *const *outputs);
 
+/* Error codes {name}_run returns. */
+{errors}
 /* The text of an error code returned by {name}_run. */
 const char *{name}_error_message(int32_t code);
 
@@ -190,5 +193,14 @@ const char *{name}_error_message(int32_t code);
 "#,
         inputs = list(inputs),
         outputs = list(outputs),
+        errors = driver::ERRORS
+            .iter()
+            .enumerate()
+            .map(|(i, (code, msg))| format!(
+                "#define {}_ERROR_{code} {} /* {msg} */\n",
+                name.to_ascii_uppercase(),
+                i + 1
+            ))
+            .collect::<String>(),
     ))
 }

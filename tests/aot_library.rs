@@ -1,0 +1,375 @@
+//! Model libraries (`kiln::aot::build`, `kiln build`): a C program loads `libNAME.so` with
+//! `dlopen`, checks its descriptors and runs it; its outputs match the JIT's for the same
+//! weights and inputs (kernels are the same code; products are summed by another GEMM, so
+//! the comparison allows float rounding), on several threads at once, and bad calls return
+//! error codes with messages.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kiln::aot::{AotError, BuildError, BuildOptions};
+use kiln::ir::{Graph, Value};
+use kiln::prelude::*;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kiln-aotlib-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn cc(args: &[&str], dir: &Path) {
+    let o = Command::new("cc").args(args).current_dir(dir).output().expect("the system C compiler `cc` runs");
+    assert!(o.status.success(), "cc {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A C program: `harness LIB NAME THREADS RUNS in0.bin ... -- out0.bin ...` loads LIB with
+/// dlopen, prints every descriptor, checks bad calls, runs the model RUNS times on each of
+/// THREADS threads (each into its own buffers), checks every thread's outputs are the same
+/// bytes, and writes the first thread's.
+const HARNESS: &str = r#"
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { const char *name; int32_t dtype; int32_t rank; const int64_t *shape; } desc;
+static int32_t (*num_inputs)(void), (*num_outputs)(void);
+static const desc *(*input_desc)(int32_t), *(*output_desc)(int32_t);
+static int32_t (*run)(const void *const *, void *const *);
+static const char *(*message)(int32_t);
+
+static void *sym(void *lib, const char *name, const char *f) {
+    char s[256];
+    snprintf(s, sizeof s, "%s_%s", name, f);
+    void *p = dlsym(lib, s);
+    if (!p) { fprintf(stderr, "missing %s\n", s); exit(3); }
+    return p;
+}
+
+static size_t bytes_of(const desc *d) {
+    static const size_t size[] = {4, 8, 4, 8, 1};
+    size_t n = size[d->dtype];
+    for (int i = 0; i < d->rank; i++) n *= (size_t)d->shape[i];
+    return n;
+}
+
+static void *slurp(const char *path, size_t want) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { perror(path); exit(2); }
+    void *p = malloc(want ? want : 1);
+    if (fread(p, 1, want, f) != want) { fprintf(stderr, "%s: short\n", path); exit(2); }
+    fclose(f);
+    return p;
+}
+
+static int ni, no, runs;
+static const void *ins[16];
+typedef struct { void *outs[16]; int status; } job;
+
+static void *work(void *arg) {
+    job *j = arg;
+    for (int r = 0; r < runs; r++) {
+        for (int o = 0; o < no; o++) memset(j->outs[o], 0xff, bytes_of(output_desc(o)));
+        j->status = run(ins, j->outs);
+        if (j->status) return NULL;
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+    if (!lib) { fprintf(stderr, "%s\n", dlerror()); return 3; }
+    const char *name = argv[2];
+    int threads = atoi(argv[3]);
+    runs = atoi(argv[4]);
+    num_inputs = sym(lib, name, "num_inputs"); num_outputs = sym(lib, name, "num_outputs");
+    input_desc = sym(lib, name, "input_desc"); output_desc = sym(lib, name, "output_desc");
+    run = sym(lib, name, "run"); message = sym(lib, name, "error_message");
+    ni = num_inputs(); no = num_outputs();
+    for (int i = 0; i < ni + no; i++) {
+        const desc *d = i < ni ? input_desc(i) : output_desc(i - ni);
+        printf("%s %s %d", i < ni ? "input" : "output", d->name, d->dtype);
+        for (int k = 0; k < d->rank; k++) printf(" %lld", (long long)d->shape[k]);
+        printf("\n");
+    }
+    printf("desc(-1) %s desc(n) %s\n", input_desc(-1) ? "set" : "NULL", output_desc(no) ? "set" : "NULL");
+    int a = 5;
+    for (int i = 0; i < ni; i++) ins[i] = slurp(argv[a++], bytes_of(input_desc(i)));
+    a++; /* "--" */
+    job jobs[8];
+    for (int t = 0; t < threads; t++)
+        for (int o = 0; o < no; o++) jobs[t].outs[o] = malloc(bytes_of(output_desc(o)) + 1);
+    /* Bad calls. */
+    int c = run(NULL, jobs[0].outs);
+    printf("null inputs: %d %s\n", c, message(c));
+    c = run(ins, NULL);
+    printf("null outputs: %d %s\n", c, message(c));
+    if (ni > 0) {
+        const void *saved = ins[0];
+        ins[0] = NULL;
+        c = run(ins, jobs[0].outs);
+        printf("null input: %d %s\n", c, message(c));
+        ins[0] = saved;
+    }
+    printf("code 99: %s\n", message(99));
+    pthread_t tid[8];
+    for (int t = 0; t < threads; t++) pthread_create(&tid[t], NULL, work, &jobs[t]);
+    for (int t = 0; t < threads; t++) pthread_join(tid[t], NULL);
+    for (int t = 0; t < threads; t++) {
+        if (jobs[t].status) { printf("run failed: %s\n", message(jobs[t].status)); return 1; }
+        for (int o = 0; o < no; o++)
+            if (memcmp(jobs[t].outs[o], jobs[0].outs[o], bytes_of(output_desc(o)))) {
+                printf("thread %d differs\n", t);
+                return 1;
+            }
+    }
+    for (int o = 0; o < no; o++) {
+        FILE *f = fopen(argv[a + o], "wb");
+        fwrite(jobs[0].outs[o], 1, bytes_of(output_desc(o)), f);
+        fclose(f);
+    }
+    printf("ok\n");
+    return 0;
+}
+"#;
+
+/// The harness, compiled once per test directory.
+fn harness(dir: &Path) -> PathBuf {
+    std::fs::write(dir.join("harness.c"), HARNESS).unwrap();
+    cc(&["-O1", "-o", "harness", "harness.c", "-ldl", "-pthread"], dir);
+    dir.join("harness")
+}
+
+fn le_bytes(v: &Value) -> Vec<u8> {
+    match v {
+        Value::F32(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Value::F64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Value::I32(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Value::I64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Value::Bool(a) => a.iter().map(|b| u8::from(*b)).collect(),
+    }
+}
+
+/// `bytes` read back as values of `like`'s dtype, as f64.
+fn read_f64(bytes: &[u8], like: &Value) -> Vec<f64> {
+    match like {
+        Value::F32(_) => bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        Value::F64(_) => bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+        other => panic!("unexpected {}", other.ty()),
+    }
+}
+
+/// Random values for every input of `g` (uniform in [-2, 2]).
+fn random_inputs(g: &Graph, seed: u64) -> Vec<(String, Value)> {
+    g.inputs()
+        .enumerate()
+        .map(|(j, (_, n))| {
+            let name = n.op.leaf_name().unwrap().to_string();
+            let init = kiln::ir::Init::Uniform { low: kiln::ir::Literal(-2.0), high: kiln::ir::Literal(2.0) };
+            let v = kiln::ir::init::materialize(init, &n.ty, &name, seed + j as u64);
+            (name, v)
+        })
+        .collect()
+}
+
+/// The harness's stdout after running `lib` on `inputs` with `threads` threads; the outputs
+/// it wrote.
+fn run_library(
+    dir: &Path,
+    lib: &Path,
+    name: &str,
+    inputs: &[(String, Value)],
+    outputs: usize,
+    threads: usize,
+) -> (String, Vec<Vec<u8>>) {
+    let exe = harness(dir);
+    let mut args: Vec<String> = vec![lib.display().to_string(), name.into(), threads.to_string(), "3".into()];
+    for (i, (_, v)) in inputs.iter().enumerate() {
+        let p = dir.join(format!("in{i}.bin"));
+        std::fs::write(&p, le_bytes(v)).unwrap();
+        args.push(p.display().to_string());
+    }
+    args.push("--".into());
+    let outs: Vec<PathBuf> = (0..outputs).map(|i| dir.join(format!("out{i}.bin"))).collect();
+    args.extend(outs.iter().map(|p| p.display().to_string()));
+    let o = Command::new(exe).args(&args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "harness failed: {stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    (stdout, outs.iter().map(|p| std::fs::read(p).unwrap()).collect())
+}
+
+/// Builds `graph` into a library, runs it from C on 3 threads and checks descriptors, error
+/// codes and outputs against the JIT (relative tolerance `tol`).
+fn check_against_jit(graph: &Graph, name: &str, tol: f64) -> Vec<&'static str> {
+    let dir = scratch(name);
+    let weights = kiln::ir::init::init_params(graph, 3);
+    let lib = kiln::aot::build(graph, &weights, &BuildOptions::new(name, &dir)).unwrap();
+    assert_eq!(lib.library, dir.join(format!("lib{name}.so")));
+    assert!(lib.header.exists());
+    let inputs = random_inputs(graph, 11);
+    let (stdout, got) = run_library(&dir, &lib.library, name, &inputs, graph.outputs().len(), 3);
+
+    // Descriptors: every input and output, by name, dtype code and shape.
+    for (kind, items) in [("input", &lib.inputs), ("output", &lib.outputs)] {
+        for (n, t) in items.iter() {
+            let dims: String = t.dims().iter().map(|d| format!(" {d}")).collect();
+            let line = format!("{kind} {n} {}{dims}", kiln::codegen::aot::dtype_code(t.dtype));
+            assert!(stdout.lines().any(|l| l == line), "no `{line}` in\n{stdout}");
+        }
+    }
+    assert!(stdout.contains("desc(-1) NULL desc(n) NULL"), "{stdout}");
+    assert!(stdout.contains("null inputs: 1 the inputs array is NULL"), "{stdout}");
+    assert!(stdout.contains("null outputs: 3 the outputs array is NULL"), "{stdout}");
+    assert!(stdout.contains("null input: 2 an input pointer is NULL"), "{stdout}");
+    assert!(stdout.contains("code 99: unknown error code"), "{stdout}");
+
+    let exe = kiln::compile(graph, kiln::Fusion::Fused).unwrap();
+    let mut feeds: HashMap<String, Value> = weights.clone();
+    feeds.extend(inputs.iter().cloned());
+    let want = exe.run(&feeds).unwrap();
+    for ((w, g), (oname, _)) in want.iter().zip(&got).zip(&lib.outputs) {
+        let (w64, g64) = (w.to_f64_vec(), read_f64(g, w));
+        assert_eq!(w64.len(), g64.len(), "{oname}");
+        let scale = w64.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+        for (i, (a, b)) in w64.iter().zip(&g64).enumerate() {
+            assert!((a - b).abs() <= tol * scale, "{name}.{oname}[{i}]: JIT {a}, library {b}");
+        }
+    }
+    lib.libm
+}
+
+#[test]
+fn mnist_mlp_library_matches_the_jit() {
+    for (batch, name) in [(1, "mnist_mlp"), (13, "mnist_mlp_b13")] {
+        let libm = check_against_jit(&kiln::zoo::mnist_mlp(batch).unwrap().graph, name, 1e-5);
+        assert!(libm.is_empty(), "{libm:?}");
+    }
+}
+
+#[test]
+fn lenet5_library_matches_the_jit() {
+    check_against_jit(&kiln::zoo::lenet5(1).unwrap().graph, "lenet5", 1e-5);
+    check_against_jit(&kiln::zoo::lenet5(5).unwrap().graph, "lenet5_b5", 1e-5);
+}
+
+#[test]
+fn transformer_block_library_matches_the_jit() {
+    let libm = check_against_jit(&kiln::zoo::transformer_block(2).unwrap().graph, "transformer_block", 1e-4);
+    assert!(libm.is_empty(), "{libm:?}");
+}
+
+#[test]
+fn movement_gradients_f64_and_repeated_outputs_match_the_jit() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/aot_odd.kir")).unwrap();
+    let graph = kiln::ir::parse_module(&text).unwrap().remove(0);
+    let libm = check_against_jit(&graph, "odd", 1e-9);
+    assert_eq!(libm, ["kiln_exp_f64"], "f64 exp calls libm");
+}
+
+#[test]
+fn a_library_needs_only_libc_and_exports_only_its_functions() {
+    let dir = scratch("elf");
+    let graph = kiln::zoo::lenet5(1).unwrap().graph;
+    let lib =
+        kiln::aot::build(&graph, &kiln::ir::init::init_params(&graph, 0), &BuildOptions::new("net", &dir)).unwrap();
+    assert!(lib.libm.is_empty(), "lenet5's kernels call {:?}", lib.libm);
+    let o = Command::new("readelf").args(["-d", "--dyn-syms", "-W"]).arg(&lib.library).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let needed: Vec<&str> = text.lines().filter(|l| l.contains("(NEEDED)")).collect();
+    assert_eq!(needed.len(), 1, "{needed:?}");
+    assert!(needed[0].contains("[libc.so.6]"), "{needed:?}");
+    // Defined, global symbols: the six functions.
+    let mut exported: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" GLOBAL ") && !l.contains(" UND "))
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    exported.sort_unstable();
+    assert_eq!(
+        exported,
+        ["net_error_message", "net_input_desc", "net_num_inputs", "net_num_outputs", "net_output_desc", "net_run"]
+    );
+}
+
+#[test]
+fn two_models_link_into_one_program() {
+    let dir = scratch("two");
+    let mlp = kiln::zoo::mnist_mlp(1).unwrap().graph;
+    let lenet = kiln::zoo::lenet5(1).unwrap().graph;
+    for (g, name) in [(&mlp, "mlp"), (&lenet, "lenet")] {
+        kiln::aot::build(g, &kiln::ir::init::init_params(g, 1), &BuildOptions::new(name, &dir)).unwrap();
+    }
+    // One image through both, linked at build time (no dlopen), both headers included.
+    let c = r#"
+#include <stdio.h>
+#include "mlp.h"
+#include "lenet.h"
+int main(void) {
+    static float x[784], a[10], b[10];
+    for (int i = 0; i < 784; i++) x[i] = (float)((i * 37) % 100) / 50.0f - 1.0f;
+    const void *in[] = {x};
+    void *oa[] = {a}, *ob[] = {b};
+    if (mlp_run(in, oa) != 0 || lenet_run(in, ob) != 0) return 1;
+    if (mlp_run(NULL, oa) != MLP_ERROR_NULL_INPUTS || lenet_run(in, NULL) != LENET_ERROR_NULL_OUTPUTS) return 3;
+    if (mlp_num_inputs() != 1 || lenet_input_desc(0)->rank != 4) return 2;
+    for (int i = 0; i < 10; i++) printf("%.9g %.9g\n", a[i], b[i]);
+    return 0;
+}
+"#;
+    std::fs::write(dir.join("two.c"), c).unwrap();
+    cc(&["-Wall", "-Werror", "-o", "two", "two.c", "-L.", "-lmlp", "-llenet", "-Wl,-rpath,$ORIGIN"], &dir);
+    let o = Command::new(dir.join("two")).output().unwrap();
+    assert!(o.status.success(), "{:?} {}", o.status, String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<(f64, f64)> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let mut it = l.split(' ').map(|v| v.parse::<f64>().unwrap());
+            (it.next().unwrap(), it.next().unwrap())
+        })
+        .collect();
+    let x: Vec<f32> = (0..784).map(|i| ((i * 37) % 100) as f32 / 50.0 - 1.0).collect();
+    for (k, (g, shape)) in [(&mlp, vec![1, 784]), (&lenet, vec![1, 1, 28, 28])].into_iter().enumerate() {
+        let mut feeds = kiln::ir::init::init_params(g, 1);
+        feeds.insert("x".into(), Value::F32(ndarray::ArrayD::from_shape_vec(shape, x.clone()).unwrap()));
+        let want = kiln::compile(g, kiln::Fusion::Fused).unwrap().run(&feeds).unwrap()[0].to_f64_vec();
+        for (i, w) in want.iter().enumerate() {
+            let got = if k == 0 { rows[i].0 } else { rows[i].1 };
+            assert!((w - got).abs() <= 1e-5 * (1.0 + w.abs()), "model {k} logit {i}: JIT {w}, library {got}");
+        }
+    }
+}
+
+#[test]
+fn build_errors_name_what_is_wrong() {
+    let dir = scratch("errors");
+    let graph = kiln::zoo::mnist_mlp(1).unwrap().graph;
+    let mut weights = kiln::ir::init::init_params(&graph, 0);
+    let err = |r: Result<kiln::aot::Library, BuildError>| r.unwrap_err().to_string();
+
+    let e = err(kiln::aot::build(&graph, &weights, &BuildOptions::new("9lives", &dir)));
+    assert!(e.contains("`9lives` cannot name a library"), "{e}");
+
+    let some = weights.keys().next().unwrap().clone();
+    let saved = weights.remove(&some).unwrap();
+    let e = err(kiln::aot::build(&graph, &weights, &BuildOptions::new("m", &dir)));
+    assert!(e.contains(&format!("no weight for parameter `{some}`")), "{e}");
+    weights.insert(some.clone(), Value::splat(&TensorType::new(DType::F32, [3]), 0.0));
+    let e = err(kiln::aot::build(&graph, &weights, &BuildOptions::new("m", &dir)));
+    assert!(e.contains(&format!("the weight for parameter `{some}` is f32[3]")), "{e}");
+    weights.insert(some, saved);
+
+    let mut options = BuildOptions::new("m", &dir);
+    options.cc = Some("/nonexistent/cc".into());
+    let r = kiln::aot::build(&graph, &weights, &options);
+    assert!(matches!(r, Err(BuildError::Aot(AotError::NoCompiler { .. }))), "{r:?}");
+    assert!(err(r).contains("cannot run the C compiler `/nonexistent/cc`"));
+
+    // An op the library's runtime does not have: the LSTM's embedding lookup.
+    let lstm = kiln::zoo::lstm_classifier(1).unwrap().graph;
+    let e = err(kiln::aot::build(&lstm, &kiln::ir::init::init_params(&lstm, 0), &BuildOptions::new("l", &dir)));
+    assert!(e.contains("gather") && e.contains("cannot be compiled into a library yet"), "{e}");
+}
