@@ -183,7 +183,7 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
     let library = options.dir.join(format!("lib{name}.so"));
     let cc = options.cc.clone().or_else(|| std::env::var("CC").ok()).unwrap_or_else(|| "cc".into());
     let mut cmd = Command::new(&cc);
-    cmd.args(["-shared", "-fPIC", "-O2", "-march=native", "-fvisibility=hidden", "-std=gnu11", "-pthread"])
+    cmd.args(["-shared", "-fPIC", "-O3", "-march=native", "-fvisibility=hidden", "-std=gnu11", "-pthread"])
         .arg("-o")
         .arg(&library)
         .arg(&driver_path)

@@ -53,12 +53,17 @@ static inline int64_t kiln_min(int64_t a, int64_t b) { return a < b ? a : b; }
         }                                                                                        \
     }                                                                                            \
                                                                                                  \
-    /* Depths p0..p0+kc, columns j0..j0+nc of B as NR-column panels: bp[panel][p][c]. */         \
+    /* Depths p0..p0+kc, columns j0..j0+nc of B as NR-column panels: bp[panel][p][c]. With   \
+     * `direct`, full panels are left out (the GEMM reads them from B). */         \
     static void kiln_pack_b_##SUFFIX(const T *b, int64_t brs, int64_t bcs, int64_t kc,          \
-                                     int64_t nc, T *bp) {                                        \
+                                     int64_t nc, int direct, T *bp) {                            \
         const int64_t nr_full = KILN_NR_##SUFFIX;                                                \
         for (int64_t j = 0; j < nc; j += nr_full) {                                              \
             int64_t nr = kiln_min(nr_full, nc - j);                                              \
+            if (direct && nr == nr_full) {                                                       \
+                bp += kc * nr_full;                                                              \
+                continue;                                                                        \
+            }                                                                                    \
             for (int64_t p = 0; p < kc; p++) {                                                   \
                 T *dst = bp + p * nr_full;                                                       \
                 const T *src = b + p * brs + j * bcs;                                            \
@@ -73,16 +78,17 @@ static inline int64_t kiln_min(int64_t a, int64_t b) { return a < b ? a : b; }
         }                                                                                        \
     }                                                                                            \
                                                                                                  \
-    /* One MR x NR tile: c (rows mr, columns nr of it) = or += ap . bp over kc depths. */        \
-    static void kiln_tile_##SUFFIX(int64_t kc, const T *ap, const T *bp, T *c, int64_t crs,    \
-                                   int64_t mr, int64_t nr, int add) {                            \
+    /* One MR x NR tile: c (rows mr, columns nr of it) = or += ap . bp over kc depths, with B's  \
+     * rows of NR elements bstride apart (a packed panel, or B itself). */        \
+    static void kiln_tile_##SUFFIX(int64_t kc, const T *ap, const T *bp, int64_t bstride,       \
+                                   T *c, int64_t crs, int64_t mr, int64_t nr, int add) {         \
         enum { L = KILN_VEC_BYTES / sizeof(T) };                                                 \
         kiln_v_##SUFFIX acc[KILN_MR][2];                                                         \
         memset(acc, 0, sizeof acc);                                                              \
         for (int64_t p = 0; p < kc; p++) {                                                       \
             kiln_v_##SUFFIX b0, b1;                                                              \
-            memcpy(&b0, bp + p * KILN_NR_##SUFFIX, sizeof b0);                                   \
-            memcpy(&b1, bp + p * KILN_NR_##SUFFIX + L, sizeof b1);                               \
+            memcpy(&b0, bp + p * bstride, sizeof b0);                                            \
+            memcpy(&b1, bp + p * bstride + L, sizeof b1);                                        \
             for (int r = 0; r < KILN_MR; r++) {                                                  \
                 T x = ap[p * KILN_MR + r];                                                       \
                 acc[r][0] += x * b0;                                                             \
@@ -127,6 +133,8 @@ static inline int64_t kiln_min(int64_t a, int64_t b) { return a < b ? a : b; }
             kiln_row_##SUFFIX(n, k, a, acs, b, brs, c, accumulate);                              \
             return;                                                                              \
         }                                                                                        \
+        /* Few rows reuse each panel of B little: read its full panels where they are. */        \
+        int direct = bcs == 1 && m <= 4 * KILN_MR;                                               \
         uintptr_t base = ((uintptr_t)scratch + 63) & ~(uintptr_t)63;                             \
         T *ap = (T *)base;                                                                       \
         T *bp = (T *)((base + (size_t)KILN_MC * KILN_KC * sizeof(T) + 63) & ~(uintptr_t)63);     \
@@ -135,17 +143,23 @@ static inline int64_t kiln_min(int64_t a, int64_t b) { return a < b ? a : b; }
             for (int64_t p0 = 0; p0 < k; p0 += KILN_KC) {                                        \
                 int64_t kc = kiln_min(KILN_KC, k - p0);                                          \
                 int add = accumulate || p0 > 0;                                                  \
-                kiln_pack_b_##SUFFIX(b + p0 * brs + j0 * bcs, brs, bcs, kc, nc, bp);             \
+                kiln_pack_b_##SUFFIX(b + p0 * brs + j0 * bcs, brs, bcs, kc, nc, direct, bp);     \
                 for (int64_t i0 = 0; i0 < m; i0 += KILN_MC) {                                    \
                     int64_t mc = kiln_min(KILN_MC, m - i0);                                      \
                     kiln_pack_a_##SUFFIX(a + i0 * ars + p0 * acs, ars, acs, mc, kc, ap);         \
                     for (int64_t j = 0; j < nc; j += KILN_NR_##SUFFIX) {                         \
                         int64_t nr = kiln_min(KILN_NR_##SUFFIX, nc - j);                         \
                         const T *bpanel = bp + (j / KILN_NR_##SUFFIX) * kc * KILN_NR_##SUFFIX;   \
+                        int64_t bstride = KILN_NR_##SUFFIX;                                      \
+                        if (direct && nr == KILN_NR_##SUFFIX) {                                  \
+                            bpanel = b + p0 * brs + j0 + j;                                      \
+                            bstride = brs;                                                       \
+                        }                                                                        \
                         for (int64_t i = 0; i < mc; i += KILN_MR) {                              \
                             int64_t mr = kiln_min(KILN_MR, mc - i);                              \
                             kiln_tile_##SUFFIX(kc, ap + (i / KILN_MR) * kc * KILN_MR, bpanel,    \
-                                               c + (i0 + i) * crs + j0 + j, crs, mr, nr, add);   \
+                                               bstride, c + (i0 + i) * crs + j0 + j, crs, mr, nr, \
+                                               add);                                             \
                         }                                                                        \
                     }                                                                            \
                 }                                                                                \
@@ -164,6 +178,16 @@ typedef struct {
     int64_t n, c, h, w, o, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw, groups;
 } kiln_conv;
 
+/* The output columns lo..hi whose input column ox sw + kx dw - pw lies inside 0..w. */
+static void kiln_valid_columns(const kiln_conv *g, int64_t kx, int64_t *lo, int64_t *hi) {
+    int64_t shift = kx * g->dw - g->pw; /* input column of output column 0 */
+    int64_t first = shift >= 0 ? 0 : (-shift + g->sw - 1) / g->sw;
+    int64_t last = g->w - 1 - shift < 0 ? -1 : (g->w - 1 - shift) / g->sw; /* inclusive */
+    *lo = first < g->ow ? first : g->ow;
+    *hi = last + 1 < g->ow ? last + 1 : g->ow;
+    if (*hi < *lo) *hi = *lo;
+}
+
 #define KILN_DEFINE_CONV(T, SUFFIX)                                                              \
     /* cols[(ci, ky, kx)][(oy, ox)] = xn[group g's channel ci, oy sh + ky dh - ph,               \
      * ox sw + kx dw - pw], 0 outside the image. */                                              \
@@ -174,6 +198,8 @@ typedef struct {
             for (int64_t ky = 0; ky < g->kh; ky++)                                               \
                 for (int64_t kx = 0; kx < g->kw; kx++) {                                         \
                     T *row = cols + ((ci * g->kh + ky) * g->kw + kx) * p;                        \
+                    int64_t lo, hi;                                                              \
+                    kiln_valid_columns(g, kx, &lo, &hi);                                         \
                     for (int64_t oy = 0; oy < g->oh; oy++) {                                     \
                         int64_t iy = oy * g->sh + ky * g->dh - g->ph;                            \
                         T *out = row + oy * g->ow;                                               \
@@ -182,10 +208,15 @@ typedef struct {
                             continue;                                                            \
                         }                                                                        \
                         const T *src = plane + iy * g->w;                                        \
-                        for (int64_t ox = 0; ox < g->ow; ox++) {                                 \
-                            int64_t ix = ox * g->sw + kx * g->dw - g->pw;                        \
-                            out[ox] = (ix >= 0 && ix < g->w) ? src[ix] : (T)0;                   \
+                        int64_t shift = kx * g->dw - g->pw;                                      \
+                        for (int64_t ox = 0; ox < lo; ox++) out[ox] = 0;                         \
+                        if (g->sw == 1) {                                                        \
+                            if (hi > lo)                                                         \
+                                memcpy(out + lo, src + lo + shift, (size_t)(hi - lo) * sizeof(T)); \
+                        } else {                                                                 \
+                            for (int64_t ox = lo; ox < hi; ox++) out[ox] = src[ox * g->sw + shift]; \
                         }                                                                        \
+                        for (int64_t ox = hi > lo ? hi : lo; ox < g->ow; ox++) out[ox] = 0;      \
                     }                                                                            \
                 }                                                                                \
         }                                                                                        \
