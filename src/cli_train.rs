@@ -236,10 +236,14 @@ pub fn predict(model: &str, weights: &Path, input: &Path, threads: usize) -> Res
         }
         other => other.map_err(|e| e.to_string())?,
     };
-    // One example without its batch axis is a batch of one.
-    let x = if x.shape() == &x_ty.dims()[1..] {
+    // One example without its batch axis is a batch of one: of the example's shape, or with
+    // its element count (a 28x28 image for the MLP's 784 inputs).
+    let per_example: usize = x_ty.dims()[1..].iter().product();
+    let numel: usize = x.shape().iter().product();
+    let one = x.shape() == &x_ty.dims()[1..] || (numel == per_example && x.shape().first() != Some(&1));
+    let x = if one {
         let mut dims = vec![1];
-        dims.extend_from_slice(x.shape());
+        dims.extend_from_slice(&x_ty.dims()[1..]);
         kiln::data::reshape(x, &dims).ok_or("cannot add a batch axis")?
     } else {
         x

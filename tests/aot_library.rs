@@ -373,3 +373,17 @@ fn build_errors_name_what_is_wrong() {
     let e = err(kiln::aot::build(&lstm, &kiln::ir::init::init_params(&lstm, 0), &BuildOptions::new("l", &dir)));
     assert!(e.contains("gather") && e.contains("cannot be compiled into a library yet"), "{e}");
 }
+
+#[test]
+fn the_bench_example_times_any_library() {
+    let dir = scratch("bench");
+    let g = kiln::zoo::transformer_block(1).unwrap().graph;
+    let lib = kiln::aot::build(&g, &kiln::ir::init::init_params(&g, 0), &BuildOptions::new("tb", &dir)).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/aot/bench.c");
+    cc(&["-O2", "-Wall", "-Wextra", "-Werror", "-o", "bench", example.to_str().unwrap(), "-ldl"], &dir);
+    let o = Command::new(dir.join("bench")).arg(&lib.library).args(["tb", "5"]).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.starts_with("tb: median ") && text.contains("over 5 runs"), "{text}");
+    let o = Command::new(dir.join("bench")).arg(&lib.library).args(["other", "5"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has no function other_num_inputs"));
+}

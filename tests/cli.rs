@@ -495,4 +495,54 @@ fn predict_reads_mnist_digits_as_bytes() {
     let right = predicted.iter().zip(labels.iter()).filter(|(p, l)| p == l).count();
     assert_eq!(predicted.len(), 20);
     assert!(right >= 17, "{right}/20 right: {predicted:?}");
+
+    // The README's path from the checkpoint to a library called from C and from Python: all
+    // three read the example digit (a 7, the first test image) the same way.
+    let digit = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/aot/digit.npy");
+    let o = kiln(&["predict", "mnist_mlp", "--weights", ck.to_str().unwrap(), "--input", digit.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "7\n", "one 28x28 image is a batch of one");
+    let build = dir.join("build");
+    let o = kiln(&["build", "mnist_mlp", "--weights", ck.to_str().unwrap(), "-o", build.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("needs only libc"), "{}", stdout(&o));
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/aot/mnist_predict.c");
+    let exe = dir.join("predict");
+    let include = format!("-I{}", build.display());
+    let link = format!("-L{}", build.display());
+    let rpath = format!("-Wl,-rpath,{}", build.display());
+    let cc = Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", &include])
+        .arg(&example)
+        .args([&link, "-lmnist_mlp", &rpath, "-o"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "{}", stderr(&cc));
+    let o = Command::new(&exe).arg(&digit).output().unwrap();
+    assert_eq!(stdout(&o), "predicted digit: 7\n", "{}", stderr(&o));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/aot/mnist_predict.py");
+    let o = Command::new("python3").arg(&script).arg(build.join("libmnist_mlp.so")).arg(&digit).output().unwrap();
+    assert_eq!(stdout(&o), "predicted digit: 7\n", "{}", stderr(&o));
+}
+
+#[test]
+fn build_writes_a_library_or_says_why_not() {
+    let dir = scratch("build");
+    let o = kiln(&["build", "lenet5", "--batch", "2", "--name", "net", "--keep-sources", "-o", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("net_run(x: f32[2,1,28,28]) -> (logits: f32[2,10])"), "{text}");
+    for f in ["libnet.so", "net.h", "net.build/net_driver.c", "net.build/kiln_rt.c", "net.build/net_kernels.o"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let o = kiln(&["build", "lstm_classifier", "-o", dir.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("gather"), "{}", stderr(&o));
+    let o = kiln(&["build", "nosuch", "-o", dir.to_str().unwrap()]);
+    assert!(stderr(&o).contains("neither a zoo model"), "{}", stderr(&o));
+    let o = kiln(&["build", "mnist_mlp", "--name", "my-model", "-o", dir.to_str().unwrap()]);
+    assert!(stderr(&o).contains("`my-model` cannot name a library"), "{}", stderr(&o));
+    let o = kiln(&["build", "mnist_mlp", "--weights", "/nonexistent.safetensors", "-o", dir.to_str().unwrap()]);
+    assert!(stderr(&o).contains("/nonexistent.safetensors"), "{}", stderr(&o));
 }
