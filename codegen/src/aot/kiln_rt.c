@@ -133,8 +133,9 @@ static inline int64_t kiln_min(int64_t a, int64_t b) { return a < b ? a : b; }
             kiln_row_##SUFFIX(n, k, a, acs, b, brs, c, accumulate);                              \
             return;                                                                              \
         }                                                                                        \
-        /* Few rows reuse each panel of B little: read its full panels where they are. */        \
-        int direct = bcs == 1 && m <= 4 * KILN_MR;                                               \
+        /* Read B's full panels where they are when few rows reuse them, or when B's rows are    \
+         * close (at a stride of 4 KiB or more the panel's rows collide in the caches: pack). */ \
+        int direct = bcs == 1 && (m <= 4 * KILN_MR || brs * (int64_t)sizeof(T) <= 1024);         \
         uintptr_t base = ((uintptr_t)scratch + 63) & ~(uintptr_t)63;                             \
         T *ap = (T *)base;                                                                       \
         T *bp = (T *)((base + (size_t)KILN_MC * KILN_KC * sizeof(T) + 63) & ~(uintptr_t)63);     \
