@@ -163,7 +163,10 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
     let work = if options.keep_sources {
         options.dir.join(format!("{name}.build"))
     } else {
-        std::env::temp_dir().join(format!("kiln-build-{}-{name}", std::process::id()))
+        // Unique per build, so builds of one name on several threads never share files.
+        static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::env::temp_dir().join(format!("kiln-build-{}-{n}-{name}", std::process::id()))
     };
     std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
     let write = |file: &str, bytes: &[u8]| -> Result<PathBuf, AotError> {

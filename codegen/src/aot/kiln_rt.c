@@ -20,6 +20,9 @@
 #define KILN_VEC_BYTES 32
 #endif
 
+/* Vectors of one row's product kept in registers by the one-row GEMM. */
+#define KILN_ROW_VECTORS (KILN_VEC_BYTES == 64 ? 16 : 8)
+
 /* Blocking of the packed GEMM: MR x NR register tiles, KC deep, MC rows and NC columns of
  * packed operands (the packed blocks fit the scratch area KILN_GEMM_SCRATCH_BYTES). */
 #define KILN_MR 6
@@ -108,15 +111,46 @@ static inline int64_t kiln_min(int64_t a, int64_t b) { return a < b ? a : b; }
         }                                                                                        \
     }                                                                                            \
                                                                                                  \
-    /* c[j] (+)= sum_p a[p acs] b[p brs + j] for j < n: one row times a row-major matrix,        \
-     * streaming each row of B once. */                                                          \
-    static void kiln_row_##SUFFIX(int64_t n, int64_t k, const T *a, int64_t acs, const T *b,   \
-                                  int64_t brs, T *restrict c, int accumulate) {                  \
-        if (!accumulate) memset(c, 0, (size_t)n * sizeof(T));                                    \
+    /* Columns j0..j0 + V L of one row times a row-major matrix, the V vectors of c in          \
+     * registers while the rows of B stream past once (V is a constant where it is inlined). */ \
+    static inline __attribute__((always_inline)) void kiln_row_block_##SUFFIX(                 \
+        int64_t k, const T *a, int64_t acs, const T *b, int64_t brs, T *c, int accumulate,       \
+        const int V) {                                                                           \
+        enum { L = KILN_VEC_BYTES / sizeof(T) };                                                 \
+        kiln_v_##SUFFIX acc[KILN_ROW_VECTORS];                                                   \
+        for (int v = 0; v < V; v++) {                                                            \
+            if (accumulate) memcpy(&acc[v], c + v * L, sizeof acc[v]);                           \
+            else memset(&acc[v], 0, sizeof acc[v]);                                              \
+        }                                                                                        \
         for (int64_t p = 0; p < k; p++) {                                                        \
             const T x = a[p * acs];                                                              \
-            const T *restrict row = b + p * brs;                                                 \
-            for (int64_t j = 0; j < n; j++) c[j] += x * row[j];                                  \
+            const T *row = b + p * brs;                                                          \
+            for (int v = 0; v < V; v++) {                                                        \
+                kiln_v_##SUFFIX w;                                                               \
+                memcpy(&w, row + v * L, sizeof w);                                               \
+                acc[v] += x * w;                                                                 \
+            }                                                                                    \
+        }                                                                                        \
+        for (int v = 0; v < V; v++) memcpy(c + v * L, &acc[v], sizeof acc[v]);                  \
+    }                                                                                            \
+                                                                                                 \
+    /* c[j] (+)= sum_p a[p acs] b[p brs + j] for j < n, sums in order of p: one row times a    \
+     * row-major matrix, in column blocks of KILN_ROW_VECTORS, 4 and 1 vectors, then a plain    \
+     * loop for the last columns. */                                                             \
+    static void kiln_row_##SUFFIX(int64_t n, int64_t k, const T *a, int64_t acs, const T *b,   \
+                                  int64_t brs, T *restrict c, int accumulate) {                  \
+        enum { L = KILN_VEC_BYTES / sizeof(T) };                                                 \
+        int64_t j = 0;                                                                           \
+        for (; j + KILN_ROW_VECTORS * L <= n; j += KILN_ROW_VECTORS * L)                         \
+            kiln_row_block_##SUFFIX(k, a, acs, b + j, brs, c + j, accumulate, KILN_ROW_VECTORS); \
+        for (; j + 4 * L <= n; j += 4 * L)                                                       \
+            kiln_row_block_##SUFFIX(k, a, acs, b + j, brs, c + j, accumulate, 4);                \
+        for (; j + L <= n; j += L) kiln_row_block_##SUFFIX(k, a, acs, b + j, brs, c + j, accumulate, 1); \
+        if (j == n) return;                                                                      \
+        for (int64_t jj = j; jj < n; jj++) {                                                     \
+            T sum = accumulate ? c[jj] : (T)0;                                                   \
+            for (int64_t p = 0; p < k; p++) sum += a[p * acs] * b[p * brs + jj];                 \
+            c[jj] = sum;                                                                         \
         }                                                                                        \
     }                                                                                            \
                                                                                                  \
@@ -190,6 +224,30 @@ static void kiln_valid_columns(const kiln_conv *g, int64_t kx, int64_t *lo, int6
 }
 
 #define KILN_DEFINE_CONV(T, SUFFIX)                                                              \
+    /* d[0..n) = s[0..n) for the short rows of im2col (an output's width): fixed-size moves,    \
+     * overlapping at the end, instead of a call to memcpy per row. */                           \
+    static inline void kiln_copy_##SUFFIX(T *d, const T *s, int64_t n) {                        \
+        if (n > 64) {                                                                            \
+            memcpy(d, s, (size_t)n * sizeof(T));                                                 \
+        } else if (n >= 16) {                                                                    \
+            for (int64_t i = 0; i + 16 <= n; i += 16) memcpy(d + i, s + i, 16 * sizeof(T));      \
+            memcpy(d + n - 16, s + n - 16, 16 * sizeof(T));                                      \
+        } else if (n >= 4) {                                                                     \
+            int64_t h = n >= 8 ? 8 : 4;                                                          \
+            if (h == 8) {                                                                        \
+                memcpy(d, s, 8 * sizeof(T));                                                     \
+                memcpy(d + n - 8, s + n - 8, 8 * sizeof(T));                                     \
+            } else {                                                                             \
+                memcpy(d, s, 4 * sizeof(T));                                                     \
+                memcpy(d + n - 4, s + n - 4, 4 * sizeof(T));                                     \
+            }                                                                                    \
+        } else {                                                                                 \
+            if (n > 0) d[0] = s[0];                                                              \
+            if (n > 1) d[1] = s[1];                                                              \
+            if (n > 2) d[2] = s[2];                                                              \
+        }                                                                                        \
+    }                                                                                            \
+                                                                                                 \
     /* cols[(ci, ky, kx)][(oy, ox)] = xn[group g's channel ci, oy sh + ky dh - ph,               \
      * ox sw + kx dw - pw], 0 outside the image. */                                              \
     static void kiln_im2col_##SUFFIX(const kiln_conv *g, const T *xn, int64_t grp, T *cols) {    \
@@ -212,8 +270,7 @@ static void kiln_valid_columns(const kiln_conv *g, int64_t kx, int64_t *lo, int6
                         int64_t shift = kx * g->dw - g->pw;                                      \
                         for (int64_t ox = 0; ox < lo; ox++) out[ox] = 0;                         \
                         if (g->sw == 1) {                                                        \
-                            if (hi > lo)                                                         \
-                                memcpy(out + lo, src + lo + shift, (size_t)(hi - lo) * sizeof(T)); \
+                            kiln_copy_##SUFFIX(out + lo, src + lo + shift, hi - lo);             \
                         } else {                                                                 \
                             for (int64_t ox = lo; ox < hi; ox++) out[ox] = src[ox * g->sw + shift]; \
                         }                                                                        \
