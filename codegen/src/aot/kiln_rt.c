@@ -251,14 +251,18 @@ static void kiln_valid_columns(const kiln_conv *g, int64_t kx, int64_t *lo, int6
     /* cols[(ci, ky, kx)][(oy, ox)] = xn[group g's channel ci, oy sh + ky dh - ph,               \
      * ox sw + kx dw - pw], 0 outside the image. */                                              \
     static void kiln_im2col_##SUFFIX(const kiln_conv *g, const T *xn, int64_t grp, T *cols) {    \
+        /* A local copy: stores to T never alias it, so its fields stay in registers. */         \
+        const kiln_conv geometry = *g;                                                           \
+        g = &geometry;                                                                           \
         int64_t cg = g->c / g->groups, p = g->oh * g->ow;                                        \
+        int64_t los[g->kw > 0 ? g->kw : 1], his[g->kw > 0 ? g->kw : 1];                          \
+        for (int64_t kx = 0; kx < g->kw; kx++) kiln_valid_columns(g, kx, &los[kx], &his[kx]);   \
         for (int64_t ci = 0; ci < cg; ci++) {                                                    \
             const T *plane = xn + (grp * cg + ci) * g->h * g->w;                                 \
             for (int64_t ky = 0; ky < g->kh; ky++)                                               \
                 for (int64_t kx = 0; kx < g->kw; kx++) {                                         \
                     T *row = cols + ((ci * g->kh + ky) * g->kw + kx) * p;                        \
-                    int64_t lo, hi;                                                              \
-                    kiln_valid_columns(g, kx, &lo, &hi);                                         \
+                    int64_t lo = los[kx], hi = his[kx];                                          \
                     for (int64_t oy = 0; oy < g->oh; oy++) {                                     \
                         int64_t iy = oy * g->sh + ky * g->dh - g->ph;                            \
                         T *out = row + oy * g->ow;                                               \
@@ -282,6 +286,9 @@ static void kiln_valid_columns(const kiln_conv *g, int64_t kx, int64_t *lo, int6
                                                                                                  \
     /* The inverse scatter: adds cols back into image gxn (group grp). */                        \
     static void kiln_col2im_##SUFFIX(const kiln_conv *g, const T *cols, int64_t grp, T *gxn) {   \
+        /* A local copy: stores to T never alias it, so its fields stay in registers. */         \
+        const kiln_conv geometry = *g;                                                           \
+        g = &geometry;                                                                           \
         int64_t cg = g->c / g->groups, p = g->oh * g->ow;                                        \
         for (int64_t ci = 0; ci < cg; ci++) {                                                    \
             T *plane = gxn + (grp * cg + ci) * g->h * g->w;                                      \
