@@ -37,10 +37,12 @@ const HARNESS: &str = r#"
 #include <string.h>
 
 typedef struct { const char *name; int32_t dtype; int32_t rank; const int64_t *shape; } desc;
+typedef struct { void *data; int32_t dtype; int32_t rank; const int64_t *shape; } tensor;
 static int32_t (*num_inputs)(void), (*num_outputs)(void);
 static const desc *(*input_desc)(int32_t), *(*output_desc)(int32_t);
 static int32_t (*run)(const void *const *, void *const *);
-static const char *(*message)(int32_t);
+static int32_t (*run_checked)(const tensor *, int32_t, const tensor *, int32_t);
+static const char *(*message)(int32_t), *(*last_error)(void);
 
 static void *sym(void *lib, const char *name, const char *f) {
     char s[256];
@@ -89,6 +91,7 @@ int main(int argc, char **argv) {
     num_inputs = sym(lib, name, "num_inputs"); num_outputs = sym(lib, name, "num_outputs");
     input_desc = sym(lib, name, "input_desc"); output_desc = sym(lib, name, "output_desc");
     run = sym(lib, name, "run"); message = sym(lib, name, "error_message");
+    run_checked = sym(lib, name, "run_checked"); last_error = sym(lib, name, "last_error");
     ni = num_inputs(); no = num_outputs();
     for (int i = 0; i < ni + no; i++) {
         const desc *d = i < ni ? input_desc(i) : output_desc(i - ni);
@@ -116,6 +119,31 @@ int main(int argc, char **argv) {
         ins[0] = saved;
     }
     printf("code 99: %s\n", message(99));
+    /* Checked calls: right, then a wrong count, dtype, shape and a NULL buffer. */
+    tensor ti[16], to[16];
+    for (int i = 0; i < ni; i++) ti[i] = (tensor){(void *)ins[i], input_desc(i)->dtype, input_desc(i)->rank, input_desc(i)->shape};
+    for (int o = 0; o < no; o++) to[o] = (tensor){jobs[0].outs[o], output_desc(o)->dtype, output_desc(o)->rank, output_desc(o)->shape};
+    c = run_checked(ti, ni, to, no);
+    printf("checked: %d [%s]\n", c, last_error());
+    c = run_checked(ti, ni + 1, to, no);
+    printf("checked count: %d %s\n", c, last_error());
+    if (no > 0) {
+        int64_t wrong[8] = {0};
+        tensor saved = to[0];
+        to[0].dtype = (to[0].dtype + 1) % 5;
+        c = run_checked(ti, ni, to, no);
+        printf("checked dtype: %d %s\n", c, last_error());
+        to[0] = saved;
+        for (int k = 0; k < to[0].rank && k < 8; k++) wrong[k] = to[0].shape[k] + (k == 0);
+        to[0].shape = wrong;
+        c = run_checked(ti, ni, to, no);
+        printf("checked shape: %d %s\n", c, last_error());
+        to[0] = saved;
+        to[0].data = NULL;
+        c = run_checked(ti, ni, to, no);
+        printf("checked null: %d %s\n", c, last_error());
+        to[0] = saved;
+    }
     pthread_t tid[8];
     for (int t = 0; t < threads; t++) pthread_create(&tid[t], NULL, work, &jobs[t]);
     for (int t = 0; t < threads; t++) pthread_join(tid[t], NULL);
@@ -226,6 +254,21 @@ fn check_against_jit(graph: &Graph, name: &str, tol: f64) -> Vec<&'static str> {
     assert!(stdout.contains("null outputs: 3 the outputs array is NULL"), "{stdout}");
     assert!(stdout.contains("null input: 2 an input pointer is NULL"), "{stdout}");
     assert!(stdout.contains("code 99: unknown error code"), "{stdout}");
+    let out0 = &lib.outputs[0];
+    let names = ["f32", "f64", "i32", "i64", "bool"];
+    let code = kiln::codegen::aot::dtype_code(out0.1.dtype) as usize;
+    let dims = |d: &[usize]| format!("{d:?}");
+    let mut bumped = out0.1.dims().to_vec();
+    bumped[0] += 1;
+    for want in [
+        "checked: 0 []".to_string(),
+        format!("checked count: 6 {} inputs and {} outputs given", lib.inputs.len() + 1, lib.outputs.len()),
+        format!("checked dtype: 7 output 0 ({}): dtype {}, expected {}", out0.0, names[(code + 1) % 5], names[code]),
+        format!("checked shape: 8 output 0 ({}): shape {}, expected {}", out0.0, dims(&bumped), dims(out0.1.dims())),
+        format!("checked null: 4 output 0 ({}): data is NULL", out0.0),
+    ] {
+        assert!(stdout.contains(&want), "no `{want}` in\n{stdout}");
+    }
 
     let exe = kiln::compile(graph, kiln::Fusion::Fused).unwrap();
     let mut feeds: HashMap<String, Value> = weights.clone();
@@ -282,7 +325,7 @@ fn a_library_needs_only_libc_and_exports_only_its_functions() {
     let needed: Vec<&str> = text.lines().filter(|l| l.contains("(NEEDED)")).collect();
     assert_eq!(needed.len(), 1, "{needed:?}");
     assert!(needed[0].contains("[libc.so.6]"), "{needed:?}");
-    // Defined, global symbols: the six functions.
+    // Defined, global symbols: the eight functions.
     let mut exported: Vec<&str> = text
         .lines()
         .filter(|l| l.contains(" GLOBAL ") && !l.contains(" UND "))
@@ -291,7 +334,16 @@ fn a_library_needs_only_libc_and_exports_only_its_functions() {
     exported.sort_unstable();
     assert_eq!(
         exported,
-        ["net_error_message", "net_input_desc", "net_num_inputs", "net_num_outputs", "net_output_desc", "net_run"]
+        [
+            "net_error_message",
+            "net_input_desc",
+            "net_last_error",
+            "net_num_inputs",
+            "net_num_outputs",
+            "net_output_desc",
+            "net_run",
+            "net_run_checked"
+        ]
     );
 }
 

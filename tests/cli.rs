@@ -524,6 +524,12 @@ fn predict_reads_mnist_digits_as_bytes() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/aot/mnist_predict.py");
     let o = Command::new("python3").arg(&script).arg(build.join("libmnist_mlp.so")).arg(&digit).output().unwrap();
     assert_eq!(stdout(&o), "predicted digit: 7\n", "{}", stderr(&o));
+    // A library of another shape: the checked call says which buffer and what it expected.
+    let o = kiln(&["build", "lenet5", "-o", build.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = Command::new("python3").arg(&script).arg(build.join("liblenet5.so")).arg(&digit).output().unwrap();
+    assert!(!o.status.success());
+    assert_eq!(stderr(&o), "lenet5: input 0 (x): shape [1, 784], expected [1, 1, 28, 28]\n");
 }
 
 #[test]
@@ -536,6 +542,13 @@ fn build_writes_a_library_or_says_why_not() {
     for f in ["libnet.so", "net.h", "net.build/net_driver.c", "net.build/kiln_rt.c", "net.build/net_kernels.o"] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
+    // The generated driver and the C runtime are warning-free C.
+    let o = Command::new("cc")
+        .args(["-fsyntax-only", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "net_driver.c", "kiln_rt.c"])
+        .current_dir(dir.join("net.build"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
     let o = kiln(&["build", "lstm_classifier", "-o", dir.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("gather"), "{}", stderr(&o));

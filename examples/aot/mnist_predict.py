@@ -5,7 +5,7 @@
     python3 examples/aot/mnist_predict.py build/libmnist_mlp.so examples/aot/digit.npy
 
 Needs only the Python standard library. The library's name prefix is read from its file name
-(libNAME.so); inputs and outputs are sized from its descriptors. The image is a 28x28 .npy of
+(libNAME.so); NAME_run_checked checks the buffers' dtypes and shapes. The image is a 28x28 .npy of
 uint8 pixels (0-255) or 784 raw bytes, scaled and standardized as `kiln train` feeds MNIST.
 """
 
@@ -13,12 +13,12 @@ import ctypes
 import os
 import sys
 
-DTYPES = {0: ctypes.c_float, 1: ctypes.c_double, 2: ctypes.c_int32, 3: ctypes.c_int64, 4: ctypes.c_bool}
 
+class Tensor(ctypes.Structure):
+    """A buffer with its dtype and shape, which NAME_run_checked checks against the model."""
 
-class TensorDesc(ctypes.Structure):
     _fields_ = [
-        ("name", ctypes.c_char_p),
+        ("data", ctypes.c_void_p),
         ("dtype", ctypes.c_int32),
         ("rank", ctypes.c_int32),
         ("shape", ctypes.POINTER(ctypes.c_int64)),
@@ -52,27 +52,22 @@ def main():
         f.restype, f.argtypes = restype, list(argtypes)
         return f
 
-    input_desc = fn("input_desc", ctypes.POINTER(TensorDesc), ctypes.c_int32)
-    output_desc = fn("output_desc", ctypes.POINTER(TensorDesc), ctypes.c_int32)
-    run = fn("run", ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p))
-    message = fn("error_message", ctypes.c_char_p, ctypes.c_int32)
+    run_checked = fn(
+        "run_checked", ctypes.c_int32, ctypes.POINTER(Tensor), ctypes.c_int32, ctypes.POINTER(Tensor), ctypes.c_int32
+    )
+    last_error = fn("last_error", ctypes.c_char_p)
 
-    def buffer(desc):
-        count = 1
-        for i in range(desc.rank):
-            count *= desc.shape[i]
-        return (DTYPES[desc.dtype] * count)()
-
-    x, logits = buffer(input_desc(0).contents), buffer(output_desc(0).contents)
-    if len(x) != 784 or len(logits) != 10:
-        sys.exit(f"{name} must take one 28x28 image and give 10 logits (build it with --batch 1)")
+    # One image and its ten logits, described by the shapes this program means to pass: the
+    # library checks them (a model built for another batch size or input is an error that
+    # says which buffer and what it expected).
+    x, logits = (ctypes.c_float * 784)(), (ctypes.c_float * 10)()
     for i, p in enumerate(read_image(sys.argv[2])):
         x[i] = (p / 255.0 - 0.1307) / 0.3081
-    inputs = (ctypes.c_void_p * 1)(ctypes.addressof(x))
-    outputs = (ctypes.c_void_p * 1)(ctypes.addressof(logits))
-    code = run(inputs, outputs)
-    if code != 0:
-        sys.exit(f"{name}_run: {message(code).decode()}")
+    x_shape, logits_shape = (ctypes.c_int64 * 2)(1, 784), (ctypes.c_int64 * 2)(1, 10)
+    inputs = (Tensor * 1)(Tensor(ctypes.addressof(x), 0, 2, x_shape))
+    outputs = (Tensor * 1)(Tensor(ctypes.addressof(logits), 0, 2, logits_shape))
+    if run_checked(inputs, 1, outputs, 1) != 0:
+        sys.exit(f"{name}: {last_error().decode()}")
     print(f"predicted digit: {max(range(10), key=lambda i: logits[i])}")
 
 

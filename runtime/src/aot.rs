@@ -177,7 +177,7 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
     let object_path = write(&format!("{name}_kernels.o"), &object)?;
     let driver_path = write(&format!("{name}_driver.c"), driver::render(&program).as_bytes())?;
     let runtime_path = write("kiln_rt.c", RUNTIME_C.as_bytes())?;
-    let exported = ["num_inputs", "num_outputs", "input_desc", "output_desc", "run", "error_message"];
+    let exported = kiln_codegen::aot::FUNCTIONS;
     let script: String = format!(
         "{{\n  global:\n{}  local: *;\n}};\n",
         exported.iter().map(|f| format!("    {name}_{f};\n")).collect::<String>()

@@ -20,6 +20,10 @@ use crate::kernel::Kernel;
 /// with the driver ([`driver::render`]) by the system C compiler.
 pub const RUNTIME_C: &str = include_str!("kiln_rt.c");
 
+/// The functions a model library exports, each prefixed by `NAME_`.
+pub const FUNCTIONS: [&str; 8] =
+    ["num_inputs", "num_outputs", "input_desc", "output_desc", "run", "run_checked", "last_error", "error_message"];
+
 /// Kernels collected into one object file for the host's architecture.
 pub struct ObjectKernels {
     emitter: KernelEmitter<ObjectModule>,
@@ -160,6 +164,17 @@ typedef struct {{
 }} kiln_tensor_desc;
 #endif
 
+#ifndef KILN_TENSOR
+#define KILN_TENSOR
+/* A caller's buffer with its dtype and shape, for {name}_run_checked. */
+typedef struct {{
+    void *data;
+    int32_t dtype;
+    int32_t rank;
+    const int64_t *shape;
+}} kiln_tensor;
+#endif
+
 /* Inputs, in the order {name}_run takes them:
 {inputs} *
  * Outputs, in the order {name}_run writes them:
@@ -180,7 +195,17 @@ const kiln_tensor_desc *{name}_output_desc(int32_t i);
  * arena, allocated on its first call and freed when the thread exits. */
 int32_t {name}_run(const void *const *inputs, void *const *outputs);
 
-/* Error codes {name}_run returns. */
+/* Like {name}_run, but each buffer comes with its dtype and shape, checked against the
+ * descriptors first: a wrong count, dtype or shape is an error code, and {name}_last_error
+ * says which buffer and what was expected. */
+int32_t {name}_run_checked(
+    const kiln_tensor *inputs, int32_t num_inputs, const kiln_tensor *outputs, int32_t num_outputs);
+
+/* The details of this thread's last failed {name}_run_checked, such as
+ * "input 0 (x): shape [28, 28], expected [1, 784]"; "" after a successful call. */
+const char *{name}_last_error(void);
+
+/* Error codes {name}_run and {name}_run_checked return. */
 {errors}
 /* The text of an error code returned by {name}_run. */
 const char *{name}_error_message(int32_t code);
