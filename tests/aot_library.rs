@@ -13,10 +13,15 @@ use kiln::ir::{Graph, Value};
 use kiln::prelude::*;
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kiln-aotlib-{}-{name}", std::process::id()));
+    let d = scratch_path(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// The scratch directory of test `name` (made by [`scratch`]).
+fn scratch_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("kiln-aotlib-{}-{name}", std::process::id()))
 }
 
 fn cc(args: &[&str], dir: &Path) {
@@ -191,12 +196,19 @@ fn read_f64(bytes: &[u8], like: &Value) -> Vec<f64> {
     }
 }
 
-/// Random values for every input of `g` (uniform in [-2, 2]).
+/// Random values for every input of `g`: floats uniform in [-2, 2], integers (token ids) in
+/// 0..100.
 fn random_inputs(g: &Graph, seed: u64) -> Vec<(String, Value)> {
     g.inputs()
         .enumerate()
         .map(|(j, (_, n))| {
             let name = n.op.leaf_name().unwrap().to_string();
+            if n.ty.dtype == DType::I32 {
+                let k = seed as usize + j;
+                let ids: Vec<i32> = (0..n.ty.numel()).map(|i| ((i * 37 + k * 11) % 100) as i32).collect();
+                let v = ndarray::ArrayD::from_shape_vec(n.ty.dims().to_vec(), ids).unwrap();
+                return (name, Value::I32(v));
+            }
             let init = kiln::ir::Init::Uniform { low: kiln::ir::Literal(-2.0), high: kiln::ir::Literal(2.0) };
             let v = kiln::ir::init::materialize(init, &n.ty, &name, seed + j as u64);
             (name, v)
@@ -303,6 +315,32 @@ fn lenet5_library_matches_the_jit() {
 fn transformer_block_library_matches_the_jit() {
     let libm = check_against_jit(&kiln::zoo::transformer_block(2).unwrap().graph, "transformer_block", 1e-4);
     assert!(libm.is_empty(), "{libm:?}");
+}
+
+#[test]
+fn lstm_classifier_library_matches_the_jit_and_refuses_bad_ids() {
+    let graph = kiln::zoo::lstm_classifier(2).unwrap().graph;
+    let libm = check_against_jit(&graph, "lstm", 1e-5);
+    assert!(libm.is_empty(), "{libm:?}");
+    // A token id outside the embedding table: an error code, not a read out of bounds.
+    let dir = scratch_path("lstm");
+    let mut ids = random_inputs(&graph, 11);
+    if let Value::I32(a) = &mut ids[0].1 {
+        a[[1, 5]] = 10_000;
+    }
+    let exe = harness(&dir);
+    std::fs::write(dir.join("bad.bin"), le_bytes(&ids[0].1)).unwrap();
+    let o = Command::new(exe)
+        .arg(dir.join("liblstm.so"))
+        .args(["lstm", "1", "1"])
+        .arg(dir.join("bad.bin"))
+        .args(["--", "o.bin"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("checked: 9 [an index input is out of range]"), "{text}");
+    assert!(text.contains("run failed: an index input is out of range"), "{text}");
 }
 
 #[test]
@@ -420,10 +458,11 @@ fn build_errors_name_what_is_wrong() {
     assert!(matches!(r, Err(BuildError::Aot(AotError::NoCompiler { .. }))), "{r:?}");
     assert!(err(r).contains("cannot run the C compiler `/nonexistent/cc`"));
 
-    // An op the library's runtime does not have: the LSTM's embedding lookup.
-    let lstm = kiln::zoo::lstm_classifier(1).unwrap().graph;
-    let e = err(kiln::aot::build(&lstm, &kiln::ir::init::init_params(&lstm, 0), &BuildOptions::new("l", &dir)));
-    assert!(e.contains("gather") && e.contains("cannot be compiled into a library yet"), "{e}");
+    // An op the library's runtime does not have: the gradient of an embedding lookup.
+    let text = "func @s(%u: f32[3,2], %i: i32[3]) -> (y: f32[5,2]) {\n  %y = scatter_add %u, %i {axis=0} : f32[5,2]\n  return %y\n}\n";
+    let g = kiln::ir::parse_module(text).unwrap().remove(0);
+    let e = err(kiln::aot::build(&g, &HashMap::new(), &BuildOptions::new("s", &dir)));
+    assert!(e.contains("scatter_add (node %2) cannot be compiled into a library yet"), "{e}");
 }
 
 #[test]

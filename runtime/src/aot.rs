@@ -307,7 +307,7 @@ fn lower(
             buf[root.index()] = Some(get(&buf, src)?);
             continue;
         }
-        if group.kind == GroupKind::Op {
+        if group.kind == GroupKind::Op && !matches!(g.node(root).op, Op::Gather { .. }) {
             return Err(unsupported(root, "the library's runtime has no implementation of it"));
         }
         let out = match first_output[root.index()] {
@@ -395,7 +395,21 @@ fn lower(
                     }
                 }
             }
-            GroupKind::Op => unreachable!("refused above"),
+            GroupKind::Op => {
+                let Op::Gather { axis } = node.op else { return Err(unsupported(root, "internal: not a gather")) };
+                let (x, idx) = (node.args[0], node.args[1]);
+                let (x_ty, idx_ty) = (g.ty(x), g.ty(idx));
+                steps.push(Step::Gather {
+                    x: get(&buf, x)?,
+                    idx: get(&buf, idx)?,
+                    idx_is_64: idx_ty.dtype == kiln_ir::DType::I64,
+                    count: idx_ty.numel(),
+                    outer: x_ty.dims()[..axis].iter().product(),
+                    extent: x_ty.dims()[axis],
+                    slice_bytes: x_ty.dims()[axis + 1..].iter().product::<usize>() * x_ty.dtype.size_bytes(),
+                    out,
+                });
+            }
         }
     }
     // Outputs not written in place: leaves, reshapes, and values returned twice.

@@ -145,6 +145,25 @@ pub enum Step {
         /// The result.
         out: Buf,
     },
+    /// `out = gather(x, idx, axis)`; the run fails with an index outside `0..extent`.
+    Gather {
+        /// The table.
+        x: Buf,
+        /// The indices.
+        idx: Buf,
+        /// Whether the indices are `i64` (else `i32`).
+        idx_is_64: bool,
+        /// Number of indices.
+        count: usize,
+        /// Blocks of `x` before the axis (the product of the extents before it).
+        outer: usize,
+        /// The extent of the gathered axis.
+        extent: usize,
+        /// Bytes of one slice (the extents after the axis, times the element size).
+        slice_bytes: usize,
+        /// The result.
+        out: Buf,
+    },
     /// A byte copy (an output that is an input, a weight, a reshape or a repeat of another).
     Copy {
         /// Source.
@@ -176,7 +195,7 @@ pub struct Program {
 }
 
 /// Error codes of `NAME_run`, with their messages (code `i + 1` is entry `i`).
-pub const ERRORS: [(&str, &str); 8] = [
+pub const ERRORS: [(&str, &str); 9] = [
     ("NULL_INPUTS", "the inputs array is NULL"),
     ("NULL_INPUT", "an input pointer is NULL"),
     ("NULL_OUTPUTS", "the outputs array is NULL"),
@@ -185,6 +204,7 @@ pub const ERRORS: [(&str, &str); 8] = [
     ("WRONG_COUNT", "the number of inputs or outputs is wrong"),
     ("WRONG_DTYPE", "an input or output has the wrong dtype"),
     ("WRONG_SHAPE", "an input or output has the wrong shape"),
+    ("INDEX_OUT_OF_RANGE", "an index input is out of range"),
 ];
 
 /// The C expression of a buffer's address (`const char *` for inputs and weights, `char *`
@@ -253,7 +273,8 @@ pub fn render(p: &Program) -> String {
     }
     c.push_str(concat!(
         "void kiln_concat(int64_t, const void *const *, const int64_t *, int64_t, int64_t, void *);\n",
-        "void kiln_pad(int64_t, const int64_t *, const int64_t *, const int64_t *, int64_t, const void *, const void *, void *);\n\n",
+        "void kiln_pad(int64_t, const int64_t *, const int64_t *, const int64_t *, int64_t, const void *, const void *, void *);\n",
+        "int kiln_gather(const void *, const void *, int, int64_t, int64_t, int64_t, int64_t, void *);\n\n",
     ));
     if !p.math.is_empty() {
         c.push_str("/* The scalar math the kernels call. */\n");
@@ -341,7 +362,8 @@ static char *thread_arena(int *owned) {{
     return a;
 }}
 
-static void run_steps(const void *const *in, void *const *out, char *A) {{
+/* Runs every step; 0, or the error code of a step that failed. */
+static int32_t run_steps(const void *const *in, void *const *out, char *A) {{
     void *G = A + ARENA_BYTES;
     (void)in; (void)out; (void)G;
 "#,
@@ -352,10 +374,12 @@ static void run_steps(const void *const *in, void *const *out, char *A) {{
     }
     let _ = write!(
         c,
-        r#"}}
+        r#"    return 0;
+}}
 
 KILN_EXPORT int32_t {name}_run(const void *const *inputs, void *const *outputs) {{
     int owned;
+    int32_t code;
     char *arena;
     if (inputs == NULL && {ni} > 0) return 1;
     for (int i = 0; i < {ni}; i++) if (inputs[i] == NULL) return 2;
@@ -363,9 +387,9 @@ KILN_EXPORT int32_t {name}_run(const void *const *inputs, void *const *outputs) 
     for (int i = 0; i < {no}; i++) if (outputs[i] == NULL) return 4;
     arena = thread_arena(&owned);
     if (arena == NULL) return 5;
-    run_steps(inputs, outputs, arena);
+    code = run_steps(inputs, outputs, arena);
     if (owned) free(arena);
-    return 0;
+    return code;
 }}
 
 /* The text of this thread's last failed {name}_run_checked (512 bytes per thread, freed by libc
@@ -540,6 +564,17 @@ fn render_step(c: &mut String, s: &Step) {
                 ints(block_bytes.iter().map(|b| *b as i64)),
                 parts.len(),
                 addr(*out),
+            );
+        }
+        Step::Gather { x, idx, idx_is_64, count, outer, extent, slice_bytes, out } => {
+            let _ = writeln!(
+                c,
+                "    if (kiln_gather({}, {}, {}, {count}, {outer}, {extent}, {slice_bytes}, {})) return {};",
+                addr(*x),
+                addr(*idx),
+                i32::from(*idx_is_64),
+                addr(*out),
+                ERRORS.iter().position(|(n, _)| *n == "INDEX_OUT_OF_RANGE").unwrap_or(0) + 1,
             );
         }
         Step::Copy { from, to, bytes } => {

@@ -2,8 +2,8 @@
  *
  * Matrix products (a packed, register-blocked GEMM with strided operands, and a row-times-
  * matrix loop for one-row products), convolutions as im2col + GEMM (forward, input gradient
- * through col2im, weight gradient summed over the batch), and the block copies of `pad` and
- * `concat`. Everything is single-threaded and works in a caller-given scratch area, so calls
+ * through col2im, weight gradient summed over the batch), the block copies of `pad` and
+ * `concat`, and `gather`. Everything is single-threaded and works in a caller-given scratch area, so calls
  * on several threads at once never share memory. Built by kiln with the system C compiler
  * for the host (`-O2 -march=native`), beside the Cranelift object of the model's kernels.
  * Every symbol is hidden: a library exports only its model's `NAME_*` functions. */
@@ -386,4 +386,22 @@ KILN_HIDDEN void kiln_pad(int64_t rank, const int64_t *xd, const int64_t *od, co
             index[d] = 0;
         }
     }
+}
+
+/* out = gather(x, idx, axis) on row-major buffers: for each of `outer` blocks of x (the axes
+ * before `axis`, `extent` slices each) and each of the `count` indices, the slice of
+ * `slice_bytes` at that index. Returns 1, writing nothing, if an index is outside 0..extent. */
+KILN_HIDDEN int kiln_gather(const void *x, const void *idx, int idx_is_64, int64_t count, int64_t outer,
+                            int64_t extent, int64_t slice_bytes, void *out) {
+    for (int64_t j = 0; j < count; j++) {
+        int64_t i = idx_is_64 ? ((const int64_t *)idx)[j] : ((const int32_t *)idx)[j];
+        if (i < 0 || i >= extent) return 1;
+    }
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < count; j++) {
+            int64_t i = idx_is_64 ? ((const int64_t *)idx)[j] : ((const int32_t *)idx)[j];
+            memcpy((char *)out + (o * count + j) * slice_bytes,
+                   (const char *)x + (o * extent + i) * slice_bytes, (size_t)slice_bytes);
+        }
+    return 0;
 }
