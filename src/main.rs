@@ -122,6 +122,10 @@ enum Command {
         /// Keep the generated C driver, the C runtime and the kernels' object in DIR/NAME.build/.
         #[arg(long)]
         keep_sources: bool,
+        /// The CPUs to compile for: native (this machine's), x86-64-v2, x86-64-v3 or x86-64-v4.
+        /// The library checks the CPU before it runs and returns an error on one without them.
+        #[arg(long = "target", value_name = "CPU", default_value = "native")]
+        cpu: String,
         /// The output directory.
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
@@ -284,8 +288,8 @@ fn main() -> ExitCode {
         }
         Command::Check { file } => check(&file),
         Command::Train(args) => cli_train::train(args),
-        Command::Build { target, weights, batch, name, seed, keep_sources, out } => {
-            build(&target, weights.as_deref(), batch, name, seed, keep_sources, &out)
+        Command::Build { target, weights, batch, name, seed, keep_sources, cpu, out } => {
+            build(&target, weights.as_deref(), batch, name, seed, keep_sources, &cpu, &out)
         }
         Command::Eval { model, weights, data, batch, threads } => {
             cli_train::eval(&model, &weights, &data, batch, threads_or_env(threads))
@@ -307,6 +311,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build(
     target: &str,
     weights: Option<&Path>,
@@ -314,13 +319,19 @@ fn build(
     name: Option<String>,
     seed: u64,
     keep_sources: bool,
+    cpu: &str,
     out: &Path,
 ) -> Result<(), String> {
+    let cpu = kiln::aot::Target::parse(cpu).ok_or_else(|| {
+        let names: Vec<&str> = kiln::aot::Target::ALL.iter().map(|t| t.name()).collect();
+        format!("--target {cpu}: expected one of {}", names.join(", "))
+    })?;
     let name = name.unwrap_or_else(|| {
         Path::new(target).file_stem().map(|s| s.to_string_lossy().replace(['-', '.'], "_")).unwrap_or_default()
     });
     let mut options = kiln::aot::BuildOptions::new(&name, out);
     options.keep_sources = keep_sources;
+    options.target = cpu;
     let lib = kiln::aot::build_model(target, weights, batch, seed, &options).map_err(|e| e.to_string())?;
     outln!("wrote {} and {}", lib.library.display(), lib.header.display());
     let describe = |items: &[(String, kiln::ir::TensorType)]| {
@@ -334,6 +345,7 @@ fn build(
         lib.arena_bytes as f64 / 1024.0,
         if lib.libm.is_empty() { "only libc".to_string() } else { format!("libc and libm ({})", lib.libm.join(", ")) }
     );
+    outln!("  compiled for {} (checks {} before running)", lib.target.name(), lib.cpu_features.join(", "));
     if keep_sources {
         outln!("  sources in {}", out.join(format!("{name}.build")).display());
     }

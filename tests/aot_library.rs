@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln::aot::{AotError, BuildError, BuildOptions};
+use kiln::aot::{AotError, BuildError, BuildOptions, Target};
 use kiln::ir::{Graph, Value};
 use kiln::prelude::*;
 
@@ -245,9 +245,17 @@ fn run_library(
 /// Builds `graph` into a library, runs it from C on 3 threads and checks descriptors, error
 /// codes and outputs against the JIT (relative tolerance `tol`).
 fn check_against_jit(graph: &Graph, name: &str, tol: f64) -> Vec<&'static str> {
+    check_target_against_jit(graph, name, tol, Target::Native)
+}
+
+/// [`check_against_jit`] for a library compiled for `target`.
+fn check_target_against_jit(graph: &Graph, name: &str, tol: f64, target: Target) -> Vec<&'static str> {
     let dir = scratch(name);
     let weights = kiln::ir::init::init_params(graph, 3);
-    let lib = kiln::aot::build(graph, &weights, &BuildOptions::new(name, &dir)).unwrap();
+    let mut options = BuildOptions::new(name, &dir);
+    options.target = target;
+    let lib = kiln::aot::build(graph, &weights, &options).unwrap();
+    assert_eq!(lib.target, target);
     assert_eq!(lib.library, dir.join(format!("lib{name}.so")));
     assert!(lib.header.exists());
     let inputs = random_inputs(graph, 11);
@@ -349,6 +357,87 @@ fn movement_gradients_f64_and_repeated_outputs_match_the_jit() {
     let graph = kiln::ir::parse_module(&text).unwrap().remove(0);
     let libm = check_against_jit(&graph, "odd", 1e-9);
     assert_eq!(libm, ["kiln_exp_f64"], "f64 exp calls libm");
+}
+
+/// The disassembly of `lib` (binutils' objdump).
+fn disassembly(lib: &Path) -> String {
+    let o = Command::new("objdump").arg("-d").arg(lib).output().expect("objdump runs");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn libraries_for_older_cpus_match_the_jit_and_use_only_their_instructions() {
+    // x86-64-v2: SSE only (the C runtime's 32-byte vectors become pairs of SSE registers);
+    // x86-64-v3: AVX2 and FMA, no AVX-512.
+    let cases = [(Target::X86_64V2, "%ymm"), (Target::X86_64V3, "%zmm")];
+    for (target, forbidden) in cases {
+        if target == Target::X86_64V3 && !std::arch::is_x86_feature_detected!("avx2") {
+            continue;
+        }
+        let tag = target.name().replace('-', "_");
+        for (graph, model) in
+            [(kiln::zoo::lenet5(2).unwrap().graph, "lenet5"), (kiln::zoo::transformer_block(1).unwrap().graph, "tb")]
+        {
+            let name = format!("{model}_{tag}");
+            check_target_against_jit(&graph, &name, 1e-4, target);
+            let asm = disassembly(&scratch_path(&name).join(format!("lib{name}.so")));
+            let uses = asm.lines().filter(|l| l.contains(forbidden) || l.contains("%zmm")).count();
+            assert_eq!(uses, 0, "{name}: {uses} instructions on {forbidden} registers");
+        }
+    }
+}
+
+#[test]
+fn a_library_refuses_to_run_on_a_cpu_without_its_instructions() {
+    use kiln::codegen::aot::driver::{self, Buf, Program, Step};
+    // No current CPU has FMA4 (AMD's pre-Zen extension): a library that claims to need it
+    // must refuse every call with an error code, never execute an illegal instruction.
+    if std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" fma4")) {
+        return;
+    }
+    let ty = TensorType::new(DType::F32, [4]);
+    let program = Program {
+        name: "old".into(),
+        inputs: vec![("x".into(), ty.clone())],
+        outputs: vec![("y".into(), ty.clone())],
+        weights: vec![],
+        arena_bytes: 0,
+        steps: vec![Step::Copy { from: Buf::Input(0), to: Buf::Output(0), bytes: 16 }],
+        math: vec![],
+        target: "imaginary",
+        cpu_features: vec!["sse4.2", "fma4"],
+    };
+    let dir = scratch("cpu");
+    std::fs::write(dir.join("old.c"), driver::render(&program)).unwrap();
+    std::fs::write(dir.join("kiln_rt.c"), kiln::codegen::aot::RUNTIME_C).unwrap();
+    let main = r#"
+#include <stdint.h>
+#include <stdio.h>
+typedef struct { void *data; int32_t dtype; int32_t rank; const int64_t *shape; } kiln_tensor;
+int32_t old_run(const void *const *, void *const *);
+int32_t old_run_checked(const kiln_tensor *, int32_t, const kiln_tensor *, int32_t);
+const char *old_error_message(int32_t), *old_last_error(void);
+int main(void) {
+    float x[4] = {1, 2, 3, 4}, y[4] = {0};
+    const void *in[] = {x};
+    void *out[] = {y};
+    int64_t shape[] = {4};
+    kiln_tensor ti = {x, 0, 1, shape}, to = {y, 0, 1, shape};
+    int32_t c = old_run(in, out);
+    printf("%d %s\n", c, old_error_message(c));
+    c = old_run_checked(&ti, 1, &to, 1);
+    printf("%d %s\n%g\n", c, old_last_error(), y[3]);
+    return 0;
+}
+"#;
+    std::fs::write(dir.join("main.c"), main).unwrap();
+    cc(&["-O1", "-pthread", "-o", "main", "main.c", "old.c", "kiln_rt.c"], &dir);
+    let o = Command::new(dir.join("main")).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "10 this CPU lacks instructions the library was compiled for\n\
+         10 this CPU lacks fma4, which libold.so was compiled for (target imaginary)\n0\n"
+    );
 }
 
 #[test]

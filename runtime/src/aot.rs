@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use kiln_codegen::aot::Target;
 use kiln_codegen::aot::driver::{self, Buf, ConvShape, MatrixOperand, Program, Step};
 use kiln_codegen::aot::{ObjectKernels, RUNTIME_C, header, is_c_identifier};
 use kiln_codegen::cpu::CodegenError;
@@ -103,12 +104,14 @@ pub struct BuildOptions {
     pub cc: Option<String>,
     /// Keep the generated sources and the object in `DIR/NAME.build/` (for reading them).
     pub keep_sources: bool,
+    /// The CPUs the code is compiled for (default: the building machine's).
+    pub target: Target,
 }
 
 impl BuildOptions {
     /// Options writing `libNAME.so` and `NAME.h` into `dir`.
     pub fn new(name: &str, dir: impl Into<PathBuf>) -> Self {
-        BuildOptions { name: name.to_string(), dir: dir.into(), cc: None, keep_sources: false }
+        BuildOptions { name: name.to_string(), dir: dir.into(), cc: None, keep_sources: false, target: Target::Native }
     }
 }
 
@@ -131,6 +134,10 @@ pub struct Library {
     pub arena_bytes: usize,
     /// The libm functions the kernels call (empty: the library needs only libc).
     pub libm: Vec<&'static str>,
+    /// The CPUs it is compiled for.
+    pub target: Target,
+    /// The CPU features it checks before running.
+    pub cpu_features: Vec<&'static str>,
 }
 
 /// The bytes of `v` in row-major order, little-endian (the host's order).
@@ -157,7 +164,7 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
     if !is_c_identifier(name) {
         return Err(AotError::BadName(name.clone()));
     }
-    let (program, object, kernels, weight_bytes) = lower(graph, weights, name)?;
+    let (program, object, kernels, weight_bytes) = lower(graph, weights, name, options.target)?;
     let io = |path: &Path, e: std::io::Error| AotError::Io { path: path.display().to_string(), message: e.to_string() };
     std::fs::create_dir_all(&options.dir).map_err(|e| io(&options.dir, e))?;
     let work = if options.keep_sources {
@@ -185,30 +192,43 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
     let script_path = write(&format!("{name}.map"), script.as_bytes())?;
     let library = options.dir.join(format!("lib{name}.so"));
     let cc = options.cc.clone().or_else(|| std::env::var("CC").ok()).unwrap_or_else(|| "cc".into());
-    let mut cmd = Command::new(&cc);
-    cmd.args(["-shared", "-fPIC", "-O3", "-march=native", "-fvisibility=hidden", "-std=gnu11", "-pthread"])
-        .arg("-o")
+    // The driver at the compiler's baseline (it checks the CPU before any other code runs),
+    // the runtime for the target, then the library.
+    let march = format!("-march={}", options.target.march());
+    let common = ["-fPIC", "-fvisibility=hidden", "-std=gnu11", "-pthread"];
+    let driver_object = work.join(format!("{name}_driver.o"));
+    let runtime_object = work.join("kiln_rt.o");
+    let mut compile_driver = Command::new(&cc);
+    compile_driver.args(common).args(["-O2", "-c", "-o"]).arg(&driver_object).arg(&driver_path);
+    let mut compile_runtime = Command::new(&cc);
+    compile_runtime.args(common).args(["-O3", &march, "-c", "-o"]).arg(&runtime_object).arg(&runtime_path);
+    let mut link = Command::new(&cc);
+    link.args(["-shared", "-pthread", "-o"])
         .arg(&library)
-        .arg(&driver_path)
-        .arg(&runtime_path)
+        .arg(&driver_object)
+        .arg(&runtime_object)
         .arg(&object_path)
         .arg(format!("-Wl,--version-script={}", script_path.display()))
         .arg("-Wl,-z,noexecstack");
     if !program.math.is_empty() {
-        cmd.arg("-lm");
+        link.arg("-lm");
     }
-    let out = cmd.output().map_err(|e| AotError::NoCompiler { cc: cc.clone(), message: e.to_string() });
+    let result = [compile_driver, compile_runtime, link].into_iter().try_for_each(|mut cmd| {
+        let out = cmd.output().map_err(|e| AotError::NoCompiler { cc: cc.clone(), message: e.to_string() })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(AotError::Link {
+                cc: cc.clone(),
+                library: library.display().to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            })
+        }
+    });
     if !options.keep_sources {
         let _ = std::fs::remove_dir_all(&work);
     }
-    let out = out?;
-    if !out.status.success() {
-        return Err(AotError::Link {
-            cc,
-            library: library.display().to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        });
-    }
+    result?;
     let header_path = options.dir.join(format!("{name}.h"));
     let text = header(name, &program.inputs, &program.outputs).ok_or_else(|| AotError::BadName(name.clone()))?;
     std::fs::write(&header_path, text).map_err(|e| io(&header_path, e))?;
@@ -221,6 +241,8 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
         weight_bytes,
         arena_bytes: program.arena_bytes,
         libm: program.math,
+        target: options.target,
+        cpu_features: program.cpu_features,
     })
 }
 
@@ -229,6 +251,7 @@ fn lower(
     graph: &Graph,
     weights: &HashMap<String, Value>,
     name: &str,
+    target: Target,
 ) -> Result<(Program, Vec<u8>, usize, usize), AotError> {
     let g = graph;
     let unsupported = |id: NodeId, why: &str| AotError::Unsupported {
@@ -236,7 +259,7 @@ fn lower(
         node: id.index(),
         why: why.to_string(),
     };
-    let mut object = ObjectKernels::new(name)?;
+    let mut object = ObjectKernels::for_target(name, target)?;
     let mut buf: Vec<Option<Buf>> = vec![None; g.len()];
     let inputs: Vec<(String, TensorType)> = g
         .inputs()
@@ -420,8 +443,17 @@ fn lower(
         }
     }
     let math = object.math_imports();
-    let program =
-        Program { name: name.to_string(), inputs, outputs, weights: weight_symbols, arena_bytes, steps, math };
+    let program = Program {
+        name: name.to_string(),
+        inputs,
+        outputs,
+        weights: weight_symbols,
+        arena_bytes,
+        steps,
+        math,
+        target: target.name(),
+        cpu_features: target.cpu_features(),
+    };
     Ok((program, object.finish()?, kernels, weight_bytes))
 }
 

@@ -192,10 +192,16 @@ pub struct Program {
     pub steps: Vec<Step>,
     /// The scalar math functions the kernels call, which the driver defines over libm.
     pub math: Vec<&'static str>,
+    /// The name of the CPUs the code is compiled for (`native`, `x86-64-v3`, …).
+    pub target: &'static str,
+    /// The CPU features `NAME_run` checks before its first run (`__builtin_cpu_supports`
+    /// names); without them it returns `UNSUPPORTED_CPU` instead of executing instructions the
+    /// CPU lacks.
+    pub cpu_features: Vec<&'static str>,
 }
 
 /// Error codes of `NAME_run`, with their messages (code `i + 1` is entry `i`).
-pub const ERRORS: [(&str, &str); 9] = [
+pub const ERRORS: [(&str, &str); 10] = [
     ("NULL_INPUTS", "the inputs array is NULL"),
     ("NULL_INPUT", "an input pointer is NULL"),
     ("NULL_OUTPUTS", "the outputs array is NULL"),
@@ -205,6 +211,7 @@ pub const ERRORS: [(&str, &str); 9] = [
     ("WRONG_DTYPE", "an input or output has the wrong dtype"),
     ("WRONG_SHAPE", "an input or output has the wrong shape"),
     ("INDEX_OUT_OF_RANGE", "an index input is out of range"),
+    ("UNSUPPORTED_CPU", "this CPU lacks instructions the library was compiled for"),
 ];
 
 /// The C expression of a buffer's address (`const char *` for inputs and weights, `char *`
@@ -362,12 +369,25 @@ static char *thread_arena(int *owned) {{
     return a;
 }}
 
+/* The first CPU feature the code needs that this CPU lacks, or NULL (checked once). This file
+ * is compiled for the compiler's baseline, so the check itself runs anywhere. */
+static const char *cpu_missing;
+static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
+static void check_cpu(void) {{
+    __builtin_cpu_init();
+{cpu_checks}}}
+
 /* Runs every step; 0, or the error code of a step that failed. */
 static int32_t run_steps(const void *const *in, void *const *out, char *A) {{
     void *G = A + ARENA_BYTES;
     (void)in; (void)out; (void)G;
 "#,
         arena = p.arena_bytes.div_ceil(64) * 64,
+        cpu_checks = p
+            .cpu_features
+            .iter()
+            .map(|f| format!("    if (cpu_missing == NULL && !__builtin_cpu_supports({f:?})) cpu_missing = {f:?};\n"))
+            .collect::<String>(),
     );
     for s in &p.steps {
         render_step(&mut c, s);
@@ -385,6 +405,8 @@ KILN_EXPORT int32_t {name}_run(const void *const *inputs, void *const *outputs) 
     for (int i = 0; i < {ni}; i++) if (inputs[i] == NULL) return 2;
     if (outputs == NULL && {no} > 0) return 3;
     for (int i = 0; i < {no}; i++) if (outputs[i] == NULL) return 4;
+    pthread_once(&cpu_once, check_cpu);
+    if (cpu_missing != NULL) return {unsupported};
     arena = thread_arena(&owned);
     if (arena == NULL) return 5;
     code = run_steps(inputs, outputs, arena);
@@ -470,6 +492,8 @@ KILN_EXPORT int32_t {name}_run_checked(const kiln_tensor *inputs, int32_t num_in
         out[i] = outputs[i].data;
     }}
     code = {name}_run(in, out);
+    if (code == {unsupported})
+        return fail(code, "this CPU lacks %s, which lib{name}.so was compiled for (target {target})", cpu_missing);
     return code ? fail(code, "%s", {name}_error_message(code)) : 0;
 }}
 
@@ -480,6 +504,8 @@ KILN_EXPORT const char *{name}_last_error(void) {{
 "#,
         ni_len = ni.max(1),
         no_len = no.max(1),
+        unsupported = ERRORS.iter().position(|(n, _)| *n == "UNSUPPORTED_CPU").unwrap_or(0) + 1,
+        target = p.target,
     );
     c
 }

@@ -14,10 +14,14 @@
 
 #define KILN_HIDDEN __attribute__((visibility("hidden")))
 
-#ifdef __AVX512F__
+/* The widest vector registers the target has (vectors wider than them are emulated
+ * slowly). */
+#if defined(__AVX512F__)
 #define KILN_VEC_BYTES 64
-#else
+#elif defined(__AVX__)
 #define KILN_VEC_BYTES 32
+#else
+#define KILN_VEC_BYTES 16
 #endif
 
 /* Vectors of one row's product kept in registers by the one-row GEMM. */

@@ -13,7 +13,7 @@ pub mod driver;
 use cranelift_module::{DataDescription, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 
-use crate::cpu::{CodegenError, KernelEmitter, host_isa};
+use crate::cpu::{CodegenError, KernelEmitter, isa_for};
 use crate::kernel::Kernel;
 
 /// The C runtime every model library carries (GEMM, convolutions, pad and concat), compiled
@@ -23,6 +23,104 @@ pub const RUNTIME_C: &str = include_str!("kiln_rt.c");
 /// The functions a model library exports, each prefixed by `NAME_`.
 pub const FUNCTIONS: [&str; 8] =
     ["num_inputs", "num_outputs", "input_desc", "output_desc", "run", "run_checked", "last_error", "error_message"];
+
+/// The CPUs a library is compiled for: the building machine's, or an x86-64 micro-architecture
+/// level (the same names for Cranelift's presets and the C compiler's `-march`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Target {
+    /// Every extension of the building machine (the fastest code; runs on its kind of CPU).
+    #[default]
+    Native,
+    /// `x86-64-v2`: SSE4.2 and POPCNT (CPUs since about 2009).
+    X86_64V2,
+    /// `x86-64-v3`: AVX2, FMA, BMI2 (Haswell, Zen, and later).
+    X86_64V3,
+    /// `x86-64-v4`: AVX-512 F/BW/DQ/VL (Skylake-SP, Zen 4, and later).
+    X86_64V4,
+}
+
+impl Target {
+    /// Every target, in the order `--target` lists them.
+    pub const ALL: [Target; 4] = [Target::Native, Target::X86_64V2, Target::X86_64V3, Target::X86_64V4];
+
+    /// The target called `name` (`native`, `x86-64-v2`, `x86-64-v3`, `x86-64-v4`).
+    pub fn parse(name: &str) -> Option<Target> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Native => "native",
+            Target::X86_64V2 => "x86-64-v2",
+            Target::X86_64V3 => "x86-64-v3",
+            Target::X86_64V4 => "x86-64-v4",
+        }
+    }
+
+    /// Its extensions as Cranelift's flags (`None`: the host's own). Cranelift's own
+    /// `x86-64-v3` preset leaves out `has_avx`, without which `fma` becomes a call to libm's
+    /// `fmaf`, so the levels are spelled out here.
+    fn cranelift_flags(self) -> Option<Vec<&'static str>> {
+        const V2: [&str; 6] = ["has_sse3", "has_ssse3", "has_sse41", "has_sse42", "has_popcnt", "has_cmpxchg16b"];
+        const V3: [&str; 6] = ["has_avx", "has_avx2", "has_bmi1", "has_bmi2", "has_fma", "has_lzcnt"];
+        const V4: [&str; 3] = ["has_avx512f", "has_avx512dq", "has_avx512vl"];
+        match self {
+            Target::Native => None,
+            Target::X86_64V2 => Some(V2.to_vec()),
+            Target::X86_64V3 => Some([&V2[..], &V3[..]].concat()),
+            Target::X86_64V4 => Some([&V2[..], &V3[..], &V4[..]].concat()),
+        }
+    }
+
+    /// The C compiler's `-march` value.
+    pub fn march(self) -> &'static str {
+        self.name()
+    }
+
+    /// The CPU features a library for this target checks before it runs (names of GCC's
+    /// `__builtin_cpu_supports`); for `Native`, those of the building machine among the levels'
+    /// features.
+    pub fn cpu_features(self) -> Vec<&'static str> {
+        const V2: [&str; 2] = ["sse4.2", "popcnt"];
+        const V3: [&str; 4] = ["avx", "avx2", "fma", "bmi2"];
+        const V4: [&str; 4] = ["avx512f", "avx512bw", "avx512dq", "avx512vl"];
+        match self {
+            Target::X86_64V2 => V2.to_vec(),
+            Target::X86_64V3 => [&V2[..], &V3[..]].concat(),
+            Target::X86_64V4 => [&V2[..], &V3[..], &V4[..]].concat(),
+            Target::Native => {
+                let all = [&V2[..], &V3[..], &V4[..]].concat();
+                all.into_iter().filter(|f| host_has(f)).collect()
+            }
+        }
+    }
+}
+
+/// Whether the building machine has CPU feature `name` (a `__builtin_cpu_supports` name).
+fn host_has(name: &str) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match name {
+            "sse4.2" => std::arch::is_x86_feature_detected!("sse4.2"),
+            "popcnt" => std::arch::is_x86_feature_detected!("popcnt"),
+            "avx" => std::arch::is_x86_feature_detected!("avx"),
+            "avx2" => std::arch::is_x86_feature_detected!("avx2"),
+            "fma" => std::arch::is_x86_feature_detected!("fma"),
+            "bmi2" => std::arch::is_x86_feature_detected!("bmi2"),
+            "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+            "avx512bw" => std::arch::is_x86_feature_detected!("avx512bw"),
+            "avx512dq" => std::arch::is_x86_feature_detected!("avx512dq"),
+            "avx512vl" => std::arch::is_x86_feature_detected!("avx512vl"),
+            _ => false,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = name;
+        false
+    }
+}
 
 /// Kernels collected into one object file for the host's architecture.
 pub struct ObjectKernels {
@@ -37,9 +135,15 @@ impl std::fmt::Debug for ObjectKernels {
 }
 
 impl ObjectKernels {
-    /// An empty object called `name` (the name is recorded in the file, not in symbols).
+    /// An empty object called `name` (the name is recorded in the file, not in symbols) for
+    /// the host's CPU.
     pub fn new(name: &str) -> Result<Self, CodegenError> {
-        let (isa, has_fma) = host_isa(true)?;
+        Self::for_target(name, Target::Native)
+    }
+
+    /// An empty object called `name` for the CPUs of `target`.
+    pub fn for_target(name: &str, target: Target) -> Result<Self, CodegenError> {
+        let (isa, has_fma) = isa_for(target.cranelift_flags().as_deref(), true)?;
         let builder = ObjectBuilder::new(isa, name, cranelift_module::default_libcall_names())
             .map_err(|e| CodegenError::Module { kernel: name.into(), message: e.to_string() })?;
         Ok(ObjectKernels { emitter: KernelEmitter::new(ObjectModule::new(builder), has_fma), symbols: Vec::new() })
