@@ -102,6 +102,22 @@ static inline int64_t kiln_min(int64_t a, int64_t b) { return a < b ? a : b; }
                 acc[r][1] += x * b1;                                                             \
             }                                                                                    \
         }                                                                                        \
+        if (mr == KILN_MR && nr == KILN_NR_##SUFFIX) {                                           \
+            /* A whole tile: the accumulators go straight to C. */                               \
+            for (int r = 0; r < KILN_MR; r++) {                                                  \
+                T *dst = c + r * crs;                                                            \
+                if (add) {                                                                       \
+                    kiln_v_##SUFFIX c0, c1;                                                      \
+                    memcpy(&c0, dst, sizeof c0);                                                 \
+                    memcpy(&c1, dst + L, sizeof c1);                                             \
+                    acc[r][0] += c0;                                                             \
+                    acc[r][1] += c1;                                                             \
+                }                                                                                \
+                memcpy(dst, &acc[r][0], sizeof acc[r][0]);                                       \
+                memcpy(dst + L, &acc[r][1], sizeof acc[r][1]);                                   \
+            }                                                                                    \
+            return;                                                                              \
+        }                                                                                        \
         for (int64_t r = 0; r < mr; r++) {                                                       \
             T row[KILN_NR_##SUFFIX];                                                             \
             memcpy(row, &acc[r][0], sizeof acc[r][0]);                                           \
