@@ -567,3 +567,17 @@ fn the_bench_example_times_any_library() {
     let o = Command::new(dir.join("bench")).arg(&lib.library).args(["other", "5"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("has no function other_num_inputs"));
 }
+
+#[test]
+fn the_generated_driver_of_mnist_mlp() {
+    // The C a library runs, kept with --keep-sources: reviewed like the IR snapshots, so a
+    // change to how buffers are bound or steps are called shows as a diff.
+    let dir = scratch("driver");
+    let graph = kiln::zoo::mnist_mlp(2).unwrap().graph;
+    let mut options = BuildOptions::new("mnist_mlp", &dir);
+    options.keep_sources = true;
+    options.target = Target::X86_64V3;
+    kiln::aot::build(&graph, &kiln::ir::init::init_params(&graph, 0), &options).unwrap();
+    let driver = std::fs::read_to_string(dir.join("mnist_mlp.build/mnist_mlp_driver.c")).unwrap();
+    insta::assert_snapshot!("aot_driver_mnist_mlp_b2", driver);
+}

@@ -1,8 +1,11 @@
 //! `kiln-runtime`: running compiled graphs and moving tensors in and out.
 //!
-//! Today it runs graphs on the reference interpreter ([`exec`]) and reads and writes `.npy`
-//! files ([`npy`]). The executor of JIT-compiled plans, training sessions, checkpoints and
-//! data loaders will live here too (ARCHITECTURE.md §1, §6).
+//! [`jit`] is the executor of JIT-compiled graphs (fused kernels, GEMMs in [`gemm`],
+//! convolutions in [`conv`], block copies in [`movement`], threads from [`pool`], in-place
+//! updates), [`train`] the training session on top of it, [`aot`] the builder of model
+//! libraries (the same partition and memory plan, rendered as a C driver and linked into a
+//! `.so`), [`exec`] the entry point that runs a graph on the interpreter or the JIT, and
+//! [`npy`] reads and writes `.npy` files (ARCHITECTURE.md §1, §6).
 
 pub mod aot;
 mod arena;
