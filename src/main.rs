@@ -186,6 +186,8 @@ enum Stage {
     Clif,
     /// The machine code of every generated kernel, as assembly.
     Asm,
+    /// The CUDA C of every generated kernel: one NVRTC translation unit per graph.
+    Cuda,
 }
 
 /// Backends for `kiln run`.
@@ -267,14 +269,20 @@ fn main() -> ExitCode {
         Command::Models { batch } => models(batch),
         Command::Dump { target, stage, format, batch, optimizer, train_step } => {
             let staging = match (stage, train_step) {
-                (Stage::Optimized | Stage::Kernels | Stage::Clif | Stage::Asm, true) => Staging::OptimizedStep,
+                (Stage::Optimized | Stage::Kernels | Stage::Clif | Stage::Asm | Stage::Cuda, true) => {
+                    Staging::OptimizedStep
+                }
                 (Stage::Graph, _) => Staging::Graph,
                 (Stage::Grad, _) => Staging::Grad,
                 (Stage::TrainStep, _) => Staging::TrainStep,
-                (Stage::Optimized | Stage::Kernels | Stage::Clif | Stage::Asm, false) => Staging::Optimized,
+                (Stage::Optimized | Stage::Kernels | Stage::Clif | Stage::Asm | Stage::Cuda, false) => {
+                    Staging::Optimized
+                }
             };
             match stage {
-                Stage::Kernels | Stage::Clif | Stage::Asm => dump_kernels(&target, staging, batch, optimizer, stage),
+                Stage::Kernels | Stage::Clif | Stage::Asm | Stage::Cuda => {
+                    dump_kernels(&target, staging, batch, optimizer, stage)
+                }
                 _ => dump(&target, staging, format, batch, optimizer),
             }
         }
@@ -588,6 +596,20 @@ fn dump_kernels(
     let options = kiln::runtime::jit::Options { disassemble: stage == Stage::Asm, ..Default::default() };
     for (g, _) in staged(load_target(target, batch)?, staging, optimizer)? {
         let exe = kiln::runtime::jit::compile(&g, options).map_err(|e| e.to_string())?;
+        if stage == Stage::Cuda {
+            let kernels: Vec<(String, kiln::codegen::kernel::Kernel)> = exe
+                .groups()
+                .filter_map(|(_, k)| k.map(|k| (format!("kiln_{}", k.kernel.name), k.kernel.clone())))
+                .collect();
+            outln!(
+                "/* @{}: {} kernels */
+{}",
+                g.name(),
+                kernels.len(),
+                kiln::codegen::gpu::module(&kernels)
+            );
+            continue;
+        }
         let plan = exe.memory_plan();
         outln!(
             "; @{}: {} groups; memory plan: peak {} bytes vs {} bytes without reuse",

@@ -11,4 +11,5 @@
 
 pub mod aot;
 pub mod cpu;
+pub mod gpu;
 pub mod kernel;
