@@ -74,3 +74,158 @@ fn every_rendered_module_compiles_with_nvrtc() {
     assert!(o.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains(&format!("{0} of {0} files compile", files.len())), "{stdout}");
 }
+
+/// Lets generated CUDA C run on the CPU as C++: one block of one thread (the grid-stride
+/// loops then cover every element), and the few CUDA intrinsics the kernels use.
+const CPU_SHIM: &str = r#"#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+struct kiln_dim { unsigned x; };
+static const kiln_dim blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim = {1};
+#define __global__
+#define __device__
+#define __forceinline__ inline
+static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+static inline double __longlong_as_double(long long i) { double d; std::memcpy(&d, &i, 8); return d; }
+"#;
+
+/// Every node's value under the interpreter (the kernels' inputs are intermediate nodes).
+fn every_value(g: &Graph, feeds: &std::collections::HashMap<String, Value>) -> Vec<Option<Value>> {
+    let mut vals: Vec<Option<Value>> = vec![None; g.len()];
+    let live = g.live_mask();
+    for (id, node) in g.nodes() {
+        if !live[id.index()] {
+            continue;
+        }
+        vals[id.index()] = Some(match node.op.leaf_name() {
+            Some(name) => feeds[name].clone(),
+            None => {
+                let args: Vec<&Value> = node.args.iter().map(|a| vals[a.index()].as_ref().unwrap()).collect();
+                kiln::ir::interp::eval_node(node, &args).unwrap()
+            }
+        });
+    }
+    vals
+}
+
+fn raw_bytes(v: &Value) -> Vec<u8> {
+    match v {
+        Value::F32(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Value::F64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Value::I32(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Value::I64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Value::Bool(a) => a.iter().map(|b| u8::from(*b)).collect(),
+    }
+}
+
+#[test]
+fn generated_cuda_computes_what_the_interpreter_does_when_run_on_the_cpu() {
+    use kiln::passes::plan::buffer_of;
+    let cases = [
+        ("mnist_mlp", false),
+        ("mnist_mlp", true),
+        ("lenet5", false),
+        ("lenet5", true),
+        ("transformer_block", false),
+        ("lstm_classifier", false),
+    ];
+    let dir = std::env::temp_dir().join(format!("kiln-gpu-cpu-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (model, train) in cases {
+        let m = (kiln::zoo::entry(model).unwrap().build)(2, DType::F32).unwrap().remove(0);
+        let graph = if train { kiln::train::train_step(&m, &Optimizer::sgd()).unwrap().graph } else { m.graph };
+        let exe = kiln::compile(&graph, kiln::Fusion::Fused).unwrap();
+        let g = exe.graph();
+        // Inputs: floats in [-1, 1), integers (labels, token ids) 0 or 1, parameters seeded.
+        let mut feeds = kiln::ir::init::init_params(g, 5);
+        for (j, (_, n)) in g.inputs().enumerate() {
+            let name = n.op.leaf_name().unwrap().to_string();
+            let v = match n.ty.dtype {
+                DType::F32 | DType::F64 => {
+                    let init = kiln::ir::Init::Uniform { low: kiln::ir::Literal(-1.0), high: kiln::ir::Literal(1.0) };
+                    kiln::ir::init::materialize(init, &n.ty, &name, 40 + j as u64)
+                }
+                _ => Value::splat(&n.ty, (j % 2) as f64),
+            };
+            feeds.insert(name, v);
+        }
+        let vals = every_value(g, &feeds);
+        let kernels: Vec<(String, Kernel, kiln::ir::NodeId)> = exe
+            .groups()
+            .filter_map(|(group, k)| k.map(|k| (format!("kiln_{}", k.kernel.name), k.kernel.clone(), group.root())))
+            .collect();
+        let listed: Vec<(String, Kernel)> = kernels.iter().map(|(s, k, _)| (s.clone(), k.clone())).collect();
+        // A harness calling kernel argv[1] on the input files, writing the output file.
+        let mut cpp = String::from(CPU_SHIM);
+        cpp.push_str(&kiln::codegen::gpu::module(&listed).replace("extern \"C\" __global__", "extern \"C\""));
+        cpp.push_str(
+            "static void *slurp(const char *p) { FILE *f = fopen(p, \"rb\"); fseek(f, 0, SEEK_END); long n = ftell(f); \
+             fseek(f, 0, SEEK_SET); void *b = malloc(n + 1); if (fread(b, 1, n, f) != (size_t)n) exit(3); fclose(f); return b; }\n\
+             int main(int argc, char **argv) {\n    void *in[16] = {0};\n    for (int i = 4; i < argc; i++) in[i - 4] = slurp(argv[i]);\n\
+                 void *out = calloc(atol(argv[3]) + 1, 1);\n",
+        );
+        for (symbol, k, _) in &kernels {
+            let args: Vec<String> = k
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(i, input)| format!("({} *)in[{i}]", c_type_name(input.dtype)))
+                .chain(std::iter::once(format!("({} *)out", c_type_name(k.out.dtype))))
+                .collect();
+            cpp.push_str(&format!("    if (!strcmp(argv[1], \"{symbol}\")) {symbol}({});\n", args.join(", ")));
+        }
+        cpp.push_str(
+            "    FILE *f = fopen(argv[2], \"wb\"); fwrite(out, 1, atol(argv[3]), f); fclose(f); return 0;\n}\n",
+        );
+        let tag = format!("{model}{}", if train { "_step" } else { "" });
+        std::fs::write(dir.join(format!("{tag}.cpp")), &cpp).unwrap();
+        let o = Command::new("c++")
+            .args(["-O1", "-w", "-o", &tag, &format!("{tag}.cpp")])
+            .current_dir(&dir)
+            .output()
+            .expect("the system C++ compiler runs");
+        assert!(o.status.success(), "{tag}: {}", String::from_utf8_lossy(&o.stderr));
+        for (symbol, k, root) in &kernels {
+            let want = vals[root.index()].as_ref().unwrap();
+            let mut args =
+                vec![symbol.clone(), "out.bin".into(), (k.out.numel() * k.out.dtype.size_bytes()).to_string()];
+            for (i, input) in k.inputs.iter().enumerate() {
+                let v = vals[buffer_of(g, input.node).index()].as_ref().unwrap();
+                let p = format!("in{i}.bin");
+                std::fs::write(dir.join(&p), raw_bytes(v)).unwrap();
+                args.push(p);
+            }
+            let o = Command::new(dir.join(&tag)).args(&args).current_dir(&dir).output().unwrap();
+            assert!(o.status.success(), "{tag} {symbol}: {:?}", o.status);
+            let got = std::fs::read(dir.join("out.bin")).unwrap();
+            let want_bytes = raw_bytes(want);
+            if k.out.dtype == DType::F32 {
+                let to_f = |b: &[u8]| -> Vec<f32> {
+                    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+                };
+                let (g32, w32) = (to_f(&got), to_f(&want_bytes));
+                let scale = w32.iter().fold(1f32, |m, x| m.max(x.abs()));
+                for (i, (a, b)) in g32.iter().zip(&w32).enumerate() {
+                    let same = (a - b).abs() <= 1e-5 * scale || (a.is_nan() && b.is_nan());
+                    assert!(same, "{tag} {symbol} ({}) [{i}]: CUDA-on-CPU {a}, interpreter {b}", k.name);
+                }
+            } else {
+                assert_eq!(got, want_bytes, "{tag} {symbol} ({})", k.name);
+            }
+        }
+    }
+}
+
+/// The C type of a dtype in generated kernels.
+fn c_type_name(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "float",
+        DType::F64 => "double",
+        DType::I32 => "int",
+        DType::I64 => "long long",
+        DType::Bool => "unsigned char",
+    }
+}
