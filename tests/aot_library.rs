@@ -581,3 +581,50 @@ fn the_generated_driver_of_mnist_mlp() {
     let driver = std::fs::read_to_string(dir.join("mnist_mlp.build/mnist_mlp_driver.c")).unwrap();
     insta::assert_snapshot!("aot_driver_mnist_mlp_b2", driver);
 }
+
+#[test]
+fn a_library_loads_and_unloads_many_times() {
+    // Each load creates two thread keys; unloading deletes them, so 1500 cycles (more than
+    // the 1024 keys a process has) keep working: each run gives the same answer and a failed
+    // checked call still has its per-thread message.
+    let dir = scratch("reload");
+    let g = kiln::zoo::mnist_mlp(1).unwrap().graph;
+    let lib = kiln::aot::build(&g, &kiln::ir::init::init_params(&g, 0), &BuildOptions::new("m", &dir)).unwrap();
+    let c = r#"
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+int main(int argc, char **argv) {
+    (void)argc;
+    static float x[784], y[10], first[10];
+    for (int i = 0; i < 784; i++) x[i] = (float)(i % 13) / 13.0f;
+    for (int cycle = 0; cycle < 1500; cycle++) {
+        void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+        if (!lib) { printf("dlopen: %s\n", dlerror()); return 1; }
+        int32_t (*run)(const void *const *, void *const *) = (int32_t (*)(const void *const *, void *const *))dlsym(lib, "m_run");
+        const char *(*last)(void) = (const char *(*)(void))dlsym(lib, "m_last_error");
+        int32_t (*checked)(const void *, int32_t, const void *, int32_t) =
+            (int32_t (*)(const void *, int32_t, const void *, int32_t))dlsym(lib, "m_run_checked");
+        const void *in[] = {x};
+        void *out[] = {y};
+        int32_t code = run(in, out);
+        if (code != 0) { printf("cycle %d: code %d\n", cycle, code); return 1; }
+        /* A failed checked call still has its message (the per-thread text needs a key). */
+        if (checked(NULL, 0, NULL, 0) != 6 || strstr(last(), "0 inputs and 0 outputs given") == NULL) {
+            printf("cycle %d: no message: [%s]\n", cycle, last());
+            return 1;
+        }
+        if (cycle == 0) memcpy(first, y, sizeof y);
+        else if (memcmp(first, y, sizeof y)) { printf("cycle %d: different\n", cycle); return 1; }
+        dlclose(lib);
+    }
+    printf("ok\n");
+    return 0;
+}
+"#;
+    std::fs::write(dir.join("reload.c"), c).unwrap();
+    cc(&["-O1", "-Wall", "-Werror", "-o", "reload", "reload.c", "-ldl"], &dir);
+    let o = Command::new(dir.join("reload")).arg(&lib.library).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "ok\n");
+}

@@ -501,6 +501,22 @@ KILN_EXPORT const char *{name}_last_error(void) {{
     char *t = error_text(0);
     return t != NULL ? t : "";
 }}
+
+/* When the library is unloaded (dlclose): this thread's buffers are freed and the keys are
+ * deleted, so loading and unloading it many times never runs out of thread keys (other
+ * threads' arenas, if any are alive, are left to them). */
+__attribute__((destructor)) static void unload(void) {{
+    if (arena_keyed) {{
+        free(pthread_getspecific(arena_key));
+        pthread_setspecific(arena_key, NULL);
+        pthread_key_delete(arena_key);
+    }}
+    if (error_keyed) {{
+        free(pthread_getspecific(error_key));
+        pthread_setspecific(error_key, NULL);
+        pthread_key_delete(error_key);
+    }}
+}}
 "#,
         ni_len = ni.max(1),
         no_len = no.max(1),
