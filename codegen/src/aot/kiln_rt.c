@@ -43,183 +43,183 @@ static inline int64_t kiln_min(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* One GEMM per element type: C[m x n] (row stride crs, column stride 1) = A[m x k] . B[k x n]
  * (+ C when `accumulate`), A and B read through row and column strides in elements. */
-#define KILN_DEFINE_GEMM(T, SUFFIX)                                                              \
-    typedef T kiln_v_##SUFFIX __attribute__((vector_size(KILN_VEC_BYTES)));                      \
-    enum { KILN_NR_##SUFFIX = 2 * (int)(KILN_VEC_BYTES / sizeof(T)) };                           \
-                                                                                                 \
-    /* Rows i0..i0+mc, depths p0..p0+kc of A as MR-row panels: ap[panel][p][r]. */               \
-    static void kiln_pack_a_##SUFFIX(const T *a, int64_t ars, int64_t acs, int64_t mc,          \
-                                     int64_t kc, T *ap) {                                        \
-        for (int64_t i = 0; i < mc; i += KILN_MR) {                                              \
-            int64_t mr = kiln_min(KILN_MR, mc - i);                                              \
-            for (int64_t p = 0; p < kc; p++) {                                                   \
+#define KILN_DEFINE_GEMM(T, SUFFIX)                                                                \
+    typedef T kiln_v_##SUFFIX __attribute__((vector_size(KILN_VEC_BYTES)));                        \
+    enum { KILN_NR_##SUFFIX = 2 * (int)(KILN_VEC_BYTES / sizeof(T)) };                             \
+                                                                                                   \
+    /* Rows i0..i0+mc, depths p0..p0+kc of A as MR-row panels: ap[panel][p][r]. */                 \
+    static void kiln_pack_a_##SUFFIX(const T *a, int64_t ars, int64_t acs, int64_t mc,             \
+                                     int64_t kc, T *ap) {                                          \
+        for (int64_t i = 0; i < mc; i += KILN_MR) {                                                \
+            int64_t mr = kiln_min(KILN_MR, mc - i);                                                \
+            for (int64_t p = 0; p < kc; p++) {                                                     \
                 for (int64_t r = 0; r < mr; r++) ap[p * KILN_MR + r] = a[(i + r) * ars + p * acs]; \
-                for (int64_t r = mr; r < KILN_MR; r++) ap[p * KILN_MR + r] = 0;                  \
-            }                                                                                    \
-            ap += kc * KILN_MR;                                                                  \
-        }                                                                                        \
-    }                                                                                            \
-                                                                                                 \
-    /* Depths p0..p0+kc, columns j0..j0+nc of B as NR-column panels: bp[panel][p][c]. With   \
-     * `direct`, full panels are left out (the GEMM reads them from B). */         \
-    static void kiln_pack_b_##SUFFIX(const T *b, int64_t brs, int64_t bcs, int64_t kc,          \
-                                     int64_t nc, int direct, T *bp) {                            \
-        const int64_t nr_full = KILN_NR_##SUFFIX;                                                \
-        for (int64_t j = 0; j < nc; j += nr_full) {                                              \
-            int64_t nr = kiln_min(nr_full, nc - j);                                              \
-            if (direct && nr == nr_full) {                                                       \
-                bp += kc * nr_full;                                                              \
-                continue;                                                                        \
-            }                                                                                    \
-            for (int64_t p = 0; p < kc; p++) {                                                   \
-                T *dst = bp + p * nr_full;                                                       \
-                const T *src = b + p * brs + j * bcs;                                            \
-                if (bcs == 1) {                                                                  \
-                    memcpy(dst, src, (size_t)nr * sizeof(T));                                    \
-                } else {                                                                         \
-                    for (int64_t c = 0; c < nr; c++) dst[c] = src[c * bcs];                      \
-                }                                                                                \
-                for (int64_t c = nr; c < nr_full; c++) dst[c] = 0;                               \
-            }                                                                                    \
-            bp += kc * nr_full;                                                                  \
-        }                                                                                        \
-    }                                                                                            \
-                                                                                                 \
-    /* One MR x NR tile: c (rows mr, columns nr of it) = or += ap . bp over kc depths, with B's  \
-     * rows of NR elements bstride apart (a packed panel, or B itself). */        \
-    static void kiln_tile_##SUFFIX(int64_t kc, const T *ap, const T *bp, int64_t bstride,       \
-                                   T *c, int64_t crs, int64_t mr, int64_t nr, int add) {         \
-        enum { L = KILN_VEC_BYTES / sizeof(T) };                                                 \
-        kiln_v_##SUFFIX acc[KILN_MR][2];                                                         \
-        memset(acc, 0, sizeof acc);                                                              \
-        for (int64_t p = 0; p < kc; p++) {                                                       \
-            kiln_v_##SUFFIX b0, b1;                                                              \
-            memcpy(&b0, bp + p * bstride, sizeof b0);                                            \
-            memcpy(&b1, bp + p * bstride + L, sizeof b1);                                        \
-            for (int r = 0; r < KILN_MR; r++) {                                                  \
-                T x = ap[p * KILN_MR + r];                                                       \
-                acc[r][0] += x * b0;                                                             \
-                acc[r][1] += x * b1;                                                             \
-            }                                                                                    \
-        }                                                                                        \
-        if (mr == KILN_MR && nr == KILN_NR_##SUFFIX) {                                           \
-            /* A whole tile: the accumulators go straight to C. */                               \
-            for (int r = 0; r < KILN_MR; r++) {                                                  \
-                T *dst = c + r * crs;                                                            \
-                if (add) {                                                                       \
-                    kiln_v_##SUFFIX c0, c1;                                                      \
-                    memcpy(&c0, dst, sizeof c0);                                                 \
-                    memcpy(&c1, dst + L, sizeof c1);                                             \
-                    acc[r][0] += c0;                                                             \
-                    acc[r][1] += c1;                                                             \
-                }                                                                                \
-                memcpy(dst, &acc[r][0], sizeof acc[r][0]);                                       \
-                memcpy(dst + L, &acc[r][1], sizeof acc[r][1]);                                   \
-            }                                                                                    \
-            return;                                                                              \
-        }                                                                                        \
-        for (int64_t r = 0; r < mr; r++) {                                                       \
-            T row[KILN_NR_##SUFFIX];                                                             \
-            memcpy(row, &acc[r][0], sizeof acc[r][0]);                                           \
-            memcpy(row + L, &acc[r][1], sizeof acc[r][1]);                                       \
-            T *dst = c + r * crs;                                                                \
-            if (add) {                                                                           \
-                for (int64_t j = 0; j < nr; j++) dst[j] += row[j];                               \
-            } else {                                                                             \
-                for (int64_t j = 0; j < nr; j++) dst[j] = row[j];                                \
-            }                                                                                    \
-        }                                                                                        \
-    }                                                                                            \
-                                                                                                 \
-    /* Columns j0..j0 + V L of one row times a row-major matrix, the V vectors of c in          \
-     * registers while the rows of B stream past once (V is a constant where it is inlined). */ \
-    static inline __attribute__((always_inline)) void kiln_row_block_##SUFFIX(                 \
-        int64_t k, const T *a, int64_t acs, const T *b, int64_t brs, T *c, int accumulate,       \
-        const int V) {                                                                           \
-        enum { L = KILN_VEC_BYTES / sizeof(T) };                                                 \
-        kiln_v_##SUFFIX acc[KILN_ROW_VECTORS];                                                   \
-        for (int v = 0; v < V; v++) {                                                            \
-            if (accumulate) memcpy(&acc[v], c + v * L, sizeof acc[v]);                           \
-            else memset(&acc[v], 0, sizeof acc[v]);                                              \
-        }                                                                                        \
-        for (int64_t p = 0; p < k; p++) {                                                        \
-            const T x = a[p * acs];                                                              \
-            const T *row = b + p * brs;                                                          \
-            for (int v = 0; v < V; v++) {                                                        \
-                kiln_v_##SUFFIX w;                                                               \
-                memcpy(&w, row + v * L, sizeof w);                                               \
-                acc[v] += x * w;                                                                 \
-            }                                                                                    \
-        }                                                                                        \
-        for (int v = 0; v < V; v++) memcpy(c + v * L, &acc[v], sizeof acc[v]);                  \
-    }                                                                                            \
-                                                                                                 \
-    /* c[j] (+)= sum_p a[p acs] b[p brs + j] for j < n, sums in order of p: one row times a    \
-     * row-major matrix, in column blocks of KILN_ROW_VECTORS, 4 and 1 vectors, then a plain    \
-     * loop for the last columns. */                                                             \
-    static void kiln_row_##SUFFIX(int64_t n, int64_t k, const T *a, int64_t acs, const T *b,   \
-                                  int64_t brs, T *restrict c, int accumulate) {                  \
-        enum { L = KILN_VEC_BYTES / sizeof(T) };                                                 \
-        int64_t j = 0;                                                                           \
-        for (; j + KILN_ROW_VECTORS * L <= n; j += KILN_ROW_VECTORS * L)                         \
-            kiln_row_block_##SUFFIX(k, a, acs, b + j, brs, c + j, accumulate, KILN_ROW_VECTORS); \
-        for (; j + 4 * L <= n; j += 4 * L)                                                       \
-            kiln_row_block_##SUFFIX(k, a, acs, b + j, brs, c + j, accumulate, 4);                \
+                for (int64_t r = mr; r < KILN_MR; r++) ap[p * KILN_MR + r] = 0;                    \
+            }                                                                                      \
+            ap += kc * KILN_MR;                                                                    \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    /* Depths p0..p0+kc, columns j0..j0+nc of B as NR-column panels: bp[panel][p][c]. With         \
+     * `direct`, full panels are left out (the GEMM reads them from B). */                         \
+    static void kiln_pack_b_##SUFFIX(const T *b, int64_t brs, int64_t bcs, int64_t kc,             \
+                                     int64_t nc, int direct, T *bp) {                              \
+        const int64_t nr_full = KILN_NR_##SUFFIX;                                                  \
+        for (int64_t j = 0; j < nc; j += nr_full) {                                                \
+            int64_t nr = kiln_min(nr_full, nc - j);                                                \
+            if (direct && nr == nr_full) {                                                         \
+                bp += kc * nr_full;                                                                \
+                continue;                                                                          \
+            }                                                                                      \
+            for (int64_t p = 0; p < kc; p++) {                                                     \
+                T *dst = bp + p * nr_full;                                                         \
+                const T *src = b + p * brs + j * bcs;                                              \
+                if (bcs == 1) {                                                                    \
+                    memcpy(dst, src, (size_t)nr * sizeof(T));                                      \
+                } else {                                                                           \
+                    for (int64_t c = 0; c < nr; c++) dst[c] = src[c * bcs];                        \
+                }                                                                                  \
+                for (int64_t c = nr; c < nr_full; c++) dst[c] = 0;                                 \
+            }                                                                                      \
+            bp += kc * nr_full;                                                                    \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    /* One MR x NR tile: c (rows mr, columns nr of it) = or += ap . bp over kc depths, with B's    \
+     * rows of NR elements bstride apart (a packed panel, or B itself). */                         \
+    static void kiln_tile_##SUFFIX(int64_t kc, const T *ap, const T *bp, int64_t bstride,          \
+                                   T *c, int64_t crs, int64_t mr, int64_t nr, int add) {           \
+        enum { L = KILN_VEC_BYTES / sizeof(T) };                                                   \
+        kiln_v_##SUFFIX acc[KILN_MR][2];                                                           \
+        memset(acc, 0, sizeof acc);                                                                \
+        for (int64_t p = 0; p < kc; p++) {                                                         \
+            kiln_v_##SUFFIX b0, b1;                                                                \
+            memcpy(&b0, bp + p * bstride, sizeof b0);                                              \
+            memcpy(&b1, bp + p * bstride + L, sizeof b1);                                          \
+            for (int r = 0; r < KILN_MR; r++) {                                                    \
+                T x = ap[p * KILN_MR + r];                                                         \
+                acc[r][0] += x * b0;                                                               \
+                acc[r][1] += x * b1;                                                               \
+            }                                                                                      \
+        }                                                                                          \
+        if (mr == KILN_MR && nr == KILN_NR_##SUFFIX) {                                             \
+            /* A whole tile: the accumulators go straight to C. */                                 \
+            for (int r = 0; r < KILN_MR; r++) {                                                    \
+                T *dst = c + r * crs;                                                              \
+                if (add) {                                                                         \
+                    kiln_v_##SUFFIX c0, c1;                                                        \
+                    memcpy(&c0, dst, sizeof c0);                                                   \
+                    memcpy(&c1, dst + L, sizeof c1);                                               \
+                    acc[r][0] += c0;                                                               \
+                    acc[r][1] += c1;                                                               \
+                }                                                                                  \
+                memcpy(dst, &acc[r][0], sizeof acc[r][0]);                                         \
+                memcpy(dst + L, &acc[r][1], sizeof acc[r][1]);                                     \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        for (int64_t r = 0; r < mr; r++) {                                                         \
+            T row[KILN_NR_##SUFFIX];                                                               \
+            memcpy(row, &acc[r][0], sizeof acc[r][0]);                                             \
+            memcpy(row + L, &acc[r][1], sizeof acc[r][1]);                                         \
+            T *dst = c + r * crs;                                                                  \
+            if (add) {                                                                             \
+                for (int64_t j = 0; j < nr; j++) dst[j] += row[j];                                 \
+            } else {                                                                               \
+                for (int64_t j = 0; j < nr; j++) dst[j] = row[j];                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    /* Columns j0..j0 + V L of one row times a row-major matrix, the V vectors of c in             \
+     * registers while the rows of B stream past once (V is a constant where it is inlined). */    \
+    static inline __attribute__((always_inline)) void kiln_row_block_##SUFFIX(                     \
+        int64_t k, const T *a, int64_t acs, const T *b, int64_t brs, T *c, int accumulate,         \
+        const int V) {                                                                             \
+        enum { L = KILN_VEC_BYTES / sizeof(T) };                                                   \
+        kiln_v_##SUFFIX acc[KILN_ROW_VECTORS];                                                     \
+        for (int v = 0; v < V; v++) {                                                              \
+            if (accumulate) memcpy(&acc[v], c + v * L, sizeof acc[v]);                             \
+            else memset(&acc[v], 0, sizeof acc[v]);                                                \
+        }                                                                                          \
+        for (int64_t p = 0; p < k; p++) {                                                          \
+            const T x = a[p * acs];                                                                \
+            const T *row = b + p * brs;                                                            \
+            for (int v = 0; v < V; v++) {                                                          \
+                kiln_v_##SUFFIX w;                                                                 \
+                memcpy(&w, row + v * L, sizeof w);                                                 \
+                acc[v] += x * w;                                                                   \
+            }                                                                                      \
+        }                                                                                          \
+        for (int v = 0; v < V; v++) memcpy(c + v * L, &acc[v], sizeof acc[v]);                     \
+    }                                                                                              \
+                                                                                                   \
+    /* c[j] (+)= sum_p a[p acs] b[p brs + j] for j < n, sums in order of p: one row times a        \
+     * row-major matrix, in column blocks of KILN_ROW_VECTORS, 4 and 1 vectors, then a plain       \
+     * loop for the last columns. */                                                               \
+    static void kiln_row_##SUFFIX(int64_t n, int64_t k, const T *a, int64_t acs, const T *b,       \
+                                  int64_t brs, T *restrict c, int accumulate) {                    \
+        enum { L = KILN_VEC_BYTES / sizeof(T) };                                                   \
+        int64_t j = 0;                                                                             \
+        for (; j + KILN_ROW_VECTORS * L <= n; j += KILN_ROW_VECTORS * L)                           \
+            kiln_row_block_##SUFFIX(k, a, acs, b + j, brs, c + j, accumulate, KILN_ROW_VECTORS);   \
+        for (; j + 4 * L <= n; j += 4 * L)                                                         \
+            kiln_row_block_##SUFFIX(k, a, acs, b + j, brs, c + j, accumulate, 4);                  \
         for (; j + L <= n; j += L) kiln_row_block_##SUFFIX(k, a, acs, b + j, brs, c + j, accumulate, 1); \
-        if (j == n) return;                                                                      \
-        for (int64_t jj = j; jj < n; jj++) {                                                     \
-            T sum = accumulate ? c[jj] : (T)0;                                                   \
-            for (int64_t p = 0; p < k; p++) sum += a[p * acs] * b[p * brs + jj];                 \
-            c[jj] = sum;                                                                         \
-        }                                                                                        \
-    }                                                                                            \
-                                                                                                 \
-    KILN_HIDDEN void kiln_gemm_##SUFFIX(int64_t m, int64_t n, int64_t k, const T *a, int64_t ars, \
-                                        int64_t acs, const T *b, int64_t brs, int64_t bcs, T *c,  \
-                                        int64_t crs, int accumulate, void *scratch) {             \
-        if (m == 0 || n == 0) return;                                                            \
-        if (k == 0) {                                                                            \
-            if (!accumulate)                                                                     \
-                for (int64_t i = 0; i < m; i++) memset(c + i * crs, 0, (size_t)n * sizeof(T));   \
-            return;                                                                              \
-        }                                                                                        \
-        if (m == 1 && bcs == 1) {                                                                \
-            kiln_row_##SUFFIX(n, k, a, acs, b, brs, c, accumulate);                              \
-            return;                                                                              \
-        }                                                                                        \
-        /* Read B's full panels where they are when few rows reuse them, or when B's rows are    \
-         * close (at a stride of 4 KiB or more the panel's rows collide in the caches: pack). */ \
-        int direct = bcs == 1 && (m <= 4 * KILN_MR || brs * (int64_t)sizeof(T) <= 1024);         \
-        uintptr_t base = ((uintptr_t)scratch + 63) & ~(uintptr_t)63;                             \
-        T *ap = (T *)base;                                                                       \
-        T *bp = (T *)((base + (size_t)KILN_MC * KILN_KC * sizeof(T) + 63) & ~(uintptr_t)63);     \
-        for (int64_t j0 = 0; j0 < n; j0 += KILN_NC) {                                            \
-            int64_t nc = kiln_min(KILN_NC, n - j0);                                              \
-            for (int64_t p0 = 0; p0 < k; p0 += KILN_KC) {                                        \
-                int64_t kc = kiln_min(KILN_KC, k - p0);                                          \
-                int add = accumulate || p0 > 0;                                                  \
-                kiln_pack_b_##SUFFIX(b + p0 * brs + j0 * bcs, brs, bcs, kc, nc, direct, bp);     \
-                for (int64_t i0 = 0; i0 < m; i0 += KILN_MC) {                                    \
-                    int64_t mc = kiln_min(KILN_MC, m - i0);                                      \
-                    kiln_pack_a_##SUFFIX(a + i0 * ars + p0 * acs, ars, acs, mc, kc, ap);         \
-                    for (int64_t j = 0; j < nc; j += KILN_NR_##SUFFIX) {                         \
-                        int64_t nr = kiln_min(KILN_NR_##SUFFIX, nc - j);                         \
-                        const T *bpanel = bp + (j / KILN_NR_##SUFFIX) * kc * KILN_NR_##SUFFIX;   \
-                        int64_t bstride = KILN_NR_##SUFFIX;                                      \
-                        if (direct && nr == KILN_NR_##SUFFIX) {                                  \
-                            bpanel = b + p0 * brs + j0 + j;                                      \
-                            bstride = brs;                                                       \
-                        }                                                                        \
-                        for (int64_t i = 0; i < mc; i += KILN_MR) {                              \
-                            int64_t mr = kiln_min(KILN_MR, mc - i);                              \
-                            kiln_tile_##SUFFIX(kc, ap + (i / KILN_MR) * kc * KILN_MR, bpanel,    \
-                                               bstride, c + (i0 + i) * crs + j0 + j, crs, mr, nr, \
-                                               add);                                             \
-                        }                                                                        \
-                    }                                                                            \
-                }                                                                                \
-            }                                                                                    \
-        }                                                                                        \
+        if (j == n) return;                                                                        \
+        for (int64_t jj = j; jj < n; jj++) {                                                       \
+            T sum = accumulate ? c[jj] : (T)0;                                                     \
+            for (int64_t p = 0; p < k; p++) sum += a[p * acs] * b[p * brs + jj];                   \
+            c[jj] = sum;                                                                           \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    KILN_HIDDEN void kiln_gemm_##SUFFIX(int64_t m, int64_t n, int64_t k, const T *a, int64_t ars,  \
+                                        int64_t acs, const T *b, int64_t brs, int64_t bcs, T *c,   \
+                                        int64_t crs, int accumulate, void *scratch) {              \
+        if (m == 0 || n == 0) return;                                                              \
+        if (k == 0) {                                                                              \
+            if (!accumulate)                                                                       \
+                for (int64_t i = 0; i < m; i++) memset(c + i * crs, 0, (size_t)n * sizeof(T));     \
+            return;                                                                                \
+        }                                                                                          \
+        if (m == 1 && bcs == 1) {                                                                  \
+            kiln_row_##SUFFIX(n, k, a, acs, b, brs, c, accumulate);                                \
+            return;                                                                                \
+        }                                                                                          \
+        /* Read B's full panels where they are when few rows reuse them, or when B's rows are      \
+         * close (at a stride of 4 KiB or more the panel's rows collide in the caches: pack). */   \
+        int direct = bcs == 1 && (m <= 4 * KILN_MR || brs * (int64_t)sizeof(T) <= 1024);           \
+        uintptr_t base = ((uintptr_t)scratch + 63) & ~(uintptr_t)63;                               \
+        T *ap = (T *)base;                                                                         \
+        T *bp = (T *)((base + (size_t)KILN_MC * KILN_KC * sizeof(T) + 63) & ~(uintptr_t)63);       \
+        for (int64_t j0 = 0; j0 < n; j0 += KILN_NC) {                                              \
+            int64_t nc = kiln_min(KILN_NC, n - j0);                                                \
+            for (int64_t p0 = 0; p0 < k; p0 += KILN_KC) {                                          \
+                int64_t kc = kiln_min(KILN_KC, k - p0);                                            \
+                int add = accumulate || p0 > 0;                                                    \
+                kiln_pack_b_##SUFFIX(b + p0 * brs + j0 * bcs, brs, bcs, kc, nc, direct, bp);       \
+                for (int64_t i0 = 0; i0 < m; i0 += KILN_MC) {                                      \
+                    int64_t mc = kiln_min(KILN_MC, m - i0);                                        \
+                    kiln_pack_a_##SUFFIX(a + i0 * ars + p0 * acs, ars, acs, mc, kc, ap);           \
+                    for (int64_t j = 0; j < nc; j += KILN_NR_##SUFFIX) {                           \
+                        int64_t nr = kiln_min(KILN_NR_##SUFFIX, nc - j);                           \
+                        const T *bpanel = bp + (j / KILN_NR_##SUFFIX) * kc * KILN_NR_##SUFFIX;     \
+                        int64_t bstride = KILN_NR_##SUFFIX;                                        \
+                        if (direct && nr == KILN_NR_##SUFFIX) {                                    \
+                            bpanel = b + p0 * brs + j0 + j;                                        \
+                            bstride = brs;                                                         \
+                        }                                                                          \
+                        for (int64_t i = 0; i < mc; i += KILN_MR) {                                \
+                            int64_t mr = kiln_min(KILN_MR, mc - i);                                \
+                            kiln_tile_##SUFFIX(kc, ap + (i / KILN_MR) * kc * KILN_MR, bpanel,      \
+                                               bstride, c + (i0 + i) * crs + j0 + j, crs, mr, nr,  \
+                                               add);                                               \
+                        }                                                                          \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
     }
 
 KILN_DEFINE_GEMM(float, f32)
@@ -243,129 +243,129 @@ static void kiln_valid_columns(const kiln_conv *g, int64_t kx, int64_t *lo, int6
     if (*hi < *lo) *hi = *lo;
 }
 
-#define KILN_DEFINE_CONV(T, SUFFIX)                                                              \
-    /* d[0..n) = s[0..n) for the short rows of im2col (an output's width): fixed-size moves,    \
-     * overlapping at the end, instead of a call to memcpy per row. */                           \
-    static inline void kiln_copy_##SUFFIX(T *d, const T *s, int64_t n) {                        \
-        if (n > 64) {                                                                            \
-            memcpy(d, s, (size_t)n * sizeof(T));                                                 \
-        } else if (n >= 16) {                                                                    \
-            for (int64_t i = 0; i + 16 <= n; i += 16) memcpy(d + i, s + i, 16 * sizeof(T));      \
-            memcpy(d + n - 16, s + n - 16, 16 * sizeof(T));                                      \
-        } else if (n >= 4) {                                                                     \
-            int64_t h = n >= 8 ? 8 : 4;                                                          \
-            if (h == 8) {                                                                        \
-                memcpy(d, s, 8 * sizeof(T));                                                     \
-                memcpy(d + n - 8, s + n - 8, 8 * sizeof(T));                                     \
-            } else {                                                                             \
-                memcpy(d, s, 4 * sizeof(T));                                                     \
-                memcpy(d + n - 4, s + n - 4, 4 * sizeof(T));                                     \
-            }                                                                                    \
-        } else {                                                                                 \
-            if (n > 0) d[0] = s[0];                                                              \
-            if (n > 1) d[1] = s[1];                                                              \
-            if (n > 2) d[2] = s[2];                                                              \
-        }                                                                                        \
-    }                                                                                            \
-                                                                                                 \
-    /* cols[(ci, ky, kx)][(oy, ox)] = xn[group g's channel ci, oy sh + ky dh - ph,               \
-     * ox sw + kx dw - pw], 0 outside the image. */                                              \
-    static void kiln_im2col_##SUFFIX(const kiln_conv *g, const T *xn, int64_t grp, T *cols) {    \
-        /* A local copy: stores to T never alias it, so its fields stay in registers. */         \
-        const kiln_conv geometry = *g;                                                           \
-        g = &geometry;                                                                           \
-        int64_t cg = g->c / g->groups, p = g->oh * g->ow;                                        \
-        int64_t los[g->kw > 0 ? g->kw : 1], his[g->kw > 0 ? g->kw : 1];                          \
-        for (int64_t kx = 0; kx < g->kw; kx++) kiln_valid_columns(g, kx, &los[kx], &his[kx]);   \
-        for (int64_t ci = 0; ci < cg; ci++) {                                                    \
-            const T *plane = xn + (grp * cg + ci) * g->h * g->w;                                 \
-            for (int64_t ky = 0; ky < g->kh; ky++)                                               \
-                for (int64_t kx = 0; kx < g->kw; kx++) {                                         \
-                    T *row = cols + ((ci * g->kh + ky) * g->kw + kx) * p;                        \
-                    int64_t lo = los[kx], hi = his[kx];                                          \
-                    for (int64_t oy = 0; oy < g->oh; oy++) {                                     \
-                        int64_t iy = oy * g->sh + ky * g->dh - g->ph;                            \
-                        T *out = row + oy * g->ow;                                               \
-                        if (iy < 0 || iy >= g->h) {                                              \
-                            memset(out, 0, (size_t)g->ow * sizeof(T));                           \
-                            continue;                                                            \
-                        }                                                                        \
-                        const T *src = plane + iy * g->w;                                        \
-                        int64_t shift = kx * g->dw - g->pw;                                      \
-                        for (int64_t ox = 0; ox < lo; ox++) out[ox] = 0;                         \
-                        if (g->sw == 1) {                                                        \
-                            kiln_copy_##SUFFIX(out + lo, src + lo + shift, hi - lo);             \
-                        } else {                                                                 \
+#define KILN_DEFINE_CONV(T, SUFFIX)                                                                \
+    /* d[0..n) = s[0..n) for the short rows of im2col (an output's width): fixed-size moves,       \
+     * overlapping at the end, instead of a call to memcpy per row. */                             \
+    static inline void kiln_copy_##SUFFIX(T *d, const T *s, int64_t n) {                           \
+        if (n > 64) {                                                                              \
+            memcpy(d, s, (size_t)n * sizeof(T));                                                   \
+        } else if (n >= 16) {                                                                      \
+            for (int64_t i = 0; i + 16 <= n; i += 16) memcpy(d + i, s + i, 16 * sizeof(T));        \
+            memcpy(d + n - 16, s + n - 16, 16 * sizeof(T));                                        \
+        } else if (n >= 4) {                                                                       \
+            int64_t h = n >= 8 ? 8 : 4;                                                            \
+            if (h == 8) {                                                                          \
+                memcpy(d, s, 8 * sizeof(T));                                                       \
+                memcpy(d + n - 8, s + n - 8, 8 * sizeof(T));                                       \
+            } else {                                                                               \
+                memcpy(d, s, 4 * sizeof(T));                                                       \
+                memcpy(d + n - 4, s + n - 4, 4 * sizeof(T));                                       \
+            }                                                                                      \
+        } else {                                                                                   \
+            if (n > 0) d[0] = s[0];                                                                \
+            if (n > 1) d[1] = s[1];                                                                \
+            if (n > 2) d[2] = s[2];                                                                \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    /* cols[(ci, ky, kx)][(oy, ox)] = xn[group g's channel ci, oy sh + ky dh - ph,                 \
+     * ox sw + kx dw - pw], 0 outside the image. */                                                \
+    static void kiln_im2col_##SUFFIX(const kiln_conv *g, const T *xn, int64_t grp, T *cols) {      \
+        /* A local copy: stores to T never alias it, so its fields stay in registers. */           \
+        const kiln_conv geometry = *g;                                                             \
+        g = &geometry;                                                                             \
+        int64_t cg = g->c / g->groups, p = g->oh * g->ow;                                          \
+        int64_t los[g->kw > 0 ? g->kw : 1], his[g->kw > 0 ? g->kw : 1];                            \
+        for (int64_t kx = 0; kx < g->kw; kx++) kiln_valid_columns(g, kx, &los[kx], &his[kx]);      \
+        for (int64_t ci = 0; ci < cg; ci++) {                                                      \
+            const T *plane = xn + (grp * cg + ci) * g->h * g->w;                                   \
+            for (int64_t ky = 0; ky < g->kh; ky++)                                                 \
+                for (int64_t kx = 0; kx < g->kw; kx++) {                                           \
+                    T *row = cols + ((ci * g->kh + ky) * g->kw + kx) * p;                          \
+                    int64_t lo = los[kx], hi = his[kx];                                            \
+                    for (int64_t oy = 0; oy < g->oh; oy++) {                                       \
+                        int64_t iy = oy * g->sh + ky * g->dh - g->ph;                              \
+                        T *out = row + oy * g->ow;                                                 \
+                        if (iy < 0 || iy >= g->h) {                                                \
+                            memset(out, 0, (size_t)g->ow * sizeof(T));                             \
+                            continue;                                                              \
+                        }                                                                          \
+                        const T *src = plane + iy * g->w;                                          \
+                        int64_t shift = kx * g->dw - g->pw;                                        \
+                        for (int64_t ox = 0; ox < lo; ox++) out[ox] = 0;                           \
+                        if (g->sw == 1) {                                                          \
+                            kiln_copy_##SUFFIX(out + lo, src + lo + shift, hi - lo);               \
+                        } else {                                                                   \
                             for (int64_t ox = lo; ox < hi; ox++) out[ox] = src[ox * g->sw + shift]; \
-                        }                                                                        \
-                        for (int64_t ox = hi > lo ? hi : lo; ox < g->ow; ox++) out[ox] = 0;      \
-                    }                                                                            \
-                }                                                                                \
-        }                                                                                        \
-    }                                                                                            \
-                                                                                                 \
-    /* The inverse scatter: adds cols back into image gxn (group grp). */                        \
-    static void kiln_col2im_##SUFFIX(const kiln_conv *g, const T *cols, int64_t grp, T *gxn) {   \
-        /* A local copy: stores to T never alias it, so its fields stay in registers. */         \
-        const kiln_conv geometry = *g;                                                           \
-        g = &geometry;                                                                           \
-        int64_t cg = g->c / g->groups, p = g->oh * g->ow;                                        \
-        for (int64_t ci = 0; ci < cg; ci++) {                                                    \
-            T *plane = gxn + (grp * cg + ci) * g->h * g->w;                                      \
-            for (int64_t ky = 0; ky < g->kh; ky++)                                               \
-                for (int64_t kx = 0; kx < g->kw; kx++) {                                         \
-                    const T *row = cols + ((ci * g->kh + ky) * g->kw + kx) * p;                  \
-                    for (int64_t oy = 0; oy < g->oh; oy++) {                                     \
-                        int64_t iy = oy * g->sh + ky * g->dh - g->ph;                            \
-                        if (iy < 0 || iy >= g->h) continue;                                      \
-                        for (int64_t ox = 0; ox < g->ow; ox++) {                                 \
-                            int64_t ix = ox * g->sw + kx * g->dw - g->pw;                        \
+                        }                                                                          \
+                        for (int64_t ox = hi > lo ? hi : lo; ox < g->ow; ox++) out[ox] = 0;        \
+                    }                                                                              \
+                }                                                                                  \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    /* The inverse scatter: adds cols back into image gxn (group grp). */                          \
+    static void kiln_col2im_##SUFFIX(const kiln_conv *g, const T *cols, int64_t grp, T *gxn) {     \
+        /* A local copy: stores to T never alias it, so its fields stay in registers. */           \
+        const kiln_conv geometry = *g;                                                             \
+        g = &geometry;                                                                             \
+        int64_t cg = g->c / g->groups, p = g->oh * g->ow;                                          \
+        for (int64_t ci = 0; ci < cg; ci++) {                                                      \
+            T *plane = gxn + (grp * cg + ci) * g->h * g->w;                                        \
+            for (int64_t ky = 0; ky < g->kh; ky++)                                                 \
+                for (int64_t kx = 0; kx < g->kw; kx++) {                                           \
+                    const T *row = cols + ((ci * g->kh + ky) * g->kw + kx) * p;                    \
+                    for (int64_t oy = 0; oy < g->oh; oy++) {                                       \
+                        int64_t iy = oy * g->sh + ky * g->dh - g->ph;                              \
+                        if (iy < 0 || iy >= g->h) continue;                                        \
+                        for (int64_t ox = 0; ox < g->ow; ox++) {                                   \
+                            int64_t ix = ox * g->sw + kx * g->dw - g->pw;                          \
                             if (ix >= 0 && ix < g->w) plane[iy * g->w + ix] += row[oy * g->ow + ox]; \
-                        }                                                                        \
-                    }                                                                            \
-                }                                                                                \
-        }                                                                                        \
-    }                                                                                            \
-                                                                                                 \
-    /* y = conv2d(x, w). */                                                                      \
-    KILN_HIDDEN void kiln_conv_forward_##SUFFIX(const kiln_conv *g, const T *x, const T *w,      \
-                                                T *y, T *cols, void *scratch) {                           \
-        int64_t cg = g->c / g->groups, og = g->o / g->groups, k = cg * g->kh * g->kw;            \
-        int64_t p = g->oh * g->ow;                                                               \
-        for (int64_t n = 0; n < g->n; n++)                                                       \
-            for (int64_t grp = 0; grp < g->groups; grp++) {                                      \
-                kiln_im2col_##SUFFIX(g, x + n * g->c * g->h * g->w, grp, cols);                  \
-                kiln_gemm_##SUFFIX(og, p, k, w + grp * og * k, k, 1, cols, p, 1,                 \
-                                   y + (n * g->o + grp * og) * p, p, 0, scratch);                   \
-            }                                                                                    \
-    }                                                                                            \
-                                                                                                 \
-    /* dx = conv2d_grad_input(dy, w): cols = W_g^T . dy, scattered back. */                     \
-    KILN_HIDDEN void kiln_conv_grad_input_##SUFFIX(const kiln_conv *g, const T *dy, const T *w,  \
-                                                   T *dx, T *cols, void *scratch) {                       \
-        int64_t cg = g->c / g->groups, og = g->o / g->groups, k = cg * g->kh * g->kw;            \
-        int64_t p = g->oh * g->ow;                                                               \
-        memset(dx, 0, (size_t)(g->n * g->c * g->h * g->w) * sizeof(T));                         \
-        for (int64_t n = 0; n < g->n; n++)                                                       \
-            for (int64_t grp = 0; grp < g->groups; grp++) {                                      \
-                kiln_gemm_##SUFFIX(k, p, og, w + grp * og * k, 1, k,                             \
-                                   dy + (n * g->o + grp * og) * p, p, 1, cols, p, 0, scratch);      \
-                kiln_col2im_##SUFFIX(g, cols, grp, dx + n * g->c * g->h * g->w);                 \
-            }                                                                                    \
-    }                                                                                            \
-                                                                                                 \
-    /* dw = conv2d_grad_weight(x, dy): dW_g = sum over images of dy_g . cols^T. */              \
-    KILN_HIDDEN void kiln_conv_grad_weight_##SUFFIX(const kiln_conv *g, const T *x, const T *dy, \
-                                                    T *dw, T *cols, void *scratch) {                      \
-        int64_t cg = g->c / g->groups, og = g->o / g->groups, k = cg * g->kh * g->kw;            \
-        int64_t p = g->oh * g->ow;                                                               \
-        memset(dw, 0, (size_t)(g->o * k) * sizeof(T));                                           \
-        for (int64_t n = 0; n < g->n; n++)                                                       \
-            for (int64_t grp = 0; grp < g->groups; grp++) {                                      \
-                kiln_im2col_##SUFFIX(g, x + n * g->c * g->h * g->w, grp, cols);                  \
-                kiln_gemm_##SUFFIX(og, k, p, dy + (n * g->o + grp * og) * p, p, 1, cols, 1, p,   \
-                                   dw + grp * og * k, k, 1, scratch);                               \
-            }                                                                                    \
+                        }                                                                          \
+                    }                                                                              \
+                }                                                                                  \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    /* y = conv2d(x, w). */                                                                        \
+    KILN_HIDDEN void kiln_conv_forward_##SUFFIX(const kiln_conv *g, const T *x, const T *w,        \
+                                                T *y, T *cols, void *scratch) {                    \
+        int64_t cg = g->c / g->groups, og = g->o / g->groups, k = cg * g->kh * g->kw;              \
+        int64_t p = g->oh * g->ow;                                                                 \
+        for (int64_t n = 0; n < g->n; n++)                                                         \
+            for (int64_t grp = 0; grp < g->groups; grp++) {                                        \
+                kiln_im2col_##SUFFIX(g, x + n * g->c * g->h * g->w, grp, cols);                    \
+                kiln_gemm_##SUFFIX(og, p, k, w + grp * og * k, k, 1, cols, p, 1,                   \
+                                   y + (n * g->o + grp * og) * p, p, 0, scratch);                  \
+            }                                                                                      \
+    }                                                                                              \
+                                                                                                   \
+    /* dx = conv2d_grad_input(dy, w): cols = W_g^T . dy, scattered back. */                        \
+    KILN_HIDDEN void kiln_conv_grad_input_##SUFFIX(const kiln_conv *g, const T *dy, const T *w,    \
+                                                   T *dx, T *cols, void *scratch) {                \
+        int64_t cg = g->c / g->groups, og = g->o / g->groups, k = cg * g->kh * g->kw;              \
+        int64_t p = g->oh * g->ow;                                                                 \
+        memset(dx, 0, (size_t)(g->n * g->c * g->h * g->w) * sizeof(T));                            \
+        for (int64_t n = 0; n < g->n; n++)                                                         \
+            for (int64_t grp = 0; grp < g->groups; grp++) {                                        \
+                kiln_gemm_##SUFFIX(k, p, og, w + grp * og * k, 1, k,                               \
+                                   dy + (n * g->o + grp * og) * p, p, 1, cols, p, 0, scratch);     \
+                kiln_col2im_##SUFFIX(g, cols, grp, dx + n * g->c * g->h * g->w);                   \
+            }                                                                                      \
+    }                                                                                              \
+                                                                                                   \
+    /* dw = conv2d_grad_weight(x, dy): dW_g = sum over images of dy_g . cols^T. */                 \
+    KILN_HIDDEN void kiln_conv_grad_weight_##SUFFIX(const kiln_conv *g, const T *x, const T *dy,   \
+                                                    T *dw, T *cols, void *scratch) {               \
+        int64_t cg = g->c / g->groups, og = g->o / g->groups, k = cg * g->kh * g->kw;              \
+        int64_t p = g->oh * g->ow;                                                                 \
+        memset(dw, 0, (size_t)(g->o * k) * sizeof(T));                                             \
+        for (int64_t n = 0; n < g->n; n++)                                                         \
+            for (int64_t grp = 0; grp < g->groups; grp++) {                                        \
+                kiln_im2col_##SUFFIX(g, x + n * g->c * g->h * g->w, grp, cols);                    \
+                kiln_gemm_##SUFFIX(og, k, p, dy + (n * g->o + grp * og) * p, p, 1, cols, 1, p,     \
+                                   dw + grp * og * k, k, 1, scratch);                              \
+            }                                                                                      \
     }
 
 KILN_DEFINE_CONV(float, f32)
