@@ -24,6 +24,7 @@ pub use kiln_runtime as runtime;
 pub mod aot;
 pub mod data;
 pub mod fit;
+pub mod gpu;
 pub mod train;
 pub mod zoo;
 

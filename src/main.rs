@@ -597,17 +597,8 @@ fn dump_kernels(
     for (g, _) in staged(load_target(target, batch)?, staging, optimizer)? {
         let exe = kiln::runtime::jit::compile(&g, options).map_err(|e| e.to_string())?;
         if stage == Stage::Cuda {
-            let kernels: Vec<(String, kiln::codegen::kernel::Kernel)> = exe
-                .groups()
-                .filter_map(|(_, k)| k.map(|k| (format!("kiln_{}", k.kernel.name), k.kernel.clone())))
-                .collect();
-            outln!(
-                "/* @{}: {} kernels */
-{}",
-                g.name(),
-                kernels.len(),
-                kiln::codegen::gpu::module(&kernels)
-            );
+            let count = kiln::gpu::functions(&exe).len();
+            outln!("/* @{}: {count} GPU functions */\n{}", g.name(), kiln::gpu::module(&exe));
             continue;
         }
         let plan = exe.memory_plan();

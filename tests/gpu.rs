@@ -7,16 +7,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use kiln::codegen::kernel::Kernel;
 use kiln::frontend::optim::Optimizer;
 use kiln::prelude::*;
 
-/// The CUDA module of `graph`'s fused kernels, compiled as the JIT would partition it.
+/// The CUDA module of `graph` as the JIT would partition it, and its function count.
 fn cuda_of(graph: &Graph) -> (String, usize) {
     let exe = kiln::compile(graph, kiln::Fusion::Fused).unwrap();
-    let kernels: Vec<(String, Kernel)> =
-        exe.groups().filter_map(|(_, k)| k.map(|k| (format!("kiln_{}", k.kernel.name), k.kernel.clone()))).collect();
-    (kiln::codegen::gpu::module(&kernels), kernels.len())
+    (kiln::gpu::module(&exe), kiln::gpu::functions(&exe).len())
 }
 
 /// The forward graph and the SGD training step of every zoo model (both GAN networks).
@@ -39,6 +36,18 @@ fn every_zoo_kernel_renders_as_cuda() {
         let (source, kernels) = cuda_of(&g);
         assert!(kernels > 0, "{name}: no kernels");
         assert_eq!(source.matches("extern \"C\" __global__ void kiln_").count(), kernels, "{name}");
+        // Every group has its function but embedding lookups and random numbers.
+        let exe = kiln::compile(&g, kiln::Fusion::Fused).unwrap();
+        let written: std::collections::HashSet<_> = kiln::gpu::functions(&exe).iter().map(|f| f.output).collect();
+        for (group, _) in exe.groups() {
+            let op = exe.graph().node(group.root()).op.name();
+            let exempt = matches!(op, "gather" | "scatter_add" | "rng" | "reshape" | "iota");
+            assert!(
+                exempt || written.contains(&group.root()),
+                "{name}: no GPU function for %{} {op}",
+                group.root().index()
+            );
+        }
         assert!(!source.contains("unsupported"), "{name}: an op without a CUDA form\n{source}");
     }
 }
@@ -122,21 +131,25 @@ fn raw_bytes(v: &Value) -> Vec<u8> {
 
 #[test]
 fn generated_cuda_computes_what_the_interpreter_does_when_run_on_the_cpu() {
-    use kiln::passes::plan::buffer_of;
-    let cases = [
+    let odd = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/aot_odd.kir")).unwrap();
+    let mut graphs: Vec<(String, Graph)> = Vec::new();
+    for (model, train) in [
         ("mnist_mlp", false),
         ("mnist_mlp", true),
         ("lenet5", false),
         ("lenet5", true),
         ("transformer_block", false),
         ("lstm_classifier", false),
-    ];
+    ] {
+        let m = (kiln::zoo::entry(model).unwrap().build)(2, DType::F32).unwrap().remove(0);
+        let graph = if train { kiln::train::train_step(&m, &Optimizer::sgd()).unwrap().graph } else { m.graph };
+        graphs.push((format!("{model}{}", if train { "_step" } else { "" }), graph));
+    }
+    graphs.push(("odd".into(), kiln::ir::parse_module(&odd).unwrap().remove(0)));
     let dir = std::env::temp_dir().join(format!("kiln-gpu-cpu-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    for (model, train) in cases {
-        let m = (kiln::zoo::entry(model).unwrap().build)(2, DType::F32).unwrap().remove(0);
-        let graph = if train { kiln::train::train_step(&m, &Optimizer::sgd()).unwrap().graph } else { m.graph };
+    for (tag, graph) in graphs {
         let exe = kiln::compile(&graph, kiln::Fusion::Fused).unwrap();
         let g = exe.graph();
         // Inputs: floats in [-1, 1), integers (labels, token ids) 0 or 1, parameters seeded.
@@ -153,34 +166,29 @@ fn generated_cuda_computes_what_the_interpreter_does_when_run_on_the_cpu() {
             feeds.insert(name, v);
         }
         let vals = every_value(g, &feeds);
-        let kernels: Vec<(String, Kernel, kiln::ir::NodeId)> = exe
-            .groups()
-            .filter_map(|(group, k)| k.map(|k| (format!("kiln_{}", k.kernel.name), k.kernel.clone(), group.root())))
-            .collect();
-        let listed: Vec<(String, Kernel)> = kernels.iter().map(|(s, k, _)| (s.clone(), k.clone())).collect();
-        // A harness calling kernel argv[1] on the input files, writing the output file.
+        let units = kiln::gpu::functions(&exe);
+        // A harness calling function argv[1] on the input files, writing the output file.
         let mut cpp = String::from(CPU_SHIM);
-        cpp.push_str(&kiln::codegen::gpu::module(&listed).replace("extern \"C\" __global__", "extern \"C\""));
+        cpp.push_str(&kiln::gpu::module(&exe).replace("extern \"C\" __global__", "extern \"C\""));
         cpp.push_str(
             "static void *slurp(const char *p) { FILE *f = fopen(p, \"rb\"); fseek(f, 0, SEEK_END); long n = ftell(f); \
              fseek(f, 0, SEEK_SET); void *b = malloc(n + 1); if (fread(b, 1, n, f) != (size_t)n) exit(3); fclose(f); return b; }\n\
              int main(int argc, char **argv) {\n    void *in[16] = {0};\n    for (int i = 4; i < argc; i++) in[i - 4] = slurp(argv[i]);\n\
                  void *out = calloc(atol(argv[3]) + 1, 1);\n",
         );
-        for (symbol, k, _) in &kernels {
-            let args: Vec<String> = k
+        for u in &units {
+            let args: Vec<String> = u
                 .inputs
                 .iter()
                 .enumerate()
-                .map(|(i, input)| format!("({} *)in[{i}]", c_type_name(input.dtype)))
-                .chain(std::iter::once(format!("({} *)out", c_type_name(k.out.dtype))))
+                .map(|(i, n)| format!("({} *)in[{i}]", c_type_name(g.ty(*n).dtype)))
+                .chain(std::iter::once(format!("({} *)out", c_type_name(g.ty(u.output).dtype))))
                 .collect();
-            cpp.push_str(&format!("    if (!strcmp(argv[1], \"{symbol}\")) {symbol}({});\n", args.join(", ")));
+            cpp.push_str(&format!("    if (!strcmp(argv[1], \"{}\")) {}({});\n", u.symbol, u.symbol, args.join(", ")));
         }
         cpp.push_str(
             "    FILE *f = fopen(argv[2], \"wb\"); fwrite(out, 1, atol(argv[3]), f); fclose(f); return 0;\n}\n",
         );
-        let tag = format!("{model}{}", if train { "_step" } else { "" });
         std::fs::write(dir.join(format!("{tag}.cpp")), &cpp).unwrap();
         let o = Command::new("c++")
             .args(["-O1", "-w", "-o", &tag, &format!("{tag}.cpp")])
@@ -188,32 +196,34 @@ fn generated_cuda_computes_what_the_interpreter_does_when_run_on_the_cpu() {
             .output()
             .expect("the system C++ compiler runs");
         assert!(o.status.success(), "{tag}: {}", String::from_utf8_lossy(&o.stderr));
-        for (symbol, k, root) in &kernels {
-            let want = vals[root.index()].as_ref().unwrap();
-            let mut args =
-                vec![symbol.clone(), "out.bin".into(), (k.out.numel() * k.out.dtype.size_bytes()).to_string()];
-            for (i, input) in k.inputs.iter().enumerate() {
-                let v = vals[buffer_of(g, input.node).index()].as_ref().unwrap();
+        for u in &units {
+            let want = vals[u.output.index()].as_ref().unwrap();
+            let ty = g.ty(u.output);
+            let mut args = vec![u.symbol.clone(), "out.bin".into(), (ty.numel() * ty.dtype.size_bytes()).to_string()];
+            for (i, n) in u.inputs.iter().enumerate() {
                 let p = format!("in{i}.bin");
-                std::fs::write(dir.join(&p), raw_bytes(v)).unwrap();
+                std::fs::write(dir.join(&p), raw_bytes(vals[n.index()].as_ref().unwrap())).unwrap();
                 args.push(p);
             }
             let o = Command::new(dir.join(&tag)).args(&args).current_dir(&dir).output().unwrap();
-            assert!(o.status.success(), "{tag} {symbol}: {:?}", o.status);
+            assert!(o.status.success(), "{tag} {}: {:?}", u.symbol, o.status);
             let got = std::fs::read(dir.join("out.bin")).unwrap();
-            let want_bytes = raw_bytes(want);
-            if k.out.dtype == DType::F32 {
-                let to_f = |b: &[u8]| -> Vec<f32> {
-                    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
-                };
-                let (g32, w32) = (to_f(&got), to_f(&want_bytes));
-                let scale = w32.iter().fold(1f32, |m, x| m.max(x.abs()));
-                for (i, (a, b)) in g32.iter().zip(&w32).enumerate() {
-                    let same = (a - b).abs() <= 1e-5 * scale || (a.is_nan() && b.is_nan());
-                    assert!(same, "{tag} {symbol} ({}) [{i}]: CUDA-on-CPU {a}, interpreter {b}", k.name);
+            let as_f64 = |b: &[u8]| -> Vec<f64> {
+                match ty.dtype {
+                    DType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+                    _ => b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+                }
+            };
+            if ty.dtype.is_float() {
+                let (gv, wv) = (as_f64(&got), as_f64(&raw_bytes(want)));
+                let scale = wv.iter().fold(1f64, |m, x| m.max(x.abs()));
+                let tol = if ty.dtype == DType::F32 { 1e-5 } else { 1e-12 };
+                for (i, (a, b)) in gv.iter().zip(&wv).enumerate() {
+                    let same = (a - b).abs() <= tol * scale || (a.is_nan() && b.is_nan());
+                    assert!(same, "{tag} {} [{i}]: CUDA-on-CPU {a}, interpreter {b}", u.symbol);
                 }
             } else {
-                assert_eq!(got, want_bytes, "{tag} {symbol} ({})", k.name);
+                assert_eq!(got, raw_bytes(want), "{tag} {}", u.symbol);
             }
         }
     }

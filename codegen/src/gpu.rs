@@ -11,12 +11,16 @@
 //! Every op has the interpreter's meaning (`docs/ops.md`): `max`/`min` and `reduce_max`
 //! propagate NaN, integer arithmetic wraps, float-to-integer casts truncate and saturate with
 //! NaN → 0, `bool` is stored as one byte. [`module`] prefixes the helpers those rules need.
-//! Shared-memory reductions, vectorized loads and the launch side (device buffers, streams,
-//! cuBLAS for contractions) are the GPU issue's next steps; this module only renders source.
+//!
+//! The ops that are not fused kernels render too ([`render_node`]): matmuls (batched, one
+//! thread per output element summing over the contracted axis in order), the three
+//! convolutions as direct loops, `pad` and `concat`. They are the simplest correct forms —
+//! cuBLAS or tiled kernels with fused epilogues, shared-memory reductions, vectorized loads
+//! and the launch side are the GPU issue's next steps; this module only renders source.
 
 use std::fmt::Write as _;
 
-use kiln_ir::{BinaryOp, CmpOp, DType, ReduceOp, UnaryOp};
+use kiln_ir::{BinaryOp, CmpOp, ConvAttrs, DType, Graph, NodeId, Op, ReduceOp, UnaryOp};
 
 use crate::kernel::{Inst, Kernel};
 
@@ -265,6 +269,185 @@ pub fn module(kernels: &[(String, Kernel)]) -> String {
     for (symbol, k) in kernels {
         c.push('\n');
         c.push_str(&render(k, symbol));
+    }
+    c
+}
+
+/// The grid-stride loop header over `total` elements, declaring `t`.
+fn grid_loop(total: usize) -> String {
+    format!(
+        "    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < {total}LL; t += (long long)gridDim.x * blockDim.x) {{\n"
+    )
+}
+
+/// Statements decomposing `t` over row-major `dims` into `i0`, `i1`, ….
+fn split_index(dims: &[usize], indent: &str) -> String {
+    let mut c = format!("{indent}long long r = t;\n");
+    for d in (0..dims.len()).rev() {
+        if d == 0 {
+            let _ = writeln!(c, "{indent}const long long i0 = r;");
+        } else {
+            let _ = writeln!(c, "{indent}const long long i{d} = r % {}LL;", dims[d]);
+            let _ = writeln!(c, "{indent}r /= {}LL;", dims[d]);
+        }
+    }
+    c
+}
+
+/// The CUDA C of a node that is not a fused kernel — `matmul` (floats), `conv2d` and its two
+/// gradients, `pad`, `concat` — as the kernel `symbol` taking its operands (row-major
+/// buffers, in the op's order) and its output; `None` for other ops.
+pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
+    let node = graph.node(id);
+    let out_ty = graph.ty(id);
+    let t = c_type(out_ty.dtype);
+    let total = out_ty.numel();
+    let params: Vec<String> = node
+        .args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("const {} *__restrict__ in{i}", c_type(graph.ty(*a).dtype)))
+        .chain(std::iter::once(format!("{t} *__restrict__ out")))
+        .collect();
+    let mut c = format!("/* %{}: {} -> {} */\n", id.index(), node.op.name(), out_ty);
+    let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", params.join(", "));
+    let zero = literal(0.0, out_ty.dtype);
+    match &node.op {
+        Op::Matmul if out_ty.dtype.is_float() => {
+            let dims = out_ty.dims();
+            let r = dims.len();
+            let (m, n) = (dims[r - 2], dims[r - 1]);
+            let k = graph.ty(node.args[0]).dims()[r - 1];
+            c.push_str(&grid_loop(total));
+            let _ = writeln!(c, "        const long long b = t / {}LL, i = (t / {n}LL) % {m}LL, j = t % {n}LL;", m * n);
+            let _ = writeln!(c, "        const {t} *a = in0 + b * {}LL + i * {k}LL;", m * k);
+            let _ = writeln!(c, "        const {t} *w = in1 + b * {}LL + j;", k * n);
+            let _ = writeln!(c, "        {t} acc = {zero};");
+            let _ = writeln!(c, "        for (long long p = 0; p < {k}LL; p++) acc += a[p] * w[p * {n}LL];");
+            c.push_str("        out[t] = acc;\n    }\n");
+        }
+        Op::Conv2d(a) | Op::Conv2dGradInput(a) | Op::Conv2dGradWeight(a) => {
+            // x: [n, c, h, w], w: [o, c/g, kh, kw], y: [n, o, oh, ow].
+            let dims = |i: NodeId| graph.ty(i).dims().to_vec();
+            let (x, w, y) = match node.op {
+                Op::Conv2d(_) => (dims(node.args[0]), dims(node.args[1]), out_ty.dims().to_vec()),
+                Op::Conv2dGradInput(_) => (out_ty.dims().to_vec(), dims(node.args[1]), dims(node.args[0])),
+                _ => (dims(node.args[0]), out_ty.dims().to_vec(), dims(node.args[1])),
+            };
+            c.push_str(&conv_body(&node.op, a, &x, &w, &y, t, &zero));
+        }
+        Op::Pad { low, value, .. } => {
+            let x = graph.ty(node.args[0]).dims().to_vec();
+            let od = out_ty.dims().to_vec();
+            c.push_str(&grid_loop(total));
+            c.push_str(&split_index(&od, "        "));
+            let mut inside = Vec::new();
+            let mut src = String::from("0");
+            for d in 0..od.len() {
+                inside.push(format!("i{d} >= {} && i{d} < {}", low[d], low[d] + x[d]));
+                let stride: usize = x[d + 1..].iter().product();
+                let _ = write!(src, " + (i{d} - {}) * {stride}LL", low[d]);
+            }
+            let cond = if inside.is_empty() { "1".to_string() } else { inside.join(" && ") };
+            let _ = writeln!(c, "        out[t] = ({cond}) ? in0[{src}] : {};", literal(value.0, out_ty.dtype));
+            c.push_str("    }\n");
+        }
+        Op::Concat { axis } => {
+            let od = out_ty.dims().to_vec();
+            let inner: usize = od[axis + 1..].iter().product();
+            c.push_str(&grid_loop(total));
+            let _ = writeln!(
+                c,
+                "        const long long o = t / {}LL, a = (t / {inner}LL) % {}LL, q = t % {inner}LL;",
+                od[*axis] * inner,
+                od[*axis]
+            );
+            let mut start = 0;
+            for (i, arg) in node.args.iter().enumerate() {
+                let e = graph.ty(*arg).dims()[*axis];
+                let _ = writeln!(
+                    c,
+                    "        if (a >= {start}LL && a < {}LL) out[t] = in{i}[(o * {e}LL + (a - {start}LL)) * {inner}LL + q];",
+                    start + e
+                );
+                start += e;
+            }
+            c.push_str("    }\n");
+        }
+        _ => return None,
+    }
+    c.push_str("}\n");
+    Some(c)
+}
+
+/// The grid-stride loop of a convolution (`op`) or one of its gradients over the output
+/// elements, as direct sums (`x`, `w`, `y` are the input, weight and output extents).
+fn conv_body(op: &Op, a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize], t: &str, zero: &str) -> String {
+    let (n, ch, h, wd) = (x[0], x[1], x[2], x[3]);
+    let (o, cg, kh, kw) = (w[0], w[1], w[2], w[3]);
+    let (oh, ow) = (y[2], y[3]);
+    let groups = a.groups.max(1);
+    let og = o / groups;
+    let ([sh, sw], [ph, pw], [dh, dw]) = (a.stride, a.padding, a.dilation);
+    let mut c = String::new();
+    match op {
+        Op::Conv2d(_) => {
+            c.push_str(&grid_loop(n * o * oh * ow));
+            c.push_str(&split_index(&[n, o, oh, ow], "        "));
+            let _ = writeln!(c, "        const long long g = i1 / {og}LL;");
+            let _ = writeln!(c, "        {t} acc = {zero};");
+            let _ = writeln!(c, "        for (long long ci = 0; ci < {cg}LL; ci++)");
+            let _ = writeln!(c, "            for (long long ky = 0; ky < {kh}LL; ky++) {{");
+            let _ = writeln!(c, "                const long long iy = i2 * {sh}LL + ky * {dh}LL - {ph}LL;");
+            let _ = writeln!(c, "                if (iy < 0 || iy >= {h}LL) continue;");
+            let _ = writeln!(c, "                for (long long kx = 0; kx < {kw}LL; kx++) {{");
+            let _ = writeln!(c, "                    const long long ix = i3 * {sw}LL + kx * {dw}LL - {pw}LL;");
+            let _ = writeln!(c, "                    if (ix < 0 || ix >= {wd}LL) continue;");
+            let _ = writeln!(
+                c,
+                "                    acc += in0[((i0 * {ch}LL + g * {cg}LL + ci) * {h}LL + iy) * {wd}LL + ix] * in1[((i1 * {cg}LL + ci) * {kh}LL + ky) * {kw}LL + kx];"
+            );
+            c.push_str("                }\n            }\n        out[t] = acc;\n    }\n");
+        }
+        Op::Conv2dGradInput(_) => {
+            // dx[n, c, iy, ix] = Σ dy[n, o, oy, ox] · w[o, ci, ky, kx] over the taps that read it.
+            c.push_str(&grid_loop(n * ch * h * wd));
+            c.push_str(&split_index(&[n, ch, h, wd], "        "));
+            let _ = writeln!(c, "        const long long g = i1 / {cg}LL, ci = i1 % {cg}LL;");
+            let _ = writeln!(c, "        {t} acc = {zero};");
+            let _ = writeln!(c, "        for (long long oc = g * {og}LL; oc < (g + 1) * {og}LL; oc++)");
+            let _ = writeln!(c, "            for (long long ky = 0; ky < {kh}LL; ky++) {{");
+            let _ = writeln!(c, "                const long long sy = i2 + {ph}LL - ky * {dh}LL;");
+            let _ = writeln!(c, "                if (sy < 0 || sy % {sh}LL != 0 || sy / {sh}LL >= {oh}LL) continue;");
+            let _ = writeln!(c, "                for (long long kx = 0; kx < {kw}LL; kx++) {{");
+            let _ = writeln!(c, "                    const long long sx = i3 + {pw}LL - kx * {dw}LL;");
+            let _ =
+                writeln!(c, "                    if (sx < 0 || sx % {sw}LL != 0 || sx / {sw}LL >= {ow}LL) continue;");
+            let _ = writeln!(
+                c,
+                "                    acc += in0[((i0 * {o}LL + oc) * {oh}LL + sy / {sh}LL) * {ow}LL + sx / {sw}LL] * in1[((oc * {cg}LL + ci) * {kh}LL + ky) * {kw}LL + kx];"
+            );
+            c.push_str("                }\n            }\n        out[t] = acc;\n    }\n");
+        }
+        _ => {
+            // dw[o, ci, ky, kx] = Σ over images and output positions of x · dy.
+            c.push_str(&grid_loop(o * cg * kh * kw));
+            c.push_str(&split_index(&[o, cg, kh, kw], "        "));
+            let _ = writeln!(c, "        const long long g = i0 / {og}LL;");
+            let _ = writeln!(c, "        {t} acc = {zero};");
+            let _ = writeln!(c, "        for (long long b = 0; b < {n}LL; b++)");
+            let _ = writeln!(c, "            for (long long oy = 0; oy < {oh}LL; oy++) {{");
+            let _ = writeln!(c, "                const long long iy = oy * {sh}LL + i2 * {dh}LL - {ph}LL;");
+            let _ = writeln!(c, "                if (iy < 0 || iy >= {h}LL) continue;");
+            let _ = writeln!(c, "                for (long long ox = 0; ox < {ow}LL; ox++) {{");
+            let _ = writeln!(c, "                    const long long ix = ox * {sw}LL + i3 * {dw}LL - {pw}LL;");
+            let _ = writeln!(c, "                    if (ix < 0 || ix >= {wd}LL) continue;");
+            let _ = writeln!(
+                c,
+                "                    acc += in0[((b * {ch}LL + g * {cg}LL + i1) * {h}LL + iy) * {wd}LL + ix] * in1[((b * {o}LL + i0) * {oh}LL + oy) * {ow}LL + ox];"
+            );
+            c.push_str("                }\n            }\n        out[t] = acc;\n    }\n");
+        }
     }
     c
 }
