@@ -6,7 +6,7 @@
 //! `kiln dump --stage cuda` prints [`module`]; `tests/gpu.rs` compiles it with NVRTC and runs
 //! it on the CPU against the interpreter. See `docs/gpu.md`.
 
-use kiln_ir::NodeId;
+use kiln_ir::{NodeId, Op};
 use kiln_passes::fuse::{GroupKind, epilogue_split};
 use kiln_passes::plan::buffer_of;
 
@@ -25,8 +25,8 @@ pub struct GpuFunction {
     pub output: NodeId,
 }
 
-/// Every GPU function of `exe`, in execution order. Groups that are neither fused kernels,
-/// contractions nor movement (embedding lookups, random numbers) have none yet.
+/// Every GPU function of `exe`, in execution order. Random numbers, `iota` and integer
+/// products and divisions have none yet (reshapes need none: they alias their source).
 pub fn functions(exe: &Executable) -> Vec<GpuFunction> {
     let g = exe.graph();
     let mut out = Vec::new();
@@ -37,6 +37,9 @@ pub fn functions(exe: &Executable) -> Vec<GpuFunction> {
                 None => group.root(),
             }),
             GroupKind::Movement => Some(group.root()),
+            GroupKind::Op if matches!(g.node(group.root()).op, Op::Gather { .. } | Op::ScatterAdd { .. }) => {
+                Some(group.root())
+            }
             _ => None,
         };
         // The contraction first: an epilogue kernel reads its product.

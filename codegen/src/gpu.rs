@@ -14,7 +14,8 @@
 //!
 //! The ops that are not fused kernels render too ([`render_node`]): matmuls (batched, one
 //! thread per output element summing over the contracted axis in order), the three
-//! convolutions as direct loops, `pad` and `concat`. They are the simplest correct forms —
+//! convolutions as direct loops, `pad`, `concat`, `gather` and `scatter_add` (one thread per
+//! output element, no atomics). They are the simplest correct forms —
 //! cuBLAS or tiled kernels with fused epilogues, shared-memory reductions, vectorized loads
 //! and the launch side are the GPU issue's next steps; this module only renders source.
 
@@ -295,8 +296,8 @@ fn split_index(dims: &[usize], indent: &str) -> String {
 }
 
 /// The CUDA C of a node that is not a fused kernel — `matmul` (floats), `conv2d` and its two
-/// gradients, `pad`, `concat` — as the kernel `symbol` taking its operands (row-major
-/// buffers, in the op's order) and its output; `None` for other ops.
+/// gradients, `pad`, `concat`, `gather`, `scatter_add` — as the kernel `symbol` taking its
+/// operands (row-major buffers, in the op's order) and its output; `None` for other ops.
 pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
     let node = graph.node(id);
     let out_ty = graph.ty(id);
@@ -373,6 +374,45 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
                 start += e;
             }
             c.push_str("    }\n");
+        }
+        Op::Gather { axis } => {
+            // y[p, j, q] = x[p, idx[j], q]; an index outside the table reads nothing (0): the
+            // launch side checks indices before running, as the interpreter reports them.
+            let x = graph.ty(node.args[0]).dims().to_vec();
+            let count = graph.ty(node.args[1]).numel();
+            let inner: usize = x[axis + 1..].iter().product();
+            let extent = x[*axis];
+            c.push_str(&grid_loop(total));
+            let _ = writeln!(
+                c,
+                "        const long long p = t / {}LL, j = (t / {inner}LL) % {count}LL, q = t % {inner}LL;",
+                count * inner
+            );
+            let _ = writeln!(c, "        const long long i = (long long)in1[j];");
+            let _ = writeln!(
+                c,
+                "        out[t] = (i >= 0 && i < {extent}LL) ? in0[(p * {extent}LL + i) * {inner}LL + q] : {zero};"
+            );
+            c.push_str("    }\n");
+        }
+        Op::ScatterAdd { axis } => {
+            // out[p, a, q] = Σ over j in increasing order with idx[j] = a of u[p, j, q]: one
+            // thread per output element, so no atomics and a fixed order.
+            let od = out_ty.dims().to_vec();
+            let count = graph.ty(node.args[1]).numel();
+            let inner: usize = od[axis + 1..].iter().product();
+            let extent = od[*axis];
+            c.push_str(&grid_loop(total));
+            let _ = writeln!(
+                c,
+                "        const long long p = t / {}LL, a = (t / {inner}LL) % {extent}LL, q = t % {inner}LL;",
+                extent * inner
+            );
+            let _ = writeln!(c, "        {t} acc = {zero};");
+            let _ = writeln!(c, "        for (long long j = 0; j < {count}LL; j++)");
+            let _ =
+                writeln!(c, "            if ((long long)in1[j] == a) acc += in0[(p * {count}LL + j) * {inner}LL + q];");
+            c.push_str("        out[t] = acc;\n    }\n");
         }
         _ => return None,
     }
