@@ -4,10 +4,13 @@
 //! the comparison allows float rounding), on several threads at once, and bad calls return
 //! error codes with messages.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::le_bytes;
 use kiln::aot::{AotError, BuildError, BuildOptions, Target};
 use kiln::ir::{Graph, Value};
 use kiln::prelude::*;
@@ -175,16 +178,6 @@ fn harness(dir: &Path) -> PathBuf {
     std::fs::write(dir.join("harness.c"), HARNESS).unwrap();
     cc(&["-O1", "-o", "harness", "harness.c", "-ldl", "-pthread"], dir);
     dir.join("harness")
-}
-
-fn le_bytes(v: &Value) -> Vec<u8> {
-    match v {
-        Value::F32(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Value::F64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Value::I32(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Value::I64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Value::Bool(a) => a.iter().map(|b| u8::from(*b)).collect(),
-    }
 }
 
 /// `bytes` read back as values of `like`'s dtype, as f64.

@@ -4,9 +4,12 @@
 //! NVRTC when it is installed (`.ci/run` installs it and sets `KILN_NVRTC_DIR` and
 //! `KILN_REQUIRE_NVRTC=1`, so in CI a syntax or type error in generated code fails).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
+use common::le_bytes;
 use kiln::frontend::optim::Optimizer;
 use kiln::prelude::*;
 
@@ -119,16 +122,6 @@ fn every_value(g: &Graph, feeds: &std::collections::HashMap<String, Value>) -> V
     vals
 }
 
-fn raw_bytes(v: &Value) -> Vec<u8> {
-    match v {
-        Value::F32(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Value::F64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Value::I32(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Value::I64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Value::Bool(a) => a.iter().map(|b| u8::from(*b)).collect(),
-    }
-}
-
 #[test]
 fn generated_cuda_computes_what_the_interpreter_does_when_run_on_the_cpu() {
     let odd = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/aot_odd.kir")).unwrap();
@@ -182,8 +175,8 @@ fn generated_cuda_computes_what_the_interpreter_does_when_run_on_the_cpu() {
                 .inputs
                 .iter()
                 .enumerate()
-                .map(|(i, n)| format!("({} *)in[{i}]", c_type_name(g.ty(*n).dtype)))
-                .chain(std::iter::once(format!("({} *)out", c_type_name(g.ty(u.output).dtype))))
+                .map(|(i, n)| format!("({} *)in[{i}]", kiln::codegen::gpu::c_type(g.ty(*n).dtype)))
+                .chain(std::iter::once(format!("({} *)out", kiln::codegen::gpu::c_type(g.ty(u.output).dtype))))
                 .collect();
             cpp.push_str(&format!("    if (!strcmp(argv[1], \"{}\")) {}({});\n", u.symbol, u.symbol, args.join(", ")));
         }
@@ -203,7 +196,7 @@ fn generated_cuda_computes_what_the_interpreter_does_when_run_on_the_cpu() {
             let mut args = vec![u.symbol.clone(), "out.bin".into(), (ty.numel() * ty.dtype.size_bytes()).to_string()];
             for (i, n) in u.inputs.iter().enumerate() {
                 let p = format!("in{i}.bin");
-                std::fs::write(dir.join(&p), raw_bytes(vals[n.index()].as_ref().unwrap())).unwrap();
+                std::fs::write(dir.join(&p), le_bytes(vals[n.index()].as_ref().unwrap())).unwrap();
                 args.push(p);
             }
             let o = Command::new(dir.join(&tag)).args(&args).current_dir(&dir).output().unwrap();
@@ -216,7 +209,7 @@ fn generated_cuda_computes_what_the_interpreter_does_when_run_on_the_cpu() {
                 }
             };
             if ty.dtype.is_float() {
-                let (gv, wv) = (as_f64(&got), as_f64(&raw_bytes(want)));
+                let (gv, wv) = (as_f64(&got), as_f64(&le_bytes(want)));
                 let scale = wv.iter().fold(1f64, |m, x| m.max(x.abs()));
                 let tol = if ty.dtype == DType::F32 { 1e-5 } else { 1e-12 };
                 for (i, (a, b)) in gv.iter().zip(&wv).enumerate() {
@@ -224,19 +217,8 @@ fn generated_cuda_computes_what_the_interpreter_does_when_run_on_the_cpu() {
                     assert!(same, "{tag} {} [{i}]: CUDA-on-CPU {a}, interpreter {b}", u.symbol);
                 }
             } else {
-                assert_eq!(got, raw_bytes(want), "{tag} {}", u.symbol);
+                assert_eq!(got, le_bytes(want), "{tag} {}", u.symbol);
             }
         }
-    }
-}
-
-/// The C type of a dtype in generated kernels.
-fn c_type_name(d: DType) -> &'static str {
-    match d {
-        DType::F32 => "float",
-        DType::F64 => "double",
-        DType::I32 => "int",
-        DType::I64 => "long long",
-        DType::Bool => "unsigned char",
     }
 }

@@ -25,8 +25,8 @@ use kiln_ir::{BinaryOp, CmpOp, ConvAttrs, DType, Graph, NodeId, Op, ReduceOp, Un
 
 use crate::kernel::{Inst, Kernel};
 
-/// The C type a dtype is stored as.
-fn c_type(d: DType) -> &'static str {
+/// The C type a dtype is stored as in generated kernels (`bool` as one byte).
+pub fn c_type(d: DType) -> &'static str {
     match d {
         DType::F32 => "float",
         DType::F64 => "double",

@@ -100,3 +100,15 @@ pub fn random_graph(ops: &[(u8, usize, usize)]) -> kiln::ir::Graph {
     b.output("mid", pool[n / 2]);
     b.finish().unwrap()
 }
+
+/// The bytes of a value in row-major order, little-endian (`bool` as one byte): what C code
+/// reading the buffer sees.
+pub fn le_bytes(v: &Value) -> Vec<u8> {
+    match v {
+        Value::F32(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Value::F64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Value::I32(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Value::I64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Value::Bool(a) => a.iter().map(|b| u8::from(*b)).collect(),
+    }
+}
