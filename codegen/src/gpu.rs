@@ -158,18 +158,24 @@ fn body(c: &mut String, k: &Kernel, indent: &str) {
     }
 }
 
-/// Appends the statements decomposing the flat index `flat` over `axes` (row-major) into
-/// `i{axis}` variables.
-fn decompose(c: &mut String, k: &Kernel, axes: &[usize], flat: &str, indent: &str) {
-    let _ = writeln!(c, "{indent}long long r = {flat};");
-    for (n, &d) in axes.iter().enumerate().rev() {
+/// Statements decomposing the grid index `t` row-major over `axes` (`(axis, extent)` pairs,
+/// outermost first) into `const long long i{axis}` variables.
+fn split_index(axes: &[(usize, usize)], indent: &str) -> String {
+    let mut c = format!("{indent}long long r = t;\n");
+    for (n, &(d, extent)) in axes.iter().enumerate().rev() {
         if n == 0 {
             let _ = writeln!(c, "{indent}const long long i{d} = r;");
         } else {
-            let _ = writeln!(c, "{indent}const long long i{d} = r % {}LL;", k.space[d]);
-            let _ = writeln!(c, "{indent}r /= {}LL;", k.space[d]);
+            let _ = writeln!(c, "{indent}const long long i{d} = r % {extent}LL;");
+            let _ = writeln!(c, "{indent}r /= {extent}LL;");
         }
     }
+    c
+}
+
+/// [`split_index`] over every axis of row-major `dims`.
+fn split_dims(dims: &[usize], indent: &str) -> String {
+    split_index(&dims.iter().copied().enumerate().collect::<Vec<_>>(), indent)
 }
 
 /// The CUDA C of `k` as the kernel `symbol` (without the module's helpers).
@@ -194,8 +200,6 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
         .collect();
     params.push(format!("{} *__restrict__ out", c_type(k.out.dtype)));
     let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", params.join(", "));
-    let stride = "(long long)gridDim.x * blockDim.x";
-    let start = "(long long)blockIdx.x * blockDim.x + threadIdx.x";
     let out_index = |c_axes: &[usize]| -> String {
         let mut s = String::from("0");
         for &d in c_axes {
@@ -210,8 +214,8 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
     match &k.reduce {
         None => {
             let total: usize = k.space.iter().product();
-            let _ = writeln!(c, "    for (long long t = {start}; t < {total}LL; t += {stride}) {{");
-            decompose(&mut c, k, &all, "t", "        ");
+            c.push_str(&grid_loop(total));
+            c.push_str(&split_dims(&k.space, "        "));
             body(&mut c, k, "        ");
             let last = k.body.len().saturating_sub(1);
             let _ = writeln!(c, "        out[{}] = v{last};", out_index(&all));
@@ -228,11 +232,12 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
                 (ReduceOp::Max, DType::I64) => "(-9223372036854775807LL - 1)".into(),
                 (ReduceOp::Max, DType::Bool) => "((unsigned char)0)".into(),
             };
-            let _ = writeln!(c, "    for (long long t = {start}; t < {total}LL; t += {stride}) {{");
+            c.push_str(&grid_loop(total));
             if kept.is_empty() {
                 c.push_str("        (void)t;\n");
             } else {
-                decompose(&mut c, k, &kept, "t", "        ");
+                let axes: Vec<(usize, usize)> = kept.iter().map(|&d| (d, k.space[d])).collect();
+                c.push_str(&split_index(&axes, "        "));
             }
             let _ = writeln!(c, "        {t} acc = {identity};");
             let mut indent = String::from("        ");
@@ -281,20 +286,6 @@ fn grid_loop(total: usize) -> String {
     )
 }
 
-/// Statements decomposing `t` over row-major `dims` into `i0`, `i1`, ….
-fn split_index(dims: &[usize], indent: &str) -> String {
-    let mut c = format!("{indent}long long r = t;\n");
-    for d in (0..dims.len()).rev() {
-        if d == 0 {
-            let _ = writeln!(c, "{indent}const long long i0 = r;");
-        } else {
-            let _ = writeln!(c, "{indent}const long long i{d} = r % {}LL;", dims[d]);
-            let _ = writeln!(c, "{indent}r /= {}LL;", dims[d]);
-        }
-    }
-    c
-}
-
 /// The CUDA C of a node that is not a fused kernel — `matmul` (floats), `conv2d` and its two
 /// gradients, `pad`, `concat`, `gather`, `scatter_add` — as the kernel `symbol` taking its
 /// operands (row-major buffers, in the op's order) and its output; `None` for other ops.
@@ -341,7 +332,7 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
             let x = graph.ty(node.args[0]).dims().to_vec();
             let od = out_ty.dims().to_vec();
             c.push_str(&grid_loop(total));
-            c.push_str(&split_index(&od, "        "));
+            c.push_str(&split_dims(&od, "        "));
             let mut inside = Vec::new();
             let mut src = String::from("0");
             for d in 0..od.len() {
@@ -433,7 +424,7 @@ fn conv_body(op: &Op, a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize], t: &
     match op {
         Op::Conv2d(_) => {
             c.push_str(&grid_loop(n * o * oh * ow));
-            c.push_str(&split_index(&[n, o, oh, ow], "        "));
+            c.push_str(&split_dims(&[n, o, oh, ow], "        "));
             let _ = writeln!(c, "        const long long g = i1 / {og}LL;");
             let _ = writeln!(c, "        {t} acc = {zero};");
             let _ = writeln!(c, "        for (long long ci = 0; ci < {cg}LL; ci++)");
@@ -452,7 +443,7 @@ fn conv_body(op: &Op, a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize], t: &
         Op::Conv2dGradInput(_) => {
             // dx[n, c, iy, ix] = Σ dy[n, o, oy, ox] · w[o, ci, ky, kx] over the taps that read it.
             c.push_str(&grid_loop(n * ch * h * wd));
-            c.push_str(&split_index(&[n, ch, h, wd], "        "));
+            c.push_str(&split_dims(&[n, ch, h, wd], "        "));
             let _ = writeln!(c, "        const long long g = i1 / {cg}LL, ci = i1 % {cg}LL;");
             let _ = writeln!(c, "        {t} acc = {zero};");
             let _ = writeln!(c, "        for (long long oc = g * {og}LL; oc < (g + 1) * {og}LL; oc++)");
@@ -472,7 +463,7 @@ fn conv_body(op: &Op, a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize], t: &
         _ => {
             // dw[o, ci, ky, kx] = Σ over images and output positions of x · dy.
             c.push_str(&grid_loop(o * cg * kh * kw));
-            c.push_str(&split_index(&[o, cg, kh, kw], "        "));
+            c.push_str(&split_dims(&[o, cg, kh, kw], "        "));
             let _ = writeln!(c, "        const long long g = i0 / {og}LL;");
             let _ = writeln!(c, "        {t} acc = {zero};");
             let _ = writeln!(c, "        for (long long b = 0; b < {n}LL; b++)");
