@@ -7,7 +7,7 @@
 //! it on the CPU against the interpreter. See `docs/gpu.md`.
 
 use kiln_ir::{NodeId, Op};
-use kiln_passes::fuse::{GroupKind, epilogue_split};
+use kiln_passes::fuse::{GroupKind, contraction_of};
 use kiln_passes::plan::buffer_of;
 
 use crate::Executable;
@@ -32,10 +32,7 @@ pub fn functions(exe: &Executable) -> Vec<GpuFunction> {
     let mut out = Vec::new();
     for (group, k) in exe.groups() {
         let node = match group.kind {
-            GroupKind::Contraction => Some(match epilogue_split(g, group) {
-                Some(at) => group.members[at - 1],
-                None => group.root(),
-            }),
+            GroupKind::Contraction => Some(contraction_of(g, group)),
             GroupKind::Movement => Some(group.root()),
             GroupKind::Op if matches!(g.node(group.root()).op, Op::Gather { .. } | Op::ScatterAdd { .. }) => {
                 Some(group.root())

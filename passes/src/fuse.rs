@@ -219,6 +219,15 @@ pub fn epilogue_split(graph: &Graph, group: &Group) -> Option<usize> {
     (at + 1 < group.members.len()).then_some(at + 1)
 }
 
+/// The contraction a [`GroupKind::Contraction`] group computes: its matmul when an epilogue
+/// follows it, else its root (a matmul or a convolution).
+pub fn contraction_of(graph: &Graph, group: &Group) -> NodeId {
+    match epilogue_split(graph, group) {
+        Some(at) => group.members[at - 1],
+        None => group.root(),
+    }
+}
+
 /// Merges each 2-D float matmul into the elementwise group that is its only reader, when
 /// that group reads it elementwise at the same index (not through a broadcast, slice or
 /// permute) and has its shape: the GEMM then hands each finished band of rows to the

@@ -296,19 +296,18 @@ fn lower(
     let plan = kiln_passes::plan::plan(g, &groups);
     // Past the plan's peak: an epilogue's product, then one image's im2col columns.
     let peak = plan.peak_bytes.div_ceil(ALIGN) * ALIGN;
+    let contractions: Vec<Option<Contraction>> =
+        groups.iter().map(|gr| (gr.kind == GroupKind::Contraction).then(|| Contraction::new(g, gr))).collect();
     let mut product_bytes = 0usize;
     let mut column_bytes = 0usize;
-    for group in &groups {
-        if group.kind != GroupKind::Contraction {
-            continue;
-        }
-        match Contraction::new(g, group) {
+    for (group, contraction) in groups.iter().zip(&contractions) {
+        let Some(contraction) = contraction else { continue };
+        match contraction {
             Contraction::Gemm(call) if epilogue_split(g, group).is_some() => {
                 product_bytes = product_bytes.max(g.ty(call.product).size_bytes());
             }
             Contraction::Conv { geometry, .. } => {
-                column_bytes =
-                    column_bytes.max(conv_shape(&geometry).columns() * g.ty(group.root()).dtype.size_bytes());
+                column_bytes = column_bytes.max(conv_shape(geometry).columns() * g.ty(group.root()).dtype.size_bytes());
             }
             Contraction::Gemm(_) => {}
         }
@@ -377,7 +376,10 @@ fn lower(
             },
             GroupKind::Contraction => {
                 let dtype = g.ty(root).dtype;
-                match Contraction::new(g, group) {
+                let Some(contraction) = contractions[gi] else {
+                    return Err(unsupported(root, "internal: a contraction group without its call"));
+                };
+                match contraction {
                     Contraction::Gemm(call) => {
                         let operand = |o: &crate::jit::GemmOperand| -> Result<MatrixOperand, AotError> {
                             let (row_stride, col_stride, batch_stride) = o.strides();
@@ -470,18 +472,14 @@ fn kernel_step(
     let symbol = format!("{name}__k{gi}");
     let mut inputs = Vec::with_capacity(kernel.inputs.len());
     for input in &kernel.inputs {
-        let b = buf[input.node.index()].ok_or_else(|| AotError::Unsupported {
+        let internal = |why: &str| AotError::Unsupported {
             op: g.node(input.node).op.name(),
             node: input.node.index(),
-            why: "internal: kernel input not computed".into(),
-        })?;
-        let len = g.ty(buffer_of(g, input.node)).numel();
-        if !fits(input, &kernel.space, len) {
-            return Err(AotError::Unsupported {
-                op: g.node(input.node).op.name(),
-                node: input.node.index(),
-                why: "internal: kernel input too small".into(),
-            });
+            why: format!("internal: {why}"),
+        };
+        let b = buf[input.node.index()].ok_or_else(|| internal("kernel input not computed"))?;
+        if !fits(input, &kernel.space, g.ty(buffer_of(g, input.node)).numel()) {
+            return Err(internal("kernel input too small"));
         }
         inputs.push(b);
     }

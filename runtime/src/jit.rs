@@ -9,7 +9,7 @@ use kiln_codegen::cpu::{CodegenError, CompiledKernel, CpuJit};
 use kiln_codegen::kernel::{LowerError, lower_group};
 use kiln_ir::interp::eval_node;
 use kiln_ir::{DType, Graph, InterpError, NodeId, Op, Value};
-use kiln_passes::fuse::{Group, GroupKind, Mode, epilogue_split, partition, transpose_of};
+use kiln_passes::fuse::{Group, GroupKind, Mode, contraction_of, epilogue_split, partition, transpose_of};
 use kiln_passes::plan::{MemoryPlan, buffer_of};
 use thiserror::Error;
 
@@ -756,10 +756,7 @@ pub(crate) struct GemmCall {
 impl GemmCall {
     /// The GEMM of `group`: its matmul is the root, or the last member before the epilogue.
     fn new(graph: &Graph, group: &Group) -> Self {
-        let product = match epilogue_split(graph, group) {
-            Some(at) => group.members[at - 1],
-            None => group.root(),
-        };
+        let product = contraction_of(graph, group);
         let node = graph.node(product);
         let (a, b) = (GemmOperand::new(graph, group, node.args[0]), GemmOperand::new(graph, group, node.args[1]));
         let dims = graph.ty(product).dims();
