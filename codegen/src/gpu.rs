@@ -14,8 +14,8 @@
 //!
 //! The ops that are not fused kernels render too ([`render_node`]): matmuls (batched, one
 //! thread per output element summing over the contracted axis in order), the three
-//! convolutions as direct loops, `pad`, `concat`, `gather` and `scatter_add` (one thread per
-//! output element, no atomics). They are the simplest correct forms —
+//! convolutions as direct loops, `pad`, `concat`, `iota`, `gather` and `scatter_add` (one
+//! thread per output element, no atomics). They are the simplest correct forms —
 //! cuBLAS or tiled kernels with fused epilogues, shared-memory reductions, vectorized loads
 //! and the launch side are the GPU issue's next steps; this module only renders source.
 
@@ -287,7 +287,7 @@ fn grid_loop(total: usize) -> String {
 }
 
 /// The CUDA C of a node that is not a fused kernel — `matmul` (floats), `conv2d` and its two
-/// gradients, `pad`, `concat`, `gather`, `scatter_add` — as the kernel `symbol` taking its
+/// gradients, `pad`, `concat`, `iota`, `gather`, `scatter_add` — as the kernel `symbol` taking its
 /// operands (row-major buffers, in the op's order) and its output; `None` for other ops.
 pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
     let node = graph.node(id);
@@ -310,13 +310,10 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
             let r = dims.len();
             let (m, n) = (dims[r - 2], dims[r - 1]);
             let k = graph.ty(node.args[0]).dims()[r - 1];
-            c.push_str(&grid_loop(total));
-            let _ = writeln!(c, "        const long long b = t / {}LL, i = (t / {n}LL) % {m}LL, j = t % {n}LL;", m * n);
-            let _ = writeln!(c, "        const {t} *a = in0 + b * {}LL + i * {k}LL;", m * k);
-            let _ = writeln!(c, "        const {t} *w = in1 + b * {}LL + j;", k * n);
-            let _ = writeln!(c, "        {t} acc = {zero};");
-            let _ = writeln!(c, "        for (long long p = 0; p < {k}LL; p++) acc += a[p] * w[p * {n}LL];");
-            c.push_str("        out[t] = acc;\n    }\n");
+            let shape = MatmulShape { batch: total / (m * n).max(1), m, n, k };
+            let row_major =
+                |rows: usize, cols: usize| Strides { row: cols as i64, col: 1, batch: (rows * cols) as i64 };
+            c.push_str(&matmul_body(shape, row_major(m, k), row_major(k, n), t, &zero));
         }
         Op::Conv2d(a) | Op::Conv2dGradInput(a) | Op::Conv2dGradWeight(a) => {
             // x: [n, c, h, w], w: [o, c/g, kh, kw], y: [n, o, oh, ow].
@@ -366,6 +363,13 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
             }
             c.push_str("    }\n");
         }
+        Op::Iota { axis } if out_ty.dtype != DType::Bool => {
+            let od = out_ty.dims();
+            let inner: usize = od[axis + 1..].iter().product();
+            c.push_str(&grid_loop(total));
+            let _ = writeln!(c, "        out[t] = ({t})((t / {inner}LL) % {}LL);", od[*axis]);
+            c.push_str("    }\n");
+        }
         Op::Gather { axis } => {
             // y[p, j, q] = x[p, idx[j], q]; an index outside the table reads nothing (0): the
             // launch side checks indices before running, as the interpreter reports them.
@@ -409,6 +413,63 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
     }
     c.push_str("}\n");
     Some(c)
+}
+
+/// The extents of a (batched) matrix product `[batch, m, k] × [batch, k, n]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulShape {
+    /// Batch entries.
+    pub batch: usize,
+    /// Rows of the product.
+    pub m: usize,
+    /// Columns of the product.
+    pub n: usize,
+    /// The contracted extent.
+    pub k: usize,
+}
+
+/// Element strides of a matrix operand over its buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Strides {
+    /// Between rows.
+    pub row: i64,
+    /// Between columns.
+    pub col: i64,
+    /// Between batch entries.
+    pub batch: i64,
+}
+
+/// A float matrix product as the kernel `symbol(a, b, out)` reading its operands at strides
+/// `a` and `b` (a transpose folded into the product reads its source in place, as the CPU's
+/// GEMM does) and writing the row-major product. One thread per output element sums over the
+/// contracted axis in order.
+pub fn render_matmul(symbol: &str, dtype: DType, shape: MatmulShape, a: Strides, b: Strides) -> String {
+    let t = c_type(dtype);
+    let mut c = format!(
+        "/* matmul [{}, {}, {}] x [{}, {}, {}]; (row, column, batch) strides: A ({}, {}, {}), B ({}, {}, {}) */\n",
+        shape.batch, shape.m, shape.k, shape.batch, shape.k, shape.n, a.row, a.col, a.batch, b.row, b.col, b.batch
+    );
+    let _ = writeln!(
+        c,
+        "extern \"C\" __global__ void {symbol}(const {t} *__restrict__ in0, const {t} *__restrict__ in1, {t} *__restrict__ out) {{"
+    );
+    c.push_str(&matmul_body(shape, a, b, t, &literal(0.0, dtype)));
+    c.push_str("}\n");
+    c
+}
+
+/// The grid-stride loop of a matrix product over the output elements.
+fn matmul_body(s: MatmulShape, a: Strides, b: Strides, t: &str, zero: &str) -> String {
+    let MatmulShape { batch, m, n, k } = s;
+    let mut c = grid_loop(batch * m * n);
+    let _ = writeln!(c, "        const long long b = t / {}LL, i = (t / {n}LL) % {m}LL, j = t % {n}LL;", m * n);
+    let _ = writeln!(c, "        const {t} *a = in0 + b * {}LL + i * {}LL;", a.batch, a.row);
+    let _ = writeln!(c, "        const {t} *w = in1 + b * {}LL + j * {}LL;", b.batch, b.col);
+    let _ = writeln!(c, "        {t} acc = {zero};");
+    let _ =
+        writeln!(c, "        for (long long p = 0; p < {k}LL; p++) acc += a[p * {}LL] * w[p * {}LL];", a.col, b.row);
+    c.push_str("        out[t] = acc;\n    }\n");
+    c
 }
 
 /// The grid-stride loop of a convolution (`op`) or one of its gradients over the output

@@ -21,6 +21,7 @@ use kiln_passes::fuse::{GroupKind, Mode, epilogue_split, partition};
 use kiln_passes::plan::{ALIGN, buffer_of};
 use thiserror::Error;
 
+use crate::bytes::value_bytes;
 use crate::jit::{Contraction, ConvKind, fits};
 
 /// Errors from [`build`].
@@ -138,22 +139,6 @@ pub struct Library {
     pub target: Target,
     /// The CPU features it checks before running.
     pub cpu_features: Vec<&'static str>,
-}
-
-/// The bytes of `v` in row-major order, little-endian (the host's order).
-fn value_bytes(v: &Value) -> Vec<u8> {
-    macro_rules! le {
-        ($a:expr) => {
-            $a.iter().flat_map(|x| x.to_ne_bytes()).collect()
-        };
-    }
-    match v {
-        Value::F32(a) => le!(a),
-        Value::F64(a) => le!(a),
-        Value::I32(a) => le!(a),
-        Value::I64(a) => le!(a),
-        Value::Bool(a) => a.iter().map(|b| u8::from(*b)).collect(),
-    }
 }
 
 /// Compiles `graph` (already optimized) into `libNAME.so` and `NAME.h` in `options.dir`, its

@@ -1,5 +1,5 @@
-//! Running a graph: the entry point that backends plug into. Today the only backend is the
-//! reference interpreter; the Cranelift JIT joins it as a second [`Backend`].
+//! Running a graph: the entry point that backends plug into — the reference interpreter, the
+//! Cranelift JIT, or the GPU backend ([`Backend`]).
 
 use std::collections::HashMap;
 
@@ -13,6 +13,8 @@ pub enum Backend {
     Interp,
     /// Fused elementwise kernels compiled with Cranelift ([`crate::jit`]).
     Jit,
+    /// The GPU backend ([`crate::gpu`]) on a device of this kind.
+    Gpu(crate::gpu::DeviceKind),
 }
 
 /// Runs `graph` on `backend` with the given named inputs. Parameters without a value are
@@ -27,6 +29,12 @@ pub fn run(graph: &Graph, feeds: &HashMap<String, Value>, seed: u64, backend: Ba
             all.extend(feeds.iter().map(|(k, v)| (k.clone(), v.clone())));
             Ok(exe.run(&all)?)
         }
+        Backend::Gpu(kind) => {
+            let mut exe = crate::gpu::GpuExecutable::new(graph, crate::gpu::open(kind)?)?;
+            let mut all = kiln_ir::init::init_params(graph, seed);
+            all.extend(feeds.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Ok(exe.run_with(&all)?)
+        }
     }
 }
 
@@ -39,4 +47,7 @@ pub enum RunError {
     /// Running failed (bad inputs, or an op's error such as integer division by zero).
     #[error(transparent)]
     Run(#[from] InterpError),
+    /// The GPU backend failed (no device, an op without a GPU form, bad inputs).
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
 }

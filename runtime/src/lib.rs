@@ -4,14 +4,17 @@
 //! convolutions in [`conv`], block copies in [`movement`], threads from [`pool`], in-place
 //! updates), [`train`] the training session on top of it, [`aot`] the builder of model
 //! libraries (the same partition and memory plan, rendered as a C driver and linked into a
-//! `.so`), [`exec`] the entry point that runs a graph on the interpreter or the JIT, and
+//! `.so`), [`gpu`] the GPU backend's launch side (programs of device buffers and
+//! launches, the CUDA device behind the `cuda` feature), [`exec`] the entry point that runs a graph on the interpreter or the JIT, and
 //! [`npy`] reads and writes `.npy` files (ARCHITECTURE.md §1, §6).
 
 pub mod aot;
 mod arena;
+pub mod bytes;
 pub mod conv;
 pub mod exec;
 pub mod gemm;
+pub mod gpu;
 pub mod jit;
 pub mod movement;
 pub mod npy;

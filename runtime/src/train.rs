@@ -37,9 +37,21 @@ pub enum TrainError {
     /// Optimizing the step failed.
     #[error(transparent)]
     Optimize(#[from] kiln_passes::PassError),
+    /// The GPU backend failed.
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
     /// The step graph has no scalar float `loss` output, or no `lr` input.
     #[error("malformed training step: {0}")]
     Malformed(String),
+}
+
+/// Where a session's step runs.
+#[derive(Debug)]
+enum Engine {
+    Interp,
+    Jit(Box<crate::jit::Executable>),
+    /// Parameters and state live on the device; updates swap buffers.
+    Gpu(Box<crate::gpu::GpuExecutable>),
 }
 
 /// Owns parameters and optimizer state; [`TrainSession::step`] runs one step and replaces them.
@@ -49,7 +61,10 @@ pub struct TrainSession {
     values: HashMap<String, Value>,
     steps_done: u64,
     seed: u64,
-    compiled: Option<crate::jit::Executable>,
+    engine: Engine,
+    /// On the GPU: the host copy of the current parameters and state, emptied by each step and
+    /// downloaded when next asked for (`values` then only names them).
+    mirror: std::cell::OnceCell<HashMap<String, Value>>,
     /// Last step's parameter and state buffers, handed back to the next step as its output
     /// buffers (double buffering: updates are written without allocating).
     spare: Vec<Value>,
@@ -76,17 +91,31 @@ impl TrainSession {
         for (name, ty, init) in &step.state {
             values.insert(name.clone(), kiln_ir::init::materialize(*init, ty, name, seed));
         }
-        let compiled = match backend {
-            Backend::Interp => None,
+        let optimized = || -> Result<Graph, TrainError> {
+            Ok(kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(g)?.0)
+        };
+        let engine = match backend {
+            Backend::Interp => Engine::Interp,
             Backend::Jit => {
-                let (optimized, _) = kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(g)?;
-                let mut exe = crate::jit::compile(&optimized, crate::jit::Options::default())?
+                let mut exe = crate::jit::compile(&optimized()?, crate::jit::Options::default())?
                     .with_threads(crate::pool::threads_from_env());
                 exe.update_in_place(&step.updates);
-                Some(exe)
+                Engine::Jit(Box::new(exe))
+            }
+            Backend::Gpu(kind) => {
+                let mut exe = crate::gpu::GpuExecutable::new(&optimized()?, crate::gpu::open(kind)?)?;
+                for (name, v) in &values {
+                    exe.set(name, v)?;
+                }
+                Engine::Gpu(Box::new(exe))
             }
         };
-        Ok(TrainSession { step, values, steps_done: 0, seed, compiled, spare: Vec::new() })
+        // On the GPU the host copy starts current; each step invalidates it.
+        let mirror = match engine {
+            Engine::Gpu(_) => std::cell::OnceCell::from(values.clone()),
+            _ => std::cell::OnceCell::new(),
+        };
+        Ok(TrainSession { step, values, steps_done: 0, seed, engine, mirror, spare: Vec::new() })
     }
 
     /// Runs one step on `batch` (the data inputs by name) with learning rate `lr`, updates the
@@ -98,6 +127,12 @@ impl TrainSession {
 
     /// [`TrainSession::step`] taking the batch by value, so its tensors are not copied.
     pub fn step_owned(&mut self, batch: HashMap<String, Value>, lr: f64) -> Result<f64, TrainError> {
+        if let Engine::Gpu(exe) = &mut self.engine {
+            let loss = Self::step_on_gpu(exe, &self.step, batch, lr)?;
+            self.mirror = std::cell::OnceCell::new();
+            self.steps_done += 1;
+            return Ok(loss);
+        }
         let g = &self.step.graph;
         let mut feeds = std::mem::take(&mut self.values);
         let mut extra: Vec<String> = batch.keys().cloned().collect();
@@ -113,12 +148,12 @@ impl TrainSession {
             feeds.insert("rng_seed".into(), Value::i64_scalar(s));
             extra.push("rng_seed".into());
         }
-        let result = match &self.compiled {
-            Some(exe) => {
+        let result = match &self.engine {
+            Engine::Jit(exe) => {
                 let mut outputs = std::mem::take(&mut self.spare);
                 exe.run_updating(&mut feeds, &mut outputs).map(|()| outputs).map_err(TrainError::from)
             }
-            None => kiln_ir::interp::run(g, &feeds).map_err(TrainError::from),
+            _ => kiln_ir::interp::run(g, &feeds).map_err(TrainError::from),
         };
         for k in &extra {
             feeds.remove(k);
@@ -151,14 +186,62 @@ impl TrainSession {
         Ok(loss)
     }
 
-    /// The current value of a parameter or state value.
-    pub fn value(&self, name: &str) -> Option<&Value> {
-        self.values.get(name)
+    /// One step on the GPU: the batch and `lr` uploaded, the step run, the loss downloaded,
+    /// and every update's buffer swapped with its parameter's (nothing else leaves the device).
+    fn step_on_gpu(
+        exe: &mut crate::gpu::GpuExecutable,
+        step: &TrainStep,
+        batch: HashMap<String, Value>,
+        lr: f64,
+    ) -> Result<f64, TrainError> {
+        let g = &step.graph;
+        for (name, v) in &batch {
+            exe.set(name, v)?;
+        }
+        let lr_ty = g.ty(g.leaf("lr").expect("checked in new")).clone();
+        exe.set("lr", &Value::splat(&lr_ty, lr))?;
+        exe.run()?;
+        let at = exe.output_position("loss").expect("checked in new");
+        let loss = exe.output(at)?.to_f64_vec().first().copied().unwrap_or(f64::NAN);
+        for (output, replaces) in &step.updates {
+            exe.replace_with_output(replaces, output)?;
+        }
+        Ok(loss)
     }
 
-    /// Current parameter and state values by name.
+    /// The current value of a parameter or state value.
+    ///
+    /// # Panics
+    /// On the GPU, if the device fails to copy the values back ([`TrainSession::try_values`]
+    /// reports that as an error).
+    pub fn value(&self, name: &str) -> Option<&Value> {
+        self.values().get(name)
+    }
+
+    /// Current parameter and state values by name (on the GPU, copied back once after each
+    /// step, when first asked for).
+    ///
+    /// # Panics
+    /// On the GPU, if the device fails to copy them back ([`TrainSession::try_values`]
+    /// reports that as an error).
     pub fn values(&self) -> &HashMap<String, Value> {
-        &self.values
+        match self.try_values() {
+            Ok(v) => v,
+            Err(e) => panic!("cannot copy the parameters back from the device: {e}"),
+        }
+    }
+
+    /// Current parameter and state values by name, or the device's error copying them back.
+    pub fn try_values(&self) -> Result<&HashMap<String, Value>, TrainError> {
+        let Engine::Gpu(exe) = &self.engine else { return Ok(&self.values) };
+        if let Some(m) = self.mirror.get() {
+            return Ok(m);
+        }
+        let mut m = HashMap::with_capacity(self.values.len());
+        for name in self.values.keys() {
+            m.insert(name.clone(), exe.value(name)?);
+        }
+        Ok(self.mirror.get_or_init(|| m))
     }
 
     /// Steps run so far.
@@ -168,9 +251,10 @@ impl TrainSession {
 
     /// Runs the compiled step on `threads` threads (no effect on the interpreter).
     pub fn set_threads(&mut self, threads: usize) {
-        if let Some(exe) = self.compiled.take() {
-            self.compiled = Some(exe.with_threads(threads));
-        }
+        self.engine = match std::mem::replace(&mut self.engine, Engine::Interp) {
+            Engine::Jit(exe) => Engine::Jit(Box::new(exe.with_threads(threads))),
+            other => other,
+        };
     }
 
     /// Replaces the parameter or state value `name` (restoring a checkpoint). The value must
@@ -182,6 +266,12 @@ impl TrainSession {
         };
         if value.ty() != expected {
             return Err(TrainError::Malformed(format!("`{name}` is {expected}, not {}", value.ty())));
+        }
+        if let Engine::Gpu(exe) = &mut self.engine {
+            exe.set(name, &value)?;
+            if let Some(current) = self.mirror.get_mut() {
+                current.insert(name.to_string(), value.clone());
+            }
         }
         self.values.insert(name.to_string(), value);
         Ok(())

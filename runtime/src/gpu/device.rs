@@ -1,0 +1,51 @@
+//! What the GPU executor needs from a device: a module of functions, zeroed buffers, copies
+//! and launches. [`super::cuda::CudaDevice`] (feature `cuda`) is an NVIDIA GPU through the
+//! CUDA driver; [`super::host::HostDevice`] runs the same CUDA C on the CPU, for checking the
+//! executor and the generated code where no GPU is present.
+
+use super::GpuError;
+
+/// A device the executor runs programs on. Addresses are the device's own (`CUdeviceptr` on
+/// a GPU); the executor only passes addresses inside buffers this device allocated, at
+/// offsets that leave room for the bytes moved.
+pub trait Device {
+    /// The device, in words (model and driver, or "CPU emulation").
+    fn describe(&self) -> String;
+
+    /// Compiles `source` (one CUDA C translation unit) and looks up `symbols`; launches name
+    /// a function by its position in `symbols`. Replaces an earlier module.
+    fn load(&mut self, source: &str, symbols: &[String]) -> Result<(), GpuError>;
+
+    /// A zeroed buffer of at least `bytes` bytes (and at least one), aligned to 256 bytes,
+    /// alive as long as the device; returns its address.
+    fn alloc(&mut self, bytes: usize) -> Result<u64, GpuError>;
+
+    /// Copies `src` to device address `dst`.
+    ///
+    /// # Safety
+    /// `dst .. dst + src.len()` lies inside one buffer from [`Device::alloc`].
+    unsafe fn upload(&mut self, dst: u64, src: &[u8]) -> Result<(), GpuError>;
+
+    /// Copies `dst.len()` bytes from device address `src` (after all launched work is done).
+    ///
+    /// # Safety
+    /// `src .. src + dst.len()` lies inside one buffer from [`Device::alloc`].
+    unsafe fn download(&self, src: u64, dst: &mut [u8]) -> Result<(), GpuError>;
+
+    /// Copies `bytes` bytes from `src` to `dst` on the device, in launch order.
+    ///
+    /// # Safety
+    /// Both ranges lie inside buffers from [`Device::alloc`] and do not overlap.
+    unsafe fn copy(&mut self, src: u64, dst: u64, bytes: usize) -> Result<(), GpuError>;
+
+    /// Launches function `function` of the loaded module with pointer arguments `args`, over
+    /// `elements` output elements (the functions are grid-stride loops: any grid covers them).
+    ///
+    /// # Safety
+    /// `args` are addresses inside buffers from [`Device::alloc`], each with room for what the
+    /// function reads or writes there (its parameter's type and extent).
+    unsafe fn launch(&mut self, function: usize, args: &[u64], elements: usize) -> Result<(), GpuError>;
+
+    /// Waits until every launch and copy has finished, reporting a failure of any of them.
+    fn synchronize(&mut self) -> Result<(), GpuError>;
+}

@@ -1,0 +1,106 @@
+//! The GPU functions of a partitioned graph: what the GPU backend launches, in execution
+//! order, rendered as CUDA C by [`kiln_codegen::gpu`] from the same partition the JIT runs.
+//!
+//! Fused kernels (contraction epilogues included) come from the kernel loop IR; the
+//! contractions and movement ops of other groups from [`kiln_codegen::gpu::render_node`].
+
+use kiln_codegen::gpu::{MatmulShape, Strides, render_matmul};
+use kiln_codegen::kernel::{LowerError, lower_group};
+use kiln_ir::{Graph, NodeId, Op};
+use kiln_passes::fuse::{Group, GroupKind, contraction_of, epilogue_split};
+use kiln_passes::plan::buffer_of;
+
+use crate::jit::Contraction;
+
+/// One generated GPU function.
+#[derive(Clone, Debug)]
+pub struct GpuFunction {
+    /// Its symbol (`kiln_kN` for a fused kernel, `kiln_nN` for node `%N`).
+    pub symbol: String,
+    /// Its CUDA C.
+    pub source: String,
+    /// The nodes whose row-major buffers it takes, in parameter order (reshapes resolved to
+    /// the node whose bytes they share).
+    pub inputs: Vec<NodeId>,
+    /// The node whose buffer it writes.
+    pub output: NodeId,
+    /// The position of its group in the partition.
+    pub group: usize,
+}
+
+/// Every GPU function of `groups` (a partition of `graph`, in execution order), in execution
+/// order. Random numbers and integer products and divisions have none yet (reshapes
+/// need none: they alias their source).
+pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, LowerError> {
+    let g = graph;
+    let mut out = Vec::new();
+    for (gi, group) in groups.iter().enumerate() {
+        let node = match group.kind {
+            GroupKind::Contraction => Some(contraction_of(g, group)),
+            GroupKind::Movement => Some(group.root()),
+            GroupKind::Op
+                if matches!(g.node(group.root()).op, Op::Gather { .. } | Op::ScatterAdd { .. } | Op::Iota { .. }) =>
+            {
+                Some(group.root())
+            }
+            _ => None,
+        };
+        // The contraction first: an epilogue kernel reads its product. A float matmul reads
+        // its operands as the JIT's GEMM does, through a transpose folded into the group.
+        let gemm = match group.kind {
+            GroupKind::Contraction => match Contraction::new(g, group) {
+                Contraction::Gemm(call) if g.ty(call.product).dtype.is_float() => Some(call),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(call) = gemm {
+            let symbol = format!("kiln_n{}", call.product.index());
+            let strides = |o: &crate::jit::GemmOperand| {
+                let (row, col, batch) = o.strides();
+                Strides { row: row as i64, col: col as i64, batch: batch as i64 }
+            };
+            let s = call.shape;
+            let shape = MatmulShape { batch: s.batch, m: s.m, n: s.n, k: s.k };
+            let dtype = g.ty(call.product).dtype;
+            let source = render_matmul(&symbol, dtype, shape, strides(&call.a), strides(&call.b));
+            out.push(GpuFunction {
+                symbol,
+                source,
+                inputs: vec![call.a.node, call.b.node],
+                output: call.product,
+                group: gi,
+            });
+        } else if let Some(node) = node {
+            let symbol = format!("kiln_n{}", node.index());
+            if let Some(source) = kiln_codegen::gpu::render_node(g, node, &symbol) {
+                let inputs = g.node(node).args.iter().map(|a| buffer_of(g, *a)).collect();
+                out.push(GpuFunction { symbol, source, inputs, output: node, group: gi });
+            }
+        }
+        let members = match group.kind {
+            GroupKind::Elementwise => &group.members[..],
+            GroupKind::Contraction => match epilogue_split(g, group) {
+                Some(at) => &group.members[at..],
+                None => continue,
+            },
+            GroupKind::Op | GroupKind::Movement => continue,
+        };
+        let kernel = lower_group(g, members)?;
+        let symbol = format!("kiln_{}", kernel.name);
+        let source = kiln_codegen::gpu::render(&kernel, &symbol);
+        let inputs = kernel.inputs.iter().map(|i| buffer_of(g, i.node)).collect();
+        out.push(GpuFunction { symbol, source, inputs, output: group.root(), group: gi });
+    }
+    Ok(out)
+}
+
+/// One CUDA translation unit with the helpers and every function of `functions`.
+pub fn module(functions: &[GpuFunction]) -> String {
+    let mut c = kiln_codegen::gpu::module(&[]);
+    for f in functions {
+        c.push('\n');
+        c.push_str(&f.source);
+    }
+    c
+}

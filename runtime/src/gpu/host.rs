@@ -1,0 +1,165 @@
+//! A [`Device`] that runs the generated CUDA C on the CPU: the module is compiled as C++ by
+//! the system compiler (`$CXX`, else `c++`) with a small shim — one block of one thread, so
+//! every grid-stride loop covers all its elements, and the two bit-cast intrinsics — and
+//! loaded with `dlopen`. Buffers are host memory; copies are `memcpy`.
+//!
+//! It exists to check, where no GPU is present, everything of the GPU backend but the GPU's
+//! own arithmetic and launch configuration: the program's buffers, offsets, launch order,
+//! copies, parameter residency and the generated code's semantics (`tests/gpu.rs`).
+
+use std::alloc::Layout;
+use std::ffi::c_void;
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::{Device, GpuError};
+
+/// Makes generated CUDA C valid C++ on the host (see the module's header).
+pub const CPU_SHIM: &str = r#"#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <utility>
+struct kiln_dim { unsigned x; };
+static const kiln_dim blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim = {1};
+#define __global__
+#define __device__
+#define __forceinline__ inline
+static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+static inline double __longlong_as_double(long long i) { double d; std::memcpy(&d, &i, 8); return d; }
+template <typename... P, std::size_t... I>
+static void kiln_apply(void (*f)(P...), void *const *a, std::index_sequence<I...>) { f(static_cast<P>(a[I])...); }
+template <typename... P>
+static void kiln_invoke(void (*f)(P...), void *const *a) { kiln_apply(f, a, std::index_sequence_for<P...>{}); }
+"#;
+
+/// A launch trampoline: calls one generated function with its pointer arguments.
+type Trampoline = unsafe extern "C" fn(*const *mut c_void);
+
+/// The CPU stand-in for a GPU (see the module's header).
+pub struct HostDevice {
+    cxx: String,
+    functions: Vec<Trampoline>,
+    // Owns the code `functions` point into: dropped after them (fields drop in order).
+    library: Option<libloading::Library>,
+    allocations: Vec<(*mut u8, Layout)>,
+}
+
+impl std::fmt::Debug for HostDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostDevice").field("cxx", &self.cxx).field("functions", &self.functions.len()).finish()
+    }
+}
+
+impl HostDevice {
+    /// A host device compiling with `$CXX`, else `c++`.
+    pub fn new() -> Self {
+        HostDevice {
+            cxx: std::env::var("CXX").unwrap_or_else(|_| "c++".into()),
+            functions: Vec::new(),
+            library: None,
+            allocations: Vec::new(),
+        }
+    }
+}
+
+impl Default for HostDevice {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for HostDevice {
+    fn drop(&mut self) {
+        for (ptr, layout) in self.allocations.drain(..) {
+            // SAFETY: each pair is a live allocation made in `alloc` with this layout, freed once.
+            unsafe { std::alloc::dealloc(ptr, layout) };
+        }
+    }
+}
+
+impl Device for HostDevice {
+    fn describe(&self) -> String {
+        format!("CPU emulation (CUDA C compiled by {})", self.cxx)
+    }
+
+    fn load(&mut self, source: &str, symbols: &[String]) -> Result<(), GpuError> {
+        static MODULES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = MODULES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir: PathBuf = std::env::temp_dir().join(format!("kiln-host-gpu-{}-{n}", std::process::id()));
+        let io = |e: std::io::Error| GpuError::Compile(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let mut cpp = String::from(CPU_SHIM);
+        cpp.push_str(source);
+        for s in symbols {
+            cpp.push_str(&format!("\nextern \"C\" void call_{s}(void *const *a) {{ kiln_invoke({s}, a); }}"));
+        }
+        cpp.push('\n');
+        let (src, lib) = (dir.join("module.cpp"), dir.join("module.so"));
+        std::fs::write(&src, cpp).map_err(io)?;
+        let out = Command::new(&self.cxx)
+            .args(["-O2", "-w", "-shared", "-fPIC", "-std=c++17", "-o"])
+            .arg(&lib)
+            .arg(&src)
+            .output()
+            .map_err(|e| GpuError::Compile(format!("cannot run the C++ compiler `{}`: {e}", self.cxx)))?;
+        if !out.status.success() {
+            return Err(GpuError::Compile(String::from_utf8_lossy(&out.stderr).into_owned()));
+        }
+        // SAFETY: the library is the module just compiled: its initializers are the C++
+        // runtime's only.
+        let library = unsafe { libloading::Library::new(&lib) }.map_err(|e| GpuError::Compile(e.to_string()))?;
+        let _ = std::fs::remove_dir_all(&dir);
+        self.functions.clear();
+        for s in symbols {
+            // SAFETY: `call_{s}` is defined above with exactly this signature.
+            let f = unsafe { library.get::<Trampoline>(format!("call_{s}").as_bytes()) }
+                .map_err(|e| GpuError::Compile(format!("{s}: {e}")))?;
+            self.functions.push(*f);
+        }
+        self.library = Some(library);
+        Ok(())
+    }
+
+    fn alloc(&mut self, bytes: usize) -> Result<u64, GpuError> {
+        let layout = Layout::from_size_align(bytes.max(1), 256).map_err(|_| GpuError::OutOfMemory { bytes })?;
+        // SAFETY: the layout's size is not zero.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return Err(GpuError::OutOfMemory { bytes });
+        }
+        self.allocations.push((ptr, layout));
+        Ok(ptr as u64)
+    }
+
+    unsafe fn upload(&mut self, dst: u64, src: &[u8]) -> Result<(), GpuError> {
+        // SAFETY: the caller keeps `dst .. dst + len` inside one of our allocations, which
+        // never overlap the caller's slice.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len()) };
+        Ok(())
+    }
+
+    unsafe fn download(&self, src: u64, dst: &mut [u8]) -> Result<(), GpuError> {
+        // SAFETY: as in `upload`, the other way round.
+        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst.as_mut_ptr(), dst.len()) };
+        Ok(())
+    }
+
+    unsafe fn copy(&mut self, src: u64, dst: u64, bytes: usize) -> Result<(), GpuError> {
+        // SAFETY: the caller keeps both ranges inside our allocations, not overlapping.
+        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, bytes) };
+        Ok(())
+    }
+
+    unsafe fn launch(&mut self, function: usize, args: &[u64], _elements: usize) -> Result<(), GpuError> {
+        let f = *self.functions.get(function).ok_or(GpuError::NoFunction(function))?;
+        let ptrs: Vec<*mut c_void> = args.iter().map(|a| *a as *mut c_void).collect();
+        // SAFETY: the trampoline passes each pointer to the generated function's parameter of
+        // the same position; the caller guarantees each has room for what the function touches.
+        unsafe { f(ptrs.as_ptr()) };
+        Ok(())
+    }
+
+    fn synchronize(&mut self) -> Result<(), GpuError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,220 @@
+//! The GPU execution of a graph, resolved before anything runs: every buffer the device
+//! holds and every launch and copy, in order.
+//!
+//! The graph is partitioned and planned exactly as for the JIT ([`partition`], [`plan`]).
+//! Each input, parameter and output gets a buffer of its own; every other result lives in one
+//! arena at the memory plan's offset (a contraction's product before its epilogue just past
+//! the plan's peak); a reshape is the bytes of its source. Outputs that are not computed into
+//! their buffer (inputs, parameters, reshapes, values returned twice) are copied there last.
+
+use kiln_ir::{Graph, NodeId, Op, TensorType};
+use kiln_passes::fuse::{GroupKind, Mode, epilogue_split, partition};
+use kiln_passes::plan::{ALIGN, buffer_of, plan};
+
+use super::GpuError;
+use super::functions::{GpuFunction, functions, module};
+
+/// What a device buffer holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Intermediate results, at the memory plan's offsets.
+    Arena,
+    /// The graph's input at this position of [`GpuProgram::leaves`].
+    Leaf(usize),
+    /// The graph's output at this position.
+    Output(usize),
+}
+
+/// A device buffer of the program.
+#[derive(Clone, Debug)]
+pub struct BufferSpec {
+    /// Its size.
+    pub bytes: usize,
+    /// What it holds.
+    pub role: Role,
+}
+
+/// A place in device memory: a buffer of the program and a byte offset into it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    /// The buffer's position in [`GpuProgram::buffers`].
+    pub buffer: usize,
+    /// Bytes from its start.
+    pub offset: usize,
+}
+
+/// One step of the program.
+#[derive(Clone, Debug)]
+pub enum GpuStep {
+    /// Launch function `function` over `elements` output elements with these arguments (its
+    /// inputs, then its output).
+    Launch {
+        /// The position in [`GpuProgram::functions`].
+        function: usize,
+        /// Pointer arguments.
+        args: Vec<Place>,
+        /// The output's element count (the grid-stride loops' extent).
+        elements: usize,
+    },
+    /// Copy `bytes` bytes on the device.
+    Copy {
+        /// Source.
+        from: Place,
+        /// Destination.
+        to: Place,
+        /// Length.
+        bytes: usize,
+    },
+}
+
+/// A leaf of the graph (an input or a parameter) with its buffer.
+#[derive(Clone, Debug)]
+pub struct Leaf {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub ty: TensorType,
+    /// Its buffer.
+    pub buffer: usize,
+    /// Whether it is a parameter (else a data input).
+    pub param: bool,
+}
+
+/// An index tensor checked on the host before it is uploaded: every element must lie in
+/// `0..extent` (the interpreter reports an index out of range as an error, so the device
+/// never reads or writes outside a table).
+#[derive(Clone, Debug)]
+pub struct IndexCheck {
+    /// The leaf holding the indices.
+    pub leaf: String,
+    /// The extent of the indexed axis.
+    pub extent: usize,
+    /// The op that indexes with it.
+    pub op: &'static str,
+}
+
+/// A graph resolved for a GPU: its functions and module, buffers, steps and leaves.
+#[derive(Clone, Debug)]
+pub struct GpuProgram {
+    /// The graph it runs (optimized by the caller).
+    pub graph: Graph,
+    /// Every function, in the order they are first launched.
+    pub functions: Vec<GpuFunction>,
+    /// The CUDA C of all of them, one translation unit.
+    pub module: String,
+    /// Every device buffer (the arena first).
+    pub buffers: Vec<BufferSpec>,
+    /// The launches and copies of one run, in order.
+    pub steps: Vec<GpuStep>,
+    /// The graph's inputs then parameters, in the graph's order.
+    pub leaves: Vec<Leaf>,
+    /// The graph's outputs: name, type and buffer.
+    pub outputs: Vec<(String, TensorType, usize)>,
+    /// Index leaves checked before upload.
+    pub index_checks: Vec<IndexCheck>,
+}
+
+/// Resolves `graph` for a GPU (see the module's header). Fails naming the node when a group
+/// has no GPU form yet (random numbers, `iota`, integer products, indices computed on the
+/// device).
+pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
+    let g = graph;
+    let unsupported = |id: NodeId, why: &str| GpuError::Unsupported {
+        op: g.node(id).op.name(),
+        node: id.index(),
+        why: why.to_string(),
+    };
+    let groups = partition(g, Mode::Fused);
+    let memory = plan(g, &groups);
+    let funcs = functions(g, &groups)?;
+
+    let mut buffers = vec![BufferSpec { bytes: 0, role: Role::Arena }];
+    let mut place: Vec<Option<Place>> = vec![None; g.len()];
+    let mut leaves = Vec::new();
+    for (id, node) in g.inputs().chain(g.params()) {
+        let ty = g.ty(id).clone();
+        buffers.push(BufferSpec { bytes: ty.size_bytes(), role: Role::Leaf(leaves.len()) });
+        place[id.index()] = Some(Place { buffer: buffers.len() - 1, offset: 0 });
+        let param = matches!(node.op, Op::Param { .. });
+        leaves.push(Leaf {
+            name: node.op.leaf_name().unwrap_or_default().to_string(),
+            ty,
+            buffer: buffers.len() - 1,
+            param,
+        });
+    }
+    let mut outputs = Vec::new();
+    let mut first_output: Vec<Option<Place>> = vec![None; g.len()];
+    for (i, o) in g.outputs().iter().enumerate() {
+        let ty = g.ty(o.value).clone();
+        buffers.push(BufferSpec { bytes: ty.size_bytes(), role: Role::Output(i) });
+        let at = Place { buffer: buffers.len() - 1, offset: 0 };
+        first_output[o.value.index()].get_or_insert(at);
+        outputs.push((o.name.clone(), ty, buffers.len() - 1));
+    }
+
+    // A contraction's product, when an epilogue follows, just past the plan's peak.
+    let product_at = memory.peak_bytes.div_ceil(ALIGN) * ALIGN;
+    let mut product_bytes = 0;
+    for group in &groups {
+        if group.kind == GroupKind::Contraction && epilogue_split(g, group).is_some() {
+            let product = kiln_passes::fuse::contraction_of(g, group);
+            product_bytes = product_bytes.max(g.ty(product).size_bytes());
+        }
+    }
+    buffers[0].bytes = product_at + product_bytes;
+
+    let mut index_checks = Vec::new();
+    let mut steps = Vec::new();
+    let mut by_group: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
+    for (fi, f) in funcs.iter().enumerate() {
+        by_group[f.group].push(fi);
+    }
+    for (gi, group) in groups.iter().enumerate() {
+        let root = group.root();
+        let src = buffer_of(g, root);
+        if src != root {
+            // A reshape: the same bytes as its source.
+            place[root.index()] = place[src.index()];
+            continue;
+        }
+        if by_group[gi].is_empty() {
+            return Err(unsupported(root, "the GPU backend has no kernel for it yet"));
+        }
+        let node = g.node(root);
+        if let Op::Gather { axis } | Op::ScatterAdd { axis } = node.op {
+            let (table, idx) = match node.op {
+                Op::Gather { .. } => (g.ty(node.args[0]).dims()[axis], node.args[1]),
+                _ => (g.ty(root).dims()[axis], node.args[1]),
+            };
+            let idx = buffer_of(g, idx);
+            match g.node(idx).op.leaf_name() {
+                Some(name) => {
+                    index_checks.push(IndexCheck { leaf: name.to_string(), extent: table, op: node.op.name() })
+                }
+                None => return Err(unsupported(root, "indices computed on the device cannot be checked yet")),
+            }
+        }
+        let out = first_output[root.index()].unwrap_or(Place { buffer: 0, offset: memory.placements[gi].offset });
+        for &fi in &by_group[gi] {
+            let f = &funcs[fi];
+            let at = if f.output == root { out } else { Place { buffer: 0, offset: product_at } };
+            let mut args = Vec::with_capacity(f.inputs.len() + 1);
+            for input in &f.inputs {
+                args.push(place[input.index()].ok_or_else(|| unsupported(*input, "internal: operand not computed"))?);
+            }
+            args.push(at);
+            place[f.output.index()] = Some(at);
+            steps.push(GpuStep::Launch { function: fi, args, elements: g.ty(f.output).numel() });
+        }
+    }
+    for (i, o) in g.outputs().iter().enumerate() {
+        let from = place[o.value.index()].ok_or_else(|| unsupported(o.value, "internal: output not computed"))?;
+        let to = Place { buffer: outputs[i].2, offset: 0 };
+        if from != to {
+            steps.push(GpuStep::Copy { from, to, bytes: g.ty(o.value).size_bytes() });
+        }
+    }
+    let module = module(&funcs);
+    Ok(GpuProgram { graph: g.clone(), functions: funcs, module, buffers, steps, leaves, outputs, index_checks })
+}
