@@ -55,6 +55,19 @@ pub struct TrainArgs {
     /// Print one JSON line at the end (progress goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Where the training steps run: the CPU, or the first NVIDIA GPU (a build with the
+    /// `cuda` feature; parameters stay on the GPU between steps).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+}
+
+/// `--device` of `run`, `bench` and `train`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceArg {
+    /// The host CPU (the JIT).
+    Cpu,
+    /// The first NVIDIA GPU, through the CUDA driver (builds with `--features cuda`).
+    Cuda,
 }
 
 /// Prints a line for people: to stdout, or to stderr when stdout carries JSON.
@@ -103,6 +116,9 @@ fn settings(mut config: Config, a: &TrainArgs) -> Result<(Config, PathBuf), Stri
     }
     config.seed = a.seed;
     config.threads = a.threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1);
+    if a.device == DeviceArg::Cuda {
+        config.backend = kiln::runtime::exec::Backend::Gpu(kiln::gpu::DeviceKind::Cuda);
+    }
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&a.model));
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok((config, out))

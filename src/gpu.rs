@@ -12,7 +12,15 @@ pub use kiln_runtime::gpu::{
     Device, DeviceKind, GpuError, GpuExecutable, GpuFunction, GpuProgram, HostDevice, open, program,
 };
 
-use crate::Executable;
+use crate::{CompileError, Executable};
+
+/// Optimizes `graph` with the default pass pipeline (as [`crate::compile`] does), resolves it
+/// for a GPU and loads it on a device of `kind`. Set every input and parameter with
+/// [`GpuExecutable::set`], then [`GpuExecutable::run`].
+pub fn compile(graph: &crate::ir::Graph, kind: DeviceKind) -> Result<GpuExecutable, CompileError> {
+    let (optimized, _) = kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(graph)?;
+    Ok(GpuExecutable::new(&optimized, open(kind)?)?)
+}
 
 /// Every GPU function of `exe`, in execution order. Random numbers and integer
 /// products and divisions have none yet (reshapes need none: they alias their source).

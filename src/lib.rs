@@ -40,6 +40,9 @@ pub enum CompileError {
     /// Code generation failed.
     #[error(transparent)]
     Codegen(#[from] kiln_runtime::jit::CompileError),
+    /// The GPU backend could not load the graph (no device, an op without a GPU form).
+    #[error(transparent)]
+    Gpu(#[from] kiln_runtime::gpu::GpuError),
 }
 
 /// Compiles a graph for the host CPU: the default pass pipeline

@@ -74,6 +74,10 @@ enum Command {
         /// Where to run: the reference interpreter or the Cranelift JIT.
         #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
         backend: BackendArg,
+        /// Where to run: the CPU (with `--backend`) or the first NVIDIA GPU (a build with the
+        /// `cuda` feature).
+        #[arg(long, value_enum, default_value_t = cli_train::DeviceArg::Cpu)]
+        device: cli_train::DeviceArg,
     },
     /// Time a model (forward or training step) or a `.kir` function on the JIT.
     Bench {
@@ -97,6 +101,10 @@ enum Command {
         /// Print one JSON object instead of a table row.
         #[arg(long)]
         json: bool,
+        /// Where to run: the CPU (the JIT) or the first NVIDIA GPU (a build with the `cuda`
+        /// feature; one run is the launches and the download of the first output).
+        #[arg(long, value_enum, default_value_t = cli_train::DeviceArg::Cpu)]
+        device: cli_train::DeviceArg,
     },
     /// Train a zoo model on its task (MNIST or synthetic data): progress bar, held-out accuracy
     /// per epoch, then `model.safetensors` and `curve.png` in --out.
@@ -287,10 +295,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Opt { file, pipeline } => opt(&file, &pipeline),
-        Command::Run { file, func, inputs, seed, out, backend } => {
-            let backend = match backend {
-                BackendArg::Interp => kiln::runtime::exec::Backend::Interp,
-                BackendArg::Jit => kiln::runtime::exec::Backend::Jit,
+        Command::Run { file, func, inputs, seed, out, backend, device } => {
+            let backend = match (device, backend) {
+                (cli_train::DeviceArg::Cuda, _) => kiln::runtime::exec::Backend::Gpu(kiln::gpu::DeviceKind::Cuda),
+                (_, BackendArg::Interp) => kiln::runtime::exec::Backend::Interp,
+                (_, BackendArg::Jit) => kiln::runtime::exec::Backend::Jit,
             };
             run(&file, func.as_deref(), &inputs, seed, &out, backend)
         }
@@ -305,9 +314,9 @@ fn main() -> ExitCode {
         Command::Predict { model, weights, input, threads } => {
             cli_train::predict(&model, &weights, &input, threads_or_env(threads))
         }
-        Command::Bench { target, train_step, batch, unfused, runs, threads, json } => {
+        Command::Bench { target, train_step, batch, unfused, runs, threads, json, device } => {
             let threads = threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1);
-            bench(&target, train_step, batch, unfused, runs.max(1), threads, json)
+            bench(&target, train_step, batch, unfused, runs.max(1), threads, json, device)
         }
     };
     match r {
@@ -527,27 +536,11 @@ fn pick_func(graphs: Vec<Graph>, func: Option<&str>) -> Result<Graph, String> {
     }
 }
 
-fn bench(
-    target: &str,
-    train_step: bool,
-    batch: usize,
-    unfused: bool,
-    runs: usize,
-    threads: usize,
-    json: bool,
-) -> Result<(), String> {
-    let stage = if train_step { Staging::TrainStep } else { Staging::Graph };
-    let (graph, _) = staged(load_target(target, batch)?, stage, OptimizerArg::Sgd)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| format!("`{target}` has no function"))?;
-    let fusion = if unfused { kiln::Fusion::Unfused } else { kiln::Fusion::Fused };
-    let start = std::time::Instant::now();
-    let exe = kiln::compile(&graph, fusion).map_err(|e| e.to_string())?.with_threads(threads);
-    let compile_ms = start.elapsed().as_secs_f64() * 1e3;
-    // Inputs: parameters from seed 0, data inputs from the generator, learning rate 0.01.
-    let mut feeds = kiln::ir::init::init_params(exe.graph(), 0);
-    for (i, (_, n)) in exe.graph().inputs().enumerate() {
+/// Inputs for a benchmark of `graph`: parameters from seed 0, data inputs from the
+/// generator (integers 0), learning rate 0.01.
+fn bench_feeds(graph: &kiln::ir::Graph) -> HashMap<String, Value> {
+    let mut feeds = kiln::ir::init::init_params(graph, 0);
+    for (i, (_, n)) in graph.inputs().enumerate() {
         let name = n.op.leaf_name().unwrap_or_default().to_string();
         let v = match n.ty.dtype {
             DType::I32 | DType::I64 | DType::Bool => Value::splat(&n.ty, 0.0),
@@ -561,25 +554,86 @@ fn bench(
         let v = if name == "lr" { Value::splat(&n.ty, 0.01) } else { v };
         feeds.insert(name, v);
     }
-    let mut outputs = Vec::new();
-    exe.run_into(&feeds, &mut outputs).map_err(|e| e.to_string())?;
+    feeds
+}
+
+/// What `kiln bench` times: the JIT's run, or the GPU's launches and first output.
+enum Bencher {
+    // Boxed: an executable is kilobytes.
+    Cpu { exe: Box<kiln::Executable>, feeds: HashMap<String, Value>, outputs: Vec<Value> },
+    Gpu(Box<kiln::gpu::GpuExecutable>),
+}
+
+impl Bencher {
+    fn run(&mut self) -> Result<(), String> {
+        match self {
+            Bencher::Cpu { exe, feeds, outputs } => exe.run_into(feeds, outputs).map_err(|e| e.to_string()),
+            Bencher::Gpu(exe) => {
+                exe.run().map_err(|e| e.to_string())?;
+                exe.output(0).map(drop).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench(
+    target: &str,
+    train_step: bool,
+    batch: usize,
+    unfused: bool,
+    runs: usize,
+    threads: usize,
+    json: bool,
+    device: cli_train::DeviceArg,
+) -> Result<(), String> {
+    let stage = if train_step { Staging::TrainStep } else { Staging::Graph };
+    let (graph, _) = staged(load_target(target, batch)?, stage, OptimizerArg::Sgd)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("`{target}` has no function"))?;
+    let fusion = if unfused { kiln::Fusion::Unfused } else { kiln::Fusion::Fused };
+    let start = std::time::Instant::now();
+    let mut bencher = match device {
+        cli_train::DeviceArg::Cpu => {
+            let exe = kiln::compile(&graph, fusion).map_err(|e| e.to_string())?.with_threads(threads);
+            let feeds = bench_feeds(exe.graph());
+            Bencher::Cpu { exe: Box::new(exe), feeds, outputs: Vec::new() }
+        }
+        cli_train::DeviceArg::Cuda => {
+            if unfused {
+                return Err("--unfused compares the CPU's kernels; the GPU always runs fused groups".into());
+            }
+            let mut exe = kiln::gpu::compile(&graph, kiln::gpu::DeviceKind::Cuda).map_err(|e| e.to_string())?;
+            for (name, v) in bench_feeds(&exe.program().graph) {
+                exe.set(&name, &v).map_err(|e| e.to_string())?;
+            }
+            Bencher::Gpu(Box::new(exe))
+        }
+    };
+    let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+    bencher.run()?;
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = std::time::Instant::now();
-        exe.run_into(&feeds, &mut outputs).map_err(|e| e.to_string())?;
+        bencher.run()?;
         times.push(t.elapsed().as_secs_f64() * 1e6);
     }
     times.sort_by(f64::total_cmp);
     let (median, min, max) = (times[times.len() / 2], times[0], times[times.len() - 1]);
     let mode = if unfused { "unfused" } else { "fused" };
+    let (dev, threads_note) = match device {
+        cli_train::DeviceArg::Cpu => ("cpu", format!("threads {threads}")),
+        cli_train::DeviceArg::Cuda => ("cuda", "gpu".to_string()),
+    };
     if json {
         outln!(
-            "{{\"model\": \"{}\", \"mode\": \"{mode}\", \"train_step\": {train_step}, \"threads\": {threads}, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"runs\": {runs}}}",
+            "{{\"model\": \"{}\", \"device\": \"{dev}\", \"mode\": \"{mode}\", \"train_step\": {train_step}, \"threads\": {threads}, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"runs\": {runs}}}",
             graph.name()
         );
     } else {
         outln!(
-            "{:<28} {mode:<8} threads {threads}  median {median:>10.1} us  min {min:>10.1}  max {max:>10.1}  compile {compile_ms:>7.1} ms",
+            "{:<28} {mode:<8} {threads_note}  median {median:>10.1} us  min {min:>10.1}  max {max:>10.1}  compile {compile_ms:>7.1} ms",
             graph.name()
         );
     }

@@ -561,3 +561,30 @@ fn build_writes_a_library_or_says_why_not() {
     let o = kiln(&["build", "mnist_mlp", "--weights", "/nonexistent.safetensors", "-o", dir.to_str().unwrap()]);
     assert!(stderr(&o).contains("/nonexistent.safetensors"), "{}", stderr(&o));
 }
+
+#[test]
+fn device_cuda_without_a_gpu_is_a_clear_error() {
+    // Without the `cuda` feature the build says how to get it; with it, a machine without a
+    // GPU says that no driver was found (on a GPU machine the commands simply run).
+    let want = if cfg!(feature = "cuda") { "no CUDA driver" } else { "rebuild with `--features cuda`" };
+    let dir = scratch("device");
+    let path = dump_to(&dir, "mnist_mlp", 2);
+    write_npy(&dir.join("x.npy"), &f32v(&[2, 784], &[0.5; 2 * 784]));
+    let xi = format!("x={}", dir.join("x.npy").display());
+    let out = dir.join("out");
+    let runs: [Vec<&str>; 3] = [
+        vec!["bench", "mnist_mlp", "--device", "cuda", "--runs", "1"],
+        vec!["run", path.to_str().unwrap(), "--input", &xi, "--out", out.to_str().unwrap(), "--device", "cuda"],
+        vec!["train", "mnist_mlp", "--device", "cuda", "--epochs", "1", "--out", out.to_str().unwrap()],
+    ];
+    for args in runs {
+        let o = kiln(&args);
+        if cfg!(feature = "cuda") && o.status.success() {
+            continue;
+        }
+        assert!(!o.status.success(), "{args:?}");
+        let err = stderr(&o);
+        let last = err.trim_end().lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: ") && last.contains(want), "{args:?}: {err}");
+    }
+}

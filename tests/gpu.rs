@@ -288,9 +288,9 @@ fn forward_matches_the_interpreter(kind: DeviceKind) {
 
 /// Three steps of `model`'s training step with `optimizer` on `kind` and on the interpreter,
 /// each on its own batch: losses and every parameter and state value agree.
-fn training_matches_the_interpreter(kind: DeviceKind, model: &str, optimizer: Optimizer) {
-    let m = (kiln::zoo::entry(model).unwrap().build)(4, DType::F32).unwrap().remove(0);
-    let step = kiln::train::train_step(&m, &optimizer).unwrap();
+fn training_matches_the_interpreter(kind: DeviceKind, m: &kiln::zoo::Model, optimizer: Optimizer) {
+    let model = m.graph.name();
+    let step = kiln::train::train_step(m, &optimizer).unwrap();
     let mut device = TrainSession::with_backend(step.clone(), 7, Backend::Gpu(kind)).unwrap();
     let mut reference = TrainSession::with_backend(step.clone(), 7, Backend::Interp).unwrap();
     for s in 0..3 {
@@ -320,13 +320,92 @@ fn every_zoo_forward_graph_runs_on_the_emulated_device() {
     forward_matches_the_interpreter(DeviceKind::Emulated);
 }
 
+/// Every zoo model's training step with SGD (both GAN networks), and Adam and momentum on
+/// the MNIST models.
+fn every_training_step_matches_the_interpreter(kind: DeviceKind) {
+    for e in kiln::zoo::CATALOG {
+        for m in (e.build)(4, DType::F32).unwrap() {
+            // SGD: the transformer's key bias has a true gradient of 0 (softmax ignores a shift
+            // shared by a row), which Adam would turn from rounding noise into full updates.
+            training_matches_the_interpreter(kind, &m, Optimizer::sgd());
+        }
+    }
+    let model = |name: &str| (kiln::zoo::entry(name).unwrap().build)(4, DType::F32).unwrap().remove(0);
+    training_matches_the_interpreter(kind, &model("mnist_mlp"), Optimizer::adam());
+    training_matches_the_interpreter(kind, &model("lenet5"), Optimizer::momentum(0.9, false));
+}
+
 #[test]
 fn training_steps_on_the_emulated_device_match_the_interpreter() {
-    training_matches_the_interpreter(DeviceKind::Emulated, "mnist_mlp", Optimizer::sgd());
-    training_matches_the_interpreter(DeviceKind::Emulated, "mnist_mlp", Optimizer::adam());
-    training_matches_the_interpreter(DeviceKind::Emulated, "lenet5", Optimizer::momentum(0.9, false));
-    training_matches_the_interpreter(DeviceKind::Emulated, "lstm_classifier", Optimizer::sgd());
-    // SGD: the key bias's true gradient is 0 (softmax ignores a shift shared by a row), so
-    // Adam would amplify rounding noise of either side into full-size updates.
-    training_matches_the_interpreter(DeviceKind::Emulated, "transformer_block", Optimizer::sgd());
+    every_training_step_matches_the_interpreter(DeviceKind::Emulated);
+}
+
+/// Whether the GPU tests can run: a build with `cuda` on a machine with a GPU. Elsewhere they
+/// say why they were skipped, or fail when `KILN_REQUIRE_GPU=1` (set it on a GPU machine).
+#[cfg(feature = "cuda")]
+fn gpu_present() -> bool {
+    match kiln::gpu::open(DeviceKind::Cuda) {
+        Ok(device) => {
+            eprintln!("running on {}", device.describe());
+            true
+        }
+        Err(e) => {
+            assert!(std::env::var("KILN_REQUIRE_GPU").map_or(true, |v| v != "1"), "KILN_REQUIRE_GPU=1: {e}");
+            eprintln!("no GPU, skipped: {e}");
+            false
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn gpu_forward_graphs_match_the_interpreter() {
+    if gpu_present() {
+        forward_matches_the_interpreter(DeviceKind::Cuda);
+    }
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn gpu_training_steps_match_the_interpreter() {
+    if gpu_present() {
+        every_training_step_matches_the_interpreter(DeviceKind::Cuda);
+    }
+}
+
+#[test]
+fn bad_input_to_a_gpu_executable_is_an_error_naming_it() {
+    let lstm = (kiln::zoo::entry("lstm_classifier").unwrap().build)(2, DType::F32).unwrap().remove(0);
+    let mut exe = kiln::gpu::compile(&lstm.graph, DeviceKind::Emulated).unwrap();
+    let ids = exe.program().leaves.iter().find(|l| !l.param).unwrap().clone();
+    // Running before every value is set.
+    let e = exe.run().unwrap_err().to_string();
+    assert!(e.starts_with("no value for `"), "{e}");
+    // An index outside the embedding table is refused before it reaches the device.
+    let e = exe.set(&ids.name, &Value::splat(&ids.ty, 10_000.0)).unwrap_err().to_string();
+    assert!(e.contains("index 10000, outside 0..10000 of the gather"), "{e}");
+    let e = exe.set(&ids.name, &Value::splat(&ids.ty, -1.0)).unwrap_err().to_string();
+    assert!(e.contains("index -1"), "{e}");
+    // A value of another type, and a name the graph does not have.
+    let wrong = Value::splat(&TensorType::new(DType::F32, [3usize]), 0.0);
+    let e = exe.set(&ids.name, &wrong).unwrap_err().to_string();
+    assert!(e.contains(&format!("`{}` is {}, got f32[3]", ids.name, ids.ty)), "{e}");
+    let e = exe.set("nope", &wrong).unwrap_err().to_string();
+    assert!(e.contains("has no input, parameter or output `nope`"), "{e}");
+    // Dropout's random numbers have no GPU form yet: refused naming the op.
+    let m = kiln::zoo::mnist_mlp_with(4, DType::F32, 0.5, kiln::frontend::Mode::Train).unwrap();
+    let step = kiln::train::train_step(&m, &Optimizer::sgd()).unwrap();
+    let e = TrainSession::with_backend(step, 0, Backend::Gpu(DeviceKind::Emulated)).unwrap_err().to_string();
+    assert!(e.starts_with("rng (node %") && e.contains("cannot run on the GPU yet"), "{e}");
+}
+
+#[test]
+fn the_cuda_device_needs_the_feature_or_a_driver() {
+    match kiln::gpu::open(DeviceKind::Cuda) {
+        Ok(device) => eprintln!("a GPU is present: {}", device.describe()),
+        Err(e) if cfg!(feature = "cuda") => {
+            assert!(e.to_string().starts_with("no CUDA driver") || e.to_string().contains("NVRTC"), "{e}")
+        }
+        Err(e) => assert!(e.to_string().contains("rebuild with `--features cuda`"), "{e}"),
+    }
 }

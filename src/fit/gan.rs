@@ -39,6 +39,7 @@ pub fn defaults() -> Config {
         dropout: 0.0,
         seed: 0,
         threads: 1,
+        backend: Backend::Jit,
     }
 }
 
@@ -128,8 +129,8 @@ impl GanTrainer {
         gb.output("loss", loss::binary_cross_entropy(p, gb.constant(1.0, float, [b, 1])));
         let g_step = crate::train::train_step_of(gb.finish()?, &optimizer, &is_generator)?;
 
-        let mut d = TrainSession::with_backend(d_step, config.seed, Backend::Jit)?;
-        let mut g = TrainSession::with_backend(g_step, config.seed, Backend::Jit)?;
+        let mut d = TrainSession::with_backend(d_step, config.seed, config.backend)?;
+        let mut g = TrainSession::with_backend(g_step, config.seed, config.backend)?;
         d.set_threads(config.threads.max(1));
         g.set_threads(config.threads.max(1));
 

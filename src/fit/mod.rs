@@ -101,6 +101,8 @@ pub struct Config {
     pub seed: u64,
     /// Threads for kernels, GEMMs and convolutions.
     pub threads: usize,
+    /// Where the training steps run: the JIT (default) or a GPU (scoring stays on the JIT).
+    pub backend: Backend,
 }
 
 impl Config {
@@ -117,6 +119,7 @@ impl Config {
             dropout: 0.0,
             seed: 0,
             threads: 1,
+            backend: Backend::Jit,
         }
     }
 
@@ -261,7 +264,7 @@ impl Trainer {
         let model = task.model_for(config.batch, config.dropout, kiln_frontend::Mode::Train)?;
         let step = crate::train::train_step(&model, &config.optimizer()?)?;
         let model = task.model_at(config.batch)?;
-        let mut session = TrainSession::with_backend(step, config.seed, Backend::Jit)?;
+        let mut session = TrainSession::with_backend(step, config.seed, config.backend)?;
         session.set_threads(config.threads.max(1));
         let scorer = crate::compile(&model.graph, crate::Fusion::Fused)?.with_threads(config.threads.max(1));
         let x_dims = input_dims(&model.graph)?;
