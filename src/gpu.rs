@@ -9,7 +9,7 @@
 //! See `docs/gpu.md`.
 
 pub use kiln_runtime::gpu::{
-    Device, DeviceKind, GpuError, GpuExecutable, GpuFunction, GpuProgram, HostDevice, open, program,
+    Device, DeviceKind, GpuError, GpuExecutable, GpuFunction, GpuProgram, HostDevice, call_function, open, program,
 };
 
 use crate::{CompileError, Executable};

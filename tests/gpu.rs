@@ -9,8 +9,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::le_bytes;
 use kiln::frontend::optim::Optimizer;
+use kiln::gpu::Device as _;
 use kiln::prelude::*;
 
 /// The CUDA module of `graph` as the JIT would partition it, and its function count.
@@ -87,22 +87,6 @@ fn every_rendered_module_compiles_with_nvrtc() {
     assert!(stdout.contains(&format!("{0} of {0} files compile", files.len())), "{stdout}");
 }
 
-/// Lets generated CUDA C run on the CPU as C++: one block of one thread (the grid-stride
-/// loops then cover every element), and the few CUDA intrinsics the kernels use.
-const CPU_SHIM: &str = r#"#include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-struct kiln_dim { unsigned x; };
-static const kiln_dim blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim = {1};
-#define __global__
-#define __device__
-#define __forceinline__ inline
-static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
-static inline double __longlong_as_double(long long i) { double d; std::memcpy(&d, &i, 8); return d; }
-"#;
-
 /// Every node's value under the interpreter (the kernels' inputs are intermediate nodes).
 fn every_value(g: &Graph, feeds: &std::collections::HashMap<String, Value>) -> Vec<Option<Value>> {
     let mut vals: Vec<Option<Value>> = vec![None; g.len()];
@@ -140,85 +124,23 @@ fn generated_cuda_computes_what_the_interpreter_does_when_run_on_the_cpu() {
         graphs.push((format!("{model}{}", if train { "_step" } else { "" }), graph));
     }
     graphs.push(("odd".into(), kiln::ir::parse_module(&odd).unwrap().remove(0)));
-    let dir = std::env::temp_dir().join(format!("kiln-gpu-cpu-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     for (tag, graph) in graphs {
         let exe = kiln::compile(&graph, kiln::Fusion::Fused).unwrap();
         let g = exe.graph();
         // Inputs: floats in [-1, 1), integers (labels, token ids) 0 or 1, parameters seeded.
         let mut feeds = kiln::ir::init::init_params(g, 5);
-        for (j, (_, n)) in g.inputs().enumerate() {
-            let name = n.op.leaf_name().unwrap().to_string();
-            let v = match n.ty.dtype {
-                DType::F32 | DType::F64 => {
-                    let init = kiln::ir::Init::Uniform { low: kiln::ir::Literal(-1.0), high: kiln::ir::Literal(1.0) };
-                    kiln::ir::init::materialize(init, &n.ty, &name, 40 + j as u64)
-                }
-                _ => Value::splat(&n.ty, (j % 2) as f64),
-            };
-            feeds.insert(name, v);
-        }
+        feeds.extend(data_feeds(g, None));
         let vals = every_value(g, &feeds);
-        let units = kiln::gpu::functions(&exe);
-        // A harness calling function argv[1] on the input files, writing the output file.
-        let mut cpp = String::from(CPU_SHIM);
-        cpp.push_str(&kiln::gpu::module(&exe).replace("extern \"C\" __global__", "extern \"C\""));
-        cpp.push_str(
-            "static void *slurp(const char *p) { FILE *f = fopen(p, \"rb\"); fseek(f, 0, SEEK_END); long n = ftell(f); \
-             fseek(f, 0, SEEK_SET); void *b = malloc(n + 1); if (fread(b, 1, n, f) != (size_t)n) exit(3); fclose(f); return b; }\n\
-             int main(int argc, char **argv) {\n    void *in[256] = {0};\n    for (int i = 4; i < argc; i++) in[i - 4] = slurp(argv[i]);\n\
-                 void *out = calloc(atol(argv[3]) + 1, 1);\n",
-        );
-        for u in &units {
-            let args: Vec<String> = u
-                .inputs
-                .iter()
-                .enumerate()
-                .map(|(i, n)| format!("({} *)in[{i}]", kiln::codegen::gpu::c_type(g.ty(*n).dtype)))
-                .chain(std::iter::once(format!("({} *)out", kiln::codegen::gpu::c_type(g.ty(u.output).dtype))))
-                .collect();
-            cpp.push_str(&format!("    if (!strcmp(argv[1], \"{}\")) {}({});\n", u.symbol, u.symbol, args.join(", ")));
-        }
-        cpp.push_str(
-            "    FILE *f = fopen(argv[2], \"wb\"); fwrite(out, 1, atol(argv[3]), f); fclose(f); return 0;\n}\n",
-        );
-        std::fs::write(dir.join(format!("{tag}.cpp")), &cpp).unwrap();
-        let o = Command::new("c++")
-            .args(["-O1", "-w", "-o", &tag, &format!("{tag}.cpp")])
-            .current_dir(&dir)
-            .output()
-            .expect("the system C++ compiler runs");
-        assert!(o.status.success(), "{tag}: {}", String::from_utf8_lossy(&o.stderr));
-        for u in &units {
-            let want = vals[u.output.index()].as_ref().unwrap();
-            let ty = g.ty(u.output);
-            let mut args = vec![u.symbol.clone(), "out.bin".into(), (ty.numel() * ty.dtype.size_bytes()).to_string()];
-            for (i, n) in u.inputs.iter().enumerate() {
-                let p = format!("in{i}.bin");
-                std::fs::write(dir.join(&p), le_bytes(vals[n.index()].as_ref().unwrap())).unwrap();
-                args.push(p);
-            }
-            let o = Command::new(dir.join(&tag)).args(&args).current_dir(&dir).output().unwrap();
-            assert!(o.status.success(), "{tag} {}: {:?}", u.symbol, o.status);
-            let got = std::fs::read(dir.join("out.bin")).unwrap();
-            let as_f64 = |b: &[u8]| -> Vec<f64> {
-                match ty.dtype {
-                    DType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-                    _ => b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
-                }
-            };
-            if ty.dtype.is_float() {
-                let (gv, wv) = (as_f64(&got), as_f64(&le_bytes(want)));
-                let scale = wv.iter().fold(1f64, |m, x| m.max(x.abs()));
-                let tol = if ty.dtype == DType::F32 { 1e-5 } else { 1e-12 };
-                for (i, (a, b)) in gv.iter().zip(&wv).enumerate() {
-                    let same = (a - b).abs() <= tol * scale || (a.is_nan() && b.is_nan());
-                    assert!(same, "{tag} {} [{i}]: CUDA-on-CPU {a}, interpreter {b}", u.symbol);
-                }
-            } else {
-                assert_eq!(got, le_bytes(want), "{tag} {}", u.symbol);
-            }
+        let functions = kiln::gpu::functions(&exe);
+        let mut device = kiln::gpu::HostDevice::new();
+        let symbols: Vec<String> = functions.iter().map(|f| f.symbol.clone()).collect();
+        device.load(&kiln::gpu::module(&exe), &symbols).unwrap();
+        for (i, f) in functions.iter().enumerate() {
+            let inputs: Vec<Value> = f.inputs.iter().map(|n| vals[n.index()].clone().unwrap()).collect();
+            let got = kiln::gpu::call_function(&mut device, g, &functions, i, &inputs).unwrap();
+            let want = vals[f.output.index()].as_ref().unwrap();
+            let tol = if want.ty().dtype == DType::F64 { 1e-12 } else { 1e-5 };
+            assert_close(&format!("{tag} {}", f.symbol), &got, want, tol);
         }
     }
 }
@@ -272,8 +194,12 @@ fn assert_close(what: &str, got: &Value, want: &Value, tol: f64) {
 
 /// Every zoo model's forward graph on `kind` against the interpreter.
 fn forward_matches_the_interpreter(kind: DeviceKind) {
+    // Batch 3, and 32 for the MLP, whose products then run tiled with the epilogue fused.
+    let mlp32 = (kiln::zoo::entry("mnist_mlp").unwrap().build)(32, DType::F32).unwrap();
     for e in kiln::zoo::CATALOG {
-        for m in (e.build)(3, DType::F32).unwrap() {
+        let models = (e.build)(3, DType::F32).unwrap();
+        let extra = if e.name == "mnist_mlp" { mlp32.clone() } else { Vec::new() };
+        for m in models.into_iter().chain(extra) {
             let (g, _) = kiln::passes::Pipeline::parse(kiln::passes::DEFAULT_PIPELINE).unwrap().run(&m.graph).unwrap();
             let feeds = data_feeds(&g, None);
             let want = kiln::runtime::exec::run(&g, &feeds, 3, Backend::Interp).unwrap();
@@ -313,6 +239,39 @@ fn training_matches_the_interpreter(kind: DeviceKind, m: &kiln::zoo::Model, opti
     for (name, want) in reference.values() {
         assert_close(&format!("{model} {name}"), &device.values()[name], want, 1e-4);
     }
+}
+
+/// `tests/data/gpu_tiles.kir` (tiled products, fused epilogues, block reductions) on `kind`
+/// against the interpreter; asserts its functions take the paths it is written for.
+fn tiles_match_the_interpreter(kind: DeviceKind) {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gpu_tiles.kir")).unwrap();
+    let g = kiln::ir::parse_module(&text).unwrap().remove(0);
+    let mut exe = kiln::gpu::compile(&g, kind).unwrap();
+    let sources: Vec<&str> = exe.program().functions.iter().map(|f| f.source.as_str()).collect();
+    let count = |what: &str| sources.iter().filter(|s| s.contains(what)).count();
+    assert_eq!(count("32x32 tiles"), 4, "{sources:#?}");
+    assert_eq!(count("64x64 tiles"), 1);
+    assert_eq!(count("fused;"), 1, "the bias and relu run in the product's registers");
+    assert_eq!(count("__shared__ float part"), 3);
+    assert_eq!(count("__shared__ int part"), 1);
+    let g = exe.program().graph.clone();
+    let mut feeds = kiln::ir::init::init_params(&g, 9);
+    feeds.extend(data_feeds(&g, None));
+    // Integers of both signs, so wrapping sums are exercised too.
+    let k = g.ty(g.leaf("k").unwrap()).clone();
+    let ints: Vec<i32> = (0..k.numel() as i32).map(|i| i.wrapping_mul(2_654_435_761u32 as i32) >> 3).collect();
+    feeds.insert("k".into(), Value::I32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(k.dims()), ints).unwrap()));
+    let got = exe.run_with(&feeds).unwrap();
+    let want = kiln::ir::interp::run(&g, &feeds).unwrap();
+    for (o, (a, b)) in g.outputs().iter().zip(got.iter().zip(&want)) {
+        let tol = if b.ty().dtype == DType::F64 { 1e-12 } else { 1e-5 };
+        assert_close(&format!("gpu_tiles {}", o.name), a, b, tol);
+    }
+}
+
+#[test]
+fn tiled_products_and_block_reductions_run_on_the_emulated_device() {
+    tiles_match_the_interpreter(DeviceKind::Emulated);
 }
 
 #[test]
@@ -362,6 +321,14 @@ fn gpu_present() -> bool {
 fn gpu_forward_graphs_match_the_interpreter() {
     if gpu_present() {
         forward_matches_the_interpreter(DeviceKind::Cuda);
+    }
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn gpu_tiled_products_and_block_reductions_match_the_interpreter() {
+    if gpu_present() {
+        tiles_match_the_interpreter(DeviceKind::Cuda);
     }
 }
 

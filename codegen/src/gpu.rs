@@ -25,6 +25,25 @@ use kiln_ir::{BinaryOp, CmpOp, ConvAttrs, DType, Graph, NodeId, Op, ReduceOp, Un
 
 use crate::kernel::{Inst, Kernel};
 
+/// How a generated function is launched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// Grid-stride loops over this many output elements: any grid and block size covers them.
+    Elements(usize),
+    /// Blocks of exactly `threads` threads cooperating through shared memory and barriers on
+    /// `units` independent work units (output tiles or rows), which the blocks stride over:
+    /// any number of blocks covers them.
+    Blocks {
+        /// Work units.
+        units: usize,
+        /// Threads per block (a power of two).
+        threads: u32,
+    },
+}
+
+/// Threads per block of the cooperative functions.
+pub const BLOCK_THREADS: u32 = 256;
+
 /// The C type a dtype is stored as in generated kernels (`bool` as one byte).
 pub fn c_type(d: DType) -> &'static str {
     match d {
@@ -76,12 +95,14 @@ fn cast(x: &str, from: DType, to: DType) -> String {
     }
 }
 
-/// The C expression of one body instruction (operands are the earlier values `v{i}`).
-fn expression(k: &Kernel, inst: &Inst, dt: DType) -> String {
+/// The C expression of one body instruction (operands are the earlier values `v{i}`); a load
+/// of input `product` reads the variable `pv` instead (a GEMM's accumulator).
+fn expression(k: &Kernel, inst: &Inst, dt: DType, product: Option<usize>) -> String {
     let arg = |i: &usize| format!("v{i}");
     let arg_dt = |i: &usize| k.body[*i].1;
     let f32_ = dt == DType::F32;
     match inst {
+        Inst::Load(i) if Some(*i) == product => "pv".to_string(),
         Inst::Load(i) => {
             let input = &k.inputs[*i];
             let mut index = input.offset.to_string();
@@ -151,17 +172,22 @@ fn expression(k: &Kernel, inst: &Inst, dt: DType) -> String {
     }
 }
 
-/// Appends the body's statements (`const T vI = …;`).
-fn body(c: &mut String, k: &Kernel, indent: &str) {
+/// Appends the body's statements (`const T vI = …;`), input `product` read from `pv`.
+fn body(c: &mut String, k: &Kernel, indent: &str, product: Option<usize>) {
     for (i, (inst, dt)) in k.body.iter().enumerate() {
-        let _ = writeln!(c, "{indent}const {} v{i} = {};", c_type(*dt), expression(k, inst, *dt));
+        let _ = writeln!(c, "{indent}const {} v{i} = {};", c_type(*dt), expression(k, inst, *dt, product));
     }
 }
 
 /// Statements decomposing the grid index `t` row-major over `axes` (`(axis, extent)` pairs,
 /// outermost first) into `const long long i{axis}` variables.
 fn split_index(axes: &[(usize, usize)], indent: &str) -> String {
-    let mut c = format!("{indent}long long r = t;\n");
+    split_var("t", axes, indent)
+}
+
+/// [`split_index`] of the index variable `var`.
+fn split_var(var: &str, axes: &[(usize, usize)], indent: &str) -> String {
+    let mut c = format!("{indent}long long r = {var};\n");
     for (n, &(d, extent)) in axes.iter().enumerate().rev() {
         if n == 0 {
             let _ = writeln!(c, "{indent}const long long i{d} = r;");
@@ -200,30 +226,21 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
         .collect();
     params.push(format!("{} *__restrict__ out", c_type(k.out.dtype)));
     let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", params.join(", "));
-    let out_index = |c_axes: &[usize]| -> String {
-        let mut s = String::from("0");
-        for &d in c_axes {
-            let st = k.out_strides[d];
-            if st != 0 {
-                let _ = write!(s, " + i{d} * {st}LL");
-            }
-        }
-        s
-    };
     let all: Vec<usize> = (0..k.space.len()).collect();
     match &k.reduce {
         None => {
             let total: usize = k.space.iter().product();
             c.push_str(&grid_loop(total));
             c.push_str(&split_dims(&k.space, "        "));
-            body(&mut c, k, "        ");
+            body(&mut c, k, "        ", None);
             let last = k.body.len().saturating_sub(1);
-            let _ = writeln!(c, "        out[{}] = v{last};", out_index(&all));
+            let _ = writeln!(c, "        out[{}] = v{last};", out_index(k, &all));
             c.push_str("    }\n");
         }
         Some((op, axes)) => {
             let kept: Vec<usize> = all.iter().copied().filter(|d| !axes.contains(d)).collect();
-            let total: usize = kept.iter().map(|&d| k.space[d]).product();
+            let kept_axes: Vec<(usize, usize)> = kept.iter().map(|&d| (d, k.space[d])).collect();
+            let outputs: usize = kept_axes.iter().map(|a| a.1).product();
             let t = c_type(k.out.dtype);
             let identity = match (op, k.out.dtype) {
                 (ReduceOp::Sum, d) => literal(0.0, d),
@@ -232,41 +249,106 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
                 (ReduceOp::Max, DType::I64) => "(-9223372036854775807LL - 1)".into(),
                 (ReduceOp::Max, DType::Bool) => "((unsigned char)0)".into(),
             };
-            c.push_str(&grid_loop(total));
-            if kept.is_empty() {
-                c.push_str("        (void)t;\n");
-            } else {
-                let axes: Vec<(usize, usize)> = kept.iter().map(|&d| (d, k.space[d])).collect();
-                c.push_str(&split_index(&axes, "        "));
-            }
-            let _ = writeln!(c, "        {t} acc = {identity};");
-            let mut indent = String::from("        ");
-            for &d in axes {
-                let _ = writeln!(c, "{indent}for (long long i{d} = 0; i{d} < {}LL; i{d}++) {{", k.space[d]);
-                indent.push_str("    ");
-            }
-            body(&mut c, k, &indent);
             let v = format!("v{}", k.body.len().saturating_sub(1));
-            let combine = match (op, k.out.dtype) {
-                (ReduceOp::Sum, DType::I32 | DType::I64) => {
-                    format!("acc = ({t})(({w})acc + ({w}){v});", w = wrap_type(k.out.dtype))
+            let combine = |a: &str, b: &str| combine(*op, k.out.dtype, a, b);
+            if let Launch::Blocks { threads, .. } = launch_of(k) {
+                // A block per output: its threads stride over the reduced elements, then
+                // combine their partial results in shared memory as a tree.
+                let reduced: Vec<(usize, usize)> = axes.iter().map(|&d| (d, k.space[d])).collect();
+                let count: usize = reduced.iter().map(|a| a.1).product();
+                let _ = writeln!(c, "    __shared__ {t} part[{threads}];");
+                let _ = writeln!(c, "    for (long long t = blockIdx.x; t < {outputs}LL; t += gridDim.x) {{");
+                if !kept_axes.is_empty() {
+                    c.push_str(&split_index(&kept_axes, "        "));
                 }
-                (ReduceOp::Sum, _) => format!("acc = acc + {v};"),
-                (ReduceOp::Max, DType::F32) => format!("acc = kiln_maxf(acc, {v});"),
-                (ReduceOp::Max, DType::F64) => format!("acc = kiln_max(acc, {v});"),
-                (ReduceOp::Max, _) => format!("acc = {v} > acc ? {v} : acc;"),
-            };
-            let _ = writeln!(c, "{indent}{combine}");
-            for _ in axes {
-                indent.truncate(indent.len() - 4);
-                let _ = writeln!(c, "{indent}}}");
+                let _ = writeln!(c, "        {t} acc = {identity};");
+                let _ = writeln!(c, "        for (long long q = threadIdx.x; q < {count}LL; q += blockDim.x) {{");
+                c.push_str(&split_var("q", &reduced, "            "));
+                body(&mut c, k, "            ", None);
+                let _ = writeln!(c, "            acc = {};", combine("acc", &v));
+                c.push_str("        }\n");
+                c.push_str("        part[threadIdx.x] = acc;\n        __syncthreads();\n");
+                let _ = writeln!(c, "        for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {{");
+                let _ = writeln!(
+                    c,
+                    "            if (threadIdx.x < s) part[threadIdx.x] = {};",
+                    combine("part[threadIdx.x]", "part[threadIdx.x + s]")
+                );
+                c.push_str("            __syncthreads();\n        }\n");
+                let _ = writeln!(c, "        if (threadIdx.x == 0) out[{}] = part[0];", out_index(k, &kept));
+                c.push_str("        __syncthreads();\n    }\n");
+            } else {
+                // A thread per output, accumulating in row-major order.
+                c.push_str(&grid_loop(outputs));
+                if kept.is_empty() {
+                    c.push_str("        (void)t;\n");
+                } else {
+                    c.push_str(&split_index(&kept_axes, "        "));
+                }
+                let _ = writeln!(c, "        {t} acc = {identity};");
+                let mut indent = String::from("        ");
+                for &d in axes {
+                    let _ = writeln!(c, "{indent}for (long long i{d} = 0; i{d} < {}LL; i{d}++) {{", k.space[d]);
+                    indent.push_str("    ");
+                }
+                body(&mut c, k, &indent, None);
+                let _ = writeln!(c, "{indent}acc = {};", combine("acc", &v));
+                for _ in axes {
+                    indent.truncate(indent.len() - 4);
+                    let _ = writeln!(c, "{indent}}}");
+                }
+                let _ = writeln!(c, "        out[{}] = acc;", out_index(k, &kept));
+                c.push_str("    }\n");
             }
-            let _ = writeln!(c, "        out[{}] = acc;", out_index(&kept));
-            c.push_str("    }\n");
         }
     }
     c.push_str("}\n");
     c
+}
+
+/// Reductions over at least this many elements per output get a block each.
+pub const BLOCK_REDUCTION_MIN: usize = 512;
+
+/// How [`render`] launches `k`: a reduction over many elements per output
+/// ([`BLOCK_REDUCTION_MIN`]) as cooperative blocks, one per output; everything else as
+/// grid-stride loops over the output's elements.
+pub fn launch_of(k: &Kernel) -> Launch {
+    match &k.reduce {
+        Some((_, axes)) => {
+            let count: usize = axes.iter().map(|&d| k.space[d]).product();
+            let outputs: usize = k.space.iter().product::<usize>() / count.max(1);
+            if count >= BLOCK_REDUCTION_MIN {
+                Launch::Blocks { units: outputs, threads: BLOCK_THREADS }
+            } else {
+                Launch::Elements(outputs)
+            }
+        }
+        None => Launch::Elements(k.space.iter().product()),
+    }
+}
+
+/// The C expression combining two partial results `a` and `b` of a reduction.
+fn combine(op: ReduceOp, d: DType, a: &str, b: &str) -> String {
+    let t = c_type(d);
+    match (op, d) {
+        (ReduceOp::Sum, DType::I32 | DType::I64) => format!("({t})(({w}){a} + ({w}){b})", w = wrap_type(d)),
+        (ReduceOp::Sum, _) => format!("{a} + {b}"),
+        (ReduceOp::Max, DType::F32) => format!("kiln_maxf({a}, {b})"),
+        (ReduceOp::Max, DType::F64) => format!("kiln_max({a}, {b})"),
+        (ReduceOp::Max, _) => format!("({b} > {a} ? {b} : {a})"),
+    }
+}
+
+/// The output offset of kernel `k` at the index variables `i{d}` of axes `axes`.
+fn out_index(k: &Kernel, axes: &[usize]) -> String {
+    let mut s = String::from("0");
+    for &d in axes {
+        let st = k.out_strides[d];
+        if st != 0 {
+            let _ = write!(s, " + i{d} * {st}LL");
+        }
+    }
+    s
 }
 
 /// One CUDA translation unit: the helpers, then every kernel under its symbol.
@@ -456,6 +538,157 @@ pub fn render_matmul(symbol: &str, dtype: DType, shape: MatmulShape, a: Strides,
     c.push_str(&matmul_body(shape, a, b, t, &literal(0.0, dtype)));
     c.push_str("}\n");
     c
+}
+
+/// Which input of `epilogue` is the product a GEMM can hand it in a register: the epilogue is
+/// elementwise over exactly the product's extents and reads the product only at the element
+/// it writes. `None` when it cannot be fused that way.
+pub fn fusable_epilogue(epilogue: &Kernel, product: kiln_ir::NodeId, dims: &[usize]) -> Option<usize> {
+    if epilogue.reduce.is_some() || epilogue.space != dims {
+        return None;
+    }
+    let mut row_major = vec![0i64; dims.len()];
+    let mut acc = 1i64;
+    for d in (0..dims.len()).rev() {
+        row_major[d] = if dims[d] == 1 { 0 } else { acc };
+        acc *= dims[d] as i64;
+    }
+    let same = |s: &[i64]| s.iter().zip(&row_major).enumerate().all(|(d, (a, b))| a == b || dims[d] == 1);
+    let reads: Vec<usize> = (0..epilogue.inputs.len()).filter(|&i| epilogue.inputs[i].node == product).collect();
+    match reads[..] {
+        [p] if epilogue.inputs[p].offset == 0 && same(&epilogue.inputs[p].strides) && same(&epilogue.out_strides) => {
+            Some(p)
+        }
+        _ => None,
+    }
+}
+
+/// A tiled matrix product `[batch, m, k] × [batch, k, n]` as the cooperative kernel `symbol`:
+/// each block of [`BLOCK_THREADS`] threads computes output tiles (64 × 64 when there are
+/// enough of them to fill a GPU, else 32 × 32), staging 16-deep slices of both operands in
+/// shared memory, each thread accumulating a 4 × 4 (or 2 × 2) patch in registers. Operands
+/// are read at strides `a` and `b` (transposes in place). With `epilogue` (a kernel and the
+/// input of it that is the product, see [`fusable_epilogue`]), each product element goes
+/// through the epilogue in registers before it is stored: the function takes `ga`, `gb`, the
+/// epilogue's other inputs as `in{i}`, then `out`; without, `ga`, `gb`, `out`.
+pub fn render_gemm(
+    symbol: &str,
+    dtype: DType,
+    shape: MatmulShape,
+    a: Strides,
+    b: Strides,
+    epilogue: Option<(&Kernel, usize)>,
+) -> (String, Launch) {
+    let t = c_type(dtype);
+    let MatmulShape { batch, m, n, k } = shape;
+    let tiles = |tile: usize| batch * m.div_ceil(tile) * n.div_ceil(tile);
+    let tile = if tiles(64) >= 128 { 64 } else { 32 };
+    let (mt, nt) = (m.div_ceil(tile), n.div_ceil(tile));
+    let units = batch * mt * nt;
+    let micro = tile / 16;
+    const DEPTH: usize = 16;
+    let zero = literal(0.0, dtype);
+    let mut params = vec![format!("const {t} *__restrict__ ga"), format!("const {t} *__restrict__ gb")];
+    if let Some((e, product)) = epilogue {
+        for (i, input) in e.inputs.iter().enumerate() {
+            if i != product {
+                params.push(format!("const {} *__restrict__ in{i}", c_type(input.dtype)));
+            }
+        }
+        params.push(format!("{} *__restrict__ out", c_type(e.out.dtype)));
+    } else {
+        params.push(format!("{t} *__restrict__ out"));
+    }
+    let mut c = format!(
+        "/* gemm [{batch}, {m}, {k}] x [{batch}, {k}, {n}], {tile}x{tile} tiles{}; (row, column, batch) strides: A ({}, {}, {}), B ({}, {}, {}) */\n",
+        match epilogue {
+            Some((e, _)) => format!(", epilogue {} fused", e.name),
+            None => String::new(),
+        },
+        a.row,
+        a.col,
+        a.batch,
+        b.row,
+        b.col,
+        b.batch
+    );
+    let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", params.join(", "));
+    let _ = writeln!(c, "    __shared__ {t} as_[{DEPTH}][{tile}];");
+    let _ = writeln!(c, "    __shared__ {t} bs_[{DEPTH}][{tile}];");
+    c.push_str("    const int tr = threadIdx.x / 16, tc = threadIdx.x % 16;\n");
+    let _ = writeln!(c, "    for (long long u = blockIdx.x; u < {units}LL; u += gridDim.x) {{");
+    let _ = writeln!(
+        c,
+        "        const long long bb = u / {}LL, r0 = ((u / {nt}LL) % {mt}LL) * {tile}LL, c0 = (u % {nt}LL) * {tile}LL;",
+        mt * nt
+    );
+    let _ = writeln!(c, "        const {t} *a = ga + bb * {}LL;", a.batch);
+    let _ = writeln!(c, "        const {t} *w = gb + bb * {}LL;", b.batch);
+    let _ = writeln!(c, "        {t} acc[{micro}][{micro}];");
+    let _ =
+        writeln!(c, "        for (int x = 0; x < {micro}; x++) for (int y = 0; y < {micro}; y++) acc[x][y] = {zero};");
+    let _ = writeln!(c, "        for (long long k0 = 0; k0 < {k}LL; k0 += {DEPTH}) {{");
+    // Consecutive threads load consecutive addresses along whichever axis is contiguous.
+    let (ax, ap) = if a.row == 1 && a.col != 1 {
+        (format!("e % {tile}"), format!("e / {tile}"))
+    } else {
+        (format!("e / {DEPTH}"), format!("e % {DEPTH}"))
+    };
+    let _ = writeln!(c, "            for (int e = threadIdx.x; e < {}; e += blockDim.x) {{", tile * DEPTH);
+    let _ = writeln!(c, "                const int x = {ax}, p = {ap};");
+    c.push_str("                const long long i = r0 + x, q = k0 + p;\n");
+    let _ = writeln!(
+        c,
+        "                as_[p][x] = (i < {m}LL && q < {k}LL) ? a[i * {}LL + q * {}LL] : {zero};",
+        a.row, a.col
+    );
+    c.push_str("            }\n");
+    let (by, bp) = if b.col == 1 || b.row != 1 {
+        (format!("e % {tile}"), format!("e / {tile}"))
+    } else {
+        (format!("e / {DEPTH}"), format!("e % {DEPTH}"))
+    };
+    let _ = writeln!(c, "            for (int e = threadIdx.x; e < {}; e += blockDim.x) {{", tile * DEPTH);
+    let _ = writeln!(c, "                const int y = {by}, p = {bp};");
+    c.push_str("                const long long q = k0 + p, j = c0 + y;\n");
+    let _ = writeln!(
+        c,
+        "                bs_[p][y] = (q < {k}LL && j < {n}LL) ? w[q * {}LL + j * {}LL] : {zero};",
+        b.row, b.col
+    );
+    c.push_str("            }\n            __syncthreads();\n");
+    let _ = writeln!(c, "            for (int p = 0; p < {DEPTH}; p++) {{");
+    let _ = writeln!(c, "                {t} av[{micro}], bv[{micro}];");
+    let _ = writeln!(c, "                for (int x = 0; x < {micro}; x++) av[x] = as_[p][tr * {micro} + x];");
+    let _ = writeln!(c, "                for (int y = 0; y < {micro}; y++) bv[y] = bs_[p][tc * {micro} + y];");
+    let _ = writeln!(
+        c,
+        "                for (int x = 0; x < {micro}; x++) for (int y = 0; y < {micro}; y++) acc[x][y] += av[x] * bv[y];"
+    );
+    c.push_str("            }\n            __syncthreads();\n        }\n");
+    let _ = writeln!(c, "        for (int x = 0; x < {micro}; x++) for (int y = 0; y < {micro}; y++) {{");
+    let _ = writeln!(c, "            const long long i = r0 + tr * {micro} + x, j = c0 + tc * {micro} + y;");
+    let _ = writeln!(c, "            if (i >= {m}LL || j >= {n}LL) continue;");
+    match epilogue {
+        None => {
+            let _ = writeln!(c, "            out[bb * {}LL + i * {n}LL + j] = acc[x][y];", m * n);
+        }
+        Some((e, product)) => {
+            // The epilogue's index variables: the batch axes from `bb`, then the row and column.
+            let r = e.space.len();
+            let batch_axes: Vec<(usize, usize)> = (0..r - 2).map(|d| (d, e.space[d])).collect();
+            if !batch_axes.is_empty() {
+                c.push_str(&split_var("bb", &batch_axes, "            "));
+            }
+            let _ = writeln!(c, "            const long long i{} = i, i{} = j;", r - 2, r - 1);
+            let _ = writeln!(c, "            const {t} pv = acc[x][y];");
+            body(&mut c, e, "            ", Some(product));
+            let all: Vec<usize> = (0..r).collect();
+            let _ = writeln!(c, "            out[{}] = v{};", out_index(e, &all), e.body.len().saturating_sub(1));
+        }
+    }
+    c.push_str("        }\n    }\n}\n");
+    (c, Launch::Blocks { units, threads: BLOCK_THREADS })
 }
 
 /// The grid-stride loop of a matrix product over the output elements.

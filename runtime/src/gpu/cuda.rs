@@ -3,14 +3,17 @@
 //! CUDA toolkit and a machine without them gets an error, not a crash.
 //!
 //! NVRTC compiles the module to PTX for the device's compute capability; the driver loads
-//! it. One stream runs every copy and launch in order. Launches use 256 threads per block
-//! and enough blocks to cover the output, capped at 32 per multiprocessor (the functions are
-//! grid-stride loops). NVRTC is found on the loader's path or, first, under
+//! it. One stream runs every copy and launch in order. Grid-stride functions get 256 threads per
+//! block and enough blocks to cover the output, cooperative ones their fixed block size and
+//! a block per work unit, both capped at 32 blocks per multiprocessor (the functions stride
+//! over what a smaller grid leaves). NVRTC is found on the loader's path or, first, under
 //! `$KILN_NVRTC_DIR` (where `pip install --target DIR nvidia-cuda-nvrtc-cu12` put it).
 
 use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+
+use kiln_codegen::gpu::Launch;
 
 use super::{Device, GpuError};
 
@@ -146,10 +149,13 @@ impl Device for CudaDevice {
         unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, self.stream.cu_stream()) }.map_err(driver)
     }
 
-    unsafe fn launch(&mut self, function: usize, args: &[u64], elements: usize) -> Result<(), GpuError> {
+    unsafe fn launch(&mut self, function: usize, args: &[u64], launch: Launch) -> Result<(), GpuError> {
         let f = self.functions.get(function).ok_or(GpuError::NoFunction(function))?;
-        let threads = 256u32;
-        let blocks = (elements.div_ceil(threads as usize).max(1)).min(self.max_blocks as usize) as u32;
+        let (threads, blocks) = match launch {
+            Launch::Elements(n) => (256u32, n.div_ceil(256)),
+            Launch::Blocks { units, threads } => (threads, units),
+        };
+        let blocks = blocks.clamp(1, self.max_blocks as usize) as u32;
         let config = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
         let mut launch = self.stream.launch_builder(f);
         for a in args {

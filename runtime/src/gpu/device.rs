@@ -3,6 +3,8 @@
 //! CUDA driver; [`super::host::HostDevice`] runs the same CUDA C on the CPU, for checking the
 //! executor and the generated code where no GPU is present.
 
+use kiln_codegen::gpu::Launch;
+
 use super::GpuError;
 
 /// A device the executor runs programs on. Addresses are the device's own (`CUdeviceptr` on
@@ -38,13 +40,14 @@ pub trait Device {
     /// Both ranges lie inside buffers from [`Device::alloc`] and do not overlap.
     unsafe fn copy(&mut self, src: u64, dst: u64, bytes: usize) -> Result<(), GpuError>;
 
-    /// Launches function `function` of the loaded module with pointer arguments `args`, over
-    /// `elements` output elements (the functions are grid-stride loops: any grid covers them).
+    /// Launches function `function` of the loaded module with pointer arguments `args`, shaped
+    /// as `launch` says (grid-stride loops over elements, or cooperative blocks of a fixed size
+    /// striding over work units: any number of blocks covers either).
     ///
     /// # Safety
     /// `args` are addresses inside buffers from [`Device::alloc`], each with room for what the
     /// function reads or writes there (its parameter's type and extent).
-    unsafe fn launch(&mut self, function: usize, args: &[u64], elements: usize) -> Result<(), GpuError>;
+    unsafe fn launch(&mut self, function: usize, args: &[u64], launch: Launch) -> Result<(), GpuError>;
 
     /// Waits until every launch and copy has finished, reporting a failure of any of them.
     fn synchronize(&mut self) -> Result<(), GpuError>;

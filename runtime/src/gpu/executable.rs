@@ -98,11 +98,11 @@ impl GpuExecutable {
         let at = |address: &[u64], p: &Place| address[p.buffer] + p.offset as u64;
         for step in &self.program.steps {
             match step {
-                GpuStep::Launch { function, args, elements } => {
+                GpuStep::Launch { function, args, launch } => {
                     let ptrs: Vec<u64> = args.iter().map(|p| at(&self.address, p)).collect();
                     // SAFETY: the program places every argument inside its buffer with the
                     // room its node's type needs (buffers were allocated at the plan's sizes).
-                    unsafe { self.device.launch(*function, &ptrs, *elements) }?;
+                    unsafe { self.device.launch(*function, &ptrs, *launch) }?;
                 }
                 GpuStep::Copy { from, to, bytes } => {
                     // SAFETY: both places hold a value of `bytes` bytes; an output's buffer is
@@ -173,4 +173,44 @@ impl GpuExecutable {
         self.run()?;
         self.outputs()
     }
+}
+
+/// Runs function `index` of `functions` (rendered from `graph`, its module already loaded on
+/// `device` with the functions' symbols in order) on `inputs`, the values of its input
+/// nodes, and returns its output: for checking one function at a time. Each input must have
+/// its node's type.
+pub fn call_function(
+    device: &mut dyn Device,
+    graph: &Graph,
+    functions: &[super::GpuFunction],
+    index: usize,
+    inputs: &[Value],
+) -> Result<Value, GpuError> {
+    let f = functions.get(index).ok_or(GpuError::NoFunction(index))?;
+    if inputs.len() != f.inputs.len() {
+        return Err(GpuError::Compile(format!("{} takes {} inputs, got {}", f.symbol, f.inputs.len(), inputs.len())));
+    }
+    let mut args = Vec::with_capacity(inputs.len() + 1);
+    for (node, v) in f.inputs.iter().zip(inputs) {
+        let ty = graph.ty(*node);
+        if v.ty().dtype != ty.dtype || v.ty().numel() != ty.numel() {
+            return Err(GpuError::WrongType { name: format!("%{}", node.index()), expected: ty.clone(), got: v.ty() });
+        }
+        let bytes = value_bytes(v);
+        let at = device.alloc(bytes.len())?;
+        // SAFETY: `at` was just allocated with exactly these bytes' length.
+        unsafe { device.upload(at, &bytes) }?;
+        args.push(at);
+    }
+    let out_ty = graph.ty(f.output).clone();
+    let out = device.alloc(out_ty.size_bytes())?;
+    args.push(out);
+    // SAFETY: every input buffer holds a value of its node's type and the output buffer one of
+    // the output's type: what the function was generated to read and write.
+    unsafe { device.launch(index, &args, f.launch) }?;
+    device.synchronize()?;
+    let mut bytes = vec![0u8; out_ty.size_bytes()];
+    // SAFETY: the output buffer holds exactly the output type's bytes.
+    unsafe { device.download(out, &mut bytes) }?;
+    Ok(value_from_bytes(&out_ty, &bytes))
 }

@@ -4,7 +4,7 @@
 //! Fused kernels (contraction epilogues included) come from the kernel loop IR; the
 //! contractions and movement ops of other groups from [`kiln_codegen::gpu::render_node`].
 
-use kiln_codegen::gpu::{MatmulShape, Strides, render_matmul};
+use kiln_codegen::gpu::{Launch, MatmulShape, Strides, fusable_epilogue, render_gemm, render_matmul};
 use kiln_codegen::kernel::{LowerError, lower_group};
 use kiln_ir::{Graph, NodeId, Op};
 use kiln_passes::fuse::{Group, GroupKind, contraction_of, epilogue_split};
@@ -26,7 +26,13 @@ pub struct GpuFunction {
     pub output: NodeId,
     /// The position of its group in the partition.
     pub group: usize,
+    /// How it is launched.
+    pub launch: Launch,
 }
+
+/// Products with fewer rows or columns than this run a thread per output element; others are
+/// tiled ([`render_gemm`]).
+pub const TILED_MIN: usize = 16;
 
 /// Every GPU function of `groups` (a partition of `graph`, in execution order), in execution
 /// order. Random numbers and integer products and divisions have none yet (reshapes
@@ -63,19 +69,47 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
             let s = call.shape;
             let shape = MatmulShape { batch: s.batch, m: s.m, n: s.n, k: s.k };
             let dtype = g.ty(call.product).dtype;
-            let source = render_matmul(&symbol, dtype, shape, strides(&call.a), strides(&call.b));
-            out.push(GpuFunction {
-                symbol,
-                source,
-                inputs: vec![call.a.node, call.b.node],
-                output: call.product,
-                group: gi,
-            });
+            let (a, b) = (strides(&call.a), strides(&call.b));
+            let operands = vec![call.a.node, call.b.node];
+            if s.m < TILED_MIN || s.n < TILED_MIN {
+                // A few rows or columns: a thread per output element beats idle tiles.
+                let source = render_matmul(&symbol, dtype, shape, a, b);
+                let launch = Launch::Elements(g.ty(call.product).numel());
+                out.push(GpuFunction { symbol, source, inputs: operands, output: call.product, group: gi, launch });
+            } else {
+                let epilogue = match epilogue_split(g, group) {
+                    Some(at) => Some(lower_group(g, &group.members[at..])?),
+                    None => None,
+                };
+                let dims = g.ty(call.product).dims();
+                let fused = epilogue.as_ref().and_then(|e| Some((e, fusable_epilogue(e, call.product, dims)?)));
+                let (source, launch) = render_gemm(&symbol, dtype, shape, a, b, fused);
+                match fused {
+                    Some((e, p)) => {
+                        let mut inputs = operands;
+                        inputs.extend(
+                            e.inputs.iter().enumerate().filter(|(i, _)| *i != p).map(|(_, i)| buffer_of(g, i.node)),
+                        );
+                        out.push(GpuFunction { symbol, source, inputs, output: group.root(), group: gi, launch });
+                        // The epilogue ran in the product's registers.
+                        continue;
+                    }
+                    None => out.push(GpuFunction {
+                        symbol,
+                        source,
+                        inputs: operands,
+                        output: call.product,
+                        group: gi,
+                        launch,
+                    }),
+                }
+            }
         } else if let Some(node) = node {
             let symbol = format!("kiln_n{}", node.index());
             if let Some(source) = kiln_codegen::gpu::render_node(g, node, &symbol) {
                 let inputs = g.node(node).args.iter().map(|a| buffer_of(g, *a)).collect();
-                out.push(GpuFunction { symbol, source, inputs, output: node, group: gi });
+                let launch = Launch::Elements(g.ty(node).numel());
+                out.push(GpuFunction { symbol, source, inputs, output: node, group: gi, launch });
             }
         }
         let members = match group.kind {
@@ -90,7 +124,8 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
         let symbol = format!("kiln_{}", kernel.name);
         let source = kiln_codegen::gpu::render(&kernel, &symbol);
         let inputs = kernel.inputs.iter().map(|i| buffer_of(g, i.node)).collect();
-        out.push(GpuFunction { symbol, source, inputs, output: group.root(), group: gi });
+        let launch = kiln_codegen::gpu::launch_of(&kernel);
+        out.push(GpuFunction { symbol, source, inputs, output: group.root(), group: gi, launch });
     }
     Ok(out)
 }

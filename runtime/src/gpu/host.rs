@@ -1,7 +1,9 @@
 //! A [`Device`] that runs the generated CUDA C on the CPU: the module is compiled as C++ by
-//! the system compiler (`$CXX`, else `c++`) with a small shim — one block of one thread, so
-//! every grid-stride loop covers all its elements, and the two bit-cast intrinsics — and
-//! loaded with `dlopen`. Buffers are host memory; copies are `memcpy`.
+//! the system compiler (`$CXX`, else `c++`) with a small shim and loaded with `dlopen`. A
+//! grid-stride function runs as one block of one thread (its loops then cover every
+//! element); a cooperative one as one block of its real size, a thread each, with a barrier
+//! for `__syncthreads` and `__shared__` arrays shared by the block (the block then strides
+//! over every work unit). Buffers are host memory; copies are `memcpy`.
 //!
 //! It exists to check, where no GPU is present, everything of the GPU backend but the GPU's
 //! own arithmetic and launch configuration: the program's buffers, offsets, launch order,
@@ -12,17 +14,27 @@ use std::ffi::c_void;
 use std::path::PathBuf;
 use std::process::Command;
 
+use kiln_codegen::gpu::Launch;
+
 use super::{Device, GpuError};
 
 /// Makes generated CUDA C valid C++ on the host (see the module's header).
-pub const CPU_SHIM: &str = r#"#include <cmath>
+pub const CPU_SHIM: &str = r#"#include <barrier>
+#include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <thread>
 #include <utility>
+#include <vector>
 struct kiln_dim { unsigned x; };
-static const kiln_dim blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim = {1};
+static const kiln_dim blockIdx = {0}, gridDim = {1};
+static thread_local kiln_dim threadIdx = {0};
+static kiln_dim blockDim = {1};
+static std::barrier<> *kiln_barrier = nullptr;
+static inline void __syncthreads() { kiln_barrier->arrive_and_wait(); }
 #define __global__
 #define __device__
+#define __shared__ static
 #define __forceinline__ inline
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 static inline double __longlong_as_double(long long i) { double d; std::memcpy(&d, &i, 8); return d; }
@@ -30,7 +42,21 @@ template <typename... P, std::size_t... I>
 static void kiln_apply(void (*f)(P...), void *const *a, std::index_sequence<I...>) { f(static_cast<P>(a[I])...); }
 template <typename... P>
 static void kiln_invoke(void (*f)(P...), void *const *a) { kiln_apply(f, a, std::index_sequence_for<P...>{}); }
+/* Runs `f` as one block of `threads` threads. */
+extern "C" void kiln_block(void (*f)(void *const *), void *const *a, unsigned threads) {
+    std::barrier<> bar(threads);
+    kiln_barrier = &bar;
+    blockDim.x = threads;
+    std::vector<std::thread> team;
+    for (unsigned i = 0; i < threads; i++) team.emplace_back([=] { threadIdx.x = i; f(a); });
+    for (auto &t : team) t.join();
+    blockDim.x = 1;
+    kiln_barrier = nullptr;
+}
 "#;
+
+/// The shim's block runner: runs a trampoline as one block of this many threads.
+type BlockRunner = unsafe extern "C" fn(Trampoline, *const *mut c_void, u32);
 
 /// A launch trampoline: calls one generated function with its pointer arguments.
 type Trampoline = unsafe extern "C" fn(*const *mut c_void);
@@ -39,6 +65,7 @@ type Trampoline = unsafe extern "C" fn(*const *mut c_void);
 pub struct HostDevice {
     cxx: String,
     functions: Vec<Trampoline>,
+    block: Option<BlockRunner>,
     // Owns the code `functions` point into: dropped after them (fields drop in order).
     library: Option<libloading::Library>,
     allocations: Vec<(*mut u8, Layout)>,
@@ -56,6 +83,7 @@ impl HostDevice {
         HostDevice {
             cxx: std::env::var("CXX").unwrap_or_else(|_| "c++".into()),
             functions: Vec::new(),
+            block: None,
             library: None,
             allocations: Vec::new(),
         }
@@ -97,7 +125,7 @@ impl Device for HostDevice {
         let (src, lib) = (dir.join("module.cpp"), dir.join("module.so"));
         std::fs::write(&src, cpp).map_err(io)?;
         let out = Command::new(&self.cxx)
-            .args(["-O2", "-w", "-shared", "-fPIC", "-std=c++17", "-o"])
+            .args(["-O2", "-w", "-shared", "-fPIC", "-pthread", "-std=c++20", "-o"])
             .arg(&lib)
             .arg(&src)
             .output()
@@ -116,6 +144,10 @@ impl Device for HostDevice {
                 .map_err(|e| GpuError::Compile(format!("{s}: {e}")))?;
             self.functions.push(*f);
         }
+        // SAFETY: `kiln_block` is defined in the shim with exactly this signature.
+        let block =
+            unsafe { library.get::<BlockRunner>(b"kiln_block") }.map_err(|e| GpuError::Compile(e.to_string()))?;
+        self.block = Some(*block);
         self.library = Some(library);
         Ok(())
     }
@@ -150,12 +182,22 @@ impl Device for HostDevice {
         Ok(())
     }
 
-    unsafe fn launch(&mut self, function: usize, args: &[u64], _elements: usize) -> Result<(), GpuError> {
+    unsafe fn launch(&mut self, function: usize, args: &[u64], launch: Launch) -> Result<(), GpuError> {
         let f = *self.functions.get(function).ok_or(GpuError::NoFunction(function))?;
         let ptrs: Vec<*mut c_void> = args.iter().map(|a| *a as *mut c_void).collect();
-        // SAFETY: the trampoline passes each pointer to the generated function's parameter of
-        // the same position; the caller guarantees each has room for what the function touches.
-        unsafe { f(ptrs.as_ptr()) };
+        match (launch, self.block) {
+            (Launch::Blocks { threads, .. }, Some(block)) => {
+                // SAFETY: as below; the block runner calls the trampoline on `threads` threads
+                // and joins them before returning, so `ptrs` outlives every call.
+                unsafe { block(f, ptrs.as_ptr(), threads) };
+            }
+            _ => {
+                // SAFETY: the trampoline passes each pointer to the generated function's
+                // parameter of the same position; the caller guarantees each has room for
+                // what the function touches.
+                unsafe { f(ptrs.as_ptr()) };
+            }
+        }
         Ok(())
     }
 

@@ -21,7 +21,7 @@ pub mod host;
 pub mod program;
 
 pub use device::Device;
-pub use executable::GpuExecutable;
+pub use executable::{GpuExecutable, call_function};
 pub use functions::GpuFunction;
 pub use host::HostDevice;
 pub use program::{GpuProgram, program};

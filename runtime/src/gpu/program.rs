@@ -7,8 +7,9 @@
 //! the plan's peak); a reshape is the bytes of its source. Outputs that are not computed into
 //! their buffer (inputs, parameters, reshapes, values returned twice) are copied there last.
 
+use kiln_codegen::gpu::Launch;
 use kiln_ir::{Graph, NodeId, Op, TensorType};
-use kiln_passes::fuse::{GroupKind, Mode, epilogue_split, partition};
+use kiln_passes::fuse::{Mode, partition};
 use kiln_passes::plan::{ALIGN, buffer_of, plan};
 
 use super::GpuError;
@@ -46,15 +47,14 @@ pub struct Place {
 /// One step of the program.
 #[derive(Clone, Debug)]
 pub enum GpuStep {
-    /// Launch function `function` over `elements` output elements with these arguments (its
-    /// inputs, then its output).
+    /// Launch function `function` with these arguments (its inputs, then its output).
     Launch {
         /// The position in [`GpuProgram::functions`].
         function: usize,
         /// Pointer arguments.
         args: Vec<Place>,
-        /// The output's element count (the grid-stride loops' extent).
-        elements: usize,
+        /// Its launch shape.
+        launch: Launch,
     },
     /// Copy `bytes` bytes on the device.
     Copy {
@@ -153,15 +153,14 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
         outputs.push((o.name.clone(), ty, buffers.len() - 1));
     }
 
-    // A contraction's product, when an epilogue follows, just past the plan's peak.
+    // A contraction's product, when a separate epilogue follows, just past the plan's peak.
     let product_at = memory.peak_bytes.div_ceil(ALIGN) * ALIGN;
-    let mut product_bytes = 0;
-    for group in &groups {
-        if group.kind == GroupKind::Contraction && epilogue_split(g, group).is_some() {
-            let product = kiln_passes::fuse::contraction_of(g, group);
-            product_bytes = product_bytes.max(g.ty(product).size_bytes());
-        }
-    }
+    let product_bytes = funcs
+        .iter()
+        .filter(|f| f.output != groups[f.group].root())
+        .map(|f| g.ty(f.output).size_bytes())
+        .max()
+        .unwrap_or(0);
     buffers[0].bytes = product_at + product_bytes;
 
     let mut index_checks = Vec::new();
@@ -205,7 +204,7 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
             }
             args.push(at);
             place[f.output.index()] = Some(at);
-            steps.push(GpuStep::Launch { function: fi, args, elements: g.ty(f.output).numel() });
+            steps.push(GpuStep::Launch { function: fi, args, launch: f.launch });
         }
     }
     for (i, o) in g.outputs().iter().enumerate() {
