@@ -1,10 +1,8 @@
-//! The GPU backend's first piece, checked without a GPU: every fused kernel of the zoo's
-//! forward graphs and training steps renders as CUDA C (`kiln::codegen::gpu`), the training
-//! steps of `mnist_mlp` and `lenet5` are snapshots, and every rendered module compiles with
-//! NVRTC when it is installed (`.ci/run` installs it and sets `KILN_NVRTC_DIR` and
-//! `KILN_REQUIRE_NVRTC=1`, so in CI a syntax or type error in generated code fails).
-
-mod common;
+//! The GPU backend, checked without a GPU: every group of the zoo's forward graphs and training
+//! steps renders as CUDA C (`kiln::codegen::gpu`), the training steps of `mnist_mlp` and `lenet5`
+//! are snapshots, every module compiles with NVRTC when it is installed (`.ci/run` installs it and
+//! sets `KILN_REQUIRE_NVRTC=1`), and graphs, training steps and single functions run on the CPU
+//! emulation against the interpreter — and on a GPU under the `cuda` feature (`docs/gpu.md`).
 
 use std::path::Path;
 use std::process::Command;
