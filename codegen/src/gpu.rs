@@ -5,19 +5,22 @@
 //! - an elementwise kernel is a grid-stride loop over its output's elements, each thread
 //!   decomposing its flat index into the space's indices and reading every input at
 //!   `offset + Σ index·stride` (broadcasts, slices and permutes cost no copy, as on the CPU);
-//! - a reduction gives each thread one output element, which it accumulates over the reduced
-//!   axes in row-major order from the reduction's identity.
+//! - a reduction gives each thread one output element, accumulated over the reduced axes in
+//!   row-major order from the reduction's identity — or, over [`BLOCK_REDUCTION_MIN`] or more
+//!   elements per output, a block of [`BLOCK_THREADS`] threads that combine strided partial
+//!   results as a tree in shared memory ([`launch_of`] says which).
 //!
 //! Every op has the interpreter's meaning (`docs/ops.md`): `max`/`min` and `reduce_max`
 //! propagate NaN, integer arithmetic wraps, float-to-integer casts truncate and saturate with
 //! NaN → 0, `bool` is stored as one byte. [`module`] prefixes the helpers those rules need.
 //!
-//! The ops that are not fused kernels render too ([`render_node`]): matmuls (batched, one
-//! thread per output element summing over the contracted axis in order), the three
-//! convolutions as direct loops, `pad`, `concat`, `iota`, `gather` and `scatter_add` (one
-//! thread per output element, no atomics). They are the simplest correct forms —
-//! cuBLAS or tiled kernels with fused epilogues, shared-memory reductions, vectorized loads
-//! and the launch side are the GPU issue's next steps; this module only renders source.
+//! Products: [`render_gemm`] is a tiled kernel (shared-memory operand slices, register
+//! patches, operands at any strides) that can run an elementwise epilogue on each product
+//! element before storing it ([`fusable_epilogue`]); [`render_matmul`] one thread per output
+//! element, for products of a few rows. The other ops that are not fused kernels
+//! ([`render_node`]): the three convolutions as direct sums, `pad`, `concat`, `iota`,
+//! `gather` and `scatter_add` (one thread per output element, no atomics). Every function
+//! says how it is launched ([`Launch`]); the launch side is `kiln_runtime::gpu`.
 
 use std::fmt::Write as _;
 
