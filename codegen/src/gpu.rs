@@ -270,16 +270,7 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
                 body(&mut c, k, "            ", None);
                 let _ = writeln!(c, "            acc = {};", combine("acc", &v));
                 c.push_str("        }\n");
-                c.push_str("        part[threadIdx.x] = acc;\n        __syncthreads();\n");
-                let _ = writeln!(c, "        for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {{");
-                let _ = writeln!(
-                    c,
-                    "            if (threadIdx.x < s) part[threadIdx.x] = {};",
-                    combine("part[threadIdx.x]", "part[threadIdx.x + s]")
-                );
-                c.push_str("            __syncthreads();\n        }\n");
-                let _ = writeln!(c, "        if (threadIdx.x == 0) out[{}] = part[0];", out_index(k, &kept));
-                c.push_str("        __syncthreads();\n    }\n");
+                c.push_str(&tree_tail(&out_index(k, &kept), &combine("part[threadIdx.x]", "part[threadIdx.x + s]")));
             } else {
                 // A thread per output, accumulating in row-major order.
                 c.push_str(&grid_loop(outputs));
@@ -328,6 +319,34 @@ pub fn launch_of(k: &Kernel) -> Launch {
         }
         None => Launch::Elements(k.space.iter().product()),
     }
+}
+
+/// The end of a block reduction's unit: every thread's `acc` into `part`, combined as a tree
+/// with `combine` (of `part[threadIdx.x]` and `part[threadIdx.x + s]`), thread 0 storing the
+/// result at `out[index]`; closes the unit loop.
+fn tree_tail(index: &str, combine: &str) -> String {
+    let mut c = String::from("        part[threadIdx.x] = acc;\n        __syncthreads();\n");
+    c.push_str("        for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {\n");
+    let _ = writeln!(c, "            if (threadIdx.x < s) part[threadIdx.x] = {combine};");
+    c.push_str("            __syncthreads();\n        }\n");
+    let _ = writeln!(c, "        if (threadIdx.x == 0) out[{index}] = part[0];");
+    c.push_str("        __syncthreads();\n    }\n");
+    c
+}
+
+/// How [`render_node`] launches node `id`: a convolution's weight gradient summing 512 or more
+/// terms per weight as blocks, one per weight; everything else as grid-stride loops over the
+/// output's elements.
+pub fn launch_of_node(graph: &Graph, id: NodeId) -> Launch {
+    let node = graph.node(id);
+    let out = graph.ty(id);
+    if let Op::Conv2dGradWeight(_) = node.op {
+        let dy = graph.ty(node.args[1]).dims();
+        if dy[0] * dy[2] * dy[3] >= BLOCK_REDUCTION_MIN {
+            return Launch::Blocks { units: out.numel(), threads: BLOCK_THREADS };
+        }
+    }
+    Launch::Elements(out.numel())
 }
 
 /// The C expression combining two partial results `a` and `b` of a reduction.
@@ -756,6 +775,30 @@ fn conv_body(op: &Op, a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize], t: &
                 "                    acc += in0[((i0 * {o}LL + oc) * {oh}LL + sy / {sh}LL) * {ow}LL + sx / {sw}LL] * in1[((oc * {cg}LL + ci) * {kh}LL + ky) * {kw}LL + kx];"
             );
             c.push_str("                }\n            }\n        out[t] = acc;\n    }\n");
+        }
+        _ if n * oh * ow >= BLOCK_REDUCTION_MIN => {
+            // dw[o, ci, ky, kx] = Σ over images and output positions of x · dy: a block per
+            // weight, its threads striding over the terms (as `launch_of_node` says).
+            let _ = writeln!(c, "    __shared__ {t} part[{BLOCK_THREADS}];");
+            let _ = writeln!(c, "    for (long long t = blockIdx.x; t < {}LL; t += gridDim.x) {{", o * cg * kh * kw);
+            c.push_str(&split_dims(&[o, cg, kh, kw], "        "));
+            let _ = writeln!(c, "        const long long g = i0 / {og}LL;");
+            let _ = writeln!(c, "        {t} acc = {zero};");
+            let _ = writeln!(c, "        for (long long q = threadIdx.x; q < {}LL; q += blockDim.x) {{", n * oh * ow);
+            let _ = writeln!(
+                c,
+                "            const long long b = q / {}LL, oy = (q / {ow}LL) % {oh}LL, ox = q % {ow}LL;",
+                oh * ow
+            );
+            let _ = writeln!(c, "            const long long iy = oy * {sh}LL + i2 * {dh}LL - {ph}LL;");
+            let _ = writeln!(c, "            const long long ix = ox * {sw}LL + i3 * {dw}LL - {pw}LL;");
+            let _ = writeln!(c, "            if (iy < 0 || iy >= {h}LL || ix < 0 || ix >= {wd}LL) continue;");
+            let _ = writeln!(
+                c,
+                "            acc += in0[((b * {ch}LL + g * {cg}LL + i1) * {h}LL + iy) * {wd}LL + ix] * in1[((b * {o}LL + i0) * {oh}LL + oy) * {ow}LL + ox];"
+            );
+            c.push_str("        }\n");
+            c.push_str(&tree_tail("t", "part[threadIdx.x] + part[threadIdx.x + s]"));
         }
         _ => {
             // dw[o, ci, ky, kx] = Σ over images and output positions of x · dy.

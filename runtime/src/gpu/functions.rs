@@ -108,7 +108,7 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
             let symbol = format!("kiln_n{}", node.index());
             if let Some(source) = kiln_codegen::gpu::render_node(g, node, &symbol) {
                 let inputs = g.node(node).args.iter().map(|a| buffer_of(g, *a)).collect();
-                let launch = Launch::Elements(g.ty(node).numel());
+                let launch = kiln_codegen::gpu::launch_of_node(g, node);
                 out.push(GpuFunction { symbol, source, inputs, output: node, group: gi, launch });
             }
         }

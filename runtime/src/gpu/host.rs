@@ -1,9 +1,9 @@
 //! A [`Device`] that runs the generated CUDA C on the CPU: the module is compiled as C++ by
 //! the system compiler (`$CXX`, else `c++`) with a small shim and loaded with `dlopen`. A
 //! grid-stride function runs as one block of one thread (its loops then cover every
-//! element); a cooperative one as one block of its real size, a thread each, with a barrier
-//! for `__syncthreads` and `__shared__` arrays shared by the block (the block then strides
-//! over every work unit). Buffers are host memory; copies are `memcpy`.
+//! element); a cooperative one as one block of its real size whose threads are fibers taking
+//! turns at every `__syncthreads` (each runs to the barrier before any passes it), with
+//! `__shared__` arrays shared by the block (the block then strides over every work unit). Buffers are host memory; copies are `memcpy`.
 //!
 //! It exists to check, where no GPU is present, everything of the GPU backend but the GPU's
 //! own arithmetic and launch configuration: the program's buffers, offsets, launch order,
@@ -19,19 +19,26 @@ use kiln_codegen::gpu::Launch;
 use super::{Device, GpuError};
 
 /// Makes generated CUDA C valid C++ on the host (see the module's header).
-pub const CPU_SHIM: &str = r#"#include <barrier>
-#include <cmath>
+pub const CPU_SHIM: &str = r#"#include <cmath>
+#include <csetjmp>
 #include <cstddef>
 #include <cstring>
-#include <thread>
+#include <ucontext.h>
 #include <utility>
 #include <vector>
 struct kiln_dim { unsigned x; };
 static const kiln_dim blockIdx = {0}, gridDim = {1};
-static thread_local kiln_dim threadIdx = {0};
-static kiln_dim blockDim = {1};
-static std::barrier<> *kiln_barrier = nullptr;
-static inline void __syncthreads() { kiln_barrier->arrive_and_wait(); }
+static kiln_dim threadIdx = {0}, blockDim = {1};
+/* A block's threads are fibers on one OS thread: `__syncthreads` jumps back to the scheduler,
+   which runs every other thread of the block up to the same barrier before resuming it. A
+   fiber starts on its own stack through `setcontext`; every later switch is a `_setjmp` /
+   `_longjmp` pair (no system call). */
+struct kiln_jmp { jmp_buf at; };
+static jmp_buf kiln_scheduler;
+static std::vector<kiln_jmp> kiln_fiber_jb;
+static inline void __syncthreads() {
+    if (blockDim.x > 1 && !_setjmp(kiln_fiber_jb[threadIdx.x].at)) _longjmp(kiln_scheduler, 1);
+}
 #define __global__
 #define __device__
 #define __shared__ static
@@ -42,16 +49,50 @@ template <typename... P, std::size_t... I>
 static void kiln_apply(void (*f)(P...), void *const *a, std::index_sequence<I...>) { f(static_cast<P>(a[I])...); }
 template <typename... P>
 static void kiln_invoke(void (*f)(P...), void *const *a) { kiln_apply(f, a, std::index_sequence_for<P...>{}); }
-/* Runs `f` as one block of `threads` threads. */
+static void (*kiln_fn)(void *const *);
+static void *const *kiln_args;
+static std::vector<char> kiln_state; /* 0 not started, 1 at a barrier, 2 done */
+static void kiln_fiber() {
+    kiln_fn(kiln_args);
+    kiln_state[threadIdx.x] = 2;
+    _longjmp(kiln_scheduler, 1);
+}
+/* Runs `f` as one block of `threads` threads: round-robin, each to its next barrier or end
+   (the block's threads reach the same barriers in the same order). */
 extern "C" void kiln_block(void (*f)(void *const *), void *const *a, unsigned threads) {
-    std::barrier<> bar(threads);
-    kiln_barrier = &bar;
+    static std::vector<std::vector<char>> stacks;
+    static std::vector<ucontext_t> start;
+    const std::size_t stack_bytes = 256 * 1024;
+    kiln_fn = f;
+    kiln_args = a;
+    kiln_fiber_jb.resize(threads);
+    kiln_state.assign(threads, 0);
+    stacks.resize(threads);
+    start.resize(threads);
     blockDim.x = threads;
-    std::vector<std::thread> team;
-    for (unsigned i = 0; i < threads; i++) team.emplace_back([=] { threadIdx.x = i; f(a); });
-    for (auto &t : team) t.join();
+    for (bool running = true; running;) {
+        running = false;
+        for (unsigned i = 0; i < threads; i++) {
+            if (kiln_state[i] == 2) continue;
+            threadIdx.x = i;
+            if (!_setjmp(kiln_scheduler)) {
+                if (kiln_state[i] == 0) {
+                    kiln_state[i] = 1;
+                    stacks[i].resize(stack_bytes);
+                    getcontext(&start[i]);
+                    start[i].uc_stack.ss_sp = stacks[i].data();
+                    start[i].uc_stack.ss_size = stack_bytes;
+                    start[i].uc_link = nullptr;
+                    makecontext(&start[i], kiln_fiber, 0);
+                    setcontext(&start[i]);
+                }
+                _longjmp(kiln_fiber_jb[i].at, 1);
+            }
+            running = running || kiln_state[i] != 2;
+        }
+    }
+    threadIdx.x = 0;
     blockDim.x = 1;
-    kiln_barrier = nullptr;
 }
 "#;
 
@@ -125,7 +166,7 @@ impl Device for HostDevice {
         let (src, lib) = (dir.join("module.cpp"), dir.join("module.so"));
         std::fs::write(&src, cpp).map_err(io)?;
         let out = Command::new(&self.cxx)
-            .args(["-O2", "-w", "-shared", "-fPIC", "-pthread", "-std=c++20", "-o"])
+            .args(["-O2", "-w", "-shared", "-fPIC", "-std=c++17", "-U_FORTIFY_SOURCE", "-o"])
             .arg(&lib)
             .arg(&src)
             .output()
@@ -187,8 +228,8 @@ impl Device for HostDevice {
         let ptrs: Vec<*mut c_void> = args.iter().map(|a| *a as *mut c_void).collect();
         match (launch, self.block) {
             (Launch::Blocks { threads, .. }, Some(block)) => {
-                // SAFETY: as below; the block runner calls the trampoline on `threads` threads
-                // and joins them before returning, so `ptrs` outlives every call.
+                // SAFETY: as below; the block runner runs the trampoline as `threads` fibers to
+                // completion before returning, so `ptrs` outlives every call.
                 unsafe { block(f, ptrs.as_ptr(), threads) };
             }
             _ => {
