@@ -37,12 +37,12 @@ fn every_zoo_kernel_renders_as_cuda() {
         let (source, kernels) = cuda_of(&g);
         assert!(kernels > 0, "{name}: no kernels");
         assert_eq!(source.matches("extern \"C\" __global__ void kiln_").count(), kernels, "{name}");
-        // Every group has its function but random numbers (reshapes alias their source).
+        // Every group has its function (reshapes alias their source).
         let exe = kiln::compile(&g, kiln::Fusion::Fused).unwrap();
         let written: std::collections::HashSet<_> = kiln::gpu::functions(&exe).iter().map(|f| f.output).collect();
         for (group, _) in exe.groups() {
             let op = exe.graph().node(group.root()).op.name();
-            let exempt = matches!(op, "rng" | "reshape" | "iota");
+            let exempt = op == "reshape";
             assert!(
                 exempt || written.contains(&group.root()),
                 "{name}: no GPU function for %{} {op}",
@@ -259,6 +259,7 @@ fn tiles_match_the_interpreter(kind: DeviceKind) {
     let k = g.ty(g.leaf("k").unwrap()).clone();
     let ints: Vec<i32> = (0..k.numel() as i32).map(|i| i.wrapping_mul(2_654_435_761u32 as i32) >> 3).collect();
     feeds.insert("k".into(), Value::I32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(k.dims()), ints).unwrap()));
+    feeds.insert("seed".into(), Value::i64_scalar(-1_234_567_890_123));
     let got = exe.run_with(&feeds).unwrap();
     let want = kiln::ir::interp::run(&g, &feeds).unwrap();
     for (o, (a, b)) in g.outputs().iter().zip(got.iter().zip(&want)) {
@@ -290,6 +291,18 @@ fn every_training_step_matches_the_interpreter(kind: DeviceKind) {
     let model = |name: &str| (kiln::zoo::entry(name).unwrap().build)(4, DType::F32).unwrap().remove(0);
     training_matches_the_interpreter(kind, &model("mnist_mlp"), Optimizer::adam());
     training_matches_the_interpreter(kind, &model("lenet5"), Optimizer::momentum(0.9, false));
+    // Dropout: the device draws the interpreter's masks (same seed per step, same counters).
+    let train = kiln::frontend::Mode::Train;
+    training_matches_the_interpreter(
+        kind,
+        &kiln::zoo::mnist_mlp_with(4, DType::F32, 0.5, train).unwrap(),
+        Optimizer::sgd(),
+    );
+    training_matches_the_interpreter(
+        kind,
+        &kiln::zoo::lenet5_with(4, DType::F32, 0.3, train).unwrap(),
+        Optimizer::sgd(),
+    );
 }
 
 #[test]
@@ -357,11 +370,12 @@ fn bad_input_to_a_gpu_executable_is_an_error_naming_it() {
     assert!(e.contains(&format!("`{}` is {}, got f32[3]", ids.name, ids.ty)), "{e}");
     let e = exe.set("nope", &wrong).unwrap_err().to_string();
     assert!(e.contains("has no input, parameter or output `nope`"), "{e}");
-    // Dropout's random numbers have no GPU form yet: refused naming the op.
-    let m = kiln::zoo::mnist_mlp_with(4, DType::F32, 0.5, kiln::frontend::Mode::Train).unwrap();
-    let step = kiln::train::train_step(&m, &Optimizer::sgd()).unwrap();
-    let e = TrainSession::with_backend(step, 0, Backend::Gpu(DeviceKind::Emulated)).unwrap_err().to_string();
-    assert!(e.starts_with("rng (node %") && e.contains("cannot run on the GPU yet"), "{e}");
+    // Integer products have no GPU form yet: refused naming the op and node.
+    let text =
+        "func @imm(%a: i32[2,3], %b: i32[3,2]) -> (c: i32[2,2]) {\n  %c = matmul %a, %b : i32[2,2]\n  return %c\n}\n";
+    let g = kiln::ir::parse_module(text).unwrap().remove(0);
+    let e = kiln::gpu::compile(&g, DeviceKind::Emulated).unwrap_err().to_string();
+    assert!(e.starts_with("matmul (node %2) cannot run on the GPU yet"), "{e}");
 }
 
 #[test]

@@ -18,8 +18,8 @@
 //! patches, operands at any strides) that can run an elementwise epilogue on each product
 //! element before storing it ([`fusable_epilogue`]); [`render_matmul`] one thread per output
 //! element, for products of a few rows. The other ops that are not fused kernels
-//! ([`render_node`]): the three convolutions as direct sums, `pad`, `concat`, `iota`,
-//! `gather` and `scatter_add` (one thread per output element, no atomics). Every function
+//! ([`render_node`]): the three convolutions as direct sums, `pad`, `concat`, `iota`, `rng`
+//! (the interpreter's counter-based draws), `gather` and `scatter_add` (one thread per output element, no atomics). Every function
 //! says how it is launched ([`Launch`]); the launch side is `kiln_runtime::gpu`.
 
 use std::fmt::Write as _;
@@ -71,6 +71,9 @@ __device__ __forceinline__ float kiln_minf(float a, float b) { return (a != a ||
 __device__ __forceinline__ double kiln_max(double a, double b) { return (a != a || b != b) ? __longlong_as_double(0x7ff8000000000000LL) : fmax(a, b); }
 __device__ __forceinline__ double kiln_min(double a, double b) { return (a != a || b != b) ? __longlong_as_double(0x7ff8000000000000LL) : fmin(a, b); }
 __device__ __forceinline__ int kiln_d2i(double x) { return x != x ? 0 : x >= 2147483647.0 ? 2147483647 : x <= -2147483648.0 ? (-2147483647 - 1) : (int)x; }
+__device__ __forceinline__ unsigned long long kiln_mix64(unsigned long long z) { z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL; z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL; return z ^ (z >> 31); }
+__device__ __forceinline__ unsigned long long kiln_bits(unsigned long long key, unsigned long long i) { return kiln_mix64(key + (i + 1ULL) * 0x9E3779B97F4A7C15ULL); }
+__device__ __forceinline__ double kiln_uniform_f64(unsigned long long bits) { return (double)(bits >> 11) * (1.0 / 9007199254740992.0); }
 __device__ __forceinline__ long long kiln_d2ll(double x) { return x != x ? 0 : x >= 9223372036854775807.0 ? 9223372036854775807LL : x <= -9223372036854775808.0 ? (-9223372036854775807LL - 1) : (long long)x; }
 "#;
 
@@ -391,7 +394,7 @@ fn grid_loop(total: usize) -> String {
 }
 
 /// The CUDA C of a node that is not a fused kernel — `matmul` (floats), `conv2d` and its two
-/// gradients, `pad`, `concat`, `iota`, `gather`, `scatter_add` — as the kernel `symbol` taking its
+/// gradients, `pad`, `concat`, `iota`, `rng`, `gather`, `scatter_add` — as the kernel `symbol` taking its
 /// operands (row-major buffers, in the op's order) and its output; `None` for other ops.
 pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
     let node = graph.node(id);
@@ -472,6 +475,27 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
             let inner: usize = od[axis + 1..].iter().product();
             c.push_str(&grid_loop(total));
             let _ = writeln!(c, "        out[t] = ({t})((t / {inner}LL) % {}LL);", od[*axis]);
+            c.push_str("    }\n");
+        }
+        Op::Rng { dist, stream } if out_ty.dtype.is_float() => {
+            // The interpreter's counter-based draw (`kiln_ir::rng`): element t from
+            // (seed, stream, t) alone, uniform bit for bit, normal by Box-Muller in f64.
+            let key = format!("((unsigned long long)in0[0] ^ kiln_mix64({}ULL + 0x9E3779B97F4A7C15ULL))", stream);
+            c.push_str(&grid_loop(total));
+            let _ = writeln!(c, "        const unsigned long long key = {key};");
+            let v = match (dist, out_ty.dtype) {
+                (kiln_ir::Distribution::Uniform, DType::F32) => {
+                    "(float)(kiln_bits(key, t) >> 40) * (1.0f / 16777216.0f)".to_string()
+                }
+                (kiln_ir::Distribution::Uniform, _) => "kiln_uniform_f64(kiln_bits(key, t))".to_string(),
+                (kiln_ir::Distribution::Normal, d) => {
+                    let _ = writeln!(c, "        const double u1 = kiln_uniform_f64(kiln_bits(key, 2ULL * t));");
+                    let _ = writeln!(c, "        const double u2 = kiln_uniform_f64(kiln_bits(key, 2ULL * t + 1ULL));");
+                    let z = "sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2)";
+                    if d == DType::F32 { format!("(float)({z})") } else { z.to_string() }
+                }
+            };
+            let _ = writeln!(c, "        out[t] = {v};");
             c.push_str("    }\n");
         }
         Op::Gather { axis } => {

@@ -128,7 +128,9 @@ impl TrainSession {
     /// [`TrainSession::step`] taking the batch by value, so its tensors are not copied.
     pub fn step_owned(&mut self, batch: HashMap<String, Value>, lr: f64) -> Result<f64, TrainError> {
         if let Engine::Gpu(exe) = &mut self.engine {
-            let loss = Self::step_on_gpu(exe, &self.step, batch, lr)?;
+            // The dropout seed the CPU path draws for this step (see below).
+            let rng_seed = kiln_ir::rng::mix64(self.seed ^ self.steps_done) as i64;
+            let loss = Self::step_on_gpu(exe, &self.step, batch, lr, rng_seed)?;
             self.mirror = std::cell::OnceCell::new();
             self.steps_done += 1;
             return Ok(loss);
@@ -193,6 +195,7 @@ impl TrainSession {
         step: &TrainStep,
         batch: HashMap<String, Value>,
         lr: f64,
+        rng_seed: i64,
     ) -> Result<f64, TrainError> {
         let g = &step.graph;
         for (name, v) in &batch {
@@ -200,6 +203,9 @@ impl TrainSession {
         }
         let lr_ty = g.ty(g.leaf("lr").expect("checked in new")).clone();
         exe.set("lr", &Value::splat(&lr_ty, lr))?;
+        if g.leaf("rng_seed").is_some_and(|id| g.ty(id).dtype == DType::I64) {
+            exe.set("rng_seed", &Value::i64_scalar(rng_seed))?;
+        }
         exe.run()?;
         let at = exe.output_position("loss").expect("checked in new");
         let loss = exe.output(at)?.to_f64_vec().first().copied().unwrap_or(f64::NAN);

@@ -35,7 +35,7 @@ pub struct GpuFunction {
 pub const TILED_MIN: usize = 16;
 
 /// Every GPU function of `groups` (a partition of `graph`, in execution order), in execution
-/// order. Random numbers and integer products and divisions have none yet (reshapes
+/// order. Integer products and divisions have none yet (reshapes
 /// need none: they alias their source).
 pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, LowerError> {
     let g = graph;
@@ -45,7 +45,10 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
             GroupKind::Contraction => Some(contraction_of(g, group)),
             GroupKind::Movement => Some(group.root()),
             GroupKind::Op
-                if matches!(g.node(group.root()).op, Op::Gather { .. } | Op::ScatterAdd { .. } | Op::Iota { .. }) =>
+                if matches!(
+                    g.node(group.root()).op,
+                    Op::Gather { .. } | Op::ScatterAdd { .. } | Op::Iota { .. } | Op::Rng { .. }
+                ) =>
             {
                 Some(group.root())
             }

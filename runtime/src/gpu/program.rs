@@ -115,8 +115,7 @@ pub struct GpuProgram {
 }
 
 /// Resolves `graph` for a GPU (see the module's header). Fails naming the node when a group
-/// has no GPU form yet (random numbers, `iota`, integer products, indices computed on the
-/// device).
+/// has no GPU form yet (integer products and divisions, indices computed on the device).
 pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
     let g = graph;
     let unsupported = |id: NodeId, why: &str| GpuError::Unsupported {
