@@ -400,3 +400,43 @@ fn the_gan_resumes_with_the_same_losses() {
     let e = fit::gan::GanTrainer::resume(images, config, &path).unwrap_err().to_string();
     assert!(e.contains("lr = `0.0002`"), "{e}");
 }
+
+#[test]
+fn training_on_the_emulated_gpu_matches_the_cpu_and_resumes() {
+    // The GPU training path (parameters resident on the device, swapped with their updates;
+    // values copied back for scoring and checkpoints) through the real training loop.
+    let gpu = kiln::runtime::exec::Backend::Gpu(kiln::gpu::DeviceKind::Emulated);
+    let trainer = |backend| {
+        let task = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
+        let mut config = Config::defaults(&task);
+        config.epochs = 2;
+        config.backend = backend;
+        Trainer::new(task, config).unwrap()
+    };
+    let mut cpu = trainer(kiln::runtime::exec::Backend::Jit);
+    cpu.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap();
+    let mut whole = trainer(gpu);
+    whole.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap();
+    let (a, b) = (&whole.history().step_loss, &cpu.history().step_loss);
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= 1e-4 * y.abs().max(1.0), "step {i}: GPU {x}, CPU {y}");
+    }
+    assert_eq!(whole.history().test_accuracy, cpu.history().test_accuracy);
+
+    // Interrupted, saved, resumed on the GPU: the same curve as the uninterrupted GPU run.
+    let mut first = trainer(gpu);
+    assert_eq!(run_steps(&mut first, 150), Outcome::Interrupted);
+    let path = scratch("gpu-resume").join("x.safetensors");
+    first.save(&path).unwrap();
+    let task = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
+    let mut config = Config::defaults(&task);
+    config.epochs = 2;
+    config.backend = gpu;
+    let mut resumed = Trainer::resume(task, config, &path).unwrap();
+    resumed.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap();
+    assert_eq!(resumed.history().step_loss, whole.history().step_loss);
+    for (name, v) in whole.values() {
+        assert_eq!(resumed.values().get(name), Some(v), "{name}");
+    }
+}
