@@ -26,6 +26,7 @@ use std::fmt::Write as _;
 
 use kiln_ir::{BinaryOp, CmpOp, ConvAttrs, DType, Graph, NodeId, Op, ReduceOp, UnaryOp};
 
+pub use crate::contraction::MatmulShape;
 use crate::kernel::{Inst, Kernel};
 
 /// How a generated function is launched.
@@ -541,19 +542,6 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
     }
     c.push_str("}\n");
     Some(c)
-}
-
-/// The extents of a (batched) matrix product `[batch, m, k] × [batch, k, n]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MatmulShape {
-    /// Batch entries.
-    pub batch: usize,
-    /// Rows of the product.
-    pub m: usize,
-    /// Columns of the product.
-    pub n: usize,
-    /// The contracted extent.
-    pub k: usize,
 }
 
 /// Element strides of a matrix operand over its buffer.

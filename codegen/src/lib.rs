@@ -6,10 +6,12 @@
 //! for the host. [`aot`] writes the same code into an object file and renders what a model
 //! library needs besides: its C driver ([`aot::driver`]), its header, and the C runtime it
 //! carries (GEMM, convolutions, pad, concat, gather). Matmuls and convolutions in the JIT run
-//! on the runtime crate's GEMM. The design is in ARCHITECTURE.md §5. This crate depends on
+//! on the runtime crate's GEMM; [`contraction`] holds the extents every backend's product
+//! shares. The design is in ARCHITECTURE.md §5. This crate depends on
 //! `kiln-ir` and never on the e-graph crate.
 
 pub mod aot;
+pub mod contraction;
 pub mod cpu;
 pub mod gpu;
 pub mod kernel;

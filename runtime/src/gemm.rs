@@ -26,41 +26,23 @@ pub struct Operand {
     pub batch_stride: isize,
 }
 
-/// The extents of a (batched) matrix product `C[b] = A[b] · B[b]`, `A[b]: m×k`, `B[b]: k×n`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MatmulShape {
-    /// Batch entries.
-    pub batch: usize,
-    /// Rows of A and C.
-    pub m: usize,
-    /// Columns of B and C.
-    pub n: usize,
-    /// The contracted extent.
-    pub k: usize,
-}
+pub use kiln_codegen::contraction::MatmulShape;
 
-impl MatmulShape {
-    /// The blocks `(batch entry, first row, rows)` for `parts` threads, in a fixed order:
-    /// each batch entry's rows cut into `parts` bands (multiples of 16 rows), or whole when
-    /// the product is small.
-    pub fn blocks(&self, parts: usize) -> Vec<(usize, usize, usize)> {
-        let split = parts > 1 && self.m >= 32 && self.n * self.k >= 4096;
-        let rows = if split { self.m.div_ceil(parts).next_multiple_of(16) } else { self.m.max(1) };
-        let mut out = Vec::new();
-        for b in 0..self.batch {
-            let mut r = 0;
-            while r < self.m {
-                out.push((b, r, rows.min(self.m - r)));
-                r += rows;
-            }
+/// The blocks `(batch entry, first row, rows)` of `shape` for `parts` threads, in a fixed
+/// order: each batch entry's rows cut into `parts` bands (multiples of 16 rows), or whole
+/// when the product is small.
+pub fn blocks(shape: &MatmulShape, parts: usize) -> Vec<(usize, usize, usize)> {
+    let split = parts > 1 && shape.m >= 32 && shape.n * shape.k >= 4096;
+    let rows = if split { shape.m.div_ceil(parts).next_multiple_of(16) } else { shape.m.max(1) };
+    let mut out = Vec::new();
+    for b in 0..shape.batch {
+        let mut r = 0;
+        while r < shape.m {
+            out.push((b, r, rows.min(shape.m - r)));
+            r += rows;
         }
-        out
     }
-
-    /// Multiply-adds in the whole product.
-    pub fn flops(&self) -> usize {
-        2 * self.batch * self.m * self.n * self.k
-    }
+    out
 }
 
 /// Products with fewer flops than this run on one thread.
@@ -103,7 +85,7 @@ pub unsafe fn matmul(
         return false;
     }
     let pool = pool.filter(|_| shape.flops() >= PARALLEL_MIN_FLOPS);
-    let blocks = shape.blocks(pool.map_or(1, Pool::threads));
+    let blocks = blocks(&shape, pool.map_or(1, Pool::threads));
     let shared = Shared { a, b, c };
     let run_block = |i: usize| {
         let (bi, r0, rows) = blocks[i];

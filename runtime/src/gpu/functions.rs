@@ -4,7 +4,7 @@
 //! Fused kernels (contraction epilogues included) come from the kernel loop IR; the
 //! contractions and movement ops of other groups from [`kiln_codegen::gpu::render_node`].
 
-use kiln_codegen::gpu::{Launch, MatmulShape, Strides, fusable_epilogue, render_gemm, render_matmul};
+use kiln_codegen::gpu::{Launch, Strides, fusable_epilogue, render_gemm, render_matmul};
 use kiln_codegen::kernel::{LowerError, lower_group};
 use kiln_ir::{Graph, NodeId, Op};
 use kiln_passes::fuse::{Group, GroupKind, contraction_of, epilogue_split};
@@ -35,8 +35,8 @@ pub struct GpuFunction {
 pub const TILED_MIN: usize = 16;
 
 /// Every GPU function of `groups` (a partition of `graph`, in execution order), in execution
-/// order. Integer products and divisions have none yet (reshapes
-/// need none: they alias their source).
+/// order. Integer products and divisions have none yet (reshapes need none: they alias their
+/// source).
 pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, LowerError> {
     let g = graph;
     let mut out = Vec::new();
@@ -69,12 +69,11 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
                 let (row, col, batch) = o.strides();
                 Strides { row: row as i64, col: col as i64, batch: batch as i64 }
             };
-            let s = call.shape;
-            let shape = MatmulShape { batch: s.batch, m: s.m, n: s.n, k: s.k };
+            let shape = call.shape;
             let dtype = g.ty(call.product).dtype;
             let (a, b) = (strides(&call.a), strides(&call.b));
             let operands = vec![call.a.node, call.b.node];
-            if s.m < TILED_MIN || s.n < TILED_MIN {
+            if shape.m < TILED_MIN || shape.n < TILED_MIN {
                 // A few rows or columns: a thread per output element beats idle tiles.
                 let source = render_matmul(&symbol, dtype, shape, a, b);
                 let launch = Launch::Elements(g.ty(call.product).numel());
