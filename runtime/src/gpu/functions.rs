@@ -132,11 +132,16 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
     Ok(out)
 }
 
-/// One CUDA translation unit with the helpers and every function of `functions`.
+/// One CUDA translation unit with the helpers and every function of `functions`, each
+/// preceded by how it is launched.
 pub fn module(functions: &[GpuFunction]) -> String {
     let mut c = kiln_codegen::gpu::module(&[]);
     for f in functions {
-        c.push('\n');
+        let launch = match f.launch {
+            Launch::Elements(n) => format!("grid-stride over {n} elements"),
+            Launch::Blocks { units, threads } => format!("blocks of {threads} threads over {units} units"),
+        };
+        c.push_str(&format!("\n/* launch: {launch} */\n"));
         c.push_str(&f.source);
     }
     c
