@@ -7,8 +7,9 @@
 //!   `offset + Σ index·stride` (broadcasts, slices and permutes cost no copy, as on the CPU);
 //! - a reduction gives each thread one output element, accumulated over the reduced axes in
 //!   row-major order from the reduction's identity — or, over [`BLOCK_REDUCTION_MIN`] or more
-//!   elements per output, a block of [`BLOCK_THREADS`] threads that combine strided partial
-//!   results as a tree in shared memory ([`launch_of`] says which).
+//!   elements per output (or [`ROW_REDUCTION_MIN`] along the innermost axis), a block of
+//!   threads that combine strided partial results as a tree in shared memory ([`launch_of`]
+//!   says which).
 //!
 //! Every op has the interpreter's meaning (`docs/ops.md`): `max`/`min` and `reduce_max`
 //! propagate NaN, integer arithmetic wraps, float-to-integer casts truncate and saturate with
@@ -304,19 +305,30 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
     c
 }
 
-/// Reductions over at least this many elements per output get a block each.
+/// Reductions over at least this many elements per output get a block of
+/// [`BLOCK_THREADS`] each.
 pub const BLOCK_REDUCTION_MIN: usize = 512;
 
-/// How [`render`] launches `k`: a reduction over many elements per output
-/// ([`BLOCK_REDUCTION_MIN`]) as cooperative blocks, one per output; everything else as
-/// grid-stride loops over the output's elements.
+/// Reductions along the contiguous (innermost) axis over at least this many elements per
+/// output get a block each, of as many threads as the elements' next power of two.
+pub const ROW_REDUCTION_MIN: usize = 32;
+
+/// How [`render`] launches `k`. A reduction over [`BLOCK_REDUCTION_MIN`] or more elements per
+/// output runs as blocks of [`BLOCK_THREADS`], one per output; one along the innermost axis
+/// over [`ROW_REDUCTION_MIN`] or more (softmax and layer-norm rows) as smaller blocks, so
+/// that a block's threads read a row together instead of one thread walking it; other
+/// reductions (over outer axes: adjacent threads then read adjacent elements) and everything
+/// else as grid-stride loops over the output's elements.
 pub fn launch_of(k: &Kernel) -> Launch {
     match &k.reduce {
         Some((_, axes)) => {
             let count: usize = axes.iter().map(|&d| k.space[d]).product();
             let outputs: usize = k.space.iter().product::<usize>() / count.max(1);
+            let along_rows = k.space.len().checked_sub(1).is_some_and(|last| axes.contains(&last));
             if count >= BLOCK_REDUCTION_MIN {
                 Launch::Blocks { units: outputs, threads: BLOCK_THREADS }
+            } else if along_rows && count >= ROW_REDUCTION_MIN {
+                Launch::Blocks { units: outputs, threads: count.next_power_of_two().min(BLOCK_THREADS as usize) as u32 }
             } else {
                 Launch::Elements(outputs)
             }
