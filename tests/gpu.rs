@@ -388,3 +388,28 @@ fn the_cuda_device_needs_the_feature_or_a_driver() {
         Err(e) => assert!(e.to_string().contains("rebuild with `--features cuda`"), "{e}"),
     }
 }
+
+#[test]
+fn gpu_sessions_move_between_threads() {
+    // A training session on a device is Send, like one on the CPU: sessions on two threads
+    // at once, each with its own device.
+    let step = || {
+        let m = (kiln::zoo::entry("xor_mlp").unwrap().build)(4, DType::F32).unwrap().remove(0);
+        kiln::train::train_step(&m, &Optimizer::sgd()).unwrap()
+    };
+    let sessions: Vec<TrainSession> = (0..2)
+        .map(|seed| TrainSession::with_backend(step(), seed, Backend::Gpu(DeviceKind::Emulated)).unwrap())
+        .collect();
+    let batch = data_feeds(&step().graph, Some(&step().data_inputs));
+    let handles: Vec<_> = sessions
+        .into_iter()
+        .map(|mut s| {
+            let batch = batch.clone();
+            std::thread::spawn(move || (s.step(&batch, 0.1).unwrap(), s.step(&batch, 0.1).unwrap()))
+        })
+        .collect();
+    for h in handles {
+        let (first, second) = h.join().unwrap();
+        assert!(first.is_finite() && second.is_finite() && second < first, "{first} {second}");
+    }
+}

@@ -9,8 +9,9 @@ use super::GpuError;
 
 /// A device the executor runs programs on. Addresses are the device's own (`CUdeviceptr` on
 /// a GPU); the executor only passes addresses inside buffers this device allocated, at
-/// offsets that leave room for the bytes moved.
-pub trait Device {
+/// offsets that leave room for the bytes moved. A device may move between threads (a training
+/// session does), one thread at a time.
+pub trait Device: Send {
     /// The device, in words (model and driver, or "CPU emulation").
     fn describe(&self) -> String;
 

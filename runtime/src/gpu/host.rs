@@ -131,6 +131,11 @@ impl HostDevice {
     }
 }
 
+// SAFETY: the allocations are owned by this device alone and freed only by its drop; the
+// trampolines point into the library it owns; nothing is tied to the creating thread (the
+// shim's block state is reset by every launch, which runs to completion).
+unsafe impl Send for HostDevice {}
+
 impl Default for HostDevice {
     fn default() -> Self {
         Self::new()
