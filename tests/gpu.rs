@@ -62,6 +62,23 @@ fn cuda_of_the_mnist_mlp_and_lenet5_training_steps() {
     }
 }
 
+/// A graph whose buffers pass 2^31 elements (never run: rendered and compiled only), so its
+/// functions index in 64 bits.
+fn huge_graph() -> Graph {
+    let text = "func @huge(%x: f32[3,1073741824], %a: f32[65536,65536], %b: f32[65536,32]) -> (y: f32[3], p: f32[65536,32]) {\n  %e = exp %x : f32[3,1073741824]\n  %y = reduce_sum %e {axes=[1]} : f32[3]\n  %p = matmul %a, %b : f32[65536,32]\n  return %y, %p\n}\n";
+    kiln::ir::parse_module(text).unwrap().remove(0)
+}
+
+#[test]
+fn index_arithmetic_is_32_bit_unless_a_buffer_needs_64() {
+    let (source, _) = cuda_of(&huge_graph());
+    let functions = source.matches("extern \"C\" __global__").count();
+    assert_eq!(source.matches("typedef long long idx_t;").count(), functions, "{source}");
+    let m = (kiln::zoo::entry("mnist_mlp").unwrap().build)(2, DType::F32).unwrap().remove(0);
+    let (small, n) = cuda_of(&m.graph);
+    assert_eq!(small.matches("typedef int idx_t;").count(), n);
+}
+
 #[test]
 fn every_rendered_module_compiles_with_nvrtc() {
     let required = std::env::var("KILN_REQUIRE_NVRTC").is_ok_and(|v| v == "1");
@@ -69,7 +86,9 @@ fn every_rendered_module_compiles_with_nvrtc() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut files = Vec::new();
-    for (name, g) in zoo_graphs() {
+    let mut graphs = zoo_graphs();
+    graphs.push(("huge".into(), huge_graph()));
+    for (name, g) in graphs {
         let path = dir.join(format!("{name}.cu"));
         std::fs::write(&path, cuda_of(&g).0).unwrap();
         files.push(path);

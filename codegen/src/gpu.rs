@@ -116,7 +116,7 @@ fn expression(k: &Kernel, inst: &Inst, dt: DType, product: Option<usize>) -> Str
             let mut index = input.offset.to_string();
             for (d, s) in input.strides.iter().enumerate() {
                 if *s != 0 {
-                    let _ = write!(index, " + i{d} * {s}LL");
+                    let _ = write!(index, " + i{d} * {s}");
                 }
             }
             format!("in{i}[{index}]")
@@ -195,13 +195,13 @@ fn split_index(axes: &[(usize, usize)], indent: &str) -> String {
 
 /// [`split_index`] of the index variable `var`.
 fn split_var(var: &str, axes: &[(usize, usize)], indent: &str) -> String {
-    let mut c = format!("{indent}long long r = {var};\n");
+    let mut c = format!("{indent}idx_t r = {var};\n");
     for (n, &(d, extent)) in axes.iter().enumerate().rev() {
         if n == 0 {
-            let _ = writeln!(c, "{indent}const long long i{d} = r;");
+            let _ = writeln!(c, "{indent}const idx_t i{d} = r;");
         } else {
-            let _ = writeln!(c, "{indent}const long long i{d} = r % {extent}LL;");
-            let _ = writeln!(c, "{indent}r /= {extent}LL;");
+            let _ = writeln!(c, "{indent}const idx_t i{d} = r % {extent};");
+            let _ = writeln!(c, "{indent}r /= {extent};");
         }
     }
     c
@@ -234,6 +234,7 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
         .collect();
     params.push(format!("{} *__restrict__ out", c_type(k.out.dtype)));
     let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", params.join(", "));
+    c.push_str(&index_typedef(kernel_bound(k)));
     let all: Vec<usize> = (0..k.space.len()).collect();
     match &k.reduce {
         None => {
@@ -265,12 +266,12 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
                 let reduced: Vec<(usize, usize)> = axes.iter().map(|&d| (d, k.space[d])).collect();
                 let count: usize = reduced.iter().map(|a| a.1).product();
                 let _ = writeln!(c, "    __shared__ {t} part[{threads}];");
-                let _ = writeln!(c, "    for (long long t = blockIdx.x; t < {outputs}LL; t += gridDim.x) {{");
+                let _ = writeln!(c, "    for (idx_t t = blockIdx.x; t < {outputs}; t += gridDim.x) {{");
                 if !kept_axes.is_empty() {
                     c.push_str(&split_index(&kept_axes, "        "));
                 }
                 let _ = writeln!(c, "        {t} acc = {identity};");
-                let _ = writeln!(c, "        for (long long q = threadIdx.x; q < {count}LL; q += blockDim.x) {{");
+                let _ = writeln!(c, "        for (idx_t q = threadIdx.x; q < {count}; q += blockDim.x) {{");
                 c.push_str(&split_var("q", &reduced, "            "));
                 body(&mut c, k, "            ", None);
                 let _ = writeln!(c, "            acc = {};", combine("acc", &v));
@@ -287,7 +288,7 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
                 let _ = writeln!(c, "        {t} acc = {identity};");
                 let mut indent = String::from("        ");
                 for &d in axes {
-                    let _ = writeln!(c, "{indent}for (long long i{d} = 0; i{d} < {}LL; i{d}++) {{", k.space[d]);
+                    let _ = writeln!(c, "{indent}for (idx_t i{d} = 0; i{d} < {}; i{d}++) {{", k.space[d]);
                     indent.push_str("    ");
                 }
                 body(&mut c, k, &indent, None);
@@ -383,7 +384,7 @@ fn out_index(k: &Kernel, axes: &[usize]) -> String {
     for &d in axes {
         let st = k.out_strides[d];
         if st != 0 {
-            let _ = write!(s, " + i{d} * {st}LL");
+            let _ = write!(s, " + i{d} * {st}");
         }
     }
     s
@@ -399,10 +400,31 @@ pub fn module(kernels: &[(String, Kernel)]) -> String {
     c
 }
 
+/// The `idx_t` of a function whose every index (and element count) stays below `bound`:
+/// 32-bit when that leaves room to spare — index arithmetic is much of a kernel's integer work,
+/// and a 64-bit division is a long instruction sequence on a GPU — else 64-bit.
+fn index_typedef(bound: u128) -> String {
+    format!("    typedef {} idx_t;\n", if bound <= 1 << 30 { "int" } else { "long long" })
+}
+
+/// One past the furthest element `offset + Σ (extent - 1)·|stride|` of a strided read.
+fn reach(offset: i64, extents: &[usize], strides: &[i64]) -> u128 {
+    let far: u128 = extents.iter().zip(strides).map(|(&e, &s)| (e.max(1) as u128 - 1) * s.unsigned_abs() as u128).sum();
+    offset.unsigned_abs() as u128 + far + 1
+}
+
+/// The furthest index kernel `k` computes with: its space, and every input's and the
+/// output's strided reach over it.
+fn kernel_bound(k: &Kernel) -> u128 {
+    let space: u128 = k.space.iter().map(|&e| e as u128).product();
+    let inputs = k.inputs.iter().map(|i| reach(i.offset, &k.space, &i.strides));
+    inputs.chain([space, reach(0, &k.space, &k.out_strides)]).max().unwrap_or(0)
+}
+
 /// The grid-stride loop header over `total` elements, declaring `t`.
 fn grid_loop(total: usize) -> String {
     format!(
-        "    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < {total}LL; t += (long long)gridDim.x * blockDim.x) {{\n"
+        "    for (idx_t t = (idx_t)(blockIdx.x * blockDim.x + threadIdx.x); t < {total}; t += (idx_t)(gridDim.x * blockDim.x)) {{\n"
     )
 }
 
@@ -423,6 +445,8 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
         .collect();
     let mut c = format!("/* %{}: {} -> {} */\n", id.index(), node.op.name(), out_ty);
     let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", params.join(", "));
+    let bound = node.args.iter().map(|a| graph.ty(*a).numel()).chain([total]).max().unwrap_or(0);
+    c.push_str(&index_typedef(bound as u128 + 1));
     let zero = literal(0.0, out_ty.dtype);
     match &node.op {
         Op::Matmul if out_ty.dtype.is_float() => {
@@ -455,7 +479,7 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
             for d in 0..od.len() {
                 inside.push(format!("i{d} >= {} && i{d} < {}", low[d], low[d] + x[d]));
                 let stride: usize = x[d + 1..].iter().product();
-                let _ = write!(src, " + (i{d} - {}) * {stride}LL", low[d]);
+                let _ = write!(src, " + (i{d} - {}) * {stride}", low[d]);
             }
             let cond = if inside.is_empty() { "1".to_string() } else { inside.join(" && ") };
             let _ = writeln!(c, "        out[t] = ({cond}) ? in0[{src}] : {};", literal(value.0, out_ty.dtype));
@@ -467,7 +491,7 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
             c.push_str(&grid_loop(total));
             let _ = writeln!(
                 c,
-                "        const long long o = t / {}LL, a = (t / {inner}LL) % {}LL, q = t % {inner}LL;",
+                "        const idx_t o = t / {}, a = (t / {inner}) % {}, q = t % {inner};",
                 od[*axis] * inner,
                 od[*axis]
             );
@@ -476,7 +500,7 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
                 let e = graph.ty(*arg).dims()[*axis];
                 let _ = writeln!(
                     c,
-                    "        if (a >= {start}LL && a < {}LL) out[t] = in{i}[(o * {e}LL + (a - {start}LL)) * {inner}LL + q];",
+                    "        if (a >= {start} && a < {}) out[t] = in{i}[(o * {e} + (a - {start})) * {inner} + q];",
                     start + e
                 );
                 start += e;
@@ -487,7 +511,7 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
             let od = out_ty.dims();
             let inner: usize = od[axis + 1..].iter().product();
             c.push_str(&grid_loop(total));
-            let _ = writeln!(c, "        out[t] = ({t})((t / {inner}LL) % {}LL);", od[*axis]);
+            let _ = writeln!(c, "        out[t] = ({t})((t / {inner}) % {});", od[*axis]);
             c.push_str("    }\n");
         }
         Op::Rng { dist, stream } if out_ty.dtype.is_float() => {
@@ -521,13 +545,13 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
             c.push_str(&grid_loop(total));
             let _ = writeln!(
                 c,
-                "        const long long p = t / {}LL, j = (t / {inner}LL) % {count}LL, q = t % {inner}LL;",
+                "        const idx_t p = t / {}, j = (t / {inner}) % {count}, q = t % {inner};",
                 count * inner
             );
-            let _ = writeln!(c, "        const long long i = (long long)in1[j];");
+            let _ = writeln!(c, "        const idx_t i = (idx_t)in1[j];");
             let _ = writeln!(
                 c,
-                "        out[t] = (i >= 0 && i < {extent}LL) ? in0[(p * {extent}LL + i) * {inner}LL + q] : {zero};"
+                "        out[t] = (i >= 0 && i < {extent}) ? in0[(p * {extent} + i) * {inner} + q] : {zero};"
             );
             c.push_str("    }\n");
         }
@@ -541,13 +565,12 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
             c.push_str(&grid_loop(total));
             let _ = writeln!(
                 c,
-                "        const long long p = t / {}LL, a = (t / {inner}LL) % {extent}LL, q = t % {inner}LL;",
+                "        const idx_t p = t / {}, a = (t / {inner}) % {extent}, q = t % {inner};",
                 extent * inner
             );
             let _ = writeln!(c, "        {t} acc = {zero};");
-            let _ = writeln!(c, "        for (long long j = 0; j < {count}LL; j++)");
-            let _ =
-                writeln!(c, "            if ((long long)in1[j] == a) acc += in0[(p * {count}LL + j) * {inner}LL + q];");
+            let _ = writeln!(c, "        for (idx_t j = 0; j < {count}; j++)");
+            let _ = writeln!(c, "            if ((idx_t)in1[j] == a) acc += in0[(p * {count} + j) * {inner} + q];");
             c.push_str("        out[t] = acc;\n    }\n");
         }
         _ => return None,
@@ -581,6 +604,7 @@ pub fn render_matmul(symbol: &str, dtype: DType, shape: MatmulShape, a: Strides,
         c,
         "extern \"C\" __global__ void {symbol}(const {t} *__restrict__ in0, const {t} *__restrict__ in1, {t} *__restrict__ out) {{"
     );
+    c.push_str(&index_typedef(matmul_bound(shape, a, b)));
     c.push_str(&matmul_body(shape, a, b, t, &literal(0.0, dtype)));
     c.push_str("}\n");
     c
@@ -659,21 +683,23 @@ pub fn render_gemm(
         b.batch
     );
     let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", params.join(", "));
+    let epilogue_bound = epilogue.map_or(0, |(e, _)| kernel_bound(e));
+    c.push_str(&index_typedef(matmul_bound(shape, a, b).max(epilogue_bound)));
     let _ = writeln!(c, "    __shared__ {t} as_[{DEPTH}][{tile}];");
     let _ = writeln!(c, "    __shared__ {t} bs_[{DEPTH}][{tile}];");
     c.push_str("    const int tr = threadIdx.x / 16, tc = threadIdx.x % 16;\n");
-    let _ = writeln!(c, "    for (long long u = blockIdx.x; u < {units}LL; u += gridDim.x) {{");
+    let _ = writeln!(c, "    for (idx_t u = blockIdx.x; u < {units}; u += gridDim.x) {{");
     let _ = writeln!(
         c,
-        "        const long long bb = u / {}LL, r0 = ((u / {nt}LL) % {mt}LL) * {tile}LL, c0 = (u % {nt}LL) * {tile}LL;",
+        "        const idx_t bb = u / {}, r0 = ((u / {nt}) % {mt}) * {tile}, c0 = (u % {nt}) * {tile};",
         mt * nt
     );
-    let _ = writeln!(c, "        const {t} *a = ga + bb * {}LL;", a.batch);
-    let _ = writeln!(c, "        const {t} *w = gb + bb * {}LL;", b.batch);
+    let _ = writeln!(c, "        const {t} *a = ga + bb * {};", a.batch);
+    let _ = writeln!(c, "        const {t} *w = gb + bb * {};", b.batch);
     let _ = writeln!(c, "        {t} acc[{micro}][{micro}];");
     let _ =
         writeln!(c, "        for (int x = 0; x < {micro}; x++) for (int y = 0; y < {micro}; y++) acc[x][y] = {zero};");
-    let _ = writeln!(c, "        for (long long k0 = 0; k0 < {k}LL; k0 += {DEPTH}) {{");
+    let _ = writeln!(c, "        for (idx_t k0 = 0; k0 < {k}; k0 += {DEPTH}) {{");
     // Consecutive threads load consecutive addresses along whichever axis is contiguous.
     let (ax, ap) = if a.row == 1 && a.col != 1 {
         (format!("e % {tile}"), format!("e / {tile}"))
@@ -682,12 +708,9 @@ pub fn render_gemm(
     };
     let _ = writeln!(c, "            for (int e = threadIdx.x; e < {}; e += blockDim.x) {{", tile * DEPTH);
     let _ = writeln!(c, "                const int x = {ax}, p = {ap};");
-    c.push_str("                const long long i = r0 + x, q = k0 + p;\n");
-    let _ = writeln!(
-        c,
-        "                as_[p][x] = (i < {m}LL && q < {k}LL) ? a[i * {}LL + q * {}LL] : {zero};",
-        a.row, a.col
-    );
+    c.push_str("                const idx_t i = r0 + x, q = k0 + p;\n");
+    let _ =
+        writeln!(c, "                as_[p][x] = (i < {m} && q < {k}) ? a[i * {} + q * {}] : {zero};", a.row, a.col);
     c.push_str("            }\n");
     let (by, bp) = if b.col == 1 || b.row != 1 {
         (format!("e % {tile}"), format!("e / {tile}"))
@@ -696,12 +719,9 @@ pub fn render_gemm(
     };
     let _ = writeln!(c, "            for (int e = threadIdx.x; e < {}; e += blockDim.x) {{", tile * DEPTH);
     let _ = writeln!(c, "                const int y = {by}, p = {bp};");
-    c.push_str("                const long long q = k0 + p, j = c0 + y;\n");
-    let _ = writeln!(
-        c,
-        "                bs_[p][y] = (q < {k}LL && j < {n}LL) ? w[q * {}LL + j * {}LL] : {zero};",
-        b.row, b.col
-    );
+    c.push_str("                const idx_t q = k0 + p, j = c0 + y;\n");
+    let _ =
+        writeln!(c, "                bs_[p][y] = (q < {k} && j < {n}) ? w[q * {} + j * {}] : {zero};", b.row, b.col);
     c.push_str("            }\n            __syncthreads();\n");
     let _ = writeln!(c, "            for (int p = 0; p < {DEPTH}; p++) {{");
     let _ = writeln!(c, "                {t} av[{micro}], bv[{micro}];");
@@ -713,11 +733,11 @@ pub fn render_gemm(
     );
     c.push_str("            }\n            __syncthreads();\n        }\n");
     let _ = writeln!(c, "        for (int x = 0; x < {micro}; x++) for (int y = 0; y < {micro}; y++) {{");
-    let _ = writeln!(c, "            const long long i = r0 + tr * {micro} + x, j = c0 + tc * {micro} + y;");
-    let _ = writeln!(c, "            if (i >= {m}LL || j >= {n}LL) continue;");
+    let _ = writeln!(c, "            const idx_t i = r0 + tr * {micro} + x, j = c0 + tc * {micro} + y;");
+    let _ = writeln!(c, "            if (i >= {m} || j >= {n}) continue;");
     match epilogue {
         None => {
-            let _ = writeln!(c, "            out[bb * {}LL + i * {n}LL + j] = acc[x][y];", m * n);
+            let _ = writeln!(c, "            out[bb * {} + i * {n} + j] = acc[x][y];", m * n);
         }
         Some((e, product)) => {
             // The epilogue's index variables: the batch axes from `bb`, then the row and column.
@@ -726,7 +746,7 @@ pub fn render_gemm(
             if !batch_axes.is_empty() {
                 c.push_str(&split_var("bb", &batch_axes, "            "));
             }
-            let _ = writeln!(c, "            const long long i{} = i, i{} = j;", r - 2, r - 1);
+            let _ = writeln!(c, "            const idx_t i{} = i, i{} = j;", r - 2, r - 1);
             let _ = writeln!(c, "            const {t} pv = acc[x][y];");
             body(&mut c, e, "            ", Some(product));
             let all: Vec<usize> = (0..r).collect();
@@ -737,16 +757,22 @@ pub fn render_gemm(
     (c, Launch::Blocks { units, threads: BLOCK_THREADS })
 }
 
+/// The furthest index a product computes with: both operands' strided reach and the output.
+fn matmul_bound(s: MatmulShape, a: Strides, b: Strides) -> u128 {
+    let a_reach = reach(0, &[s.batch, s.m, s.k], &[a.batch, a.row, a.col]);
+    let b_reach = reach(0, &[s.batch, s.k, s.n], &[b.batch, b.row, b.col]);
+    a_reach.max(b_reach).max((s.batch * s.m * s.n) as u128 + 1)
+}
+
 /// The grid-stride loop of a matrix product over the output elements.
 fn matmul_body(s: MatmulShape, a: Strides, b: Strides, t: &str, zero: &str) -> String {
     let MatmulShape { batch, m, n, k } = s;
     let mut c = grid_loop(batch * m * n);
-    let _ = writeln!(c, "        const long long b = t / {}LL, i = (t / {n}LL) % {m}LL, j = t % {n}LL;", m * n);
-    let _ = writeln!(c, "        const {t} *a = in0 + b * {}LL + i * {}LL;", a.batch, a.row);
-    let _ = writeln!(c, "        const {t} *w = in1 + b * {}LL + j * {}LL;", b.batch, b.col);
+    let _ = writeln!(c, "        const idx_t b = t / {}, i = (t / {n}) % {m}, j = t % {n};", m * n);
+    let _ = writeln!(c, "        const {t} *a = in0 + b * {} + i * {};", a.batch, a.row);
+    let _ = writeln!(c, "        const {t} *w = in1 + b * {} + j * {};", b.batch, b.col);
     let _ = writeln!(c, "        {t} acc = {zero};");
-    let _ =
-        writeln!(c, "        for (long long p = 0; p < {k}LL; p++) acc += a[p * {}LL] * w[p * {}LL];", a.col, b.row);
+    let _ = writeln!(c, "        for (idx_t p = 0; p < {k}; p++) acc += a[p * {}] * w[p * {}];", a.col, b.row);
     c.push_str("        out[t] = acc;\n    }\n");
     c
 }
@@ -765,18 +791,18 @@ fn conv_body(op: &Op, a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize], t: &
         Op::Conv2d(_) => {
             c.push_str(&grid_loop(n * o * oh * ow));
             c.push_str(&split_dims(&[n, o, oh, ow], "        "));
-            let _ = writeln!(c, "        const long long g = i1 / {og}LL;");
+            let _ = writeln!(c, "        const idx_t g = i1 / {og};");
             let _ = writeln!(c, "        {t} acc = {zero};");
-            let _ = writeln!(c, "        for (long long ci = 0; ci < {cg}LL; ci++)");
-            let _ = writeln!(c, "            for (long long ky = 0; ky < {kh}LL; ky++) {{");
-            let _ = writeln!(c, "                const long long iy = i2 * {sh}LL + ky * {dh}LL - {ph}LL;");
-            let _ = writeln!(c, "                if (iy < 0 || iy >= {h}LL) continue;");
-            let _ = writeln!(c, "                for (long long kx = 0; kx < {kw}LL; kx++) {{");
-            let _ = writeln!(c, "                    const long long ix = i3 * {sw}LL + kx * {dw}LL - {pw}LL;");
-            let _ = writeln!(c, "                    if (ix < 0 || ix >= {wd}LL) continue;");
+            let _ = writeln!(c, "        for (idx_t ci = 0; ci < {cg}; ci++)");
+            let _ = writeln!(c, "            for (idx_t ky = 0; ky < {kh}; ky++) {{");
+            let _ = writeln!(c, "                const idx_t iy = i2 * {sh} + ky * {dh} - {ph};");
+            let _ = writeln!(c, "                if (iy < 0 || iy >= {h}) continue;");
+            let _ = writeln!(c, "                for (idx_t kx = 0; kx < {kw}; kx++) {{");
+            let _ = writeln!(c, "                    const idx_t ix = i3 * {sw} + kx * {dw} - {pw};");
+            let _ = writeln!(c, "                    if (ix < 0 || ix >= {wd}) continue;");
             let _ = writeln!(
                 c,
-                "                    acc += in0[((i0 * {ch}LL + g * {cg}LL + ci) * {h}LL + iy) * {wd}LL + ix] * in1[((i1 * {cg}LL + ci) * {kh}LL + ky) * {kw}LL + kx];"
+                "                    acc += in0[((i0 * {ch} + g * {cg} + ci) * {h} + iy) * {wd} + ix] * in1[((i1 * {cg} + ci) * {kh} + ky) * {kw} + kx];"
             );
             c.push_str("                }\n            }\n        out[t] = acc;\n    }\n");
         }
@@ -784,19 +810,18 @@ fn conv_body(op: &Op, a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize], t: &
             // dx[n, c, iy, ix] = Σ dy[n, o, oy, ox] · w[o, ci, ky, kx] over the taps that read it.
             c.push_str(&grid_loop(n * ch * h * wd));
             c.push_str(&split_dims(&[n, ch, h, wd], "        "));
-            let _ = writeln!(c, "        const long long g = i1 / {cg}LL, ci = i1 % {cg}LL;");
+            let _ = writeln!(c, "        const idx_t g = i1 / {cg}, ci = i1 % {cg};");
             let _ = writeln!(c, "        {t} acc = {zero};");
-            let _ = writeln!(c, "        for (long long oc = g * {og}LL; oc < (g + 1) * {og}LL; oc++)");
-            let _ = writeln!(c, "            for (long long ky = 0; ky < {kh}LL; ky++) {{");
-            let _ = writeln!(c, "                const long long sy = i2 + {ph}LL - ky * {dh}LL;");
-            let _ = writeln!(c, "                if (sy < 0 || sy % {sh}LL != 0 || sy / {sh}LL >= {oh}LL) continue;");
-            let _ = writeln!(c, "                for (long long kx = 0; kx < {kw}LL; kx++) {{");
-            let _ = writeln!(c, "                    const long long sx = i3 + {pw}LL - kx * {dw}LL;");
-            let _ =
-                writeln!(c, "                    if (sx < 0 || sx % {sw}LL != 0 || sx / {sw}LL >= {ow}LL) continue;");
+            let _ = writeln!(c, "        for (idx_t oc = g * {og}; oc < (g + 1) * {og}; oc++)");
+            let _ = writeln!(c, "            for (idx_t ky = 0; ky < {kh}; ky++) {{");
+            let _ = writeln!(c, "                const idx_t sy = i2 + {ph} - ky * {dh};");
+            let _ = writeln!(c, "                if (sy < 0 || sy % {sh} != 0 || sy / {sh} >= {oh}) continue;");
+            let _ = writeln!(c, "                for (idx_t kx = 0; kx < {kw}; kx++) {{");
+            let _ = writeln!(c, "                    const idx_t sx = i3 + {pw} - kx * {dw};");
+            let _ = writeln!(c, "                    if (sx < 0 || sx % {sw} != 0 || sx / {sw} >= {ow}) continue;");
             let _ = writeln!(
                 c,
-                "                    acc += in0[((i0 * {o}LL + oc) * {oh}LL + sy / {sh}LL) * {ow}LL + sx / {sw}LL] * in1[((oc * {cg}LL + ci) * {kh}LL + ky) * {kw}LL + kx];"
+                "                    acc += in0[((i0 * {o} + oc) * {oh} + sy / {sh}) * {ow} + sx / {sw}] * in1[((oc * {cg} + ci) * {kh} + ky) * {kw} + kx];"
             );
             c.push_str("                }\n            }\n        out[t] = acc;\n    }\n");
         }
@@ -804,22 +829,18 @@ fn conv_body(op: &Op, a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize], t: &
             // dw[o, ci, ky, kx] = Σ over images and output positions of x · dy: a block per
             // weight, its threads striding over the terms (as `launch_of_node` says).
             let _ = writeln!(c, "    __shared__ {t} part[{BLOCK_THREADS}];");
-            let _ = writeln!(c, "    for (long long t = blockIdx.x; t < {}LL; t += gridDim.x) {{", o * cg * kh * kw);
+            let _ = writeln!(c, "    for (idx_t t = blockIdx.x; t < {}; t += gridDim.x) {{", o * cg * kh * kw);
             c.push_str(&split_dims(&[o, cg, kh, kw], "        "));
-            let _ = writeln!(c, "        const long long g = i0 / {og}LL;");
+            let _ = writeln!(c, "        const idx_t g = i0 / {og};");
             let _ = writeln!(c, "        {t} acc = {zero};");
-            let _ = writeln!(c, "        for (long long q = threadIdx.x; q < {}LL; q += blockDim.x) {{", n * oh * ow);
+            let _ = writeln!(c, "        for (idx_t q = threadIdx.x; q < {}; q += blockDim.x) {{", n * oh * ow);
+            let _ = writeln!(c, "            const idx_t b = q / {}, oy = (q / {ow}) % {oh}, ox = q % {ow};", oh * ow);
+            let _ = writeln!(c, "            const idx_t iy = oy * {sh} + i2 * {dh} - {ph};");
+            let _ = writeln!(c, "            const idx_t ix = ox * {sw} + i3 * {dw} - {pw};");
+            let _ = writeln!(c, "            if (iy < 0 || iy >= {h} || ix < 0 || ix >= {wd}) continue;");
             let _ = writeln!(
                 c,
-                "            const long long b = q / {}LL, oy = (q / {ow}LL) % {oh}LL, ox = q % {ow}LL;",
-                oh * ow
-            );
-            let _ = writeln!(c, "            const long long iy = oy * {sh}LL + i2 * {dh}LL - {ph}LL;");
-            let _ = writeln!(c, "            const long long ix = ox * {sw}LL + i3 * {dw}LL - {pw}LL;");
-            let _ = writeln!(c, "            if (iy < 0 || iy >= {h}LL || ix < 0 || ix >= {wd}LL) continue;");
-            let _ = writeln!(
-                c,
-                "            acc += in0[((b * {ch}LL + g * {cg}LL + i1) * {h}LL + iy) * {wd}LL + ix] * in1[((b * {o}LL + i0) * {oh}LL + oy) * {ow}LL + ox];"
+                "            acc += in0[((b * {ch} + g * {cg} + i1) * {h} + iy) * {wd} + ix] * in1[((b * {o} + i0) * {oh} + oy) * {ow} + ox];"
             );
             c.push_str("        }\n");
             c.push_str(&tree_tail("t", "part[threadIdx.x] + part[threadIdx.x + s]"));
@@ -828,18 +849,18 @@ fn conv_body(op: &Op, a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize], t: &
             // dw[o, ci, ky, kx] = Σ over images and output positions of x · dy.
             c.push_str(&grid_loop(o * cg * kh * kw));
             c.push_str(&split_dims(&[o, cg, kh, kw], "        "));
-            let _ = writeln!(c, "        const long long g = i0 / {og}LL;");
+            let _ = writeln!(c, "        const idx_t g = i0 / {og};");
             let _ = writeln!(c, "        {t} acc = {zero};");
-            let _ = writeln!(c, "        for (long long b = 0; b < {n}LL; b++)");
-            let _ = writeln!(c, "            for (long long oy = 0; oy < {oh}LL; oy++) {{");
-            let _ = writeln!(c, "                const long long iy = oy * {sh}LL + i2 * {dh}LL - {ph}LL;");
-            let _ = writeln!(c, "                if (iy < 0 || iy >= {h}LL) continue;");
-            let _ = writeln!(c, "                for (long long ox = 0; ox < {ow}LL; ox++) {{");
-            let _ = writeln!(c, "                    const long long ix = ox * {sw}LL + i3 * {dw}LL - {pw}LL;");
-            let _ = writeln!(c, "                    if (ix < 0 || ix >= {wd}LL) continue;");
+            let _ = writeln!(c, "        for (idx_t b = 0; b < {n}; b++)");
+            let _ = writeln!(c, "            for (idx_t oy = 0; oy < {oh}; oy++) {{");
+            let _ = writeln!(c, "                const idx_t iy = oy * {sh} + i2 * {dh} - {ph};");
+            let _ = writeln!(c, "                if (iy < 0 || iy >= {h}) continue;");
+            let _ = writeln!(c, "                for (idx_t ox = 0; ox < {ow}; ox++) {{");
+            let _ = writeln!(c, "                    const idx_t ix = ox * {sw} + i3 * {dw} - {pw};");
+            let _ = writeln!(c, "                    if (ix < 0 || ix >= {wd}) continue;");
             let _ = writeln!(
                 c,
-                "                    acc += in0[((b * {ch}LL + g * {cg}LL + i1) * {h}LL + iy) * {wd}LL + ix] * in1[((b * {o}LL + i0) * {oh}LL + oy) * {ow}LL + ox];"
+                "                    acc += in0[((b * {ch} + g * {cg} + i1) * {h} + iy) * {wd} + ix] * in1[((b * {o} + i0) * {oh} + oy) * {ow} + ox];"
             );
             c.push_str("                }\n            }\n        out[t] = acc;\n    }\n");
         }
