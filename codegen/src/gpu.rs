@@ -685,8 +685,8 @@ pub fn render_gemm(
     let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", params.join(", "));
     let epilogue_bound = epilogue.map_or(0, |(e, _)| kernel_bound(e));
     c.push_str(&index_typedef(matmul_bound(shape, a, b).max(epilogue_bound)));
-    let _ = writeln!(c, "    __shared__ {t} as_[{DEPTH}][{tile}];");
-    let _ = writeln!(c, "    __shared__ {t} bs_[{DEPTH}][{tile}];");
+    let _ = writeln!(c, "    __shared__ __align__(16) {t} as_[{DEPTH}][{tile}];");
+    let _ = writeln!(c, "    __shared__ __align__(16) {t} bs_[{DEPTH}][{tile}];");
     c.push_str("    const int tr = threadIdx.x / 16, tc = threadIdx.x % 16;\n");
     let _ = writeln!(c, "    for (idx_t u = blockIdx.x; u < {units}; u += gridDim.x) {{");
     let _ = writeln!(
@@ -725,8 +725,35 @@ pub fn render_gemm(
     c.push_str("            }\n            __syncthreads();\n");
     let _ = writeln!(c, "            for (int p = 0; p < {DEPTH}; p++) {{");
     let _ = writeln!(c, "                {t} av[{micro}], bv[{micro}];");
-    let _ = writeln!(c, "                for (int x = 0; x < {micro}; x++) av[x] = as_[p][tr * {micro} + x];");
-    let _ = writeln!(c, "                for (int y = 0; y < {micro}; y++) bv[y] = bs_[p][tc * {micro} + y];");
+    // A thread's patch of each slice row is contiguous and aligned: f32 reads it with one
+    // vector load (float4 or float2) instead of `micro` scalar ones.
+    let vector = match (dtype, micro) {
+        (DType::F32, 4) => Some(("float4", ["x", "y", "z", "w"].as_slice())),
+        (DType::F32, 2) => Some(("float2", ["x", "y"].as_slice())),
+        _ => None,
+    };
+    for (name, array, index) in [("av", "as_", "tr"), ("bv", "bs_", "tc")] {
+        match vector {
+            Some((v, lanes)) => {
+                let _ = writeln!(
+                    c,
+                    "                {{ const {v} l = *reinterpret_cast<const {v} *>(&{array}[p][{index} * {micro}]); {} }}",
+                    lanes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, f)| format!("{name}[{i}] = l.{f};"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    c,
+                    "                for (int x = 0; x < {micro}; x++) {name}[x] = {array}[p][{index} * {micro} + x];"
+                );
+            }
+        }
+    }
     let _ = writeln!(
         c,
         "                for (int x = 0; x < {micro}; x++) for (int y = 0; y < {micro}; y++) acc[x][y] += av[x] * bv[y];"
