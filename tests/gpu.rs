@@ -279,6 +279,9 @@ fn tiles_match_the_interpreter(kind: DeviceKind) {
     let ints: Vec<i32> = (0..k.numel() as i32).map(|i| i.wrapping_mul(2_654_435_761u32 as i32) >> 3).collect();
     feeds.insert("k".into(), Value::I32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(k.dims()), ints).unwrap()));
     feeds.insert("seed".into(), Value::i64_scalar(-1_234_567_890_123));
+    // Indices with repeats and with table rows no index names.
+    let ids: Vec<i64> = [3, 0, 3, 10, 7, 3, 0, 1, 1, 9, 3, 0, 10, 2].to_vec();
+    feeds.insert("ids".into(), Value::I64(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[2, 7]), ids).unwrap()));
     let got = exe.run_with(&feeds).unwrap();
     let want = kiln::ir::interp::run(&g, &feeds).unwrap();
     for (o, (a, b)) in g.outputs().iter().zip(got.iter().zip(&want)) {

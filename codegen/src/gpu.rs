@@ -378,6 +378,27 @@ fn combine(op: ReduceOp, d: DType, a: &str, b: &str) -> String {
     }
 }
 
+/// The inverse of an index into a table of `extent` rows, for `scatter_add`: `(starts,
+/// order)` where `order[starts[a] .. starts[a + 1]]` are the positions `j` with
+/// `indices[j] == a`, increasing. Every index must lie in `0..extent`, and there must be
+/// fewer than 2^31 of them.
+pub fn inverse_index(indices: &[i64], extent: usize) -> (Vec<i32>, Vec<i32>) {
+    let mut starts = vec![0i32; extent + 1];
+    for &i in indices {
+        starts[i as usize + 1] += 1;
+    }
+    for a in 0..extent {
+        starts[a + 1] += starts[a];
+    }
+    let mut next = starts.clone();
+    let mut order = vec![0i32; indices.len()];
+    for (j, &i) in indices.iter().enumerate() {
+        order[next[i as usize] as usize] = j as i32;
+        next[i as usize] += 1;
+    }
+    (starts, order)
+}
+
 /// The output offset of kernel `k` at the index variables `i{d}` of axes `axes`.
 fn out_index(k: &Kernel, axes: &[usize]) -> String {
     let mut s = String::from("0");
@@ -429,20 +450,28 @@ fn grid_loop(total: usize) -> String {
 }
 
 /// The CUDA C of a node that is not a fused kernel — `matmul` (floats), `conv2d` and its two
-/// gradients, `pad`, `concat`, `iota`, `rng`, `gather`, `scatter_add` — as the kernel `symbol` taking its
-/// operands (row-major buffers, in the op's order) and its output; `None` for other ops.
+/// gradients, `pad`, `concat`, `iota`, `rng`, `gather`, `scatter_add` — as the kernel `symbol`
+/// taking its operands (row-major buffers, in the op's order) and its output; `None` for other
+/// ops. `scatter_add` also takes, before its output, the inverse of its index as two `int`
+/// arrays: `starts` (one per table row, plus the end) and `order` (the update positions,
+/// grouped by row, increasing within a row), as [`inverse_index`] builds them.
 pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
     let node = graph.node(id);
     let out_ty = graph.ty(id);
     let t = c_type(out_ty.dtype);
     let total = out_ty.numel();
-    let params: Vec<String> = node
+    let mut params: Vec<String> = node
         .args
         .iter()
         .enumerate()
         .map(|(i, a)| format!("const {} *__restrict__ in{i}", c_type(graph.ty(*a).dtype)))
-        .chain(std::iter::once(format!("{t} *__restrict__ out")))
         .collect();
+    if let Op::ScatterAdd { .. } = node.op {
+        // The inverse of the index: where each table row's updates are (see below).
+        params.push("const int *__restrict__ starts".into());
+        params.push("const int *__restrict__ order".into());
+    }
+    params.push(format!("{t} *__restrict__ out"));
     let mut c = format!("/* %{}: {} -> {} */\n", id.index(), node.op.name(), out_ty);
     let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", params.join(", "));
     let bound = node.args.iter().map(|a| graph.ty(*a).numel()).chain([total]).max().unwrap_or(0);
@@ -557,7 +586,9 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
         }
         Op::ScatterAdd { axis } => {
             // out[p, a, q] = Σ over j in increasing order with idx[j] = a of u[p, j, q]: one
-            // thread per output element, so no atomics and a fixed order.
+            // thread per output element, so no atomics and a fixed order. `order[starts[a] ..
+            // starts[a + 1]]` are those j in increasing order (built on the host from the
+            // index, which the host checks anyway): each thread reads only its own updates.
             let od = out_ty.dims().to_vec();
             let count = graph.ty(node.args[1]).numel();
             let inner: usize = od[axis + 1..].iter().product();
@@ -569,8 +600,8 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
                 extent * inner
             );
             let _ = writeln!(c, "        {t} acc = {zero};");
-            let _ = writeln!(c, "        for (idx_t j = 0; j < {count}; j++)");
-            let _ = writeln!(c, "            if ((idx_t)in1[j] == a) acc += in0[(p * {count} + j) * {inner} + q];");
+            let _ = writeln!(c, "        for (idx_t r = starts[a]; r < starts[a + 1]; r++)");
+            let _ = writeln!(c, "            acc += in0[(p * {count} + order[r]) * {inner} + q];");
             c.push_str("        out[t] = acc;\n    }\n");
         }
         _ => return None,

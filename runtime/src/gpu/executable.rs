@@ -70,16 +70,18 @@ impl GpuExecutable {
         if value.ty() != leaf.ty {
             return Err(GpuError::WrongType { name: name.to_string(), expected: leaf.ty.clone(), got: value.ty() });
         }
+        let mut inverses = Vec::new();
         for check in self.program.index_checks.iter().filter(|c| c.leaf == name) {
-            let bad = value.to_f64_vec().into_iter().find(|x| *x < 0.0 || *x >= check.extent as f64);
-            if let Some(x) = bad {
-                return Err(GpuError::IndexOutOfRange {
-                    name: name.to_string(),
-                    index: x as i64,
-                    extent: check.extent,
-                    op: check.op,
-                });
+            let indices = checked_indices(name, value, check.extent, check.op)?;
+            if let Some((starts, order)) = check.inverse {
+                let (s, o) = kiln_codegen::gpu::inverse_index(&indices, check.extent);
+                inverses.push((starts, int_bytes(&s)));
+                inverses.push((order, int_bytes(&o)));
             }
+        }
+        for (buffer, bytes) in inverses {
+            // SAFETY: the inverse's buffers were sized for this index's count and table extent.
+            unsafe { self.device.upload(self.address[buffer], &bytes) }?;
         }
         let bytes = value_bytes(value);
         // SAFETY: the leaf's buffer was allocated with the size of its type, which `value` has.
@@ -175,6 +177,20 @@ impl GpuExecutable {
     }
 }
 
+/// The integer `value` of index leaf `name` as `i64`s, each checked to lie in `0..extent`.
+fn checked_indices(name: &str, value: &Value, extent: usize, op: &'static str) -> Result<Vec<i64>, GpuError> {
+    let indices: Vec<i64> = value.to_f64_vec().into_iter().map(|x| x as i64).collect();
+    match indices.iter().find(|&&i| i < 0 || i as u128 >= extent as u128) {
+        Some(&index) => Err(GpuError::IndexOutOfRange { name: name.to_string(), index, extent, op }),
+        None => Ok(indices),
+    }
+}
+
+/// The bytes of `int`s, in the host's order.
+fn int_bytes(v: &[i32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_ne_bytes()).collect()
+}
+
 /// Runs function `index` of `functions` (rendered from `graph`, its module already loaded on
 /// `device` with the functions' symbols in order) on `inputs`, the values of its input
 /// nodes, and returns its output: for checking one function at a time. Each input must have
@@ -201,6 +217,17 @@ pub fn call_function(
         // SAFETY: `at` was just allocated with exactly these bytes' length.
         unsafe { device.upload(at, &bytes) }?;
         args.push(at);
+    }
+    if let Some((indices, extent)) = f.inverse {
+        let at = f.inputs.iter().position(|n| *n == indices).ok_or(GpuError::NoFunction(index))?;
+        let indices = checked_indices(&format!("%{}", indices.index()), &inputs[at], extent, "scatter_add")?;
+        let (starts, order) = kiln_codegen::gpu::inverse_index(&indices, extent);
+        for bytes in [int_bytes(&starts), int_bytes(&order)] {
+            let buffer = device.alloc(bytes.len())?;
+            // SAFETY: `buffer` was just allocated with exactly these bytes' length.
+            unsafe { device.upload(buffer, &bytes) }?;
+            args.push(buffer);
+        }
     }
     let out_ty = graph.ty(f.output).clone();
     let out = device.alloc(out_ty.size_bytes())?;

@@ -28,6 +28,10 @@ pub struct GpuFunction {
     pub group: usize,
     /// How it is launched.
     pub launch: Launch,
+    /// For `scatter_add`: its index node and the table's extent. The function then takes the
+    /// index's inverse ([`kiln_codegen::gpu::inverse_index`]: row starts, then update
+    /// positions, two `int` buffers) after its inputs.
+    pub inverse: Option<(NodeId, usize)>,
 }
 
 /// Products with fewer rows or columns than this run a thread per output element; others are
@@ -77,7 +81,15 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
                 // A few rows or columns: a thread per output element beats idle tiles.
                 let source = render_matmul(&symbol, dtype, shape, a, b);
                 let launch = Launch::Elements(g.ty(call.product).numel());
-                out.push(GpuFunction { symbol, source, inputs: operands, output: call.product, group: gi, launch });
+                out.push(GpuFunction {
+                    symbol,
+                    source,
+                    inputs: operands,
+                    output: call.product,
+                    group: gi,
+                    launch,
+                    inverse: None,
+                });
             } else {
                 let epilogue = match epilogue_split(g, group) {
                     Some(at) => Some(lower_group(g, &group.members[at..])?),
@@ -92,7 +104,15 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
                         inputs.extend(
                             e.inputs.iter().enumerate().filter(|(i, _)| *i != p).map(|(_, i)| buffer_of(g, i.node)),
                         );
-                        out.push(GpuFunction { symbol, source, inputs, output: group.root(), group: gi, launch });
+                        out.push(GpuFunction {
+                            symbol,
+                            source,
+                            inputs,
+                            output: group.root(),
+                            group: gi,
+                            launch,
+                            inverse: None,
+                        });
                         // The epilogue ran in the product's registers.
                         continue;
                     }
@@ -103,6 +123,7 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
                         output: call.product,
                         group: gi,
                         launch,
+                        inverse: None,
                     }),
                 }
             }
@@ -111,7 +132,11 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
             if let Some(source) = kiln_codegen::gpu::render_node(g, node, &symbol) {
                 let inputs = g.node(node).args.iter().map(|a| buffer_of(g, *a)).collect();
                 let launch = kiln_codegen::gpu::launch_of_node(g, node);
-                out.push(GpuFunction { symbol, source, inputs, output: node, group: gi, launch });
+                let inverse = match g.node(node).op {
+                    Op::ScatterAdd { axis } => Some((buffer_of(g, g.node(node).args[1]), g.ty(node).dims()[axis])),
+                    _ => None,
+                };
+                out.push(GpuFunction { symbol, source, inputs, output: node, group: gi, launch, inverse });
             }
         }
         let members = match group.kind {
@@ -127,7 +152,7 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
         let source = kiln_codegen::gpu::render(&kernel, &symbol);
         let inputs = kernel.inputs.iter().map(|i| buffer_of(g, i.node)).collect();
         let launch = kiln_codegen::gpu::launch_of(&kernel);
-        out.push(GpuFunction { symbol, source, inputs, output: group.root(), group: gi, launch });
+        out.push(GpuFunction { symbol, source, inputs, output: group.root(), group: gi, launch, inverse: None });
     }
     Ok(out)
 }

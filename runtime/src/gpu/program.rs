@@ -24,6 +24,9 @@ pub enum Role {
     Leaf(usize),
     /// The graph's output at this position.
     Output(usize),
+    /// Half of the inverse of the index checked by [`GpuProgram::index_checks`] at this
+    /// position (row starts, or update positions), built on the host when the index is set.
+    Inverse(usize),
 }
 
 /// A device buffer of the program.
@@ -91,6 +94,9 @@ pub struct IndexCheck {
     pub extent: usize,
     /// The op that indexes with it.
     pub op: &'static str,
+    /// For `scatter_add`: the buffers of the index's inverse (row starts, update positions),
+    /// filled from the index on the host whenever it is set.
+    pub inverse: Option<(usize, usize)>,
 }
 
 /// A graph resolved for a GPU: its functions and module, buffers, steps and leaves.
@@ -186,12 +192,16 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
                 _ => (g.ty(root).dims()[axis], node.args[1]),
             };
             let idx = buffer_of(g, idx);
-            match g.node(idx).op.leaf_name() {
-                Some(name) => {
-                    index_checks.push(IndexCheck { leaf: name.to_string(), extent: table, op: node.op.name() })
-                }
-                None => return Err(unsupported(root, "indices computed on the device cannot be checked yet")),
-            }
+            let Some(name) = g.node(idx).op.leaf_name() else {
+                return Err(unsupported(root, "indices computed on the device cannot be checked yet"));
+            };
+            let inverse = matches!(node.op, Op::ScatterAdd { .. }).then(|| {
+                let at = index_checks.len();
+                buffers.push(BufferSpec { bytes: (table + 1) * 4, role: Role::Inverse(at) });
+                buffers.push(BufferSpec { bytes: g.ty(idx).numel() * 4, role: Role::Inverse(at) });
+                (buffers.len() - 2, buffers.len() - 1)
+            });
+            index_checks.push(IndexCheck { leaf: name.to_string(), extent: table, op: node.op.name(), inverse });
         }
         let out = first_output[root.index()].unwrap_or(Place { buffer: 0, offset: memory.placements[gi].offset });
         for &fi in &by_group[gi] {
@@ -200,6 +210,12 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
             let mut args = Vec::with_capacity(f.inputs.len() + 1);
             for input in &f.inputs {
                 args.push(place[input.index()].ok_or_else(|| unsupported(*input, "internal: operand not computed"))?);
+            }
+            if f.inverse.is_some() {
+                // This group's scatter_add registered its index's inverse just above.
+                let (starts, order) = index_checks.last().and_then(|c| c.inverse).expect("registered above");
+                args.push(Place { buffer: starts, offset: 0 });
+                args.push(Place { buffer: order, offset: 0 });
             }
             args.push(at);
             place[f.output.index()] = Some(at);
