@@ -77,19 +77,10 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
             let dtype = g.ty(call.product).dtype;
             let (a, b) = (strides(&call.a), strides(&call.b));
             let operands = vec![call.a.node, call.b.node];
-            if shape.m < TILED_MIN || shape.n < TILED_MIN {
+            let (source, launch, inputs, output) = if shape.m < TILED_MIN || shape.n < TILED_MIN {
                 // A few rows or columns: a thread per output element beats idle tiles.
-                let source = render_matmul(&symbol, dtype, shape, a, b);
                 let launch = Launch::Elements(g.ty(call.product).numel());
-                out.push(GpuFunction {
-                    symbol,
-                    source,
-                    inputs: operands,
-                    output: call.product,
-                    group: gi,
-                    launch,
-                    inverse: None,
-                });
+                (render_matmul(&symbol, dtype, shape, a, b), launch, operands, call.product)
             } else {
                 let epilogue = match epilogue_split(g, group) {
                     Some(at) => Some(lower_group(g, &group.members[at..])?),
@@ -101,31 +92,17 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
                 match fused {
                     Some((e, p)) => {
                         let mut inputs = operands;
-                        inputs.extend(
-                            e.inputs.iter().enumerate().filter(|(i, _)| *i != p).map(|(_, i)| buffer_of(g, i.node)),
-                        );
-                        out.push(GpuFunction {
-                            symbol,
-                            source,
-                            inputs,
-                            output: group.root(),
-                            group: gi,
-                            launch,
-                            inverse: None,
-                        });
-                        // The epilogue ran in the product's registers.
-                        continue;
+                        let others = e.inputs.iter().enumerate().filter(|(i, _)| *i != p);
+                        inputs.extend(others.map(|(_, i)| buffer_of(g, i.node)));
+                        (source, launch, inputs, group.root())
                     }
-                    None => out.push(GpuFunction {
-                        symbol,
-                        source,
-                        inputs: operands,
-                        output: call.product,
-                        group: gi,
-                        launch,
-                        inverse: None,
-                    }),
+                    None => (source, launch, operands, call.product),
                 }
+            };
+            out.push(GpuFunction { symbol, source, inputs, output, group: gi, launch, inverse: None });
+            if output == group.root() {
+                // No epilogue, or it ran in the product's registers.
+                continue;
             }
         } else if let Some(node) = node {
             let symbol = format!("kiln_n{}", node.index());
