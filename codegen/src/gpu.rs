@@ -49,6 +49,9 @@ pub enum Launch {
 /// Threads per block of the cooperative functions.
 pub const BLOCK_THREADS: u32 = 256;
 
+/// How deep a slice of each operand a tiled product stages in shared memory at a time.
+const SLICE_DEPTH: usize = 16;
+
 /// The C type a dtype is stored as in generated kernels (`bool` as one byte).
 pub fn c_type(d: DType) -> &'static str {
     match d {
@@ -687,7 +690,6 @@ pub fn render_gemm(
     let (mt, nt) = (m.div_ceil(tile), n.div_ceil(tile));
     let units = batch * mt * nt;
     let micro = tile / 16;
-    const DEPTH: usize = 16;
     let zero = literal(0.0, dtype);
     let mut params = vec![format!("const {t} *__restrict__ ga"), format!("const {t} *__restrict__ gb")];
     if let Some((e, product)) = epilogue {
@@ -716,8 +718,8 @@ pub fn render_gemm(
     let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", params.join(", "));
     let epilogue_bound = epilogue.map_or(0, |(e, _)| kernel_bound(e));
     c.push_str(&index_typedef(matmul_bound(shape, a, b).max(epilogue_bound)));
-    let _ = writeln!(c, "    __shared__ __align__(16) {t} as_[{DEPTH}][{tile}];");
-    let _ = writeln!(c, "    __shared__ __align__(16) {t} bs_[{DEPTH}][{tile}];");
+    let _ = writeln!(c, "    __shared__ __align__(16) {t} as_[{SLICE_DEPTH}][{tile}];");
+    let _ = writeln!(c, "    __shared__ __align__(16) {t} bs_[{SLICE_DEPTH}][{tile}];");
     c.push_str("    const int tr = threadIdx.x / 16, tc = threadIdx.x % 16;\n");
     let _ = writeln!(c, "    for (idx_t u = blockIdx.x; u < {units}; u += gridDim.x) {{");
     let _ = writeln!(
@@ -730,31 +732,11 @@ pub fn render_gemm(
     let _ = writeln!(c, "        {t} acc[{micro}][{micro}];");
     let _ =
         writeln!(c, "        for (int x = 0; x < {micro}; x++) for (int y = 0; y < {micro}; y++) acc[x][y] = {zero};");
-    let _ = writeln!(c, "        for (idx_t k0 = 0; k0 < {k}; k0 += {DEPTH}) {{");
-    // Consecutive threads load consecutive addresses along whichever axis is contiguous.
-    let (ax, ap) = if a.row == 1 && a.col != 1 {
-        (format!("e % {tile}"), format!("e / {tile}"))
-    } else {
-        (format!("e / {DEPTH}"), format!("e % {DEPTH}"))
-    };
-    let _ = writeln!(c, "            for (int e = threadIdx.x; e < {}; e += blockDim.x) {{", tile * DEPTH);
-    let _ = writeln!(c, "                const int x = {ax}, p = {ap};");
-    c.push_str("                const idx_t i = r0 + x, q = k0 + p;\n");
-    let _ =
-        writeln!(c, "                as_[p][x] = (i < {m} && q < {k}) ? a[i * {} + q * {}] : {zero};", a.row, a.col);
-    c.push_str("            }\n");
-    let (by, bp) = if b.col == 1 || b.row != 1 {
-        (format!("e % {tile}"), format!("e / {tile}"))
-    } else {
-        (format!("e / {DEPTH}"), format!("e % {DEPTH}"))
-    };
-    let _ = writeln!(c, "            for (int e = threadIdx.x; e < {}; e += blockDim.x) {{", tile * DEPTH);
-    let _ = writeln!(c, "                const int y = {by}, p = {bp};");
-    c.push_str("                const idx_t q = k0 + p, j = c0 + y;\n");
-    let _ =
-        writeln!(c, "                bs_[p][y] = (q < {k} && j < {n}) ? w[q * {} + j * {}] : {zero};", b.row, b.col);
-    c.push_str("            }\n            __syncthreads();\n");
-    let _ = writeln!(c, "            for (int p = 0; p < {DEPTH}; p++) {{");
+    let _ = writeln!(c, "        for (idx_t k0 = 0; k0 < {k}; k0 += {SLICE_DEPTH}) {{");
+    c.push_str(&stage_slice("as_", "a", ("x", "i", "r0", m, a.row), a.col, k, tile, &zero));
+    c.push_str(&stage_slice("bs_", "w", ("y", "j", "c0", n, b.col), b.row, k, tile, &zero));
+    c.push_str("            __syncthreads();\n");
+    let _ = writeln!(c, "            for (int p = 0; p < {SLICE_DEPTH}; p++) {{");
     let _ = writeln!(c, "                {t} av[{micro}], bv[{micro}];");
     // A thread's patch of each slice row is contiguous and aligned: f32 reads it with one
     // vector load (float4 or float2) instead of `micro` scalar ones.
@@ -813,6 +795,36 @@ pub fn render_gemm(
     }
     c.push_str("        }\n    }\n}\n");
     (c, Launch::Blocks { units, threads: BLOCK_THREADS })
+}
+
+/// The loop staging one 16-deep slice of a product operand in shared memory: `array[p][x] =
+/// src[(origin + x)·stride + (k0 + p)·depth_stride]`, zero past the operand's edge. `tile` is
+/// `(x, its global name, origin, extent, stride)` along the tile; consecutive threads take
+/// consecutive addresses along whichever axis is contiguous.
+fn stage_slice(
+    array: &str,
+    src: &str,
+    tile_axis: (&str, &str, &str, usize, i64),
+    depth_stride: i64,
+    k: usize,
+    tile: usize,
+    zero: &str,
+) -> String {
+    let (x, i, origin, extent, stride) = tile_axis;
+    let (fx, fp) = if stride == 1 || depth_stride != 1 {
+        (format!("e % {tile}"), format!("e / {tile}"))
+    } else {
+        (format!("e / {SLICE_DEPTH}"), format!("e % {SLICE_DEPTH}"))
+    };
+    let mut c = format!("            for (int e = threadIdx.x; e < {}; e += blockDim.x) {{\n", tile * SLICE_DEPTH);
+    let _ = writeln!(c, "                const int {x} = {fx}, p = {fp};");
+    let _ = writeln!(c, "                const idx_t {i} = {origin} + {x}, q = k0 + p;");
+    let _ = writeln!(
+        c,
+        "                {array}[p][{x}] = ({i} < {extent} && q < {k}) ? {src}[{i} * {stride} + q * {depth_stride}] : {zero};"
+    );
+    c.push_str("            }\n");
+    c
 }
 
 /// The furthest index a product computes with: both operands' strided reach and the output.
