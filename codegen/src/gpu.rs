@@ -459,6 +459,19 @@ fn grid_loop(total: usize) -> String {
 /// arrays: `starts` (one per table row, plus the end) and `order` (the update positions,
 /// grouped by row, increasing within a row), as [`inverse_index`] builds them.
 pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
+    if let Op::Matmul = graph.node(id).op {
+        let out_ty = graph.ty(id);
+        if !out_ty.dtype.is_float() {
+            return None;
+        }
+        let dims = out_ty.dims();
+        let r = dims.len();
+        let (m, n) = (dims[r - 2], dims[r - 1]);
+        let k = graph.ty(graph.node(id).args[0]).dims()[r - 1];
+        let shape = MatmulShape { batch: out_ty.numel() / (m * n).max(1), m, n, k };
+        let row_major = |rows: usize, cols: usize| Strides { row: cols as i64, col: 1, batch: (rows * cols) as i64 };
+        return Some(render_matmul(symbol, out_ty.dtype, shape, row_major(m, k), row_major(k, n), None));
+    }
     let node = graph.node(id);
     let out_ty = graph.ty(id);
     let t = c_type(out_ty.dtype);
@@ -481,16 +494,6 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
     c.push_str(&index_typedef(bound as u128 + 1));
     let zero = literal(0.0, out_ty.dtype);
     match &node.op {
-        Op::Matmul if out_ty.dtype.is_float() => {
-            let dims = out_ty.dims();
-            let r = dims.len();
-            let (m, n) = (dims[r - 2], dims[r - 1]);
-            let k = graph.ty(node.args[0]).dims()[r - 1];
-            let shape = MatmulShape { batch: total / (m * n).max(1), m, n, k };
-            let row_major =
-                |rows: usize, cols: usize| Strides { row: cols as i64, col: 1, batch: (rows * cols) as i64 };
-            c.push_str(&matmul_body(shape, row_major(m, k), row_major(k, n), t, &zero));
-        }
         Op::Conv2d(a) | Op::Conv2dGradInput(a) | Op::Conv2dGradWeight(a) => {
             // x: [n, c, h, w], w: [o, c/g, kh, kw], y: [n, o, oh, ow].
             let dims = |i: NodeId| graph.ty(i).dims().to_vec();
@@ -628,19 +631,92 @@ pub struct Strides {
 /// `a` and `b` (a transpose folded into the product reads its source in place, as the CPU's
 /// GEMM does) and writing the row-major product. One thread per output element sums over the
 /// contracted axis in order.
-pub fn render_matmul(symbol: &str, dtype: DType, shape: MatmulShape, a: Strides, b: Strides) -> String {
+pub fn render_matmul(
+    symbol: &str,
+    dtype: DType,
+    shape: MatmulShape,
+    a: Strides,
+    b: Strides,
+    epilogue: Option<(&Kernel, usize)>,
+) -> String {
     let t = c_type(dtype);
     let mut c = format!(
-        "/* matmul [{}, {}, {}] x [{}, {}, {}]; (row, column, batch) strides: A ({}, {}, {}), B ({}, {}, {}) */\n",
-        shape.batch, shape.m, shape.k, shape.batch, shape.k, shape.n, a.row, a.col, a.batch, b.row, b.col, b.batch
+        "/* matmul [{}, {}, {}] x [{}, {}, {}]{}; (row, column, batch) strides: A ({}, {}, {}), B ({}, {}, {}) */\n",
+        shape.batch,
+        shape.m,
+        shape.k,
+        shape.batch,
+        shape.k,
+        shape.n,
+        epilogue_note(epilogue),
+        a.row,
+        a.col,
+        a.batch,
+        b.row,
+        b.col,
+        b.batch
     );
-    let _ = writeln!(
-        c,
-        "extern \"C\" __global__ void {symbol}(const {t} *__restrict__ in0, const {t} *__restrict__ in1, {t} *__restrict__ out) {{"
-    );
-    c.push_str(&index_typedef(matmul_bound(shape, a, b)));
-    c.push_str(&matmul_body(shape, a, b, t, &literal(0.0, dtype)));
-    c.push_str("}\n");
+    let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", product_params(t, epilogue).join(", "));
+    let epilogue_bound = epilogue.map_or(0, |(e, _)| kernel_bound(e));
+    c.push_str(&index_typedef(matmul_bound(shape, a, b).max(epilogue_bound)));
+    let MatmulShape { batch, m, n, k } = shape;
+    c.push_str(&grid_loop(batch * m * n));
+    let _ = writeln!(c, "        const idx_t bb = t / {}, i = (t / {n}) % {m}, j = t % {n};", m * n);
+    let _ = writeln!(c, "        const {t} *a = ga + bb * {} + i * {};", a.batch, a.row);
+    let _ = writeln!(c, "        const {t} *w = gb + bb * {} + j * {};", b.batch, b.col);
+    let _ = writeln!(c, "        {t} acc = {};", literal(0.0, dtype));
+    let _ = writeln!(c, "        for (idx_t p = 0; p < {k}; p++) acc += a[p * {}] * w[p * {}];", a.col, b.row);
+    c.push_str(&product_store(shape, epilogue, "acc", "        "));
+    c.push_str("    }\n}\n");
+    c
+}
+
+/// The parameters of a product function: `ga`, `gb`, an epilogue's inputs but the product as
+/// `in{i}`, then `out`.
+fn product_params(t: &str, epilogue: Option<(&Kernel, usize)>) -> Vec<String> {
+    let mut params = vec![format!("const {t} *__restrict__ ga"), format!("const {t} *__restrict__ gb")];
+    match epilogue {
+        Some((e, product)) => {
+            for (i, input) in e.inputs.iter().enumerate() {
+                if i != product {
+                    params.push(format!("const {} *__restrict__ in{i}", c_type(input.dtype)));
+                }
+            }
+            params.push(format!("{} *__restrict__ out", c_type(e.out.dtype)));
+        }
+        None => params.push(format!("{t} *__restrict__ out")),
+    }
+    params
+}
+
+/// `, epilogue kN fused` for a product's header comment.
+fn epilogue_note(epilogue: Option<(&Kernel, usize)>) -> String {
+    epilogue.map_or_else(String::new, |(e, _)| format!(", epilogue {} fused", e.name))
+}
+
+/// Stores product element (`bb`, `i`, `j`) held in `value`: as it is, or through `epilogue`
+/// (its index variables set from the element's position, the product read from `pv`).
+fn product_store(shape: MatmulShape, epilogue: Option<(&Kernel, usize)>, value: &str, indent: &str) -> String {
+    let MatmulShape { m, n, .. } = shape;
+    let mut c = String::new();
+    match epilogue {
+        None => {
+            let _ = writeln!(c, "{indent}out[bb * {} + i * {n} + j] = {value};", m * n);
+        }
+        Some((e, product)) => {
+            // The epilogue's index variables: the batch axes from `bb`, then the row and column.
+            let r = e.space.len();
+            let batch_axes: Vec<(usize, usize)> = (0..r - 2).map(|d| (d, e.space[d])).collect();
+            if !batch_axes.is_empty() {
+                c.push_str(&split_var("bb", &batch_axes, indent));
+            }
+            let _ = writeln!(c, "{indent}const idx_t i{} = i, i{} = j;", r - 2, r - 1);
+            let _ = writeln!(c, "{indent}const {} pv = {value};", c_type(e.inputs[product].dtype));
+            body(&mut c, e, indent, Some(product));
+            let all: Vec<usize> = (0..r).collect();
+            let _ = writeln!(c, "{indent}out[{}] = v{};", out_index(e, &all), e.body.len().saturating_sub(1));
+        }
+    }
     c
 }
 
@@ -691,23 +767,9 @@ pub fn render_gemm(
     let units = batch * mt * nt;
     let micro = tile / 16;
     let zero = literal(0.0, dtype);
-    let mut params = vec![format!("const {t} *__restrict__ ga"), format!("const {t} *__restrict__ gb")];
-    if let Some((e, product)) = epilogue {
-        for (i, input) in e.inputs.iter().enumerate() {
-            if i != product {
-                params.push(format!("const {} *__restrict__ in{i}", c_type(input.dtype)));
-            }
-        }
-        params.push(format!("{} *__restrict__ out", c_type(e.out.dtype)));
-    } else {
-        params.push(format!("{t} *__restrict__ out"));
-    }
     let mut c = format!(
         "/* gemm [{batch}, {m}, {k}] x [{batch}, {k}, {n}], {tile}x{tile} tiles{}; (row, column, batch) strides: A ({}, {}, {}), B ({}, {}, {}) */\n",
-        match epilogue {
-            Some((e, _)) => format!(", epilogue {} fused", e.name),
-            None => String::new(),
-        },
+        epilogue_note(epilogue),
         a.row,
         a.col,
         a.batch,
@@ -715,7 +777,7 @@ pub fn render_gemm(
         b.col,
         b.batch
     );
-    let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", params.join(", "));
+    let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", product_params(t, epilogue).join(", "));
     let epilogue_bound = epilogue.map_or(0, |(e, _)| kernel_bound(e));
     c.push_str(&index_typedef(matmul_bound(shape, a, b).max(epilogue_bound)));
     let _ = writeln!(c, "    __shared__ __align__(16) {t} as_[{SLICE_DEPTH}][{tile}];");
@@ -775,24 +837,7 @@ pub fn render_gemm(
     let _ = writeln!(c, "        for (int x = 0; x < {micro}; x++) for (int y = 0; y < {micro}; y++) {{");
     let _ = writeln!(c, "            const idx_t i = r0 + tr * {micro} + x, j = c0 + tc * {micro} + y;");
     let _ = writeln!(c, "            if (i >= {m} || j >= {n}) continue;");
-    match epilogue {
-        None => {
-            let _ = writeln!(c, "            out[bb * {} + i * {n} + j] = acc[x][y];", m * n);
-        }
-        Some((e, product)) => {
-            // The epilogue's index variables: the batch axes from `bb`, then the row and column.
-            let r = e.space.len();
-            let batch_axes: Vec<(usize, usize)> = (0..r - 2).map(|d| (d, e.space[d])).collect();
-            if !batch_axes.is_empty() {
-                c.push_str(&split_var("bb", &batch_axes, "            "));
-            }
-            let _ = writeln!(c, "            const idx_t i{} = i, i{} = j;", r - 2, r - 1);
-            let _ = writeln!(c, "            const {t} pv = acc[x][y];");
-            body(&mut c, e, "            ", Some(product));
-            let all: Vec<usize> = (0..r).collect();
-            let _ = writeln!(c, "            out[{}] = v{};", out_index(e, &all), e.body.len().saturating_sub(1));
-        }
-    }
+    c.push_str(&product_store(shape, epilogue, "acc[x][y]", "            "));
     c.push_str("        }\n    }\n}\n");
     (c, Launch::Blocks { units, threads: BLOCK_THREADS })
 }
@@ -832,19 +877,6 @@ fn matmul_bound(s: MatmulShape, a: Strides, b: Strides) -> u128 {
     let a_reach = reach(0, &[s.batch, s.m, s.k], &[a.batch, a.row, a.col]);
     let b_reach = reach(0, &[s.batch, s.k, s.n], &[b.batch, b.row, b.col]);
     a_reach.max(b_reach).max((s.batch * s.m * s.n) as u128 + 1)
-}
-
-/// The grid-stride loop of a matrix product over the output elements.
-fn matmul_body(s: MatmulShape, a: Strides, b: Strides, t: &str, zero: &str) -> String {
-    let MatmulShape { batch, m, n, k } = s;
-    let mut c = grid_loop(batch * m * n);
-    let _ = writeln!(c, "        const idx_t b = t / {}, i = (t / {n}) % {m}, j = t % {n};", m * n);
-    let _ = writeln!(c, "        const {t} *a = in0 + b * {} + i * {};", a.batch, a.row);
-    let _ = writeln!(c, "        const {t} *w = in1 + b * {} + j * {};", b.batch, b.col);
-    let _ = writeln!(c, "        {t} acc = {zero};");
-    let _ = writeln!(c, "        for (idx_t p = 0; p < {k}; p++) acc += a[p * {}] * w[p * {}];", a.col, b.row);
-    c.push_str("        out[t] = acc;\n    }\n");
-    c
 }
 
 /// The grid-stride loop of a convolution (`op`) or one of its gradients over the output

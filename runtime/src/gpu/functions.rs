@@ -77,27 +77,27 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
             let dtype = g.ty(call.product).dtype;
             let (a, b) = (strides(&call.a), strides(&call.b));
             let operands = vec![call.a.node, call.b.node];
-            let (source, launch, inputs, output) = if shape.m < TILED_MIN || shape.n < TILED_MIN {
+            let epilogue = match epilogue_split(g, group) {
+                Some(at) => Some(lower_group(g, &group.members[at..])?),
+                None => None,
+            };
+            let dims = g.ty(call.product).dims();
+            let fused = epilogue.as_ref().and_then(|e| Some((e, fusable_epilogue(e, call.product, dims)?)));
+            let (source, launch) = if shape.m < TILED_MIN || shape.n < TILED_MIN {
                 // A few rows or columns: a thread per output element beats idle tiles.
                 let launch = Launch::Elements(g.ty(call.product).numel());
-                (render_matmul(&symbol, dtype, shape, a, b), launch, operands, call.product)
+                (render_matmul(&symbol, dtype, shape, a, b, fused), launch)
             } else {
-                let epilogue = match epilogue_split(g, group) {
-                    Some(at) => Some(lower_group(g, &group.members[at..])?),
-                    None => None,
-                };
-                let dims = g.ty(call.product).dims();
-                let fused = epilogue.as_ref().and_then(|e| Some((e, fusable_epilogue(e, call.product, dims)?)));
-                let (source, launch) = render_gemm(&symbol, dtype, shape, a, b, fused);
-                match fused {
-                    Some((e, p)) => {
-                        let mut inputs = operands;
-                        let others = e.inputs.iter().enumerate().filter(|(i, _)| *i != p);
-                        inputs.extend(others.map(|(_, i)| buffer_of(g, i.node)));
-                        (source, launch, inputs, group.root())
-                    }
-                    None => (source, launch, operands, call.product),
+                render_gemm(&symbol, dtype, shape, a, b, fused)
+            };
+            let (inputs, output) = match fused {
+                Some((e, p)) => {
+                    let mut inputs = operands;
+                    let others = e.inputs.iter().enumerate().filter(|(i, _)| *i != p);
+                    inputs.extend(others.map(|(_, i)| buffer_of(g, i.node)));
+                    (inputs, group.root())
                 }
+                None => (operands, call.product),
             };
             out.push(GpuFunction { symbol, source, inputs, output, group: gi, launch, inverse: None });
             if output == group.root() {

@@ -3,7 +3,8 @@
 //! grid-stride function runs as one block of one thread (its loops then cover every
 //! element); a cooperative one as one block of its real size whose threads are fibers taking
 //! turns at every `__syncthreads` (each runs to the barrier before any passes it), with
-//! `__shared__` arrays shared by the block (the block then strides over every work unit). Buffers are host memory; copies are `memcpy`.
+//! `__shared__` arrays shared by the block (the block then strides over every work unit).
+//! Buffers are host memory; copies are `memcpy`.
 //!
 //! It exists to check, where no GPU is present, everything of the GPU backend but the GPU's
 //! own arithmetic and launch configuration: the program's buffers, offsets, launch order,
