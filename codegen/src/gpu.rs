@@ -640,25 +640,7 @@ pub fn render_matmul(
     epilogue: Option<(&Kernel, usize)>,
 ) -> String {
     let t = c_type(dtype);
-    let mut c = format!(
-        "/* matmul [{}, {}, {}] x [{}, {}, {}]{}; (row, column, batch) strides: A ({}, {}, {}), B ({}, {}, {}) */\n",
-        shape.batch,
-        shape.m,
-        shape.k,
-        shape.batch,
-        shape.k,
-        shape.n,
-        epilogue_note(epilogue),
-        a.row,
-        a.col,
-        a.batch,
-        b.row,
-        b.col,
-        b.batch
-    );
-    let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", product_params(t, epilogue).join(", "));
-    let epilogue_bound = epilogue.map_or(0, |(e, _)| kernel_bound(e));
-    c.push_str(&index_typedef(matmul_bound(shape, a, b).max(epilogue_bound)));
+    let mut c = product_head(symbol, "matmul", "", dtype, shape, a, b, epilogue);
     let MatmulShape { batch, m, n, k } = shape;
     c.push_str(&grid_loop(batch * m * n));
     let _ = writeln!(c, "        const idx_t bb = t / {}, i = (t / {n}) % {m}, j = t % {n};", m * n);
@@ -689,9 +671,30 @@ fn product_params(t: &str, epilogue: Option<(&Kernel, usize)>) -> Vec<String> {
     params
 }
 
-/// `, epilogue kN fused` for a product's header comment.
-fn epilogue_note(epilogue: Option<(&Kernel, usize)>) -> String {
-    epilogue.map_or_else(String::new, |(e, _)| format!(", epilogue {} fused", e.name))
+/// A product function's opening: a comment with its extents, `detail`, its fused epilogue and
+/// its operands' strides; its signature ([`product_params`]); its index type.
+#[allow(clippy::too_many_arguments)]
+fn product_head(
+    symbol: &str,
+    what: &str,
+    detail: &str,
+    dtype: DType,
+    shape: MatmulShape,
+    a: Strides,
+    b: Strides,
+    epilogue: Option<(&Kernel, usize)>,
+) -> String {
+    let MatmulShape { batch, m, n, k } = shape;
+    let note = epilogue.map_or_else(String::new, |(e, _)| format!(", epilogue {} fused", e.name));
+    let mut c = format!(
+        "/* {what} [{batch}, {m}, {k}] x [{batch}, {k}, {n}]{detail}{note}; (row, column, batch) strides: A ({}, {}, {}), B ({}, {}, {}) */\n",
+        a.row, a.col, a.batch, b.row, b.col, b.batch
+    );
+    let params = product_params(c_type(dtype), epilogue);
+    let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", params.join(", "));
+    let epilogue_bound = epilogue.map_or(0, |(e, _)| kernel_bound(e));
+    c.push_str(&index_typedef(matmul_bound(shape, a, b).max(epilogue_bound)));
+    c
 }
 
 /// Stores product element (`bb`, `i`, `j`) held in `value`: as it is, or through `epilogue`
@@ -767,19 +770,7 @@ pub fn render_gemm(
     let units = batch * mt * nt;
     let micro = tile / 16;
     let zero = literal(0.0, dtype);
-    let mut c = format!(
-        "/* gemm [{batch}, {m}, {k}] x [{batch}, {k}, {n}], {tile}x{tile} tiles{}; (row, column, batch) strides: A ({}, {}, {}), B ({}, {}, {}) */\n",
-        epilogue_note(epilogue),
-        a.row,
-        a.col,
-        a.batch,
-        b.row,
-        b.col,
-        b.batch
-    );
-    let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", product_params(t, epilogue).join(", "));
-    let epilogue_bound = epilogue.map_or(0, |(e, _)| kernel_bound(e));
-    c.push_str(&index_typedef(matmul_bound(shape, a, b).max(epilogue_bound)));
+    let mut c = product_head(symbol, "gemm", &format!(", {tile}x{tile} tiles"), dtype, shape, a, b, epilogue);
     let _ = writeln!(c, "    __shared__ __align__(16) {t} as_[{SLICE_DEPTH}][{tile}];");
     let _ = writeln!(c, "    __shared__ __align__(16) {t} bs_[{SLICE_DEPTH}][{tile}];");
     c.push_str("    const int tr = threadIdx.x / 16, tc = threadIdx.x % 16;\n");
