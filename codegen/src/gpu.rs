@@ -28,7 +28,7 @@ use std::fmt::Write as _;
 use kiln_ir::{BinaryOp, CmpOp, ConvAttrs, DType, Graph, NodeId, Op, ReduceOp, UnaryOp};
 
 pub use crate::contraction::MatmulShape;
-use crate::kernel::{Inst, Kernel};
+use crate::kernel::{Inst, Kernel, contiguous_strides};
 
 /// How a generated function is launched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -502,7 +502,8 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
                 Op::Conv2dGradInput(_) => (out_ty.dims().to_vec(), dims(node.args[1]), dims(node.args[0])),
                 _ => (dims(node.args[0]), out_ty.dims().to_vec(), dims(node.args[1])),
             };
-            c.push_str(&conv_body(&node.op, a, &x, &w, &y, t, &zero));
+            let blocks = matches!(launch_of_node(graph, id), Launch::Blocks { .. });
+            c.push_str(&conv_body(&node.op, a, &x, &w, &y, blocks, t, &zero));
         }
         Op::Pad { low, value, .. } => {
             let x = graph.ty(node.args[0]).dims().to_vec();
@@ -730,12 +731,8 @@ pub fn fusable_epilogue(epilogue: &Kernel, product: kiln_ir::NodeId, dims: &[usi
     if epilogue.reduce.is_some() || epilogue.space != dims {
         return None;
     }
-    let mut row_major = vec![0i64; dims.len()];
-    let mut acc = 1i64;
-    for d in (0..dims.len()).rev() {
-        row_major[d] = if dims[d] == 1 { 0 } else { acc };
-        acc *= dims[d] as i64;
-    }
+    // Axes of extent 1 may carry any stride: they are always read at index 0.
+    let row_major = contiguous_strides(dims);
     let same = |s: &[i64]| s.iter().zip(&row_major).enumerate().all(|(d, (a, b))| a == b || dims[d] == 1);
     let reads: Vec<usize> = (0..epilogue.inputs.len()).filter(|&i| epilogue.inputs[i].node == product).collect();
     match reads[..] {
@@ -871,8 +868,19 @@ fn matmul_bound(s: MatmulShape, a: Strides, b: Strides) -> u128 {
 }
 
 /// The grid-stride loop of a convolution (`op`) or one of its gradients over the output
-/// elements, as direct sums (`x`, `w`, `y` are the input, weight and output extents).
-fn conv_body(op: &Op, a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize], t: &str, zero: &str) -> String {
+/// elements, as direct sums (`x`, `w`, `y` are the input, weight and output extents); a
+/// weight gradient launched as `blocks` ([`launch_of_node`]) has a block per weight instead.
+#[allow(clippy::too_many_arguments)]
+fn conv_body(
+    op: &Op,
+    a: &ConvAttrs,
+    x: &[usize],
+    w: &[usize],
+    y: &[usize],
+    blocks: bool,
+    t: &str,
+    zero: &str,
+) -> String {
     let (n, ch, h, wd) = (x[0], x[1], x[2], x[3]);
     let (o, cg, kh, kw) = (w[0], w[1], w[2], w[3]);
     let (oh, ow) = (y[2], y[3]);
@@ -918,44 +926,44 @@ fn conv_body(op: &Op, a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize], t: &
             );
             c.push_str("                }\n            }\n        out[t] = acc;\n    }\n");
         }
-        _ if n * oh * ow >= BLOCK_REDUCTION_MIN => {
-            // dw[o, ci, ky, kx] = Σ over images and output positions of x · dy: a block per
-            // weight, its threads striding over the terms (as `launch_of_node` says).
-            let _ = writeln!(c, "    __shared__ {t} part[{BLOCK_THREADS}];");
-            let _ = writeln!(c, "    for (idx_t t = blockIdx.x; t < {}; t += gridDim.x) {{", o * cg * kh * kw);
-            c.push_str(&split_dims(&[o, cg, kh, kw], "        "));
-            let _ = writeln!(c, "        const idx_t g = i0 / {og};");
-            let _ = writeln!(c, "        {t} acc = {zero};");
-            let _ = writeln!(c, "        for (idx_t q = threadIdx.x; q < {}; q += blockDim.x) {{", n * oh * ow);
-            let _ = writeln!(c, "            const idx_t b = q / {}, oy = (q / {ow}) % {oh}, ox = q % {ow};", oh * ow);
-            let _ = writeln!(c, "            const idx_t iy = oy * {sh} + i2 * {dh} - {ph};");
-            let _ = writeln!(c, "            const idx_t ix = ox * {sw} + i3 * {dw} - {pw};");
-            let _ = writeln!(c, "            if (iy < 0 || iy >= {h} || ix < 0 || ix >= {wd}) continue;");
-            let _ = writeln!(
-                c,
-                "            acc += in0[((b * {ch} + g * {cg} + i1) * {h} + iy) * {wd} + ix] * in1[((b * {o} + i0) * {oh} + oy) * {ow} + ox];"
-            );
-            c.push_str("        }\n");
-            c.push_str(&tree_tail("t", "part[threadIdx.x] + part[threadIdx.x + s]"));
-        }
         _ => {
-            // dw[o, ci, ky, kx] = Σ over images and output positions of x · dy.
-            c.push_str(&grid_loop(o * cg * kh * kw));
+            // dw[o, ci, ky, kx] = Σ over images and output positions of x · dy: a thread per
+            // weight walking them in order, or a block per weight whose threads stride over them.
+            let iy = format!("oy * {sh} + i2 * {dh} - {ph}");
+            let ix = format!("ox * {sw} + i3 * {dw} - {pw}");
+            let term = format!(
+                "acc += in0[((b * {ch} + g * {cg} + i1) * {h} + iy) * {wd} + ix] * in1[((b * {o} + i0) * {oh} + oy) * {ow} + ox];"
+            );
+            if blocks {
+                let _ = writeln!(c, "    __shared__ {t} part[{BLOCK_THREADS}];");
+                let _ = writeln!(c, "    for (idx_t t = blockIdx.x; t < {}; t += gridDim.x) {{", o * cg * kh * kw);
+            } else {
+                c.push_str(&grid_loop(o * cg * kh * kw));
+            }
             c.push_str(&split_dims(&[o, cg, kh, kw], "        "));
             let _ = writeln!(c, "        const idx_t g = i0 / {og};");
             let _ = writeln!(c, "        {t} acc = {zero};");
-            let _ = writeln!(c, "        for (idx_t b = 0; b < {n}; b++)");
-            let _ = writeln!(c, "            for (idx_t oy = 0; oy < {oh}; oy++) {{");
-            let _ = writeln!(c, "                const idx_t iy = oy * {sh} + i2 * {dh} - {ph};");
-            let _ = writeln!(c, "                if (iy < 0 || iy >= {h}) continue;");
-            let _ = writeln!(c, "                for (idx_t ox = 0; ox < {ow}; ox++) {{");
-            let _ = writeln!(c, "                    const idx_t ix = ox * {sw} + i3 * {dw} - {pw};");
-            let _ = writeln!(c, "                    if (ix < 0 || ix >= {wd}) continue;");
-            let _ = writeln!(
-                c,
-                "                    acc += in0[((b * {ch} + g * {cg} + i1) * {h} + iy) * {wd} + ix] * in1[((b * {o} + i0) * {oh} + oy) * {ow} + ox];"
-            );
-            c.push_str("                }\n            }\n        out[t] = acc;\n    }\n");
+            if blocks {
+                let _ = writeln!(c, "        for (idx_t q = threadIdx.x; q < {}; q += blockDim.x) {{", n * oh * ow);
+                let _ =
+                    writeln!(c, "            const idx_t b = q / {}, oy = (q / {ow}) % {oh}, ox = q % {ow};", oh * ow);
+                let _ = writeln!(c, "            const idx_t iy = {iy};");
+                let _ = writeln!(c, "            const idx_t ix = {ix};");
+                let _ = writeln!(c, "            if (iy < 0 || iy >= {h} || ix < 0 || ix >= {wd}) continue;");
+                let _ = writeln!(c, "            {term}");
+                c.push_str("        }\n");
+                c.push_str(&tree_tail("t", "part[threadIdx.x] + part[threadIdx.x + s]"));
+            } else {
+                let _ = writeln!(c, "        for (idx_t b = 0; b < {n}; b++)");
+                let _ = writeln!(c, "            for (idx_t oy = 0; oy < {oh}; oy++) {{");
+                let _ = writeln!(c, "                const idx_t iy = {iy};");
+                let _ = writeln!(c, "                if (iy < 0 || iy >= {h}) continue;");
+                let _ = writeln!(c, "                for (idx_t ox = 0; ox < {ow}; ox++) {{");
+                let _ = writeln!(c, "                    const idx_t ix = {ix};");
+                let _ = writeln!(c, "                    if (ix < 0 || ix >= {wd}) continue;");
+                let _ = writeln!(c, "                    {term}");
+                c.push_str("                }\n            }\n        out[t] = acc;\n    }\n");
+            }
         }
     }
     c

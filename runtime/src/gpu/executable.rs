@@ -98,10 +98,13 @@ impl GpuExecutable {
             return Err(GpuError::MissingValue { name: leaf.name.clone(), ty: leaf.ty.clone() });
         }
         let at = |address: &[u64], p: &Place| address[p.buffer] + p.offset as u64;
+        // One argument list reused by every launch of the run.
+        let mut ptrs: Vec<u64> = Vec::new();
         for step in &self.program.steps {
             match step {
                 GpuStep::Launch { function, args, launch } => {
-                    let ptrs: Vec<u64> = args.iter().map(|p| at(&self.address, p)).collect();
+                    ptrs.clear();
+                    ptrs.extend(args.iter().map(|p| at(&self.address, p)));
                     // SAFETY: the program places every argument inside its buffer with the
                     // room its node's type needs (buffers were allocated at the plan's sizes).
                     unsafe { self.device.launch(*function, &ptrs, *launch) }?;
