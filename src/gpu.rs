@@ -5,9 +5,10 @@
 //! `kiln dump --stage cuda` prints [`module`]. [`GpuExecutable`] runs a graph on a [`Device`]
 //! ([`open`] one: [`DeviceKind::Cuda`] with the `cuda` feature, or [`DeviceKind::Emulated`],
 //! the same CUDA C on the CPU); training steps run through
-//! [`crate::runtime::train::TrainSession`] with [`crate::runtime::exec::Backend::Cuda`].
+//! [`crate::runtime::train::TrainSession`] with [`crate::runtime::exec::Backend::Gpu`].
 //! See `docs/gpu.md`.
 
+pub use kiln_codegen::gpu::Launch;
 pub use kiln_runtime::gpu::{
     Device, DeviceKind, GpuError, GpuExecutable, GpuFunction, GpuProgram, HostDevice, call_function, open, program,
 };

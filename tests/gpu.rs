@@ -31,6 +31,12 @@ fn zoo_graphs() -> Vec<(String, Graph)> {
     out
 }
 
+/// The graph of `tests/data/NAME.kir`.
+fn data_graph(name: &str) -> Graph {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/{name}.kir"));
+    kiln::ir::parse_module(&std::fs::read_to_string(path).unwrap()).unwrap().remove(0)
+}
+
 #[test]
 fn every_zoo_kernel_renders_as_cuda() {
     for (name, g) in zoo_graphs() {
@@ -88,6 +94,7 @@ fn every_rendered_module_compiles_with_nvrtc() {
     let mut files = Vec::new();
     let mut graphs = zoo_graphs();
     graphs.push(("huge".into(), huge_graph()));
+    graphs.extend(["gpu_tiles", "gpu_vectors"].map(|name| (name.to_string(), data_graph(name))));
     for (name, g) in graphs {
         let path = dir.join(format!("{name}.cu"));
         std::fs::write(&path, cuda_of(&g).0).unwrap();
@@ -125,7 +132,6 @@ fn every_value(g: &Graph, feeds: &std::collections::HashMap<String, Value>) -> V
 
 #[test]
 fn generated_cuda_computes_what_the_interpreter_does_when_run_on_the_cpu() {
-    let odd = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/aot_odd.kir")).unwrap();
     let mut graphs: Vec<(String, Graph)> = Vec::new();
     for (model, train) in [
         ("mnist_mlp", false),
@@ -140,7 +146,7 @@ fn generated_cuda_computes_what_the_interpreter_does_when_run_on_the_cpu() {
         let graph = if train { kiln::train::train_step(&m, &Optimizer::sgd()).unwrap().graph } else { m.graph };
         graphs.push((format!("{model}{}", if train { "_step" } else { "" }), graph));
     }
-    graphs.push(("odd".into(), kiln::ir::parse_module(&odd).unwrap().remove(0)));
+    graphs.push(("odd".into(), data_graph("aot_odd")));
     for (tag, graph) in graphs {
         let exe = kiln::compile(&graph, kiln::Fusion::Fused).unwrap();
         let g = exe.graph();
@@ -261,8 +267,7 @@ fn training_matches_the_interpreter(kind: DeviceKind, m: &kiln::zoo::Model, opti
 /// `tests/data/gpu_tiles.kir` (tiled products, fused epilogues, block reductions) on `kind`
 /// against the interpreter; asserts its functions take the paths it is written for.
 fn tiles_match_the_interpreter(kind: DeviceKind) {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gpu_tiles.kir")).unwrap();
-    let g = kiln::ir::parse_module(&text).unwrap().remove(0);
+    let g = data_graph("gpu_tiles");
     let mut exe = kiln::gpu::compile(&g, kind).unwrap();
     let sources: Vec<&str> = exe.program().functions.iter().map(|f| f.source.as_str()).collect();
     let count = |what: &str| sources.iter().filter(|s| s.contains(what)).count();
@@ -287,6 +292,42 @@ fn tiles_match_the_interpreter(kind: DeviceKind) {
     for (o, (a, b)) in g.outputs().iter().zip(got.iter().zip(&want)) {
         let tol = if b.ty().dtype == DType::F64 { 1e-12 } else { 1e-5 };
         assert_close(&format!("gpu_tiles {}", o.name), a, b, tol);
+    }
+}
+
+/// `tests/data/gpu_vectors.kir` (elementwise kernels four elements per thread, and the cases
+/// that stay scalar) on the emulated device against the interpreter; asserts which outputs'
+/// kernels are vectorized.
+#[test]
+fn vectorized_elementwise_kernels_run_on_the_emulated_device() {
+    let g = data_graph("gpu_vectors");
+    let mut exe = kiln::gpu::compile(&g, DeviceKind::Emulated).unwrap();
+    let program = exe.program();
+    let g = program.graph.clone();
+    for o in g.outputs() {
+        let f = program.functions.iter().find(|f| f.output == o.value).unwrap();
+        let vectorized = f.source.contains("4 elements per thread");
+        let scalar = ["misaligned", "dexp", "oddneg"].contains(&o.name.as_str());
+        assert_eq!(vectorized, !scalar, "{}: {}", o.name, f.source);
+        if vectorized {
+            assert_eq!(f.launch, kiln::gpu::Launch::Elements(12), "{}", o.name);
+        }
+    }
+    let mut feeds = data_feeds(&g, None);
+    let ints = |mul: i32| {
+        let v: Vec<i32> = (0..48).map(|i: i32| (i - 20).wrapping_mul(mul) ^ (i << 27)).collect();
+        Value::I32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[6, 8]), v).unwrap())
+    };
+    feeds.insert("i".into(), ints(7));
+    feeds.insert("j".into(), ints(-1_000_003));
+    // Large enough that the cast to i32 saturates at both ends for some elements.
+    let t = g.ty(g.leaf("xt").unwrap()).clone();
+    let v: Vec<f32> = (0..48).map(|i| ((i * 37 % 48) as f32 - 24.0) * 2.5e8).collect();
+    feeds.insert("xt".into(), Value::F32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(t.dims()), v).unwrap()));
+    let got = exe.run_with(&feeds).unwrap();
+    let want = kiln::ir::interp::run(&g, &feeds).unwrap();
+    for (o, (a, b)) in g.outputs().iter().zip(got.iter().zip(&want)) {
+        assert_close(&format!("gpu_vectors {}", o.name), a, b, 1e-6);
     }
 }
 

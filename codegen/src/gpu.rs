@@ -33,7 +33,8 @@ use crate::kernel::{Inst, Kernel, contiguous_strides};
 /// How a generated function is launched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Launch {
-    /// Grid-stride loops over this many output elements: any grid and block size covers them.
+    /// Grid-stride loops over this many work items (output elements, or groups of
+    /// [`VECTOR_LANES`] of them in a vectorized kernel): any grid and block size covers them.
     Elements(usize),
     /// Blocks of exactly `threads` threads cooperating through shared memory and barriers on
     /// `units` independent work units (output tiles or rows), which the blocks stride over:
@@ -106,24 +107,33 @@ fn cast(x: &str, from: DType, to: DType) -> String {
     }
 }
 
-/// The C expression of one body instruction (operands are the earlier values `v{i}`); a load
-/// of input `product` reads the variable `pv` instead (a GEMM's accumulator).
-fn expression(k: &Kernel, inst: &Inst, dt: DType, product: Option<usize>) -> String {
-    let arg = |i: &usize| format!("v{i}");
+/// How one copy of a kernel body reads its inputs and names its values.
+struct Lane<'a> {
+    /// The C expression of a load of input `i`.
+    load: &'a dyn Fn(usize) -> String,
+    /// Appended to every value's name (`v{i}{suffix}`): one body per lane of a vector.
+    suffix: &'a str,
+}
+
+/// The offset `offset + Σ i{d}·stride` of input `i` of `k` at the index variables `i{d}`.
+fn input_index(k: &Kernel, i: usize) -> String {
+    let input = &k.inputs[i];
+    let mut index = input.offset.to_string();
+    for (d, s) in input.strides.iter().enumerate() {
+        if *s != 0 {
+            let _ = write!(index, " + i{d} * {s}");
+        }
+    }
+    index
+}
+
+/// The C expression of one body instruction (operands are the earlier values of its lane).
+fn expression(k: &Kernel, inst: &Inst, dt: DType, lane: &Lane) -> String {
+    let arg = |i: &usize| format!("v{i}{}", lane.suffix);
     let arg_dt = |i: &usize| k.body[*i].1;
     let f32_ = dt == DType::F32;
     match inst {
-        Inst::Load(i) if Some(*i) == product => "pv".to_string(),
-        Inst::Load(i) => {
-            let input = &k.inputs[*i];
-            let mut index = input.offset.to_string();
-            for (d, s) in input.strides.iter().enumerate() {
-                if *s != 0 {
-                    let _ = write!(index, " + i{d} * {s}");
-                }
-            }
-            format!("in{i}[{index}]")
-        }
+        Inst::Load(i) => (lane.load)(*i),
         Inst::Const(c) => literal(*c, dt),
         Inst::Unary(u, x) => {
             let x = arg(x);
@@ -183,10 +193,17 @@ fn expression(k: &Kernel, inst: &Inst, dt: DType, product: Option<usize>) -> Str
     }
 }
 
-/// Appends the body's statements (`const T vI = …;`), input `product` read from `pv`.
+/// Appends the body's statements (`const T vI = …;`), each input read at the index variables
+/// `i{d}` — except input `product`, read from `pv` (a product's accumulator).
 fn body(c: &mut String, k: &Kernel, indent: &str, product: Option<usize>) {
+    let load = |i: usize| if Some(i) == product { "pv".to_string() } else { format!("in{i}[{}]", input_index(k, i)) };
+    lane_body(c, k, indent, &Lane { load: &load, suffix: "" });
+}
+
+/// Appends the statements of one lane of the body (`const T vI{suffix} = …;`).
+fn lane_body(c: &mut String, k: &Kernel, indent: &str, lane: &Lane) {
     for (i, (inst, dt)) in k.body.iter().enumerate() {
-        let _ = writeln!(c, "{indent}const {} v{i} = {};", c_type(*dt), expression(k, inst, *dt, product));
+        let _ = writeln!(c, "{indent}const {} v{i}{} = {};", c_type(*dt), lane.suffix, expression(k, inst, *dt, lane));
     }
 }
 
@@ -226,6 +243,7 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
         k.space,
         match &k.reduce {
             Some((op, axes)) => format!(", {} over axes {axes:?}", if *op == ReduceOp::Sum { "sum" } else { "max" }),
+            None if vector_reads(k).is_some() => format!(", {VECTOR_LANES} elements per thread"),
             None => String::new(),
         }
     );
@@ -240,6 +258,7 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
     c.push_str(&index_typedef(kernel_bound(k)));
     let all: Vec<usize> = (0..k.space.len()).collect();
     match &k.reduce {
+        None if vector_reads(k).is_some() => render_vectorized(&mut c, k),
         None => {
             let total: usize = k.space.iter().product();
             c.push_str(&grid_loop(total));
@@ -337,8 +356,105 @@ pub fn launch_of(k: &Kernel) -> Launch {
                 Launch::Elements(outputs)
             }
         }
+        None if vector_reads(k).is_some() => Launch::Elements(k.space.iter().product::<usize>() / VECTOR_LANES),
         None => Launch::Elements(k.space.iter().product()),
     }
+}
+
+/// Elements each thread of a vectorized elementwise kernel computes per step of its loop.
+pub const VECTOR_LANES: usize = 4;
+
+/// The vector type holding [`VECTOR_LANES`] elements of dtype `d`, for those it has one.
+fn vector_type(d: DType) -> Option<&'static str> {
+    match d {
+        DType::F32 => Some("float4"),
+        DType::I32 => Some("int4"),
+        DType::Bool => Some("uchar4"),
+        DType::F64 | DType::I64 => None,
+    }
+}
+
+/// How a vectorized elementwise kernel reads one input for the [`VECTOR_LANES`] consecutive
+/// elements (along the innermost axis) a thread computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VectorRead {
+    /// Contiguous and aligned: one vector load.
+    Vector,
+    /// Broadcast along the innermost axis: one scalar load for every lane.
+    Broadcast,
+    /// Any other innermost stride: a scalar load per lane, this many elements apart.
+    Strided(i64),
+}
+
+/// How each input of `k` is read when `k` runs [`VECTOR_LANES`] elements per thread, or
+/// `None` when it cannot: `k` must be elementwise with a row-major output of a dtype with a
+/// vector type and an innermost extent divisible by the lane count, and every input read
+/// contiguously along that axis must have a vector type and start each group of lanes on a
+/// vector boundary (its offset and outer strides multiples of the lane count: buffers
+/// themselves are 16-byte aligned, see `kiln_runtime::gpu::Device::alloc`).
+fn vector_reads(k: &Kernel) -> Option<Vec<VectorRead>> {
+    let lanes = VECTOR_LANES as i64;
+    let (&inner, outer) = k.space.split_last()?;
+    let row_major = k.out_strides == contiguous_strides(&k.space);
+    if k.reduce.is_some() || inner % VECTOR_LANES != 0 || vector_type(k.out.dtype).is_none() || !row_major {
+        return None;
+    }
+    k.inputs
+        .iter()
+        .map(|input| match input.strides.last() {
+            Some(0) => Some(VectorRead::Broadcast),
+            Some(1) => {
+                let aligned = input.offset % lanes == 0 && input.strides[..outer.len()].iter().all(|s| s % lanes == 0);
+                (aligned && vector_type(input.dtype).is_some()).then_some(VectorRead::Vector)
+            }
+            Some(&s) => Some(VectorRead::Strided(s)),
+            None => None,
+        })
+        .collect()
+}
+
+/// The body of an elementwise kernel that [`vector_reads`] accepts: each thread computes
+/// [`VECTOR_LANES`] consecutive elements of a row per step — one vector load per contiguous
+/// input, one scalar load per broadcast one, the body once per lane, one vector store.
+fn render_vectorized(c: &mut String, k: &Kernel) {
+    const FIELDS: [&str; VECTOR_LANES] = ["x", "y", "z", "w"];
+    let reads = vector_reads(k).expect("checked by the caller");
+    let total: usize = k.space.iter().product();
+    c.push_str(&grid_loop(total / VECTOR_LANES));
+    c.push_str(&split_var(
+        &format!("t * {VECTOR_LANES}"),
+        &k.space.iter().copied().enumerate().collect::<Vec<_>>(),
+        "        ",
+    ));
+    for (i, read) in reads.iter().enumerate() {
+        let index = input_index(k, i);
+        match read {
+            VectorRead::Vector => {
+                let v = vector_type(k.inputs[i].dtype).expect("checked by vector_reads");
+                let _ = writeln!(c, "        const {v} w{i} = *(const {v} *)(in{i} + {index});");
+            }
+            VectorRead::Broadcast => {
+                let _ = writeln!(c, "        const {} w{i} = in{i}[{index}];", c_type(k.inputs[i].dtype));
+            }
+            VectorRead::Strided(_) => {}
+        }
+    }
+    let last = k.body.len().saturating_sub(1);
+    let mut lanes = Vec::new();
+    for (l, field) in FIELDS.iter().enumerate() {
+        let load = |i: usize| match reads[i] {
+            VectorRead::Vector => format!("w{i}.{field}"),
+            VectorRead::Broadcast => format!("w{i}"),
+            VectorRead::Strided(s) => format!("in{i}[{} + {}]", input_index(k, i), l as i64 * s),
+        };
+        let suffix = format!("_{l}");
+        lane_body(c, k, "        ", &Lane { load: &load, suffix: &suffix });
+        lanes.push(format!("v{last}{suffix}"));
+    }
+    let v = vector_type(k.out.dtype).expect("checked by vector_reads");
+    let all: Vec<usize> = (0..k.space.len()).collect();
+    let _ = writeln!(c, "        *({v} *)(out + {}) = make_{v}({});", out_index(k, &all), lanes.join(", "));
+    c.push_str("    }\n");
 }
 
 /// The end of a block reduction's unit: every thread's `acc` into `part`, combined as a tree

@@ -140,7 +140,7 @@ pub fn module(functions: &[GpuFunction]) -> String {
     let mut c = kiln_codegen::gpu::module(&[]);
     for f in functions {
         let launch = match f.launch {
-            Launch::Elements(n) => format!("grid-stride over {n} elements"),
+            Launch::Elements(n) => format!("grid-stride over {n} items"),
             Launch::Blocks { units, threads } => format!("blocks of {threads} threads over {units} units"),
         };
         c.push_str(&format!("\n/* launch: {launch} */\n"));
