@@ -10,7 +10,8 @@
 
 pub use kiln_codegen::gpu::Launch;
 pub use kiln_runtime::gpu::{
-    Device, DeviceKind, GpuError, GpuExecutable, GpuFunction, GpuProgram, HostDevice, call_function, open, program,
+    Device, DeviceKind, GpuError, GpuExecutable, GpuFunction, GpuProgram, HostDevice, Tuning, Variant, call_function,
+    open, program, symbols,
 };
 
 use crate::{CompileError, Executable};

@@ -608,6 +608,14 @@ fn bench(
             for (name, v) in bench_feeds(&exe.program().graph) {
                 exe.set(&name, &v).map_err(|e| e.to_string())?;
             }
+            if !json {
+                // The forms chosen by measurement when the executable was created.
+                for t in exe.tunings() {
+                    let forms: Vec<String> =
+                        t.seconds.iter().map(|(form, s)| format!("{form} {:.1} us", s * 1e6)).collect();
+                    outln!("  {}: {} (measured: {})", t.symbol, t.seconds[t.chosen].0, forms.join(", "));
+                }
+            }
             Bencher::Gpu(Box::new(exe))
         }
     };

@@ -11,10 +11,11 @@ use kiln::frontend::optim::Optimizer;
 use kiln::gpu::Device as _;
 use kiln::prelude::*;
 
-/// The CUDA module of `graph` as the JIT would partition it, and its function count.
+/// The CUDA module of `graph` as the JIT would partition it, and how many functions (every form
+/// of each) it holds.
 fn cuda_of(graph: &Graph) -> (String, usize) {
     let exe = kiln::compile(graph, kiln::Fusion::Fused).unwrap();
-    (kiln::gpu::module(&exe), kiln::gpu::functions(&exe).len())
+    (kiln::gpu::module(&exe), kiln::gpu::symbols(&kiln::gpu::functions(&exe)).len())
 }
 
 /// The forward graph and the SGD training step of every zoo model (both GAN networks).
@@ -156,14 +157,16 @@ fn generated_cuda_computes_what_the_interpreter_does_when_run_on_the_cpu() {
         let vals = every_value(g, &feeds);
         let functions = kiln::gpu::functions(&exe);
         let mut device = kiln::gpu::HostDevice::new();
-        let symbols: Vec<String> = functions.iter().map(|f| f.symbol.clone()).collect();
-        device.load(&kiln::gpu::module(&exe), &symbols).unwrap();
+        device.load(&kiln::gpu::module(&exe), &kiln::gpu::symbols(&functions)).unwrap();
         for (i, f) in functions.iter().enumerate() {
             let inputs: Vec<Value> = f.inputs.iter().map(|n| vals[n.index()].clone().unwrap()).collect();
-            let got = kiln::gpu::call_function(&mut device, g, &functions, i, &inputs).unwrap();
-            let want = vals[f.output.index()].as_ref().unwrap();
-            let tol = if want.ty().dtype == DType::F64 { 1e-12 } else { 1e-5 };
-            assert_close(&format!("{tag} {}", f.symbol), &got, want, tol);
+            // Every form: products in threads and both tile sizes, weight gradients both ways.
+            for (v, form) in f.variants.iter().enumerate() {
+                let got = kiln::gpu::call_function(&mut device, g, &functions, (i, v), &inputs).unwrap();
+                let want = vals[f.output.index()].as_ref().unwrap();
+                let tol = if want.ty().dtype == DType::F64 { 1e-12 } else { 1e-5 };
+                assert_close(&format!("{tag} {}", form.symbol), &got, want, tol);
+            }
         }
     }
 }
@@ -269,7 +272,7 @@ fn training_matches_the_interpreter(kind: DeviceKind, m: &kiln::zoo::Model, opti
 fn tiles_match_the_interpreter(kind: DeviceKind) {
     let g = data_graph("gpu_tiles");
     let mut exe = kiln::gpu::compile(&g, kind).unwrap();
-    let sources: Vec<&str> = exe.program().functions.iter().map(|f| f.source.as_str()).collect();
+    let sources: Vec<&str> = exe.program().functions.iter().map(|f| f.source()).collect();
     let count = |what: &str| sources.iter().filter(|s| s.contains(what)).count();
     assert_eq!(count("32x32 tiles"), 4, "{sources:#?}");
     assert_eq!(count("64x64 tiles"), 1);
@@ -287,12 +290,38 @@ fn tiles_match_the_interpreter(kind: DeviceKind) {
     // Indices with repeats and with table rows no index names.
     let ids: Vec<i64> = [3, 0, 3, 10, 7, 3, 0, 1, 1, 9, 3, 0, 10, 2].to_vec();
     feeds.insert("ids".into(), Value::I64(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[2, 7]), ids).unwrap()));
-    let got = exe.run_with(&feeds).unwrap();
     let want = kiln::ir::interp::run(&g, &feeds).unwrap();
-    for (o, (a, b)) in g.outputs().iter().zip(got.iter().zip(&want)) {
-        let tol = if b.ty().dtype == DType::F64 { 1e-12 } else { 1e-5 };
-        assert_close(&format!("gpu_tiles {}", o.name), a, b, tol);
+    let check = |exe: &mut kiln::gpu::GpuExecutable, what: &str| {
+        let got = exe.run_with(&feeds).unwrap();
+        for (o, (a, b)) in g.outputs().iter().zip(got.iter().zip(&want)) {
+            let tol = if b.ty().dtype == DType::F64 { 1e-12 } else { 1e-5 };
+            assert_close(&format!("gpu_tiles {} ({what})", o.name), a, b, tol);
+        }
+    };
+    check(&mut exe, "as created");
+    // Every form of every function: the default, then each alternative.
+    let forms: Vec<usize> = exe.program().functions.iter().map(|f| f.variants.len()).collect();
+    assert_eq!(forms.iter().filter(|&&n| n == 3).count(), 5, "every product has three forms");
+    assert_eq!(forms.iter().filter(|&&n| n == 2).count(), 1, "the weight gradient has two");
+    for v in 0..3 {
+        for (f, &n) in forms.iter().enumerate() {
+            exe.choose(f, v.min(n - 1)).unwrap();
+        }
+        check(&mut exe, &format!("form {v}"));
     }
+    // Chosen by measurement: every function of several forms timed, the fastest chosen.
+    let tunings = exe.tune().unwrap();
+    assert_eq!(tunings.len(), 6);
+    assert_eq!(exe.tunings().len(), 6);
+    for t in &tunings {
+        assert_eq!(t.seconds.len(), forms[t.function], "{t:?}");
+        assert!(t.seconds.iter().all(|(_, s)| *s > 0.0), "{t:?}");
+        let fastest = t.seconds.iter().map(|(_, s)| *s).fold(f64::INFINITY, f64::min);
+        assert_eq!(t.seconds[t.chosen].1, fastest, "{t:?}");
+        assert_eq!(exe.chosen()[t.function], t.chosen);
+    }
+    check(&mut exe, "tuned");
+    assert!(exe.choose(0, 9).is_err());
 }
 
 /// `tests/data/gpu_vectors.kir` (elementwise kernels four elements per thread, and the cases
@@ -306,11 +335,11 @@ fn vectorized_elementwise_kernels_run_on_the_emulated_device() {
     let g = program.graph.clone();
     for o in g.outputs() {
         let f = program.functions.iter().find(|f| f.output == o.value).unwrap();
-        let vectorized = f.source.contains("4 elements per thread");
+        let vectorized = f.source().contains("4 elements per thread");
         let scalar = ["misaligned", "dexp", "oddneg"].contains(&o.name.as_str());
-        assert_eq!(vectorized, !scalar, "{}: {}", o.name, f.source);
+        assert_eq!(vectorized, !scalar, "{}: {}", o.name, f.source());
         if vectorized {
-            assert_eq!(f.launch, kiln::gpu::Launch::Elements(12), "{}", o.name);
+            assert_eq!(f.launch(), kiln::gpu::Launch::Elements(12), "{}", o.name);
         }
     }
     let mut feeds = data_feeds(&g, None);

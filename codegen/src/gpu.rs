@@ -470,19 +470,30 @@ fn tree_tail(index: &str, combine: &str) -> String {
     c
 }
 
-/// How [`render_node`] launches node `id`: a convolution's weight gradient summing 512 or more
-/// terms per weight as blocks, one per weight; everything else as grid-stride loops over the
-/// output's elements.
+/// How [`render_node`] launches node `id` by default: a convolution's weight gradient summing
+/// 512 or more terms per weight as blocks, one per weight; everything else as grid-stride
+/// loops over the output's elements.
 pub fn launch_of_node(graph: &Graph, id: NodeId) -> Launch {
+    node_launches(graph, id)[0]
+}
+
+/// Every launch [`render_node`] can render node `id` for, the default ([`launch_of_node`])
+/// first: a convolution's weight gradient has two (a thread per weight, or a block per weight
+/// — chosen among by measurement on the device), every other node one.
+pub fn node_launches(graph: &Graph, id: NodeId) -> Vec<Launch> {
     let node = graph.node(id);
     let out = graph.ty(id);
+    let threads = Launch::Elements(out.numel());
     if let Op::Conv2dGradWeight(_) = node.op {
         let dy = graph.ty(node.args[1]).dims();
-        if dy[0] * dy[2] * dy[3] >= BLOCK_REDUCTION_MIN {
-            return Launch::Blocks { units: out.numel(), threads: BLOCK_THREADS };
-        }
+        let blocks = Launch::Blocks { units: out.numel(), threads: BLOCK_THREADS };
+        return if dy[0] * dy[2] * dy[3] >= BLOCK_REDUCTION_MIN {
+            vec![blocks, threads]
+        } else {
+            vec![threads, blocks]
+        };
     }
-    Launch::Elements(out.numel())
+    vec![threads]
 }
 
 /// The C expression combining two partial results `a` and `b` of a reduction.
@@ -573,8 +584,9 @@ fn grid_loop(total: usize) -> String {
 /// taking its operands (row-major buffers, in the op's order) and its output; `None` for other
 /// ops. `scatter_add` also takes, before its output, the inverse of its index as two `int`
 /// arrays: `starts` (one per table row, plus the end) and `order` (the update positions,
-/// grouped by row, increasing within a row), as [`inverse_index`] builds them.
-pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
+/// grouped by row, increasing within a row), as [`inverse_index`] builds them. `launch` is
+/// one of [`node_launches`].
+pub fn render_node(graph: &Graph, id: NodeId, symbol: &str, launch: Launch) -> Option<String> {
     if let Op::Matmul = graph.node(id).op {
         let out_ty = graph.ty(id);
         if !out_ty.dtype.is_float() {
@@ -618,7 +630,7 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str) -> Option<String> {
                 Op::Conv2dGradInput(_) => (out_ty.dims().to_vec(), dims(node.args[1]), dims(node.args[0])),
                 _ => (dims(node.args[0]), out_ty.dims().to_vec(), dims(node.args[1])),
             };
-            let blocks = matches!(launch_of_node(graph, id), Launch::Blocks { .. });
+            let blocks = matches!(launch, Launch::Blocks { .. });
             c.push_str(&conv_body(&node.op, a, &x, &w, &y, blocks, t, &zero));
         }
         Op::Pad { low, value, .. } => {
@@ -859,9 +871,71 @@ pub fn fusable_epilogue(epilogue: &Kernel, product: kiln_ir::NodeId, dims: &[usi
     }
 }
 
+/// Products with fewer rows or columns than this run a thread per output element by default;
+/// others are tiled ([`product_forms`]).
+pub const TILED_MIN: usize = 16;
+
+/// A way of computing a float matrix product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProductForm {
+    /// One thread per output element ([`render_matmul`]).
+    Threads,
+    /// Square output tiles of this width (32 or 64) per block ([`render_gemm`]).
+    Tiled(usize),
+}
+
+impl ProductForm {
+    /// Its name in dumps and measurements (`threads`, `32x32 tiles`).
+    pub fn name(self) -> String {
+        match self {
+            ProductForm::Threads => "threads".into(),
+            ProductForm::Tiled(t) => format!("{t}x{t} tiles"),
+        }
+    }
+
+    /// A short tag for symbols (`threads`, `t32`).
+    pub fn tag(self) -> String {
+        match self {
+            ProductForm::Threads => "threads".into(),
+            ProductForm::Tiled(t) => format!("t{t}"),
+        }
+    }
+}
+
+/// Every form worth measuring for a product of `shape`, the default first: a thread per
+/// output element for fewer than [`TILED_MIN`] rows or columns, else 64 × 64 tiles when there
+/// are at least 128 of them (enough to fill a GPU), else 32 × 32. The others follow, to be
+/// chosen among by measurement on the device (`kiln_runtime::gpu::GpuExecutable::tune`).
+pub fn product_forms(shape: MatmulShape) -> Vec<ProductForm> {
+    let MatmulShape { batch, m, n, .. } = shape;
+    let tiles = |tile: usize| batch * m.div_ceil(tile) * n.div_ceil(tile);
+    let tiled = if tiles(64) >= 128 { 64 } else { 32 };
+    let first = if m < TILED_MIN || n < TILED_MIN { ProductForm::Threads } else { ProductForm::Tiled(tiled) };
+    let all = [ProductForm::Threads, ProductForm::Tiled(tiled), ProductForm::Tiled(96 - tiled)];
+    std::iter::once(first).chain(all.into_iter().filter(|f| *f != first)).collect()
+}
+
+/// The product `shape` (operands at strides `a`, `b`, an optional fused epilogue as in
+/// [`render_gemm`]) in `form`, as the function `symbol`, with its launch.
+pub fn render_product(
+    symbol: &str,
+    dtype: DType,
+    shape: MatmulShape,
+    (a, b): (Strides, Strides),
+    epilogue: Option<(&Kernel, usize)>,
+    form: ProductForm,
+) -> (String, Launch) {
+    match form {
+        ProductForm::Threads => {
+            (render_matmul(symbol, dtype, shape, a, b, epilogue), Launch::Elements(shape.batch * shape.m * shape.n))
+        }
+        ProductForm::Tiled(tile) => render_gemm(symbol, dtype, shape, a, b, epilogue, tile),
+    }
+}
+
 /// A tiled matrix product `[batch, m, k] × [batch, k, n]` as the cooperative kernel `symbol`:
-/// each block of [`BLOCK_THREADS`] threads computes output tiles (64 × 64 when there are
-/// enough of them to fill a GPU, else 32 × 32), staging 16-deep slices of both operands in
+/// each block of [`BLOCK_THREADS`] threads computes `tile` × `tile` output tiles (32 or 64),
+/// staging 16-deep slices of both operands in
 /// shared memory, each thread accumulating a 4 × 4 (or 2 × 2) patch in registers. Operands
 /// are read at strides `a` and `b` (transposes in place). With `epilogue` (a kernel and the
 /// input of it that is the product, see [`fusable_epilogue`]), each product element goes
@@ -874,11 +948,11 @@ pub fn render_gemm(
     a: Strides,
     b: Strides,
     epilogue: Option<(&Kernel, usize)>,
+    tile: usize,
 ) -> (String, Launch) {
+    assert!(tile == 32 || tile == 64, "tiles are 32 or 64 wide");
     let t = c_type(dtype);
     let MatmulShape { batch, m, n, k } = shape;
-    let tiles = |tile: usize| batch * m.div_ceil(tile) * n.div_ceil(tile);
-    let tile = if tiles(64) >= 128 { 64 } else { 32 };
     let (mt, nt) = (m.div_ceil(tile), n.div_ceil(tile));
     let units = batch * mt * nt;
     let micro = tile / 16;

@@ -52,4 +52,9 @@ pub trait Device: Send {
 
     /// Waits until every launch and copy has finished, reporting a failure of any of them.
     fn synchronize(&mut self) -> Result<(), GpuError>;
+
+    /// Whether timing a function on this device tells how fast it runs on a GPU: true for a
+    /// GPU, whose executables then choose among a function's forms by measurement when they
+    /// are created; false for the CPU emulation (its timings say nothing about a GPU).
+    fn times_like_a_gpu(&self) -> bool;
 }

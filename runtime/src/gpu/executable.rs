@@ -1,7 +1,10 @@
 //! Running a [`GpuProgram`] on a [`Device`]: buffers allocated once, leaves uploaded when
 //! set and kept on the device until replaced, every launch of a run on one stream, outputs
 //! downloaded on request. Training swaps a parameter's buffer with its update's, so
-//! parameters and optimizer state never leave the device between steps.
+//! parameters and optimizer state never leave the device between steps. Functions of several
+//! forms (products, convolution weight gradients) run in the form [`GpuExecutable::tune`]
+//! measured fastest on the device — on a GPU it runs when the executable is created — or the
+//! default form until then.
 
 use std::collections::HashMap;
 
@@ -20,6 +23,35 @@ pub struct GpuExecutable {
     /// Per leaf: whether it has been given a value.
     set: Vec<bool>,
     leaf_of: HashMap<String, usize>,
+    /// Per function: the device's index of its first form (the others follow).
+    slots: Vec<usize>,
+    /// Per function: the form it runs in.
+    chosen: Vec<usize>,
+    /// What the last [`GpuExecutable::tune`] measured.
+    tunings: Vec<Tuning>,
+}
+
+/// What [`GpuExecutable::tune`] measured for one function of several forms.
+#[derive(Clone, Debug)]
+pub struct Tuning {
+    /// The function's position in [`GpuProgram::functions`].
+    pub function: usize,
+    /// Its default form's symbol.
+    pub symbol: String,
+    /// Every form's name and its time per launch, in seconds, in the function's order.
+    pub seconds: Vec<(String, f64)>,
+    /// The form chosen: the fastest.
+    pub chosen: usize,
+}
+
+/// Every symbol of `functions` as a device loads them: each function's forms in order.
+pub fn symbols(functions: &[super::GpuFunction]) -> Vec<String> {
+    functions.iter().flat_map(|f| f.variants.iter().map(|v| v.symbol.clone())).collect()
+}
+
+/// The device index of each function's first form, in [`symbols`]' order.
+fn first_slots(functions: &[super::GpuFunction]) -> Vec<usize> {
+    functions.iter().scan(0, |next, f| Some(std::mem::replace(next, *next + f.variants.len()))).collect()
 }
 
 impl std::fmt::Debug for GpuExecutable {
@@ -34,15 +66,98 @@ impl std::fmt::Debug for GpuExecutable {
 
 impl GpuExecutable {
     /// Resolves `graph` (already optimized) into a program, compiles its module on `device`
-    /// and allocates every buffer.
+    /// and allocates every buffer. On a device that times like a GPU
+    /// ([`Device::times_like_a_gpu`]), every function of several forms is then measured and
+    /// runs in its fastest ([`GpuExecutable::tune`]).
     pub fn new(graph: &Graph, mut device: Box<dyn Device>) -> Result<Self, GpuError> {
         let program = program(graph)?;
-        let symbols: Vec<String> = program.functions.iter().map(|f| f.symbol.clone()).collect();
-        device.load(&program.module, &symbols)?;
+        device.load(&program.module, &symbols(&program.functions))?;
         let address = program.buffers.iter().map(|b| device.alloc(b.bytes)).collect::<Result<Vec<_>, _>>()?;
         let leaf_of = program.leaves.iter().enumerate().map(|(i, l)| (l.name.clone(), i)).collect();
         let set = vec![false; program.leaves.len()];
-        Ok(GpuExecutable { program, device, address, set, leaf_of })
+        let slots = first_slots(&program.functions);
+        let chosen = vec![0; program.functions.len()];
+        let mut exe = GpuExecutable { program, device, address, set, leaf_of, slots, chosen, tunings: Vec::new() };
+        if exe.device.times_like_a_gpu() {
+            exe.tune()?;
+        }
+        Ok(exe)
+    }
+
+    /// Times every form of every function that has several, launching each alone on the
+    /// executable's own buffers (whatever they hold: the work does not depend on the values),
+    /// and makes each function run in its fastest form from now on. Leaves keep their values:
+    /// no function writes a leaf's buffer. Returns what it measured.
+    pub fn tune(&mut self) -> Result<Vec<Tuning>, GpuError> {
+        let mut out = Vec::new();
+        for fi in 0..self.program.functions.len() {
+            let forms = self.program.functions[fi].variants.len();
+            if forms < 2 {
+                continue;
+            }
+            let mut seconds = Vec::with_capacity(forms);
+            for v in 0..forms {
+                seconds.push((self.program.functions[fi].variants[v].form.clone(), self.time(fi, v)?));
+            }
+            let chosen = (0..forms).min_by(|&a, &b| seconds[a].1.total_cmp(&seconds[b].1)).unwrap_or(0);
+            self.chosen[fi] = chosen;
+            out.push(Tuning { function: fi, symbol: self.program.functions[fi].symbol().to_string(), seconds, chosen });
+        }
+        self.tunings = out.clone();
+        Ok(out)
+    }
+
+    /// What the last [`GpuExecutable::tune`] measured (empty if it never ran).
+    pub fn tunings(&self) -> &[Tuning] {
+        &self.tunings
+    }
+
+    /// Seconds per launch of form `variant` of function `function`: one launch to warm up,
+    /// then enough back-to-back launches to take about a millisecond (1 to 50).
+    fn time(&mut self, function: usize, variant: usize) -> Result<f64, GpuError> {
+        let args = self
+            .program
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                GpuStep::Launch { function: f, args } if *f == function => Some(args.clone()),
+                _ => None,
+            })
+            .ok_or(GpuError::NoFunction(function))?;
+        let ptrs: Vec<u64> = args.iter().map(|p| self.address[p.buffer] + p.offset as u64).collect();
+        let launch = self.program.functions[function].variants[variant].launch;
+        let slot = self.slots[function] + variant;
+        let timed = |device: &mut Box<dyn Device>, times: usize| -> Result<f64, GpuError> {
+            let start = std::time::Instant::now();
+            for _ in 0..times {
+                // SAFETY: the arguments of the function's own step: every place lies inside its
+                // buffer with the room its node's type needs, as in `run`.
+                unsafe { device.launch(slot, &ptrs, launch) }?;
+            }
+            device.synchronize()?;
+            Ok(start.elapsed().as_secs_f64())
+        };
+        timed(&mut self.device, 1)?;
+        let once = timed(&mut self.device, 1)?;
+        let times = ((1e-3 / once.max(1e-9)) as usize).clamp(1, 50);
+        Ok(timed(&mut self.device, times)? / times as f64)
+    }
+
+    /// Makes function `function` run in form `variant` (see [`GpuFunction::variants`]).
+    ///
+    /// [`GpuFunction::variants`]: super::GpuFunction::variants
+    pub fn choose(&mut self, function: usize, variant: usize) -> Result<(), GpuError> {
+        let f = self.program.functions.get(function).ok_or(GpuError::NoFunction(function))?;
+        if variant >= f.variants.len() {
+            return Err(GpuError::NoFunction(function));
+        }
+        self.chosen[function] = variant;
+        Ok(())
+    }
+
+    /// The form each function runs in, by position in [`GpuProgram::functions`].
+    pub fn chosen(&self) -> &[usize] {
+        &self.chosen
     }
 
     /// The resolved program.
@@ -102,12 +217,15 @@ impl GpuExecutable {
         let mut ptrs: Vec<u64> = Vec::new();
         for step in &self.program.steps {
             match step {
-                GpuStep::Launch { function, args, launch } => {
+                GpuStep::Launch { function, args } => {
                     ptrs.clear();
                     ptrs.extend(args.iter().map(|p| at(&self.address, p)));
+                    let variant = self.chosen[*function];
+                    let launch = self.program.functions[*function].variants[variant].launch;
                     // SAFETY: the program places every argument inside its buffer with the
-                    // room its node's type needs (buffers were allocated at the plan's sizes).
-                    unsafe { self.device.launch(*function, &ptrs, *launch) }?;
+                    // room its node's type needs (buffers were allocated at the plan's sizes);
+                    // every form of a function takes the same arguments.
+                    unsafe { self.device.launch(self.slots[*function] + variant, &ptrs, launch) }?;
                 }
                 GpuStep::Copy { from, to, bytes } => {
                     // SAFETY: both places hold a value of `bytes` bytes; an output's buffer is
@@ -194,20 +312,26 @@ fn int_bytes(v: &[i32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_ne_bytes()).collect()
 }
 
-/// Runs function `index` of `functions` (rendered from `graph`, its module already loaded on
-/// `device` with the functions' symbols in order) on `inputs`, the values of its input
-/// nodes, and returns its output: for checking one function at a time. Each input must have
-/// its node's type.
+/// Runs form `variant` of function `index` of `functions` (rendered from `graph`, its module
+/// already loaded on `device` with [`symbols`]) on `inputs`, the values of its input nodes,
+/// and returns its output: for checking one function at a time. Each input must have its
+/// node's type.
 pub fn call_function(
     device: &mut dyn Device,
     graph: &Graph,
     functions: &[super::GpuFunction],
-    index: usize,
+    (index, variant): (usize, usize),
     inputs: &[Value],
 ) -> Result<Value, GpuError> {
     let f = functions.get(index).ok_or(GpuError::NoFunction(index))?;
+    let form = f.variants.get(variant).ok_or(GpuError::NoFunction(index))?;
     if inputs.len() != f.inputs.len() {
-        return Err(GpuError::Compile(format!("{} takes {} inputs, got {}", f.symbol, f.inputs.len(), inputs.len())));
+        return Err(GpuError::Compile(format!(
+            "{} takes {} inputs, got {}",
+            form.symbol,
+            f.inputs.len(),
+            inputs.len()
+        )));
     }
     let mut args = Vec::with_capacity(inputs.len() + 1);
     for (node, v) in f.inputs.iter().zip(inputs) {
@@ -237,7 +361,7 @@ pub fn call_function(
     args.push(out);
     // SAFETY: every input buffer holds a value of its node's type and the output buffer one of
     // the output's type: what the function was generated to read and write.
-    unsafe { device.launch(index, &args, f.launch) }?;
+    unsafe { device.launch(first_slots(functions)[index] + variant, &args, form.launch) }?;
     device.synchronize()?;
     let mut bytes = vec![0u8; out_ty.size_bytes()];
     // SAFETY: the output buffer holds exactly the output type's bytes.

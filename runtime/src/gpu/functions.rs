@@ -4,7 +4,7 @@
 //! Fused kernels (contraction epilogues included) come from the kernel loop IR; the
 //! contractions and movement ops of other groups from [`kiln_codegen::gpu::render_node`].
 
-use kiln_codegen::gpu::{Launch, Strides, fusable_epilogue, render_gemm, render_matmul};
+use kiln_codegen::gpu::{Launch, Strides, fusable_epilogue, node_launches, product_forms, render_product};
 use kiln_codegen::kernel::{LowerError, lower_group};
 use kiln_ir::{Graph, NodeId, Op};
 use kiln_passes::fuse::{Group, GroupKind, contraction_of, epilogue_split};
@@ -12,13 +12,28 @@ use kiln_passes::plan::buffer_of;
 
 use crate::jit::Contraction;
 
-/// One generated GPU function.
+/// One form of a GPU function: its code and how it is launched.
 #[derive(Clone, Debug)]
-pub struct GpuFunction {
-    /// Its symbol (`kiln_kN` for a fused kernel, `kiln_nN` for node `%N`).
+pub struct Variant {
+    /// What distinguishes it (`32x32 tiles`, `threads`, `blocks`; empty for a function with
+    /// one form).
+    pub form: String,
+    /// Its symbol.
     pub symbol: String,
     /// Its CUDA C.
     pub source: String,
+    /// How it is launched.
+    pub launch: Launch,
+}
+
+/// One generated GPU function, in one or more interchangeable forms (same parameters, same
+/// result): products and convolution weight gradients have several, which the executable
+/// may choose among by measurement ([`super::GpuExecutable::tune`]).
+#[derive(Clone, Debug)]
+pub struct GpuFunction {
+    /// Its forms, the default first. The default's symbol is `kiln_kN` for a fused kernel,
+    /// `kiln_nN` for node `%N`; the others' add a tag (`kiln_nN_t64`).
+    pub variants: Vec<Variant>,
     /// The nodes whose row-major buffers it takes, in parameter order (reshapes resolved to
     /// the node whose bytes they share).
     pub inputs: Vec<NodeId>,
@@ -26,17 +41,33 @@ pub struct GpuFunction {
     pub output: NodeId,
     /// The position of its group in the partition.
     pub group: usize,
-    /// How it is launched.
-    pub launch: Launch,
     /// For `scatter_add`: its index node and the table's extent. The function then takes the
     /// index's inverse ([`kiln_codegen::gpu::inverse_index`]: row starts, then update
     /// positions, two `int` buffers) after its inputs.
     pub inverse: Option<(NodeId, usize)>,
 }
 
-/// Products with fewer rows or columns than this run a thread per output element; others are
-/// tiled ([`render_gemm`]).
-pub const TILED_MIN: usize = 16;
+impl GpuFunction {
+    /// The default form's symbol.
+    pub fn symbol(&self) -> &str {
+        &self.variants[0].symbol
+    }
+
+    /// The default form's CUDA C.
+    pub fn source(&self) -> &str {
+        &self.variants[0].source
+    }
+
+    /// How the default form is launched.
+    pub fn launch(&self) -> Launch {
+        self.variants[0].launch
+    }
+}
+
+/// A function of one form.
+fn single(symbol: String, source: String, launch: Launch) -> Vec<Variant> {
+    vec![Variant { form: String::new(), symbol, source, launch }]
+}
 
 /// Every GPU function of `groups` (a partition of `graph`, in execution order), in execution
 /// order. Integer products and divisions have none yet (reshapes need none: they alias their
@@ -83,13 +114,15 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
             };
             let dims = g.ty(call.product).dims();
             let fused = epilogue.as_ref().and_then(|e| Some((e, fusable_epilogue(e, call.product, dims)?)));
-            let (source, launch) = if shape.m < TILED_MIN || shape.n < TILED_MIN {
-                // A few rows or columns: a thread per output element beats idle tiles.
-                let launch = Launch::Elements(g.ty(call.product).numel());
-                (render_matmul(&symbol, dtype, shape, a, b, fused), launch)
-            } else {
-                render_gemm(&symbol, dtype, shape, a, b, fused)
-            };
+            let variants = product_forms(shape)
+                .into_iter()
+                .enumerate()
+                .map(|(v, form)| {
+                    let symbol = if v == 0 { symbol.clone() } else { format!("{symbol}_{}", form.tag()) };
+                    let (source, launch) = render_product(&symbol, dtype, shape, (a, b), fused, form);
+                    Variant { form: form.name(), symbol, source, launch }
+                })
+                .collect();
             let (inputs, output) = match fused {
                 Some((e, p)) => {
                     let mut inputs = operands;
@@ -99,21 +132,34 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
                 }
                 None => (operands, call.product),
             };
-            out.push(GpuFunction { symbol, source, inputs, output, group: gi, launch, inverse: None });
+            out.push(GpuFunction { variants, inputs, output, group: gi, inverse: None });
             if output == group.root() {
                 // No epilogue, or it ran in the product's registers.
                 continue;
             }
         } else if let Some(node) = node {
-            let symbol = format!("kiln_n{}", node.index());
-            if let Some(source) = kiln_codegen::gpu::render_node(g, node, &symbol) {
+            let base = format!("kiln_n{}", node.index());
+            let launches = node_launches(g, node);
+            let several = launches.len() > 1;
+            let mut variants = Vec::new();
+            for (v, launch) in launches.into_iter().enumerate() {
+                let form = match launch {
+                    Launch::Blocks { .. } => "blocks",
+                    Launch::Elements(_) => "threads",
+                };
+                let symbol = if v == 0 { base.clone() } else { format!("{base}_{form}") };
+                if let Some(source) = kiln_codegen::gpu::render_node(g, node, &symbol, launch) {
+                    let form = if several { form.to_string() } else { String::new() };
+                    variants.push(Variant { form, symbol, source, launch });
+                }
+            }
+            if !variants.is_empty() {
                 let inputs = g.node(node).args.iter().map(|a| buffer_of(g, *a)).collect();
-                let launch = kiln_codegen::gpu::launch_of_node(g, node);
                 let inverse = match g.node(node).op {
                     Op::ScatterAdd { axis } => Some((buffer_of(g, g.node(node).args[1]), g.ty(node).dims()[axis])),
                     _ => None,
                 };
-                out.push(GpuFunction { symbol, source, inputs, output: node, group: gi, launch, inverse });
+                out.push(GpuFunction { variants, inputs, output: node, group: gi, inverse });
             }
         }
         let members = match group.kind {
@@ -129,22 +175,31 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
         let source = kiln_codegen::gpu::render(&kernel, &symbol);
         let inputs = kernel.inputs.iter().map(|i| buffer_of(g, i.node)).collect();
         let launch = kiln_codegen::gpu::launch_of(&kernel);
-        out.push(GpuFunction { symbol, source, inputs, output: group.root(), group: gi, launch, inverse: None });
+        let variants = single(symbol, source, launch);
+        out.push(GpuFunction { variants, inputs, output: group.root(), group: gi, inverse: None });
     }
     Ok(out)
 }
 
-/// One CUDA translation unit with the helpers and every function of `functions`, each
-/// preceded by how it is launched.
+/// One CUDA translation unit with the helpers and every form of every function of
+/// `functions`, each preceded by how it is launched (and, for a function of several forms,
+/// which form it is).
 pub fn module(functions: &[GpuFunction]) -> String {
     let mut c = kiln_codegen::gpu::module(&[]);
     for f in functions {
-        let launch = match f.launch {
-            Launch::Elements(n) => format!("grid-stride over {n} items"),
-            Launch::Blocks { units, threads } => format!("blocks of {threads} threads over {units} units"),
-        };
-        c.push_str(&format!("\n/* launch: {launch} */\n"));
-        c.push_str(&f.source);
+        for (v, variant) in f.variants.iter().enumerate() {
+            let launch = match variant.launch {
+                Launch::Elements(n) => format!("grid-stride over {n} items"),
+                Launch::Blocks { units, threads } => format!("blocks of {threads} threads over {units} units"),
+            };
+            let form = match (v, f.variants.len()) {
+                (_, 1) => String::new(),
+                (0, n) => format!("; form 1 of {n}: {} (the default)", variant.form),
+                (v, n) => format!("; form {} of {n} of {}: {}", v + 1, f.symbol(), variant.form),
+            };
+            c.push_str(&format!("\n/* launch: {launch}{form} */\n"));
+            c.push_str(&variant.source);
+        }
     }
     c
 }

@@ -259,4 +259,8 @@ impl Device for HostDevice {
     fn synchronize(&mut self) -> Result<(), GpuError> {
         Ok(())
     }
+
+    fn times_like_a_gpu(&self) -> bool {
+        false
+    }
 }

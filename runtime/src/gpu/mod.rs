@@ -21,8 +21,8 @@ pub mod host;
 pub mod program;
 
 pub use device::Device;
-pub use executable::{GpuExecutable, call_function};
-pub use functions::GpuFunction;
+pub use executable::{GpuExecutable, Tuning, call_function, symbols};
+pub use functions::{GpuFunction, Variant};
 pub use host::HostDevice;
 pub use program::{GpuProgram, program};
 

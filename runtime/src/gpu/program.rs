@@ -7,7 +7,6 @@
 //! the plan's peak); a reshape is the bytes of its source. Outputs that are not computed into
 //! their buffer (inputs, parameters, reshapes, values returned twice) are copied there last.
 
-use kiln_codegen::gpu::Launch;
 use kiln_ir::{Graph, NodeId, Op, TensorType};
 use kiln_passes::fuse::{Mode, partition};
 use kiln_passes::plan::{ALIGN, buffer_of, plan};
@@ -50,14 +49,13 @@ pub struct Place {
 /// One step of the program.
 #[derive(Clone, Debug)]
 pub enum GpuStep {
-    /// Launch function `function` with these arguments (its inputs, then its output).
+    /// Launch function `function` (in the form the executable chose, launched as that form
+    /// says) with these arguments (its inputs, then its output).
     Launch {
         /// The position in [`GpuProgram::functions`].
         function: usize,
         /// Pointer arguments.
         args: Vec<Place>,
-        /// Its launch shape.
-        launch: Launch,
     },
     /// Copy `bytes` bytes on the device.
     Copy {
@@ -219,7 +217,7 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
             }
             args.push(at);
             place[f.output.index()] = Some(at);
-            steps.push(GpuStep::Launch { function: fi, args, launch: f.launch });
+            steps.push(GpuStep::Launch { function: fi, args });
         }
     }
     for (i, o) in g.outputs().iter().enumerate() {
