@@ -24,8 +24,8 @@ pub fn compile(graph: &crate::ir::Graph, kind: DeviceKind) -> Result<GpuExecutab
     Ok(GpuExecutable::new(&optimized, open(kind)?)?)
 }
 
-/// Every GPU function of `exe`, in execution order. Integer products and divisions have
-/// none yet (reshapes need none: they alias their source).
+/// Every GPU function of `exe`, in execution order (reshapes need none: they alias their
+/// source).
 pub fn functions(exe: &Executable) -> Vec<GpuFunction> {
     let groups: Vec<_> = exe.groups().map(|(g, _)| g.clone()).collect();
     // The JIT lowered every one of these groups when it compiled `exe`: lowering them again

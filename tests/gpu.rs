@@ -95,7 +95,7 @@ fn every_rendered_module_compiles_with_nvrtc() {
     let mut files = Vec::new();
     let mut graphs = zoo_graphs();
     graphs.push(("huge".into(), huge_graph()));
-    graphs.extend(["gpu_tiles", "gpu_vectors"].map(|name| (name.to_string(), data_graph(name))));
+    graphs.extend(["gpu_tiles", "gpu_vectors", "gpu_checks"].map(|name| (name.to_string(), data_graph(name))));
     for (name, g) in graphs {
         let path = dir.join(format!("{name}.cu"));
         std::fs::write(&path, cuda_of(&g).0).unwrap();
@@ -360,6 +360,56 @@ fn vectorized_elementwise_kernels_run_on_the_emulated_device() {
     }
 }
 
+/// `tests/data/gpu_checks.kir` (integer product and division, indices computed on the
+/// device) on the emulated device: the interpreter's values, and its errors.
+#[test]
+fn device_checked_ops_match_the_interpreter_and_report_faults() {
+    let g = data_graph("gpu_checks");
+    let mut exe = kiln::gpu::compile(&g, DeviceKind::Emulated).unwrap();
+    let g = exe.program().graph.clone();
+    let ints = |dims: &[usize], f: &dyn Fn(i32) -> i32| {
+        let v: Vec<i32> = (0..dims.iter().product::<usize>() as i32).map(f).collect();
+        Value::I32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), v).unwrap())
+    };
+    let floats =
+        |dims: &[usize], v: Vec<f32>| Value::F32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), v).unwrap());
+    let mut feeds = data_feeds(&g, None);
+    // Products that overflow (wrapping), quotients of both signs, `MIN / -1`.
+    feeds.insert("a".into(), ints(&[5, 7], &|i| i.wrapping_mul(1_000_003) ^ (i << 28)));
+    feeds.insert("b".into(), ints(&[7, 3], &|i| (i - 10).wrapping_mul(-77_777)));
+    feeds.insert("n".into(), ints(&[5, 7], &|i| if i == 3 { i32::MIN } else { (i - 17) * 1001 }));
+    feeds.insert("d".into(), ints(&[5, 7], &|i| if i == 3 { -1 } else { [7, -3, 2, -1000][i as usize % 4] }));
+    // Indices 0..5 (truncated), repeated, one table row unused.
+    let pos = vec![0.2, 5.9, 3.0, 3.5, 1.0, 0.0, 4.99, 5.0, 3.1];
+    feeds.insert("pos".into(), floats(&[9], pos.clone()));
+    let want = kiln::ir::interp::run(&g, &feeds).unwrap();
+    let got = exe.run_with(&feeds).unwrap();
+    for (o, (a, b)) in g.outputs().iter().zip(got.iter().zip(&want)) {
+        assert_close(&format!("gpu_checks {}", o.name), a, b, 1e-6);
+    }
+    // Division by zero: the interpreter's error, then a clean run once the divisor is fixed.
+    let mut zero = feeds.clone();
+    zero.insert("d".into(), ints(&[5, 7], &|i| if i == 20 { 0 } else { 3 }));
+    assert!(kiln::ir::interp::run(&g, &zero).unwrap_err().to_string().contains("division by zero"));
+    let e = exe.run_with(&zero).unwrap_err().to_string();
+    assert!(e.starts_with("div (node %") && e.ends_with("failed on the device: integer division by zero"), "{e}");
+    assert_eq!(exe.run_with(&feeds).unwrap()[1].to_f64_vec(), want[1].to_f64_vec());
+    // An index computed past the table.
+    let mut far = feeds.clone();
+    let mut bad = pos.clone();
+    bad[4] = 6.5;
+    far.insert("pos".into(), floats(&[9], bad));
+    assert!(kiln::ir::interp::run(&g, &far).is_err());
+    let e = exe.run_with(&far).unwrap_err().to_string();
+    assert!(e.contains("failed on the device: index 6 outside 0..6 (computed on the device)"), "{e}");
+    bad = pos;
+    bad[0] = -1.5;
+    far.insert("pos".into(), floats(&[9], bad));
+    let e = exe.run_with(&far).unwrap_err().to_string();
+    assert!(e.contains("index -1 outside 0..6"), "{e}");
+    assert_eq!(exe.run_with(&feeds).unwrap()[2].to_f64_vec(), want[2].to_f64_vec());
+}
+
 #[test]
 fn tiled_products_and_block_reductions_run_on_the_emulated_device() {
     tiles_match_the_interpreter(DeviceKind::Emulated);
@@ -462,12 +512,6 @@ fn bad_input_to_a_gpu_executable_is_an_error_naming_it() {
     assert!(e.contains(&format!("`{}` is {}, got f32[3]", ids.name, ids.ty)), "{e}");
     let e = exe.set("nope", &wrong).unwrap_err().to_string();
     assert!(e.contains("has no input, parameter or output `nope`"), "{e}");
-    // Integer products have no GPU form yet: refused naming the op and node.
-    let text =
-        "func @imm(%a: i32[2,3], %b: i32[3,2]) -> (c: i32[2,2]) {\n  %c = matmul %a, %b : i32[2,2]\n  return %c\n}\n";
-    let g = kiln::ir::parse_module(text).unwrap().remove(0);
-    let e = kiln::gpu::compile(&g, DeviceKind::Emulated).unwrap_err().to_string();
-    assert!(e.starts_with("matmul (node %2) cannot run on the GPU yet"), "{e}");
 }
 
 #[test]

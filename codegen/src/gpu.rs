@@ -80,6 +80,7 @@ __device__ __forceinline__ int kiln_d2i(double x) { return x != x ? 0 : x >= 214
 __device__ __forceinline__ unsigned long long kiln_mix64(unsigned long long z) { z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL; z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL; return z ^ (z >> 31); }
 __device__ __forceinline__ unsigned long long kiln_bits(unsigned long long key, unsigned long long i) { return kiln_mix64(key + (i + 1ULL) * 0x9E3779B97F4A7C15ULL); }
 __device__ __forceinline__ double kiln_uniform_f64(unsigned long long bits) { return (double)(bits >> 11) * (1.0 / 9007199254740992.0); }
+__device__ __forceinline__ void kiln_fault(unsigned long long *fault, unsigned long long node, long long value) { if (atomicCAS(fault, 0ULL, node + 1ULL) == 0ULL) fault[1] = (unsigned long long)value; }
 __device__ __forceinline__ long long kiln_d2ll(double x) { return x != x ? 0 : x >= 9223372036854775807.0 ? 9223372036854775807LL : x <= -9223372036854775808.0 ? (-9223372036854775807LL - 1) : (long long)x; }
 "#;
 
@@ -579,17 +580,42 @@ fn grid_loop(total: usize) -> String {
     )
 }
 
+/// The leaf (input or parameter) whose values the index operand of `gather`/`scatter_add`
+/// node `id` are, through reshapes: the host checks such indices when they are set (and
+/// builds `scatter_add`'s inverse from them). `None` for indices computed on the device.
+pub fn host_index(graph: &Graph, id: NodeId) -> Option<&str> {
+    let mut at = graph.node(id).args[1];
+    while let Op::Reshape = graph.node(at).op {
+        at = graph.node(at).args[0];
+    }
+    graph.node(at).op.leaf_name()
+}
+
+/// Whether node `id`'s function checks its operands on the device ([`render_node`]): integer
+/// division (by zero), and `gather`/`scatter_add` with indices computed on the device (out of
+/// range). Such a function takes `unsigned long long *fault` (two words, zero before the
+/// run) before its output: the first failing thread stores node + 1 in `fault[0]` and the
+/// operand at fault (the index, or 0) in `fault[1]`, and its output element is 0.
+pub fn checks_on_device(graph: &Graph, id: NodeId) -> bool {
+    match graph.node(id).op {
+        Op::Binary(BinaryOp::Div) => !graph.ty(id).dtype.is_float(),
+        Op::Gather { .. } | Op::ScatterAdd { .. } => host_index(graph, id).is_none(),
+        _ => false,
+    }
+}
+
 /// The CUDA C of a node that is not a fused kernel — `matmul` (floats), `conv2d` and its two
 /// gradients, `pad`, `concat`, `iota`, `rng`, `gather`, `scatter_add` — as the kernel `symbol`
 /// taking its operands (row-major buffers, in the op's order) and its output; `None` for other
-/// ops. `scatter_add` also takes, before its output, the inverse of its index as two `int`
-/// arrays: `starts` (one per table row, plus the end) and `order` (the update positions,
-/// grouped by row, increasing within a row), as [`inverse_index`] builds them. `launch` is
-/// one of [`node_launches`].
+/// ops. `scatter_add` with an index the host checks ([`host_index`]) also takes, before its
+/// output, the inverse of its index as two `int` arrays: `starts` (one per table row, plus
+/// the end) and `order` (the update positions, grouped by row, increasing within a row), as
+/// [`inverse_index`] builds them. Functions that check operands on the device take `fault`
+/// ([`checks_on_device`]). `launch` is one of [`node_launches`].
 pub fn render_node(graph: &Graph, id: NodeId, symbol: &str, launch: Launch) -> Option<String> {
     if let Op::Matmul = graph.node(id).op {
         let out_ty = graph.ty(id);
-        if !out_ty.dtype.is_float() {
+        if out_ty.dtype == DType::Bool {
             return None;
         }
         let dims = out_ty.dims();
@@ -610,10 +636,16 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str, launch: Launch) -> O
         .enumerate()
         .map(|(i, a)| format!("const {} *__restrict__ in{i}", c_type(graph.ty(*a).dtype)))
         .collect();
-    if let Op::ScatterAdd { .. } = node.op {
+    let device_checked = checks_on_device(graph, id);
+    if let Op::ScatterAdd { .. } = node.op
+        && !device_checked
+    {
         // The inverse of the index: where each table row's updates are (see below).
         params.push("const int *__restrict__ starts".into());
         params.push("const int *__restrict__ order".into());
+    }
+    if device_checked {
+        params.push("unsigned long long *__restrict__ fault".into());
     }
     params.push(format!("{t} *__restrict__ out"));
     let mut c = format!("/* %{}: {} -> {} */\n", id.index(), node.op.name(), out_ty);
@@ -699,9 +731,22 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str, launch: Launch) -> O
             let _ = writeln!(c, "        out[t] = {v};");
             c.push_str("    }\n");
         }
+        Op::Binary(BinaryOp::Div) if !out_ty.dtype.is_float() => {
+            // Truncating toward zero; `MIN / -1` wraps (as a negation), division by zero faults.
+            let w = wrap_type(out_ty.dtype);
+            c.push_str(&grid_loop(total));
+            let _ = writeln!(c, "        const {t} a = in0[t], b = in1[t];");
+            let _ = writeln!(
+                c,
+                "        if (b == 0) {{ kiln_fault(fault, {}, 0); out[t] = 0; }} else out[t] = b == -1 ? ({t})(0 - ({w})a) : a / b;",
+                id.index()
+            );
+            c.push_str("    }\n");
+        }
         Op::Gather { axis } => {
-            // y[p, j, q] = x[p, idx[j], q]; an index outside the table reads nothing (0): the
-            // launch side checks indices before running, as the interpreter reports them.
+            // y[p, j, q] = x[p, idx[j], q]. The host checks indices it is given before the run;
+            // indices computed on the device are checked here: one outside the table reads 0
+            // and faults.
             let x = graph.ty(node.args[0]).dims().to_vec();
             let count = graph.ty(node.args[1]).numel();
             let inner: usize = x[axis + 1..].iter().product();
@@ -712,12 +757,35 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str, launch: Launch) -> O
                 "        const idx_t p = t / {}, j = (t / {inner}) % {count}, q = t % {inner};",
                 count * inner
             );
-            let _ = writeln!(c, "        const idx_t i = (idx_t)in1[j];");
+            let _ = writeln!(c, "        const long long i = (long long)in1[j];");
+            if device_checked {
+                let _ = writeln!(c, "        if (i < 0 || i >= {extent}) kiln_fault(fault, {}, i);", id.index());
+            }
             let _ = writeln!(
                 c,
-                "        out[t] = (i >= 0 && i < {extent}) ? in0[(p * {extent} + i) * {inner} + q] : {zero};"
+                "        out[t] = (i >= 0 && i < {extent}) ? in0[(p * {extent} + (idx_t)i) * {inner} + q] : {zero};"
             );
             c.push_str("    }\n");
+        }
+        Op::ScatterAdd { axis } if device_checked => {
+            // Indices computed on the device: each output element scans every index in order
+            // (the same sums in the same order as through the inverse), checking each.
+            let od = out_ty.dims().to_vec();
+            let count = graph.ty(node.args[1]).numel();
+            let inner: usize = od[axis + 1..].iter().product();
+            let extent = od[*axis];
+            c.push_str(&grid_loop(total));
+            let _ = writeln!(
+                c,
+                "        const idx_t p = t / {}, a = (t / {inner}) % {extent}, q = t % {inner};",
+                extent * inner
+            );
+            let _ = writeln!(c, "        {t} acc = {zero};");
+            let _ = writeln!(c, "        for (idx_t j = 0; j < {count}; j++) {{");
+            let _ = writeln!(c, "            const long long i = (long long)in1[j];");
+            let _ = writeln!(c, "            if (i < 0 || i >= {extent}) kiln_fault(fault, {}, i);", id.index());
+            let _ = writeln!(c, "            if (i == a) acc += in0[(p * {count} + j) * {inner} + q];");
+            c.push_str("        }\n        out[t] = acc;\n    }\n");
         }
         Op::ScatterAdd { axis } => {
             // out[p, a, q] = Σ over j in increasing order with idx[j] = a of u[p, j, q]: one
@@ -756,7 +824,7 @@ pub struct Strides {
     pub batch: i64,
 }
 
-/// A float matrix product as the kernel `symbol(a, b, out)` reading its operands at strides
+/// A matrix product as the kernel `symbol(a, b, out)` reading its operands at strides
 /// `a` and `b` (a transpose folded into the product reads its source in place, as the CPU's
 /// GEMM does) and writing the row-major product. One thread per output element sums over the
 /// contracted axis in order.
@@ -776,7 +844,17 @@ pub fn render_matmul(
     let _ = writeln!(c, "        const {t} *a = ga + bb * {} + i * {};", a.batch, a.row);
     let _ = writeln!(c, "        const {t} *w = gb + bb * {} + j * {};", b.batch, b.col);
     let _ = writeln!(c, "        {t} acc = {};", literal(0.0, dtype));
-    let _ = writeln!(c, "        for (idx_t p = 0; p < {k}; p++) acc += a[p * {}] * w[p * {}];", a.col, b.row);
+    let (ac, br) = (a.col, b.row);
+    if dtype.is_float() {
+        let _ = writeln!(c, "        for (idx_t p = 0; p < {k}; p++) acc += a[p * {ac}] * w[p * {br}];");
+    } else {
+        // Integers wrap: multiply and add in the unsigned type of their width.
+        let w = wrap_type(dtype);
+        let _ = writeln!(
+            c,
+            "        for (idx_t p = 0; p < {k}; p++) acc = ({t})(({w})acc + ({w})a[p * {ac}] * ({w})w[p * {br}]);"
+        );
+    }
     c.push_str(&product_store(shape, epilogue, "acc", "        "));
     c.push_str("    }\n}\n");
     c

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use kiln_ir::{Graph, Value};
 
-use super::program::{GpuProgram, GpuStep, Place, Role, program};
+use super::program::{FAULT_BYTES, GpuProgram, GpuStep, Place, Role, program};
 use super::{Device, GpuError};
 use crate::bytes::{value_bytes, value_from_bytes};
 
@@ -234,7 +234,11 @@ impl GpuExecutable {
                 }
             }
         }
-        self.device.synchronize()
+        self.device.synchronize()?;
+        match self.program.faults {
+            Some(buffer) => check_faults(self.device.as_mut(), &self.program.graph, self.address[buffer]),
+            None => Ok(()),
+        }
     }
 
     /// Downloads the output at position `i`.
@@ -307,6 +311,40 @@ fn checked_indices(name: &str, value: &Value, extent: usize, op: &'static str) -
     }
 }
 
+/// Reads the fault words at `at` (after the work that may set them has finished), clears
+/// them, and turns a recorded fault into its error.
+fn check_faults(device: &mut dyn Device, graph: &Graph, at: u64) -> Result<(), GpuError> {
+    let mut bytes = [0u8; FAULT_BYTES];
+    // SAFETY: the fault buffer holds exactly `FAULT_BYTES` bytes.
+    unsafe { device.download(at, &mut bytes) }?;
+    let word = |i: usize| u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    let (node, value) = (word(0), word(1) as i64);
+    if node == 0 {
+        return Ok(());
+    }
+    // SAFETY: as above; zeros clear the record for the next run.
+    unsafe { device.upload(at, &[0u8; FAULT_BYTES]) }?;
+    let index = (node - 1) as usize;
+    if index >= graph.len() {
+        return Err(GpuError::Driver(format!("internal: a fault record names node %{index}, not in the graph")));
+    }
+    let id = kiln_ir::NodeId::from_index(index);
+    let op = graph.node(id).op.name();
+    let what = match graph.node(id).op {
+        kiln_ir::Op::Gather { axis } => {
+            format!(
+                "index {value} outside 0..{} (computed on the device)",
+                graph.ty(graph.node(id).args[0]).dims()[axis]
+            )
+        }
+        kiln_ir::Op::ScatterAdd { axis } => {
+            format!("index {value} outside 0..{} (computed on the device)", graph.ty(id).dims()[axis])
+        }
+        _ => "integer division by zero".to_string(),
+    };
+    Err(GpuError::Fault { op, node: id.index(), what })
+}
+
 /// The bytes of `int`s, in the host's order.
 fn int_bytes(v: &[i32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_ne_bytes()).collect()
@@ -356,6 +394,13 @@ pub fn call_function(
             args.push(buffer);
         }
     }
+    let faults = if f.checked {
+        let at = device.alloc(FAULT_BYTES)?;
+        args.push(at);
+        Some(at)
+    } else {
+        None
+    };
     let out_ty = graph.ty(f.output).clone();
     let out = device.alloc(out_ty.size_bytes())?;
     args.push(out);
@@ -363,6 +408,9 @@ pub fn call_function(
     // the output's type: what the function was generated to read and write.
     unsafe { device.launch(first_slots(functions)[index] + variant, &args, form.launch) }?;
     device.synchronize()?;
+    if let Some(at) = faults {
+        check_faults(device, graph, at)?;
+    }
     let mut bytes = vec![0u8; out_ty.size_bytes()];
     // SAFETY: the output buffer holds exactly the output type's bytes.
     unsafe { device.download(out, &mut bytes) }?;

@@ -45,6 +45,9 @@ pub struct GpuFunction {
     /// index's inverse ([`kiln_codegen::gpu::inverse_index`]: row starts, then update
     /// positions, two `int` buffers) after its inputs.
     pub inverse: Option<(NodeId, usize)>,
+    /// Whether it checks its operands on the device and takes the program's fault words
+    /// before its output ([`kiln_codegen::gpu::checks_on_device`]).
+    pub checked: bool,
 }
 
 impl GpuFunction {
@@ -70,8 +73,7 @@ fn single(symbol: String, source: String, launch: Launch) -> Vec<Variant> {
 }
 
 /// Every GPU function of `groups` (a partition of `graph`, in execution order), in execution
-/// order. Integer products and divisions have none yet (reshapes need none: they alias their
-/// source).
+/// order (reshapes need none: they alias their source).
 pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, LowerError> {
     let g = graph;
     let mut out = Vec::new();
@@ -82,7 +84,12 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
             GroupKind::Op
                 if matches!(
                     g.node(group.root()).op,
-                    Op::Gather { .. } | Op::ScatterAdd { .. } | Op::Iota { .. } | Op::Rng { .. }
+                    Op::Gather { .. }
+                        | Op::ScatterAdd { .. }
+                        | Op::Iota { .. }
+                        | Op::Rng { .. }
+                        | Op::Binary(kiln_ir::BinaryOp::Div)
+                        | Op::Matmul
                 ) =>
             {
                 Some(group.root())
@@ -132,7 +139,7 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
                 }
                 None => (operands, call.product),
             };
-            out.push(GpuFunction { variants, inputs, output, group: gi, inverse: None });
+            out.push(GpuFunction { variants, inputs, output, group: gi, inverse: None, checked: false });
             if output == group.root() {
                 // No epilogue, or it ran in the product's registers.
                 continue;
@@ -155,11 +162,14 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
             }
             if !variants.is_empty() {
                 let inputs = g.node(node).args.iter().map(|a| buffer_of(g, *a)).collect();
+                let checked = kiln_codegen::gpu::checks_on_device(g, node);
                 let inverse = match g.node(node).op {
-                    Op::ScatterAdd { axis } => Some((buffer_of(g, g.node(node).args[1]), g.ty(node).dims()[axis])),
+                    Op::ScatterAdd { axis } if !checked => {
+                        Some((buffer_of(g, g.node(node).args[1]), g.ty(node).dims()[axis]))
+                    }
                     _ => None,
                 };
-                out.push(GpuFunction { variants, inputs, output: node, group: gi, inverse });
+                out.push(GpuFunction { variants, inputs, output: node, group: gi, inverse, checked });
             }
         }
         let members = match group.kind {
@@ -176,7 +186,7 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
         let inputs = kernel.inputs.iter().map(|i| buffer_of(g, i.node)).collect();
         let launch = kiln_codegen::gpu::launch_of(&kernel);
         let variants = single(symbol, source, launch);
-        out.push(GpuFunction { variants, inputs, output: group.root(), group: gi, inverse: None });
+        out.push(GpuFunction { variants, inputs, output: group.root(), group: gi, inverse: None, checked: false });
     }
     Ok(out)
 }

@@ -52,6 +52,7 @@ struct alignas(4) uchar4 { unsigned char x, y, z, w; };
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 static inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
 static inline uchar4 make_uchar4(unsigned char x, unsigned char y, unsigned char z, unsigned char w) { return {x, y, z, w}; }
+static inline unsigned long long atomicCAS(unsigned long long *p, unsigned long long expected, unsigned long long value) { const unsigned long long old = *p; if (old == expected) *p = value; return old; }
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 static inline double __longlong_as_double(long long i) { double d; std::memcpy(&d, &i, 8); return d; }
 template <typename... P, std::size_t... I>

@@ -128,6 +128,17 @@ pub enum GpuError {
         /// The op.
         op: &'static str,
     },
+    /// A function's check on the device failed (integer division by zero, or an index
+    /// computed on the device outside its table), as the interpreter would have reported.
+    #[error("{op} (node %{node}) failed on the device: {what}")]
+    Fault {
+        /// The op's name.
+        op: &'static str,
+        /// The node's index.
+        node: usize,
+        /// What went wrong.
+        what: String,
+    },
     /// No output at this position.
     #[error("no output {0}")]
     NoOutput(usize),

@@ -26,6 +26,10 @@ pub enum Role {
     /// Half of the inverse of the index checked by [`GpuProgram::index_checks`] at this
     /// position (row starts, or update positions), built on the host when the index is set.
     Inverse(usize),
+    /// The two fault words of the functions that check operands on the device
+    /// ([`kiln_codegen::gpu::checks_on_device`]): zero, or the failing node + 1 and the
+    /// operand at fault. Read after every run and cleared.
+    Faults,
 }
 
 /// A device buffer of the program.
@@ -116,10 +120,15 @@ pub struct GpuProgram {
     pub outputs: Vec<(String, TensorType, usize)>,
     /// Index leaves checked before upload.
     pub index_checks: Vec<IndexCheck>,
+    /// The fault words' buffer, if any function checks operands on the device.
+    pub faults: Option<usize>,
 }
 
+/// Bytes of the fault words.
+pub const FAULT_BYTES: usize = 16;
+
 /// Resolves `graph` for a GPU (see the module's header). Fails naming the node when a group
-/// has no GPU form yet (integer products and divisions, indices computed on the device).
+/// has no GPU form.
 pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
     let g = graph;
     let unsupported = |id: NodeId, why: &str| GpuError::Unsupported {
@@ -167,6 +176,10 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
     buffers[0].bytes = product_at + product_bytes;
 
     let mut index_checks = Vec::new();
+    let faults = funcs.iter().any(|f| f.checked).then(|| {
+        buffers.push(BufferSpec { bytes: FAULT_BYTES, role: Role::Faults });
+        buffers.len() - 1
+    });
     let mut steps = Vec::new();
     let mut by_group: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
     for (fi, f) in funcs.iter().enumerate() {
@@ -184,15 +197,16 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
             return Err(unsupported(root, "the GPU backend has no kernel for it yet"));
         }
         let node = g.node(root);
-        if let Op::Gather { axis } | Op::ScatterAdd { axis } = node.op {
+        if let Op::Gather { axis } | Op::ScatterAdd { axis } = node.op
+            && let Some(name) = kiln_codegen::gpu::host_index(g, root)
+        {
+            // Indices from an input or parameter: checked (and inverted) on the host when set.
+            // Others are checked on the device.
             let (table, idx) = match node.op {
                 Op::Gather { .. } => (g.ty(node.args[0]).dims()[axis], node.args[1]),
                 _ => (g.ty(root).dims()[axis], node.args[1]),
             };
             let idx = buffer_of(g, idx);
-            let Some(name) = g.node(idx).op.leaf_name() else {
-                return Err(unsupported(root, "indices computed on the device cannot be checked yet"));
-            };
             let inverse = matches!(node.op, Op::ScatterAdd { .. }).then(|| {
                 let at = index_checks.len();
                 buffers.push(BufferSpec { bytes: (table + 1) * 4, role: Role::Inverse(at) });
@@ -215,6 +229,9 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
                 args.push(Place { buffer: starts, offset: 0 });
                 args.push(Place { buffer: order, offset: 0 });
             }
+            if let (true, Some(buffer)) = (f.checked, faults) {
+                args.push(Place { buffer, offset: 0 });
+            }
             args.push(at);
             place[f.output.index()] = Some(at);
             steps.push(GpuStep::Launch { function: fi, args });
@@ -228,5 +245,5 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
         }
     }
     let module = module(&funcs);
-    Ok(GpuProgram { graph: g.clone(), functions: funcs, module, buffers, steps, leaves, outputs, index_checks })
+    Ok(GpuProgram { graph: g.clone(), functions: funcs, module, buffers, steps, leaves, outputs, index_checks, faults })
 }
