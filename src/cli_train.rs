@@ -61,13 +61,23 @@ pub struct TrainArgs {
     pub device: DeviceArg,
 }
 
-/// `--device` of `run`, `bench` and `train`.
+/// `--device` of `run`, `bench`, `train`, `eval` and `predict`.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DeviceArg {
     /// The host CPU (the JIT).
     Cpu,
     /// The first NVIDIA GPU, through the CUDA driver (builds with `--features cuda`).
     Cuda,
+}
+
+impl DeviceArg {
+    /// The GPU it names, if any.
+    pub fn gpu(self) -> Option<kiln::gpu::DeviceKind> {
+        match self {
+            DeviceArg::Cpu => None,
+            DeviceArg::Cuda => Some(kiln::gpu::DeviceKind::Cuda),
+        }
+    }
 }
 
 /// Prints a line for people: to stdout, or to stderr when stdout carries JSON.
@@ -229,18 +239,19 @@ pub fn eval(
     weights: &Path,
     data: &Option<PathBuf>,
     batch: Option<usize>,
-    threads: usize,
+    (threads, device): (usize, DeviceArg),
 ) -> Result<(), String> {
     let task = fit::task(model, &data_dir(data), 0).map_err(|e| e.to_string())?;
     let batch = batch.unwrap_or(task.defaults.batch);
     let test = task.test.clone();
-    let mut p = fit::Predictor::from_checkpoint(task, weights, batch, threads).map_err(|e| e.to_string())?;
+    let mut p =
+        fit::Predictor::from_checkpoint_on(task, weights, batch, threads, device.gpu()).map_err(|e| e.to_string())?;
     let acc = p.accuracy(&test).map_err(|e| e.to_string())?;
     println!("{model}: held-out accuracy {:.2}% on {} examples", acc * 100.0, test.len());
     Ok(())
 }
 
-pub fn predict(model: &str, weights: &Path, input: &Path, threads: usize) -> Result<(), String> {
+pub fn predict(model: &str, weights: &Path, input: &Path, (threads, device): (usize, DeviceArg)) -> Result<(), String> {
     let task = fit::task(model, &data_dir(&None), 0).map_err(|e| e.to_string())?;
     let graph = task.model_at(1).map_err(|e| e.to_string())?.graph;
     let x_id = graph.leaf("x").ok_or("the model has no input `x`")?;
@@ -266,7 +277,8 @@ pub fn predict(model: &str, weights: &Path, input: &Path, threads: usize) -> Res
     };
     let n = x.shape().first().copied().unwrap_or(0);
     let batch = n.clamp(1, task.defaults.batch.max(1));
-    let mut p = fit::Predictor::from_checkpoint(task, weights, batch, threads).map_err(|e| e.to_string())?;
+    let mut p =
+        fit::Predictor::from_checkpoint_on(task, weights, batch, threads, device.gpu()).map_err(|e| e.to_string())?;
     let classes = p.classes(&x).map_err(|e| format!("{}: {e}", input.display()))?;
     for c in classes {
         println!("{c}");

@@ -154,6 +154,9 @@ enum Command {
         /// Threads [default: $KILN_THREADS, else 1].
         #[arg(long)]
         threads: Option<usize>,
+        /// Where to run: the CPU or the first NVIDIA GPU (a build with the `cuda` feature).
+        #[arg(long, value_enum, default_value_t = cli_train::DeviceArg::Cpu)]
+        device: cli_train::DeviceArg,
     },
     /// Print the predicted class of every example in a `.npy` file, one per line.
     Predict {
@@ -169,6 +172,9 @@ enum Command {
         /// Threads [default: $KILN_THREADS, else 1].
         #[arg(long)]
         threads: Option<usize>,
+        /// Where to run: the CPU or the first NVIDIA GPU (a build with the `cuda` feature).
+        #[arg(long, value_enum, default_value_t = cli_train::DeviceArg::Cpu)]
+        device: cli_train::DeviceArg,
     },
     /// Parse and verify a `.kir` file, printing every error found.
     Check {
@@ -308,11 +314,11 @@ fn main() -> ExitCode {
         Command::Build { target, weights, batch, name, seed, keep_sources, cpu, out } => {
             build(&target, weights.as_deref(), batch, name, seed, keep_sources, &cpu, &out)
         }
-        Command::Eval { model, weights, data, batch, threads } => {
-            cli_train::eval(&model, &weights, &data, batch, threads_or_env(threads))
+        Command::Eval { model, weights, data, batch, threads, device } => {
+            cli_train::eval(&model, &weights, &data, batch, (threads_or_env(threads), device))
         }
-        Command::Predict { model, weights, input, threads } => {
-            cli_train::predict(&model, &weights, &input, threads_or_env(threads))
+        Command::Predict { model, weights, input, threads, device } => {
+            cli_train::predict(&model, &weights, &input, (threads_or_env(threads), device))
         }
         Command::Bench { target, train_step, batch, unfused, runs, threads, json, device } => {
             let threads = threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1);

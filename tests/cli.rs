@@ -572,10 +572,28 @@ fn device_cuda_without_a_gpu_is_a_clear_error() {
     write_npy(&dir.join("x.npy"), &f32v(&[2, 784], &[0.5; 2 * 784]));
     let xi = format!("x={}", dir.join("x.npy").display());
     let out = dir.join("out");
-    let runs: [Vec<&str>; 3] = [
+    // A checkpoint for eval and predict.
+    let trained = dir.join("trained");
+    let o = kiln(&["train", "xor_mlp", "--epochs", "1", "--out", trained.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let weights = trained.join("model.safetensors");
+    write_npy(&dir.join("pairs.npy"), &f32v(&[3, 2], &[0.0, 1.0, 1.0, 1.0, 0.0, 0.0]));
+    let pairs = dir.join("pairs.npy");
+    let runs: [Vec<&str>; 5] = [
         vec!["bench", "mnist_mlp", "--device", "cuda", "--runs", "1"],
         vec!["run", path.to_str().unwrap(), "--input", &xi, "--out", out.to_str().unwrap(), "--device", "cuda"],
         vec!["train", "mnist_mlp", "--device", "cuda", "--epochs", "1", "--out", out.to_str().unwrap()],
+        vec!["eval", "xor_mlp", "--weights", weights.to_str().unwrap(), "--device", "cuda"],
+        vec![
+            "predict",
+            "xor_mlp",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--input",
+            pairs.to_str().unwrap(),
+            "--device",
+            "cuda",
+        ],
     ];
     for args in runs {
         let o = kiln(&args);

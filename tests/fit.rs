@@ -439,4 +439,15 @@ fn training_on_the_emulated_gpu_matches_the_cpu_and_resumes() {
     for (name, v) in whole.values() {
         assert_eq!(resumed.values().get(name), Some(v), "{name}");
     }
+
+    // The checkpoint predicts on the emulated GPU as on the CPU (the four points in two
+    // batches: the parameters are uploaded with the first, then only the examples).
+    let predictor = |device| {
+        let task = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
+        Predictor::from_checkpoint_on(task, &path, 2, 1, device).unwrap()
+    };
+    let test = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap().test;
+    let (mut on_cpu, mut on_gpu) = (predictor(None), predictor(Some(kiln::gpu::DeviceKind::Emulated)));
+    assert_eq!(on_gpu.classes(&test.x).unwrap(), on_cpu.classes(&test.x).unwrap());
+    assert_eq!(on_gpu.accuracy(&test).unwrap(), on_cpu.accuracy(&test).unwrap());
 }

@@ -53,6 +53,9 @@ pub enum FitError {
     /// Running the forward graph failed.
     #[error(transparent)]
     Run(#[from] InterpError),
+    /// Compiling or running the forward graph on a GPU failed.
+    #[error(transparent)]
+    Gpu(#[from] kiln_runtime::gpu::GpuError),
     /// Reading or writing a checkpoint failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -382,7 +385,7 @@ impl Trainer {
             .filter(|(k, _)| g.leaf(k).is_some())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        score(&self.scorer, &mut feeds, &self.task, &self.x_dims, data)
+        score(&mut |f| first_output(self.scorer.run(f)?), &mut feeds, &self.task, &self.x_dims, data)
     }
 
     fn shape_x(&self, x: Value) -> Result<Value, FitError> {
@@ -513,9 +516,51 @@ pub const HISTORY_ACCURACY: &str = "kiln.history.test_accuracy";
 /// Scores and predicts with trained parameters, without the training step.
 pub struct Predictor {
     task: Task,
-    exe: Executable,
+    engine: Forward,
     feeds: HashMap<String, Value>,
     x_dims: Vec<usize>,
+}
+
+/// Where a [`Predictor`] runs its forward graph.
+enum Forward {
+    /// The JIT.
+    Cpu(Box<Executable>),
+    /// A GPU: the parameters are uploaded with the first batch and stay; each later batch
+    /// uploads only `x`.
+    Gpu {
+        /// The loaded graph.
+        exe: Box<kiln_runtime::gpu::GpuExecutable>,
+        /// Whether every leaf has been uploaded.
+        uploaded: bool,
+    },
+}
+
+impl Forward {
+    /// The first output of the forward graph on `feeds` (every leaf; `x` changes per batch).
+    fn run(&mut self, feeds: &HashMap<String, Value>) -> Result<Value, FitError> {
+        match self {
+            Forward::Cpu(exe) => first_output(exe.run(feeds)?),
+            Forward::Gpu { exe, uploaded } => {
+                if *uploaded {
+                    let x = feeds.get("x").ok_or_else(|| FitError::Invalid("no input `x` to run on".into()))?;
+                    exe.set("x", x)?;
+                    exe.run()?;
+                } else {
+                    exe.run_with(feeds)?;
+                    *uploaded = true;
+                }
+                Ok(exe.output(0)?)
+            }
+        }
+    }
+}
+
+/// Runs a forward graph on feeds (every leaf by name), returning its first output.
+type RunForward<'a> = dyn FnMut(&HashMap<String, Value>) -> Result<Value, FitError> + 'a;
+
+/// The first of a graph's outputs.
+fn first_output(out: Vec<Value>) -> Result<Value, FitError> {
+    out.into_iter().next().ok_or_else(|| FitError::Invalid("the model has no output".into()))
 }
 
 impl std::fmt::Debug for Predictor {
@@ -528,20 +573,38 @@ impl Predictor {
     /// The forward graph of `task`'s model at `batch` examples per run with the parameters of
     /// the checkpoint at `path` (each checked by name and type).
     pub fn from_checkpoint(task: Task, path: &Path, batch: usize, threads: usize) -> Result<Self, FitError> {
+        Self::from_checkpoint_on(task, path, batch, threads, None)
+    }
+
+    /// [`Predictor::from_checkpoint`] on a GPU of `device` (`None`: the CPU's JIT on
+    /// `threads` threads). On a GPU the parameters are uploaded once, with the first batch.
+    pub fn from_checkpoint_on(
+        task: Task,
+        path: &Path,
+        batch: usize,
+        threads: usize,
+        device: Option<kiln_runtime::gpu::DeviceKind>,
+    ) -> Result<Self, FitError> {
         if batch == 0 {
             return Err(FitError::Invalid("--batch must be at least 1".into()));
         }
         let model = task.model_at(batch)?;
         let ck: Checkpoint = checkpoint::load(path)?;
         let feeds = ck.params_for(&model.graph, path)?;
-        let exe = crate::compile(&model.graph, crate::Fusion::Fused)?.with_threads(threads.max(1));
+        let engine = match device {
+            None => {
+                Forward::Cpu(Box::new(crate::compile(&model.graph, crate::Fusion::Fused)?.with_threads(threads.max(1))))
+            }
+            Some(kind) => Forward::Gpu { exe: Box::new(crate::gpu::compile(&model.graph, kind)?), uploaded: false },
+        };
         let x_dims = input_dims(&model.graph)?;
-        Ok(Predictor { task, exe, feeds, x_dims })
+        Ok(Predictor { task, engine, feeds, x_dims })
     }
 
     /// The accuracy on `data`.
     pub fn accuracy(&mut self, data: &Dataset) -> Result<f64, FitError> {
-        score(&self.exe, &mut self.feeds, &self.task, &self.x_dims, data)
+        let engine = &mut self.engine;
+        score(&mut |f| engine.run(f), &mut self.feeds, &self.task, &self.x_dims, data)
     }
 
     /// The predicted class of every example of `x` (`[n, ...]`, each example with as many
@@ -560,7 +623,8 @@ impl Predictor {
         }
         let mut classes = Vec::new();
         let metric = self.task.metric;
-        for_batches(&self.exe, &mut self.feeds, &self.task, &self.x_dims, x, &mut |valid, out, _| {
+        let engine = &mut self.engine;
+        for_batches(&mut |f| engine.run(f), &mut self.feeds, &self.task, &self.x_dims, x, &mut |valid, out, _| {
             let (rows, per_row) = rows_of(out, valid, self.x_dims[0]);
             let v = out.to_f64_vec();
             for r in 0..rows {
@@ -588,10 +652,10 @@ fn reshaped(v: Value, dims: &[usize], what: &str) -> Result<Value, FitError> {
         .ok_or_else(|| FitError::Invalid(format!("{what} of shape {shape:?} do not fit the model's {dims:?}")))
 }
 
-/// Runs `exe` over `x` in batches of the graph's batch size (the last one padded by repeating
+/// Runs the forward graph (`run`) over `x` in batches of the graph's batch size (the last one padded by repeating
 /// the last example), calling `each(valid examples, first output, first example index)`.
 fn for_batches(
-    exe: &Executable,
+    run: &mut RunForward,
     feeds: &mut HashMap<String, Value>,
     task: &Task,
     x_dims: &[usize],
@@ -604,9 +668,8 @@ fn for_batches(
         let idx: Vec<usize> = (start..start + b).map(|i| i.min(n - 1)).collect();
         let xb = reshaped(task.prepare(data::rows(x, &idx)), x_dims, "examples")?;
         feeds.insert("x".to_string(), xb);
-        let out = exe.run(feeds)?;
-        let first = out.first().ok_or_else(|| FitError::Invalid("the model has no output".into()))?;
-        each((n - start).min(b), first, start);
+        let first = run(feeds)?;
+        each((n - start).min(b), &first, start);
     }
     Ok(())
 }
@@ -621,9 +684,9 @@ fn rows_of(out: &Value, valid: usize, batch: usize) -> (usize, usize) {
     (valid * rows_per_example, per_row)
 }
 
-/// The accuracy of `exe` on `data` as `task.metric` scores it.
+/// The accuracy of the forward graph (`run`) on `data` as `task.metric` scores it.
 fn score(
-    exe: &Executable,
+    run: &mut RunForward,
     feeds: &mut HashMap<String, Value>,
     task: &Task,
     x_dims: &[usize],
@@ -632,7 +695,7 @@ fn score(
     let labels = data.y.to_f64_vec();
     let per_example = labels.len() / data.len().max(1);
     let (mut correct, mut total) = (0usize, 0usize);
-    for_batches(exe, feeds, task, x_dims, &data.x, &mut |valid, out, start| {
+    for_batches(run, feeds, task, x_dims, &data.x, &mut |valid, out, start| {
         let (rows, per_row) = rows_of(out, valid, x_dims[0]);
         let v = out.to_f64_vec();
         for r in 0..rows {
