@@ -471,30 +471,59 @@ fn tree_tail(index: &str, combine: &str) -> String {
     c
 }
 
-/// How [`render_node`] launches node `id` by default: a convolution's weight gradient summing
-/// 512 or more terms per weight as blocks, one per weight; everything else as grid-stride
-/// loops over the output's elements.
-pub fn launch_of_node(graph: &Graph, id: NodeId) -> Launch {
-    node_launches(graph, id)[0]
+/// A form of the function [`render_node`] renders for a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeForm {
+    /// A thread per output element, in grid-stride loops.
+    Threads,
+    /// A block of [`BLOCK_THREADS`] per output element (a convolution's weight gradient).
+    Blocks,
+    /// A convolution as an implicit GEMM — weights × the input's patches, gathered as the
+    /// tiles are staged — in square output tiles of this width (32 or 64).
+    Tiled(usize),
 }
 
-/// Every launch [`render_node`] can render node `id` for, the default ([`launch_of_node`])
-/// first: a convolution's weight gradient has two (a thread per weight, or a block per weight
-/// — chosen among by measurement on the device), every other node one.
-pub fn node_launches(graph: &Graph, id: NodeId) -> Vec<Launch> {
-    let node = graph.node(id);
-    let out = graph.ty(id);
-    let threads = Launch::Elements(out.numel());
-    if let Op::Conv2dGradWeight(_) = node.op {
-        let dy = graph.ty(node.args[1]).dims();
-        let blocks = Launch::Blocks { units: out.numel(), threads: BLOCK_THREADS };
-        return if dy[0] * dy[2] * dy[3] >= BLOCK_REDUCTION_MIN {
-            vec![blocks, threads]
-        } else {
-            vec![threads, blocks]
-        };
+impl NodeForm {
+    /// Its name in dumps and measurements.
+    pub fn name(self) -> String {
+        match self {
+            NodeForm::Threads => "threads".into(),
+            NodeForm::Blocks => "blocks".into(),
+            NodeForm::Tiled(t) => format!("{t}x{t} tiles (implicit GEMM)"),
+        }
     }
-    vec![threads]
+
+    /// A short tag for symbols.
+    pub fn tag(self) -> String {
+        match self {
+            NodeForm::Threads => "threads".into(),
+            NodeForm::Blocks => "blocks".into(),
+            NodeForm::Tiled(t) => format!("t{t}"),
+        }
+    }
+}
+
+/// Every form [`render_node`] can render node `id` in, the default first (the others are
+/// chosen among by measurement on the device): a convolution's weight gradient summing 512 or
+/// more terms per weight as blocks, else threads, and the other as its alternative; a float
+/// convolution directly, a thread per output element, with implicit GEMMs in 32 × 32 and
+/// 64 × 64 tiles as alternatives; every other node a thread per output element.
+pub fn node_forms(graph: &Graph, id: NodeId) -> Vec<NodeForm> {
+    let node = graph.node(id);
+    match node.op {
+        Op::Conv2dGradWeight(_) => {
+            let dy = graph.ty(node.args[1]).dims();
+            if dy[0] * dy[2] * dy[3] >= BLOCK_REDUCTION_MIN {
+                vec![NodeForm::Blocks, NodeForm::Threads]
+            } else {
+                vec![NodeForm::Threads, NodeForm::Blocks]
+            }
+        }
+        Op::Conv2d(_) if graph.ty(id).dtype.is_float() => {
+            vec![NodeForm::Threads, NodeForm::Tiled(32), NodeForm::Tiled(64)]
+        }
+        _ => vec![NodeForm::Threads],
+    }
 }
 
 /// The C expression combining two partial results `a` and `b` of a reduction.
@@ -611,8 +640,30 @@ pub fn checks_on_device(graph: &Graph, id: NodeId) -> bool {
 /// output, the inverse of its index as two `int` arrays: `starts` (one per table row, plus
 /// the end) and `order` (the update positions, grouped by row, increasing within a row), as
 /// [`inverse_index`] builds them. Functions that check operands on the device take `fault`
-/// ([`checks_on_device`]). `launch` is one of [`node_launches`].
-pub fn render_node(graph: &Graph, id: NodeId, symbol: &str, launch: Launch) -> Option<String> {
+/// ([`checks_on_device`]). `form` is one of [`node_forms`]; returns the source and its launch.
+pub fn render_node(graph: &Graph, id: NodeId, symbol: &str, form: NodeForm) -> Option<(String, Launch)> {
+    let total = graph.ty(id).numel();
+    let launch = match form {
+        NodeForm::Threads => Launch::Elements(total),
+        NodeForm::Blocks => Launch::Blocks { units: total, threads: BLOCK_THREADS },
+        NodeForm::Tiled(tile) => tiled_launch(conv_gemm_shape(graph, id)?, tile),
+    };
+    Some((render_node_source(graph, id, symbol, form)?, launch))
+}
+
+/// The product a `conv2d` node computes as an implicit GEMM: per group, its output channels ×
+/// its patch size (`cg·kh·kw`) times the patch size × every output position of every image.
+/// `None` for other nodes.
+fn conv_gemm_shape(graph: &Graph, id: NodeId) -> Option<MatmulShape> {
+    let node = graph.node(id);
+    let Op::Conv2d(a) = &node.op else { return None };
+    let (x, w, y) = (graph.ty(node.args[0]).dims(), graph.ty(node.args[1]).dims(), graph.ty(id).dims());
+    let groups = a.groups.max(1);
+    Some(MatmulShape { batch: groups, m: w[0] / groups, n: x[0] * y[2] * y[3], k: w[1] * w[2] * w[3] })
+}
+
+/// [`render_node`]'s source.
+fn render_node_source(graph: &Graph, id: NodeId, symbol: &str, form: NodeForm) -> Option<String> {
     if let Op::Matmul = graph.node(id).op {
         let out_ty = graph.ty(id);
         if out_ty.dtype == DType::Bool {
@@ -662,8 +713,10 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str, launch: Launch) -> O
                 Op::Conv2dGradInput(_) => (out_ty.dims().to_vec(), dims(node.args[1]), dims(node.args[0])),
                 _ => (dims(node.args[0]), out_ty.dims().to_vec(), dims(node.args[1])),
             };
-            let blocks = matches!(launch, Launch::Blocks { .. });
-            c.push_str(&conv_body(&node.op, a, &x, &w, &y, blocks, t, &zero));
+            match (form, conv_gemm_shape(graph, id)) {
+                (NodeForm::Tiled(tile), Some(shape)) => conv_gemm(&mut c, out_ty.dtype, a, shape, [&x, &w, &y], tile),
+                _ => c.push_str(&conv_body(&node.op, a, &x, &w, &y, form == NodeForm::Blocks, t, &zero)),
+            }
         }
         Op::Pad { low, value, .. } => {
             let x = graph.ty(node.args[0]).dims().to_vec();
@@ -1028,14 +1081,62 @@ pub fn render_gemm(
     epilogue: Option<(&Kernel, usize)>,
     tile: usize,
 ) -> (String, Launch) {
+    let mut c = product_head(symbol, "gemm", &format!(", {tile}x{tile} tiles"), dtype, shape, a, b, epilogue);
+    let t = c_type(dtype);
+    let setup =
+        format!("        const {t} *a = ga + bb * {};\n        const {t} *w = gb + bb * {};\n", a.batch, b.batch);
+    let load_a = |i: &str, q: &str| format!("a[{i} * {} + {q} * {}]", a.row, a.col);
+    let load_b = |j: &str, q: &str| format!("w[{j} * {} + {q} * {}]", b.col, b.row);
+    let store = |value: &str, indent: &str| product_store(shape, epilogue, value, indent);
+    let io = TileIo {
+        setup,
+        load_a: &load_a,
+        a_along_tile: a.row == 1 || a.col != 1,
+        load_b: &load_b,
+        b_along_tile: b.col == 1 || b.row != 1,
+        store: &store,
+    };
+    let launch = tiled_loop(&mut c, dtype, shape, tile, &io);
+    c.push_str("}\n");
+    (c, launch)
+}
+
+/// The C expression of an operand's element at the index variables named by its arguments
+/// (along the tile, then along the depth).
+type ElementAt<'a> = dyn Fn(&str, &str) -> String + 'a;
+
+/// How a tiled product ([`tiled_loop`]) reads its operands and stores its elements, as C
+/// fragments.
+struct TileIo<'a> {
+    /// Statements run for each work unit once its batch entry `bb` is known (operand bases,
+    /// helpers).
+    setup: String,
+    /// Operand A's element at row `i`, depth `q` (the names of those index variables).
+    load_a: &'a ElementAt<'a>,
+    /// Whether consecutive threads stage consecutive rows of A (else consecutive depths):
+    /// whichever is contiguous in memory.
+    a_along_tile: bool,
+    /// Operand B's element at column `j`, depth `q`.
+    load_b: &'a ElementAt<'a>,
+    /// Whether consecutive threads stage consecutive columns of B (else depths).
+    b_along_tile: bool,
+    /// The statements storing `value` as element (`bb`, `i`, `j`), at an indent.
+    store: &'a dyn Fn(&str, &str) -> String,
+}
+
+/// The body of a tiled product `[batch, m, k] × [batch, k, n]` (after its signature and index
+/// type, up to the function's closing brace): each block of [`BLOCK_THREADS`] threads computes `tile` × `tile` output tiles,
+/// staging [`SLICE_DEPTH`]-deep slices of both operands in shared memory, each thread
+/// accumulating a patch in registers; `io` says how operands are read and elements stored.
+fn tiled_loop(c: &mut String, dtype: DType, shape: MatmulShape, tile: usize, io: &TileIo) -> Launch {
     assert!(tile == 32 || tile == 64, "tiles are 32 or 64 wide");
     let t = c_type(dtype);
-    let MatmulShape { batch, m, n, k } = shape;
+    let MatmulShape { m, n, k, .. } = shape;
     let (mt, nt) = (m.div_ceil(tile), n.div_ceil(tile));
-    let units = batch * mt * nt;
+    let launch = tiled_launch(shape, tile);
+    let Launch::Blocks { units, .. } = launch else { unreachable!("tiled_launch gives blocks") };
     let micro = tile / 16;
     let zero = literal(0.0, dtype);
-    let mut c = product_head(symbol, "gemm", &format!(", {tile}x{tile} tiles"), dtype, shape, a, b, epilogue);
     let _ = writeln!(c, "    __shared__ __align__(16) {t} as_[{SLICE_DEPTH}][{tile}];");
     let _ = writeln!(c, "    __shared__ __align__(16) {t} bs_[{SLICE_DEPTH}][{tile}];");
     c.push_str("    const int tr = threadIdx.x / 16, tc = threadIdx.x % 16;\n");
@@ -1045,14 +1146,13 @@ pub fn render_gemm(
         "        const idx_t bb = u / {}, r0 = ((u / {nt}) % {mt}) * {tile}, c0 = (u % {nt}) * {tile};",
         mt * nt
     );
-    let _ = writeln!(c, "        const {t} *a = ga + bb * {};", a.batch);
-    let _ = writeln!(c, "        const {t} *w = gb + bb * {};", b.batch);
+    c.push_str(&io.setup);
     let _ = writeln!(c, "        {t} acc[{micro}][{micro}];");
     let _ =
         writeln!(c, "        for (int x = 0; x < {micro}; x++) for (int y = 0; y < {micro}; y++) acc[x][y] = {zero};");
     let _ = writeln!(c, "        for (idx_t k0 = 0; k0 < {k}; k0 += {SLICE_DEPTH}) {{");
-    c.push_str(&stage_slice("as_", "a", ("x", "i", "r0", m, a.row), a.col, k, tile, &zero));
-    c.push_str(&stage_slice("bs_", "w", ("y", "j", "c0", n, b.col), b.row, k, tile, &zero));
+    c.push_str(&stage_slice("as_", ("x", "i", "r0", m), (io.load_a, io.a_along_tile), k, tile, &zero));
+    c.push_str(&stage_slice("bs_", ("y", "j", "c0", n), (io.load_b, io.b_along_tile), k, tile, &zero));
     c.push_str("            __syncthreads();\n");
     let _ = writeln!(c, "            for (int p = 0; p < {SLICE_DEPTH}; p++) {{");
     let _ = writeln!(c, "                {t} av[{micro}], bv[{micro}];");
@@ -1093,26 +1193,32 @@ pub fn render_gemm(
     let _ = writeln!(c, "        for (int x = 0; x < {micro}; x++) for (int y = 0; y < {micro}; y++) {{");
     let _ = writeln!(c, "            const idx_t i = r0 + tr * {micro} + x, j = c0 + tc * {micro} + y;");
     let _ = writeln!(c, "            if (i >= {m} || j >= {n}) continue;");
-    c.push_str(&product_store(shape, epilogue, "acc[x][y]", "            "));
-    c.push_str("        }\n    }\n}\n");
-    (c, Launch::Blocks { units, threads: BLOCK_THREADS })
+    c.push_str(&(io.store)("acc[x][y]", "            "));
+    c.push_str("        }\n    }\n");
+    launch
+}
+
+/// How a tiled product of `shape` in `tile`-wide tiles is launched: a block of
+/// [`BLOCK_THREADS`] per output tile.
+fn tiled_launch(shape: MatmulShape, tile: usize) -> Launch {
+    let units = shape.batch * shape.m.div_ceil(tile) * shape.n.div_ceil(tile);
+    Launch::Blocks { units, threads: BLOCK_THREADS }
 }
 
 /// The loop staging one 16-deep slice of a product operand in shared memory: `array[p][x] =
-/// src[(origin + x)·stride + (k0 + p)·depth_stride]`, zero past the operand's edge. `tile` is
-/// `(x, its global name, origin, extent, stride)` along the tile; consecutive threads take
-/// consecutive addresses along whichever axis is contiguous.
+/// load(origin + x, k0 + p)`, zero past the operand's edge. `tile` is `(x, its global name,
+/// origin, extent)` along the tile; consecutive threads take consecutive elements along the
+/// tile axis when `along_tile`, else along the depth (whichever is contiguous in memory).
 fn stage_slice(
     array: &str,
-    src: &str,
-    tile_axis: (&str, &str, &str, usize, i64),
-    depth_stride: i64,
+    tile_axis: (&str, &str, &str, usize),
+    (load, along_tile): (&ElementAt<'_>, bool),
     k: usize,
     tile: usize,
     zero: &str,
 ) -> String {
-    let (x, i, origin, extent, stride) = tile_axis;
-    let (fx, fp) = if stride == 1 || depth_stride != 1 {
+    let (x, i, origin, extent) = tile_axis;
+    let (fx, fp) = if along_tile {
         (format!("e % {tile}"), format!("e / {tile}"))
     } else {
         (format!("e / {SLICE_DEPTH}"), format!("e % {SLICE_DEPTH}"))
@@ -1120,10 +1226,7 @@ fn stage_slice(
     let mut c = format!("            for (int e = threadIdx.x; e < {}; e += blockDim.x) {{\n", tile * SLICE_DEPTH);
     let _ = writeln!(c, "                const int {x} = {fx}, p = {fp};");
     let _ = writeln!(c, "                const idx_t {i} = {origin} + {x}, q = k0 + p;");
-    let _ = writeln!(
-        c,
-        "                {array}[p][{x}] = ({i} < {extent} && q < {k}) ? {src}[{i} * {stride} + q * {depth_stride}] : {zero};"
-    );
+    let _ = writeln!(c, "                {array}[p][{x}] = ({i} < {extent} && q < {k}) ? {} : {zero};", load(i, "q"));
     c.push_str("            }\n");
     c
 }
@@ -1135,9 +1238,47 @@ fn matmul_bound(s: MatmulShape, a: Strides, b: Strides) -> u128 {
     a_reach.max(b_reach).max((s.batch * s.m * s.n) as u128 + 1)
 }
 
+/// The body of `conv2d` as an implicit GEMM in `tile`-wide tiles (after its signature and
+/// index type): per group `g`, `y[n, g·og + i, oy, ox] = Σ_q w[g·og + i, q] · patch[q, (n, oy,
+/// ox)]` with `q = (ci, ky, kx)`; the patches are never stored: `xb` gathers each element from
+/// `x` (zero in the padding) as B's tiles are staged. `shape` is [`conv_gemm_shape`]'s; `x`,
+/// `w` and `y` are the input, weight and output extents.
+fn conv_gemm(c: &mut String, dtype: DType, a: &ConvAttrs, shape: MatmulShape, dims: [&[usize]; 3], tile: usize) {
+    let [x, w, y] = dims;
+    let t = c_type(dtype);
+    let (ch, h, wd) = (x[1], x[2], x[3]);
+    let (o, cg, kh, kw) = (w[0], w[1], w[2], w[3]);
+    let (oh, ow) = (y[2], y[3]);
+    let (og, k, plane) = (shape.m, shape.k, oh * ow);
+    let ([sh, sw], [ph, pw], [dh, dw]) = (a.stride, a.padding, a.dilation);
+    let zero = literal(0.0, dtype);
+    let _ = writeln!(c, "    /* implicit GEMM: [{}, {og}, {k}] x [{}, {k}, {}] */", shape.batch, shape.batch, shape.n);
+    let mut setup = format!("        const {t} *a = in1 + bb * {};\n", og * k);
+    let _ = writeln!(setup, "        auto xb = [&](idx_t q, idx_t j) -> {t} {{");
+    let _ = writeln!(setup, "            const idx_t ci = q / {}, ky = (q / {kw}) % {kh}, kx = q % {kw};", kh * kw);
+    let _ = writeln!(setup, "            const idx_t nn = j / {plane}, oy = (j / {ow}) % {oh}, ox = j % {ow};");
+    let _ = writeln!(
+        setup,
+        "            const idx_t iy = oy * {sh} + ky * {dh} - {ph}, ix = ox * {sw} + kx * {dw} - {pw};"
+    );
+    let _ = writeln!(
+        setup,
+        "            return (iy >= 0 && iy < {h} && ix >= 0 && ix < {wd}) ? in0[((nn * {ch} + bb * {cg} + ci) * {h} + iy) * {wd} + ix] : {zero};"
+    );
+    setup.push_str("        };\n");
+    let load_a = |i: &str, q: &str| format!("a[{i} * {k} + {q}]");
+    let load_b = |j: &str, q: &str| format!("xb({q}, {j})");
+    let store = |value: &str, indent: &str| {
+        format!("{indent}out[((j / {plane}) * {o} + bb * {og} + i) * {plane} + j % {plane}] = {value};\n")
+    };
+    let io =
+        TileIo { setup, load_a: &load_a, a_along_tile: k == 1, load_b: &load_b, b_along_tile: true, store: &store };
+    tiled_loop(c, dtype, shape, tile, &io);
+}
+
 /// The grid-stride loop of a convolution (`op`) or one of its gradients over the output
 /// elements, as direct sums (`x`, `w`, `y` are the input, weight and output extents); a
-/// weight gradient launched as `blocks` ([`launch_of_node`]) has a block per weight instead.
+/// weight gradient in [`NodeForm::Blocks`] has a block per weight instead.
 #[allow(clippy::too_many_arguments)]
 fn conv_body(
     op: &Op,

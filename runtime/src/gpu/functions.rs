@@ -4,7 +4,7 @@
 //! Fused kernels (contraction epilogues included) come from the kernel loop IR; the
 //! contractions and movement ops of other groups from [`kiln_codegen::gpu::render_node`].
 
-use kiln_codegen::gpu::{Launch, Strides, fusable_epilogue, node_launches, product_forms, render_product};
+use kiln_codegen::gpu::{Launch, Strides, fusable_epilogue, node_forms, product_forms, render_product};
 use kiln_codegen::kernel::{LowerError, lower_group};
 use kiln_ir::{Graph, NodeId, Op};
 use kiln_passes::fuse::{Group, GroupKind, contraction_of, epilogue_split};
@@ -146,17 +146,13 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
             }
         } else if let Some(node) = node {
             let base = format!("kiln_n{}", node.index());
-            let launches = node_launches(g, node);
-            let several = launches.len() > 1;
+            let forms = node_forms(g, node);
+            let several = forms.len() > 1;
             let mut variants = Vec::new();
-            for (v, launch) in launches.into_iter().enumerate() {
-                let form = match launch {
-                    Launch::Blocks { .. } => "blocks",
-                    Launch::Elements(_) => "threads",
-                };
-                let symbol = if v == 0 { base.clone() } else { format!("{base}_{form}") };
-                if let Some(source) = kiln_codegen::gpu::render_node(g, node, &symbol, launch) {
-                    let form = if several { form.to_string() } else { String::new() };
+            for (v, form) in forms.into_iter().enumerate() {
+                let symbol = if v == 0 { base.clone() } else { format!("{base}_{}", form.tag()) };
+                if let Some((source, launch)) = kiln_codegen::gpu::render_node(g, node, &symbol, form) {
+                    let form = if several { form.name() } else { String::new() };
                     variants.push(Variant { form, symbol, source, launch });
                 }
             }
