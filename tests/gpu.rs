@@ -301,7 +301,7 @@ fn tiles_match_the_interpreter(kind: DeviceKind) {
     check(&mut exe, "as created");
     // Every form of every function: the default, then each alternative.
     let forms: Vec<usize> = exe.program().functions.iter().map(|f| f.variants.len()).collect();
-    assert_eq!(forms.iter().filter(|&&n| n == 3).count(), 6, "every product and the convolution have three forms");
+    assert_eq!(forms.iter().filter(|&&n| n == 3).count(), 7, "products and convolutions have three forms");
     assert_eq!(forms.iter().filter(|&&n| n == 2).count(), 1, "the weight gradient has two");
     for v in 0..3 {
         for (f, &n) in forms.iter().enumerate() {
@@ -311,8 +311,8 @@ fn tiles_match_the_interpreter(kind: DeviceKind) {
     }
     // Chosen by measurement: every function of several forms timed, the fastest chosen.
     let tunings = exe.tune().unwrap();
-    assert_eq!(tunings.len(), 7);
-    assert_eq!(exe.tunings().len(), 7);
+    assert_eq!(tunings.len(), 8);
+    assert_eq!(exe.tunings().len(), 8);
     for t in &tunings {
         assert_eq!(t.seconds.len(), forms[t.function], "{t:?}");
         assert!(t.seconds.iter().all(|(_, s)| *s > 0.0), "{t:?}");

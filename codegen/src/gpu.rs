@@ -506,8 +506,9 @@ impl NodeForm {
 /// Every form [`render_node`] can render node `id` in, the default first (the others are
 /// chosen among by measurement on the device): a convolution's weight gradient summing 512 or
 /// more terms per weight as blocks, else threads, and the other as its alternative; a float
-/// convolution directly, a thread per output element, with implicit GEMMs in 32 × 32 and
-/// 64 × 64 tiles as alternatives; every other node a thread per output element.
+/// convolution or input gradient directly, a thread per output element, with implicit GEMMs
+/// in 32 × 32 and 64 × 64 tiles as alternatives; every other node a thread per output
+/// element.
 pub fn node_forms(graph: &Graph, id: NodeId) -> Vec<NodeForm> {
     let node = graph.node(id);
     match node.op {
@@ -519,7 +520,7 @@ pub fn node_forms(graph: &Graph, id: NodeId) -> Vec<NodeForm> {
                 vec![NodeForm::Threads, NodeForm::Blocks]
             }
         }
-        Op::Conv2d(_) if graph.ty(id).dtype.is_float() => {
+        Op::Conv2d(_) | Op::Conv2dGradInput(_) if graph.ty(id).dtype.is_float() => {
             vec![NodeForm::Threads, NodeForm::Tiled(32), NodeForm::Tiled(64)]
         }
         _ => vec![NodeForm::Threads],
@@ -656,10 +657,18 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str, form: NodeForm) -> O
 /// `None` for other nodes.
 fn conv_gemm_shape(graph: &Graph, id: NodeId) -> Option<MatmulShape> {
     let node = graph.node(id);
-    let Op::Conv2d(a) = &node.op else { return None };
-    let (x, w, y) = (graph.ty(node.args[0]).dims(), graph.ty(node.args[1]).dims(), graph.ty(id).dims());
+    let (Op::Conv2d(a) | Op::Conv2dGradInput(a)) = &node.op else { return None };
     let groups = a.groups.max(1);
-    Some(MatmulShape { batch: groups, m: w[0] / groups, n: x[0] * y[2] * y[3], k: w[1] * w[2] * w[3] })
+    let w = graph.ty(node.args[1]).dims();
+    let (og, cg, taps) = (w[0] / groups, w[1], w[2] * w[3]);
+    let out = graph.ty(id).dims();
+    let positions = out[0] * out[2] * out[3];
+    Some(match node.op {
+        // y[n, g·og + i, ·] = Σ over (ci, ky, kx) of w · x's patch.
+        Op::Conv2d(_) => MatmulShape { batch: groups, m: og, n: positions, k: cg * taps },
+        // dx[n, g·cg + i, ·] = Σ over (o, ky, kx) of w · dy's transposed patch.
+        _ => MatmulShape { batch: groups, m: cg, n: positions, k: og * taps },
+    })
 }
 
 /// [`render_node`]'s source.
@@ -714,7 +723,9 @@ fn render_node_source(graph: &Graph, id: NodeId, symbol: &str, form: NodeForm) -
                 _ => (dims(node.args[0]), out_ty.dims().to_vec(), dims(node.args[1])),
             };
             match (form, conv_gemm_shape(graph, id)) {
-                (NodeForm::Tiled(tile), Some(shape)) => conv_gemm(&mut c, out_ty.dtype, a, shape, [&x, &w, &y], tile),
+                (NodeForm::Tiled(tile), Some(shape)) => {
+                    conv_gemm(&mut c, &node.op, a, shape, [&x, &w, &y], tile, out_ty.dtype)
+                }
                 _ => c.push_str(&conv_body(&node.op, a, &x, &w, &y, form == NodeForm::Blocks, t, &zero)),
             }
         }
@@ -1238,41 +1249,81 @@ fn matmul_bound(s: MatmulShape, a: Strides, b: Strides) -> u128 {
     a_reach.max(b_reach).max((s.batch * s.m * s.n) as u128 + 1)
 }
 
-/// The body of `conv2d` as an implicit GEMM in `tile`-wide tiles (after its signature and
-/// index type): per group `g`, `y[n, g·og + i, oy, ox] = Σ_q w[g·og + i, q] · patch[q, (n, oy,
-/// ox)]` with `q = (ci, ky, kx)`; the patches are never stored: `xb` gathers each element from
-/// `x` (zero in the padding) as B's tiles are staged. `shape` is [`conv_gemm_shape`]'s; `x`,
-/// `w` and `y` are the input, weight and output extents.
-fn conv_gemm(c: &mut String, dtype: DType, a: &ConvAttrs, shape: MatmulShape, dims: [&[usize]; 3], tile: usize) {
+/// The body of `conv2d` or its input gradient (`op`) as an implicit GEMM in `tile`-wide tiles
+/// (after its signature and index type), per group `g` (the batch entry `bb`):
+/// - `conv2d`: `y[n, g·og + i, oy, ox] = Σ_q w[g·og + i, q] · patch[q, (n, oy, ox)]` with
+///   `q = (ci, ky, kx)`; `xb` gathers each patch element from `x` (zero in the padding);
+/// - the input gradient: `dx[n, g·cg + i, iy, ix] = Σ_q w[g·og + o, i, ky, kx] · dy[n, g·og
+///   + o, oy, ox]` with `q = (o, ky, kx)` and `(oy, ox)` the output position whose tap reads
+///   `(iy, ix)` (zero where none does); `wa` and `yb` read both operands in place.
+///
+/// Patches are never stored: each element is gathered as its tile is staged. `shape` is
+/// [`conv_gemm_shape`]'s; `x`, `w` and `y` are the input, weight and output extents.
+fn conv_gemm(
+    c: &mut String,
+    op: &Op,
+    a: &ConvAttrs,
+    shape: MatmulShape,
+    dims: [&[usize]; 3],
+    tile: usize,
+    dtype: DType,
+) {
     let [x, w, y] = dims;
     let t = c_type(dtype);
     let (ch, h, wd) = (x[1], x[2], x[3]);
     let (o, cg, kh, kw) = (w[0], w[1], w[2], w[3]);
     let (oh, ow) = (y[2], y[3]);
-    let (og, k, plane) = (shape.m, shape.k, oh * ow);
+    let og = o / shape.batch;
+    let (k, taps) = (shape.k, kh * kw);
     let ([sh, sw], [ph, pw], [dh, dw]) = (a.stride, a.padding, a.dilation);
     let zero = literal(0.0, dtype);
-    let _ = writeln!(c, "    /* implicit GEMM: [{}, {og}, {k}] x [{}, {k}, {}] */", shape.batch, shape.batch, shape.n);
-    let mut setup = format!("        const {t} *a = in1 + bb * {};\n", og * k);
-    let _ = writeln!(setup, "        auto xb = [&](idx_t q, idx_t j) -> {t} {{");
-    let _ = writeln!(setup, "            const idx_t ci = q / {}, ky = (q / {kw}) % {kh}, kx = q % {kw};", kh * kw);
-    let _ = writeln!(setup, "            const idx_t nn = j / {plane}, oy = (j / {ow}) % {oh}, ox = j % {ow};");
-    let _ = writeln!(
-        setup,
-        "            const idx_t iy = oy * {sh} + ky * {dh} - {ph}, ix = ox * {sw} + kx * {dw} - {pw};"
-    );
-    let _ = writeln!(
-        setup,
-        "            return (iy >= 0 && iy < {h} && ix >= 0 && ix < {wd}) ? in0[((nn * {ch} + bb * {cg} + ci) * {h} + iy) * {wd} + ix] : {zero};"
-    );
+    let (m, n) = (shape.m, shape.n);
+    let _ = writeln!(c, "    /* implicit GEMM: [{}, {m}, {k}] x [{}, {k}, {n}] */", shape.batch, shape.batch);
+    let mut setup = String::new();
+    let (load_a, a_along_tile, load_b, store): (Box<ElementAt>, bool, Box<ElementAt>, String);
+    if let Op::Conv2d(_) = op {
+        let plane = oh * ow;
+        let _ = writeln!(setup, "        const {t} *a = in1 + bb * {};", og * k);
+        let _ = writeln!(setup, "        auto xb = [&](idx_t q, idx_t j) -> {t} {{");
+        let _ = writeln!(setup, "            const idx_t ci = q / {taps}, ky = (q / {kw}) % {kh}, kx = q % {kw};");
+        let _ = writeln!(setup, "            const idx_t nn = j / {plane}, oy = (j / {ow}) % {oh}, ox = j % {ow};");
+        let _ = writeln!(
+            setup,
+            "            const idx_t iy = oy * {sh} + ky * {dh} - {ph}, ix = ox * {sw} + kx * {dw} - {pw};"
+        );
+        let _ = writeln!(
+            setup,
+            "            return (iy >= 0 && iy < {h} && ix >= 0 && ix < {wd}) ? in0[((nn * {ch} + bb * {cg} + ci) * {h} + iy) * {wd} + ix] : {zero};"
+        );
+        load_a = Box::new(move |i: &str, q: &str| format!("a[{i} * {k} + {q}]"));
+        a_along_tile = k == 1;
+        load_b = Box::new(|j: &str, q: &str| format!("xb({q}, {j})"));
+        store = format!("out[((j / {plane}) * {o} + bb * {og} + i) * {plane} + j % {plane}]");
+    } else {
+        let plane = h * wd;
+        let _ = writeln!(setup, "        auto wa = [&](idx_t i, idx_t q) -> {t} {{");
+        let _ = writeln!(setup, "            return in1[((bb * {og} + q / {taps}) * {cg} + i) * {taps} + q % {taps}];");
+        setup.push_str("        };\n");
+        let _ = writeln!(setup, "        auto yb = [&](idx_t q, idx_t j) -> {t} {{");
+        let _ = writeln!(setup, "            const idx_t oc = q / {taps}, ky = (q / {kw}) % {kh}, kx = q % {kw};");
+        let _ = writeln!(setup, "            const idx_t nn = j / {plane}, iy = (j / {wd}) % {h}, ix = j % {wd};");
+        let _ = writeln!(setup, "            const idx_t sy = iy + {ph} - ky * {dh}, sx = ix + {pw} - kx * {dw};");
+        let _ = writeln!(
+            setup,
+            "            if (sy < 0 || sy % {sh} != 0 || sy / {sh} >= {oh} || sx < 0 || sx % {sw} != 0 || sx / {sw} >= {ow}) return {zero};"
+        );
+        let _ = writeln!(
+            setup,
+            "            return in0[((nn * {o} + bb * {og} + oc) * {oh} + sy / {sh}) * {ow} + sx / {sw}];"
+        );
+        load_a = Box::new(|i: &str, q: &str| format!("wa({i}, {q})"));
+        a_along_tile = false;
+        load_b = Box::new(|j: &str, q: &str| format!("yb({q}, {j})"));
+        store = format!("out[((j / {plane}) * {ch} + bb * {cg} + i) * {plane} + j % {plane}]");
+    }
     setup.push_str("        };\n");
-    let load_a = |i: &str, q: &str| format!("a[{i} * {k} + {q}]");
-    let load_b = |j: &str, q: &str| format!("xb({q}, {j})");
-    let store = |value: &str, indent: &str| {
-        format!("{indent}out[((j / {plane}) * {o} + bb * {og} + i) * {plane} + j % {plane}] = {value};\n")
-    };
-    let io =
-        TileIo { setup, load_a: &load_a, a_along_tile: k == 1, load_b: &load_b, b_along_tile: true, store: &store };
+    let store = |value: &str, indent: &str| format!("{indent}{store} = {value};\n");
+    let io = TileIo { setup, load_a: &*load_a, a_along_tile, load_b: &*load_b, b_along_tile: true, store: &store };
     tiled_loop(c, dtype, shape, tile, &io);
 }
 
