@@ -665,8 +665,14 @@ fn dump_kernels(
     for (g, _) in staged(load_target(target, batch)?, staging, optimizer)? {
         let exe = kiln::runtime::jit::compile(&g, options).map_err(|e| e.to_string())?;
         if stage == Stage::Cuda {
-            let count = kiln::gpu::functions(&exe).len();
-            outln!("/* @{}: {count} GPU functions */\n{}", g.name(), kiln::gpu::module(&exe));
+            let functions = kiln::gpu::functions(&exe);
+            let forms = kiln::gpu::symbols(&functions).len();
+            outln!(
+                "/* @{}: {} GPU functions, {forms} forms */\n{}",
+                g.name(),
+                functions.len(),
+                kiln::gpu::module(&exe)
+            );
             continue;
         }
         let plan = exe.memory_plan();

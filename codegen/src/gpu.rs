@@ -4,7 +4,9 @@
 //! `extern "C" __global__` functions taking one pointer per input and the output pointer:
 //! - an elementwise kernel is a grid-stride loop over its output's elements, each thread
 //!   decomposing its flat index into the space's indices and reading every input at
-//!   `offset + Σ index·stride` (broadcasts, slices and permutes cost no copy, as on the CPU);
+//!   `offset + Σ index·stride` (broadcasts, slices and permutes cost no copy, as on the CPU) —
+//!   four elements of a row per thread, with vector loads and stores, where the row length
+//!   and alignment allow ([`VECTOR_LANES`]);
 //! - a reduction gives each thread one output element, accumulated over the reduced axes in
 //!   row-major order from the reduction's identity — or, over [`BLOCK_REDUCTION_MIN`] or more
 //!   elements per output (or [`ROW_REDUCTION_MIN`] along the innermost axis), a block of
@@ -13,15 +15,21 @@
 //!
 //! Every op has the interpreter's meaning (`docs/ops.md`): `max`/`min` and `reduce_max`
 //! propagate NaN, integer arithmetic wraps, float-to-integer casts truncate and saturate with
-//! NaN → 0, `bool` is stored as one byte. [`module`] prefixes the helpers those rules need.
+//! NaN → 0, `bool` is stored as one byte; what the interpreter reports as an error (integer
+//! division by zero, an index computed on the device outside its table) is recorded in fault
+//! words the launch side reads ([`checks_on_device`]). [`module`] prefixes the helpers.
 //!
-//! Products: [`render_gemm`] is a tiled kernel (shared-memory operand slices, register
-//! patches, operands at any strides) that can run an elementwise epilogue on each product
-//! element before storing it ([`fusable_epilogue`]); [`render_matmul`] one thread per output
-//! element, for products of a few rows. The other ops that are not fused kernels
-//! ([`render_node`]): the three convolutions as direct sums, `pad`, `concat`, `iota`, `rng`
-//! (the interpreter's counter-based draws), `gather` and `scatter_add` (one thread per output element, no atomics). Every function
-//! says how it is launched ([`Launch`]); the launch side is `kiln_runtime::gpu`.
+//! Products and convolutions come in several interchangeable forms, the launch side choosing
+//! among them by measurement ([`product_forms`], [`node_forms`]): [`render_gemm`] is a tiled
+//! kernel (shared-memory operand slices, register patches, operands at any strides) that can
+//! run an elementwise epilogue on each product element before storing it
+//! ([`fusable_epilogue`]); [`render_matmul`] one thread per output element; `conv2d` and its
+//! input gradient are direct sums or implicit GEMMs through the same tiled loop; the weight
+//! gradient a thread or a block per weight. The other ops that are not fused kernels
+//! ([`render_node`]): `pad`, `concat`, `iota`, `rng` (the interpreter's counter-based draws),
+//! integer `div`, `gather` and `scatter_add` (one thread per output element, no atomics).
+//! Every function says how it is launched ([`Launch`]); the launch side is
+//! `kiln_runtime::gpu`.
 
 use std::fmt::Write as _;
 
