@@ -1,6 +1,6 @@
 //! The graph arena: nodes named by typed `u32` handles, interned when built.
 //!
-//! Invariants, checked by [`crate::verify`]:
+//! Invariants, checked by [`crate::verify()`]:
 //! - every operand of node `n` has a smaller id than `n`, so arena order is a topological order;
 //! - every node's type is the one its op's type rule ([`crate::types::infer`]) gives;
 //! - no two nodes are identical (same op, operands and type): building one returns the other;

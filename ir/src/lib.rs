@@ -2,7 +2,7 @@
 //!
 //! It owns the element types ([`DType`]), shapes ([`Shape`], [`TensorType`]), the closed
 //! primitive op set ([`Op`], specified in `docs/ops.md`), their type rules ([`types`]), the
-//! graph arena with interning ([`Graph`]), the [`verify`]er, the text form (`Display` and
+//! graph arena with interning ([`Graph`]), the [`mod@verify`]er, the text form (`Display` and
 //! [`parse`]), Graphviz output ([`dot`]) and the reference interpreter ([`interp`]) that gives
 //! every op its meaning. It knows nothing about passes, code generation or IO.
 //!

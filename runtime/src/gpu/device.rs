@@ -1,5 +1,5 @@
 //! What the GPU executor needs from a device: a module of functions, zeroed buffers, copies
-//! and launches. [`super::cuda::CudaDevice`] (feature `cuda`) is an NVIDIA GPU through the
+//! and launches. `CudaDevice` (`cuda.rs`, feature `cuda`) is an NVIDIA GPU through the
 //! CUDA driver; [`super::host::HostDevice`] runs the same CUDA C on the CPU, for checking the
 //! executor and the generated code where no GPU is present.
 

@@ -1,13 +1,13 @@
 //! The GPU backend's launch side: the same partitioned graph the JIT runs, resolved into a
-//! [`program`] of device buffers, launches and copies, run by a [`GpuExecutable`] on a
+//! [`program()`] of device buffers, launches and copies, run by a [`GpuExecutable`] on a
 //! [`Device`].
 //!
 //! - [`functions`]: the CUDA C function of every group ([`kiln_codegen::gpu`] renders them);
-//! - [`program`]: buffers (inputs, parameters and outputs each their own; intermediates in one
+//! - [`mod@program`]: buffers (inputs, parameters and outputs each their own; intermediates in one
 //!   arena at the memory plan's offsets), launches and copies, index checks;
 //! - [`executable`]: uploads, runs, downloads, and swaps updates into parameters so they stay
 //!   on the device across training steps;
-//! - [`device`]: the [`Device`] trait; [`cuda`] (feature `cuda`) is an NVIDIA GPU through the
+//! - [`device`]: the [`Device`] trait; `cuda` (feature `cuda`) is an NVIDIA GPU through the
 //!   dynamically loaded CUDA driver and NVRTC, [`host`] the same CUDA C run on the CPU.
 //!
 //! See `docs/gpu.md`.
