@@ -839,31 +839,13 @@ fn render_node_source(graph: &Graph, id: NodeId, symbol: &str, form: NodeForm) -
             );
             c.push_str("    }\n");
         }
-        Op::ScatterAdd { axis } if device_checked => {
-            // Indices computed on the device: each output element scans every index in order
-            // (the same sums in the same order as through the inverse), checking each.
-            let od = out_ty.dims().to_vec();
-            let count = graph.ty(node.args[1]).numel();
-            let inner: usize = od[axis + 1..].iter().product();
-            let extent = od[*axis];
-            c.push_str(&grid_loop(total));
-            let _ = writeln!(
-                c,
-                "        const idx_t p = t / {}, a = (t / {inner}) % {extent}, q = t % {inner};",
-                extent * inner
-            );
-            let _ = writeln!(c, "        {t} acc = {zero};");
-            let _ = writeln!(c, "        for (idx_t j = 0; j < {count}; j++) {{");
-            let _ = writeln!(c, "            const long long i = (long long)in1[j];");
-            let _ = writeln!(c, "            if (i < 0 || i >= {extent}) kiln_fault(fault, {}, i);", id.index());
-            let _ = writeln!(c, "            if (i == a) acc += in0[(p * {count} + j) * {inner} + q];");
-            c.push_str("        }\n        out[t] = acc;\n    }\n");
-        }
         Op::ScatterAdd { axis } => {
             // out[p, a, q] = Σ over j in increasing order with idx[j] = a of u[p, j, q]: one
-            // thread per output element, so no atomics and a fixed order. `order[starts[a] ..
-            // starts[a + 1]]` are those j in increasing order (built on the host from the
-            // index, which the host checks anyway): each thread reads only its own updates.
+            // thread per output element, so no atomics and a fixed order. With an index the
+            // host checked, `order[starts[a] .. starts[a + 1]]` are those j in increasing order
+            // (built on the host): each thread reads only its own updates. With indices
+            // computed on the device, each thread scans every index in order (the same sums in
+            // the same order), checking each.
             let od = out_ty.dims().to_vec();
             let count = graph.ty(node.args[1]).numel();
             let inner: usize = od[axis + 1..].iter().product();
@@ -875,8 +857,16 @@ fn render_node_source(graph: &Graph, id: NodeId, symbol: &str, form: NodeForm) -
                 extent * inner
             );
             let _ = writeln!(c, "        {t} acc = {zero};");
-            let _ = writeln!(c, "        for (idx_t r = starts[a]; r < starts[a + 1]; r++)");
-            let _ = writeln!(c, "            acc += in0[(p * {count} + order[r]) * {inner} + q];");
+            if device_checked {
+                let _ = writeln!(c, "        for (idx_t j = 0; j < {count}; j++) {{");
+                let _ = writeln!(c, "            const long long i = (long long)in1[j];");
+                let _ = writeln!(c, "            if (i < 0 || i >= {extent}) kiln_fault(fault, {}, i);", id.index());
+                let _ = writeln!(c, "            if (i == a) acc += in0[(p * {count} + j) * {inner} + q];");
+                c.push_str("        }\n");
+            } else {
+                let _ = writeln!(c, "        for (idx_t r = starts[a]; r < starts[a + 1]; r++)");
+                let _ = writeln!(c, "            acc += in0[(p * {count} + order[r]) * {inner} + q];");
+            }
             c.push_str("        out[t] = acc;\n    }\n");
         }
         _ => return None,
