@@ -1140,10 +1140,9 @@ struct TileIo<'a> {
 fn tiled_loop(c: &mut String, dtype: DType, shape: MatmulShape, tile: usize, io: &TileIo) -> Launch {
     assert!(tile == 32 || tile == 64, "tiles are 32 or 64 wide");
     let t = c_type(dtype);
-    let MatmulShape { m, n, k, .. } = shape;
+    let MatmulShape { batch, m, n, k } = shape;
     let (mt, nt) = (m.div_ceil(tile), n.div_ceil(tile));
-    let launch = tiled_launch(shape, tile);
-    let Launch::Blocks { units, .. } = launch else { unreachable!("tiled_launch gives blocks") };
+    let units = batch * mt * nt;
     let micro = tile / 16;
     let zero = literal(0.0, dtype);
     let _ = writeln!(c, "    __shared__ __align__(16) {t} as_[{SLICE_DEPTH}][{tile}];");
@@ -1204,11 +1203,11 @@ fn tiled_loop(c: &mut String, dtype: DType, shape: MatmulShape, tile: usize, io:
     let _ = writeln!(c, "            if (i >= {m} || j >= {n}) continue;");
     c.push_str(&(io.store)("acc[x][y]", "            "));
     c.push_str("        }\n    }\n");
-    launch
+    tiled_launch(shape, tile)
 }
 
 /// How a tiled product of `shape` in `tile`-wide tiles is launched: a block of
-/// [`BLOCK_THREADS`] per output tile.
+/// [`BLOCK_THREADS`] per output tile (blocks stride over the tiles).
 fn tiled_launch(shape: MatmulShape, tile: usize) -> Launch {
     let units = shape.batch * shape.m.div_ceil(tile) * shape.n.div_ceil(tile);
     Launch::Blocks { units, threads: BLOCK_THREADS }

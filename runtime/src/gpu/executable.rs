@@ -86,8 +86,9 @@ impl GpuExecutable {
 
     /// Times every form of every function that has several, launching each alone on the
     /// executable's own buffers (whatever they hold: the work does not depend on the values),
-    /// and makes each function run in its fastest form from now on. Leaves keep their values:
-    /// no function writes a leaf's buffer. Returns what it measured.
+    /// and makes each function run in its fastest form from now on. Leaves keep their values
+    /// (no function writes a leaf's buffer), but the outputs of an earlier run do not: run
+    /// again before reading them. Returns what it measured.
     pub fn tune(&mut self) -> Result<Vec<Tuning>, GpuError> {
         let mut out = Vec::new();
         for fi in 0..self.program.functions.len() {
