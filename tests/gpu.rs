@@ -321,7 +321,8 @@ fn tiles_match_the_interpreter(kind: DeviceKind) {
         assert_eq!(exe.chosen()[t.function], t.chosen);
     }
     check(&mut exe, "tuned");
-    assert!(exe.choose(0, 9).is_err());
+    let e = exe.choose(0, 9).unwrap_err().to_string();
+    assert!(e.ends_with("has 3 forms; there is no form 9"), "{e}");
 }
 
 /// `tests/data/gpu_vectors.kir` (elementwise kernels four elements per thread, and the cases

@@ -2,7 +2,7 @@
 //! set and kept on the device until replaced, every launch of a run on one stream, outputs
 //! downloaded on request. Training swaps a parameter's buffer with its update's, so
 //! parameters and optimizer state never leave the device between steps. Functions of several
-//! forms (products, convolution weight gradients) run in the form [`GpuExecutable::tune`]
+//! forms (products, convolutions and their gradients) run in the form [`GpuExecutable::tune`]
 //! measured fastest on the device — on a GPU it runs when the executable is created — or the
 //! default form until then.
 
@@ -150,7 +150,7 @@ impl GpuExecutable {
     pub fn choose(&mut self, function: usize, variant: usize) -> Result<(), GpuError> {
         let f = self.program.functions.get(function).ok_or(GpuError::NoFunction(function))?;
         if variant >= f.variants.len() {
-            return Err(GpuError::NoFunction(function));
+            return Err(GpuError::NoForm { symbol: f.symbol().to_string(), form: variant, forms: f.variants.len() });
         }
         self.chosen[function] = variant;
         Ok(())

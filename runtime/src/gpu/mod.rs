@@ -142,6 +142,16 @@ pub enum GpuError {
     /// No output at this position.
     #[error("no output {0}")]
     NoOutput(usize),
+    /// A form a function does not have.
+    #[error("{symbol} has {forms} forms; there is no form {form}")]
+    NoForm {
+        /// The function's default symbol.
+        symbol: String,
+        /// The form asked for.
+        form: usize,
+        /// How many it has.
+        forms: usize,
+    },
     /// A launch named a function the module does not have.
     #[error("internal: the loaded module has no function {0}")]
     NoFunction(usize),
