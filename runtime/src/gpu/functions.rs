@@ -27,7 +27,7 @@ pub struct Variant {
 }
 
 /// One generated GPU function, in one or more interchangeable forms (same parameters, same
-/// result): products and convolution weight gradients have several, which the executable
+/// result): products and convolutions (and their gradients) have several, which the executable
 /// may choose among by measurement ([`super::GpuExecutable::tune`]).
 #[derive(Clone, Debug)]
 pub struct GpuFunction {
