@@ -4,6 +4,8 @@
 //! sets `KILN_REQUIRE_NVRTC=1`), and graphs, training steps and single functions run on the CPU
 //! emulation against the interpreter — and on a GPU under the `cuda` feature (`docs/gpu.md`).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -409,6 +411,29 @@ fn device_checked_ops_match_the_interpreter_and_report_faults() {
     let e = exe.run_with(&far).unwrap_err().to_string();
     assert!(e.contains("index -1 outside 0..6"), "{e}");
     assert_eq!(exe.run_with(&feeds).unwrap()[2].to_f64_vec(), want[2].to_f64_vec());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 12, ..Default::default() })]
+
+    /// Random f32 graphs (the optimizer's generator, four columns wide so that elementwise
+    /// kernels vectorize where their reads allow) agree between the emulated GPU and the
+    /// interpreter.
+    #[test]
+    fn random_graphs_agree_on_the_emulated_device(ops in proptest::collection::vec((proptest::prelude::any::<u8>(), proptest::prelude::any::<usize>(), proptest::prelude::any::<usize>()), 1..14)) {
+        let g = common::random_graph_of(&ops, DType::F32, 4);
+        let mut feeds = HashMap::new();
+        for (i, (_, n)) in g.inputs().enumerate() {
+            let r: Vec<f32> = common::pseudo(n.ty.numel(), 90 + i as u64).iter().map(|x| (x * 0.5 + 1.0) as f32).collect();
+            feeds.insert(n.op.leaf_name().unwrap().to_string(), common::f32v(n.ty.dims(), &r));
+        }
+        let mut exe = kiln::gpu::compile(&g, DeviceKind::Emulated).unwrap();
+        let got = exe.run_with(&feeds).unwrap();
+        let want = kiln::ir::interp::run(&g, &feeds).unwrap();
+        for (o, (a, b)) in g.outputs().iter().zip(got.iter().zip(&want)) {
+            assert_close(&format!("random {}", o.name), a, b, 1e-4);
+        }
+    }
 }
 
 #[test]

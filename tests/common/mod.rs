@@ -67,11 +67,16 @@ pub fn pseudo(n: usize, salt: u64) -> Vec<f64> {
 
 /// Random well-typed graphs over `f64[2,3]` values, built from ops the rules act on.
 pub fn random_graph(ops: &[(u8, usize, usize)]) -> kiln::ir::Graph {
-    let b = kiln::frontend::Builder::new("random").with_float(kiln::ir::DType::F64);
-    let x = b.input("x", kiln::ir::DType::F64, [2, 3]);
-    let y = b.input("y", kiln::ir::DType::F64, [2, 3]);
-    let v = b.input("v", kiln::ir::DType::F64, [3]);
-    let w = b.input("w", kiln::ir::DType::F64, [3, 3]);
+    random_graph_of(ops, kiln::ir::DType::F64, 3)
+}
+
+/// [`random_graph`] over `dtype[2, cols]` values.
+pub fn random_graph_of(ops: &[(u8, usize, usize)], dtype: kiln::ir::DType, cols: usize) -> kiln::ir::Graph {
+    let b = kiln::frontend::Builder::new("random").with_float(dtype);
+    let x = b.input("x", dtype, [2, cols]);
+    let y = b.input("y", dtype, [2, cols]);
+    let v = b.input("v", dtype, [cols]);
+    let w = b.input("w", dtype, [cols, cols]);
     let mut pool: Vec<kiln::frontend::Tensor<'_>> = vec![x, y];
     for &(op, i, j) in ops {
         let (a, c) = (pool[i % pool.len()], pool[j % pool.len()]);
@@ -86,9 +91,9 @@ pub fn random_graph(ops: &[(u8, usize, usize)]) -> kiln::ir::Graph {
             7 => a.transpose().tanh().transpose(),
             8 => (a.transpose() + c.transpose()).transpose(),
             9 => a + v,
-            10 => a.sum(&[0]).reshape(&[1, 3]) + c,
+            10 => a.sum(&[0]).reshape(&[1, cols]) + c,
             11 => a.matmul(w),
-            12 => a.reshape(&[6]).reshape(&[3, 2]).reshape(&[2, 3]),
+            12 => a.reshape(&[2 * cols]).reshape(&[cols, 2]).reshape(&[2, cols]),
             13 => a.exp().log() * c,
             14 => a.maximum(c).minimum(a),
             _ => (a * 0.5).sigmoid() * c.recip().recip(),
