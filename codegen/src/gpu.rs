@@ -243,6 +243,7 @@ fn split_dims(dims: &[usize], indent: &str) -> String {
 
 /// The CUDA C of `k` as the kernel `symbol` (without the module's helpers).
 pub fn render(k: &Kernel, symbol: &str) -> String {
+    let vector = vector_reads(k);
     let mut c = String::new();
     let _ = writeln!(
         c,
@@ -252,7 +253,7 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
         k.space,
         match &k.reduce {
             Some((op, axes)) => format!(", {} over axes {axes:?}", if *op == ReduceOp::Sum { "sum" } else { "max" }),
-            None if vector_reads(k).is_some() => format!(", {VECTOR_LANES} elements per thread"),
+            None if vector.is_some() => format!(", {VECTOR_LANES} elements per thread"),
             None => String::new(),
         }
     );
@@ -267,7 +268,7 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
     c.push_str(&index_typedef(kernel_bound(k)));
     let all: Vec<usize> = (0..k.space.len()).collect();
     match &k.reduce {
-        None if vector_reads(k).is_some() => render_vectorized(&mut c, k),
+        None if let Some(reads) = &vector => render_vectorized(&mut c, k, reads),
         None => {
             let total: usize = k.space.iter().product();
             c.push_str(&grid_loop(total));
@@ -425,9 +426,8 @@ fn vector_reads(k: &Kernel) -> Option<Vec<VectorRead>> {
 /// The body of an elementwise kernel that [`vector_reads`] accepts: each thread computes
 /// [`VECTOR_LANES`] consecutive elements of a row per step — one vector load per contiguous
 /// input, one scalar load per broadcast one, the body once per lane, one vector store.
-fn render_vectorized(c: &mut String, k: &Kernel) {
+fn render_vectorized(c: &mut String, k: &Kernel, reads: &[VectorRead]) {
     const FIELDS: [&str; VECTOR_LANES] = ["x", "y", "z", "w"];
-    let reads = vector_reads(k).expect("checked by the caller");
     let total: usize = k.space.iter().product();
     c.push_str(&grid_loop(total / VECTOR_LANES));
     c.push_str(&split_var(
@@ -1075,8 +1075,8 @@ pub fn render_product(
 
 /// A tiled matrix product `[batch, m, k] × [batch, k, n]` as the cooperative kernel `symbol`:
 /// each block of [`BLOCK_THREADS`] threads computes `tile` × `tile` output tiles (32 or 64),
-/// staging 16-deep slices of both operands in
-/// shared memory, each thread accumulating a 4 × 4 (or 2 × 2) patch in registers. Operands
+/// staging 16-deep slices of both operands in shared memory, each thread accumulating a
+/// 4 × 4 (or 2 × 2) patch in registers ([`tiled_loop`]). Operands
 /// are read at strides `a` and `b` (transposes in place). With `epilogue` (a kernel and the
 /// input of it that is the product, see [`fusable_epilogue`]), each product element goes
 /// through the epilogue in registers before it is stored: the function takes `ga`, `gb`, the
@@ -1277,13 +1277,26 @@ fn conv_gemm(
     let (m, n) = (shape.m, shape.n);
     let _ = writeln!(c, "    /* implicit GEMM: [{}, {m}, {k}] x [{}, {k}, {n}] */", shape.batch, shape.batch);
     let mut setup = String::new();
-    let (load_a, a_along_tile, load_b, store): (Box<ElementAt>, bool, Box<ElementAt>, String);
+    // B's element (q, j): q a tap (channel, ky, kx), j an output position (image, row,
+    // column) of the product, decomposed by its gather lambda `name` before `rest`.
+    let patch = |setup: &mut String,
+                 name: &str,
+                 channel: &str,
+                 (row, col, height, width): (&str, &str, usize, usize)| {
+        let _ = writeln!(setup, "        auto {name} = [&](idx_t q, idx_t j) -> {t} {{");
+        let _ =
+            writeln!(setup, "            const idx_t {channel} = q / {taps}, ky = (q / {kw}) % {kh}, kx = q % {kw};");
+        let _ = writeln!(
+            setup,
+            "            const idx_t nn = j / {}, {row} = (j / {width}) % {height}, {col} = j % {width};",
+            height * width
+        );
+    };
+    // The product's rows are output channels bb·m + i of `channels`, its columns positions.
+    let (load_a, a_along_tile, load_b, channels, plane): (Box<ElementAt>, bool, Box<ElementAt>, usize, usize);
     if let Op::Conv2d(_) = op {
-        let plane = oh * ow;
         let _ = writeln!(setup, "        const {t} *a = in1 + bb * {};", og * k);
-        let _ = writeln!(setup, "        auto xb = [&](idx_t q, idx_t j) -> {t} {{");
-        let _ = writeln!(setup, "            const idx_t ci = q / {taps}, ky = (q / {kw}) % {kh}, kx = q % {kw};");
-        let _ = writeln!(setup, "            const idx_t nn = j / {plane}, oy = (j / {ow}) % {oh}, ox = j % {ow};");
+        patch(&mut setup, "xb", "ci", ("oy", "ox", oh, ow));
         let _ = writeln!(
             setup,
             "            const idx_t iy = oy * {sh} + ky * {dh} - {ph}, ix = ox * {sw} + kx * {dw} - {pw};"
@@ -1295,15 +1308,12 @@ fn conv_gemm(
         load_a = Box::new(move |i: &str, q: &str| format!("a[{i} * {k} + {q}]"));
         a_along_tile = k == 1;
         load_b = Box::new(|j: &str, q: &str| format!("xb({q}, {j})"));
-        store = format!("out[((j / {plane}) * {o} + bb * {og} + i) * {plane} + j % {plane}]");
+        (channels, plane) = (o, oh * ow);
     } else {
-        let plane = h * wd;
         let _ = writeln!(setup, "        auto wa = [&](idx_t i, idx_t q) -> {t} {{");
         let _ = writeln!(setup, "            return in1[((bb * {og} + q / {taps}) * {cg} + i) * {taps} + q % {taps}];");
         setup.push_str("        };\n");
-        let _ = writeln!(setup, "        auto yb = [&](idx_t q, idx_t j) -> {t} {{");
-        let _ = writeln!(setup, "            const idx_t oc = q / {taps}, ky = (q / {kw}) % {kh}, kx = q % {kw};");
-        let _ = writeln!(setup, "            const idx_t nn = j / {plane}, iy = (j / {wd}) % {h}, ix = j % {wd};");
+        patch(&mut setup, "yb", "oc", ("iy", "ix", h, wd));
         let _ = writeln!(setup, "            const idx_t sy = iy + {ph} - ky * {dh}, sx = ix + {pw} - kx * {dw};");
         let _ = writeln!(
             setup,
@@ -1316,10 +1326,12 @@ fn conv_gemm(
         load_a = Box::new(|i: &str, q: &str| format!("wa({i}, {q})"));
         a_along_tile = false;
         load_b = Box::new(|j: &str, q: &str| format!("yb({q}, {j})"));
-        store = format!("out[((j / {plane}) * {ch} + bb * {cg} + i) * {plane} + j % {plane}]");
+        (channels, plane) = (ch, h * wd);
     }
     setup.push_str("        };\n");
-    let store = |value: &str, indent: &str| format!("{indent}{store} = {value};\n");
+    let store = |value: &str, indent: &str| {
+        format!("{indent}out[((j / {plane}) * {channels} + bb * {m} + i) * {plane} + j % {plane}] = {value};\n")
+    };
     let io = TileIo { setup, load_a: &*load_a, a_along_tile, load_b: &*load_b, b_along_tile: true, store: &store };
     tiled_loop(c, dtype, shape, tile, &io);
 }
