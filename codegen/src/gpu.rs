@@ -1076,7 +1076,7 @@ pub fn render_product(
 /// A tiled matrix product `[batch, m, k] × [batch, k, n]` as the cooperative kernel `symbol`:
 /// each block of [`BLOCK_THREADS`] threads computes `tile` × `tile` output tiles (32 or 64),
 /// staging 16-deep slices of both operands in shared memory, each thread accumulating a
-/// 4 × 4 (or 2 × 2) patch in registers ([`tiled_loop`]). Operands
+/// 4 × 4 (or 2 × 2) patch in registers. Operands
 /// are read at strides `a` and `b` (transposes in place). With `epilogue` (a kernel and the
 /// input of it that is the product, see [`fusable_epilogue`]), each product element goes
 /// through the epilogue in registers before it is stored: the function takes `ga`, `gb`, the
