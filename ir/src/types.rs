@@ -19,6 +19,15 @@ pub struct TypeError {
     pub message: String,
 }
 
+/// The largest extent an axis may have, and the largest integer attribute (slice bounds and
+/// steps, padding, convolution strides, padding, dilation and groups, axes): 2^48. Every such
+/// value then fits an `i64`/`isize` with room for sums and differences, so no backend can
+/// read one as negative, and no dense tensor that large could be allocated anyway.
+pub const MAX_EXTENT: usize = 1 << 48;
+
+/// The largest rank a tensor may have.
+pub const MAX_RANK: usize = 16;
+
 fn fail<T>(op: &Op, message: impl Into<String>) -> Result<T, TypeError> {
     Err(TypeError { op: op.name(), message: message.into() })
 }
@@ -98,9 +107,7 @@ fn conv_shape(op: &Op, x: &TensorType, w: &TensorType, c: &ConvAttrs) -> Result<
 /// the inferred type.
 pub fn infer(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
     let ty = infer_inner(op, args, declared)?;
-    if ty.size_bytes_checked().is_none() {
-        return fail(op, format!("the result {ty} is too large to address"));
-    }
+    check_limits(op, &ty).map_err(|e| TypeError { message: format!("the result: {}", e.message), ..e })?;
     if let Some(d) = declared
         && *d != ty
     {
@@ -109,11 +116,60 @@ pub fn infer(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Re
     Ok(ty)
 }
 
+/// Every integer attribute of `op`, named for error messages.
+fn integer_attributes(op: &Op) -> Vec<(&'static str, usize)> {
+    let named = |name: &'static str, xs: &[usize]| xs.iter().map(move |x| (name, *x)).collect::<Vec<_>>();
+    match op {
+        Op::Slice { start, stop, step } => [named("start", start), named("stop", stop), named("step", step)].concat(),
+        Op::Pad { low, high, .. } => [named("low", low), named("high", high)].concat(),
+        Op::Reduce { axes, .. } => named("axes", axes),
+        Op::Permute { perm } => named("perm", perm),
+        Op::Broadcast { dims } => named("dims", dims),
+        Op::Iota { axis } | Op::Concat { axis } | Op::Gather { axis } | Op::ScatterAdd { axis } => {
+            named("axis", &[*axis])
+        }
+        Op::Conv2d(c) | Op::Conv2dGradInput(c) | Op::Conv2dGradWeight(c) => [
+            named("stride", &c.stride),
+            named("padding", &c.padding),
+            named("dilation", &c.dilation),
+            named("groups", &[c.groups]),
+        ]
+        .concat(),
+        Op::Input { .. }
+        | Op::Param { .. }
+        | Op::Const { .. }
+        | Op::Rng { .. }
+        | Op::Unary(_)
+        | Op::StopGradient
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Select
+        | Op::Cast
+        | Op::Reshape
+        | Op::Matmul => Vec::new(),
+    }
+}
+
+/// Checks `ty` against [`MAX_RANK`], [`MAX_EXTENT`] and the addressable size.
+fn check_limits(op: &Op, ty: &TensorType) -> Result<(), TypeError> {
+    if ty.rank() > MAX_RANK {
+        return fail(op, format!("{ty} has rank {}, more than the limit {MAX_RANK}", ty.rank()));
+    }
+    if let Some(d) = ty.dims().iter().find(|d| **d > MAX_EXTENT) {
+        return fail(op, format!("{ty} has an extent {d}, more than the limit 2^48"));
+    }
+    if ty.size_bytes_checked().is_none() {
+        return fail(op, format!("{ty} is too large to address"));
+    }
+    Ok(())
+}
+
 fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    if let Some(d) = declared
-        && d.size_bytes_checked().is_none()
-    {
-        return fail(op, format!("{d} is too large to address"));
+    if let Some(d) = declared {
+        check_limits(op, d)?;
+    }
+    if let Some((name, v)) = integer_attributes(op).into_iter().find(|(_, v)| *v > MAX_EXTENT) {
+        return fail(op, format!("attribute {name} = {v} is more than the limit 2^48"));
     }
     match op {
         Op::Input { name } | Op::Param { name, .. } => {
