@@ -146,13 +146,24 @@ pub fn is_const(eg: &EGraph, id: Id, v: f64) -> bool {
     constant(eg, id) == Some(v)
 }
 
-/// The nodes of class `id` matching `f`, with their results.
+/// The most nodes [`nodes_where`] yields from one class.
+///
+/// A rule that pairs the nodes of two classes proposes their product; rules that create new
+/// classes equal to an old one (sinking a permute through `min(a, a)` makes a new `min` class
+/// each time, equal to `a` only once another rule has fired) can grow a class without bound,
+/// and the product with it: one `sink-permute-binary` call on such a class once asked for
+/// billions of proposals. Capping each class's matches bounds every rule's work per e-node
+/// (at most this many, or its square for a pairing rule); a match beyond the cap only loses an
+/// optimization, never soundness.
+pub const MATCHES_PER_CLASS: usize = 16;
+
+/// The nodes of class `id` matching `f`, with their results: at most [`MATCHES_PER_CLASS`].
 pub fn nodes_where<'a, T>(
     eg: &'a EGraph,
     id: Id,
     f: impl Fn(&'a ENode) -> Option<T> + 'a,
 ) -> impl Iterator<Item = T> + 'a {
-    eg[id].nodes.iter().filter_map(f)
+    eg[id].nodes.iter().filter_map(f).take(MATCHES_PER_CLASS)
 }
 
 /// The permutation of an e-node that is a `permute`.
