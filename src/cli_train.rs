@@ -43,8 +43,8 @@ pub struct TrainArgs {
     /// Seed of the initial parameters, the shuffles, dropout and synthetic data.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Threads [default: $KILN_THREADS, else 1].
-    #[arg(long)]
+    /// Threads [default: $KILN_THREADS, else 1; at most 256].
+    #[arg(long, value_parser = crate::parse_threads)]
     pub threads: Option<usize>,
     /// Directory for the checkpoint and pictures [default: runs/MODEL].
     #[arg(long)]

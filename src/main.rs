@@ -95,8 +95,8 @@ enum Command {
         /// Timed runs (after one warm-up run).
         #[arg(long, default_value_t = 20)]
         runs: usize,
-        /// Threads for kernels, GEMMs and convolutions [default: $KILN_THREADS, else 1].
-        #[arg(long)]
+        /// Threads for kernels, GEMMs and convolutions [default: $KILN_THREADS, else 1; at most 256].
+        #[arg(long, value_parser = crate::parse_threads)]
         threads: Option<usize>,
         /// Print one JSON object instead of a table row.
         #[arg(long)]
@@ -151,8 +151,8 @@ enum Command {
         /// Examples per run [default: the task's batch].
         #[arg(long)]
         batch: Option<usize>,
-        /// Threads [default: $KILN_THREADS, else 1].
-        #[arg(long)]
+        /// Threads [default: $KILN_THREADS, else 1; at most 256].
+        #[arg(long, value_parser = crate::parse_threads)]
         threads: Option<usize>,
         /// Where to run: the CPU or the first NVIDIA GPU (a build with the `cuda` feature).
         #[arg(long, value_enum, default_value_t = cli_train::DeviceArg::Cpu)]
@@ -169,8 +169,8 @@ enum Command {
         /// input dtype; MNIST pixels as f32 in [0, 1] or as u8 0-255.
         #[arg(long)]
         input: PathBuf,
-        /// Threads [default: $KILN_THREADS, else 1].
-        #[arg(long)]
+        /// Threads [default: $KILN_THREADS, else 1; at most 256].
+        #[arg(long, value_parser = crate::parse_threads)]
         threads: Option<usize>,
         /// Where to run: the CPU or the first NVIDIA GPU (a build with the `cuda` feature).
         #[arg(long, value_enum, default_value_t = cli_train::DeviceArg::Cpu)]
@@ -373,6 +373,15 @@ fn build(
         outln!("  sources in {}", out.join(format!("{name}.build")).display());
     }
     Ok(())
+}
+
+/// A `--threads` value: 1 up to [`kiln::runtime::pool::MAX_THREADS`].
+pub(crate) fn parse_threads(s: &str) -> Result<usize, String> {
+    let max = kiln::runtime::pool::MAX_THREADS;
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a thread count from 1 to {max}")),
+    }
 }
 
 fn threads_or_env(threads: Option<usize>) -> usize {

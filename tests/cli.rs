@@ -421,6 +421,11 @@ fn train_eval_and_predict_from_the_command_line() {
     write_npy(&x, &Value::F32(ndarray::arr2(&[[1.0f32, 0.0, 1.0]]).into_dyn()));
     let o = kiln(&["predict", "xor_mlp", "--weights", ck.to_str().unwrap(), "--input", x.to_str().unwrap()]);
     assert_one_line_error(&o, "takes examples of shape [2] (2 values each), got an array of shape [1, 3]");
+    // A NaN or infinite input gets no class.
+    write_npy(&x, &Value::F32(ndarray::arr2(&[[1.0f32, 0.0], [f32::NAN, f32::NAN]]).into_dyn()));
+    let o = kiln(&["predict", "xor_mlp", "--weights", ck.to_str().unwrap(), "--input", x.to_str().unwrap()]);
+    assert_one_line_error(&o, "example 1 holds a non-finite value (NaN at element 0); no class is predicted");
+    assert_eq!(stdout(&o), "");
     let o = kiln(&["eval", "mnist_mlp", "--weights", ck.to_str().unwrap()]);
     assert_one_line_error(&o, "no tensor `fc1.weight`");
     let o = kiln(&["train", "lenet5", "--data", dir.to_str().unwrap()]);

@@ -224,7 +224,7 @@ impl Executable {
     /// Runs big kernels, GEMMs and convolutions on `threads` threads (a persistent pool
     /// started here), splitting their outer loops; results are identical to one thread's.
     pub fn with_threads(mut self, threads: usize) -> Self {
-        self.threads = threads.max(1);
+        self.threads = threads.clamp(1, crate::pool::MAX_THREADS);
         self.workers = (self.threads > 1).then(|| Pool::new(self.threads));
         self
     }
@@ -549,7 +549,9 @@ impl Executable {
         out: *mut u8,
     ) -> Result<(), InterpError> {
         let g = &self.graph;
-        let dtype = g.ty(root).dtype;
+        // The contraction's own dtype: an epilogue after a product may cast it, so the
+        // group's root can have another.
+        let dtype = g.ty(contraction_of(g, &self.groups[gi].0)).dtype;
         match call {
             Contraction::Gemm(call) => {
                 let (a, b) = (call.a.operand(source(call.a.node)?), call.b.operand(source(call.b.node)?));

@@ -22,13 +22,20 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// The most threads a pool runs, the caller included: far more than kiln's kernels can use,
+/// and few enough that their stacks and allocator arenas fit any machine. Larger requests
+/// are capped; `--threads` refuses them.
+pub const MAX_THREADS: usize = 256;
+
 impl Pool {
-    /// A pool for `threads` threads in all: the caller and `threads − 1` workers.
+    /// A pool for `threads` threads in all (at most [`MAX_THREADS`]): the caller and
+    /// `threads − 1` workers. A worker the OS refuses to start leaves the pool smaller (the
+    /// caller runs its parts), so a failed spawn never fails or aborts a run.
     pub fn new(threads: usize) -> Pool {
         let (done_tx, done) = mpsc::channel();
         let mut senders = Vec::new();
         let mut workers = Vec::new();
-        for i in 1..threads.max(1) {
+        for i in 1..threads.clamp(1, MAX_THREADS) {
             let (tx, rx) = mpsc::channel::<Task>();
             let done_tx = done_tx.clone();
             let spawned = std::thread::Builder::new().name(format!("kiln-worker-{i}")).spawn(move || {
@@ -137,8 +144,12 @@ pub fn for_each(pool: Option<&Pool>, parts: usize, f: &(dyn Fn(usize) + Sync)) {
     }
 }
 
-/// The thread count from the `KILN_THREADS` environment variable: a positive integer, else 1
-/// (unset, empty or unparsable).
+/// The thread count from the `KILN_THREADS` environment variable: a positive integer (capped
+/// at [`MAX_THREADS`]), else 1 (unset, empty or unparsable).
 pub fn threads_from_env() -> usize {
-    std::env::var("KILN_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(1)
+    std::env::var("KILN_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .map_or(1, |n| n.min(MAX_THREADS))
 }

@@ -621,6 +621,16 @@ impl Predictor {
                 x.shape()
             )));
         }
+        // A NaN or infinite input has no class: report it rather than print whatever the
+        // argmax of the resulting NaNs happens to be.
+        let values = x.to_f64_vec();
+        if let Some((at, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(FitError::Invalid(format!(
+                "example {} holds a non-finite value ({v} at element {}); no class is predicted",
+                at / per_example,
+                at % per_example
+            )));
+        }
         let mut classes = Vec::new();
         let metric = self.task.metric;
         let engine = &mut self.engine;
