@@ -436,6 +436,22 @@ proptest::proptest! {
     }
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 12, ..Default::default() })]
+
+    /// Graphs over every dtype, every op kind followed by every cast (`common::mixed`), agree
+    /// between the emulated GPU and the interpreter.
+    #[test]
+    fn mixed_dtype_graphs_agree_on_the_emulated_device(steps in proptest::collection::vec((0u8..8, 0usize..64, 0usize..64, proptest::prelude::any::<u8>()), 1..10)) {
+        let (g, text) = common::mixed::mixed_graph(&steps);
+        let feeds = common::mixed::mixed_inputs(steps.len() as u64);
+        let want = kiln::ir::interp::run(&g, &feeds).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let mut exe = kiln::gpu::compile(&g, DeviceKind::Emulated).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let got = exe.run_with(&feeds).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        common::mixed::assert_same("emulated GPU", &text, &["out", "mid"], &got, &want);
+    }
+}
+
 #[test]
 fn tiled_products_and_block_reductions_run_on_the_emulated_device() {
     tiles_match_the_interpreter(DeviceKind::Emulated);

@@ -606,3 +606,21 @@ fn threaded_kernels_match_single_threaded() {
         assert_eq!(one, three, "{dims}");
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 96, ..Default::default() })]
+
+    /// Graphs over every dtype, with every op kind followed by every cast (`common::mixed`),
+    /// agree between the JIT, fused and unfused, and the interpreter.
+    #[test]
+    fn mixed_dtype_graphs_agree(steps in proptest::collection::vec((0u8..8, 0usize..64, 0usize..64, proptest::prelude::any::<u8>()), 1..10)) {
+        let (g, text) = mixed::mixed_graph(&steps);
+        let feeds = mixed::mixed_inputs(steps.len() as u64);
+        let want = interp::run(&g, &feeds).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        for mode in [Mode::Fused, Mode::Unfused] {
+            let exe = compile(&g, Options { mode, ..Default::default() }).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let got = exe.run(&feeds).unwrap_or_else(|e| panic!("{mode:?}: {e}\n{text}"));
+            mixed::assert_same(&format!("jit {mode:?}"), &text, &["out", "mid"], &got, &want);
+        }
+    }
+}

@@ -778,8 +778,8 @@ impl Emitter<'_> {
                 }
                 Inst::Const(c) => match dt {
                     DType::F32 | DType::F64 => self.float_const(b, *c, *dt, lanes),
-                    DType::I32 | DType::I64 => b.ins().iconst(ty, *c as i64),
-                    DType::Bool => b.ins().iconst(types::I8, i64::from(*c != 0.0)),
+                    DType::I32 | DType::I64 => b.ins().iconst(ty, dt.int_literal(*c)),
+                    DType::Bool => b.ins().iconst(types::I8, dt.int_literal(*c)),
                 },
                 Inst::Unary(u, x) => {
                     let x = vals[*x];

@@ -97,9 +97,17 @@ fn literal(v: f64, d: DType) -> String {
     match d {
         DType::F32 => format!("__int_as_float(0x{:08x})", (v as f32).to_bits()),
         DType::F64 => format!("__longlong_as_double(0x{:016x}LL)", v.to_bits()),
-        DType::I32 => format!("({})", v as i32),
-        DType::I64 => format!("({}LL)", v as i64),
-        DType::Bool => format!("((unsigned char){})", u8::from(v != 0.0)),
+        // The most negative value is written as a difference: its magnitude alone is no
+        // literal of the type.
+        DType::I32 => match d.int_literal(v) {
+            x if x == i64::from(i32::MIN) => "(-2147483647 - 1)".to_string(),
+            x => format!("({x})"),
+        },
+        DType::I64 => match d.int_literal(v) {
+            i64::MIN => "(-9223372036854775807LL - 1)".to_string(),
+            x => format!("({x}LL)"),
+        },
+        DType::Bool => format!("((unsigned char){})", d.int_literal(v)),
     }
 }
 

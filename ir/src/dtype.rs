@@ -51,6 +51,18 @@ impl DType {
         self != DType::Bool
     }
 
+    /// The integer a literal attribute (`const`, `pad` value) `v` stores as in this dtype, as
+    /// the interpreter's casts define it: truncated toward zero and saturated to the dtype's
+    /// range, NaN giving 0; `bool` is `v != 0`. Meant for the integer dtypes and `bool`; for
+    /// the floats it is the `i64` conversion of `v`.
+    pub fn int_literal(self, v: f64) -> i64 {
+        match self {
+            DType::I32 => i64::from(v as i32),
+            DType::Bool => i64::from(v != 0.0),
+            DType::F32 | DType::F64 | DType::I64 => v as i64,
+        }
+    }
+
     /// Size of one element in bytes.
     pub fn size_bytes(self) -> usize {
         match self {

@@ -17,7 +17,7 @@ use kiln_codegen::aot::{ObjectKernels, RUNTIME_C, header, is_c_identifier};
 use kiln_codegen::cpu::CodegenError;
 use kiln_codegen::kernel::{LowerError, lower_group};
 use kiln_ir::{Graph, NodeId, Op, TensorType, Value};
-use kiln_passes::fuse::{GroupKind, Mode, epilogue_split, partition};
+use kiln_passes::fuse::{GroupKind, Mode, contraction_of, epilogue_split, partition};
 use kiln_passes::plan::{ALIGN, buffer_of};
 use thiserror::Error;
 
@@ -360,7 +360,8 @@ fn lower(
                 _ => return Err(unsupported(root, "internal: not a movement op")),
             },
             GroupKind::Contraction => {
-                let dtype = g.ty(root).dtype;
+                // The contraction's dtype, not the root's: an epilogue may cast the product.
+                let dtype = g.ty(contraction_of(g, group)).dtype;
                 let Some(contraction) = contractions[gi] else {
                     return Err(unsupported(root, "internal: a contraction group without its call"));
                 };

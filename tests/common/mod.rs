@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: building values and running `.kir` snippets.
 #![allow(dead_code)]
 
+pub mod mixed;
+
 use std::collections::HashMap;
 
 use kiln::ir::{InterpError, Value, interp, parse_graph, verify};
