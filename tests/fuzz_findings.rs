@@ -102,7 +102,7 @@ fn call_library_outputs(path: &Path, name: &str, inputs: &[&Value], likes: &[&Va
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: mixed::cases(16), ..Default::default() })]
 
     /// Graphs over every dtype, every op kind followed by every cast (`common::mixed`), compute
     /// in a library what the interpreter computes.

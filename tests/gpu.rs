@@ -437,7 +437,7 @@ proptest::proptest! {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig { cases: 12, ..Default::default() })]
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: common::mixed::cases(24), ..Default::default() })]
 
     /// Graphs over every dtype, every op kind followed by every cast (`common::mixed`), agree
     /// between the emulated GPU and the interpreter.

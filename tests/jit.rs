@@ -608,7 +608,7 @@ fn threaded_kernels_match_single_threaded() {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig { cases: 96, ..Default::default() })]
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: mixed::cases(96), ..Default::default() })]
 
     /// Graphs over every dtype, with every op kind followed by every cast (`common::mixed`),
     /// agree between the JIT, fused and unfused, and the interpreter.

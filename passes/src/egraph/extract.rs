@@ -84,20 +84,11 @@ pub fn dag_extract(eg: &EGraph) -> Choice {
     if eg.number_of_classes() > EXACT_DAG_CLASSES {
         return shared_cost_extract(eg);
     }
-    let ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
-    let index: HashMap<Id, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let (ids, index) = dense_ids(eg);
     let n = ids.len();
     // Per class: (total DAG cost, own node cost, the set of classes in its DAG, the node).
     let mut best: Vec<Option<(f64, f64, Set, ENode)>> = vec![None; n];
-    let mut queue: std::collections::VecDeque<usize> = (0..n).collect();
-    let mut queued = vec![true; n];
-    let mut budget = 64 * n + 1024;
-    while let Some(ci) = queue.pop_front() {
-        queued[ci] = false;
-        if budget == 0 {
-            break;
-        }
-        budget -= 1;
+    settle(eg, &ids, &index, |ci| {
         let class = &eg[ids[ci]];
         let mut improved = false;
         for node in &class.nodes {
@@ -123,30 +114,23 @@ pub fn dag_extract(eg: &EGraph) -> Choice {
                 improved = true;
             }
         }
-        if improved {
-            for p in class.parents() {
-                let pi = index[&eg.find(p)];
-                if !queued[pi] {
-                    queued[pi] = true;
-                    queue.push_back(pi);
-                }
-            }
-        }
-    }
+        improved
+    });
     ids.into_iter().zip(best).filter_map(|(id, b)| b.map(|b| (id, b.3))).collect()
 }
 
-/// Linear-time extraction for big e-graphs: a class costs its node plus each child's cost
-/// divided by the number of e-nodes that read the child, so a value read by k nodes is paid
-/// about once overall (tree cost would pay it k times, and exponentially often down a DAG).
-/// A worklist revisits the parents of a class whose cost fell; at most a constant number of
-/// visits per class, so cycles and slow settling cannot make it quadratic.
-pub fn shared_cost_extract(eg: &EGraph) -> Choice {
+/// Every class id in a fixed order, and each one's position in it.
+fn dense_ids(eg: &EGraph) -> (Vec<Id>, HashMap<Id, usize>) {
     let ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
-    let index: HashMap<Id, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let index = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    (ids, index)
+}
+
+/// Runs `visit` on every class (by dense index) and again on the parents of every class
+/// whose choice it improved (`visit` returns true), until nothing improves or a budget of
+/// 64 visits per class runs out: the worklist both extractors settle on.
+fn settle(eg: &EGraph, ids: &[Id], index: &HashMap<Id, usize>, mut visit: impl FnMut(usize) -> bool) {
     let n = ids.len();
-    let readers: Vec<f64> = ids.iter().map(|id| eg[*id].parents().count().max(1) as f64).collect();
-    let mut best: Vec<Option<(f64, ENode)>> = vec![None; n];
     let mut queue: std::collections::VecDeque<usize> = (0..n).collect();
     let mut queued = vec![true; n];
     let mut budget = 64 * n + 1024;
@@ -156,6 +140,28 @@ pub fn shared_cost_extract(eg: &EGraph) -> Choice {
             break;
         }
         budget -= 1;
+        if visit(ci) {
+            for p in eg[ids[ci]].parents() {
+                let pi = index[&eg.find(p)];
+                if !queued[pi] {
+                    queued[pi] = true;
+                    queue.push_back(pi);
+                }
+            }
+        }
+    }
+}
+
+/// Linear-time extraction for big e-graphs: a class costs its node plus each child's cost
+/// divided by the number of e-nodes that read the child, so a value read by k nodes is paid
+/// about once overall (tree cost would pay it k times, and exponentially often down a DAG).
+/// A worklist revisits the parents of a class whose cost fell; at most a constant number of
+/// visits per class, so cycles and slow settling cannot make it quadratic.
+pub fn shared_cost_extract(eg: &EGraph) -> Choice {
+    let (ids, index) = dense_ids(eg);
+    let readers: Vec<f64> = ids.iter().map(|id| eg[*id].parents().count().max(1) as f64).collect();
+    let mut best: Vec<Option<(f64, ENode)>> = vec![None; ids.len()];
+    settle(eg, &ids, &index, |ci| {
         let class = &eg[ids[ci]];
         let mut improved = false;
         for node in &class.nodes {
@@ -174,16 +180,8 @@ pub fn shared_cost_extract(eg: &EGraph) -> Choice {
                 improved = true;
             }
         }
-        if improved {
-            for p in class.parents() {
-                let pi = index[&eg.find(p)];
-                if !queued[pi] {
-                    queued[pi] = true;
-                    queue.push_back(pi);
-                }
-            }
-        }
-    }
+        improved
+    });
     ids.into_iter().zip(best).filter_map(|(id, b)| b.map(|b| (id, b.1))).collect()
 }
 
