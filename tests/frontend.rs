@@ -344,6 +344,41 @@ fn losses_match_hand_computations() {
     assert_close(&out[3], &[-(0.9f64.ln() + 0.8f64.ln()) / 2.0], 1e-14);
 }
 
+/// A loss never broadcasts prediction against target: `mse([8, 1], [8])` would average an
+/// `[8, 8]` difference. Each loss refuses mismatched shapes, naming them and the caller's line.
+#[test]
+fn losses_refuse_mismatched_shapes() {
+    // A macro, not a function pointer: `#[track_caller]` reports the line of a direct call.
+    macro_rules! refused {
+        ($loss:ident, $pred:expr, $target_dtype:expr, $target:expr, $want:expr) => {{
+            let b = Builder::new("t");
+            let p = b.input("p", DType::F32, $pred);
+            let t = b.input("t", $target_dtype, $target);
+            let line = line!();
+            let l = loss::$loss(p, t);
+            b.output("loss", l * 2.0);
+            let e = b.finish().unwrap_err();
+            assert_eq!(e.op, stringify!($loss));
+            assert!(e.message.contains($want), "{e}");
+            assert!(e.location.starts_with(&format!("tests/frontend.rs:{line}:")), "{}", e.location);
+            assert_eq!(e.more, 0, "one error, not one per later op: {e}");
+        }};
+    }
+    refused!(mse, [8, 1], DType::F32, [8], "prediction [8, 1] and target [8] differ in shape");
+    refused!(mae, [8], DType::F32, [1, 8], "prediction [8] and target [1, 8] differ in shape");
+    refused!(binary_cross_entropy, [4, 1], DType::F32, [4], "prediction [4, 1] and target [4]");
+    refused!(cross_entropy, [4, 10], DType::I32, [4, 1], "logits [4, 10] and labels [4, 1]");
+    refused!(cross_entropy, [4, 10], DType::I32, [1], "logits [4, 10] and labels [1]");
+    refused!(cross_entropy, [4, 10], DType::F32, [4, 1], "labels need the logits' shape");
+    // Matching shapes build; mae is the mean absolute difference.
+    let b = Builder::new("t").with_float(DType::F64);
+    let (p, t) = (b.input("p", DType::F64, [2, 1]), b.input("t", DType::F64, [2, 1]));
+    b.output("mae", loss::mae(p, t));
+    let g = b.finish().unwrap();
+    let out = eval(&g, &[("p", f64v(&[2, 1], &[0.5, -1.0])), ("t", f64v(&[2, 1], &[1.0, 1.0]))]);
+    assert_close(&out[0], &[1.25], 1e-15);
+}
+
 #[test]
 fn dropout_is_identity_in_eval_and_a_scaled_mask_in_training() {
     let build = |mode| {
