@@ -451,3 +451,32 @@ fn training_on_the_emulated_gpu_matches_the_cpu_and_resumes() {
     assert_eq!(on_gpu.classes(&test.x).unwrap(), on_cpu.classes(&test.x).unwrap());
     assert_eq!(on_gpu.accuracy(&test).unwrap(), on_cpu.accuracy(&test).unwrap());
 }
+
+/// `data` with label `at` replaced by `label`.
+fn with_label(mut data: data::Dataset, at: usize, label: i64) -> data::Dataset {
+    match &mut data.y {
+        Value::I32(a) => a[[at]] = label as i32,
+        Value::I64(a) => a[[at]] = label,
+        other => panic!("class labels are integers, got {}", other.ty()),
+    }
+    data
+}
+
+/// A class label outside `0..classes` selects no class of the one-hot: training stops at the
+/// batch that holds it, and scoring refuses it, naming the example, its batch position and the
+/// value, instead of computing a wrong loss or accuracy.
+#[test]
+fn labels_outside_the_classes_are_errors() {
+    let mut task = fit::task("mnist_mlp", &mnist::bundled_dir(), 0).unwrap();
+    task.train = with_label(task.train.take(256), 130, 12);
+    let mut config = Config::defaults(&task);
+    config.epochs = 1;
+    config.batch = 128;
+    let test = with_label(task.test.take(200), 3, -1);
+    let mut t = Trainer::new(task, config).unwrap();
+    let e = t.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap_err().to_string();
+    assert!(e.starts_with("training: label 12 of example 130 (batch position "), "{e}");
+    assert!(e.ends_with("is outside the classes 0..10"), "{e}");
+    let e = t.evaluate(&test).unwrap_err().to_string();
+    assert_eq!(e, "scoring: label -1 of example 3 (batch position 3) is outside the classes 0..10");
+}

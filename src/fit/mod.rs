@@ -346,6 +346,16 @@ impl Trainer {
                 // Timed from the batch's gathering: an epoch's time includes its data.
                 let start = Instant::now();
                 let (x, y) = self.task.train.batch(&order[s * b..(s + 1) * b]);
+                if self.task.metric == Metric::Argmax {
+                    let classes = self.scorer.graph().ty(self.scorer.graph().outputs()[0].value).dims();
+                    let classes = classes.last().copied().unwrap_or(0);
+                    let labels = y.to_f64_vec();
+                    let per_example = labels.len() / b;
+                    if let Some((k, l)) = bad_label(&labels, classes) {
+                        let position = k / per_example.max(1);
+                        return Err(label_error("training", l, order[s * b + position], position, classes));
+                    }
+                }
                 let feeds =
                     HashMap::from([("x".to_string(), self.shape_x(x)?), ("labels".to_string(), self.shape_y(y)?)]);
                 let lr = self.config.schedule.rate(self.config.lr, self.epoch * steps + s, self.config.epochs * steps);
@@ -705,6 +715,7 @@ fn score(
     let labels = data.y.to_f64_vec();
     let per_example = labels.len() / data.len().max(1);
     let (mut correct, mut total) = (0usize, 0usize);
+    let mut first_bad: Option<FitError> = None;
     for_batches(run, feeds, task, x_dims, &data.x, &mut |valid, out, start| {
         let (rows, per_row) = rows_of(out, valid, x_dims[0]);
         let v = out.to_f64_vec();
@@ -713,7 +724,12 @@ fn score(
             match task.metric {
                 Metric::Argmax => {
                     // Rows are the valid examples' positions in order: one per label.
-                    let label = labels[start * per_example + r];
+                    let at = start * per_example + r;
+                    let label = labels[at];
+                    if first_bad.is_none() && bad_label(&[label], per_row).is_some() {
+                        let example = at / per_example.max(1);
+                        first_bad = Some(label_error("scoring", label, example, example - start, per_row));
+                    }
                     correct += usize::from(argmax(row) as f64 == label);
                     total += 1;
                 }
@@ -727,7 +743,24 @@ fn score(
             }
         }
     })?;
+    if let Some(e) = first_bad {
+        return Err(e);
+    }
     Ok(if total == 0 { 0.0 } else { correct as f64 / total as f64 })
+}
+
+/// The first of `labels` that is not a class index in `0..classes`, with its position: such a
+/// label would select no class of the one-hot and silently give a wrong loss.
+fn bad_label(labels: &[f64], classes: usize) -> Option<(usize, f64)> {
+    labels.iter().copied().enumerate().find(|(_, l)| !(l.fract() == 0.0 && *l >= 0.0 && *l < classes as f64))
+}
+
+/// The error for a bad label found while `what` (training, scoring): its value, the example
+/// it belongs to and its position in the batch.
+fn label_error(what: &str, label: f64, example: usize, position: usize, classes: usize) -> FitError {
+    FitError::Invalid(format!(
+        "{what}: label {label} of example {example} (batch position {position}) is outside the classes 0..{classes}"
+    ))
 }
 
 /// The index of the largest value (the first on ties; NaN never wins).
