@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kiln::frontend::optim::Optimizer;
 use kiln::ir::{DType, Graph, Op, Value};
 use kiln::zoo;
@@ -51,7 +51,7 @@ enum Command {
     Opt {
         /// The `.kir` file.
         file: PathBuf,
-        /// Comma-separated passes: dce, cse, fold, egraph.
+        /// Comma-separated passes (the list is filled in from the pass registry at run time).
         #[arg(long, default_value = kiln::passes::DEFAULT_PIPELINE)]
         pipeline: String,
     },
@@ -278,7 +278,10 @@ fn stdout_error(e: std::io::Error) -> String {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `kiln opt --pipeline` lists every pass of the registry, so the help cannot go stale.
+    let help = format!("Comma-separated passes. {}", kiln::passes::pipeline::pass_help());
+    let command = Cli::command().mut_subcommand("opt", |c| c.mut_arg("pipeline", |a| a.help(help)));
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     let r = match cli.command {
         Command::Models { batch } => models(batch),
         Command::Dump { target, stage, format, batch, optimizer, train_step } => {

@@ -91,6 +91,11 @@ fn every_command_has_help() {
         let o = kiln(&cmd);
         assert!(o.status.success() && stdout(&o).contains("Usage"), "{cmd:?}");
     }
+    // `opt --help` names every pass of the registry, with what it does.
+    let help = stdout(&kiln(&["opt", "--help"]));
+    for p in kiln::passes::pipeline::PASSES {
+        assert!(help.contains(&format!("{}: {}", p.name, p.summary)), "{} missing from\n{help}", p.name);
+    }
 }
 
 #[test]

@@ -108,7 +108,7 @@ fn passes_grow_linearly_and_the_egraph_stays_bounded() {
     assert!(report.stages.iter().all(|s| s.enodes <= 50_000), "{report}");
     assert_eq!(optimized.live_mask().iter().filter(|l| **l).count(), 2, "min(a, a) is a\n{optimized}");
 
-    for pass in kiln::passes::pipeline::KNOWN_PASSES {
+    for pass in kiln::passes::pipeline::known_passes() {
         let pipeline = Pipeline::parse(pass).unwrap();
         for (shape, build) in [("chain", chain as fn(usize) -> Graph), ("wide", wide)] {
             let mut peaks = Vec::new();

@@ -95,3 +95,15 @@ fn tile_turns_sums_of_products_into_one_product() {
     let (out, _) = Pipeline::parse("tile").unwrap().run(&g).unwrap();
     assert_eq!(out.to_string(), g.to_string(), "left alone");
 }
+
+/// Every registry entry makes the pass it names, and a pipeline string of all of them parses.
+#[test]
+fn the_pass_registry_names_each_pass() {
+    for p in kiln::passes::pipeline::PASSES {
+        assert_eq!((p.make)().name(), p.name);
+    }
+    let all = kiln::passes::pipeline::known_passes().join(",");
+    assert_eq!(Pipeline::parse(&all).unwrap().names(), kiln::passes::pipeline::known_passes());
+    let e = Pipeline::parse("cse,bogus").err().unwrap().to_string();
+    assert!(e.contains("unknown pass `bogus` (known passes: dce, cse, fold, tile, egraph)"), "{e}");
+}

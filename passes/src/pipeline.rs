@@ -79,8 +79,47 @@ pub struct Pipeline {
     passes: Vec<Box<dyn Pass>>,
 }
 
-/// Every pass a pipeline string can name.
-pub const KNOWN_PASSES: &[&str] = &["dce", "cse", "fold", "tile", "egraph"];
+/// A pass a pipeline string can name: the registry entry [`Pipeline::parse`] builds it from.
+pub struct PassInfo {
+    /// The name in a pipeline string (and the pass's [`Pass::name`]).
+    pub name: &'static str,
+    /// What the pass does, in one line (for `--help` and docs).
+    pub summary: &'static str,
+    /// A fresh instance with default settings.
+    pub make: fn() -> Box<dyn Pass>,
+}
+
+/// Every pass a pipeline string can name: the one list `Pipeline::parse`, error messages and
+/// the CLI's help are made from.
+pub const PASSES: &[PassInfo] = &[
+    PassInfo { name: "dce", summary: "removes nodes no output needs", make: || Box::new(crate::dce::Dce) },
+    PassInfo { name: "cse", summary: "merges identical nodes", make: || Box::new(crate::cse::Cse) },
+    PassInfo {
+        name: "fold",
+        summary: "folds constants (the e-graph's analysis, no rules)",
+        make: || Box::new(crate::egraph::Fold::default()),
+    },
+    PassInfo {
+        name: "tile",
+        summary: "turns sums of pads and products into concatenations",
+        make: || Box::new(crate::tile::Tile),
+    },
+    PassInfo {
+        name: "egraph",
+        summary: "rewrites with the staged e-graph rules, then extracts by cost",
+        make: || Box::new(crate::egraph::Egraph::default()),
+    },
+];
+
+/// The name of every pass a pipeline string can name, in [`PASSES`] order.
+pub fn known_passes() -> Vec<&'static str> {
+    PASSES.iter().map(|p| p.name).collect()
+}
+
+/// One line per pass (`name: summary`), for help texts.
+pub fn pass_help() -> String {
+    PASSES.iter().map(|p| format!("{}: {}", p.name, p.summary)).collect::<Vec<_>>().join("; ")
+}
 
 /// The default optimization pipeline.
 pub const DEFAULT_PIPELINE: &str = "cse,fold,tile,egraph,dce";
@@ -90,16 +129,10 @@ impl Pipeline {
     pub fn parse(spec: &str) -> Result<Self, PassError> {
         let mut passes: Vec<Box<dyn Pass>> = Vec::new();
         for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            passes.push(match name {
-                "dce" => Box::new(crate::dce::Dce),
-                "cse" => Box::new(crate::cse::Cse),
-                "fold" => Box::new(crate::egraph::Fold::default()),
-                "tile" => Box::new(crate::tile::Tile),
-                "egraph" => Box::new(crate::egraph::Egraph::default()),
-                _ => {
-                    return Err(PassError::UnknownPass { name: name.into(), known: KNOWN_PASSES.join(", ") });
-                }
-            });
+            match PASSES.iter().find(|p| p.name == name) {
+                Some(p) => passes.push((p.make)()),
+                None => return Err(PassError::UnknownPass { name: name.into(), known: known_passes().join(", ") }),
+            }
         }
         Ok(Pipeline { passes })
     }
