@@ -25,7 +25,7 @@ pub struct TrainArgs {
     /// Examples per step [default: the task's].
     #[arg(long)]
     pub batch: Option<usize>,
-    /// sgd, momentum, adam or adamw [default: the task's].
+    /// sgd, momentum, nesterov, adam or adamw [default: the task's].
     #[arg(long)]
     pub optimizer: Option<String>,
     /// Learning rate [default: the task's].
@@ -113,6 +113,11 @@ fn progress_bar(steps: usize) -> Result<ProgressBar, String> {
     Ok(bar)
 }
 
+/// ` --out DIR` when the run was given one: resuming must write to the same place.
+fn out_flag(a: &TrainArgs) -> String {
+    a.out.as_ref().map_or_else(String::new, |o| format!(" --out {}", o.display()))
+}
+
 /// `defaults` with the command line's settings, and the output directory (created).
 fn settings(mut config: Config, a: &TrainArgs) -> Result<(Config, PathBuf), String> {
     config.epochs = a.epochs.unwrap_or(config.epochs);
@@ -156,9 +161,10 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
     say(
         a.json,
         &format!(
-            "training {} on {data}: {train_n} examples, {test_n} held out; {} epochs x {steps} steps of {}; {} lr {} ({}){}; {} thread{} (compiled in {:.0} ms)",
+            "training {} on {data}: {train_n} examples, {test_n} held out; {} epoch{} x {steps} steps of {}; {} lr {} ({}){}; {} thread{} (compiled in {:.0} ms)",
             a.model,
             config.epochs,
+            if config.epochs == 1 { "" } else { "s" },
             config.batch,
             config.optimizer,
             config.lr,
@@ -180,6 +186,8 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
         );
     }
     let bar = progress_bar(steps)?;
+    // The first frame already names the epoch (it may be drawn before the first step).
+    bar.set_prefix(format!("{}/{}", trainer.epochs_done() + 1, config.epochs));
     let json = a.json;
     let started = Instant::now();
     let outcome = trainer.run(
@@ -211,10 +219,11 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
         say(
             a.json,
             &format!(
-                "interrupted: saved {} and {}; continue with `kiln train {} --resume {}`",
+                "interrupted: saved {} and {}; continue with `kiln train {}{} --resume {}`",
                 ckpt.display(),
                 curve.display(),
                 a.model,
+                out_flag(&a),
                 ckpt.display()
             ),
         );
@@ -307,8 +316,14 @@ fn train_gan(a: TrainArgs) -> Result<(), String> {
     say(
         a.json,
         &format!(
-            "training gan on MNIST: {n} images; {} epochs x {steps} steps of {}; {} lr {}; {} thread(s)",
-            config.epochs, config.batch, config.optimizer, config.lr, config.threads
+            "training gan on MNIST: {n} images; {} epoch{} x {steps} steps of {}; {} lr {}; {} thread{}",
+            config.epochs,
+            if config.epochs == 1 { "" } else { "s" },
+            config.batch,
+            config.optimizer,
+            config.lr,
+            config.threads,
+            if config.threads == 1 { "" } else { "s" }
         ),
     );
     install_ctrl_c();
@@ -369,7 +384,10 @@ fn train_gan(a: TrainArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     say(a.json, &format!("saved {}, {} and {}", ckpt.display(), curve.display(), out.join("samples.png").display()));
     if outcome == fit::Outcome::Interrupted {
-        say(a.json, &format!("interrupted; continue with `kiln train gan --resume {}`", ckpt.display()));
+        say(
+            a.json,
+            &format!("interrupted; continue with `kiln train gan{} --resume {}`", out_flag(&a), ckpt.display()),
+        );
         std::process::exit(130);
     }
     if a.json {

@@ -20,6 +20,9 @@ pub use kiln_frontend as frontend;
 pub use kiln_ir as ir;
 pub use kiln_passes as passes;
 pub use kiln_runtime as runtime;
+/// The `ndarray` version kiln's [`Value`](ir::Value)s hold, so that code building values from
+/// arrays needs no matching dependency of its own.
+pub use ndarray;
 
 pub mod aot;
 pub mod data;

@@ -86,6 +86,9 @@ enum Command {
         /// Time the training step (zoo models) instead of the forward graph.
         #[arg(long)]
         train_step: bool,
+        /// Optimizer of the training step.
+        #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
+        optimizer: OptimizerArg,
         /// Batch size for zoo models.
         #[arg(long, default_value_t = 32)]
         batch: usize,
@@ -323,9 +326,10 @@ fn main() -> ExitCode {
         Command::Predict { model, weights, input, threads, device } => {
             cli_train::predict(&model, &weights, &input, (threads_or_env(threads), device))
         }
-        Command::Bench { target, train_step, batch, unfused, runs, threads, json, device } => {
+        Command::Bench { target, train_step, optimizer, batch, unfused, runs, threads, json, device } => {
             let threads = threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1);
-            bench(&target, train_step, batch, unfused, runs.max(1), threads, json, device)
+            let step = train_step.then_some(optimizer);
+            bench(&target, step, batch, unfused, runs.max(1), threads, json, device)
         }
     };
     match r {
@@ -597,7 +601,7 @@ impl Bencher {
 #[allow(clippy::too_many_arguments)]
 fn bench(
     target: &str,
-    train_step: bool,
+    train_step: Option<OptimizerArg>,
     batch: usize,
     unfused: bool,
     runs: usize,
@@ -605,8 +609,9 @@ fn bench(
     json: bool,
     device: cli_train::DeviceArg,
 ) -> Result<(), String> {
-    let stage = if train_step { Staging::TrainStep } else { Staging::Graph };
-    let (graph, _) = staged(load_target(target, batch)?, stage, OptimizerArg::Sgd)?
+    let stage = if train_step.is_some() { Staging::TrainStep } else { Staging::Graph };
+    let optimizer = train_step.unwrap_or(OptimizerArg::Sgd);
+    let (graph, _) = staged(load_target(target, batch)?, stage, optimizer)?
         .into_iter()
         .next()
         .ok_or_else(|| format!("`{target}` has no function"))?;
@@ -654,8 +659,10 @@ fn bench(
     };
     if json {
         outln!(
-            "{{\"model\": \"{}\", \"device\": \"{dev}\", \"mode\": \"{mode}\", \"train_step\": {train_step}, \"threads\": {threads}, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"runs\": {runs}}}",
-            graph.name()
+            "{{\"model\": \"{}\", \"device\": \"{dev}\", \"mode\": \"{mode}\", \"train_step\": {}, \"optimizer\": {}, \"threads\": {threads}, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"runs\": {runs}}}",
+            graph.name(),
+            train_step.is_some(),
+            train_step.map_or_else(|| "null".to_string(), |o| format!("\"{}\"", o.optimizer().name()))
         );
     } else {
         outln!(

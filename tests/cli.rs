@@ -390,6 +390,12 @@ fn kiln_threads_sets_the_default_thread_count() {
     assert!(run(Some("2"), &[]).contains("\"threads\": 2"));
     assert!(run(Some("nonsense"), &[]).contains("\"threads\": 1"));
     assert!(run(Some("2"), &["--threads", "1"]).contains("\"threads\": 1"));
+    // More than the maximum is capped, not an abort.
+    assert!(run(Some("100000"), &[]).contains("\"threads\": 256"));
+    // The training step with the optimizer asked for.
+    let step = run(None, &["--train-step", "--optimizer", "adam"]);
+    assert!(step.contains("\"model\": \"mnist_mlp_train_adam\"") && step.contains("\"optimizer\": \"adam\""), "{step}");
+    assert!(run(None, &[]).contains("\"optimizer\": null"));
 }
 
 #[test]
@@ -453,6 +459,7 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
     // The first line is printed once the step is compiled and Ctrl-C is handled.
     let header = lines.next().unwrap().unwrap();
     assert!(header.starts_with("training mnist_mlp"), "{header}");
+    assert!(header.contains("; 50 epochs x "), "{header}");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
@@ -460,7 +467,13 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{rest:?}");
     let said = rest.join("\n");
-    assert!(said.contains("interrupted: saved") && said.contains("--resume"), "{said}");
+    // The hint to continue keeps the run's --out.
+    let hint = format!(
+        "continue with `kiln train mnist_mlp --out {} --resume {}`",
+        dir.display(),
+        dir.join("model.safetensors").display()
+    );
+    assert!(said.contains("interrupted: saved") && said.contains(&hint), "{said}");
     let ck = kiln::fit::checkpoint::load(&dir.join("model.safetensors")).unwrap();
     assert_eq!(ck.metadata["model"], "mnist_mlp");
     let steps: usize = ck.metadata["steps_done"].parse().unwrap();

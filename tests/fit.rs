@@ -480,3 +480,17 @@ fn labels_outside_the_classes_are_errors() {
     let e = t.evaluate(&test).unwrap_err().to_string();
     assert_eq!(e, "scoring: label -1 of example 3 (batch position 3) is outside the classes 0..10");
 }
+
+/// Every optimizer the CLI offers trains: `--optimizer nesterov` included.
+#[test]
+fn every_offered_optimizer_is_a_config() {
+    let task = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
+    for name in ["sgd", "momentum", "nesterov", "adam", "adamw"] {
+        let mut config = Config::defaults(&task);
+        config.optimizer = name.to_string();
+        assert_eq!(config.optimizer().unwrap().name(), name);
+    }
+    let mut config = Config::defaults(&task);
+    config.optimizer = "lbfgs".into();
+    assert!(config.optimizer().unwrap_err().to_string().contains("choose sgd, momentum, nesterov, adam or adamw"));
+}

@@ -407,3 +407,19 @@ fn params_initialize_from_seed_by_name() {
     let m = n.iter().sum::<f64>() / n.len() as f64;
     assert!((m - 1.0).abs() < 0.15, "normal(1, 2) mean {m}");
 }
+
+/// Values from a `Vec` and back: the shape must be filled exactly, and `to_vec` checks the
+/// dtype; `kiln::ndarray` is the array crate the values hold.
+#[test]
+fn values_from_vecs_and_back() {
+    let v = Value::from_vec(&[2, 3], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    assert_eq!(v.ty().to_string(), "f32[2,3]");
+    assert_eq!(v.to_vec::<f32>().unwrap(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    assert_eq!(v, Value::F32(kiln::ndarray::arr2(&[[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]]).into_dyn()));
+    let e = v.to_vec::<i64>().unwrap_err().to_string();
+    assert_eq!(e, "the value is f32, not i64");
+    let e = Value::from_vec(&[2, 3], vec![1i32; 5]).unwrap_err().to_string();
+    assert_eq!(e, "shape [2, 3] holds 6 elements, the data has 5");
+    let s = Value::from_vec::<bool>(&[], vec![true]).unwrap();
+    assert_eq!((s.ty().to_string(), s.to_vec::<bool>().unwrap()), ("bool[]".to_string(), vec![true]));
+}

@@ -183,3 +183,24 @@ fn dropout_models_get_a_fresh_seed_each_step() {
     let losses: Vec<f64> = (0..4).map(|_| s.step(&batch, 0.0).unwrap()).collect();
     assert!(losses.windows(2).any(|w| w[0] != w[1]), "{losses:?}");
 }
+
+/// The README's training-session example, as written there.
+#[test]
+fn the_readmes_session_example_runs() -> Result<(), Box<dyn std::error::Error>> {
+    use kiln::frontend::optim::Optimizer;
+    use kiln::ir::Value;
+    use kiln::runtime::{exec::Backend, train::TrainSession};
+    use std::collections::HashMap;
+
+    let model = kiln::zoo::xor_mlp(4)?; // forward graph + its loss kind
+    let step = kiln::train::train_step(&model, &Optimizer::adam())?; // one graph per step
+    let mut session = TrainSession::with_backend(step, /* seed */ 1, Backend::Jit)?; // native kernels
+    let batch = HashMap::from([
+        // inputs by name: x and labels
+        ("x".to_string(), Value::from_vec(&[4, 2], vec![0f32, 0., 0., 1., 1., 0., 1., 1.])?),
+        ("labels".to_string(), Value::from_vec(&[4, 1], vec![0f32, 1., 1., 0.])?),
+    ]);
+    let loss = session.step(&batch, /* lr */ 0.1)?;
+    assert!(loss.is_finite() && loss > 0.0, "{loss}");
+    Ok(())
+}

@@ -136,11 +136,12 @@ impl Config {
         Ok(match self.optimizer.as_str() {
             "sgd" => with_l2(Optimizer::sgd()),
             "momentum" => with_l2(Optimizer::momentum(0.9, false)),
+            "nesterov" => with_l2(Optimizer::momentum(0.9, true)),
             "adam" => with_l2(Optimizer::adam()),
             "adamw" => Optimizer::adamw(if wd > 0.0 { wd } else { 0.01 }),
             other => {
                 return Err(FitError::Invalid(format!(
-                    "unknown optimizer `{other}` (choose sgd, momentum, adam or adamw)"
+                    "unknown optimizer `{other}` (choose sgd, momentum, nesterov, adam or adamw)"
                 )));
             }
         })

@@ -14,7 +14,7 @@ use ndarray::{ArrayD, IxDyn, Zip};
 use thiserror::Error;
 
 pub use elem::{Elem, Float, Num, Wide};
-pub use value::Value;
+pub use value::{Value, ValueElem, ValueError};
 
 use crate::dtype::DType;
 use crate::graph::{Graph, Node, NodeId};

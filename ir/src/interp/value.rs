@@ -102,11 +102,77 @@ impl Value {
     }
 }
 
+/// Building a [`Value`] from a `Vec`, or reading one back, failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// The data does not fill the shape.
+    #[error("shape {shape:?} holds {expected} elements, the data has {got}")]
+    Length {
+        /// The requested shape.
+        shape: Vec<usize>,
+        /// Elements the shape holds.
+        expected: usize,
+        /// Elements given.
+        got: usize,
+    },
+    /// The value holds another element type than asked for.
+    #[error("the value is {held}, not {asked}")]
+    DType {
+        /// The dtype held.
+        held: DType,
+        /// The dtype asked for.
+        asked: DType,
+    },
+}
+
+/// The element types a [`Value`] holds: `f32`, `f64`, `i32`, `i64` and `bool`.
+pub trait ValueElem: super::Elem {
+    /// The value holding `a`.
+    fn wrap(a: ArrayD<Self>) -> Value;
+    /// The array `v` holds, if it holds this type.
+    fn unwrap(v: &Value) -> Option<&ArrayD<Self>>;
+}
+
+impl Value {
+    /// A value of `shape` from its elements in row-major order:
+    /// `Value::from_vec(&[2, 2], vec![1.0f32, 2.0, 3.0, 4.0])`. The data must fill the shape
+    /// exactly.
+    pub fn from_vec<T: ValueElem>(shape: &[usize], data: Vec<T>) -> Result<Value, ValueError> {
+        let expected: usize = shape.iter().product();
+        if data.len() != expected {
+            return Err(ValueError::Length { shape: shape.to_vec(), expected, got: data.len() });
+        }
+        // The length equals the shape's element count, checked above.
+        let a = ArrayD::from_shape_vec(IxDyn(shape), data).expect("length checked against the shape");
+        Ok(T::wrap(a))
+    }
+
+    /// The elements in row-major order, if this value holds `T`: `v.to_vec::<f32>()`.
+    pub fn to_vec<T: ValueElem>(&self) -> Result<Vec<T>, ValueError> {
+        match T::unwrap(self) {
+            Some(a) => Ok(a.iter().copied().collect()),
+            None => Err(ValueError::DType { held: self.dtype(), asked: T::DTYPE }),
+        }
+    }
+}
+
 macro_rules! value_from {
     ($t:ty, $v:ident) => {
         impl From<ArrayD<$t>> for Value {
             fn from(a: ArrayD<$t>) -> Self {
                 Value::$v(a)
+            }
+        }
+
+        impl ValueElem for $t {
+            fn wrap(a: ArrayD<Self>) -> Value {
+                Value::$v(a)
+            }
+            fn unwrap(v: &Value) -> Option<&ArrayD<Self>> {
+                match v {
+                    Value::$v(a) => Some(a),
+                    _ => None,
+                }
             }
         }
     };
