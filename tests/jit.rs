@@ -301,7 +301,7 @@ fn xor_trains_on_the_jit() {
         ("labels".to_string(), f32v(&[4, 1], &[0.0, 1.0, 1.0, 0.0])),
     ]);
     let mut jit = TrainSession::with_backend(step.clone(), 1, Backend::Jit).unwrap();
-    let mut reference = TrainSession::new(step, 1).unwrap();
+    let mut reference = TrainSession::interpreted(step, 1).unwrap();
     for i in 0..300 {
         let (a, b) = (jit.step(&batch, 0.1).unwrap(), reference.step(&batch, 0.1).unwrap());
         assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "step {i}: jit loss {a}, interpreter {b}");

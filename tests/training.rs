@@ -204,3 +204,19 @@ fn the_readmes_session_example_runs() -> Result<(), Box<dyn std::error::Error>> 
     assert!(loss.is_finite() && loss > 0.0, "{loss}");
     Ok(())
 }
+
+/// A session's values split into the parameters and the optimizer state.
+#[test]
+fn parameters_and_optimizer_state_are_separate_views() {
+    let model = kiln::zoo::xor_mlp(4).unwrap();
+    let step = kiln::train::train_step(&model, &kiln::frontend::optim::Optimizer::adam()).unwrap();
+    let state_names: Vec<String> = step.state.iter().map(|(n, _, _)| n.clone()).collect();
+    let s = kiln::runtime::train::TrainSession::new(step, 0).unwrap();
+    let (params, state) = (s.params(), s.optimizer_state());
+    let mut p: Vec<&str> = params.keys().copied().collect();
+    p.sort_unstable();
+    assert_eq!(p, ["hidden.bias", "hidden.weight", "out.bias", "out.weight"]);
+    assert_eq!(state.len(), state_names.len());
+    assert!(state_names.iter().all(|n| state.contains_key(n.as_str())));
+    assert_eq!(params.len() + state.len(), s.values().len());
+}

@@ -71,9 +71,15 @@ pub struct TrainSession {
 }
 
 impl TrainSession {
-    /// A session on the reference interpreter, with parameters initialized from `seed` and
-    /// zeroed optimizer state.
+    /// A session on the JIT (native kernels, the step compiled once, here), with parameters
+    /// initialized from `seed` and zeroed optimizer state.
     pub fn new(step: TrainStep, seed: u64) -> Result<Self, TrainError> {
+        Self::with_backend(step, seed, Backend::Jit)
+    }
+
+    /// [`TrainSession::new`] on the reference interpreter: slow, but the oracle every backend
+    /// is checked against.
+    pub fn interpreted(step: TrainStep, seed: u64) -> Result<Self, TrainError> {
         Self::with_backend(step, seed, Backend::Interp)
     }
 
@@ -235,6 +241,19 @@ impl TrainSession {
             Ok(v) => v,
             Err(e) => panic!("cannot copy the parameters back from the device: {e}"),
         }
+    }
+
+    /// The current parameters by name, without the optimizer state (what a checkpoint of the
+    /// model alone, or its forward graph, needs).
+    pub fn params(&self) -> HashMap<&str, &Value> {
+        let state: std::collections::HashSet<&str> = self.step.state.iter().map(|(n, _, _)| n.as_str()).collect();
+        self.values().iter().filter(|(k, _)| !state.contains(k.as_str())).map(|(k, v)| (k.as_str(), v)).collect()
+    }
+
+    /// The current optimizer state (moments, velocities, step counts) by name.
+    pub fn optimizer_state(&self) -> HashMap<&str, &Value> {
+        let values = self.values();
+        self.step.state.iter().filter_map(|(n, _, _)| values.get_key_value(n)).map(|(k, v)| (k.as_str(), v)).collect()
     }
 
     /// Current parameter and state values by name, or the device's error copying them back.
