@@ -1,4 +1,4 @@
-//! Fused vs unfused on the elementwise workload of ARCHITECTURE.md §9,
+//! Fused vs unfused on the peers' elementwise workload (`docs/codegen.md`),
 //! `gelu_tanh(x*a+b)*c+d` over 2^20 and 2^24 f32, on one and two threads, plus the compile
 //! time of the `mnist_mlp` training step (graph to callable). Criterion measures each; output
 //! buffers are allocated once and reused, as the peers' numbers do.

@@ -533,7 +533,8 @@ fn predict_reads_mnist_digits_as_bytes() {
     let exe = dir.join("predict");
     let include = format!("-I{}", build.display());
     let link = format!("-L{}", build.display());
-    let rpath = format!("-Wl,-rpath,{}", build.display());
+    // The README's flags: the library is found next to the program, from any directory.
+    let rpath = "-Wl,-rpath,$ORIGIN/build".to_string();
     let cc = Command::new("cc")
         .args(["-O2", "-Wall", "-Werror", &include])
         .arg(&example)
@@ -542,7 +543,7 @@ fn predict_reads_mnist_digits_as_bytes() {
         .output()
         .unwrap();
     assert!(cc.status.success(), "{}", stderr(&cc));
-    let o = Command::new(&exe).arg(&digit).output().unwrap();
+    let o = Command::new(&exe).arg(&digit).current_dir("/").output().unwrap();
     assert_eq!(stdout(&o), "predicted digit: 7\n", "{}", stderr(&o));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/aot/mnist_predict.py");
     let o = Command::new("python3").arg(&script).arg(build.join("libmnist_mlp.so")).arg(&digit).output().unwrap();

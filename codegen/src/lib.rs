@@ -7,7 +7,7 @@
 //! library needs besides: its C driver ([`aot::driver`]), its header, and the C runtime it
 //! carries (GEMM, convolutions, pad, concat, gather). Matmuls and convolutions in the JIT run
 //! on the runtime crate's GEMM; [`contraction`] holds the extents every backend's product
-//! shares. The design is in ARCHITECTURE.md §5. This crate depends on
+//! shares. `docs/codegen.md` describes the design. This crate depends on
 //! `kiln-ir` and never on the e-graph crate.
 
 pub mod aot;

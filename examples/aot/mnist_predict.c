@@ -1,7 +1,7 @@
 /* mnist_predict.c: classify one MNIST digit with a model library built by `kiln build`.
  *
  *   kiln build mnist_mlp --weights runs/mnist_mlp/model.safetensors -o build
- *   cc -O2 -Ibuild examples/aot/mnist_predict.c -Lbuild -lmnist_mlp -Wl,-rpath,build -o predict
+ *   cc -O2 -Ibuild examples/aot/mnist_predict.c -Lbuild -lmnist_mlp -Wl,-rpath,'$ORIGIN/build' -o predict
  *   ./predict examples/aot/digit.npy
  *
  * The image is a 28x28 .npy of uint8 pixels (0-255), or 784 raw bytes. It is scaled to [0, 1]

@@ -6,7 +6,7 @@
 //! libraries (the same partition and memory plan, rendered as a C driver and linked into a
 //! `.so`), [`gpu`] the GPU backend's launch side (programs of device buffers and
 //! launches, the CUDA device behind the `cuda` feature), [`exec`] the entry point that runs a graph on the interpreter or the JIT, and
-//! [`npy`] reads and writes `.npy` files (ARCHITECTURE.md §1, §6).
+//! [`npy`] reads and writes `.npy` files.
 
 pub mod aot;
 mod arena;
