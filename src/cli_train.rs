@@ -335,7 +335,9 @@ fn train_gan(a: TrainArgs) -> Result<(), String> {
             let images = t.samples().map_err(|e| e.to_string())?;
             let file = out.join(format!("samples-epoch-{epoch}.png"));
             fit::plot::image_grid(&file, &images, 28, 28, 8).map_err(|e| e.to_string())?;
-            std::fs::copy(&file, out.join("samples.png")).map_err(|e| format!("{}: {e}", out.display()))?;
+            let latest = out.join("samples.png");
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            kiln::runtime::files::write(&latest, &bytes).map_err(|e| format!("{}: {e}", latest.display()))?;
             Ok(())
         };
         // One epoch per `run`, so samples are drawn between epochs.

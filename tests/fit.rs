@@ -494,3 +494,44 @@ fn every_offered_optimizer_is_a_config() {
     config.optimizer = "lbfgs".into();
     assert!(config.optimizer().unwrap_err().to_string().contains("choose sgd, momentum, nesterov, adam or adamw"));
 }
+
+/// Checkpoints, curves and `.npy` outputs replace their files whole: while a writer is killed
+/// mid-write only its hidden partial file can be torn, so the visible file always loads, and
+/// the partial file of a finished write is gone.
+#[test]
+fn files_are_replaced_whole() {
+    let dir = scratch("whole");
+    let path = dir.join("v.npy");
+    let small = Value::F32(ndarray::arr1(&[1.0f32, 2.0]).into_dyn());
+    kiln::runtime::npy::write(&path, &small).unwrap();
+    // A write that fails part way (here: the writer reports an error after writing garbage)
+    // leaves the old file in place and no partial file behind.
+    let failed: Result<(), std::io::Error> = kiln::runtime::files::replace(
+        &path,
+        |partial| {
+            std::fs::write(partial, b"torn")?;
+            Err(std::io::Error::other("killed"))
+        },
+        |e| e,
+    );
+    assert!(failed.is_err());
+    assert_eq!(kiln::runtime::npy::read_dtype(&path, kiln::ir::DType::F32).unwrap(), small);
+    let names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["v.npy"], "no partial file is left behind");
+    // The partial path keeps the extension (format-by-extension writers) and is hidden.
+    let partial = kiln::runtime::files::partial_path(&dir.join("curve.png"));
+    let name = partial.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with(".curve.") && name.ends_with(".partial.png"), "{name}");
+    // Checkpoints and curves go through the same replacement.
+    let ck = dir.join("model.safetensors");
+    let t = xor_trainer(1);
+    t.save(&ck).unwrap();
+    t.save(&ck).unwrap();
+    fit::plot::curve(&dir.join("curve.png"), "xor", t.history()).unwrap();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["curve.png", "model.safetensors", "v.npy"]);
+    assert!(checkpoint::load(&ck).is_ok());
+}

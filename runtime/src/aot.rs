@@ -187,9 +187,12 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
     compile_driver.args(common).args(["-O2", "-c", "-o"]).arg(&driver_object).arg(&driver_path);
     let mut compile_runtime = Command::new(&cc);
     compile_runtime.args(common).args(["-O3", &march, "-c", "-o"]).arg(&runtime_object).arg(&runtime_path);
+    // Linked to a partial file and renamed over the library: never seen half written, and a
+    // program that has the old library loaded keeps it intact.
+    let partial = crate::files::partial_path(&library);
     let mut link = Command::new(&cc);
     link.args(["-shared", "-pthread", "-o"])
-        .arg(&library)
+        .arg(&partial)
         .arg(&driver_object)
         .arg(&runtime_object)
         .arg(&object_path)
@@ -213,10 +216,14 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
     if !options.keep_sources {
         let _ = std::fs::remove_dir_all(&work);
     }
-    result?;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
+    std::fs::rename(&partial, &library).map_err(|e| io(&library, e))?;
     let header_path = options.dir.join(format!("{name}.h"));
     let text = header(name, &program.inputs, &program.outputs).ok_or_else(|| AotError::BadName(name.clone()))?;
-    std::fs::write(&header_path, text).map_err(|e| io(&header_path, e))?;
+    crate::files::write(&header_path, text.as_bytes()).map_err(|e| io(&header_path, e))?;
     Ok(Library {
         library,
         header: header_path,

@@ -6,13 +6,15 @@
 //! libraries (the same partition and memory plan, rendered as a C driver and linked into a
 //! `.so`), [`gpu`] the GPU backend's launch side (programs of device buffers and
 //! launches, the CUDA device behind the `cuda` feature), [`exec`] the entry point that runs a graph on the interpreter or the JIT, and
-//! [`npy`] reads and writes `.npy` files.
+//! [`npy`] reads and writes `.npy` files, [`files`] writes files that are never seen half
+//! written.
 
 pub mod aot;
 mod arena;
 pub mod bytes;
 pub mod conv;
 pub mod exec;
+pub mod files;
 pub mod gemm;
 pub mod gpu;
 pub mod jit;

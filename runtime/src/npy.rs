@@ -367,17 +367,24 @@ pub fn read_pixels(path: &Path) -> Result<Value, NpyError> {
     Ok(Value::F32(bytes.mapv(|b| f32::from(b) / 255.0)))
 }
 
-/// Writes `value` to `path` as a standard `.npy` file.
+/// Writes `value` to `path` as a standard `.npy` file (through a partial file and a rename:
+/// never seen half written).
 pub fn write(path: &Path, value: &Value) -> Result<(), NpyError> {
     let p = path.display().to_string();
-    let f = File::create(path).map_err(|source| NpyError::Io { path: p.clone(), source })?;
-    let w = BufWriter::new(f);
-    let r = match value {
-        Value::F32(a) => a.write_npy(w),
-        Value::F64(a) => a.write_npy(w),
-        Value::I32(a) => a.write_npy(w),
-        Value::I64(a) => a.write_npy(w),
-        Value::Bool(a) => a.write_npy(w),
-    };
-    r.map_err(|source| NpyError::Write { path: p, source })
+    crate::files::replace(
+        path,
+        |partial| {
+            let f = File::create(partial).map_err(|source| NpyError::Io { path: p.clone(), source })?;
+            let w = BufWriter::new(f);
+            let r = match value {
+                Value::F32(a) => a.write_npy(w),
+                Value::F64(a) => a.write_npy(w),
+                Value::I32(a) => a.write_npy(w),
+                Value::I64(a) => a.write_npy(w),
+                Value::Bool(a) => a.write_npy(w),
+            };
+            r.map_err(|source| NpyError::Write { path: p.clone(), source })
+        },
+        |source| NpyError::Io { path: p.clone(), source },
+    )
 }

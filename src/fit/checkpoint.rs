@@ -99,9 +99,7 @@ pub fn save<'a>(
         .map_err(|e| err(e.to_string()))?;
     let meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let buffer = safetensors::serialize(views, Some(meta)).map_err(|e| err(e.to_string()))?;
-    let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, buffer).map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    kiln_runtime::files::write(path, &buffer).map_err(|e| err(e.to_string()))
 }
 
 /// Reads a checkpoint written by [`save`] (or any safetensors file of f32/f64/i32/i64/bool

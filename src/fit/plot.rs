@@ -42,6 +42,21 @@ const SERIES: [(RGBColor, RGBColor); 2] =
 /// Draws loss series (each step faint, its running mean bold) and, when `accuracy` is not
 /// empty, held-out accuracy per epoch beside them, into `path` (PNG, 1000×400).
 pub fn losses(path: &Path, title: &str, series: &[(&str, &[f32])], accuracy: &[f32]) -> Result<(), PlotError> {
+    replace(path, |partial| draw_losses(partial, title, series, accuracy))
+}
+
+/// Draws into a partial file beside `path` and renames it over `path`, so a picture is never
+/// seen half drawn (`kiln_runtime::files`); errors name `path`.
+fn replace(path: &Path, draw: impl FnOnce(&Path) -> Result<(), PlotError>) -> Result<(), PlotError> {
+    kiln_runtime::files::replace(
+        path,
+        |partial| draw(partial).map_err(|e| PlotError { path: path.display().to_string(), message: e.message }),
+        |e| PlotError { path: path.display().to_string(), message: e.to_string() },
+    )
+}
+
+/// [`losses`] drawn straight into `path`.
+fn draw_losses(path: &Path, title: &str, series: &[(&str, &[f32])], accuracy: &[f32]) -> Result<(), PlotError> {
     register_font();
     let err = |e: &dyn std::fmt::Display| PlotError { path: path.display().to_string(), message: e.to_string() };
     let root = BitMapBackend::new(path, (1000, 400)).into_drawing_area();
@@ -126,6 +141,17 @@ pub fn losses(path: &Path, title: &str, series: &[(&str, &[f32])], accuracy: &[f
 /// Draws `images` (each `rows × cols` values in `[-1, 1]`, row-major) as a grid of
 /// `per_row` tiles, scaled 3×, into `path` (PNG, grey levels).
 pub fn image_grid(path: &Path, images: &[Vec<f32>], rows: usize, cols: usize, per_row: usize) -> Result<(), PlotError> {
+    replace(path, |partial| draw_image_grid(partial, images, rows, cols, per_row))
+}
+
+/// [`image_grid`] drawn straight into `path`.
+fn draw_image_grid(
+    path: &Path,
+    images: &[Vec<f32>],
+    rows: usize,
+    cols: usize,
+    per_row: usize,
+) -> Result<(), PlotError> {
     let err = |e: &dyn std::fmt::Display| PlotError { path: path.display().to_string(), message: e.to_string() };
     let (scale, gap) = (3u32, 2u32);
     let per_row = per_row.max(1);
