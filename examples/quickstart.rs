@@ -33,5 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let native = exe.run(&feeds)?;
     println!("jit:         probs = {:?}", native[0].to_f64_vec());
+    // Both backends compute one meaning (up to float rounding).
+    let (a, b) = (reference[0].to_f64_vec(), native[0].to_f64_vec());
+    if a.iter().zip(&b).any(|(a, b)| (a - b).abs() > 1e-5) {
+        return Err("the JIT and the interpreter disagree".into());
+    }
     Ok(())
 }
