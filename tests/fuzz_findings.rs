@@ -291,3 +291,25 @@ fn thread_counts_are_bounded() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(kiln::runtime::pool::Pool::new(100_000).threads(), kiln::runtime::pool::MAX_THREADS);
 }
+
+/// A graph whose buffers cannot fit is refused before anything is allocated, saying how much
+/// it needed: a 4 TB product on the JIT and on the interpreter, through the API and the CLI.
+#[test]
+fn graphs_larger_than_memory_are_refused_before_allocating() {
+    let text = "func @big(%x: f32[1000000,1] param uniform(-1.0, 1.0), %y: f32[1,1000000] param uniform(-1.0, 1.0)) -> (z: f32[1000000,1000000]) {\n  %z = matmul %x, %y : f32[1000000,1000000]\n  return %z\n}\n";
+    let g = parse_graph(text).unwrap();
+    let Err(e) = kiln::compile(&g, kiln::Fusion::Fused) else { panic!("a 4 TB graph compiled") };
+    let e = e.to_string();
+    assert!(e.starts_with("@big needs 3.6 TiB (its inputs, parameters and buffers at their peak), but only "), "{e}");
+    for backend in [kiln::runtime::exec::Backend::Interp, kiln::runtime::exec::Backend::Jit] {
+        let e = kiln::runtime::exec::run(&g, &HashMap::new(), 0, backend).unwrap_err().to_string();
+        assert!(e.starts_with("@big needs 3.6 TiB"), "{backend:?}: {e}");
+    }
+    let dir = scratch("big");
+    let kir = dir.join("big.kir");
+    std::fs::write(&kir, text).unwrap();
+    let o = kiln(&["run", kir.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("@big needs 3.6 TiB") && err.trim().lines().count() == 1, "{err}");
+}

@@ -21,7 +21,13 @@ pub enum Backend {
 /// initialized from `seed` by their declared initializers.
 pub fn run(graph: &Graph, feeds: &HashMap<String, Value>, seed: u64, backend: Backend) -> Result<Vec<Value>, RunError> {
     match backend {
-        Backend::Interp => Ok(kiln_ir::interp::run_with_init(graph, feeds, seed)?),
+        Backend::Interp => {
+            // The interpreter holds the leaves and at least its largest value at once.
+            let largest = graph.nodes().map(|(_, n)| n.ty.size_bytes() as u64).max().unwrap_or(0);
+            let needed = crate::memory::leaf_bytes(graph).saturating_add(largest);
+            crate::memory::check(graph, needed, "its inputs, parameters and largest value")?;
+            Ok(kiln_ir::interp::run_with_init(graph, feeds, seed)?)
+        }
         Backend::Jit => {
             let exe = crate::jit::compile(graph, crate::jit::Options::default())?;
             let mut all = kiln_ir::init::init_params(graph, seed);
@@ -50,4 +56,7 @@ pub enum RunError {
     /// The GPU backend failed (no device, an op without a GPU form, bad inputs).
     #[error(transparent)]
     Gpu(#[from] crate::gpu::GpuError),
+    /// The graph would not fit in memory.
+    #[error(transparent)]
+    TooLarge(#[from] crate::memory::TooLarge),
 }

@@ -28,6 +28,9 @@ pub enum CompileError {
     /// Code generation failed.
     #[error(transparent)]
     Codegen(#[from] CodegenError),
+    /// The graph's buffers would not fit in memory.
+    #[error(transparent)]
+    TooLarge(#[from] crate::memory::TooLarge),
 }
 
 /// Compilation options.
@@ -96,6 +99,10 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         groups.iter().map(|(g, _)| (g.kind == GroupKind::Contraction).then(|| Contraction::new(graph, g))).collect();
     let column_slots = share_columns(&mut contractions);
     let plan = kiln_passes::plan::plan(graph, &groups.iter().map(|(g, _)| g.clone()).collect::<Vec<_>>());
+    // Refused before any buffer is allocated: the leaves plus the plan's peak (every group's
+    // result, outputs included, at the most bytes live at once).
+    let needed = crate::memory::leaf_bytes(graph).saturating_add(plan.peak_bytes as u64);
+    crate::memory::check(graph, needed, "its inputs, parameters and buffers at their peak")?;
     // Kernel results that only kernels read live in the arena. Graph outputs go to the
     // caller, and operands of reference ops stay owned values (the reference implementations
     // take arrays; copying them out of the arena would cost more than it saves).

@@ -18,6 +18,7 @@ pub mod files;
 pub mod gemm;
 pub mod gpu;
 pub mod jit;
+pub mod memory;
 pub mod movement;
 pub mod npy;
 pub mod pool;
