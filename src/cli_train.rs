@@ -43,6 +43,10 @@ pub struct TrainArgs {
     /// Seed of the initial parameters, the shuffles, dropout and synthetic data.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Go on when a loss is NaN or infinite (by default training stops there, naming the
+    /// step, and writes nothing over the last checkpoint).
+    #[arg(long)]
+    pub allow_nonfinite: bool,
     /// Threads [default: $KILN_THREADS, else 1; at most 256].
     #[arg(long, value_parser = crate::parse_threads)]
     pub threads: Option<usize>,
@@ -130,6 +134,7 @@ fn settings(mut config: Config, a: &TrainArgs) -> Result<(Config, PathBuf), Stri
         config.schedule = fit::Schedule::parse(s).map_err(|e| e.to_string())?;
     }
     config.seed = a.seed;
+    config.allow_nonfinite = a.allow_nonfinite;
     config.threads = a.threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1);
     if a.device == DeviceArg::Cuda {
         config.backend = kiln::runtime::exec::Backend::Gpu(kiln::gpu::DeviceKind::Cuda);

@@ -443,6 +443,16 @@ fn train_eval_and_predict_from_the_command_line() {
     assert_one_line_error(&o, "no MNIST file `train-images-idx3-ubyte.gz` or `train-images-idx3-ubyte`");
     let o = kiln(&["train", "xor_mlp", "--optimizer", "lbfgs", "--out", out.to_str().unwrap()]);
     assert_one_line_error(&o, "unknown optimizer `lbfgs`");
+    // A loss that stops being finite ends the run naming the step, and writes nothing;
+    // --allow-nonfinite goes on.
+    let nan = dir.join("nan");
+    let o = kiln(&["train", "xor_mlp", "--lr", "1e30", "--out", nan.to_str().unwrap()]);
+    assert_one_line_error(&o, "training diverged: the loss is NaN at epoch 1, step ");
+    assert!(stderr(&o).contains("nothing was saved"), "{}", stderr(&o));
+    assert!(!nan.join("model.safetensors").exists());
+    let o = kiln(&["train", "xor_mlp", "--lr", "1e30", "--allow-nonfinite", "--out", nan.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(nan.join("model.safetensors").exists());
 }
 
 #[test]

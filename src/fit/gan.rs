@@ -40,6 +40,7 @@ pub fn defaults() -> Config {
         seed: 0,
         threads: 1,
         backend: Backend::Jit,
+        allow_nonfinite: false,
     }
 }
 
@@ -227,7 +228,7 @@ impl GanTrainer {
                 self.train_seconds += start.elapsed().as_secs_f64();
                 self.step_in_epoch += 1;
                 for l in [d_loss, g_loss] {
-                    if !l.is_finite() {
+                    if !l.is_finite() && !self.config.allow_nonfinite {
                         return Err(FitError::Diverged { epoch: self.epoch + 1, step: s + 1, loss: l });
                     }
                 }

@@ -71,7 +71,9 @@ pub enum FitError {
     #[error("{0}")]
     Invalid(String),
     /// The loss stopped being a finite number.
-    #[error("training diverged: the loss is {loss} at epoch {epoch}, step {step} (try a smaller --lr)")]
+    #[error(
+        "training diverged: the loss is {loss} at epoch {epoch}, step {step}; nothing was saved (try a smaller --lr, or --allow-nonfinite to go on)"
+    )]
     Diverged {
         /// The epoch (from 1).
         epoch: usize,
@@ -106,6 +108,9 @@ pub struct Config {
     pub threads: usize,
     /// Where the training steps run: the JIT (default) or a GPU (scoring stays on the JIT).
     pub backend: Backend,
+    /// Keep training when a loss is NaN or infinite (by default the run stops with
+    /// [`FitError::Diverged`], naming the epoch and step, and writes nothing).
+    pub allow_nonfinite: bool,
 }
 
 impl Config {
@@ -123,6 +128,7 @@ impl Config {
             seed: 0,
             threads: 1,
             backend: Backend::Jit,
+            allow_nonfinite: false,
         }
     }
 
@@ -364,7 +370,7 @@ impl Trainer {
                 self.train_seconds += start.elapsed().as_secs_f64();
                 self.examples_trained += b as u64;
                 self.step_in_epoch += 1;
-                if !loss.is_finite() {
+                if !loss.is_finite() && !self.config.allow_nonfinite {
                     return Err(FitError::Diverged { epoch: self.epoch + 1, step: s + 1, loss });
                 }
                 self.history.step_loss.push(loss as f32);
