@@ -1,7 +1,14 @@
-//! The parser and verifier never panic: mutated `.kir` text gives `Ok` or `Err`, nothing else.
+//! The parser and verifier never panic: mutated `.kir` text gives `Ok` or `Err`, nothing else;
+//! and mutated graphs that verify go through the optimizer and the JIT to a result that matches
+//! the interpreter, or to one clear error, never a panic or a crash.
 
 use kiln::ir::{parse_module, verify};
 use proptest::prelude::*;
+
+/// Cases per property: `default`, or `KILN_FUZZ_CASES` for a longer run.
+fn cases(default: u32) -> u32 {
+    std::env::var("KILN_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
 
 fn seed_texts() -> Vec<String> {
     let mut v: Vec<String> = ["xor_mlp", "lenet5", "gan"]
@@ -23,7 +30,26 @@ enum Edit {
     Duplicate(usize, usize),
     Insert(usize, &'static str),
     Replace(usize, usize, &'static str),
+    /// Replace the n-th number of the text (extents, attributes, literals): the syntax stays
+    /// valid, so the verifier, the passes and the backends see the new values.
+    Number(usize, &'static str),
 }
+
+const NUMBERS: &[&str] = &[
+    "0",
+    "1",
+    "2",
+    "3",
+    "5",
+    "7",
+    "16",
+    "255",
+    "65536",
+    "2147483648",
+    "4000000000",
+    "281474976710656",
+    "18446744073709551615",
+];
 
 const TOKENS: &[&str] = &[
     "%",
@@ -72,6 +98,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         (any::<usize>(), 0usize..80).prop_map(|(a, n)| Edit::Duplicate(a, n)),
         (any::<usize>(), prop::sample::select(TOKENS)).prop_map(|(a, t)| Edit::Insert(a, t)),
         (any::<usize>(), 0usize..10, prop::sample::select(TOKENS)).prop_map(|(a, n, t)| Edit::Replace(a, n, t)),
+        (any::<usize>(), prop::sample::select(NUMBERS)).prop_map(|(n, t)| Edit::Number(n, t)),
     ]
 }
 
@@ -100,13 +127,27 @@ fn apply(text: &str, edits: &[Edit]) -> String {
                 let b = (a + n).min(chars.len());
                 chars.splice(a..b, t.chars());
             }
+            Edit::Number(n, t) => {
+                // Digit runs not preceded by a letter or `%` (names and value ids stay).
+                let starts: Vec<usize> = (0..chars.len())
+                    .filter(|&i| {
+                        chars[i].is_ascii_digit()
+                            && (i == 0
+                                || !(chars[i - 1].is_ascii_alphanumeric() || matches!(chars[i - 1], '%' | '_' | '.')))
+                    })
+                    .collect();
+                if let Some(&a) = starts.get(n % starts.len().max(1)) {
+                    let b = (a..chars.len()).find(|&j| !chars[j].is_ascii_digit()).unwrap_or(chars.len());
+                    chars.splice(a..b, t.chars());
+                }
+            }
         }
     }
     chars.into_iter().collect()
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(400), ..ProptestConfig::default() })]
 
     #[test]
     fn mutated_text_never_panics(which in 0usize..4, edits in prop::collection::vec(edit(), 1..6)) {
@@ -118,6 +159,45 @@ proptest! {
                 prop_assert!(verify(g).is_ok(), "parsed but does not verify:\n{text}");
                 let printed = kiln::ir::print::module_to_string(std::slice::from_ref(g));
                 prop_assert!(parse_module(&printed).is_ok(), "printed form does not parse:\n{printed}");
+            }
+        }
+    }
+
+    /// Graphs with numbers changed (extents, attributes, literals) that still verify are
+    /// optimized, compiled and run on small inputs: the JIT
+    /// gives the interpreter's values, or both give an error. (Graphs needing more than 64 MiB
+    /// are compiled but not run: the run's own budget, not a limit of kiln.)
+    #[test]
+    fn mutated_graphs_compile_and_run_like_the_interpreter(which in 0usize..4, numbers in prop::collection::vec((any::<usize>(), prop::sample::select(NUMBERS)), 1..4)) {
+        let texts = seed_texts();
+        let edits: Vec<Edit> = numbers.into_iter().map(|(n, t)| Edit::Number(n, t)).collect();
+        let text = apply(&texts[which % texts.len()], &edits);
+        let Ok(graphs) = parse_module(&text) else { return Ok(()) };
+        for g in &graphs {
+            let Ok(exe) = kiln::compile(g, kiln::Fusion::Fused) else { continue };
+            let needed = kiln::runtime::memory::leaf_bytes(g) + exe.memory_plan().peak_bytes as u64;
+            if needed > 64 << 20 {
+                continue;
+            }
+            let mut feeds = kiln::ir::init::init_params(g, 0);
+            for (_, n) in g.inputs() {
+                let fill = if n.ty.dtype.is_float() { 0.5 } else { 0.0 };
+                feeds.insert(n.op.leaf_name().unwrap().to_string(), kiln::ir::Value::splat(&n.ty, fill));
+            }
+            let (want, got) = (kiln::ir::interp::run(g, &feeds), exe.run(&feeds));
+            match (want, got) {
+                (Ok(want), Ok(got)) => {
+                    for (w, v) in want.iter().zip(&got) {
+                        let (w, v) = (w.to_f64_vec(), v.to_f64_vec());
+                        let scale = w.iter().fold(1.0f64, |m, x| if x.is_finite() { m.max(x.abs()) } else { m });
+                        for (a, b) in w.iter().zip(&v) {
+                            let ok = a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-4 * scale;
+                            prop_assert!(ok, "interpreter {a}, jit {b}\n{text}");
+                        }
+                    }
+                }
+                (Err(_), Err(_)) => {}
+                (want, got) => prop_assert!(false, "interpreter {:?}, jit {:?}\n{}", want.err(), got.err(), text),
             }
         }
     }
