@@ -620,6 +620,7 @@ fn bench(
     let mut bencher = match device {
         cli_train::DeviceArg::Cpu => {
             let exe = kiln::compile(&graph, fusion).map_err(|e| e.to_string())?.with_threads(threads);
+            exe.fits_in_memory().map_err(|e| e.to_string())?;
             let feeds = bench_feeds(exe.graph());
             Bencher::Cpu { exe: Box::new(exe), feeds, outputs: Vec::new() }
         }

@@ -22,14 +22,12 @@ pub enum Backend {
 pub fn run(graph: &Graph, feeds: &HashMap<String, Value>, seed: u64, backend: Backend) -> Result<Vec<Value>, RunError> {
     match backend {
         Backend::Interp => {
-            // The interpreter holds the leaves and at least its largest value at once.
-            let largest = graph.nodes().map(|(_, n)| n.ty.size_bytes() as u64).max().unwrap_or(0);
-            let needed = crate::memory::leaf_bytes(graph).saturating_add(largest);
-            crate::memory::check(graph, needed, "its inputs, parameters and largest value")?;
+            crate::memory::interpreter_fits(graph)?;
             Ok(kiln_ir::interp::run_with_init(graph, feeds, seed)?)
         }
         Backend::Jit => {
             let exe = crate::jit::compile(graph, crate::jit::Options::default())?;
+            exe.fits_in_memory()?;
             let mut all = kiln_ir::init::init_params(graph, seed);
             all.retain(|k, _| !feeds.contains_key(k));
             all.extend(feeds.iter().map(|(k, v)| (k.clone(), v.clone())));

@@ -28,9 +28,6 @@ pub enum CompileError {
     /// Code generation failed.
     #[error(transparent)]
     Codegen(#[from] CodegenError),
-    /// The graph's buffers would not fit in memory.
-    #[error(transparent)]
-    TooLarge(#[from] crate::memory::TooLarge),
 }
 
 /// Compilation options.
@@ -99,10 +96,6 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         groups.iter().map(|(g, _)| (g.kind == GroupKind::Contraction).then(|| Contraction::new(graph, g))).collect();
     let column_slots = share_columns(&mut contractions);
     let plan = kiln_passes::plan::plan(graph, &groups.iter().map(|(g, _)| g.clone()).collect::<Vec<_>>());
-    // Refused before any buffer is allocated: the leaves plus the plan's peak (every group's
-    // result, outputs included, at the most bytes live at once).
-    let needed = crate::memory::leaf_bytes(graph).saturating_add(plan.peak_bytes as u64);
-    crate::memory::check(graph, needed, "its inputs, parameters and buffers at their peak")?;
     // Kernel results that only kernels read live in the arena. Graph outputs go to the
     // caller, and operands of reference ops stay owned values (the reference implementations
     // take arrays; copying them out of the arena would cost more than it saves).
@@ -244,6 +237,17 @@ impl Executable {
     /// The graph this runs.
     pub fn graph(&self) -> &Graph {
         &self.graph
+    }
+
+    /// An error if running this executable — its inputs and parameters plus the memory plan's
+    /// peak (every group's result, outputs included, at the most bytes live at once) — would
+    /// need more memory than is available. Callers that allocate the leaves or run it check this
+    /// first, so a graph too large for the machine is refused before anything is allocated
+    /// (compiling alone allocates no buffers: the GPU and library builders compile graphs far
+    /// larger than the host's memory).
+    pub fn fits_in_memory(&self) -> Result<(), crate::memory::TooLarge> {
+        let needed = crate::memory::leaf_bytes(&self.graph).saturating_add(self.plan.peak_bytes as u64);
+        crate::memory::check(&self.graph, needed, "its inputs, parameters and buffers at their peak")
     }
 
     /// The liveness-based memory plan of this executable's buffers. Kernel results that are

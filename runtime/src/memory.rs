@@ -47,6 +47,13 @@ pub fn check(graph: &Graph, needed: u64, what: &'static str) -> Result<(), TooLa
     }
 }
 
+/// An error if the reference interpreter could not hold `graph`'s leaves and its largest
+/// value at once (a lower bound of what it holds).
+pub fn interpreter_fits(graph: &Graph) -> Result<(), TooLarge> {
+    let largest = graph.nodes().map(|(_, n)| n.ty.size_bytes() as u64).max().unwrap_or(0);
+    check(graph, leaf_bytes(graph).saturating_add(largest), "its inputs, parameters and largest value")
+}
+
 /// `bytes` as a short human-readable size (`1.5 GiB`).
 fn human(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];

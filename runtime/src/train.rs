@@ -34,6 +34,9 @@ pub enum TrainError {
     /// Compiling the step failed.
     #[error(transparent)]
     Compile(#[from] crate::jit::CompileError),
+    /// The step's parameters, state and buffers would not fit in memory.
+    #[error(transparent)]
+    TooLarge(#[from] crate::memory::TooLarge),
     /// Optimizing the step failed.
     #[error(transparent)]
     Optimize(#[from] kiln_passes::PassError),
@@ -93,27 +96,36 @@ impl TrainSession {
         if g.leaf("lr").is_none() {
             return Err(TrainError::Malformed(format!("@{} has no `lr` input", g.name())));
         }
-        let mut values = kiln_ir::init::init_params(g, seed);
-        for (name, ty, init) in &step.state {
-            values.insert(name.clone(), kiln_ir::init::materialize(*init, ty, name, seed));
-        }
+        // Parameters and state are made once the backend has checked that they fit.
+        let initial = || {
+            let mut values = kiln_ir::init::init_params(g, seed);
+            for (name, ty, init) in &step.state {
+                values.insert(name.clone(), kiln_ir::init::materialize(*init, ty, name, seed));
+            }
+            values
+        };
         let optimized = || -> Result<Graph, TrainError> {
             Ok(kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(g)?.0)
         };
-        let engine = match backend {
-            Backend::Interp => Engine::Interp,
+        let (engine, values) = match backend {
+            Backend::Interp => {
+                crate::memory::interpreter_fits(g)?;
+                (Engine::Interp, initial())
+            }
             Backend::Jit => {
                 let mut exe = crate::jit::compile(&optimized()?, crate::jit::Options::default())?
                     .with_threads(crate::pool::threads_from_env());
                 exe.update_in_place(&step.updates);
-                Engine::Jit(Box::new(exe))
+                exe.fits_in_memory()?;
+                (Engine::Jit(Box::new(exe)), initial())
             }
             Backend::Gpu(kind) => {
                 let mut exe = crate::gpu::GpuExecutable::new(&optimized()?, crate::gpu::open(kind)?)?;
+                let values = initial();
                 for (name, v) in &values {
                     exe.set(name, v)?;
                 }
-                Engine::Gpu(Box::new(exe))
+                (Engine::Gpu(Box::new(exe)), values)
             }
         };
         // On the GPU the host copy starts current; each step invalidates it.
