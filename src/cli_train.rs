@@ -47,6 +47,10 @@ pub struct TrainArgs {
     /// step, and writes nothing over the last checkpoint).
     #[arg(long)]
     pub allow_nonfinite: bool,
+    /// Also write the checkpoint every this many steps while training (not the GAN, which
+    /// saves at the end); each write replaces the last one whole.
+    #[arg(long)]
+    pub save_every: Option<usize>,
     /// Threads [default: $KILN_THREADS, else 1; at most 256].
     #[arg(long, value_parser = crate::parse_threads)]
     pub threads: Option<usize>,
@@ -153,7 +157,8 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
         return train_gan(a);
     }
     let task = fit::task(&a.model, &data_dir(&a.data), a.seed).map_err(|e| e.to_string())?;
-    let (config, out) = settings(Config::defaults(&task), &a)?;
+    let (mut config, out) = settings(Config::defaults(&task), &a)?;
+    config.save_every = a.save_every.map(|n| (out.join("model.safetensors"), n));
     let (train_n, test_n, data) = (task.train.len(), task.test.len(), task.data.clone());
     let compile = Instant::now();
     let mut trainer = match &a.resume {
@@ -310,6 +315,9 @@ fn train_gan(a: TrainArgs) -> Result<(), String> {
         return Err("gan: --dropout is available for mnist_mlp and lenet5".into());
     }
     let images = fit::gan::images(&data_dir(&a.data)).map_err(|e| e.to_string())?;
+    if a.save_every.is_some() {
+        return Err("gan: --save-every is not supported (the GAN saves at the end of its run)".into());
+    }
     let (config, out) = settings(fit::gan::defaults(), &a)?;
     let n = images.len();
     let mut trainer = match &a.resume {

@@ -640,3 +640,37 @@ fn device_cuda_without_a_gpu_is_a_clear_error() {
         assert!(last.starts_with("error: ") && last.contains(want), "{args:?}: {err}");
     }
 }
+
+/// A run killed at any moment leaves the checkpoint and curve either as they were or whole:
+/// `kiln train --save-every 1` rewrites its checkpoint after every step, and is killed
+/// (SIGKILL) at 50 points spread over its run; whatever is there loads. (With the checkpoint
+/// written in place instead of renamed, kills land inside writes and this fails.)
+#[test]
+fn killed_training_runs_never_leave_torn_files() {
+    let dir = scratch("kill");
+    let out = dir.join("xor");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["train", "xor_mlp", "--epochs", "2", "--save-every", "1", "--out", out.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // One whole run first, so each later kill lands over an existing checkpoint; it also
+    // measures how long a run takes, to spread the kills over it.
+    let start = std::time::Instant::now();
+    assert!(run().wait().unwrap().success());
+    let span = start.elapsed().as_micros() as u64;
+    let ck = out.join("model.safetensors");
+    for trial in 0..50u64 {
+        let mut child = run();
+        std::thread::sleep(std::time::Duration::from_micros(span * (trial * 37 % 50 + 1) / 50));
+        let _ = child.kill();
+        let _ = child.wait();
+        let loaded = kiln::fit::checkpoint::load(&ck);
+        assert!(loaded.is_ok(), "trial {trial}: {:?}", loaded.err());
+        let png = std::fs::read(out.join("curve.png")).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n") && png.ends_with(b"IEND\xaeB`\x82"), "trial {trial}: curve.png torn");
+    }
+}

@@ -41,6 +41,7 @@ pub fn defaults() -> Config {
         threads: 1,
         backend: Backend::Jit,
         allow_nonfinite: false,
+        save_every: None,
     }
 }
 

@@ -111,6 +111,9 @@ pub struct Config {
     /// Keep training when a loss is NaN or infinite (by default the run stops with
     /// [`FitError::Diverged`], naming the epoch and step, and writes nothing).
     pub allow_nonfinite: bool,
+    /// Also write a checkpoint to this path every this many steps while training (each write
+    /// replaces the last one whole), so a killed run loses at most that many steps.
+    pub save_every: Option<(std::path::PathBuf, usize)>,
 }
 
 impl Config {
@@ -129,6 +132,7 @@ impl Config {
             threads: 1,
             backend: Backend::Jit,
             allow_nonfinite: false,
+            save_every: None,
         }
     }
 
@@ -382,6 +386,12 @@ impl Trainer {
                     loss,
                     examples_per_second: self.examples_per_second(),
                 });
+                if let Some((path, every)) = &self.config.save_every
+                    && *every > 0
+                    && self.session.steps_done().is_multiple_of(*every as u64)
+                {
+                    self.save(&path.clone())?;
+                }
             }
             let accuracy = self.evaluate(&self.task.test)?;
             self.history.test_accuracy.push(accuracy as f32);
