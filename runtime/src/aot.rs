@@ -187,21 +187,7 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
     compile_driver.args(common).args(["-O2", "-c", "-o"]).arg(&driver_object).arg(&driver_path);
     let mut compile_runtime = Command::new(&cc);
     compile_runtime.args(common).args(["-O3", &march, "-c", "-o"]).arg(&runtime_object).arg(&runtime_path);
-    // Linked to a partial file and renamed over the library: never seen half written, and a
-    // program that has the old library loaded keeps it intact.
-    let partial = crate::files::partial_path(&library);
-    let mut link = Command::new(&cc);
-    link.args(["-shared", "-pthread", "-o"])
-        .arg(&partial)
-        .arg(&driver_object)
-        .arg(&runtime_object)
-        .arg(&object_path)
-        .arg(format!("-Wl,--version-script={}", script_path.display()))
-        .arg("-Wl,-z,noexecstack");
-    if !program.math.is_empty() {
-        link.arg("-lm");
-    }
-    let result = [compile_driver, compile_runtime, link].into_iter().try_for_each(|mut cmd| {
+    let run = |mut cmd: Command| -> Result<(), AotError> {
         let out = cmd.output().map_err(|e| AotError::NoCompiler { cc: cc.clone(), message: e.to_string() })?;
         if out.status.success() {
             Ok(())
@@ -212,15 +198,31 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
                 stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             })
         }
-    });
+    };
+    // Linked to a partial file renamed over the library (`files::replace`): never seen half
+    // written, and a program that has the old library loaded keeps it intact.
+    let result = crate::files::replace(
+        &library,
+        |partial| {
+            let mut link = Command::new(&cc);
+            link.args(["-shared", "-pthread", "-o"])
+                .arg(partial)
+                .arg(&driver_object)
+                .arg(&runtime_object)
+                .arg(&object_path)
+                .arg(format!("-Wl,--version-script={}", script_path.display()))
+                .arg("-Wl,-z,noexecstack");
+            if !program.math.is_empty() {
+                link.arg("-lm");
+            }
+            [compile_driver, compile_runtime, link].into_iter().try_for_each(run)
+        },
+        |e| io(&library, e),
+    );
     if !options.keep_sources {
         let _ = std::fs::remove_dir_all(&work);
     }
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e);
-    }
-    std::fs::rename(&partial, &library).map_err(|e| io(&library, e))?;
+    result?;
     let header_path = options.dir.join(format!("{name}.h"));
     let text = header(name, &program.inputs, &program.outputs).ok_or_else(|| AotError::BadName(name.clone()))?;
     crate::files::write(&header_path, text.as_bytes()).map_err(|e| io(&header_path, e))?;

@@ -347,6 +347,10 @@ impl Trainer {
         on_epoch: &mut dyn FnMut(usize, f64),
     ) -> Result<Outcome, FitError> {
         let (b, steps) = (self.config.batch, self.steps_per_epoch());
+        // Class labels are checked against the model's classes, its output's last extent.
+        let scored = self.scorer.graph();
+        let classes = (self.task.metric == Metric::Argmax)
+            .then(|| scored.ty(scored.outputs()[0].value).dims().last().copied().unwrap_or(0));
         while self.epoch < self.config.epochs {
             let order = data::shuffled(self.task.train.len(), self.config.seed, self.epoch as u64);
             while self.step_in_epoch < steps {
@@ -357,9 +361,7 @@ impl Trainer {
                 // Timed from the batch's gathering: an epoch's time includes its data.
                 let start = Instant::now();
                 let (x, y) = self.task.train.batch(&order[s * b..(s + 1) * b]);
-                if self.task.metric == Metric::Argmax {
-                    let classes = self.scorer.graph().ty(self.scorer.graph().outputs()[0].value).dims();
-                    let classes = classes.last().copied().unwrap_or(0);
+                if let Some(classes) = classes {
                     let labels = y.to_f64_vec();
                     let per_example = labels.len() / b;
                     if let Some((k, l)) = bad_label(&labels, classes) {
