@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln::fit::{self, Config, Outcome, Trainer};
 
 /// Raised by Ctrl-C: the trainer stops between two steps and saves a checkpoint.
@@ -47,6 +46,10 @@ pub struct TrainArgs {
     /// step, and writes nothing over the last checkpoint).
     #[arg(long)]
     pub allow_nonfinite: bool,
+    /// The fraction of the training data held out as the validation set, scored after every
+    /// epoch (0: score the test set instead) [default: the task's, 0.1 but for xor_mlp].
+    #[arg(long)]
+    pub validation: Option<f64>,
     /// Also write the checkpoint every this many steps while training (not the GAN, which
     /// saves at the end); each write replaces the last one whole.
     #[arg(long)]
@@ -60,6 +63,9 @@ pub struct TrainArgs {
     /// Continue the run saved in this checkpoint.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// The loss axis of curve.png: log or linear.
+    #[arg(long, default_value = "log")]
+    pub loss_scale: String,
     /// Print one JSON line at the end (progress goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -67,6 +73,13 @@ pub struct TrainArgs {
     /// `cuda` feature; parameters stay on the GPU between steps).
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+}
+
+impl TrainArgs {
+    /// `--loss-scale`, parsed.
+    fn loss_scale(&self) -> Result<fit::plot::Scale, String> {
+        fit::plot::Scale::parse(&self.loss_scale)
+    }
 }
 
 /// `--device` of `run`, `bench`, `train`, `eval` and `predict`.
@@ -109,18 +122,6 @@ fn install_ctrl_c() {
     }
 }
 
-/// A progress bar on stderr for one epoch of `steps` steps (hidden when stderr is not a
-/// terminal).
-fn progress_bar(steps: usize) -> Result<ProgressBar, String> {
-    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:24}] {pos}/{len} {msg}")
-            .map_err(|e| e.to_string())?
-            .progress_chars("=> "),
-    );
-    Ok(bar)
-}
-
 /// ` --out DIR` when the run was given one: resuming must write to the same place.
 fn out_flag(a: &TrainArgs) -> String {
     a.out.as_ref().map_or_else(String::new, |o| format!(" --out {}", o.display()))
@@ -139,6 +140,9 @@ fn settings(mut config: Config, a: &TrainArgs) -> Result<(Config, PathBuf), Stri
     }
     config.seed = a.seed;
     config.allow_nonfinite = a.allow_nonfinite;
+    if let Some(v) = a.validation {
+        config.validation = v;
+    }
     config.threads = a.threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1);
     if a.device == DeviceArg::Cuda {
         config.backend = kiln::runtime::exec::Backend::Gpu(kiln::gpu::DeviceKind::Cuda);
@@ -153,13 +157,14 @@ fn data_dir(data: &Option<PathBuf>) -> PathBuf {
 }
 
 pub fn train(a: TrainArgs) -> Result<(), String> {
+    a.loss_scale()?;
     if a.model == "gan" {
         return train_gan(a);
     }
     let task = fit::task(&a.model, &data_dir(&a.data), a.seed).map_err(|e| e.to_string())?;
     let (mut config, out) = settings(Config::defaults(&task), &a)?;
     config.save_every = a.save_every.map(|n| (out.join("model.safetensors"), n));
-    let (train_n, test_n, data) = (task.train.len(), task.test.len(), task.data.clone());
+    let (test_n, data) = (task.test.as_ref().map_or(0, |t| t.len()), task.data.clone());
     let compile = Instant::now();
     let mut trainer = match &a.resume {
         Some(path) => Trainer::resume(task, config.clone(), path),
@@ -167,11 +172,16 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
     let steps = trainer.steps_per_epoch();
+    let train_n = trainer.train_set().len();
+    let validation = match trainer.held_out() {
+        Some(h) if h.name == "validation" => format!(" ({} more for validation)", h.data.len()),
+        _ => String::new(),
+    };
     install_ctrl_c();
     say(
         a.json,
         &format!(
-            "training {} on {data}: {train_n} examples, {test_n} held out; {} epoch{} x {steps} steps of {}; {} lr {} ({}){}; {} thread{} (compiled in {:.0} ms)",
+            "training {} on {data}: {train_n} examples{validation}, {test_n} for testing; {} epoch{} x {steps} steps of {}; {} lr {} ({}){}; {} thread{} (compiled in {:.0} ms)",
             a.model,
             config.epochs,
             if config.epochs == 1 { "" } else { "s" },
@@ -195,36 +205,13 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
             ),
         );
     }
-    let bar = progress_bar(steps)?;
-    // The first frame already names the epoch (it may be drawn before the first step).
-    bar.set_prefix(format!("{}/{}", trainer.epochs_done() + 1, config.epochs));
     let json = a.json;
-    let started = Instant::now();
-    let outcome = trainer.run(
-        &STOP,
-        &mut |p| {
-            if p.step == 1 {
-                bar.reset();
-                bar.set_prefix(format!("{}/{}", p.epoch, p.epochs));
-            }
-            bar.set_position(p.step as u64);
-            bar.set_message(format!("loss {:.4}  {:.0} ex/s", p.loss, p.examples_per_second));
-        },
-        &mut |epoch, acc| {
-            let line = format!(
-                "epoch {epoch}: held-out accuracy {:.2}%  ({:.1} s)",
-                acc * 100.0,
-                started.elapsed().as_secs_f64()
-            );
-            if bar.is_hidden() { say(json, &line) } else { bar.suspend(|| say(json, &line)) }
-        },
-    );
-    bar.finish_and_clear();
+    let outcome = fit::progress::run(&mut trainer, &STOP, &mut |line| say(json, line));
     let outcome = outcome.map_err(|e| e.to_string())?;
     let ckpt = out.join("model.safetensors");
     trainer.save(&ckpt).map_err(|e| e.to_string())?;
     let curve = out.join("curve.png");
-    fit::plot::curve(&curve, &a.model, trainer.history()).map_err(|e| e.to_string())?;
+    fit::plot::curve(&curve, &a.model, &trainer, a.loss_scale()?).map_err(|e| e.to_string())?;
     if outcome == Outcome::Interrupted {
         say(
             a.json,
@@ -239,11 +226,16 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
         );
         std::process::exit(130);
     }
-    let acc = trainer.history().test_accuracy.last().copied().map_or(0.0, f64::from);
+    // Every zoo task has a test set, scored once, at the end.
+    let acc = trainer.test_score().map_err(|e| e.to_string())?.unwrap_or(f64::NAN);
     say(a.json, &format!("test accuracy {:.2}%; saved {} and {}", acc * 100.0, ckpt.display(), curve.display()));
     if a.json {
+        let validation = match (trainer.held_out(), trainer.history().held_out.last()) {
+            (Some(h), Some(v)) if h.name == "validation" => format!("{v:.6}"),
+            _ => "null".to_string(),
+        };
         println!(
-            "{{\"model\":\"{}\",\"epochs\":{},\"test_accuracy\":{acc:.6},\"train_seconds\":{:.3},\"examples_per_second\":{:.1}}}",
+            "{{\"model\":\"{}\",\"epochs\":{},\"test_accuracy\":{acc:.6},\"validation_accuracy\":{validation},\"train_seconds\":{:.3},\"examples_per_second\":{:.1}}}",
             a.model,
             trainer.epochs_done(),
             trainer.train_seconds(),
@@ -262,11 +254,11 @@ pub fn eval(
 ) -> Result<(), String> {
     let task = fit::task(model, &data_dir(data), 0).map_err(|e| e.to_string())?;
     let batch = batch.unwrap_or(task.defaults.batch);
-    let test = task.test.clone();
+    let test = task.test.clone().ok_or_else(|| format!("{model} has no test set"))?;
     let mut p =
         fit::Predictor::from_checkpoint_on(task, weights, batch, threads, device.gpu()).map_err(|e| e.to_string())?;
     let acc = p.accuracy(&test).map_err(|e| e.to_string())?;
-    println!("{model}: held-out accuracy {:.2}% on {} examples", acc * 100.0, test.len());
+    println!("{model}: test accuracy {:.2}% on {} examples", acc * 100.0, test.len());
     Ok(())
 }
 
@@ -340,7 +332,7 @@ fn train_gan(a: TrainArgs) -> Result<(), String> {
         ),
     );
     install_ctrl_c();
-    let bar = progress_bar(steps)?;
+    let bar = fit::progress::bar(steps);
     let json = a.json;
     let mut epoch_error = None;
     let outcome = {
@@ -395,8 +387,8 @@ fn train_gan(a: TrainArgs) -> Result<(), String> {
     trainer.save(&ckpt).map_err(|e| e.to_string())?;
     let h = trainer.history();
     let curve = out.join("curve.png");
-    fit::plot::losses(&curve, "gan", &[("discriminator", &h.d_loss), ("generator", &h.g_loss)], &[])
-        .map_err(|e| e.to_string())?;
+    let series = [("discriminator", h.d_loss.as_slice()), ("generator", h.g_loss.as_slice())];
+    fit::plot::losses(&curve, "gan", &series, None, a.loss_scale()?).map_err(|e| e.to_string())?;
     say(a.json, &format!("saved {}, {} and {}", ckpt.display(), curve.display(), out.join("samples.png").display()));
     if outcome == fit::Outcome::Interrupted {
         say(

@@ -68,6 +68,12 @@ enum Command {
         /// Seed for parameters not given with --input (and for `rng_seed` if not given).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Convert each --input file to its input's dtype (bytes, integers, floats, bools;
+        /// floats become integers only when every value is a whole number in range) and
+        /// reshape it to the input's shape when the element counts agree: a `u8` 28x28 image
+        /// feeds an `f32[1,784]` input. Without it, files must match exactly.
+        #[arg(long)]
+        cast: bool,
         /// Directory for the output files (created if missing).
         #[arg(long)]
         out: PathBuf,
@@ -307,13 +313,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Opt { file, pipeline } => opt(&file, &pipeline),
-        Command::Run { file, func, inputs, seed, out, backend, device } => {
+        Command::Run { file, func, inputs, seed, cast, out, backend, device } => {
             let backend = match (device, backend) {
                 (cli_train::DeviceArg::Cuda, _) => kiln::runtime::exec::Backend::Gpu(kiln::gpu::DeviceKind::Cuda),
                 (_, BackendArg::Interp) => kiln::runtime::exec::Backend::Interp,
                 (_, BackendArg::Jit) => kiln::runtime::exec::Backend::Jit,
             };
-            run(&file, func.as_deref(), &inputs, seed, &out, backend)
+            run(&file, func.as_deref(), (&inputs, cast), seed, &out, backend)
         }
         Command::Check { file } => check(&file),
         Command::Train(args) => cli_train::train(args),
@@ -751,10 +757,36 @@ fn dump_kernels(
     Ok(())
 }
 
+/// `v` converted to `ty` for `kiln run --cast`: its dtype by the IR's `cast` (refusing float
+/// values an integer cannot hold exactly), then its shape when the element counts agree.
+fn cast_to(v: Value, ty: &kiln::ir::TensorType) -> Result<Value, String> {
+    let int_target = matches!(ty.dtype, DType::I32 | DType::I64);
+    if int_target && matches!(v.dtype(), DType::F32 | DType::F64) {
+        // Whole numbers within the dtype (an i64 holds every f64 whole number below 2^63).
+        let holds = |x: f64| {
+            x.fract() == 0.0
+                && if ty.dtype == DType::I32 {
+                    (-2f64.powi(31)..2f64.powi(31)).contains(&x)
+                } else {
+                    (-2f64.powi(63)..2f64.powi(63)).contains(&x)
+                }
+        };
+        if let Some((i, x)) = v.to_f64_vec().into_iter().enumerate().find(|(_, x)| !holds(*x)) {
+            return Err(format!("element {i} is {x}, which {} does not hold exactly", ty.dtype));
+        }
+    }
+    let v = v.cast(ty.dtype);
+    let numel: usize = v.shape().iter().product();
+    if numel != ty.numel() {
+        return Err(format!("holds {numel} values ({:?}); {ty} takes {}", v.shape(), ty.numel()));
+    }
+    kiln::data::reshape(v, ty.dims()).ok_or_else(|| format!("cannot reshape to {ty}"))
+}
+
 fn run(
     file: &Path,
     func: Option<&str>,
-    inputs: &[String],
+    (inputs, cast): (&[String], bool),
     seed: u64,
     out: &Path,
     backend: kiln::runtime::exec::Backend,
@@ -772,7 +804,12 @@ fn run(
             ));
         };
         let ty = graph.ty(id);
-        let v = kiln::runtime::npy::read(Path::new(path), ty).map_err(|e| format!("--input `{name}`: {e}"))?;
+        let v = if cast {
+            let v = kiln::runtime::npy::read_any(Path::new(path)).map_err(|e| format!("--input `{name}`: {e}"))?;
+            cast_to(v, ty).map_err(|e| format!("--input `{name}`: {path}: {e}"))?
+        } else {
+            kiln::runtime::npy::read(Path::new(path), ty).map_err(|e| format!("--input `{name}`: {e}"))?
+        };
         feeds.insert(name.to_string(), v);
     }
     for (id, node) in graph.inputs() {

@@ -35,6 +35,7 @@ pub fn loss_graph(model: &Model) -> Result<Graph, BuildError> {
             Loss::Mse => loss::mse(pred, labels),
             Loss::CrossEntropy => loss::cross_entropy(pred, labels),
             Loss::BinaryCrossEntropy => loss::binary_cross_entropy(pred, labels),
+            Loss::Mae => loss::mae(pred, labels),
         };
         b.output("loss", l);
     } else {

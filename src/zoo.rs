@@ -17,6 +17,8 @@ pub enum Loss {
     CrossEntropy,
     /// Binary cross entropy of probabilities against float targets of the output's shape.
     BinaryCrossEntropy,
+    /// Mean absolute error against float targets of the output's shape.
+    Mae,
 }
 
 /// One zoo graph with what its training needs.

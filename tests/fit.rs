@@ -145,6 +145,7 @@ fn a_short_mnist_run_learns_through_the_jit() {
     let task = short_mnist_task();
     let mut config = Config::defaults(&task);
     config.epochs = 1;
+    config.validation = 0.0;
     let mut t = Trainer::new(task, config).unwrap();
     assert_eq!(t.steps_per_epoch(), 300);
     let mut steps = 0;
@@ -163,7 +164,7 @@ fn a_short_mnist_run_learns_through_the_jit() {
     let ck = dir.join("model.safetensors");
     t.save(&ck).unwrap();
     let task = short_mnist_task();
-    let test = task.test.take(1000);
+    let test = task.test.as_ref().unwrap().take(1000);
     let mut p = Predictor::from_checkpoint(task, &ck, 100, 1).unwrap();
     let acc = p.accuracy(&test).unwrap();
     assert!((acc - t.evaluate(&test).unwrap()).abs() < 1e-12);
@@ -197,7 +198,7 @@ fn xor_trainer(epochs: usize) -> Trainer {
 fn xor_reaches_every_point() {
     let mut t = xor_trainer(4);
     t.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap();
-    assert_eq!(t.history().test_accuracy.last(), Some(&1.0));
+    assert_eq!(t.history().held_out.last(), Some(&1.0));
 }
 
 #[test]
@@ -245,7 +246,7 @@ fn resuming_continues_the_same_loss_curve() {
     assert_eq!(resumed.history().step_loss.len(), 300);
     resumed.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap();
     assert_eq!(resumed.history().step_loss, whole.history().step_loss);
-    assert_eq!(resumed.history().test_accuracy, whole.history().test_accuracy);
+    assert_eq!(resumed.history().held_out, whole.history().held_out);
     for (name, v) in whole.values() {
         assert_eq!(resumed.values().get(name), Some(v), "{name}");
     }
@@ -343,7 +344,7 @@ fn dropout_changes_training_only() {
     let mean = |t: &Trainer| t.history().step_loss[20..].iter().sum::<f32>() / 20.0;
     assert!(mean(&dropped) > mean(&plain), "{} vs {}", mean(&dropped), mean(&plain));
     // Scoring is deterministic.
-    let test = task.test.take(500);
+    let test = task.test.as_ref().unwrap().take(500);
     assert_eq!(dropped.evaluate(&test).unwrap(), dropped.evaluate(&test).unwrap());
     // Where the model has no dropout, asking for it is an error.
     let xor = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
@@ -355,12 +356,13 @@ fn dropout_changes_training_only() {
 #[test]
 fn the_order_task_is_learned_by_the_lstm() {
     let mut task = fit::task("lstm_classifier", Path::new("/nonexistent"), 0).unwrap();
-    task.test = task.test.take(256);
+    task.test = task.test.map(|t| t.take(256));
     let mut config = Config::defaults(&task);
     config.epochs = 1;
+    config.validation = 0.0;
     let mut t = Trainer::new(task, config).unwrap();
     t.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap();
-    let acc = t.history().test_accuracy[0];
+    let acc = t.history().held_out[0];
     assert!(acc >= 0.95, "held-out accuracy after one epoch: {acc}");
 }
 
@@ -422,7 +424,7 @@ fn training_on_the_emulated_gpu_matches_the_cpu_and_resumes() {
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         assert!((x - y).abs() <= 1e-4 * y.abs().max(1.0), "step {i}: GPU {x}, CPU {y}");
     }
-    assert_eq!(whole.history().test_accuracy, cpu.history().test_accuracy);
+    assert_eq!(whole.history().held_out, cpu.history().held_out);
 
     // Interrupted, saved, resumed on the GPU: the same curve as the uninterrupted GPU run.
     let mut first = trainer(gpu);
@@ -446,7 +448,7 @@ fn training_on_the_emulated_gpu_matches_the_cpu_and_resumes() {
         let task = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
         Predictor::from_checkpoint_on(task, &path, 2, 1, device).unwrap()
     };
-    let test = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap().test;
+    let test = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap().test.unwrap();
     let (mut on_cpu, mut on_gpu) = (predictor(None), predictor(Some(kiln::gpu::DeviceKind::Emulated)));
     assert_eq!(on_gpu.classes(&test.x).unwrap(), on_cpu.classes(&test.x).unwrap());
     assert_eq!(on_gpu.accuracy(&test).unwrap(), on_cpu.accuracy(&test).unwrap());
@@ -472,7 +474,8 @@ fn labels_outside_the_classes_are_errors() {
     let mut config = Config::defaults(&task);
     config.epochs = 1;
     config.batch = 128;
-    let test = with_label(task.test.take(200), 3, -1);
+    config.validation = 0.0;
+    let test = with_label(task.test.as_ref().unwrap().take(200), 3, -1);
     let mut t = Trainer::new(task, config).unwrap();
     let e = t.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap_err().to_string();
     assert!(e.starts_with("training: label 12 of example 130 (batch position "), "{e}");
@@ -528,7 +531,7 @@ fn files_are_replaced_whole() {
     let t = xor_trainer(1);
     t.save(&ck).unwrap();
     t.save(&ck).unwrap();
-    fit::plot::curve(&dir.join("curve.png"), "xor", t.history()).unwrap();
+    fit::plot::curve(&dir.join("curve.png"), "xor", &t, fit::plot::Scale::Log).unwrap();
     let mut names: Vec<String> =
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();

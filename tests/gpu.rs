@@ -88,7 +88,12 @@ fn index_arithmetic_is_32_bit_unless_a_buffer_needs_64() {
     assert_eq!(small.matches("typedef int idx_t;").count(), n);
 }
 
+/// Needs NVRTC, which a fresh machine lacks: ignored by a plain `cargo test` (the summary says
+/// so), run by `.ci/run` after it installs NVRTC's wheel. Run it by hand with
+/// `cargo test --test gpu -- --ignored every_rendered_module` (with `KILN_NVRTC_DIR` naming the
+/// wheel's directory); it fails when NVRTC cannot be loaded and `KILN_REQUIRE_NVRTC=1`.
 #[test]
+#[ignore = "needs NVRTC (.ci/run installs it and runs this test)"]
 fn every_rendered_module_compiles_with_nvrtc() {
     let required = std::env::var("KILN_REQUIRE_NVRTC").is_ok_and(|v| v == "1");
     let dir = std::env::temp_dir().join(format!("kiln-gpu-{}", std::process::id()));

@@ -344,19 +344,34 @@ pub fn read(path: &Path, expected: &TensorType) -> Result<Value, NpyError> {
 /// Reads `path` as an array of `dtype`, of any shape.
 pub fn read_dtype(path: &Path, dtype: DType) -> Result<Value, NpyError> {
     let (h, data) = read_stored(path, Stored::Typed(dtype), dtype)?;
+    typed(path, &h, &data, dtype)
+}
+
+/// The array of `dtype` that a file's header `h` and data bytes hold.
+fn typed(path: &Path, h: &Header, data: &[u8], dtype: DType) -> Result<Value, NpyError> {
     Ok(match dtype {
-        DType::F32 => decode(&h, &data, f32::from_le_bytes, f32::from_be_bytes).into(),
-        DType::F64 => decode(&h, &data, f64::from_le_bytes, f64::from_be_bytes).into(),
-        DType::I32 => decode(&h, &data, i32::from_le_bytes, i32::from_be_bytes).into(),
-        DType::I64 => decode(&h, &data, i64::from_le_bytes, i64::from_be_bytes).into(),
+        DType::F32 => decode(h, data, f32::from_le_bytes, f32::from_be_bytes).into(),
+        DType::F64 => decode(h, data, f64::from_le_bytes, f64::from_be_bytes).into(),
+        DType::I32 => decode(h, data, i32::from_le_bytes, i32::from_be_bytes).into(),
+        DType::I64 => decode(h, data, i64::from_le_bytes, i64::from_be_bytes).into(),
         DType::Bool => {
             if let Some(i) = data.iter().position(|b| *b > 1) {
                 let message = format!("bool element {i} is the byte {}, not 0 or 1", data[i]);
                 return Err(NpyError::Format { path: path.display().to_string(), message });
             }
-            decode(&h, &data, |[b]: [u8; 1]| b != 0, |[b]: [u8; 1]| b != 0).into()
+            decode(h, data, |[b]: [u8; 1]| b != 0, |[b]: [u8; 1]| b != 0).into()
         }
     })
+}
+
+/// Reads `path` as whatever array it holds, of any shape: kiln's dtypes as themselves, bytes
+/// (`u1`) as `i32` values 0 to 255.
+pub fn read_any(path: &Path) -> Result<Value, NpyError> {
+    let (header, data) = read_file(path)?;
+    match header.stored {
+        Stored::Typed(dtype) => typed(path, &header, &data, dtype),
+        Stored::U8 => Ok(decode(&header, &data, |[b]: [u8; 1]| i32::from(b), |[b]: [u8; 1]| i32::from(b)).into()),
+    }
 }
 
 /// Reads `path` as an array of bytes (`u8`, any shape) and scales it to `f32` in `[0, 1]`:

@@ -42,6 +42,8 @@ pub fn defaults() -> Config {
         backend: Backend::Jit,
         allow_nonfinite: false,
         save_every: None,
+        // The GAN has no held-out score: every image trains.
+        validation: 0.0,
     }
 }
 

@@ -1,16 +1,21 @@
-//! Training zoo models on their tasks: the loop behind `kiln train`, `kiln eval` and
-//! `kiln predict`.
+//! Training any model on its data: the loop behind `kiln train`, `kiln eval` and
+//! `kiln predict`, and the library's way to train a model written with the DSL.
 //!
-//! A [`Trainer`] compiles the model's whole training step once (forward, loss, backward and
-//! optimizer update in one JIT-compiled function, parameters updated in place) and its forward
-//! graph for scoring, then walks the training set in shuffled mini-batches, one epoch at a
-//! time, scoring the held-out set after each. Everything it does follows from the seed: the
-//! initial parameters, each epoch's order ([`crate::data::shuffled`]) and dropout masks, so a
-//! run resumed from a [`checkpoint`] continues exactly as if it had not stopped.
+//! A [`Task`] is a model (its graph at any batch size, its loss) with its data and metric:
+//! [`Task::new`] makes one for your own model, [`task`] the zoo's. A [`Trainer`] compiles the
+//! model's whole training step once (forward, loss, backward and optimizer update in one
+//! JIT-compiled function, parameters updated in place) and its forward graph for scoring, then
+//! walks the training set in shuffled mini-batches, one epoch at a time, scoring the held-out
+//! set after each: a validation split drawn from the training data ([`Config::validation`]),
+//! or the test set when there is none. Everything it does follows from the seed: the initial
+//! parameters, the split, each epoch's order ([`crate::data::shuffled`]) and dropout masks,
+//! so a run resumed from a [`checkpoint`] continues exactly as if it had not stopped.
+//! [`progress`] draws it on a terminal.
 
 pub mod checkpoint;
 pub mod gan;
 pub mod plot;
+pub mod progress;
 pub mod task;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +32,9 @@ use kiln_runtime::train::{TrainError, TrainSession};
 use thiserror::Error;
 
 pub use task::{Defaults, Metric, TRAINABLE, Task, task};
+
+/// What a task's model is: its forward graph, the loss it is trained with, its label type.
+pub use crate::zoo::{Loss, Model};
 
 use crate::data::{self, DataError, Dataset};
 use crate::train::TrainBuildError;
@@ -114,6 +122,9 @@ pub struct Config {
     /// Also write a checkpoint to this path every this many steps while training (each write
     /// replaces the last one whole), so a killed run loses at most that many steps.
     pub save_every: Option<(std::path::PathBuf, usize)>,
+    /// The fraction of the training examples held out as the validation set, scored after
+    /// every epoch (0: none; the test set is scored after every epoch instead).
+    pub validation: f64,
 }
 
 impl Config {
@@ -133,6 +144,7 @@ impl Config {
             backend: Backend::Jit,
             allow_nonfinite: false,
             save_every: None,
+            validation: d.validation,
         }
     }
 
@@ -212,13 +224,14 @@ pub struct Progress {
     pub examples_per_second: f64,
 }
 
-/// Losses and accuracies so far.
+/// Losses and scores so far.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
     /// The loss of every step.
     pub step_loss: Vec<f32>,
-    /// Held-out accuracy after every epoch.
-    pub test_accuracy: Vec<f32>,
+    /// The held-out score (the task's metric on the validation split, or on the test set when
+    /// there is none) after every epoch.
+    pub held_out: Vec<f32>,
 }
 
 /// How a call to [`Trainer::run`] ended.
@@ -230,10 +243,21 @@ pub enum Outcome {
     Interrupted,
 }
 
+/// The examples scored after every epoch.
+#[derive(Clone, Debug)]
+pub struct HeldOut {
+    /// `validation` (split from the training data) or `test`.
+    pub name: &'static str,
+    /// The examples.
+    pub data: Dataset,
+}
+
 /// Trains one model on its task.
 pub struct Trainer {
     task: Task,
     config: Config,
+    train: Dataset,
+    held_out: Option<HeldOut>,
     session: TrainSession,
     scorer: Executable,
     x_dims: Vec<usize>,
@@ -257,12 +281,15 @@ impl std::fmt::Debug for Trainer {
 }
 
 impl Trainer {
-    /// Compiles the training step and the scoring graph of `task`'s model for `config`.
+    /// Compiles the training step and the scoring graph of `task`'s model for `config`, and
+    /// splits off the validation set. Every setting and the data's types and shapes are
+    /// checked against the model here, before anything trains.
     pub fn new(task: Task, config: Config) -> Result<Self, FitError> {
-        if config.batch == 0 || config.batch > task.train.len() {
+        let (train, validation) = task.split(config.validation, config.seed)?;
+        if config.batch == 0 || config.batch > train.len() {
             return Err(FitError::Invalid(format!(
                 "--batch must be between 1 and the {} training examples, got {}",
-                task.train.len(),
+                train.len(),
                 config.batch
             )));
         }
@@ -271,21 +298,32 @@ impl Trainer {
         }
         if !(0.0..1.0).contains(&config.dropout) || (config.dropout > 0.0 && !task.has_dropout) {
             return Err(FitError::Invalid(format!(
-                "--dropout must be in [0, 1) and is available for mnist_mlp and lenet5, got {} for {}",
+                "--dropout must be in [0, 1) and is available for models that take it (mnist_mlp and lenet5 in the zoo), got {} for {}",
                 config.dropout, task.model
             )));
         }
         let model = task.model_for(config.batch, config.dropout, kiln_frontend::Mode::Train)?;
         let step = crate::train::train_step(&model, &config.optimizer()?)?;
         let model = task.model_at(config.batch)?;
+        let x_dims = input_dims(&model.graph)?;
+        let y_dims = model.labels.dims().to_vec();
+        let x_ty = model.graph.ty(model.graph.leaf("x").ok_or_else(|| no_x(&model.graph))?).clone();
+        for data in std::iter::once(&task.train).chain(&task.test) {
+            check_fits(&task, data, &x_ty, &model.labels)?;
+        }
         let mut session = TrainSession::with_backend(step, config.seed, config.backend)?;
         session.set_threads(config.threads.max(1));
         let scorer = crate::compile(&model.graph, crate::Fusion::Fused)?.with_threads(config.threads.max(1));
-        let x_dims = input_dims(&model.graph)?;
-        let y_dims = model.labels.dims().to_vec();
+        let held_out = match (validation, &task.test) {
+            (Some(data), _) => Some(HeldOut { name: "validation", data }),
+            (None, Some(test)) => Some(HeldOut { name: "test", data: test.clone() }),
+            (None, None) => None,
+        };
         Ok(Trainer {
             task,
             config,
+            train,
+            held_out,
             session,
             scorer,
             x_dims,
@@ -300,7 +338,24 @@ impl Trainer {
 
     /// Steps in one epoch (the last partial batch of each epoch is dropped).
     pub fn steps_per_epoch(&self) -> usize {
-        self.task.train.len() / self.config.batch
+        self.train.len() / self.config.batch
+    }
+
+    /// The examples trained on (the task's, less the validation split).
+    pub fn train_set(&self) -> &Dataset {
+        &self.train
+    }
+
+    /// The examples scored after every epoch, if any: the validation split, or the test set
+    /// when there is none.
+    pub fn held_out(&self) -> Option<&HeldOut> {
+        self.held_out.as_ref()
+    }
+
+    /// The task's metric on its test set with the current parameters (`None` without a test
+    /// set).
+    pub fn test_score(&self) -> Result<Option<f64>, FitError> {
+        self.task.test.as_ref().map(|t| self.evaluate(t)).transpose()
     }
 
     /// Epochs finished.
@@ -338,8 +393,14 @@ impl Trainer {
         self.session.values()
     }
 
+    /// The current parameters by name (without the optimizer's state).
+    pub fn params(&self) -> HashMap<&str, &Value> {
+        self.session.params()
+    }
+
     /// Trains until `config.epochs` epochs are done or `stop` is raised, calling `on_step`
-    /// after every step and `on_epoch` with each epoch's held-out accuracy.
+    /// after every step and `on_epoch` with each epoch's held-out score (see
+    /// [`Trainer::held_out`]; without a held-out set, NaN).
     pub fn run(
         &mut self,
         stop: &AtomicBool,
@@ -349,10 +410,13 @@ impl Trainer {
         let (b, steps) = (self.config.batch, self.steps_per_epoch());
         // Class labels are checked against the model's classes, its output's last extent.
         let scored = self.scorer.graph();
-        let classes = (self.task.metric == Metric::Argmax)
+        let classes = self
+            .task
+            .metric
+            .takes_class_labels()
             .then(|| scored.ty(scored.outputs()[0].value).dims().last().copied().unwrap_or(0));
         while self.epoch < self.config.epochs {
-            let order = data::shuffled(self.task.train.len(), self.config.seed, self.epoch as u64);
+            let order = data::shuffled(self.train.len(), self.config.seed, self.epoch as u64);
             while self.step_in_epoch < steps {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(Outcome::Interrupted);
@@ -360,7 +424,7 @@ impl Trainer {
                 let s = self.step_in_epoch;
                 // Timed from the batch's gathering: an epoch's time includes its data.
                 let start = Instant::now();
-                let (x, y) = self.task.train.batch(&order[s * b..(s + 1) * b]);
+                let (x, y) = self.train.batch(&order[s * b..(s + 1) * b]);
                 if let Some(classes) = classes {
                     let labels = y.to_f64_vec();
                     let per_example = labels.len() / b;
@@ -395,16 +459,20 @@ impl Trainer {
                     self.save(&path.clone())?;
                 }
             }
-            let accuracy = self.evaluate(&self.task.test)?;
-            self.history.test_accuracy.push(accuracy as f32);
+            let score = match &self.held_out {
+                Some(h) => self.evaluate(&h.data)?,
+                None => f64::NAN,
+            };
+            self.history.held_out.push(score as f32);
             self.epoch += 1;
             self.step_in_epoch = 0;
-            on_epoch(self.epoch, accuracy);
+            on_epoch(self.epoch, score);
         }
         Ok(Outcome::Finished)
     }
 
-    /// The accuracy of the current parameters on `data` (as [`Task::metric`] scores it).
+    /// The score of the current parameters on `data`: [`Task::metric`] (accuracy, or mean
+    /// error for regression).
     pub fn evaluate(&self, data: &Dataset) -> Result<f64, FitError> {
         let g = self.scorer.graph();
         let mut feeds: HashMap<String, Value> = self
@@ -429,14 +497,14 @@ impl Trainer {
     /// Writes the parameters, optimizer state, history and position to `path`.
     pub fn save(&self, path: &Path) -> Result<(), FitError> {
         let loss = Value::F32(ndarray::Array1::from(self.history.step_loss.clone()).into_dyn());
-        let acc = Value::F32(ndarray::Array1::from(self.history.test_accuracy.clone()).into_dyn());
+        let acc = Value::F32(ndarray::Array1::from(self.history.held_out.clone()).into_dyn());
         let mut tensors: Vec<(&str, &Value)> = self.session.values().iter().map(|(k, v)| (k.as_str(), v)).collect();
         tensors.push((HISTORY_LOSS, &loss));
-        tensors.push((HISTORY_ACCURACY, &acc));
+        tensors.push((HISTORY_HELD_OUT, &acc));
         let c = &self.config;
         let metadata = BTreeMap::from([
             ("format".to_string(), "kiln.checkpoint.v1".to_string()),
-            ("model".to_string(), self.task.model.to_string()),
+            ("model".to_string(), self.task.model.clone()),
             ("optimizer".to_string(), c.optimizer.clone()),
             ("lr".to_string(), c.lr.to_string()),
             ("weight_decay".to_string(), c.weight_decay.to_string()),
@@ -444,6 +512,7 @@ impl Trainer {
             ("dropout".to_string(), c.dropout.to_string()),
             ("batch".to_string(), c.batch.to_string()),
             ("seed".to_string(), c.seed.to_string()),
+            ("validation".to_string(), c.validation.to_string()),
             ("epoch".to_string(), self.epoch.to_string()),
             ("step_in_epoch".to_string(), self.step_in_epoch.to_string()),
             ("steps_done".to_string(), self.session.steps_done().to_string()),
@@ -455,7 +524,8 @@ impl Trainer {
 
     /// A trainer that continues the run saved at `path`: its parameters, optimizer state,
     /// history and position. The checkpoint's model, optimizer, batch, learning rate, weight
-    /// decay and seed must match `config` (`epochs` and `threads` may change).
+    /// decay, seed and validation fraction must match `config` (`epochs` and `threads` may
+    /// change).
     pub fn resume(task: Task, config: Config, path: &Path) -> Result<Self, FitError> {
         let expect = [
             ("model", task.model.to_string()),
@@ -466,6 +536,7 @@ impl Trainer {
             ("dropout", config.dropout.to_string()),
             ("batch", config.batch.to_string()),
             ("seed", config.seed.to_string()),
+            ("validation", config.validation.to_string()),
         ];
         let saved = Resumed::open(path, &expect)?;
         let mut t = Trainer::new(task, config)?;
@@ -475,7 +546,7 @@ impl Trainer {
         t.session.set_steps_done(saved.count("steps_done")?);
         t.train_seconds = saved.seconds();
         t.history.step_loss = saved.series(HISTORY_LOSS);
-        t.history.test_accuracy = saved.series(HISTORY_ACCURACY);
+        t.history.held_out = saved.series(HISTORY_HELD_OUT);
         Ok(t)
     }
 }
@@ -539,8 +610,8 @@ impl<'p> Resumed<'p> {
 
 /// The checkpoint tensor holding every step's loss.
 pub const HISTORY_LOSS: &str = "kiln.history.step_loss";
-/// The checkpoint tensor holding every epoch's held-out accuracy.
-pub const HISTORY_ACCURACY: &str = "kiln.history.test_accuracy";
+/// The checkpoint tensor holding every epoch's held-out score.
+pub const HISTORY_HELD_OUT: &str = "kiln.history.held_out";
 
 /// Scores and predicts with trained parameters, without the training step.
 pub struct Predictor {
@@ -630,7 +701,7 @@ impl Predictor {
         Ok(Predictor { task, engine, feeds, x_dims })
     }
 
-    /// The accuracy on `data`.
+    /// The score on `data` (the task's metric: accuracy, or mean error for regression).
     pub fn accuracy(&mut self, data: &Dataset) -> Result<f64, FitError> {
         let engine = &mut self.engine;
         score(&mut |f| engine.run(f), &mut self.feeds, &self.task, &self.x_dims, data)
@@ -640,6 +711,54 @@ impl Predictor {
     /// elements as the model's input has per example): the arg-max of the logits, or 0/1 for a
     /// model that outputs probabilities. Token-level models give one class per position.
     pub fn classes(&mut self, x: &Value) -> Result<Vec<usize>, FitError> {
+        if !self.task.metric.higher_is_better() {
+            return Err(FitError::Invalid(format!(
+                "{} is a regression model ({}): it predicts values, not classes (use Predictor::predict)",
+                self.task.model,
+                self.task.metric.name()
+            )));
+        }
+        self.check_examples(x)?;
+        let mut classes = Vec::new();
+        let metric = self.task.metric;
+        let engine = &mut self.engine;
+        for_batches(&mut |f| engine.run(f), &mut self.feeds, &self.task, &self.x_dims, x, &mut |valid, out, _| {
+            let (rows, per_row) = rows_of(out, valid, self.x_dims[0]);
+            let v = out.to_f64_vec();
+            for r in 0..rows {
+                let row = &v[r * per_row..(r + 1) * per_row];
+                classes.push(match metric {
+                    Metric::Threshold => usize::from(row[0] > 0.5),
+                    _ => argmax(row),
+                });
+            }
+        })?;
+        Ok(classes)
+    }
+
+    /// The model's first output for every example of `x` (`[n, ...]`, as for
+    /// [`Predictor::classes`]): `[n, ...]` logits, probabilities or regression values, in the
+    /// output's dtype as f64.
+    pub fn predict(&mut self, x: &Value) -> Result<Value, FitError> {
+        self.check_examples(x)?;
+        let n = x.shape()[0];
+        let mut values = Vec::new();
+        let mut example_dims = Vec::new();
+        let engine = &mut self.engine;
+        let batch = self.x_dims[0];
+        for_batches(&mut |f| engine.run(f), &mut self.feeds, &self.task, &self.x_dims, x, &mut |valid, out, _| {
+            let v = out.to_f64_vec();
+            let per = v.len() / batch.max(1);
+            values.extend_from_slice(&v[..valid * per]);
+            example_dims = if out.shape().first() == Some(&batch) { out.shape()[1..].to_vec() } else { vec![per] };
+        })?;
+        let mut dims = vec![n];
+        dims.extend(example_dims);
+        Value::from_vec(&dims, values).map_err(|e| FitError::Invalid(e.to_string()))
+    }
+
+    /// Checks that `x` is a non-empty batch of finite examples of the model's shape.
+    fn check_examples(&self, x: &Value) -> Result<(), FitError> {
         let per_example: usize = self.x_dims[1..].iter().product();
         let n = x.shape().first().copied().unwrap_or(0);
         if x.shape().is_empty() || x.shape()[1..].iter().product::<usize>() != per_example || n == 0 {
@@ -660,28 +779,46 @@ impl Predictor {
                 at % per_example
             )));
         }
-        let mut classes = Vec::new();
-        let metric = self.task.metric;
-        let engine = &mut self.engine;
-        for_batches(&mut |f| engine.run(f), &mut self.feeds, &self.task, &self.x_dims, x, &mut |valid, out, _| {
-            let (rows, per_row) = rows_of(out, valid, self.x_dims[0]);
-            let v = out.to_f64_vec();
-            for r in 0..rows {
-                let row = &v[r * per_row..(r + 1) * per_row];
-                classes.push(match metric {
-                    Metric::Argmax => argmax(row),
-                    Metric::Threshold => usize::from(row[0] > 0.5),
-                });
-            }
-        })?;
-        Ok(classes)
+        Ok(())
     }
 }
 
 /// The dims of the graph's `x` input.
 fn input_dims(g: &kiln_ir::Graph) -> Result<Vec<usize>, FitError> {
-    let id = g.leaf("x").ok_or_else(|| FitError::Invalid(format!("@{} has no input `x`", g.name())))?;
+    let id = g.leaf("x").ok_or_else(|| no_x(g))?;
     Ok(g.ty(id).dims().to_vec())
+}
+
+/// The error for a model graph without the input `x` a trainer feeds examples to.
+fn no_x(g: &kiln_ir::Graph) -> FitError {
+    FitError::Invalid(format!("@{} has no input `x` (a task's model takes its examples as the input `x`)", g.name()))
+}
+
+/// Checks that the examples and labels of `data` have the dtypes and per-example sizes of the
+/// model's input `x: x_ty` and labels `labels` (both at the training batch size).
+fn check_fits(
+    task: &Task,
+    data: &Dataset,
+    x_ty: &kiln_ir::TensorType,
+    labels: &kiln_ir::TensorType,
+) -> Result<(), FitError> {
+    let batch = x_ty.dims().first().copied().unwrap_or(1).max(1);
+    let per = |v: &Value| v.shape()[1..].iter().product::<usize>();
+    let (x_per, y_per) = (x_ty.numel() / batch, labels.numel() / batch);
+    let what = [("examples", &data.x, x_ty.dtype, x_per), ("labels", &data.y, labels.dtype, y_per)];
+    for (what, v, dtype, want) in what {
+        if v.dtype() != dtype || per(v) != want {
+            return Err(FitError::Invalid(format!(
+                "{}: the {what} are {} {:?} ({} per example); the model takes {dtype} with {want} per example (at batch {batch}: {})",
+                task.model,
+                v.dtype(),
+                v.shape(),
+                per(v),
+                if what == "examples" { x_ty.to_string() } else { labels.to_string() },
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `v` with the dims `dims` (same number of elements).
@@ -723,7 +860,8 @@ fn rows_of(out: &Value, valid: usize, batch: usize) -> (usize, usize) {
     (valid * rows_per_example, per_row)
 }
 
-/// The accuracy of the forward graph (`run`) on `data` as `task.metric` scores it.
+/// The score of the forward graph (`run`) on `data` as `task.metric` scores it (NaN for no
+/// examples).
 fn score(
     run: &mut RunForward,
     feeds: &mut HashMap<String, Value>,
@@ -733,7 +871,7 @@ fn score(
 ) -> Result<f64, FitError> {
     let labels = data.y.to_f64_vec();
     let per_example = labels.len() / data.len().max(1);
-    let (mut correct, mut total) = (0usize, 0usize);
+    let (mut correct, mut total, mut error) = (0usize, 0usize, 0.0f64);
     let mut first_bad: Option<FitError> = None;
     for_batches(run, feeds, task, x_dims, &data.x, &mut |valid, out, start| {
         let (rows, per_row) = rows_of(out, valid, x_dims[0]);
@@ -759,13 +897,27 @@ fn score(
                         total += 1;
                     }
                 }
+                Metric::Mse | Metric::Mae => {
+                    // Outputs and targets hold the same values per example (checked when
+                    // the trainer was made): row r of the output is row r of the targets.
+                    for (j, p) in row.iter().enumerate() {
+                        let Some(t) = labels.get((start * per_example) + r * per_row + j) else { continue };
+                        let d = p - t;
+                        error += if task.metric == Metric::Mse { d * d } else { d.abs() };
+                        total += 1;
+                    }
+                }
             }
         }
     })?;
     if let Some(e) = first_bad {
         return Err(e);
     }
-    Ok(if total == 0 { 0.0 } else { correct as f64 / total as f64 })
+    Ok(match (total, task.metric.higher_is_better()) {
+        (0, _) => f64::NAN,
+        (_, true) => correct as f64 / total as f64,
+        (_, false) => error / total as f64,
+    })
 }
 
 /// The first of `labels` that is not a class index in `0..classes`, with its position: such a

@@ -208,6 +208,14 @@ fn cast_array<S: Elem, D: Elem>(a: &ArrayD<S>) -> ArrayD<D> {
     a.mapv(|v| D::from_wide(v.to_wide()))
 }
 
+impl Value {
+    /// This value converted to `to` element by element, as the IR's `cast` op converts
+    /// (floats to integers truncate toward zero and saturate, NaN gives 0; nonzero is `true`).
+    pub fn cast(&self, to: DType) -> Value {
+        cast(self, to)
+    }
+}
+
 fn cast(v: &Value, to: DType) -> Value {
     fn to_dtype<S: Elem>(a: &ArrayD<S>, to: DType) -> Value {
         match to {
