@@ -43,6 +43,17 @@ pub struct Options {
 /// 64-byte-aligned arena at the offsets of the liveness-based memory plan; graph outputs are
 /// written into the caller's buffers ([`Executable::run_into`]), and registered parameter
 /// updates into the parameters themselves ([`Executable::update_in_place`]).
+///
+/// An `Executable` is `Send` (move it to the thread that runs it) but not `Sync`: it owns its
+/// JIT module, arena and thread pool, so sharing one between threads is refused at compile
+/// time. Compile one per thread (each gives the same bytes), or put it behind a `Mutex`.
+///
+/// ```compile_fail
+/// fn shared<T: Sync>(_: &T) {}
+/// let g = kiln_ir::parse_graph("func @f(%x: f32[2]) -> (y: f32[2]) {\n  return %x\n}\n").unwrap();
+/// let exe = kiln_runtime::jit::compile(&g, Default::default()).unwrap();
+/// shared(&exe); // an Executable is not Sync
+/// ```
 pub struct Executable {
     graph: Graph,
     groups: Vec<(Group, Option<CompiledKernel>)>,
