@@ -428,3 +428,43 @@ fn every_zoo_model_runs_on_the_interpreter() {
         }
     }
 }
+
+/// Cross entropy's one-hot is checked: a label outside `0..classes` is an error on every
+/// backend (the interpreter, the optimized JIT, the GPU backend's emulation), never a row of
+/// zeros that silently lowers the loss; labels in range give the loss as before.
+#[test]
+fn cross_entropy_refuses_labels_outside_the_classes_on_every_backend() {
+    let b = Builder::new("ce");
+    let logits = b.input("logits", DType::F32, [4, 10]);
+    let labels = b.input("labels", DType::I32, [4]);
+    b.output("loss", loss::cross_entropy(logits, labels));
+    let g = b.finish().unwrap();
+    let logits = Value::from_vec(&[4, 10], (0..40).map(|i| (i % 7) as f32 * 0.3).collect::<Vec<_>>()).unwrap();
+    let feeds = |l: [i32; 4]| {
+        HashMap::from([
+            ("logits".to_string(), logits.clone()),
+            ("labels".to_string(), Value::from_vec(&[4], l.to_vec()).unwrap()),
+        ])
+    };
+    let good = feeds([3, 0, 9, 3]);
+    let want = interp::run(&g, &good).unwrap()[0].to_f64_vec()[0];
+    // The loss by hand: mean of logsumexp(row) - row[label].
+    let rows: Vec<Vec<f64>> = logits.to_f64_vec().chunks(10).map(<[f64]>::to_vec).collect();
+    let by_hand =
+        [3, 0, 9, 3].iter().zip(&rows).map(|(&l, r)| r.iter().map(|v| v.exp()).sum::<f64>().ln() - r[l]).sum::<f64>()
+            / 4.0;
+    assert!((want - by_hand).abs() < 1e-5, "{want} vs {by_hand}");
+    let exe = kiln::compile(&g, kiln::Fusion::Fused).unwrap();
+    assert!((exe.run(&good).unwrap()[0].to_f64_vec()[0] - want).abs() < 1e-5);
+    use kiln::runtime::exec::{Backend, run};
+    let gpu = Backend::Gpu(kiln::gpu::DeviceKind::Emulated);
+    for bad in [[12, -1, 3, 3], [3, 0, 10, 3], [0, 0, 0, -7]] {
+        let e = interp::run(&g, &feeds(bad)).unwrap_err().to_string();
+        assert!(e.contains("gather") && e.contains("index"), "interpreter, {bad:?}: {e}");
+        assert!(exe.run(&feeds(bad)).is_err(), "optimized JIT accepted labels {bad:?}");
+        for backend in [Backend::Jit, gpu] {
+            let e = run(&g, &feeds(bad), 0, backend).unwrap_err().to_string();
+            assert!(e.contains("index"), "{backend:?}, {bad:?}: {e}");
+        }
+    }
+}

@@ -481,6 +481,9 @@ impl<'b> Tensor<'b> {
     }
 
     /// One-hot encoding of integer class indices: `[...]` → `[..., classes]` of `dtype`.
+    /// Checked: an index outside `0..classes` is an error when the graph runs (on every
+    /// backend), never a row of zeros. The indices pass through `gather` of the class ids
+    /// `0..classes`, which refuses an index out of range, before they are compared.
     #[track_caller]
     pub fn one_hot(&self, classes: usize, dtype: DType) -> Tensor<'b> {
         if self.is_poisoned() {
@@ -489,8 +492,10 @@ impl<'b> Tensor<'b> {
         let mut dims = self.shape();
         let r = dims.len();
         dims.push(classes);
+        let ids = self.b.iota(self.dtype(), [classes], 0);
+        let checked = ids.gather(*self, 0);
         let iota = self.b.iota(self.dtype(), dims.clone(), r);
-        let labels = self.reshape(&[self.shape(), vec![1]].concat()).broadcast_to(&dims);
+        let labels = checked.reshape(&[self.shape(), vec![1]].concat()).broadcast_to(&dims);
         labels.equal(iota).cast(dtype)
     }
 }
