@@ -330,3 +330,42 @@ fn graphs_larger_than_memory_are_refused_before_allocating() {
         assert!(e.starts_with("@big") && e.contains("TiB"), "{backend:?}: {e}");
     }
 }
+
+/// Found by the checkpoint fuzz target: the safetensors writer encodes *empty* metadata
+/// without tensors as an unreadable header (`{},"__metadata__":{}}`), so an empty checkpoint
+/// saved and did not load. Empty metadata is now written as none, and every save checks that
+/// its header reads back before writing anything.
+#[test]
+fn a_checkpoint_is_never_written_unloadable() {
+    use std::collections::BTreeMap;
+    let dir = scratch("empty-checkpoint");
+    let path = dir.join("c.safetensors");
+    kiln::fit::checkpoint::save(&path, [], &BTreeMap::new()).unwrap();
+    assert!(kiln::fit::checkpoint::load(&path).unwrap().tensors.is_empty());
+    let meta = BTreeMap::from([("model".to_string(), "m".to_string())]);
+    kiln::fit::checkpoint::save(&path, [], &meta).unwrap();
+    assert_eq!(kiln::fit::checkpoint::load(&path).unwrap().metadata, meta);
+    let v = Value::from_vec(&[2], vec![1.0f32, 2.0]).unwrap();
+    kiln::fit::checkpoint::save(&path, [("w", &v)], &meta).unwrap();
+    let back = kiln::fit::checkpoint::load(&path).unwrap();
+    assert_eq!((back.tensors["w"].clone(), back.metadata), (v, meta));
+}
+
+/// Found by the `.npy` fuzz target: an empty array whose other extents multiply past `isize`
+/// (`(12222222222222222222, 0, 9)`) has no data bytes, so the size check passed, and building
+/// the array panicked. It is now the "too large to address" error.
+#[test]
+fn an_empty_npy_with_huge_extents_is_an_error() {
+    let dir = scratch("npy-huge-empty");
+    for shape in ["(12222222222222222222, 0, 9)", "(0, 4611686018427387904, 4)", "(9223372036854775808, 0)"] {
+        let path = dir.join("x.npy");
+        std::fs::write(&path, npy(&format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"), &[]))
+            .unwrap();
+        let e = kiln::runtime::npy::read_any(&path).unwrap_err().to_string();
+        assert!(e.contains("too large to address"), "{shape}: {e}");
+    }
+    // Empty arrays of sensible shapes still load.
+    let path = dir.join("e.npy");
+    std::fs::write(&path, npy("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3), }", &[])).unwrap();
+    assert_eq!(kiln::runtime::npy::read_any(&path).unwrap().shape(), &[0, 3]);
+}

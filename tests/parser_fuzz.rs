@@ -5,6 +5,9 @@
 use kiln::ir::{parse_module, verify};
 use proptest::prelude::*;
 
+#[path = "../fuzz/src/checks.rs"]
+mod checks;
+
 /// Cases per property: `default`, or `KILN_FUZZ_CASES` for a longer run.
 fn cases(default: u32) -> u32 {
     std::env::var("KILN_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -172,34 +175,9 @@ proptest! {
         let texts = seed_texts();
         let edits: Vec<Edit> = numbers.into_iter().map(|(n, t)| Edit::Number(n, t)).collect();
         let text = apply(&texts[which % texts.len()], &edits);
-        let Ok(graphs) = parse_module(&text) else { return Ok(()) };
-        for g in &graphs {
-            let Ok(exe) = kiln::compile(g, kiln::Fusion::Fused) else { continue };
-            let needed = kiln::runtime::memory::leaf_bytes(g) + exe.memory_plan().peak_bytes as u64;
-            if needed > 64 << 20 {
-                continue;
-            }
-            let mut feeds = kiln::ir::init::init_params(g, 0);
-            for (_, n) in g.inputs() {
-                let fill = if n.ty.dtype.is_float() { 0.5 } else { 0.0 };
-                feeds.insert(n.op.leaf_name().unwrap().to_string(), kiln::ir::Value::splat(&n.ty, fill));
-            }
-            let (want, got) = (kiln::ir::interp::run(g, &feeds), exe.run(&feeds));
-            match (want, got) {
-                (Ok(want), Ok(got)) => {
-                    for (w, v) in want.iter().zip(&got) {
-                        let (w, v) = (w.to_f64_vec(), v.to_f64_vec());
-                        let scale = w.iter().fold(1.0f64, |m, x| if x.is_finite() { m.max(x.abs()) } else { m });
-                        for (a, b) in w.iter().zip(&v) {
-                            let ok = a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-4 * scale;
-                            prop_assert!(ok, "interpreter {a}, jit {b}\n{text}");
-                        }
-                    }
-                }
-                (Err(_), Err(_)) => {}
-                (want, got) => prop_assert!(false, "interpreter {:?}, jit {:?}\n{}", want.err(), got.err(), text),
-            }
-        }
+        // The same check as the `kir` fuzz target (`fuzz/src/checks.rs`).
+        let r = std::panic::catch_unwind(|| checks::kir(text.as_bytes()));
+        prop_assert!(r.is_ok(), "{}", text);
     }
 
     #[test]

@@ -245,13 +245,22 @@ fn descr_type(descr: &str) -> Option<(bool, Stored)> {
     Some((big_endian, stored))
 }
 
+/// The largest element count an array may have.
+const ISIZE_MAX: usize = isize::MAX as usize;
+
 /// Reads a whole `.npy` file: its header, and exactly the data bytes the header claims.
 fn read_file(path: &Path) -> Result<(Header, Vec<u8>), NpyError> {
     let p = path.display().to_string();
-    let format = |message: String| NpyError::Format { path: p.clone(), message };
     let io = |source| NpyError::Io { path: p.clone(), source };
     let mut f = File::open(path).map_err(io)?;
     let file_len = f.metadata().map_err(io)?.len();
+    read_from(&mut f, file_len, &p)
+}
+
+/// Reads `.npy` content of `file_len` bytes from `f` (`p` names it in errors).
+fn read_from(f: &mut impl Read, file_len: u64, p: &str) -> Result<(Header, Vec<u8>), NpyError> {
+    let format = |message: String| NpyError::Format { path: p.to_string(), message };
+    let io = |source| NpyError::Io { path: p.to_string(), source };
     let mut preamble = [0u8; 8];
     f.read_exact(&mut preamble).map_err(|_| format("shorter than the 8-byte preamble".into()))?;
     if &preamble[..6] != b"\x93NUMPY" {
@@ -279,7 +288,10 @@ fn read_file(path: &Path) -> Result<(Header, Vec<u8>), NpyError> {
     let data_at = (if preamble[6] == 1 { 10 } else { 12 }) + header_len as u64;
     let numel = header.shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
     let bytes = numel.and_then(|n| n.checked_mul(header.stored.size())).filter(|b| *b <= isize::MAX as usize);
-    let Some(bytes) = bytes else {
+    // ndarray also needs the product of the nonzero extents to fit `isize` (an empty array of
+    // shape [0, 2^62, 2^62] has no data but no such array either: found by fuzzing).
+    let nonzero = header.shape.iter().filter(|d| **d != 0).try_fold(1usize, |n, d| n.checked_mul(*d));
+    let (Some(bytes), Some(..=ISIZE_MAX)) = (bytes, nonzero) else {
         return Err(format(format!("shape {:?} is too large to address", header.shape)));
     };
     let available = file_len.saturating_sub(data_at);
@@ -315,10 +327,12 @@ where
         .collect();
     if header.fortran_order {
         let reversed: Vec<usize> = header.shape.iter().rev().copied().collect();
-        // The element count matches the shape: read_file checked the data's length.
+        // The element count matches the shape, and the shape fits ndarray: read_from checked
+        // both.
         let a = ArrayD::from_shape_vec(IxDyn(&reversed), elems).expect("length checked against the shape");
         a.reversed_axes().as_standard_layout().into_owned()
     } else {
+        // As above.
         ArrayD::from_shape_vec(IxDyn(&header.shape), elems).expect("length checked against the shape")
     }
 }
@@ -368,9 +382,21 @@ fn typed(path: &Path, h: &Header, data: &[u8], dtype: DType) -> Result<Value, Np
 /// (`u1`) as `i32` values 0 to 255.
 pub fn read_any(path: &Path) -> Result<Value, NpyError> {
     let (header, data) = read_file(path)?;
+    any_value(path, header, &data)
+}
+
+/// [`read_any`] of the bytes of a `.npy` file in memory (`name` stands for the file in
+/// errors): the same checks, the same values.
+pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Value, NpyError> {
+    let (header, data) = read_from(&mut std::io::Cursor::new(bytes), bytes.len() as u64, name)?;
+    any_value(Path::new(name), header, &data)
+}
+
+/// The value a file's header and data bytes hold, as [`read_any`] gives it.
+fn any_value(path: &Path, header: Header, data: &[u8]) -> Result<Value, NpyError> {
     match header.stored {
-        Stored::Typed(dtype) => typed(path, &header, &data, dtype),
-        Stored::U8 => Ok(decode(&header, &data, |[b]: [u8; 1]| i32::from(b), |[b]: [u8; 1]| i32::from(b)).into()),
+        Stored::Typed(dtype) => typed(path, &header, data, dtype),
+        Stored::U8 => Ok(decode(&header, data, |[b]: [u8; 1]| i32::from(b), |[b]: [u8; 1]| i32::from(b)).into()),
     }
 }
 
