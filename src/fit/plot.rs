@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
@@ -132,27 +133,10 @@ fn draw_losses(
         // the rest, and plotters' tick search does not end for a bottom that underflows).
         let bottom = (min * 0.9).max(max * 1e-10);
         let top = max * (max / bottom).max(10.0).powf(0.25);
-        let mut chart =
-            frame(&left, &caption).build_cartesian_2d(0.0..steps, (bottom..top).log_scale()).map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc("loss (log scale)")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .draw()
+        loss_chart(&left, &caption, steps, (bottom..top).log_scale(), "loss (log scale)", series)
             .map_err(|e| err(&e))?;
-        draw_series(&mut chart, series).map_err(|e| err(&e))?;
     } else {
-        let top = max * 1.3;
-        let mut chart = frame(&left, &caption).build_cartesian_2d(0.0..steps, 0.0..top).map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc("loss")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .draw()
-            .map_err(|e| err(&e))?;
-        draw_series(&mut chart, series).map_err(|e| err(&e))?;
+        loss_chart(&left, &caption, steps, 0.0..max * 1.3, "loss", series).map_err(|e| err(&e))?;
     }
     if let Some((right, scores)) = right {
         draw_scores(&right, scores).map_err(|e| err(&e))?;
@@ -168,6 +152,30 @@ fn frame<'a, 'b>(
     let mut builder = ChartBuilder::on(area);
     builder.caption(caption, ("sans-serif", 18)).margin(12).x_label_area_size(36).y_label_area_size(60);
     builder
+}
+
+/// The loss chart on `area`: steps across, `y` (a linear or log range) up, every series.
+fn loss_chart<Y>(
+    area: &DrawingArea<BitMapBackend<'_>, Shift>,
+    caption: &str,
+    steps: f64,
+    y: Y,
+    y_desc: &str,
+    series: &[(&str, &[f32])],
+) -> Result<(), String>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut chart = frame(area, caption).build_cartesian_2d(0.0..steps, y).map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc(y_desc)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    draw_series(&mut chart, series)
 }
 
 /// Every series, each step faint and its running mean bold, with the legend in the top right.
