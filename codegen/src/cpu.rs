@@ -79,26 +79,6 @@ impl CompiledKernel {
     }
 }
 
-/// The scalar transcendental functions kernels call.
-mod libm {
-    macro_rules! unary {
-        ($($name:ident: $t:ty => $f:ident),*) => {$(
-            pub extern "C" fn $name(x: $t) -> $t { x.$f() }
-        )*};
-    }
-    unary!(
-        exp_f32: f32 => exp, exp_f64: f64 => exp, log_f32: f32 => ln, log_f64: f64 => ln,
-        sin_f32: f32 => sin, sin_f64: f64 => sin, cos_f32: f32 => cos, cos_f64: f64 => cos,
-        tanh_f32: f32 => tanh, tanh_f64: f64 => tanh
-    );
-    pub extern "C" fn pow_f32(x: f32, y: f32) -> f32 {
-        x.powf(y)
-    }
-    pub extern "C" fn pow_f64(x: f64, y: f64) -> f64 {
-        x.powf(y)
-    }
-}
-
 /// The JIT: owns the compiled code, so kernels live as long as it does.
 pub struct CpuJit {
     emitter: KernelEmitter<JITModule>,
@@ -159,22 +139,74 @@ pub(crate) fn isa_for(
     Ok((isa, has_fma))
 }
 
-/// The names of the scalar math functions kernels call (libm's functions under kiln's names;
-/// the JIT binds them to Rust's, an object file leaves them to be defined where it is linked).
-pub const MATH_SYMBOLS: [&str; 12] = [
-    "kiln_exp_f32",
-    "kiln_exp_f64",
-    "kiln_log_f32",
-    "kiln_log_f64",
-    "kiln_sin_f32",
-    "kiln_sin_f64",
-    "kiln_cos_f32",
-    "kiln_cos_f64",
-    "kiln_tanh_f32",
-    "kiln_tanh_f64",
-    "kiln_pow_f32",
-    "kiln_pow_f64",
-];
+/// A scalar math function that kernels call: the C math library's function (as
+/// [`UnaryOp::libm`] / [`BinaryOp::libm`] name it) at one dtype, under kiln's symbol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MathFn {
+    /// The C math library's name: `exp`, `log`, `sin`, `cos`, `tanh`, `pow`.
+    pub name: &'static str,
+    /// The dtype it computes in.
+    pub dtype: DType,
+    /// kiln's symbol for it (`kiln_exp_f32`): the JIT binds it to Rust's function, an object
+    /// file leaves it to be defined where it is linked.
+    pub symbol: &'static str,
+    /// Its number of arguments.
+    pub arity: usize,
+}
+
+/// Every math function kernels may call, from one list: the table ([`MATH`]), the symbols
+/// ([`MATH_SYMBOLS`]) and the functions the JIT binds them to.
+macro_rules! math_functions {
+    ($($name:literal $dtype:ident $t:ty, $symbol:literal, |$($arg:ident),+| $body:expr;)*) => {
+        /// Every math function kernels may call.
+        pub const MATH: [MathFn; [$($symbol),*].len()] = [$(MathFn {
+            name: $name,
+            dtype: DType::$dtype,
+            symbol: $symbol,
+            arity: [$(stringify!($arg)),+].len(),
+        }),*];
+
+        /// The symbols of [`MATH`], in its order.
+        pub const MATH_SYMBOLS: [&str; [$($symbol),*].len()] = [$($symbol),*];
+
+        /// Rust's implementations of [`MATH`], in its order (what the JIT binds).
+        fn math_pointers() -> Vec<*const u8> {
+            vec![$({
+                extern "C" fn f($($arg: $t),+) -> $t { $body }
+                f as *const u8
+            }),*]
+        }
+    };
+}
+
+math_functions! {
+    "exp" F32 f32, "kiln_exp_f32", |x| x.exp();
+    "exp" F64 f64, "kiln_exp_f64", |x| x.exp();
+    "log" F32 f32, "kiln_log_f32", |x| x.ln();
+    "log" F64 f64, "kiln_log_f64", |x| x.ln();
+    "sin" F32 f32, "kiln_sin_f32", |x| x.sin();
+    "sin" F64 f64, "kiln_sin_f64", |x| x.sin();
+    "cos" F32 f32, "kiln_cos_f32", |x| x.cos();
+    "cos" F64 f64, "kiln_cos_f64", |x| x.cos();
+    "tanh" F32 f32, "kiln_tanh_f32", |x| x.tanh();
+    "tanh" F64 f64, "kiln_tanh_f64", |x| x.tanh();
+    "pow" F32 f32, "kiln_pow_f32", |x, y| x.powf(y);
+    "pow" F64 f64, "kiln_pow_f64", |x, y| x.powf(y);
+}
+
+/// The math function `name` at `dtype`, if kernels may call it.
+pub fn math_fn(name: &str, dtype: DType) -> Option<&'static MathFn> {
+    MATH.iter().find(|m| m.name == name && m.dtype == dtype)
+}
+
+/// The math library function a kernel instruction calls, if any.
+fn libm_of(inst: &Inst) -> Option<&'static str> {
+    match inst {
+        Inst::Unary(u, _) => u.libm(),
+        Inst::Binary(op, _, _) => op.libm(),
+        Inst::Load(_) | Inst::Const(_) | Inst::Compare(..) | Inst::Select(..) | Inst::Cast(_) => None,
+    }
+}
 
 fn cl_type(d: DType) -> Type {
     match d {
@@ -191,21 +223,7 @@ impl CpuJit {
     pub fn new() -> Result<Self, CodegenError> {
         let (isa, has_fma) = host_isa(false)?;
         let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
-        let functions: [*const u8; 12] = [
-            libm::exp_f32 as *const u8,
-            libm::exp_f64 as *const u8,
-            libm::log_f32 as *const u8,
-            libm::log_f64 as *const u8,
-            libm::sin_f32 as *const u8,
-            libm::sin_f64 as *const u8,
-            libm::cos_f32 as *const u8,
-            libm::cos_f64 as *const u8,
-            libm::tanh_f32 as *const u8,
-            libm::tanh_f64 as *const u8,
-            libm::pow_f32 as *const u8,
-            libm::pow_f64 as *const u8,
-        ];
-        for (name, ptr) in MATH_SYMBOLS.iter().zip(functions) {
+        for (name, ptr) in MATH_SYMBOLS.iter().zip(math_pointers()) {
             jb.symbol(*name, ptr);
         }
         Ok(CpuJit { emitter: KernelEmitter::new(JITModule::new(jb), has_fma), count: 0 })
@@ -285,30 +303,12 @@ impl<M: Module> KernelEmitter<M> {
             if vector && matches!(inst, Inst::Unary(UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh, _)) {
                 continue;
             }
-            let name = match inst {
-                Inst::Unary(UnaryOp::Exp, _) => "exp",
-                Inst::Unary(UnaryOp::Log, _) => "log",
-                Inst::Unary(UnaryOp::Sin, _) => "sin",
-                Inst::Unary(UnaryOp::Cos, _) => "cos",
-                Inst::Unary(UnaryOp::Tanh, _) => "tanh",
-                Inst::Binary(BinaryOp::Pow, _, _) => "pow",
-                _ => continue,
-            };
-            let sym: &'static str = match (name, dt) {
-                ("exp", DType::F32) => "kiln_exp_f32",
-                ("exp", _) => "kiln_exp_f64",
-                ("log", DType::F32) => "kiln_log_f32",
-                ("log", _) => "kiln_log_f64",
-                ("sin", DType::F32) => "kiln_sin_f32",
-                ("sin", _) => "kiln_sin_f64",
-                ("cos", DType::F32) => "kiln_cos_f32",
-                ("cos", _) => "kiln_cos_f64",
-                ("tanh", DType::F32) => "kiln_tanh_f32",
-                ("tanh", _) => "kiln_tanh_f64",
-                ("pow", DType::F32) => "kiln_pow_f32",
-                _ => "kiln_pow_f64",
-            };
-            let id = self.import(sym, cl_type(*dt), if name == "pow" { 2 } else { 1 })?;
+            let Some(name) = libm_of(inst) else { continue };
+            let math = math_fn(name, *dt).ok_or_else(|| CodegenError::Module {
+                kernel: kernel.name.clone(),
+                message: format!("no math function `{name}` for {dt}"),
+            })?;
+            let id = self.import(math.symbol, cl_type(*dt), math.arity)?;
             calls.insert((name, *dt), id);
         }
 
@@ -799,13 +799,8 @@ impl Emitter<'_> {
                         (UnaryOp::Sin, _) if self.inline_math => self.trig_f32(b, x, lanes, Trig::Sin),
                         (UnaryOp::Cos, _) if self.inline_math => self.trig_f32(b, x, lanes, Trig::Cos),
                         (UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Tanh, _) => {
-                            let name = match u {
-                                UnaryOp::Exp => "exp",
-                                UnaryOp::Log => "log",
-                                UnaryOp::Sin => "sin",
-                                UnaryOp::Cos => "cos",
-                                _ => "tanh",
-                            };
+                            // `define` imported every function the body's instructions call.
+                            let name = u.libm().expect("these ops are math library functions");
                             let call = b.ins().call(self.refs[&(name, *dt)], &[x]);
                             b.inst_results(call)[0]
                         }
@@ -1297,5 +1292,29 @@ fn cast(b: &mut FunctionBuilder, x: Value, from: DType, to: DType) -> Value {
         | (DType::I32, DType::I32)
         | (DType::I64, DType::I64)
         | (DType::Bool, DType::Bool) => x,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::{BinaryOp, UnaryOp};
+
+    /// Every op that names a math library function has it at f32 and f64 with its arity, and
+    /// every function in the table is some op's: the list cannot drift from the op set.
+    #[test]
+    fn the_math_table_covers_exactly_the_ops_that_call_libm() {
+        let mut wanted = Vec::new();
+        wanted.extend(UnaryOp::ALL.iter().filter_map(|u| u.libm()).map(|n| (n, 1)));
+        wanted.extend(BinaryOp::ALL.iter().filter_map(|b| b.libm()).map(|n| (n, 2)));
+        for (name, arity) in &wanted {
+            for dt in [DType::F32, DType::F64] {
+                let m = math_fn(name, dt).unwrap_or_else(|| panic!("no {name} for {dt}"));
+                assert_eq!(m.arity, *arity, "{name}");
+                assert!(m.symbol.starts_with("kiln_") && m.symbol.contains(name), "{}", m.symbol);
+            }
+        }
+        assert_eq!(MATH.len(), wanted.len() * 2);
+        assert_eq!(math_pointers().len(), MATH.len());
     }
 }

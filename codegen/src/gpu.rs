@@ -539,7 +539,30 @@ pub fn node_forms(graph: &Graph, id: NodeId) -> Vec<NodeForm> {
         Op::Conv2d(_) | Op::Conv2dGradInput(_) if graph.ty(id).dtype.is_float() => {
             vec![NodeForm::Threads, NodeForm::Tiled(32), NodeForm::Tiled(64)]
         }
-        _ => vec![NodeForm::Threads],
+        // Integer convolutions, and every op rendered as a node, a thread per output element.
+        Op::Input { .. }
+        | Op::Param { .. }
+        | Op::Const { .. }
+        | Op::Iota { .. }
+        | Op::Rng { .. }
+        | Op::Unary(_)
+        | Op::StopGradient
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Select
+        | Op::Cast
+        | Op::Reduce { .. }
+        | Op::Reshape
+        | Op::Permute { .. }
+        | Op::Broadcast { .. }
+        | Op::Slice { .. }
+        | Op::Pad { .. }
+        | Op::Concat { .. }
+        | Op::Matmul
+        | Op::Conv2d(_)
+        | Op::Conv2dGradInput(_)
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. } => vec![NodeForm::Threads],
     }
 }
 
@@ -877,7 +900,25 @@ fn render_node_source(graph: &Graph, id: NodeId, symbol: &str, form: NodeForm) -
             }
             c.push_str("        out[t] = acc;\n    }\n");
         }
-        _ => return None,
+        // Rendered elsewhere (elementwise kernels, reductions, products) or by the guarded arms
+        // above only: no node function.
+        Op::Input { .. }
+        | Op::Param { .. }
+        | Op::Const { .. }
+        | Op::Iota { .. }
+        | Op::Rng { .. }
+        | Op::Unary(_)
+        | Op::StopGradient
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Select
+        | Op::Cast
+        | Op::Reduce { .. }
+        | Op::Reshape
+        | Op::Permute { .. }
+        | Op::Broadcast { .. }
+        | Op::Slice { .. }
+        | Op::Matmul => return None,
     }
     c.push_str("}\n");
     Some(c)

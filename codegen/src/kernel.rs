@@ -342,7 +342,21 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
                 at.insert(id, i);
                 continue;
             }
-            _ => return Err(fail(id, "not an elementwise op")),
+            Op::Input { .. }
+            | Op::Param { .. }
+            | Op::Iota { .. }
+            | Op::Rng { .. }
+            | Op::Reduce { .. }
+            | Op::Pad { .. }
+            | Op::Concat { .. }
+            | Op::Matmul
+            | Op::Conv2d(_)
+            | Op::Conv2dGradInput(_)
+            | Op::Conv2dGradWeight(_)
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. } => {
+                return Err(fail(id, "not an elementwise op"));
+            }
         };
         kernel.body.push((inst, dtype));
         at.insert(id, kernel.body.len() - 1);

@@ -155,6 +155,20 @@ impl UnaryOp {
         }
     }
 
+    /// The C math library function that computes the op on floats (`exp`, `log`, `sin`,
+    /// `cos`, `tanh`), or `None` for ops every backend computes with its own instructions.
+    /// Backends derive their math symbols from this one list.
+    pub fn libm(self) -> Option<&'static str> {
+        match self {
+            UnaryOp::Exp => Some("exp"),
+            UnaryOp::Log => Some("log"),
+            UnaryOp::Sin => Some("sin"),
+            UnaryOp::Cos => Some("cos"),
+            UnaryOp::Tanh => Some("tanh"),
+            UnaryOp::Neg | UnaryOp::Sqrt | UnaryOp::Recip | UnaryOp::Abs => None,
+        }
+    }
+
     /// True if the op is defined on signed integers too (not only on floats).
     pub fn accepts_int(self) -> bool {
         match self {
@@ -193,6 +207,14 @@ impl BinaryOp {
     /// Every binary op.
     pub const ALL: [BinaryOp; 7] =
         [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Max, BinaryOp::Min, BinaryOp::Pow];
+
+    /// The C math library function that computes the op on floats (`pow`), or `None`.
+    pub fn libm(self) -> Option<&'static str> {
+        match self {
+            BinaryOp::Pow => Some("pow"),
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Max | BinaryOp::Min => None,
+        }
+    }
 
     /// Name in the text IR.
     pub fn name(self) -> &'static str {

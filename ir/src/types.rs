@@ -234,9 +234,12 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
             arity(op, args, 2)?;
             same_types(op, args[0], args[1])?;
             let a = args[0];
+            use crate::op::BinaryOp;
             let ok = match b {
-                crate::op::BinaryOp::Pow => a.dtype.is_float(),
-                _ => a.dtype.is_numeric(),
+                BinaryOp::Pow => a.dtype.is_float(),
+                BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Max | BinaryOp::Min => {
+                    a.dtype.is_numeric()
+                }
             };
             if !ok {
                 return fail(op, format!("not defined on {a}"));

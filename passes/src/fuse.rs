@@ -67,7 +67,20 @@ pub fn is_elementwise(graph: &Graph, id: NodeId) -> bool {
         }
         // Movement that a kernel does by reading its operand through strides.
         Op::Broadcast { .. } | Op::Slice { .. } | Op::Permute { .. } => true,
-        _ => false,
+        Op::Input { .. }
+        | Op::Param { .. }
+        | Op::Iota { .. }
+        | Op::Rng { .. }
+        | Op::Reduce { .. }
+        | Op::Reshape
+        | Op::Pad { .. }
+        | Op::Concat { .. }
+        | Op::Matmul
+        | Op::Conv2d(_)
+        | Op::Conv2dGradInput(_)
+        | Op::Conv2dGradWeight(_)
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. } => false,
     }
 }
 

@@ -366,7 +366,30 @@ fn lower(
                         });
                     }
                 }
-                _ => return Err(unsupported(root, "internal: not a movement op")),
+                Op::Input { .. }
+                | Op::Param { .. }
+                | Op::Const { .. }
+                | Op::Iota { .. }
+                | Op::Rng { .. }
+                | Op::Unary(_)
+                | Op::StopGradient
+                | Op::Binary(_)
+                | Op::Compare(_)
+                | Op::Select
+                | Op::Cast
+                | Op::Reduce { .. }
+                | Op::Reshape
+                | Op::Permute { .. }
+                | Op::Broadcast { .. }
+                | Op::Slice { .. }
+                | Op::Matmul
+                | Op::Conv2d(_)
+                | Op::Conv2dGradInput(_)
+                | Op::Conv2dGradWeight(_)
+                | Op::Gather { .. }
+                | Op::ScatterAdd { .. } => {
+                    return Err(unsupported(root, "internal: not a movement op"));
+                }
             },
             GroupKind::Contraction => {
                 // The contraction's dtype, not the root's: an epilogue may cast the product.

@@ -555,7 +555,30 @@ impl Executable {
                 // SAFETY: as above, for the pad's operand and result.
                 unsafe { movement::pad(source(x)?, g.ty(x), low, value.0, out, g.ty(root)) };
             }
-            _ => return Err(internal(g, root, "not a movement op")),
+            Op::Input { .. }
+            | Op::Param { .. }
+            | Op::Const { .. }
+            | Op::Iota { .. }
+            | Op::Rng { .. }
+            | Op::Unary(_)
+            | Op::StopGradient
+            | Op::Binary(_)
+            | Op::Compare(_)
+            | Op::Select
+            | Op::Cast
+            | Op::Reduce { .. }
+            | Op::Reshape
+            | Op::Permute { .. }
+            | Op::Broadcast { .. }
+            | Op::Slice { .. }
+            | Op::Matmul
+            | Op::Conv2d(_)
+            | Op::Conv2dGradInput(_)
+            | Op::Conv2dGradWeight(_)
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. } => {
+                return Err(internal(g, root, "not a movement op"));
+            }
         }
         Ok(())
     }
