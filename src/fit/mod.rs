@@ -10,11 +10,14 @@
 //! or the test set when there is none. Everything it does follows from the seed: the initial
 //! parameters, the split, each epoch's order ([`crate::data::shuffled`]) and dropout masks,
 //! so a run resumed from a [`checkpoint`] continues exactly as if it had not stopped.
-//! [`progress`] draws it on a terminal.
+//! `progress` draws it on a terminal and `plot` draws its curves (features `progress` and
+//! `plot`, on by default).
 
 pub mod checkpoint;
 pub mod gan;
+#[cfg(feature = "plot")]
 pub mod plot;
+#[cfg(feature = "progress")]
 pub mod progress;
 pub mod task;
 
