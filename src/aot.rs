@@ -32,19 +32,30 @@ pub enum BuildError {
 /// Optimizes `graph` and compiles it into `options.dir/libNAME.so` and `NAME.h`, its
 /// parameters embedded from `weights` (every parameter by name, of its type).
 pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOptions) -> Result<Library, BuildError> {
-    let (optimized, _) = kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(graph)?;
+    build_with(graph, weights, options, kiln_passes::DEFAULT_PIPELINE)
+}
+
+/// [`build`] with another pass pipeline (any list `kiln opt --pipeline` takes).
+pub fn build_with(
+    graph: &Graph,
+    weights: &HashMap<String, Value>,
+    options: &BuildOptions,
+    pipeline: &str,
+) -> Result<Library, BuildError> {
+    let (optimized, _) = kiln_passes::Pipeline::parse(pipeline)?.run(graph)?;
     Ok(kiln_runtime::aot::build(&optimized, weights, options)?)
 }
 
 /// Compiles the forward graph of `target` — a zoo model at `batch` examples per call, or the
 /// first function of a `.kir` file — with the parameters of the checkpoint at `weights`
-/// (checked by name and type), or else initialized from `seed`.
+/// (checked by name and type), or else initialized from `seed`; optimized with `pipeline`
+/// ([`kiln_passes::DEFAULT_PIPELINE`] unless measuring).
 pub fn build_model(
     target: &str,
     weights: Option<&Path>,
-    batch: usize,
-    seed: u64,
+    (batch, seed): (usize, u64),
     options: &BuildOptions,
+    pipeline: &str,
 ) -> Result<Library, BuildError> {
     let graph = load_graph(target, batch)?;
     let params = match weights {
@@ -53,7 +64,7 @@ pub fn build_model(
             .map_err(|e| BuildError::Model(e.to_string()))?,
         None => kiln_ir::init::init_params(&graph, seed),
     };
-    build(&graph, &params, options)
+    build_with(&graph, &params, options, pipeline)
 }
 
 /// The forward graph of a zoo model, or the first function of a `.kir` file.

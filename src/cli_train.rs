@@ -63,6 +63,10 @@ pub struct TrainArgs {
     /// Continue the run saved in this checkpoint.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// The pass pipeline the training step is optimized with, as `kiln opt --pipeline` takes
+    /// it (`cse,dce`: no rewriting).
+    #[arg(long, default_value = kiln::passes::DEFAULT_PIPELINE)]
+    pub pipeline: String,
     /// The loss axis of curve.png: log or linear.
     #[arg(long, default_value = "log")]
     pub loss_scale: String,
@@ -140,6 +144,7 @@ fn settings(mut config: Config, a: &TrainArgs) -> Result<(Config, PathBuf), Stri
     }
     config.seed = a.seed;
     config.allow_nonfinite = a.allow_nonfinite;
+    config.pipeline = a.pipeline.clone();
     if let Some(v) = a.validation {
         config.validation = v;
     }

@@ -20,7 +20,12 @@ use crate::{CompileError, Executable};
 /// for a GPU and loads it on a device of `kind`. Set every input and parameter with
 /// [`GpuExecutable::set`], then [`GpuExecutable::run`].
 pub fn compile(graph: &crate::ir::Graph, kind: DeviceKind) -> Result<GpuExecutable, CompileError> {
-    let (optimized, _) = kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(graph)?;
+    compile_with(graph, kind, kiln_passes::DEFAULT_PIPELINE)
+}
+
+/// [`compile`] with another pass pipeline.
+pub fn compile_with(graph: &crate::ir::Graph, kind: DeviceKind, pipeline: &str) -> Result<GpuExecutable, CompileError> {
+    let (optimized, _) = kiln_passes::Pipeline::parse(pipeline)?.run(graph)?;
     Ok(GpuExecutable::new(&optimized, open(kind)?)?)
 }
 

@@ -54,7 +54,13 @@ pub enum CompileError {
 /// [`Executable::run`], feeding every input and parameter by name. It runs on
 /// `KILN_THREADS` threads (default 1; [`Executable::with_threads`] changes it).
 pub fn compile(graph: &ir::Graph, fusion: Fusion) -> Result<Executable, CompileError> {
-    let (optimized, _) = kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(graph)?;
+    compile_with(graph, fusion, kiln_passes::DEFAULT_PIPELINE)
+}
+
+/// [`compile`] with another pass pipeline (`"cse,dce"`: no rewriting; any list `kiln opt
+/// --pipeline` takes), for measuring what the optimizer is worth.
+pub fn compile_with(graph: &ir::Graph, fusion: Fusion, pipeline: &str) -> Result<Executable, CompileError> {
+    let (optimized, _) = kiln_passes::Pipeline::parse(pipeline)?.run(graph)?;
     let exe =
         kiln_runtime::jit::compile(&optimized, kiln_runtime::jit::Options { mode: fusion, ..Default::default() })?;
     Ok(exe.with_threads(kiln_runtime::pool::threads_from_env()))

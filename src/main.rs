@@ -74,6 +74,10 @@ enum Command {
         /// feeds an `f32[1,784]` input. Without it, files must match exactly.
         #[arg(long)]
         cast: bool,
+        /// Optimize the graph with this pass pipeline first (as `kiln opt --pipeline` takes
+        /// it) [default: run it as written].
+        #[arg(long)]
+        pipeline: Option<String>,
         /// Directory for the output files (created if missing).
         #[arg(long)]
         out: PathBuf,
@@ -110,6 +114,10 @@ enum Command {
         /// Print one JSON object instead of a table row.
         #[arg(long)]
         json: bool,
+        /// The pass pipeline to optimize with, as `kiln opt --pipeline` takes it (`cse,dce`:
+        /// no rewriting, to measure what the optimizer is worth).
+        #[arg(long, default_value = kiln::passes::DEFAULT_PIPELINE)]
+        pipeline: String,
         /// Where to run: the CPU (the JIT) or the first NVIDIA GPU (a build with the `cuda`
         /// feature; one run is the launches and the download of the first output).
         #[arg(long, value_enum, default_value_t = cli_train::DeviceArg::Cpu)]
@@ -143,6 +151,10 @@ enum Command {
         /// The library checks the CPU before it runs and returns an error on one without them.
         #[arg(long = "target", value_name = "CPU", default_value = "native")]
         cpu: String,
+        /// The pass pipeline to optimize with, as `kiln opt --pipeline` takes it (`cse,dce`:
+        /// no rewriting, to measure what the optimizer is worth).
+        #[arg(long, default_value = kiln::passes::DEFAULT_PIPELINE)]
+        pipeline: String,
         /// The output directory.
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
@@ -313,18 +325,18 @@ fn main() -> ExitCode {
             }
         }
         Command::Opt { file, pipeline } => opt(&file, &pipeline),
-        Command::Run { file, func, inputs, seed, cast, out, backend, device } => {
+        Command::Run { file, func, inputs, seed, cast, pipeline, out, backend, device } => {
             let backend = match (device, backend) {
                 (cli_train::DeviceArg::Cuda, _) => kiln::runtime::exec::Backend::Gpu(kiln::gpu::DeviceKind::Cuda),
                 (_, BackendArg::Interp) => kiln::runtime::exec::Backend::Interp,
                 (_, BackendArg::Jit) => kiln::runtime::exec::Backend::Jit,
             };
-            run(&file, func.as_deref(), (&inputs, cast), seed, &out, backend)
+            run(&file, func.as_deref(), (&inputs, cast, pipeline.as_deref()), seed, &out, backend)
         }
         Command::Check { file } => check(&file),
         Command::Train(args) => cli_train::train(args),
-        Command::Build { target, weights, batch, name, seed, keep_sources, cpu, out } => {
-            build(&target, weights.as_deref(), batch, name, seed, keep_sources, &cpu, &out)
+        Command::Build { target, weights, batch, name, seed, keep_sources, cpu, pipeline, out } => {
+            build(&target, weights.as_deref(), (batch, seed), name, keep_sources, (&cpu, &pipeline), &out)
         }
         Command::Eval { model, weights, data, batch, threads, device } => {
             cli_train::eval(&model, &weights, &data, batch, (threads_or_env(threads), device))
@@ -332,10 +344,10 @@ fn main() -> ExitCode {
         Command::Predict { model, weights, input, threads, device } => {
             cli_train::predict(&model, &weights, &input, (threads_or_env(threads), device))
         }
-        Command::Bench { target, train_step, optimizer, batch, unfused, runs, threads, json, device } => {
+        Command::Bench { target, train_step, optimizer, batch, unfused, runs, threads, json, pipeline, device } => {
             let threads = threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1);
             let step = train_step.then_some(optimizer);
-            bench(&target, step, batch, unfused, runs.max(1), threads, json, device)
+            bench(&target, step, batch, unfused, runs.max(1), threads, json, &pipeline, device)
         }
     };
     match r {
@@ -351,11 +363,10 @@ fn main() -> ExitCode {
 fn build(
     target: &str,
     weights: Option<&Path>,
-    batch: usize,
+    (batch, seed): (usize, u64),
     name: Option<String>,
-    seed: u64,
     keep_sources: bool,
-    cpu: &str,
+    (cpu, pipeline): (&str, &str),
     out: &Path,
 ) -> Result<(), String> {
     let cpu = kiln::aot::Target::parse(cpu).ok_or_else(|| {
@@ -368,7 +379,7 @@ fn build(
     let mut options = kiln::aot::BuildOptions::new(&name, out);
     options.keep_sources = keep_sources;
     options.target = cpu;
-    let lib = kiln::aot::build_model(target, weights, batch, seed, &options).map_err(|e| e.to_string())?;
+    let lib = kiln::aot::build_model(target, weights, (batch, seed), &options, pipeline).map_err(|e| e.to_string())?;
     outln!("wrote {} and {}", lib.library.display(), lib.header.display());
     let describe = |items: &[(String, kiln::ir::TensorType)]| {
         items.iter().map(|(n, t)| format!("{n}: {t}")).collect::<Vec<_>>().join(", ")
@@ -613,6 +624,7 @@ fn bench(
     runs: usize,
     threads: usize,
     json: bool,
+    pipeline: &str,
     device: cli_train::DeviceArg,
 ) -> Result<(), String> {
     let stage = if train_step.is_some() { Staging::TrainStep } else { Staging::Graph };
@@ -625,7 +637,7 @@ fn bench(
     let start = std::time::Instant::now();
     let mut bencher = match device {
         cli_train::DeviceArg::Cpu => {
-            let exe = kiln::compile(&graph, fusion).map_err(|e| e.to_string())?.with_threads(threads);
+            let exe = kiln::compile_with(&graph, fusion, pipeline).map_err(|e| e.to_string())?.with_threads(threads);
             exe.fits_in_memory().map_err(|e| e.to_string())?;
             let feeds = bench_feeds(exe.graph());
             Bencher::Cpu { exe: Box::new(exe), feeds, outputs: Vec::new() }
@@ -634,7 +646,8 @@ fn bench(
             if unfused {
                 return Err("--unfused compares the CPU's kernels; the GPU always runs fused groups".into());
             }
-            let mut exe = kiln::gpu::compile(&graph, kiln::gpu::DeviceKind::Cuda).map_err(|e| e.to_string())?;
+            let mut exe =
+                kiln::gpu::compile_with(&graph, kiln::gpu::DeviceKind::Cuda, pipeline).map_err(|e| e.to_string())?;
             for (name, v) in bench_feeds(&exe.program().graph) {
                 exe.set(&name, &v).map_err(|e| e.to_string())?;
             }
@@ -666,15 +679,16 @@ fn bench(
     };
     if json {
         outln!(
-            "{{\"model\": \"{}\", \"device\": \"{dev}\", \"mode\": \"{mode}\", \"train_step\": {}, \"optimizer\": {}, \"threads\": {threads}, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"runs\": {runs}}}",
+            "{{\"model\": \"{}\", \"device\": \"{dev}\", \"mode\": \"{mode}\", \"train_step\": {}, \"optimizer\": {}, \"pipeline\": \"{pipeline}\", \"threads\": {threads}, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"runs\": {runs}}}",
             graph.name(),
             train_step.is_some(),
             train_step.map_or_else(|| "null".to_string(), |o| format!("\"{}\"", o.optimizer().name()))
         );
     } else {
         outln!(
-            "{:<28} {mode:<8} {threads_note}  median {median:>10.1} us  min {min:>10.1}  max {max:>10.1}  compile {compile_ms:>7.1} ms",
-            graph.name()
+            "{:<28} {mode:<8} {threads_note}  median {median:>10.1} us  min {min:>10.1}  max {max:>10.1}  compile {compile_ms:>7.1} ms{}",
+            graph.name(),
+            if pipeline == kiln::passes::DEFAULT_PIPELINE { String::new() } else { format!("  pipeline {pipeline}") }
         );
     }
     Ok(())
@@ -786,12 +800,16 @@ fn cast_to(v: Value, ty: &kiln::ir::TensorType) -> Result<Value, String> {
 fn run(
     file: &Path,
     func: Option<&str>,
-    (inputs, cast): (&[String], bool),
+    (inputs, cast, pipeline): (&[String], bool, Option<&str>),
     seed: u64,
     out: &Path,
     backend: kiln::runtime::exec::Backend,
 ) -> Result<(), String> {
     let graph = pick_func(read_module(file)?, func)?;
+    let graph = match pipeline {
+        Some(p) => kiln::passes::Pipeline::parse(p).and_then(|p| p.run(&graph)).map_err(|e| e.to_string())?.0,
+        None => graph,
+    };
     let mut feeds: HashMap<String, Value> = HashMap::new();
     for spec in inputs {
         let (name, path) = spec.split_once('=').ok_or_else(|| format!("--input `{spec}`: expected NAME=path.npy"))?;

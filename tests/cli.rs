@@ -714,3 +714,40 @@ fn killed_training_runs_never_leave_torn_files() {
         assert!(png.starts_with(b"\x89PNG\r\n") && png.ends_with(b"IEND\xaeB`\x82"), "trial {trial}: curve.png torn");
     }
 }
+
+/// `--pipeline` on bench, run, build and train: any pass list `kiln opt` takes, reported by
+/// `bench --json`; a bad list is one clear error; the same values with or without rewriting.
+#[test]
+fn every_compiling_command_takes_a_pipeline() {
+    let dir = scratch("pipeline");
+    let bench = |p: &str| kiln(&["bench", "xor_mlp", "--batch", "4", "--runs", "2", "--json", "--pipeline", p]);
+    let o = bench("cse,dce");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\"pipeline\": \"cse,dce\""), "{}", stdout(&o));
+    assert!(bench("cse,fold,tile,egraph,dce").status.success());
+    assert_one_line_error(&bench("cse,nope"), "unknown pass `nope`");
+
+    // run: the graph optimized first, then interpreted: the written graph's values.
+    let path = dump_to(&dir, "mnist_mlp", 2);
+    let x = f32v(&[2, 784], &(0..2 * 784).map(|i| ((i % 13) as f32 - 6.0) / 6.0).collect::<Vec<_>>());
+    write_npy(&dir.join("x.npy"), &x);
+    let xi = format!("x={}", dir.join("x.npy").display());
+    let run = |extra: &[&str], out: &str| {
+        let out = dir.join(out);
+        let mut args = vec!["run", path.to_str().unwrap(), "--input", &xi, "--backend", "interp", "--out"];
+        args.push(out.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let o = kiln(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        read_f32(&out.join("logits.npy"))
+    };
+    let plain = run(&[], "plain");
+    let optimized = run(&["--pipeline", "cse,fold,tile,egraph,dce"], "optimized");
+    assert_close(&optimized, &plain, 1e-5);
+
+    let o = kiln(&["build", "xor_mlp", "--pipeline", "cse,dce", "-o", dir.join("lib").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o =
+        kiln(&["train", "xor_mlp", "--epochs", "1", "--pipeline", "cse,dce", "--out", dir.join("t").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

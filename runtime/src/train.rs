@@ -89,6 +89,12 @@ impl TrainSession {
     /// A session on `backend` (the step is compiled once, here, for the JIT, to run on
     /// `KILN_THREADS` threads).
     pub fn with_backend(step: TrainStep, seed: u64, backend: Backend) -> Result<Self, TrainError> {
+        Self::with_pipeline(step, seed, backend, kiln_passes::DEFAULT_PIPELINE)
+    }
+
+    /// [`TrainSession::with_backend`], the step optimized with `pipeline` (any pass list
+    /// `kiln opt --pipeline` takes; `cse,dce` for no rewriting) before it is compiled.
+    pub fn with_pipeline(step: TrainStep, seed: u64, backend: Backend, pipeline: &str) -> Result<Self, TrainError> {
         let g = &step.graph;
         if !g.outputs().iter().any(|o| o.name == "loss" && g.ty(o.value).rank() == 0) {
             return Err(TrainError::Malformed(format!("@{} has no scalar `loss` output", g.name())));
@@ -104,9 +110,7 @@ impl TrainSession {
             }
             values
         };
-        let optimized = || -> Result<Graph, TrainError> {
-            Ok(kiln_passes::Pipeline::parse(kiln_passes::DEFAULT_PIPELINE)?.run(g)?.0)
-        };
+        let optimized = || -> Result<Graph, TrainError> { Ok(kiln_passes::Pipeline::parse(pipeline)?.run(g)?.0) };
         let (engine, values) = match backend {
             Backend::Interp => {
                 crate::memory::interpreter_fits(g)?;

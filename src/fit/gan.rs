@@ -44,6 +44,7 @@ pub fn defaults() -> Config {
         save_every: None,
         // The GAN has no held-out score: every image trains.
         validation: 0.0,
+        pipeline: kiln_passes::DEFAULT_PIPELINE.to_string(),
     }
 }
 
@@ -133,8 +134,8 @@ impl GanTrainer {
         gb.output("loss", loss::binary_cross_entropy(p, gb.constant(1.0, float, [b, 1])));
         let g_step = crate::train::train_step_of(gb.finish()?, &optimizer, &is_generator)?;
 
-        let mut d = TrainSession::with_backend(d_step, config.seed, config.backend)?;
-        let mut g = TrainSession::with_backend(g_step, config.seed, config.backend)?;
+        let mut d = TrainSession::with_pipeline(d_step, config.seed, config.backend, &config.pipeline)?;
+        let mut g = TrainSession::with_pipeline(g_step, config.seed, config.backend, &config.pipeline)?;
         d.set_threads(config.threads.max(1));
         g.set_threads(config.threads.max(1));
 

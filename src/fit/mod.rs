@@ -128,6 +128,9 @@ pub struct Config {
     /// The fraction of the training examples held out as the validation set, scored after
     /// every epoch (0: none; the test set is scored after every epoch instead).
     pub validation: f64,
+    /// The pass pipeline the training step and the scoring graph are optimized with
+    /// ([`kiln_passes::DEFAULT_PIPELINE`]; `cse,dce` measures training without rewriting).
+    pub pipeline: String,
 }
 
 impl Config {
@@ -148,6 +151,7 @@ impl Config {
             allow_nonfinite: false,
             save_every: None,
             validation: d.validation,
+            pipeline: kiln_passes::DEFAULT_PIPELINE.to_string(),
         }
     }
 
@@ -314,9 +318,10 @@ impl Trainer {
         for data in std::iter::once(&task.train).chain(&task.test) {
             check_fits(&task, data, &x_ty, &model.labels)?;
         }
-        let mut session = TrainSession::with_backend(step, config.seed, config.backend)?;
+        let mut session = TrainSession::with_pipeline(step, config.seed, config.backend, &config.pipeline)?;
         session.set_threads(config.threads.max(1));
-        let scorer = crate::compile(&model.graph, crate::Fusion::Fused)?.with_threads(config.threads.max(1));
+        let scorer = crate::compile_with(&model.graph, crate::Fusion::Fused, &config.pipeline)?
+            .with_threads(config.threads.max(1));
         let held_out = match (validation, &task.test) {
             (Some(data), _) => Some(HeldOut { name: "validation", data }),
             (None, Some(test)) => Some(HeldOut { name: "test", data: test.clone() }),
