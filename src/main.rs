@@ -393,6 +393,16 @@ fn build(
         if lib.libm.is_empty() { "only libc".to_string() } else { format!("libc and libm ({})", lib.libm.join(", ")) }
     );
     outln!("  compiled for {} (checks {} before running)", lib.target.name(), lib.cpu_features.join(", "));
+    // A library may run elsewhere, so this is a warning: on this machine a call would get
+    // OUT_OF_MEMORY.
+    let per_call = lib.arena_bytes as u64 + lib.weight_bytes as u64;
+    if let Some(available) = kiln::runtime::memory::available_bytes().filter(|a| per_call > *a) {
+        eprintln!(
+            "warning: a call needs {:.1} GiB (weights and one thread's arena); this machine has {:.1} GiB available, so it would fail here with OUT_OF_MEMORY",
+            per_call as f64 / (1u64 << 30) as f64,
+            available as f64 / (1u64 << 30) as f64
+        );
+    }
     if keep_sources {
         outln!("  sources in {}", out.join(format!("{name}.build")).display());
     }

@@ -751,3 +751,14 @@ fn every_compiling_command_takes_a_pipeline() {
         kiln(&["train", "xor_mlp", "--epochs", "1", "--pipeline", "cse,dce", "--out", dir.join("t").to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// A library whose calls need more memory than this machine has still builds (it may run
+/// elsewhere), with a warning naming both sizes.
+#[test]
+fn building_a_library_too_large_for_this_machine_warns() {
+    let dir = scratch("big-library");
+    let o = kiln(&["build", "mnist_mlp", "--batch", "1000000000", "-o", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("warning: a call needs 2384.") && e.contains("GiB available"), "{e}");
+}
