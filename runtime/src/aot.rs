@@ -323,6 +323,18 @@ fn lower(
             buf[root.index()] = Some(get(&buf, src)?);
             continue;
         }
+        if group.kind == GroupKind::Op && matches!(g.node(root).op, Op::Iota { .. }) {
+            // An iota has no operands: its values are known now, so they are embedded like a
+            // weight (an output that is one is copied out at the end, as a weight would be).
+            let v = kiln_ir::interp::eval_node(g.node(root), &[]).map_err(|e| unsupported(root, &e))?;
+            let symbol = format!("{name}__w{}", weight_symbols.len());
+            let bytes = value_bytes(&v);
+            weight_bytes += bytes.len();
+            object.add_data(&symbol, &bytes, ALIGN as u64)?;
+            buf[root.index()] = Some(Buf::Weight(weight_symbols.len()));
+            weight_symbols.push(symbol);
+            continue;
+        }
         if group.kind == GroupKind::Op && !matches!(g.node(root).op, Op::Gather { .. }) {
             return Err(unsupported(root, "the library's runtime has no implementation of it"));
         }
