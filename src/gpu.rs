@@ -32,10 +32,7 @@ pub fn compile_with(graph: &crate::ir::Graph, kind: DeviceKind, pipeline: &str) 
 /// Every GPU function of `exe`, in execution order (reshapes need none: they alias their
 /// source).
 pub fn functions(exe: &Executable) -> Vec<GpuFunction> {
-    let groups: Vec<_> = exe.groups().map(|(g, _)| g.clone()).collect();
-    // The JIT lowered every one of these groups when it compiled `exe`: lowering them again
-    // cannot fail.
-    kiln_runtime::gpu::functions::functions(exe.graph(), &groups).expect("the JIT lowered these groups")
+    kiln_runtime::gpu::functions::functions(exe.schedule())
 }
 
 /// One CUDA translation unit with every GPU function of `exe` (for NVRTC).

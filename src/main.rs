@@ -215,6 +215,10 @@ enum Stage {
     TrainStep,
     /// After the default pass pipeline (the forward graph, or the step with --train-step).
     Optimized,
+    /// The lowered schedule every backend translates: each step with its level (steps of one
+    /// level may run at the same time), what it reads and the buffer it writes, and the
+    /// arena's layout (`--format dot`: the step DAG).
+    Schedule,
     /// The fused groups and the kernel loop IR of every generated kernel.
     Kernels,
     /// The Cranelift IR of every generated kernel.
@@ -307,17 +311,20 @@ fn main() -> ExitCode {
         Command::Models { batch } => models(batch),
         Command::Dump { target, stage, format, batch, optimizer, train_step } => {
             let staging = match (stage, train_step) {
-                (Stage::Optimized | Stage::Kernels | Stage::Clif | Stage::Asm | Stage::Cuda, true) => {
-                    Staging::OptimizedStep
-                }
+                (
+                    Stage::Optimized | Stage::Schedule | Stage::Kernels | Stage::Clif | Stage::Asm | Stage::Cuda,
+                    true,
+                ) => Staging::OptimizedStep,
                 (Stage::Graph, _) => Staging::Graph,
                 (Stage::Grad, _) => Staging::Grad,
                 (Stage::TrainStep, _) => Staging::TrainStep,
-                (Stage::Optimized | Stage::Kernels | Stage::Clif | Stage::Asm | Stage::Cuda, false) => {
-                    Staging::Optimized
-                }
+                (
+                    Stage::Optimized | Stage::Schedule | Stage::Kernels | Stage::Clif | Stage::Asm | Stage::Cuda,
+                    false,
+                ) => Staging::Optimized,
             };
             match stage {
+                Stage::Schedule => dump_schedule(&target, staging, format, batch, optimizer),
                 Stage::Kernels | Stage::Clif | Stage::Asm | Stage::Cuda => {
                     dump_kernels(&target, staging, batch, optimizer, stage)
                 }
@@ -700,6 +707,23 @@ fn bench(
             graph.name(),
             if pipeline == kiln::passes::DEFAULT_PIPELINE { String::new() } else { format!("  pipeline {pipeline}") }
         );
+    }
+    Ok(())
+}
+
+fn dump_schedule(
+    target: &str,
+    staging: Staging,
+    format: Format,
+    batch: usize,
+    optimizer: OptimizerArg,
+) -> Result<(), String> {
+    for (g, _) in staged(load_target(target, batch)?, staging, optimizer)? {
+        let schedule = kiln::runtime::schedule::Schedule::build(&g, Default::default()).map_err(|e| e.to_string())?;
+        match format {
+            Format::Text => outln!("{schedule}"),
+            Format::Dot => outln!("{}", schedule.to_dot()),
+        }
     }
     Ok(())
 }

@@ -333,6 +333,42 @@ fn dump_grad_and_train_step_stages_verify() {
 }
 
 #[test]
+fn schedule_stage_prints_every_zoo_forward_and_step() {
+    for e in kiln::zoo::CATALOG {
+        for step in [false, true] {
+            let mut args = vec!["dump", e.name, "--stage", "schedule"];
+            if step {
+                args.push("--train-step");
+            }
+            let o = kiln(&args);
+            assert!(o.status.success(), "{}: {}", e.name, stderr(&o));
+            let text = stdout(&o);
+            assert!(text.starts_with("schedule @") && text.contains(" levels, arena "), "{}: {text}", e.name);
+            assert!(text.contains("  s0    L0 "), "{}: {text}", e.name);
+        }
+    }
+    let o = kiln(&["dump", "lenet5", "--stage", "schedule", "--train-step", "--format", "dot"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("digraph") && text.contains("conv") && text.contains("->"), "{text}");
+    // With KILN_DUMP, lowering writes the schedule beside the passes' dumps.
+    let dir = scratch("schedule-dump");
+    let path = dump_to(&dir, "xor_mlp", 4);
+    let x = f32v(&[4, 2], &[0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]);
+    write_npy(&dir.join("x.npy"), &x);
+    let dumps = dir.join("dumps");
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["run", path.to_str().unwrap(), "--input", &format!("x={}", dir.join("x.npy").display())])
+        .args(["--out", dir.join("out").to_str().unwrap()])
+        .env("KILN_DUMP", &dumps)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(dumps.join("xor_mlp.schedule.txt")).unwrap();
+    assert!(text.starts_with("schedule @xor_mlp: "), "{text}");
+}
+
+#[test]
 fn optimized_stage_and_opt_print_verified_graphs_with_reports() {
     let dir = scratch("opt");
     for e in kiln::zoo::CATALOG {

@@ -15,14 +15,14 @@ pub use kiln_codegen::aot::Target;
 use kiln_codegen::aot::driver::{self, Buf, ConvShape, MatrixOperand, Program, Step};
 use kiln_codegen::aot::{ObjectKernels, RUNTIME_C, header, is_c_identifier};
 use kiln_codegen::cpu::CodegenError;
-use kiln_codegen::kernel::{LowerError, lower_group};
+use kiln_codegen::kernel::LowerError;
 use kiln_ir::{Graph, NodeId, Op, TensorType, Value};
-use kiln_passes::fuse::{GroupKind, Mode, contraction_of, epilogue_split, partition};
+use kiln_passes::fuse::{Mode, contraction_of};
 use kiln_passes::plan::{ALIGN, buffer_of};
 use thiserror::Error;
 
 use crate::bytes::value_bytes;
-use crate::jit::{Contraction, ConvKind, fits};
+use crate::schedule::{Buffer, Contraction, ConvKind, GemmOperand, Schedule, ScheduleError, Work, fits};
 
 /// Errors from [`build`].
 #[derive(Debug, Error)]
@@ -64,6 +64,9 @@ pub enum AotError {
     /// Code generation failed.
     #[error(transparent)]
     Codegen(#[from] CodegenError),
+    /// The graph could not be lowered to a schedule.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
     /// A file could not be written.
     #[error("{path}: {message}")]
     Io {
@@ -281,137 +284,93 @@ fn lower(
     }
     let outputs: Vec<(String, TensorType)> =
         g.outputs().iter().map(|o| (o.name.clone(), g.ty(o.value).clone())).collect();
-    let mut first_output = vec![None; g.len()];
-    for (i, o) in g.outputs().iter().enumerate() {
-        first_output[o.value.index()].get_or_insert(i);
-    }
 
-    let groups = partition(g, Mode::Fused);
-    let plan = kiln_passes::plan::plan(g, &groups);
-    // Past the plan's peak: an epilogue's product, then one image's im2col columns.
-    let peak = plan.peak_bytes.div_ceil(ALIGN) * ALIGN;
-    let contractions: Vec<Option<Contraction>> =
-        groups.iter().map(|gr| (gr.kind == GroupKind::Contraction).then(|| Contraction::new(g, gr))).collect();
-    let mut product_bytes = 0usize;
-    let mut column_bytes = 0usize;
-    for (group, contraction) in groups.iter().zip(&contractions) {
-        let Some(contraction) = contraction else { continue };
-        match contraction {
-            Contraction::Gemm(call) if epilogue_split(g, group).is_some() => {
-                product_bytes = product_bytes.max(g.ty(call.product).size_bytes());
-            }
-            Contraction::Conv { geometry, .. } => {
-                column_bytes = column_bytes.max(conv_shape(geometry).columns() * g.ty(group.root()).dtype.size_bytes());
-            }
-            Contraction::Gemm(_) => {}
-        }
-    }
-    let product_at = peak;
-    let columns_at = product_at + product_bytes.div_ceil(ALIGN) * ALIGN;
-    let arena_bytes = columns_at + column_bytes.div_ceil(ALIGN) * ALIGN;
+    let schedule = Schedule::build(g, Mode::Fused)?;
+    let arena = |b: Buffer| match b {
+        Buffer::Arena { offset, .. } => offset,
+        Buffer::Input(_) | Buffer::Param(_) | Buffer::Output(_) => 0,
+    };
+    let (product_at, columns_at) = (arena(schedule.scratch.product), arena(schedule.scratch.columns));
+    let arena_bytes = schedule.arena_bytes;
+    // The library's place for a schedule buffer (iotas are replaced by embedded data above
+    // it, in `buf`).
+    let place = |b: Buffer| match b {
+        Buffer::Input(i) => Buf::Input(i),
+        Buffer::Param(i) => Buf::Weight(i),
+        Buffer::Output(i) => Buf::Output(i),
+        Buffer::Arena { offset, .. } => Buf::Arena(offset),
+    };
 
     let mut steps = Vec::new();
     let mut kernels = 0;
     let get = |buf: &[Option<Buf>], id: NodeId| {
         buf[id.index()].ok_or_else(|| unsupported(id, "internal: operand not computed"))
     };
-    for (gi, group) in groups.iter().enumerate() {
-        let root = group.root();
-        let src = buffer_of(g, root);
-        if src != root {
-            // A reshape: the same bytes as its source.
-            buf[root.index()] = Some(get(&buf, src)?);
-            continue;
-        }
-        if group.kind == GroupKind::Op && matches!(g.node(root).op, Op::Iota { .. }) {
-            // An iota has no operands: its values are known now, so they are embedded like a
-            // weight (an output that is one is copied out at the end, as a weight would be).
-            let v = kiln_ir::interp::eval_node(g.node(root), &[]).map_err(|e| unsupported(root, &e))?;
-            let symbol = format!("{name}__w{}", weight_symbols.len());
-            let bytes = value_bytes(&v);
-            weight_bytes += bytes.len();
-            object.add_data(&symbol, &bytes, ALIGN as u64)?;
-            buf[root.index()] = Some(Buf::Weight(weight_symbols.len()));
-            weight_symbols.push(symbol);
-            continue;
-        }
-        if group.kind == GroupKind::Op && !matches!(g.node(root).op, Op::Gather { .. }) {
-            return Err(unsupported(root, "the library's runtime has no implementation of it"));
-        }
-        let out = match first_output[root.index()] {
-            Some(i) => Buf::Output(i),
-            None => Buf::Arena(plan.placements[gi].offset),
-        };
-        buf[root.index()] = Some(out);
+    for (si, step) in schedule.steps.iter().enumerate() {
+        let root = step.node;
+        let out = place(step.out);
         let node = g.node(root);
-        match group.kind {
-            GroupKind::Elementwise => {
-                let kernel = lower_group(g, &group.members)?;
-                steps.push(kernel_step(g, &mut object, &kernel, &buf, out, name, gi)?);
+        match &step.work {
+            Work::Alias { source } => {
+                // A reshape: the same bytes as its source.
+                buf[root.index()] = Some(get(&buf, *source)?);
+            }
+            Work::CopyOut(i) => {
+                let from = get(&buf, root)?;
+                if from != Buf::Output(*i) {
+                    steps.push(Step::Copy { from, to: Buf::Output(*i), bytes: g.ty(root).size_bytes() });
+                }
+            }
+            Work::Op if matches!(node.op, Op::Iota { .. }) => {
+                // An iota has no operands: its values are known now, so they are embedded like a
+                // weight (an output that is one is copied out, as a weight would be).
+                let v = kiln_ir::interp::eval_node(node, &[]).map_err(|e| unsupported(root, &e))?;
+                let symbol = format!("{name}__w{}", weight_symbols.len());
+                let bytes = value_bytes(&v);
+                weight_bytes += bytes.len();
+                object.add_data(&symbol, &bytes, ALIGN as u64)?;
+                let weight = Buf::Weight(weight_symbols.len());
+                buf[root.index()] = Some(weight);
+                weight_symbols.push(symbol);
+                if let Buf::Output(_) = out {
+                    steps.push(Step::Copy { from: weight, to: out, bytes: g.ty(root).size_bytes() });
+                }
+            }
+            Work::Op => {
+                let Op::Gather { axis } = node.op else {
+                    return Err(unsupported(root, "the library's runtime has no implementation of it"));
+                };
+                buf[root.index()] = Some(out);
+                let (x, idx) = (node.args[0], node.args[1]);
+                let (x_ty, idx_ty) = (g.ty(x), g.ty(idx));
+                steps.push(Step::Gather {
+                    x: get(&buf, x)?,
+                    idx: get(&buf, idx)?,
+                    idx_is_64: idx_ty.dtype == kiln_ir::DType::I64,
+                    count: idx_ty.numel(),
+                    outer: x_ty.dims()[..axis].iter().product(),
+                    extent: x_ty.dims()[axis],
+                    slice_bytes: x_ty.dims()[axis + 1..].iter().product::<usize>() * x_ty.dtype.size_bytes(),
+                    out,
+                });
+            }
+            Work::Kernel(kernel) => {
+                buf[root.index()] = Some(out);
+                steps.push(kernel_step(g, &mut object, kernel, &buf, out, name, si)?);
                 kernels += 1;
             }
-            GroupKind::Movement => match &node.op {
-                Op::Concat { axis } => {
-                    let ty = g.ty(root);
-                    let inner: usize = ty.dims()[axis + 1..].iter().product();
-                    let size = ty.dtype.size_bytes();
-                    let parts = node.args.iter().map(|a| get(&buf, *a)).collect::<Result<Vec<_>, _>>()?;
-                    let block_bytes = node.args.iter().map(|a| g.ty(*a).dims()[*axis] * inner * size).collect();
-                    let outer = ty.dims()[..*axis].iter().product();
-                    steps.push(Step::Concat { parts, block_bytes, outer, out });
-                }
-                Op::Pad { low, value, .. } => {
-                    let x = node.args[0];
-                    let x_ty = g.ty(x).clone();
-                    if x_ty.rank() == 0 {
-                        steps.push(Step::Copy { from: get(&buf, x)?, to: out, bytes: x_ty.size_bytes() });
-                    } else if x_ty.rank() > 16 {
-                        return Err(unsupported(root, "pads of more than 16 axes"));
-                    } else {
-                        steps.push(Step::Pad {
-                            x: get(&buf, x)?,
-                            x_ty,
-                            out_dims: g.ty(root).dims().to_vec(),
-                            low: low.clone(),
-                            fill: value.0,
-                            out,
-                        });
-                    }
-                }
-                Op::Input { .. }
-                | Op::Param { .. }
-                | Op::Const { .. }
-                | Op::Iota { .. }
-                | Op::Rng { .. }
-                | Op::Unary(_)
-                | Op::StopGradient
-                | Op::Binary(_)
-                | Op::Compare(_)
-                | Op::Select
-                | Op::Cast
-                | Op::Reduce { .. }
-                | Op::Reshape
-                | Op::Permute { .. }
-                | Op::Broadcast { .. }
-                | Op::Slice { .. }
-                | Op::Matmul
-                | Op::Conv2d(_)
-                | Op::Conv2dGradInput(_)
-                | Op::Conv2dGradWeight(_)
-                | Op::Gather { .. }
-                | Op::ScatterAdd { .. } => {
-                    return Err(unsupported(root, "internal: not a movement op"));
-                }
-            },
-            GroupKind::Contraction => {
+            Work::Movement => {
+                buf[root.index()] = Some(out);
+                steps.push(movement_step(g, root, &buf, out)?);
+            }
+            Work::Contraction { call, epilogue } => {
+                buf[root.index()] = Some(out);
                 // The contraction's dtype, not the root's: an epilogue may cast the product.
-                let dtype = g.ty(contraction_of(g, group)).dtype;
-                let Some(contraction) = contractions[gi] else {
-                    return Err(unsupported(root, "internal: a contraction group without its call"));
-                };
-                match contraction {
+                let group = step.group.map(|gi| &schedule.groups[gi]);
+                let dtype = g.ty(group.map_or(root, |gr| contraction_of(g, gr))).dtype;
+                match *call {
                     Contraction::Gemm(call) => {
-                        let operand = |o: &crate::jit::GemmOperand| -> Result<MatrixOperand, AotError> {
+                        let operand = |o: &GemmOperand| -> Result<MatrixOperand, AotError> {
                             let (row_stride, col_stride, batch_stride) = o.strides();
                             Ok(MatrixOperand {
                                 buf: get(&buf, o.node)?,
@@ -421,14 +380,12 @@ fn lower(
                             })
                         };
                         let (a, b) = (operand(&call.a)?, operand(&call.b)?);
-                        let epilogue = epilogue_split(g, group);
                         let c = if epilogue.is_some() { Buf::Arena(product_at) } else { out };
                         let s = call.shape;
                         steps.push(Step::Gemm { dtype, batch: s.batch, m: s.m, n: s.n, k: s.k, a, b, c });
-                        if let Some(at) = epilogue {
+                        if let Some(kernel) = epilogue {
                             buf[call.product.index()] = Some(c);
-                            let kernel = lower_group(g, &group.members[at..])?;
-                            steps.push(kernel_step(g, &mut object, &kernel, &buf, out, name, gi)?);
+                            steps.push(kernel_step(g, &mut object, kernel, &buf, out, name, si)?);
                             kernels += 1;
                         }
                     }
@@ -450,28 +407,6 @@ fn lower(
                     }
                 }
             }
-            GroupKind::Op => {
-                let Op::Gather { axis } = node.op else { return Err(unsupported(root, "internal: not a gather")) };
-                let (x, idx) = (node.args[0], node.args[1]);
-                let (x_ty, idx_ty) = (g.ty(x), g.ty(idx));
-                steps.push(Step::Gather {
-                    x: get(&buf, x)?,
-                    idx: get(&buf, idx)?,
-                    idx_is_64: idx_ty.dtype == kiln_ir::DType::I64,
-                    count: idx_ty.numel(),
-                    outer: x_ty.dims()[..axis].iter().product(),
-                    extent: x_ty.dims()[axis],
-                    slice_bytes: x_ty.dims()[axis + 1..].iter().product::<usize>() * x_ty.dtype.size_bytes(),
-                    out,
-                });
-            }
-        }
-    }
-    // Outputs not written in place: leaves, reshapes, and values returned twice.
-    for (i, o) in g.outputs().iter().enumerate() {
-        let from = get(&buf, o.value)?;
-        if from != Buf::Output(i) {
-            steps.push(Step::Copy { from, to: Buf::Output(i), bytes: g.ty(o.value).size_bytes() });
         }
     }
     let math = object.math_imports();
@@ -487,6 +422,64 @@ fn lower(
         cpu_features: target.cpu_features(),
     };
     Ok((program, object.finish()?, kernels, weight_bytes))
+}
+
+/// The block copies of a `pad` or `concat` at `root` into `out`.
+fn movement_step(g: &Graph, root: NodeId, buf: &[Option<Buf>], out: Buf) -> Result<Step, AotError> {
+    let node = g.node(root);
+    let fail = |why: &str| AotError::Unsupported { op: node.op.name(), node: root.index(), why: why.to_string() };
+    let get = |id: NodeId| buf[id.index()].ok_or_else(|| fail("internal: operand not computed"));
+    match &node.op {
+        Op::Concat { axis } => {
+            let ty = g.ty(root);
+            let inner: usize = ty.dims()[axis + 1..].iter().product();
+            let size = ty.dtype.size_bytes();
+            let parts = node.args.iter().map(|a| get(*a)).collect::<Result<Vec<_>, _>>()?;
+            let block_bytes = node.args.iter().map(|a| g.ty(*a).dims()[*axis] * inner * size).collect();
+            let outer = ty.dims()[..*axis].iter().product();
+            Ok(Step::Concat { parts, block_bytes, outer, out })
+        }
+        Op::Pad { low, value, .. } => {
+            let x = node.args[0];
+            let x_ty = g.ty(x).clone();
+            if x_ty.rank() == 0 {
+                Ok(Step::Copy { from: get(x)?, to: out, bytes: x_ty.size_bytes() })
+            } else if x_ty.rank() > 16 {
+                Err(fail("pads of more than 16 axes"))
+            } else {
+                Ok(Step::Pad {
+                    x: get(x)?,
+                    x_ty,
+                    out_dims: g.ty(root).dims().to_vec(),
+                    low: low.clone(),
+                    fill: value.0,
+                    out,
+                })
+            }
+        }
+        Op::Input { .. }
+        | Op::Param { .. }
+        | Op::Const { .. }
+        | Op::Iota { .. }
+        | Op::Rng { .. }
+        | Op::Unary(_)
+        | Op::StopGradient
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Select
+        | Op::Cast
+        | Op::Reduce { .. }
+        | Op::Reshape
+        | Op::Permute { .. }
+        | Op::Broadcast { .. }
+        | Op::Slice { .. }
+        | Op::Matmul
+        | Op::Conv2d(_)
+        | Op::Conv2dGradInput(_)
+        | Op::Conv2dGradWeight(_)
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. } => Err(fail("internal: not a movement op")),
+    }
 }
 
 /// The step calling `kernel` (defined in the object here as `NAME__kGROUP`) into `out`.

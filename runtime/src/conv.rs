@@ -77,6 +77,12 @@ impl ConvGeometry {
         self.k() * self.n * self.p()
     }
 
+    /// Elements of one image's im2col matrix (one group): `K × P`, what a backend that builds
+    /// columns image by image needs.
+    pub fn image_columns(&self) -> usize {
+        self.k() * self.p()
+    }
+
     /// Multiply-adds of the convolution, for choosing threads.
     fn flops(&self) -> usize {
         2 * self.n * self.o * self.p() * self.k()

@@ -6,18 +6,19 @@
 use std::collections::HashMap;
 
 use kiln_codegen::cpu::{CodegenError, CompiledKernel, CpuJit};
-use kiln_codegen::kernel::{LowerError, lower_group};
+use kiln_codegen::kernel::LowerError;
 use kiln_ir::interp::eval_node;
 use kiln_ir::{DType, Graph, InterpError, NodeId, Op, Value};
-use kiln_passes::fuse::{Group, GroupKind, Mode, contraction_of, epilogue_split, partition, transpose_of};
+use kiln_passes::fuse::{Group, GroupKind, Mode, contraction_of};
 use kiln_passes::plan::{MemoryPlan, buffer_of};
 use thiserror::Error;
 
 use crate::arena::{Arena, copy_out, data, data_mut, is_standard};
-use crate::conv::{self, ConvGeometry};
-use crate::gemm::{self, MatmulShape};
+use crate::conv;
+use crate::gemm;
 use crate::movement;
 use crate::pool::Pool;
+use crate::schedule::{Buffer, Contraction, ConvKind, Schedule, ScheduleError, SharedCols, Work, fits};
 
 /// Errors from compiling a graph.
 #[derive(Debug, Error)]
@@ -28,6 +29,9 @@ pub enum CompileError {
     /// Code generation failed.
     #[error(transparent)]
     Codegen(#[from] CodegenError),
+    /// The graph could not be lowered to a schedule.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
 }
 
 /// Compilation options.
@@ -63,7 +67,8 @@ pub struct Executable {
     alias: Vec<Option<NodeId>>,
     /// Per node: the position of the first graph output that returns it.
     first_output: Vec<Option<usize>>,
-    plan: MemoryPlan,
+    /// The schedule it translates.
+    schedule: Schedule,
     /// Per group: the arena offset of its result, for kernels whose result is an
     /// intermediate.
     arena_offset: Vec<Option<usize>>,
@@ -86,56 +91,63 @@ pub struct Executable {
     _jit: CpuJit,
 }
 
-/// Compiles `graph` for the host CPU.
+/// Compiles `graph` for the host CPU: lowers it to a [`Schedule`] with the options' fusion
+/// mode, then translates that ([`compile_schedule`]).
 pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileError> {
+    compile_schedule(Schedule::build(graph, options.mode)?, options)
+}
+
+/// Translates a schedule for the host CPU: each step's kernel compiled with Cranelift, its
+/// contraction and buffers taken as the schedule resolved them. The JIT departs from the
+/// schedule's buffers in one way: results of reference ops, and the kernel results they read,
+/// are owned values rather than arena bytes (the reference implementations take arrays; copying
+/// them out of the arena would cost more than it saves).
+pub fn compile_schedule(schedule: Schedule, options: Options) -> Result<Executable, CompileError> {
+    let graph = &schedule.graph;
     let mut jit = CpuJit::new()?;
     jit.keep_disassembly(options.disassemble);
-    let mut groups = Vec::new();
-    for g in partition(graph, options.mode) {
-        let kernel = match g.kind {
-            GroupKind::Elementwise => Some(jit.compile(&lower_group(graph, &g.members)?)?),
-            // A contraction's epilogue: the members after its matmul.
-            GroupKind::Contraction => match epilogue_split(graph, &g) {
-                Some(at) => Some(jit.compile(&lower_group(graph, &g.members[at..])?)?),
-                None => None,
-            },
-            GroupKind::Op | GroupKind::Movement => None,
+    let count = schedule.groups.len();
+    let mut groups = Vec::with_capacity(count);
+    for (gi, group) in schedule.groups.iter().enumerate() {
+        let kernel = match schedule.kernel(gi) {
+            Some(k) => Some(jit.compile(k)?),
+            None => None,
         };
-        groups.push((g, kernel));
+        groups.push((group.clone(), kernel));
     }
-    let mut contractions: Vec<Option<Contraction>> =
-        groups.iter().map(|(g, _)| (g.kind == GroupKind::Contraction).then(|| Contraction::new(graph, g))).collect();
-    let column_slots = share_columns(&mut contractions);
-    let plan = kiln_passes::plan::plan(graph, &groups.iter().map(|(g, _)| g.clone()).collect::<Vec<_>>());
-    // Kernel results that only kernels read live in the arena. Graph outputs go to the
-    // caller, and operands of reference ops stay owned values (the reference implementations
-    // take arrays; copying them out of the arena would cost more than it saves).
-    let mut arena_ok = vec![true; graph.len()];
-    for o in graph.outputs() {
-        arena_ok[o.value.index()] = false;
-    }
-    // Reshapes share their source's bytes.
-    let alias: Vec<Option<NodeId>> = groups
+    // The schedule's first steps are its groups, in order.
+    let steps = &schedule.steps[..count];
+    let contractions: Vec<Option<Contraction>> = steps
         .iter()
-        .map(|(g, _)| {
-            let src = buffer_of(graph, g.root());
-            (src != g.root()).then_some(src)
+        .map(|s| match s.work {
+            Work::Contraction { call, .. } => Some(call),
+            _ => None,
         })
         .collect();
-    for ((g, _), a) in groups.iter().zip(&alias) {
-        if g.kind == GroupKind::Op && a.is_none() {
-            for a in &graph.node(g.root()).args {
-                arena_ok[buffer_of(graph, *a).index()] = false;
+    let alias: Vec<Option<NodeId>> = steps
+        .iter()
+        .map(|s| match s.work {
+            Work::Alias { source } => Some(source),
+            _ => None,
+        })
+        .collect();
+    // Operands of reference ops stay owned values (see above).
+    let mut arena_ok = vec![true; graph.len()];
+    for s in steps {
+        if let Work::Op = s.work {
+            for a in &s.reads {
+                arena_ok[a.index()] = false;
             }
         }
     }
-    // The plan lists one placement per group, in group order.
-    let arena_offset = groups
+    let arena_offset = steps
         .iter()
-        .zip(&plan.placements)
-        .map(|((g, _), p)| (g.kind != GroupKind::Op && arena_ok[g.root().index()]).then_some(p.offset))
+        .map(|s| match (&s.work, s.out) {
+            (Work::Op, _) => None,
+            (_, Buffer::Arena { offset, .. }) => arena_ok[s.node.index()].then_some(offset),
+            _ => None,
+        })
         .collect();
-    let alias_groups = alias;
     let mut first_output = vec![None; graph.len()];
     for (i, o) in graph.outputs().iter().enumerate() {
         first_output[o.value.index()].get_or_insert(i);
@@ -145,16 +157,16 @@ pub fn compile(graph: &Graph, options: Options) -> Result<Executable, CompileErr
         in_place: vec![None; groups.len()],
         groups,
         contractions,
-        alias: alias_groups,
+        alias,
         first_output,
-        plan,
         arena_offset,
         arena: std::sync::Mutex::new(Arena::default()),
         pool: std::sync::Mutex::new(Vec::new()),
         threads: 1,
         workers: None,
         scratch: std::sync::Mutex::new(Vec::new()),
-        columns: std::sync::Mutex::new(vec![None; column_slots]),
+        columns: std::sync::Mutex::new(vec![None; schedule.column_slots]),
+        schedule,
         _jit: jit,
     })
 }
@@ -257,7 +269,7 @@ impl Executable {
     /// (compiling alone allocates no buffers: the GPU and library builders compile graphs far
     /// larger than the host's memory).
     pub fn fits_in_memory(&self) -> Result<(), crate::memory::TooLarge> {
-        let needed = crate::memory::leaf_bytes(&self.graph).saturating_add(self.plan.peak_bytes as u64);
+        let needed = crate::memory::leaf_bytes(&self.graph).saturating_add(self.schedule.plan.peak_bytes as u64);
         crate::memory::check(&self.graph, needed, "its inputs, parameters and buffers at their peak")
     }
 
@@ -266,7 +278,12 @@ impl Executable {
     /// buffers and results of reference ops are owned values (so the arena is at most
     /// `peak_bytes` long).
     pub fn memory_plan(&self) -> &MemoryPlan {
-        &self.plan
+        &self.schedule.plan
+    }
+
+    /// The schedule this executable runs.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
     }
 
     /// The groups and their kernels, in execution order.
@@ -384,7 +401,7 @@ impl Executable {
         }
         // A poisoned lock only means an earlier run panicked; the arena is plain bytes.
         let mut arena = self.arena.lock().unwrap_or_else(|e| e.into_inner());
-        arena.reserve(self.plan.peak_bytes);
+        arena.reserve(self.schedule.plan.peak_bytes);
         let base = arena.base();
         let mut out_bufs: Vec<Option<Value>> = outputs.drain(..).map(Some).collect();
         let mut pool = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
@@ -751,177 +768,6 @@ impl Executable {
             unsafe { k.call(ptrs, out) };
         }
     }
-}
-
-/// One operand of a GEMM call: the buffer it reads and whether it reads it transposed.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct GemmOperand {
-    pub(crate) node: NodeId,
-    transposed: bool,
-    /// Rows and columns of the operand as the product sees it.
-    rows: usize,
-    cols: usize,
-}
-
-impl GemmOperand {
-    /// The operand `id` of a matmul in `group`, looking through a transpose folded into the
-    /// group (a transpose outside it is a materialized buffer like any other).
-    fn new(graph: &Graph, group: &Group, id: NodeId) -> Self {
-        let dims = graph.ty(id).dims();
-        let (rows, cols) = (dims[dims.len() - 2], dims[dims.len() - 1]);
-        match transpose_of(graph, id).filter(|_| group.members.contains(&id)) {
-            Some(src) => GemmOperand { node: src, transposed: true, rows, cols },
-            None => GemmOperand { node: id, transposed: false, rows, cols },
-        }
-    }
-
-    /// Element strides between rows, columns and batch entries over the operand's row-major
-    /// buffer.
-    pub(crate) fn strides(&self) -> (isize, isize, isize) {
-        let (r, c) = (self.rows as isize, self.cols as isize);
-        let (row_stride, col_stride) = if self.transposed { (1, r) } else { (c, 1) };
-        (row_stride, col_stride, r * c)
-    }
-
-    /// Strides over the row-major buffer at `ptr`.
-    fn operand(&self, ptr: *const u8) -> gemm::Operand {
-        let (row_stride, col_stride, batch_stride) = self.strides();
-        gemm::Operand { ptr, row_stride, col_stride, batch_stride }
-    }
-}
-
-/// A matmul run by GEMM.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct GemmCall {
-    pub(crate) shape: MatmulShape,
-    pub(crate) a: GemmOperand,
-    pub(crate) b: GemmOperand,
-    /// The matmul node (the group's root, unless an epilogue follows it).
-    pub(crate) product: NodeId,
-}
-
-impl GemmCall {
-    /// The GEMM of `group`: its matmul is the root, or the last member before the epilogue.
-    fn new(graph: &Graph, group: &Group) -> Self {
-        let product = contraction_of(graph, group);
-        let node = graph.node(product);
-        let (a, b) = (GemmOperand::new(graph, group, node.args[0]), GemmOperand::new(graph, group, node.args[1]));
-        let dims = graph.ty(product).dims();
-        let r = dims.len();
-        let batch = dims[..r - 2].iter().product();
-        GemmCall { shape: MatmulShape { batch, m: dims[r - 2], n: dims[r - 1], k: a.cols }, a, b, product }
-    }
-}
-
-/// Which convolution a contraction group computes.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum ConvKind {
-    Forward,
-    GradInput,
-    GradWeight,
-}
-
-/// How a contraction group runs.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Contraction {
-    /// A matmul on GEMM.
-    Gemm(GemmCall),
-    /// A convolution (`lhs`, `rhs` are its operands in op order) on im2col + GEMM.
-    Conv { kind: ConvKind, geometry: ConvGeometry, lhs: NodeId, rhs: NodeId, cols: SharedCols },
-}
-
-/// Whether a convolution shares its im2col columns: a forward convolution and the weight
-/// gradient of the same input and geometry (every training step has both) build the same
-/// `K × N·P` matrix, so the forward keeps it in a buffer and the gradient reads it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SharedCols {
-    /// Columns are built for this call alone.
-    No,
-    /// The forward writes its columns into kept buffer `slot`.
-    Keep(usize),
-    /// The weight gradient reads the columns in kept buffer `slot`.
-    Reuse(usize),
-}
-
-/// Pairs each weight gradient with an earlier forward convolution of the same input and
-/// geometry (one group), giving both a kept-columns slot; returns the number of slots.
-fn share_columns(contractions: &mut [Option<Contraction>]) -> usize {
-    let mut slots = 0;
-    let mut forwards: Vec<(usize, NodeId, ConvGeometry)> = Vec::new();
-    for i in 0..contractions.len() {
-        let Some(Contraction::Conv { kind, geometry, lhs, .. }) = contractions[i] else { continue };
-        if geometry.attrs.groups > 1 {
-            continue;
-        }
-        match kind {
-            ConvKind::Forward => forwards.push((i, lhs, geometry)),
-            ConvKind::GradWeight => {
-                let Some(&(f, _, _)) = forwards.iter().find(|(_, x, g)| *x == lhs && *g == geometry) else { continue };
-                let slot = match contractions[f] {
-                    Some(Contraction::Conv { cols: SharedCols::Keep(s), .. }) => s,
-                    _ => {
-                        slots += 1;
-                        slots - 1
-                    }
-                };
-                if let Some(Contraction::Conv { cols, .. }) = &mut contractions[f] {
-                    *cols = SharedCols::Keep(slot);
-                }
-                if let Some(Contraction::Conv { cols, .. }) = &mut contractions[i] {
-                    *cols = SharedCols::Reuse(slot);
-                }
-            }
-            ConvKind::GradInput => {}
-        }
-    }
-    slots
-}
-
-impl Contraction {
-    /// How `group` (a contraction group of `graph`) runs.
-    pub(crate) fn new(graph: &Graph, group: &Group) -> Self {
-        if epilogue_split(graph, group).is_some() {
-            return Contraction::Gemm(GemmCall::new(graph, group));
-        }
-        let root = group.root();
-        let node = graph.node(root);
-        let (lhs, rhs) = (node.args[0], node.args[1]);
-        let dims = |id: NodeId| graph.ty(id).dims();
-        match &node.op {
-            Op::Conv2d(a) => Contraction::Conv {
-                kind: ConvKind::Forward,
-                geometry: ConvGeometry::new(dims(lhs), dims(rhs), dims(root), *a),
-                lhs,
-                rhs,
-                cols: SharedCols::No,
-            },
-            // conv2d_grad_input(dy, w) -> dx
-            Op::Conv2dGradInput(a) => Contraction::Conv {
-                kind: ConvKind::GradInput,
-                geometry: ConvGeometry::new(dims(root), dims(rhs), dims(lhs), *a),
-                lhs,
-                rhs,
-                cols: SharedCols::No,
-            },
-            // conv2d_grad_weight(x, dy) -> dw
-            Op::Conv2dGradWeight(a) => Contraction::Conv {
-                kind: ConvKind::GradWeight,
-                geometry: ConvGeometry::new(dims(lhs), dims(root), dims(rhs), *a),
-                lhs,
-                rhs,
-                cols: SharedCols::No,
-            },
-            _ => Contraction::Gemm(GemmCall::new(graph, group)),
-        }
-    }
-}
-
-/// True if every element a kernel input's offset and strides reach over `space` lies inside
-/// a buffer of `len` elements (always, for an empty space).
-pub(crate) fn fits(input: &kiln_codegen::kernel::KernelInput, space: &[usize], len: usize) -> bool {
-    let reach: i64 =
-        input.offset + input.strides.iter().zip(space).map(|(s, d)| s * (*d as i64 - 1).max(0)).sum::<i64>();
-    space.contains(&0) || (input.offset >= 0 && (reach as usize) < len)
 }
 
 /// An executor invariant that failed, as an error rather than a panic.

@@ -22,6 +22,7 @@ pub mod memory;
 pub mod movement;
 pub mod npy;
 pub mod pool;
+pub mod schedule;
 pub mod train;
 
 /// A row-major copy of a value whose array is not row-major (a no-op clone otherwise).

@@ -1,16 +1,15 @@
-//! The GPU functions of a partitioned graph: what the GPU backend launches, in execution
-//! order, rendered as CUDA C by [`kiln_codegen::gpu`] from the same partition the JIT runs.
+//! The GPU functions of a schedule: what the GPU backend launches, in execution order,
+//! rendered as CUDA C by [`kiln_codegen::gpu`] from the same schedule the JIT runs.
 //!
-//! Fused kernels (contraction epilogues included) come from the kernel loop IR; the
+//! Fused kernels (contraction epilogues included) come from the schedule's kernels; the
 //! contractions and movement ops of other groups from [`kiln_codegen::gpu::render_node`].
 
 use kiln_codegen::gpu::{Launch, Strides, fusable_epilogue, node_forms, product_forms, render_product};
-use kiln_codegen::kernel::{LowerError, lower_group};
-use kiln_ir::{Graph, NodeId, Op};
-use kiln_passes::fuse::{Group, GroupKind, contraction_of, epilogue_split};
+use kiln_ir::{NodeId, Op};
+use kiln_passes::fuse::{GroupKind, contraction_of};
 use kiln_passes::plan::buffer_of;
 
-use crate::jit::Contraction;
+use crate::schedule::{Contraction, GemmOperand, Schedule, Work};
 
 /// One form of a GPU function: its code and how it is launched.
 #[derive(Clone, Debug)]
@@ -72,12 +71,13 @@ fn single(symbol: String, source: String, launch: Launch) -> Vec<Variant> {
     vec![Variant { form: String::new(), symbol, source, launch }]
 }
 
-/// Every GPU function of `groups` (a partition of `graph`, in execution order), in execution
-/// order (reshapes need none: they alias their source).
-pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, LowerError> {
-    let g = graph;
+/// Every GPU function of `schedule`'s steps, in execution order (reshapes need none: they
+/// alias their source; output copies are copies).
+pub fn functions(schedule: &Schedule) -> Vec<GpuFunction> {
+    let g = &schedule.graph;
     let mut out = Vec::new();
-    for (gi, group) in groups.iter().enumerate() {
+    for (gi, group) in schedule.groups.iter().enumerate() {
+        let step = &schedule.steps[gi];
         let node = match group.kind {
             GroupKind::Contraction => Some(contraction_of(g, group)),
             GroupKind::Movement => Some(group.root()),
@@ -98,16 +98,15 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
         };
         // The contraction first: an epilogue kernel reads its product. A float matmul reads
         // its operands as the JIT's GEMM does, through a transpose folded into the group.
-        let gemm = match group.kind {
-            GroupKind::Contraction => match Contraction::new(g, group) {
-                Contraction::Gemm(call) if g.ty(call.product).dtype.is_float() => Some(call),
-                _ => None,
-            },
+        let gemm = match step.work {
+            Work::Contraction { call: Contraction::Gemm(call), .. } if g.ty(call.product).dtype.is_float() => {
+                Some(call)
+            }
             _ => None,
         };
         if let Some(call) = gemm {
             let symbol = format!("kiln_n{}", call.product.index());
-            let strides = |o: &crate::jit::GemmOperand| {
+            let strides = |o: &GemmOperand| {
                 let (row, col, batch) = o.strides();
                 Strides { row: row as i64, col: col as i64, batch: batch as i64 }
             };
@@ -115,12 +114,12 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
             let dtype = g.ty(call.product).dtype;
             let (a, b) = (strides(&call.a), strides(&call.b));
             let operands = vec![call.a.node, call.b.node];
-            let epilogue = match epilogue_split(g, group) {
-                Some(at) => Some(lower_group(g, &group.members[at..])?),
-                None => None,
+            let epilogue = match &step.work {
+                Work::Contraction { epilogue, .. } => epilogue.as_ref(),
+                _ => None,
             };
             let dims = g.ty(call.product).dims();
-            let fused = epilogue.as_ref().and_then(|e| Some((e, fusable_epilogue(e, call.product, dims)?)));
+            let fused = epilogue.and_then(|e| Some((e, fusable_epilogue(e, call.product, dims)?)));
             let variants = product_forms(shape)
                 .into_iter()
                 .enumerate()
@@ -168,23 +167,15 @@ pub fn functions(graph: &Graph, groups: &[Group]) -> Result<Vec<GpuFunction>, Lo
                 out.push(GpuFunction { variants, inputs, output: node, group: gi, inverse, checked });
             }
         }
-        let members = match group.kind {
-            GroupKind::Elementwise => &group.members[..],
-            GroupKind::Contraction => match epilogue_split(g, group) {
-                Some(at) => &group.members[at..],
-                None => continue,
-            },
-            GroupKind::Op | GroupKind::Movement => continue,
-        };
-        let kernel = lower_group(g, members)?;
+        let Some(kernel) = schedule.kernel(gi) else { continue };
         let symbol = format!("kiln_{}", kernel.name);
-        let source = kiln_codegen::gpu::render(&kernel, &symbol);
+        let source = kiln_codegen::gpu::render(kernel, &symbol);
         let inputs = kernel.inputs.iter().map(|i| buffer_of(g, i.node)).collect();
-        let launch = kiln_codegen::gpu::launch_of(&kernel);
+        let launch = kiln_codegen::gpu::launch_of(kernel);
         let variants = single(symbol, source, launch);
         out.push(GpuFunction { variants, inputs, output: group.root(), group: gi, inverse: None, checked: false });
     }
-    Ok(out)
+    out
 }
 
 /// One CUDA translation unit with the helpers and every form of every function of

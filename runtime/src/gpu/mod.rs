@@ -90,6 +90,9 @@ pub enum GpuError {
     /// A kernel could not be lowered.
     #[error(transparent)]
     Lower(#[from] kiln_codegen::kernel::LowerError),
+    /// The graph could not be lowered to a schedule.
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
     /// No such input, parameter or output.
     #[error("@{graph} has no input, parameter or output `{name}`")]
     UnknownName {

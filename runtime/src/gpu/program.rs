@@ -1,18 +1,19 @@
 //! The GPU execution of a graph, resolved before anything runs: every buffer the device
 //! holds and every launch and copy, in order.
 //!
-//! The graph is partitioned and planned exactly as for the JIT ([`partition`], [`plan`]).
-//! Each input, parameter and output gets a buffer of its own; every other result lives in one
-//! arena at the memory plan's offset (a contraction's product before its epilogue just past
-//! the plan's peak); a reshape is the bytes of its source. Outputs that are not computed into
-//! their buffer (inputs, parameters, reshapes, values returned twice) are copied there last.
+//! It translates the graph's [`Schedule`], the one the JIT runs: each input, parameter and
+//! output gets a buffer of its own; every other result lives in one arena at the schedule's
+//! offset (a contraction's product before its epilogue in the product scratch, past the
+//! plan's peak); a reshape is the bytes of its source; the schedule's output copies are
+//! copies.
 
 use kiln_ir::{Graph, NodeId, Op, TensorType};
-use kiln_passes::fuse::{Mode, partition};
-use kiln_passes::plan::{ALIGN, buffer_of, plan};
+use kiln_passes::fuse::Mode;
+use kiln_passes::plan::buffer_of;
 
 use super::GpuError;
 use super::functions::{GpuFunction, functions, module};
+use crate::schedule::{Buffer, Schedule, Work};
 
 /// What a device buffer holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,9 +137,8 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
         node: id.index(),
         why: why.to_string(),
     };
-    let groups = partition(g, Mode::Fused);
-    let memory = plan(g, &groups);
-    let funcs = functions(g, &groups)?;
+    let schedule = Schedule::build(g, Mode::Fused)?;
+    let funcs = functions(&schedule);
 
     let mut buffers = vec![BufferSpec { bytes: 0, role: Role::Arena }];
     let mut place: Vec<Option<Place>> = vec![None; g.len()];
@@ -156,24 +156,29 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
         });
     }
     let mut outputs = Vec::new();
-    let mut first_output: Vec<Option<Place>> = vec![None; g.len()];
     for (i, o) in g.outputs().iter().enumerate() {
         let ty = g.ty(o.value).clone();
         buffers.push(BufferSpec { bytes: ty.size_bytes(), role: Role::Output(i) });
-        let at = Place { buffer: buffers.len() - 1, offset: 0 };
-        first_output[o.value.index()].get_or_insert(at);
         outputs.push((o.name.clone(), ty, buffers.len() - 1));
     }
-
-    // A contraction's product, when a separate epilogue follows, just past the plan's peak.
-    let product_at = memory.peak_bytes.div_ceil(ALIGN) * ALIGN;
+    // The device's place of a schedule buffer.
+    let inputs = g.inputs().count();
+    let device = |b: Buffer| match b {
+        Buffer::Input(i) => Place { buffer: 1 + i, offset: 0 },
+        Buffer::Param(i) => Place { buffer: 1 + inputs + i, offset: 0 },
+        Buffer::Output(i) => Place { buffer: outputs[i].2, offset: 0 },
+        Buffer::Arena { offset, .. } => Place { buffer: 0, offset },
+    };
+    // A contraction's product, when a separate epilogue follows, in the product scratch (the
+    // device has no im2col columns).
+    let product = device(schedule.scratch.product);
     let product_bytes = funcs
         .iter()
-        .filter(|f| f.output != groups[f.group].root())
+        .filter(|f| f.output != schedule.groups[f.group].root())
         .map(|f| g.ty(f.output).size_bytes())
         .max()
         .unwrap_or(0);
-    buffers[0].bytes = product_at + product_bytes;
+    buffers[0].bytes = product.offset + product_bytes;
 
     let mut index_checks = Vec::new();
     let faults = funcs.iter().any(|f| f.checked).then(|| {
@@ -181,18 +186,28 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
         buffers.len() - 1
     });
     let mut steps = Vec::new();
-    let mut by_group: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
+    let mut by_group: Vec<Vec<usize>> = vec![Vec::new(); schedule.groups.len()];
     for (fi, f) in funcs.iter().enumerate() {
         by_group[f.group].push(fi);
     }
-    for (gi, group) in groups.iter().enumerate() {
-        let root = group.root();
-        let src = buffer_of(g, root);
-        if src != root {
-            // A reshape: the same bytes as its source.
-            place[root.index()] = place[src.index()];
-            continue;
-        }
+    for step in &schedule.steps {
+        let root = step.node;
+        let gi = match step.work {
+            Work::Alias { source } => {
+                // A reshape: the same bytes as its source.
+                place[root.index()] = place[source.index()];
+                continue;
+            }
+            Work::CopyOut(i) => {
+                let from = place[root.index()].ok_or_else(|| unsupported(root, "internal: output not computed"))?;
+                let to = Place { buffer: outputs[i].2, offset: 0 };
+                if from != to {
+                    steps.push(GpuStep::Copy { from, to, bytes: g.ty(root).size_bytes() });
+                }
+                continue;
+            }
+            _ => step.group.unwrap_or_default(),
+        };
         if by_group[gi].is_empty() {
             return Err(unsupported(root, "the GPU backend has no kernel for it yet"));
         }
@@ -215,10 +230,10 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
             });
             index_checks.push(IndexCheck { leaf: name.to_string(), extent: table, op: node.op.name(), inverse });
         }
-        let out = first_output[root.index()].unwrap_or(Place { buffer: 0, offset: memory.placements[gi].offset });
+        let out = device(step.out);
         for &fi in &by_group[gi] {
             let f = &funcs[fi];
-            let at = if f.output == root { out } else { Place { buffer: 0, offset: product_at } };
+            let at = if f.output == root { out } else { product };
             let mut args = Vec::with_capacity(f.inputs.len() + 1);
             for input in &f.inputs {
                 args.push(place[input.index()].ok_or_else(|| unsupported(*input, "internal: operand not computed"))?);
@@ -235,13 +250,6 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
             args.push(at);
             place[f.output.index()] = Some(at);
             steps.push(GpuStep::Launch { function: fi, args });
-        }
-    }
-    for (i, o) in g.outputs().iter().enumerate() {
-        let from = place[o.value.index()].ok_or_else(|| unsupported(o.value, "internal: output not computed"))?;
-        let to = Place { buffer: outputs[i].2, offset: 0 };
-        if from != to {
-            steps.push(GpuStep::Copy { from, to, bytes: g.ty(o.value).size_bytes() });
         }
     }
     let module = module(&funcs);
