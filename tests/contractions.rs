@@ -219,6 +219,33 @@ fn training_steps_are_identical_on_one_and_two_threads() {
     }
 }
 
+/// Training sessions (parameters updated in place) give bit-identical losses and parameters on
+/// one and two threads, with independent steps of the schedule running at the same time.
+#[test]
+fn sessions_running_independent_steps_together_match_one_thread() {
+    use kiln::frontend::optim::Optimizer;
+    use kiln::runtime::train::TrainSession;
+    for (name, batch) in [("lstm_classifier", 32), ("transformer_block", 8), ("lenet5", 16)] {
+        let m = (kiln::zoo::entry(name).unwrap().build)(batch, DType::F32).unwrap().remove(0);
+        let step = kiln::train::train_step(&m, &Optimizer::adam()).unwrap();
+        let two = kiln::compile(&step.graph, kiln::Fusion::Fused).unwrap().with_threads(2);
+        assert!(!two.windows().is_empty(), "{name}: no steps run together");
+        let mut feeds = inputs(&step.graph);
+        feeds.retain(|k, _| step.data_inputs.contains(k));
+        for (_, n) in step.graph.inputs() {
+            if matches!(n.ty.dtype, DType::I32 | DType::I64) {
+                feeds.insert(n.op.leaf_name().unwrap().to_string(), kiln::ir::Value::splat(&n.ty, 1.0));
+            }
+        }
+        let mut sessions: Vec<TrainSession> = (0..2).map(|_| TrainSession::new(step.clone(), 7).unwrap()).collect();
+        sessions[1].set_threads(2);
+        let losses: Vec<Vec<f64>> =
+            sessions.iter_mut().map(|s| (0..3).map(|_| s.step(&feeds, 0.01).unwrap()).collect()).collect();
+        assert_eq!(losses[0], losses[1], "{name}");
+        assert_eq!(sessions[0].values(), sessions[1].values(), "{name}");
+    }
+}
+
 /// A matmul whose only reader is an elementwise kernel of its shape gets that kernel as an
 /// epilogue: bias + relu over bands of rows, a collapsed `W − lr·(xᵀ·g)` update, and
 /// degenerate 1-row and 1-column products. Results agree with the interpreter, and 1 and 2

@@ -84,7 +84,7 @@ impl ConvGeometry {
     }
 
     /// Multiply-adds of the convolution, for choosing threads.
-    fn flops(&self) -> usize {
+    pub(crate) fn flops(&self) -> usize {
         2 * self.n * self.o * self.p() * self.k()
     }
 }
@@ -280,7 +280,7 @@ fn per_image<T: Float>(n: usize, pool: Option<&Pool>, scratch_len: usize, f: &(d
 }
 
 /// Convolutions below this many flops run on one thread.
-const PARALLEL_MIN_FLOPS: usize = 1 << 21;
+pub(crate) const PARALLEL_MIN_FLOPS: usize = 1 << 21;
 
 /// A raw output pointer shared by threads writing disjoint images.
 #[derive(Clone, Copy)]

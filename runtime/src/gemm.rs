@@ -46,7 +46,7 @@ pub fn blocks(shape: &MatmulShape, parts: usize) -> Vec<(usize, usize, usize)> {
 }
 
 /// Products with fewer flops than this run on one thread.
-const PARALLEL_MIN_FLOPS: usize = 1 << 21;
+pub(crate) const PARALLEL_MIN_FLOPS: usize = 1 << 21;
 
 /// Raw pointers shared by the threads of one product.
 #[derive(Clone, Copy)]

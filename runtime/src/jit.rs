@@ -18,6 +18,7 @@ use crate::conv;
 use crate::gemm;
 use crate::movement;
 use crate::pool::Pool;
+use crate::schedule::dag::StepDag;
 use crate::schedule::{Buffer, Contraction, ConvKind, Schedule, ScheduleError, SharedCols, Work, fits};
 
 /// Errors from compiling a graph.
@@ -82,6 +83,9 @@ pub struct Executable {
     threads: usize,
     /// Worker threads when `threads > 1`.
     workers: Option<Pool>,
+    /// Per group: one past the last group of the window of consecutive steps that may run at
+    /// the same time starting there (the next group when none may).
+    windows: Vec<usize>,
     /// Per group: the product buffer of a contraction with an epilogue, kept between runs.
     scratch: std::sync::Mutex<Vec<Option<Value>>>,
     /// Im2col columns a forward convolution keeps for its weight gradient, by slot
@@ -164,6 +168,7 @@ pub fn compile_schedule(schedule: Schedule, options: Options) -> Result<Executab
         pool: std::sync::Mutex::new(Vec::new()),
         threads: 1,
         workers: None,
+        windows: (1..=count).collect(),
         scratch: std::sync::Mutex::new(Vec::new()),
         columns: std::sync::Mutex::new(vec![None; schedule.column_slots]),
         schedule,
@@ -179,6 +184,38 @@ impl std::fmt::Debug for Executable {
 
 /// Kernels with fewer elements than this run on one thread (threads cost more than they save).
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
+
+/// Steps with less work than this (elements, or multiply-adds) are not worth a thread of their
+/// own: a window of steps runs at the same time only if two of them have this much.
+const CONCURRENT_MIN_WORK: usize = 1 << 12;
+
+/// What the threads of a window share: the executable, the slots (read only while the window
+/// runs), the arena and each step's output pointer.
+#[derive(Clone, Copy)]
+struct Window<'s, 'a> {
+    exe: &'s Executable,
+    slots: &'s [Slot<'a>],
+    base: *mut u8,
+    outs: &'s [Option<*mut u8>],
+}
+
+// SAFETY: while a window runs, the slots are only read; every step reads buffers written
+// before the window and writes its own output, which no other step of the window reads or
+// writes (the step DAG orders every pair that shares bytes, and a window holds none). The
+// executable is shared only for `Executable::compute` without workers, which reads its graph,
+// groups, compiled kernels (immutable machine code) and contractions and locks its `Mutex`es;
+// it never touches the JIT module or the thread pool, the parts that are not `Sync`.
+unsafe impl Send for Window<'_, '_> {}
+// SAFETY: as above.
+unsafe impl Sync for Window<'_, '_> {}
+
+impl<'s, 'a> Window<'s, 'a> {
+    /// The executable, slots, arena base and output of step `t` (a method, so closures
+    /// capture the `Sync` wrapper, not its raw fields).
+    fn get(&self, t: usize) -> (&'s Executable, &'s [Slot<'a>], *mut u8, Option<*mut u8>) {
+        (self.exe, self.slots, self.base, self.outs[t])
+    }
+}
 
 /// Raw buffer pointers handed to the threads of one kernel call.
 #[derive(Clone, Copy)]
@@ -249,6 +286,7 @@ impl Executable {
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.clamp(1, crate::pool::MAX_THREADS);
         self.workers = (self.threads > 1).then(|| Pool::new(self.threads));
+        self.windows = self.find_windows();
         self
     }
 
@@ -279,6 +317,22 @@ impl Executable {
     /// `peak_bytes` long).
     pub fn memory_plan(&self) -> &MemoryPlan {
         &self.schedule.plan
+    }
+
+    /// The windows of consecutive steps a run executes at the same time (by group position),
+    /// one step a thread; empty on one thread. Steps updating an input in place
+    /// ([`Executable::run_updating`]) run alone even inside one.
+    pub fn windows(&self) -> Vec<std::ops::Range<usize>> {
+        let mut out = Vec::new();
+        let mut gi = 0;
+        while gi < self.groups.len() {
+            let end = self.windows[gi].max(gi + 1);
+            if end > gi + 1 && self.workers.is_some() {
+                out.push(gi..end);
+            }
+            gi = end;
+        }
+        out
     }
 
     /// The schedule this executable runs.
@@ -455,7 +509,9 @@ impl Executable {
         Ok(())
     }
 
-    /// Runs the groups in order, filling `slots`.
+    /// Runs the groups in order, filling `slots`. With several threads, each window of
+    /// consecutive independent steps ([`Executable::windows`]) runs at the same time, one step
+    /// a thread.
     fn run_groups<'a>(
         &self,
         slots: &mut [Slot<'a>],
@@ -464,85 +520,153 @@ impl Executable {
         pool: &mut [Option<Value>],
         update: bool,
     ) -> Result<(), InterpError> {
-        let g = &self.graph;
-        for (gi, (group, kernel)) in self.groups.iter().enumerate() {
-            let root = group.root();
-            let node = g.node(root);
-            if let Some(src) = self.alias[gi] {
-                // A reshape of a row-major buffer: the same bytes.
-                slots[root.index()] = Slot::Same(src);
-                continue;
-            }
-            if group.kind == GroupKind::Op {
-                // A reference op: arena operands are copied out for it.
-                let mut args: Vec<std::borrow::Cow<'_, Value>> = Vec::with_capacity(node.args.len());
-                for a in &node.args {
-                    args.push(value_of(slots, base, g, *a).ok_or_else(|| internal(g, root, "operand not computed"))?);
-                }
-                let refs: Vec<&Value> = args.iter().map(|c| c.as_ref()).collect();
-                let v = eval_node(node, &refs).map_err(|message| InterpError::Eval {
-                    node: root,
-                    op: node.op.name(),
-                    message,
-                })?;
-                slots[root.index()] = Slot::Owned(if is_standard(&v) { v } else { crate::map_standard(&v) });
-                continue;
-            }
-            // Where the result goes: over an input updated in place, into the arena, or into
-            // an owned buffer (graph outputs reuse the caller's).
-            let in_place = self.in_place[gi].filter(|_| update);
-            slots[root.index()] = match (in_place, self.arena_offset[gi]) {
-                (Some(leaf), _) => match std::mem::replace(&mut slots[leaf.index()], Slot::Empty) {
-                    Slot::Owned(v) => Slot::Owned(v),
-                    _ => return Err(internal(g, root, "in-place input not owned")),
-                },
-                (None, Some(off)) => Slot::Arena(off),
-                (None, None) => {
-                    let reuse = match self.first_output[root.index()] {
-                        Some(i) => out_bufs.get_mut(i).and_then(Option::take),
-                        None => pool[gi].take(),
-                    };
-                    Slot::Owned(match reuse {
-                        Some(v) if &v.ty() == g.ty(root) => v,
-                        _ => Value::splat(g.ty(root), 0.0),
-                    })
-                }
+        let mut gi = 0;
+        while gi < self.groups.len() {
+            let mut end = match &self.workers {
+                Some(_) => self.windows[gi].max(gi + 1),
+                None => gi + 1,
             };
-            let out = match &mut slots[root.index()] {
-                Slot::Owned(v) => data_mut(v),
-                Slot::Arena(off) => base.wrapping_add(*off),
-                Slot::Borrowed(_) | Slot::Same(_) | Slot::Empty => {
-                    return Err(internal(g, root, "no output buffer"));
+            // A step updating an input in place runs alone (its readers ran before it).
+            if update && let Some(j) = (gi..end).find(|&i| self.in_place[i].is_some()) {
+                end = j.max(gi + 1);
+            }
+            if end == gi + 1 {
+                if let Some(out) = self.place(gi, slots, base, out_bufs, pool, update)? {
+                    self.compute(gi, slots, base, out, self.workers.as_ref(), update)?;
                 }
-            };
-            let source = |n: NodeId| -> Result<*const u8, InterpError> {
-                view(slots, base, g, n).map(|(p, _)| p).ok_or_else(|| internal(g, root, "operand not computed"))
-            };
-            if group.kind == GroupKind::Movement {
-                self.movement(root, &source, out)?;
+                gi += 1;
                 continue;
             }
-            if let Some(call) = &self.contractions[gi] {
-                self.contract(gi, call, kernel.as_ref(), root, &source, out)?;
-                continue;
+            // Every output placed first; then the steps, which read only what earlier windows
+            // wrote and write apart from each other, compute at the same time.
+            let mut outs = Vec::with_capacity(end - gi);
+            for i in gi..end {
+                outs.push(self.place(i, slots, base, out_bufs, pool, update)?);
             }
-            let Some(k) = kernel else { return Err(internal(g, root, "group without code")) };
-            let mut ptrs = Vec::with_capacity(k.kernel.inputs.len());
-            for input in &k.kernel.inputs {
-                let (ptr, len) = if in_place.is_some() && Some(buffer_of(g, input.node)) == in_place {
-                    // The input being overwritten is read through the output's pointer.
-                    (out as *const u8, k.kernel.out.numel())
-                } else {
-                    view(slots, base, g, input.node).ok_or_else(|| internal(g, root, "kernel input not computed"))?
-                };
-                // The furthest element the strides reach must lie inside the buffer.
-                if !fits(input, &k.kernel.space, len) {
-                    return Err(internal(g, root, "kernel input too small"));
-                }
-                ptrs.push(ptr);
+            let shared: &[Slot<'a>] = slots;
+            let window = Window { exe: self, slots: shared, base, outs: &outs };
+            let failures: std::sync::Mutex<Vec<(usize, InterpError)>> = std::sync::Mutex::new(Vec::new());
+            if let Some(workers) = &self.workers {
+                workers.for_each(end - gi, &|t| {
+                    let (exe, slots, base, out) = window.get(t);
+                    if let Some(out) = out
+                        && let Err(e) = exe.compute(gi + t, slots, base, out, None, update)
+                    {
+                        failures.lock().unwrap_or_else(|e| e.into_inner()).push((t, e));
+                    }
+                });
             }
-            self.call(k, &ptrs, out);
+            let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, e)) = failures.into_iter().min_by_key(|(t, _)| *t) {
+                return Err(e);
+            }
+            gi = end;
         }
+        Ok(())
+    }
+
+    /// Sets the slot of group `gi`'s result: a reshape's source, a reference op's value (run
+    /// here), or the buffer its kernel writes, whose pointer it returns.
+    fn place<'a>(
+        &self,
+        gi: usize,
+        slots: &mut [Slot<'a>],
+        base: *mut u8,
+        out_bufs: &mut [Option<Value>],
+        pool: &mut [Option<Value>],
+        update: bool,
+    ) -> Result<Option<*mut u8>, InterpError> {
+        let g = &self.graph;
+        let group = &self.groups[gi].0;
+        let root = group.root();
+        let node = g.node(root);
+        if let Some(src) = self.alias[gi] {
+            // A reshape of a row-major buffer: the same bytes.
+            slots[root.index()] = Slot::Same(src);
+            return Ok(None);
+        }
+        if group.kind == GroupKind::Op {
+            // A reference op: arena operands are copied out for it.
+            let mut args: Vec<std::borrow::Cow<'_, Value>> = Vec::with_capacity(node.args.len());
+            for a in &node.args {
+                args.push(value_of(slots, base, g, *a).ok_or_else(|| internal(g, root, "operand not computed"))?);
+            }
+            let refs: Vec<&Value> = args.iter().map(|c| c.as_ref()).collect();
+            let v = eval_node(node, &refs).map_err(|message| InterpError::Eval {
+                node: root,
+                op: node.op.name(),
+                message,
+            })?;
+            slots[root.index()] = Slot::Owned(if is_standard(&v) { v } else { crate::map_standard(&v) });
+            return Ok(None);
+        }
+        // Where the result goes: over an input updated in place, into the arena, or into
+        // an owned buffer (graph outputs reuse the caller's).
+        let in_place = self.in_place[gi].filter(|_| update);
+        slots[root.index()] = match (in_place, self.arena_offset[gi]) {
+            (Some(leaf), _) => match std::mem::replace(&mut slots[leaf.index()], Slot::Empty) {
+                Slot::Owned(v) => Slot::Owned(v),
+                _ => return Err(internal(g, root, "in-place input not owned")),
+            },
+            (None, Some(off)) => Slot::Arena(off),
+            (None, None) => {
+                let reuse = match self.first_output[root.index()] {
+                    Some(i) => out_bufs.get_mut(i).and_then(Option::take),
+                    None => pool[gi].take(),
+                };
+                Slot::Owned(match reuse {
+                    Some(v) if &v.ty() == g.ty(root) => v,
+                    _ => Value::splat(g.ty(root), 0.0),
+                })
+            }
+        };
+        match &mut slots[root.index()] {
+            Slot::Owned(v) => Ok(Some(data_mut(v))),
+            Slot::Arena(off) => Ok(Some(base.wrapping_add(*off))),
+            Slot::Borrowed(_) | Slot::Same(_) | Slot::Empty => Err(internal(g, root, "no output buffer")),
+        }
+    }
+
+    /// Computes group `gi` into `out` (placed by [`Executable::place`]), reading its operands
+    /// from `slots`, splitting big work over `workers` if given.
+    fn compute(
+        &self,
+        gi: usize,
+        slots: &[Slot<'_>],
+        base: *mut u8,
+        out: *mut u8,
+        workers: Option<&Pool>,
+        update: bool,
+    ) -> Result<(), InterpError> {
+        let g = &self.graph;
+        let (group, kernel) = &self.groups[gi];
+        let root = group.root();
+        let in_place = self.in_place[gi].filter(|_| update);
+        let source = |n: NodeId| -> Result<*const u8, InterpError> {
+            view(slots, base, g, n).map(|(p, _)| p).ok_or_else(|| internal(g, root, "operand not computed"))
+        };
+        if group.kind == GroupKind::Movement {
+            return self.movement(root, &source, out);
+        }
+        if let Some(call) = &self.contractions[gi] {
+            return self.contract(gi, call, kernel.as_ref(), root, &source, out, workers);
+        }
+        let Some(k) = kernel else { return Err(internal(g, root, "group without code")) };
+        let mut ptrs = Vec::with_capacity(k.kernel.inputs.len());
+        for input in &k.kernel.inputs {
+            let (ptr, len) = if in_place.is_some() && Some(buffer_of(g, input.node)) == in_place {
+                // The input being overwritten is read through the output's pointer.
+                (out as *const u8, k.kernel.out.numel())
+            } else {
+                view(slots, base, g, input.node).ok_or_else(|| internal(g, root, "kernel input not computed"))?
+            };
+            // The furthest element the strides reach must lie inside the buffer.
+            if !fits(input, &k.kernel.space, len) {
+                return Err(internal(g, root, "kernel input too small"));
+            }
+            ptrs.push(ptr);
+        }
+        self.call(k, &ptrs, out, workers);
         Ok(())
     }
 
@@ -609,6 +733,7 @@ impl Executable {
         root: NodeId,
         source: &dyn Fn(NodeId) -> Result<*const u8, InterpError>,
         out: *mut u8,
+        workers: Option<&Pool>,
     ) -> Result<(), InterpError> {
         let g = &self.graph;
         // The contraction's own dtype: an epilogue after a product may cast it, so the
@@ -622,16 +747,20 @@ impl Executable {
                     // hold exactly that), which the strides of `GemmCall::new` cover for this
                     // shape; `out` is a fresh, owned or planned buffer of the product's type
                     // that no live operand shares (the plan keeps live buffers apart).
-                    let done =
-                        unsafe { gemm::matmul(dtype, call.shape, a, b, out, self.workers.as_ref(), &|_, _, _| {}) };
+                    let done = unsafe { gemm::matmul(dtype, call.shape, a, b, out, workers, &|_, _, _| {}) };
                     return if done { Ok(()) } else { Err(internal(g, root, "gemm on a non-float product")) };
                 };
                 // The product goes to a scratch buffer kept between runs; the epilogue reads
                 // each band of it right after the GEMM wrote it, on the same thread.
-                let mut scratch_pool = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-                scratch_pool.resize(self.groups.len(), None);
+                // Taken out of the shared list for the call, so steps running at the same time
+                // do not wait for each other.
+                let kept = {
+                    let mut scratch_pool = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+                    scratch_pool.resize(self.groups.len(), None);
+                    scratch_pool[gi].take()
+                };
                 let product_ty = g.ty(call.product);
-                let scratch = match scratch_pool[gi].take() {
+                let scratch = match kept {
                     Some(v) if &v.ty() == product_ty => v,
                     _ => Value::splat(product_ty, 0.0),
                 };
@@ -670,7 +799,7 @@ impl Executable {
                 };
                 // SAFETY: as above for the GEMM, with `c` the scratch buffer of the product's
                 // type, apart from every operand.
-                let done = unsafe { gemm::matmul(dtype, call.shape, a, b, c, self.workers.as_ref(), &band) };
+                let done = unsafe { gemm::matmul(dtype, call.shape, a, b, c, workers, &band) };
                 if !done {
                     return Err(internal(g, root, "gemm on a non-float product"));
                 }
@@ -678,7 +807,7 @@ impl Executable {
                     // SAFETY: as for the bands, over the whole product.
                     unsafe { k.call(&ptrs, out) };
                 }
-                scratch_pool[gi] = Some(scratch);
+                self.scratch.lock().unwrap_or_else(|e| e.into_inner())[gi] = Some(scratch);
             }
             Contraction::Conv { kind, geometry, lhs, rhs, cols } => {
                 let (l, r) = (source(*lhs)?, source(*rhs)?);
@@ -718,14 +847,12 @@ impl Executable {
                         // type) and is locked for this call; it is no operand's or output's buffer.
                         let kept = kept.map(|(p, len)| unsafe { std::slice::from_raw_parts_mut(p as *mut $t, len) });
                         match (kind, cols) {
-                            (ConvKind::Forward, _) => conv::forward(geometry, l, r, o, self.workers.as_ref(), kept),
-                            (ConvKind::GradInput, _) => conv::grad_input(geometry, l, r, o, self.workers.as_ref()),
+                            (ConvKind::Forward, _) => conv::forward(geometry, l, r, o, workers, kept),
+                            (ConvKind::GradInput, _) => conv::grad_input(geometry, l, r, o, workers),
                             (ConvKind::GradWeight, SharedCols::Reuse(_)) => {
-                                conv::grad_weight(geometry, l, r, o, self.workers.as_ref(), kept.map(|k| &*k))
+                                conv::grad_weight(geometry, l, r, o, workers, kept.map(|k| &*k))
                             }
-                            (ConvKind::GradWeight, _) => {
-                                conv::grad_weight(geometry, l, r, o, self.workers.as_ref(), None)
-                            }
+                            (ConvKind::GradWeight, _) => conv::grad_weight(geometry, l, r, o, workers, None),
                         }
                     }};
                 }
@@ -739,8 +866,57 @@ impl Executable {
         Ok(())
     }
 
-    /// Calls a kernel, splitting big elementwise ones over threads.
-    fn call(&self, k: &CompiledKernel, ptrs: &[*const u8], out: *mut u8) {
+    /// The work of group `gi` in rough units (elements, or multiply-adds), and whether it is
+    /// big enough to split over the threads itself.
+    fn size(&self, gi: usize) -> (usize, bool) {
+        let threads = self.threads;
+        match (&self.contractions[gi], &self.groups[gi].1) {
+            (Some(Contraction::Gemm(c)), _) => (c.shape.flops(), c.shape.flops() >= gemm::PARALLEL_MIN_FLOPS),
+            (Some(Contraction::Conv { geometry, .. }), _) => {
+                (geometry.flops(), geometry.flops() >= conv::PARALLEL_MIN_FLOPS)
+            }
+            (None, Some(k)) => {
+                let numel: usize = k.kernel.space.iter().product();
+                let outer = k.kernel.space.first().copied().unwrap_or(1);
+                (numel, k.kernel.splits_outer() && numel >= PARALLEL_MIN_ELEMENTS && outer >= threads)
+            }
+            (None, None) => {
+                let root = self.groups[gi].0.root();
+                let moves = self.groups[gi].0.kind == GroupKind::Movement;
+                (if moves { self.graph.ty(root).numel() } else { 0 }, false)
+            }
+        }
+    }
+
+    /// The windows of steps that may run at the same time ([`Executable::windows`]): from
+    /// each group, the consecutive groups that depend on no other group of the window (by the
+    /// schedule's step DAG, scratch being private here), none big enough to use every thread
+    /// itself, and at least two with [`CONCURRENT_MIN_WORK`] to do.
+    fn find_windows(&self) -> Vec<usize> {
+        let n = self.groups.len();
+        if self.threads <= 1 {
+            return (1..=n).collect();
+        }
+        let dag = StepDag::with_private_scratch(&self.schedule);
+        let sizes: Vec<(usize, bool)> = (0..n).map(|gi| self.size(gi)).collect();
+        (0..n)
+            .map(|i| {
+                let mut end = i + 1;
+                while end < n
+                    && !sizes[i].1
+                    && !sizes[end].1
+                    && !dag.before(end).iter().any(|(p, _)| (i..end).contains(p))
+                {
+                    end += 1;
+                }
+                let worth = sizes[i..end].iter().filter(|(w, _)| *w >= CONCURRENT_MIN_WORK).count();
+                if worth >= 2 { end } else { i + 1 }
+            })
+            .collect()
+    }
+
+    /// Calls a kernel, splitting big elementwise ones over `workers`.
+    fn call(&self, k: &CompiledKernel, ptrs: &[*const u8], out: *mut u8, workers: Option<&Pool>) {
         if k.kernel.out.numel() == 0 {
             return;
         }
@@ -748,7 +924,7 @@ impl Executable {
         let numel: usize = k.kernel.space.iter().product();
         let split =
             self.threads > 1 && k.kernel.splits_outer() && numel >= PARALLEL_MIN_ELEMENTS && outer >= self.threads;
-        if let (true, Some(pool)) = (split, &self.workers) {
+        if let (true, Some(pool)) = (split, workers) {
             let args = KernelArgs { inputs: ptrs, out };
             let chunk = outer.div_ceil(self.threads);
             let parts = outer.div_ceil(chunk);

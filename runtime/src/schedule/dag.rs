@@ -34,8 +34,9 @@ pub struct StepDag {
     pub graph: DiGraph<(), Dependency>,
 }
 
-/// The arena bytes a step touches: (range, whether it writes them).
-fn accesses(schedule: &Schedule, step: usize) -> Vec<(Range<usize>, bool)> {
+/// The arena bytes a step touches: (range, whether it writes them); the scratch regions only
+/// when `scratch` is set.
+fn accesses(schedule: &Schedule, step: usize, scratch: bool) -> Vec<(Range<usize>, bool)> {
     let s = &schedule.steps[step];
     let mut out = Vec::new();
     if let Work::Alias { .. } = s.work {
@@ -45,6 +46,7 @@ fn accesses(schedule: &Schedule, step: usize) -> Vec<(Range<usize>, bool)> {
         out.push((r, true));
     }
     match &s.work {
+        _ if !scratch => {}
         Work::Contraction { call: Contraction::Gemm(_), epilogue: Some(_) } => {
             out.extend(schedule.scratch.product.arena_range().map(|r| (r, true)));
         }
@@ -74,13 +76,24 @@ fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
 impl StepDag {
     /// The dependencies of `schedule`'s steps.
     pub fn new(schedule: &Schedule) -> StepDag {
+        StepDag::build(schedule, true)
+    }
+
+    /// The dependencies for a backend that gives every step scratch of its own (the JIT keeps
+    /// a product buffer per GEMM and builds im2col columns in per-thread buffers): steps do
+    /// not wait for each other's use of the scratch regions.
+    pub fn with_private_scratch(schedule: &Schedule) -> StepDag {
+        StepDag::build(schedule, false)
+    }
+
+    fn build(schedule: &Schedule, scratch: bool) -> StepDag {
         let n = schedule.steps.len();
         let mut graph = DiGraph::with_capacity(n, n * 2);
         for _ in 0..n {
             graph.add_node(());
         }
         let producer = schedule.step_of_nodes();
-        let touched: Vec<Vec<(Range<usize>, bool)>> = (0..n).map(|i| accesses(schedule, i)).collect();
+        let touched: Vec<Vec<(Range<usize>, bool)>> = (0..n).map(|i| accesses(schedule, i, scratch)).collect();
         let mut kept: Vec<Option<usize>> = vec![None; schedule.column_slots];
         for (si, s) in schedule.steps.iter().enumerate() {
             let mut before: Vec<(usize, Dependency)> = Vec::new();
