@@ -33,7 +33,7 @@
 
 use std::fmt::Write as _;
 
-use kiln_ir::{BinaryOp, CmpOp, ConvAttrs, DType, Graph, NodeId, Op, ReduceOp, UnaryOp};
+use kiln_ir::{BinaryOp, CmpOp, ConvAttrs, ConvKind, DType, Graph, NodeId, Op, ReduceOp, UnaryOp};
 
 pub use crate::contraction::MatmulShape;
 use crate::kernel::{Inst, Kernel, contiguous_strides};
@@ -668,8 +668,31 @@ pub fn host_index(graph: &Graph, id: NodeId) -> Option<&str> {
 pub fn checks_on_device(graph: &Graph, id: NodeId) -> bool {
     match graph.node(id).op {
         Op::Binary(BinaryOp::Div) => !graph.ty(id).dtype.is_float(),
+        Op::Binary(BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min | BinaryOp::Pow) => {
+            false
+        }
         Op::Gather { .. } | Op::ScatterAdd { .. } => host_index(graph, id).is_none(),
-        _ => false,
+        Op::Input { .. }
+        | Op::Param { .. }
+        | Op::Const { .. }
+        | Op::Iota { .. }
+        | Op::Rng { .. }
+        | Op::Unary(_)
+        | Op::StopGradient
+        | Op::Compare(_)
+        | Op::Select
+        | Op::Cast
+        | Op::Reduce { .. }
+        | Op::Reshape
+        | Op::Permute { .. }
+        | Op::Broadcast { .. }
+        | Op::Slice { .. }
+        | Op::Pad { .. }
+        | Op::Concat { .. }
+        | Op::Matmul
+        | Op::Conv2d(_)
+        | Op::Conv2dGradInput(_)
+        | Op::Conv2dGradWeight(_) => false,
     }
 }
 
@@ -696,18 +719,19 @@ pub fn render_node(graph: &Graph, id: NodeId, symbol: &str, form: NodeForm) -> O
 /// `None` for other nodes.
 fn conv_gemm_shape(graph: &Graph, id: NodeId) -> Option<MatmulShape> {
     let node = graph.node(id);
-    let (Op::Conv2d(a) | Op::Conv2dGradInput(a)) = &node.op else { return None };
+    let (kind, a) = node.op.conv()?;
     let groups = a.groups.max(1);
     let w = graph.ty(node.args[1]).dims();
     let (og, cg, taps) = (w[0] / groups, w[1], w[2] * w[3]);
     let out = graph.ty(id).dims();
     let positions = out[0] * out[2] * out[3];
-    Some(match node.op {
+    match kind {
         // y[n, g·og + i, ·] = Σ over (ci, ky, kx) of w · x's patch.
-        Op::Conv2d(_) => MatmulShape { batch: groups, m: og, n: positions, k: cg * taps },
+        ConvKind::Forward => Some(MatmulShape { batch: groups, m: og, n: positions, k: cg * taps }),
         // dx[n, g·cg + i, ·] = Σ over (o, ky, kx) of w · dy's transposed patch.
-        _ => MatmulShape { batch: groups, m: cg, n: positions, k: og * taps },
-    })
+        ConvKind::GradInput => Some(MatmulShape { batch: groups, m: cg, n: positions, k: og * taps }),
+        ConvKind::GradWeight => None,
+    }
 }
 
 /// [`render_node`]'s source.
@@ -756,16 +780,18 @@ fn render_node_source(graph: &Graph, id: NodeId, symbol: &str, form: NodeForm) -
         Op::Conv2d(a) | Op::Conv2dGradInput(a) | Op::Conv2dGradWeight(a) => {
             // x: [n, c, h, w], w: [o, c/g, kh, kw], y: [n, o, oh, ow].
             let dims = |i: NodeId| graph.ty(i).dims().to_vec();
-            let (x, w, y) = match node.op {
-                Op::Conv2d(_) => (dims(node.args[0]), dims(node.args[1]), out_ty.dims().to_vec()),
-                Op::Conv2dGradInput(_) => (out_ty.dims().to_vec(), dims(node.args[1]), dims(node.args[0])),
-                _ => (dims(node.args[0]), out_ty.dims().to_vec(), dims(node.args[1])),
+            // This arm's ops are the convolutions.
+            let kind = node.op.conv().map_or(ConvKind::Forward, |(k, _)| k);
+            let (x, w, y) = match kind {
+                ConvKind::Forward => (dims(node.args[0]), dims(node.args[1]), out_ty.dims().to_vec()),
+                ConvKind::GradInput => (out_ty.dims().to_vec(), dims(node.args[1]), dims(node.args[0])),
+                ConvKind::GradWeight => (dims(node.args[0]), out_ty.dims().to_vec(), dims(node.args[1])),
             };
             match (form, conv_gemm_shape(graph, id)) {
                 (NodeForm::Tiled(tile), Some(shape)) => {
-                    conv_gemm(&mut c, &node.op, a, shape, [&x, &w, &y], tile, out_ty.dtype)
+                    conv_gemm(&mut c, kind, a, shape, [&x, &w, &y], tile, out_ty.dtype)
                 }
-                _ => c.push_str(&conv_body(&node.op, a, &x, &w, &y, form == NodeForm::Blocks, t, &zero)),
+                _ => c.push_str(&conv_body(kind, a, &x, &w, &y, form == NodeForm::Blocks, t, &zero)),
             }
         }
         Op::Pad { low, value, .. } => {
@@ -1307,7 +1333,7 @@ fn matmul_bound(s: MatmulShape, a: Strides, b: Strides) -> u128 {
 /// [`conv_gemm_shape`]'s; `x`, `w` and `y` are the input, weight and output extents.
 fn conv_gemm(
     c: &mut String,
-    op: &Op,
+    kind: ConvKind,
     a: &ConvAttrs,
     shape: MatmulShape,
     dims: [&[usize]; 3],
@@ -1343,7 +1369,7 @@ fn conv_gemm(
     };
     // The product's rows are output channels bb·m + i of `channels`, its columns positions.
     let (load_a, a_along_tile, load_b, channels, plane): (Box<ElementAt>, bool, Box<ElementAt>, usize, usize);
-    if let Op::Conv2d(_) = op {
+    if kind == ConvKind::Forward {
         let _ = writeln!(setup, "        const {t} *a = in1 + bb * {};", og * k);
         patch(&mut setup, "xb", "ci", ("oy", "ox", oh, ow));
         let _ = writeln!(
@@ -1390,7 +1416,7 @@ fn conv_gemm(
 /// weight gradient in [`NodeForm::Blocks`] has a block per weight instead.
 #[allow(clippy::too_many_arguments)]
 fn conv_body(
-    op: &Op,
+    kind: ConvKind,
     a: &ConvAttrs,
     x: &[usize],
     w: &[usize],
@@ -1406,8 +1432,8 @@ fn conv_body(
     let og = o / groups;
     let ([sh, sw], [ph, pw], [dh, dw]) = (a.stride, a.padding, a.dilation);
     let mut c = String::new();
-    match op {
-        Op::Conv2d(_) => {
+    match kind {
+        ConvKind::Forward => {
             c.push_str(&grid_loop(n * o * oh * ow));
             c.push_str(&split_dims(&[n, o, oh, ow], "        "));
             let _ = writeln!(c, "        const idx_t g = i1 / {og};");
@@ -1425,7 +1451,7 @@ fn conv_body(
             );
             c.push_str("                }\n            }\n        out[t] = acc;\n    }\n");
         }
-        Op::Conv2dGradInput(_) => {
+        ConvKind::GradInput => {
             // dx[n, c, iy, ix] = Σ dy[n, o, oy, ox] · w[o, ci, ky, kx] over the taps that read it.
             c.push_str(&grid_loop(n * ch * h * wd));
             c.push_str(&split_dims(&[n, ch, h, wd], "        "));
@@ -1444,7 +1470,7 @@ fn conv_body(
             );
             c.push_str("                }\n            }\n        out[t] = acc;\n    }\n");
         }
-        _ => {
+        ConvKind::GradWeight => {
             // dw[o, ci, ky, kx] = Σ over images and output positions of x · dy: a thread per
             // weight walking them in order, or a block per weight whose threads stride over them.
             let iy = format!("oy * {sh} + i2 * {dh} - {ph}");

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::graph::Graph;
-use crate::op::Op;
+use crate::op::{Op, OpKind};
 use crate::print::{attrs, value_name};
 
 fn escape(s: &str) -> String {
@@ -26,10 +26,16 @@ pub fn to_dot(graph: &Graph) -> String {
             let _ = write!(label, "\\n{}", escape(&a));
         }
         let _ = write!(label, "\\n{}", node.ty);
-        let style = match node.op {
-            Op::Input { .. } => ", style=filled, fillcolor=\"#dbeafe\"",
-            Op::Param { .. } => ", style=filled, fillcolor=\"#fef3c7\"",
-            _ => "",
+        let style = match node.op.kind() {
+            OpKind::Leaf if matches!(node.op, Op::Input { .. }) => ", style=filled, fillcolor=\"#dbeafe\"",
+            OpKind::Leaf => ", style=filled, fillcolor=\"#fef3c7\"",
+            OpKind::Constant
+            | OpKind::Random
+            | OpKind::Elementwise
+            | OpKind::Reduction
+            | OpKind::Movement
+            | OpKind::Contraction
+            | OpKind::Indexing => "",
         };
         let _ = writeln!(s, "  n{} [label=\"{}\"{style}];", id.index(), escape(&label).replace("\\\\n", "\\n"));
         for (pos, a) in node.args.iter().enumerate() {

@@ -1,15 +1,14 @@
 //! The primitive op set: one closed enum, the single source of truth for what kiln can compute.
 //!
 //! Every op's exact semantics is written in `docs/ops.md`; its type rule lives in
-//! [`crate::types`] and its meaning in the reference interpreter ([`crate::interp`]). The set
-//! is versioned by [`OP_SET_VERSION`]: adding or changing an op bumps it. Code that handles ops
-//! matches without `_ =>` arms so that a new op breaks the build wherever it must be handled.
+//! [`crate::types`] and its meaning in the reference interpreter ([`crate::interp`]). The
+//! simple op enums are each defined from one list (`op_enum!`: variant, doc, text name), and
+//! [`Op::kind`] classifies every op once ([`OpKind`]) for the passes and backends that decide
+//! by class. Code that handles ops matches without `_ =>` arms (one-variant predicates aside)
+//! so that a new op breaks the build wherever it must be handled.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-
-/// Version of the op set; bump it whenever an op is added or its meaning changes.
-pub const OP_SET_VERSION: u32 = 1;
 
 /// A floating-point attribute value compared and hashed by its bits, so that ops carrying one
 /// can be interned. Also used for integer and boolean constants (exact up to 2^53).
@@ -103,58 +102,65 @@ impl Distribution {
     }
 }
 
-/// Elementwise unary ops.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum UnaryOp {
-    /// `-x`.
-    Neg,
-    /// `e^x`.
-    Exp,
-    /// Natural logarithm.
-    Log,
-    /// Square root.
-    Sqrt,
-    /// `1 / x`.
-    Recip,
-    /// Sine.
-    Sin,
-    /// Cosine.
-    Cos,
-    /// Hyperbolic tangent.
-    Tanh,
-    /// Absolute value.
-    Abs,
+/// Defines one of the simple op enums (unary, binary, comparison, reduction) from one list:
+/// each variant with its doc and its name in the text IR, giving the enum, `ALL` (every
+/// variant, in order), `name` and `from_name` (what the parser reads), so a new variant is
+/// printed, parsed and enumerated without another list to keep.
+macro_rules! op_enum {
+    ($(#[$doc:meta])* $name:ident, $what:literal { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            #[doc = concat!("Every ", $what, ", in declaration order.")]
+            pub const ALL: [$name; [$(stringify!($variant)),+].len()] = [$($name::$variant),+];
+
+            /// Name in the text IR.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            #[doc = concat!("The ", $what, " named `name` in the text IR.")]
+            pub fn from_name(name: &str) -> Option<$name> {
+                match name {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+op_enum! {
+    /// Elementwise unary ops.
+    UnaryOp, "unary op" {
+        /// `-x`.
+        Neg = "neg",
+        /// `e^x`.
+        Exp = "exp",
+        /// Natural logarithm.
+        Log = "log",
+        /// Square root.
+        Sqrt = "sqrt",
+        /// `1 / x`.
+        Recip = "recip",
+        /// Sine.
+        Sin = "sin",
+        /// Cosine.
+        Cos = "cos",
+        /// Hyperbolic tangent.
+        Tanh = "tanh",
+        /// Absolute value.
+        Abs = "abs",
+    }
 }
 
 impl UnaryOp {
-    /// Every unary op.
-    pub const ALL: [UnaryOp; 9] = [
-        UnaryOp::Neg,
-        UnaryOp::Exp,
-        UnaryOp::Log,
-        UnaryOp::Sqrt,
-        UnaryOp::Recip,
-        UnaryOp::Sin,
-        UnaryOp::Cos,
-        UnaryOp::Tanh,
-        UnaryOp::Abs,
-    ];
-
-    /// Name in the text IR.
-    pub fn name(self) -> &'static str {
-        match self {
-            UnaryOp::Neg => "neg",
-            UnaryOp::Exp => "exp",
-            UnaryOp::Log => "log",
-            UnaryOp::Sqrt => "sqrt",
-            UnaryOp::Recip => "recip",
-            UnaryOp::Sin => "sin",
-            UnaryOp::Cos => "cos",
-            UnaryOp::Tanh => "tanh",
-            UnaryOp::Abs => "abs",
-        }
-    }
-
     /// The C math library function that computes the op on floats (`exp`, `log`, `sin`,
     /// `cos`, `tanh`), or `None` for ops every backend computes with its own instructions.
     /// Backends derive their math symbols from this one list.
@@ -184,30 +190,27 @@ impl UnaryOp {
     }
 }
 
-/// Elementwise binary arithmetic ops. Operands have identical types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum BinaryOp {
-    /// `a + b`.
-    Add,
-    /// `a - b`.
-    Sub,
-    /// `a * b`.
-    Mul,
-    /// `a / b` (truncating for integers).
-    Div,
-    /// Elementwise maximum.
-    Max,
-    /// Elementwise minimum.
-    Min,
-    /// `a ^ b` (floats only).
-    Pow,
+op_enum! {
+    /// Elementwise binary arithmetic ops. Operands have identical types.
+    BinaryOp, "binary op" {
+        /// `a + b`.
+        Add = "add",
+        /// `a - b`.
+        Sub = "sub",
+        /// `a * b`.
+        Mul = "mul",
+        /// `a / b` (truncating for integers).
+        Div = "div",
+        /// Elementwise maximum.
+        Max = "max",
+        /// Elementwise minimum.
+        Min = "min",
+        /// `a ^ b` (floats only).
+        Pow = "pow",
+    }
 }
 
 impl BinaryOp {
-    /// Every binary op.
-    pub const ALL: [BinaryOp; 7] =
-        [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Max, BinaryOp::Min, BinaryOp::Pow];
-
     /// The C math library function that computes the op on floats (`pow`), or `None`.
     pub fn libm(self) -> Option<&'static str> {
         match self {
@@ -215,62 +218,25 @@ impl BinaryOp {
             BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Max | BinaryOp::Min => None,
         }
     }
+}
 
-    /// Name in the text IR.
-    pub fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
-            BinaryOp::Max => "max",
-            BinaryOp::Min => "min",
-            BinaryOp::Pow => "pow",
-        }
+op_enum! {
+    /// Elementwise comparisons, producing `bool`.
+    CmpOp, "comparison" {
+        /// `a < b`.
+        Lt = "cmp_lt",
+        /// `a == b`.
+        Eq = "cmp_eq",
     }
 }
 
-/// Elementwise comparisons, producing `bool`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CmpOp {
-    /// `a < b`.
-    Lt,
-    /// `a == b`.
-    Eq,
-}
-
-impl CmpOp {
-    /// Every comparison.
-    pub const ALL: [CmpOp; 2] = [CmpOp::Lt, CmpOp::Eq];
-
-    /// Name in the text IR.
-    pub fn name(self) -> &'static str {
-        match self {
-            CmpOp::Lt => "cmp_lt",
-            CmpOp::Eq => "cmp_eq",
-        }
-    }
-}
-
-/// Reductions over a set of axes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ReduceOp {
-    /// Sum.
-    Sum,
-    /// Maximum.
-    Max,
-}
-
-impl ReduceOp {
-    /// Every reduction.
-    pub const ALL: [ReduceOp; 2] = [ReduceOp::Sum, ReduceOp::Max];
-
-    /// Name in the text IR.
-    pub fn name(self) -> &'static str {
-        match self {
-            ReduceOp::Sum => "reduce_sum",
-            ReduceOp::Max => "reduce_max",
-        }
+op_enum! {
+    /// Reductions over a set of axes.
+    ReduceOp, "reduction" {
+        /// Sum.
+        Sum = "reduce_sum",
+        /// Maximum.
+        Max = "reduce_max",
     }
 }
 
@@ -290,6 +256,69 @@ pub struct ConvAttrs {
 impl Default for ConvAttrs {
     fn default() -> Self {
         ConvAttrs { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }
+    }
+}
+
+/// Which of the three convolution ops a node is ([`Op::conv`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvKind {
+    /// `conv2d(x, w) -> y`.
+    Forward,
+    /// `conv2d_grad_input(dy, w) -> dx`.
+    GradInput,
+    /// `conv2d_grad_weight(x, dy) -> dw`.
+    GradWeight,
+}
+
+/// The class of an op: what fusion, kernel lowering, the cost model and the backends decide
+/// by. Every op has exactly one ([`Op::kind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// Supplied by the caller: `input`, `param`.
+    Leaf,
+    /// Known without operands from the node alone: `const`, `iota`.
+    Constant,
+    /// Drawn from a seed: `rng`.
+    Random,
+    /// One result element from the operands' elements at the same position: unary, binary,
+    /// comparisons, `select`, `cast`, `stop_gradient`.
+    Elementwise,
+    /// Combines elements along axes: `reduce_sum`, `reduce_max`.
+    Reduction,
+    /// Moves or repeats elements without arithmetic: `reshape`, `permute`, `broadcast`,
+    /// `slice`, `pad`, `concat`.
+    Movement,
+    /// Sums of products over an inner extent: `matmul`, `conv2d` and its gradients.
+    Contraction,
+    /// Reads or writes at positions given by an index tensor: `gather`, `scatter_add`.
+    Indexing,
+}
+
+impl OpKind {
+    /// Every class, in declaration order.
+    pub const ALL: [OpKind; 8] = [
+        OpKind::Leaf,
+        OpKind::Constant,
+        OpKind::Random,
+        OpKind::Elementwise,
+        OpKind::Reduction,
+        OpKind::Movement,
+        OpKind::Contraction,
+        OpKind::Indexing,
+    ];
+
+    /// A short lowercase name, for dumps.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Leaf => "leaf",
+            OpKind::Constant => "constant",
+            OpKind::Random => "random",
+            OpKind::Elementwise => "elementwise",
+            OpKind::Reduction => "reduction",
+            OpKind::Movement => "movement",
+            OpKind::Contraction => "contraction",
+            OpKind::Indexing => "indexing",
+        }
     }
 }
 
@@ -427,6 +456,57 @@ impl Op {
             Op::Conv2dGradWeight(_) => "conv2d_grad_weight",
             Op::Gather { .. } => "gather",
             Op::ScatterAdd { .. } => "scatter_add",
+        }
+    }
+
+    /// The op's class ([`OpKind`]).
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Input { .. } | Op::Param { .. } => OpKind::Leaf,
+            Op::Const { .. } | Op::Iota { .. } => OpKind::Constant,
+            Op::Rng { .. } => OpKind::Random,
+            Op::Unary(_) | Op::StopGradient | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast => {
+                OpKind::Elementwise
+            }
+            Op::Reduce { .. } => OpKind::Reduction,
+            Op::Reshape
+            | Op::Permute { .. }
+            | Op::Broadcast { .. }
+            | Op::Slice { .. }
+            | Op::Pad { .. }
+            | Op::Concat { .. } => OpKind::Movement,
+            Op::Matmul | Op::Conv2d(_) | Op::Conv2dGradInput(_) | Op::Conv2dGradWeight(_) => OpKind::Contraction,
+            Op::Gather { .. } | Op::ScatterAdd { .. } => OpKind::Indexing,
+        }
+    }
+
+    /// For `conv2d` and its two gradients: which one, and its attributes.
+    pub fn conv(&self) -> Option<(ConvKind, ConvAttrs)> {
+        match self {
+            Op::Conv2d(a) => Some((ConvKind::Forward, *a)),
+            Op::Conv2dGradInput(a) => Some((ConvKind::GradInput, *a)),
+            Op::Conv2dGradWeight(a) => Some((ConvKind::GradWeight, *a)),
+            Op::Input { .. }
+            | Op::Param { .. }
+            | Op::Const { .. }
+            | Op::Iota { .. }
+            | Op::Rng { .. }
+            | Op::Unary(_)
+            | Op::StopGradient
+            | Op::Binary(_)
+            | Op::Compare(_)
+            | Op::Select
+            | Op::Cast
+            | Op::Reduce { .. }
+            | Op::Reshape
+            | Op::Permute { .. }
+            | Op::Broadcast { .. }
+            | Op::Slice { .. }
+            | Op::Pad { .. }
+            | Op::Concat { .. }
+            | Op::Matmul
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. } => None,
         }
     }
 

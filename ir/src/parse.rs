@@ -599,13 +599,13 @@ impl<'a> Attrs<'a> {
 fn op_from_stmt(s: &Stmt) -> PResult<Op> {
     let mut a = Attrs::new(s);
     let name = s.op.as_str();
-    let op = if let Some(u) = UnaryOp::ALL.into_iter().find(|u| u.name() == name) {
+    let op = if let Some(u) = UnaryOp::from_name(name) {
         Op::Unary(u)
-    } else if let Some(b) = BinaryOp::ALL.into_iter().find(|b| b.name() == name) {
+    } else if let Some(b) = BinaryOp::from_name(name) {
         Op::Binary(b)
-    } else if let Some(c) = CmpOp::ALL.into_iter().find(|c| c.name() == name) {
+    } else if let Some(c) = CmpOp::from_name(name) {
         Op::Compare(c)
-    } else if let Some(r) = ReduceOp::ALL.into_iter().find(|r| r.name() == name) {
+    } else if let Some(r) = ReduceOp::from_name(name) {
         Op::Reduce { op: r, axes: a.list("axes")? }
     } else {
         match name {

@@ -648,8 +648,8 @@ impl Executable {
         if group.kind == GroupKind::Movement {
             return self.movement(root, &source, out);
         }
-        if let Some(call) = &self.contractions[gi] {
-            return self.contract(gi, call, kernel.as_ref(), root, &source, out, workers);
+        if self.contractions[gi].is_some() {
+            return self.contract(gi, &source, out, workers);
         }
         let Some(k) = kernel else { return Err(internal(g, root, "group without code")) };
         let mut ptrs = Vec::with_capacity(k.kernel.inputs.len());
@@ -724,18 +724,20 @@ impl Executable {
         Ok(())
     }
 
-    /// Runs a contraction group into `out`, reading operands through `source`.
+    /// Runs contraction group `gi` (its call, then its epilogue if any) into `out`, reading
+    /// operands through `source`.
     fn contract(
         &self,
         gi: usize,
-        call: &Contraction,
-        epilogue: Option<&CompiledKernel>,
-        root: NodeId,
         source: &dyn Fn(NodeId) -> Result<*const u8, InterpError>,
         out: *mut u8,
         workers: Option<&Pool>,
     ) -> Result<(), InterpError> {
         let g = &self.graph;
+        let (group, epilogue) = &self.groups[gi];
+        let root = group.root();
+        let epilogue = epilogue.as_ref();
+        let Some(call) = &self.contractions[gi] else { return Err(internal(g, root, "not a contraction")) };
         // The contraction's own dtype: an epilogue after a product may cast it, so the
         // group's root can have another.
         let dtype = g.ty(contraction_of(g, &self.groups[gi].0)).dtype;

@@ -2,7 +2,7 @@
 //! e-class analysis, aware that chains of elementwise ops will fuse (their intermediates never
 //! reach memory) and that a reshape is a view.
 
-use kiln_ir::{Op, TensorType, UnaryOp};
+use kiln_ir::{ConvKind, Op, TensorType, UnaryOp};
 
 /// Cost of one byte written to or read from memory, relative to one flop. Memory bandwidth
 /// here is about 15 GB/s against about 60 GFLOP/s of 128-bit FMA per core.
@@ -43,18 +43,19 @@ pub fn node_cost(op: &Op, out: &TensorType, args: &[&TensorType]) -> f64 {
         }
         Op::Conv2d(c) | Op::Conv2dGradInput(c) | Op::Conv2dGradWeight(c) => {
             // Every multiply-add of the convolution, whichever tensor is produced.
-            let (x, w) = match op {
-                Op::Conv2d(_) => (args[0], args[1]),
-                Op::Conv2dGradInput(_) => (out, args[1]),
-                _ => (args[0], out),
+            let kind = op.conv().map_or(ConvKind::Forward, |(k, _)| k);
+            let (x, w) = match kind {
+                ConvKind::Forward => (args[0], args[1]),
+                ConvKind::GradInput => (out, args[1]),
+                ConvKind::GradWeight => (args[0], out),
             };
             let wd = w.dims();
             let taps = (wd[1] * wd[2] * wd[3]) as f64;
             let outputs = (x.dims()[0] * wd[0]) as f64;
-            let spatial = match op {
-                Op::Conv2d(_) => (out.dims()[2] * out.dims()[3]) as f64,
-                Op::Conv2dGradInput(_) => (args[0].dims()[2] * args[0].dims()[3]) as f64,
-                _ => (args[1].dims()[2] * args[1].dims()[3]) as f64,
+            let spatial = match kind {
+                ConvKind::Forward => (out.dims()[2] * out.dims()[3]) as f64,
+                ConvKind::GradInput => (args[0].dims()[2] * args[0].dims()[3]) as f64,
+                ConvKind::GradWeight => (args[1].dims()[2] * args[1].dims()[3]) as f64,
             };
             let _ = c;
             2.0 * outputs * spatial * taps + BYTE * bytes

@@ -244,7 +244,29 @@ fn rebuild(eg: &EGraph, choice: &Choice, original: &Graph, outputs: &[Id]) -> Re
         let id = match &n.op {
             Op::Input { name } => g.input(name.clone(), n.ty.clone())?,
             Op::Param { name, init } => g.param(name.clone(), n.ty.clone(), *init)?,
-            _ => continue,
+            // `leaves` yields inputs and parameters only.
+            Op::Const { .. }
+            | Op::Iota { .. }
+            | Op::Rng { .. }
+            | Op::Unary(_)
+            | Op::StopGradient
+            | Op::Binary(_)
+            | Op::Compare(_)
+            | Op::Select
+            | Op::Cast
+            | Op::Reduce { .. }
+            | Op::Reshape
+            | Op::Permute { .. }
+            | Op::Broadcast { .. }
+            | Op::Slice { .. }
+            | Op::Pad { .. }
+            | Op::Concat { .. }
+            | Op::Matmul
+            | Op::Conv2d(_)
+            | Op::Conv2dGradInput(_)
+            | Op::Conv2dGradWeight(_)
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. } => continue,
         };
         leaf_ids.insert(n.op.leaf_name().unwrap_or_default().to_string(), id);
     }

@@ -4,7 +4,8 @@
 //! Every backend translates these; none re-derives them.
 
 use kiln_codegen::kernel::KernelInput;
-use kiln_ir::{Graph, NodeId, Op};
+pub use kiln_ir::ConvKind;
+use kiln_ir::{Graph, NodeId};
 use kiln_passes::fuse::{Group, contraction_of, epilogue_split, transpose_of};
 
 use crate::conv::ConvGeometry;
@@ -74,17 +75,6 @@ impl GemmCall {
         let batch = dims[..r - 2].iter().product();
         GemmCall { shape: MatmulShape { batch, m: dims[r - 2], n: dims[r - 1], k: a.cols }, a, b, product }
     }
-}
-
-/// Which convolution a contraction group computes.
-#[derive(Clone, Copy, Debug)]
-pub enum ConvKind {
-    /// `conv2d(x, w)`.
-    Forward,
-    /// `conv2d_grad_input(dy, w)`.
-    GradInput,
-    /// `conv2d_grad_weight(x, dy)`.
-    GradWeight,
 }
 
 /// How a contraction group runs.
@@ -164,32 +154,16 @@ impl Contraction {
         let node = graph.node(root);
         let (lhs, rhs) = (node.args[0], node.args[1]);
         let dims = |id: NodeId| graph.ty(id).dims();
-        match &node.op {
-            Op::Conv2d(a) => Contraction::Conv {
-                kind: ConvKind::Forward,
-                geometry: ConvGeometry::new(dims(lhs), dims(rhs), dims(root), *a),
-                lhs,
-                rhs,
-                cols: SharedCols::No,
-            },
+        let Some((kind, attrs)) = node.op.conv() else { return Contraction::Gemm(GemmCall::new(graph, group)) };
+        let geometry = match kind {
+            // conv2d(x, w) -> y
+            ConvKind::Forward => ConvGeometry::new(dims(lhs), dims(rhs), dims(root), attrs),
             // conv2d_grad_input(dy, w) -> dx
-            Op::Conv2dGradInput(a) => Contraction::Conv {
-                kind: ConvKind::GradInput,
-                geometry: ConvGeometry::new(dims(root), dims(rhs), dims(lhs), *a),
-                lhs,
-                rhs,
-                cols: SharedCols::No,
-            },
+            ConvKind::GradInput => ConvGeometry::new(dims(root), dims(rhs), dims(lhs), attrs),
             // conv2d_grad_weight(x, dy) -> dw
-            Op::Conv2dGradWeight(a) => Contraction::Conv {
-                kind: ConvKind::GradWeight,
-                geometry: ConvGeometry::new(dims(lhs), dims(root), dims(rhs), *a),
-                lhs,
-                rhs,
-                cols: SharedCols::No,
-            },
-            _ => Contraction::Gemm(GemmCall::new(graph, group)),
-        }
+            ConvKind::GradWeight => ConvGeometry::new(dims(lhs), dims(root), dims(rhs), attrs),
+        };
+        Contraction::Conv { kind, geometry, lhs, rhs, cols: SharedCols::No }
     }
 }
 

@@ -84,7 +84,24 @@ fn noop(eg: &EGraph, id: Id, n: &ENode) -> Vec<Proposal> {
         Op::Slice { start, step, .. } => start.iter().all(|&s| s == 0) && step.iter().all(|&s| s == 1),
         Op::Pad { low, high, .. } => low.iter().chain(high).all(|&p| p == 0),
         Op::Concat { .. } => n.args.len() == 1,
-        _ => false,
+        Op::Input { .. }
+        | Op::Param { .. }
+        | Op::Const { .. }
+        | Op::Iota { .. }
+        | Op::Rng { .. }
+        | Op::Unary(_)
+        | Op::StopGradient
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Select
+        | Op::Cast
+        | Op::Reduce { .. }
+        | Op::Matmul
+        | Op::Conv2d(_)
+        | Op::Conv2dGradInput(_)
+        | Op::Conv2dGradWeight(_)
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. } => false,
     };
     if same_type && identity { vec![Proposal::same_as(n.args[0])] } else { vec![] }
 }
