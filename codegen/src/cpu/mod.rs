@@ -1,0 +1,165 @@
+//! The CPU backend: kernel loop IR lowered to Cranelift and JIT-compiled for the host.
+//!
+//! Each kernel becomes `extern "C" fn(inputs: *const *const u8, out: *mut u8, lo: i64, hi: i64)`:
+//! a loop nest over the (static) iteration space, the outermost axis restricted to `lo..hi`, that loads every input at its strided offset,
+//! evaluates the body in scalar registers, and stores the element. ISA flags come from the
+//! host (`cranelift_native`), so `fma` and friends use the machine's instructions.
+//! In vectorized `f32` kernels, `exp log tanh sin cos` are inline approximations (the same
+//! code on the vector lanes and the scalar tail); elsewhere they call libm.
+//!
+//! The modules: `emit` (defining a kernel: signature, loop nest, reductions' initial values),
+//! `body` (one element or four lanes: loads, the body's instructions, stores, the vector loop,
+//! casts), `approx` (the inline transcendentals and their constants), `symbols` (the math
+//! functions kernels call), `isa` (the target ISA).
+
+use std::collections::HashMap;
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{AbiParam, BlockArg, InstBuilder, MemFlagsData, Type, Value, types};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Linkage, Module};
+use kiln_ir::{BinaryOp, CmpOp, DType, ReduceOp, UnaryOp};
+use thiserror::Error;
+
+use crate::kernel::{Inst, Kernel};
+
+mod approx;
+mod body;
+mod emit;
+mod isa;
+mod symbols;
+
+use approx::*;
+use body::*;
+pub(crate) use emit::KernelEmitter;
+use emit::*;
+pub(crate) use isa::{host_isa, isa_for};
+use symbols::*;
+pub use symbols::{MATH, MATH_SYMBOLS, MathFn, math_fn};
+
+/// Errors from code generation.
+#[derive(Debug, Error)]
+pub enum CodegenError {
+    /// The host ISA could not be configured.
+    #[error("cannot configure the host ISA: {0}")]
+    Isa(String),
+    /// Cranelift rejected a function: a bug in the emitter.
+    #[error("internal codegen error in {kernel}: {message}")]
+    Module {
+        /// The kernel.
+        kernel: String,
+        /// Cranelift's message.
+        message: String,
+    },
+}
+
+/// A compiled kernel: its entry point and the Cranelift IR it was built from.
+pub struct CompiledKernel {
+    entry: unsafe extern "C" fn(*const *const u8, *mut u8, i64, i64),
+    /// The kernel.
+    pub kernel: Kernel,
+    /// The Cranelift IR text, for `--stage clif`.
+    pub clif: String,
+    /// True if the innermost loop runs four `f32` lanes at a time.
+    pub vectorized: bool,
+    /// The machine code as assembly text, when the JIT was asked to keep it
+    /// ([`CpuJit::keep_disassembly`]), for `--stage asm`.
+    pub asm: Option<String>,
+}
+
+impl CompiledKernel {
+    /// Runs the kernel.
+    ///
+    /// # Safety
+    /// `inputs` must hold one pointer per kernel input to a row-major buffer that covers every
+    /// offset the input's strides reach over the output's index space, of the input's dtype;
+    /// `out` must point to a writable row-major buffer of the output's type. The runtime
+    /// checks this before every call.
+    pub unsafe fn call(&self, inputs: &[*const u8], out: *mut u8) {
+        let outer = self.kernel.space.first().copied().unwrap_or(1) as i64;
+        // SAFETY: forwarded from this function's contract; the whole outer range is valid.
+        unsafe { self.call_range(inputs, out, 0, outer) }
+    }
+
+    /// Runs the kernel for outer indices `lo..hi` only (the whole space along other axes):
+    /// disjoint ranges write disjoint parts of the output, so they can run on different
+    /// threads. A reduction may run in ranges only where [`Kernel::splits_outer`] says so
+    /// (it then initializes just its range's outputs); others must run whole.
+    ///
+    /// # Safety
+    /// As for [`CompiledKernel::call`], and `0 <= lo <= hi <=` the outer extent.
+    pub unsafe fn call_range(&self, inputs: &[*const u8], out: *mut u8, lo: i64, hi: i64) {
+        debug_assert_eq!(inputs.len(), self.kernel.inputs.len());
+        // SAFETY: the caller guarantees the buffers and the range (see above); `entry` was
+        // produced by Cranelift for exactly this signature and lives as long as the `CpuJit`.
+        unsafe { (self.entry)(inputs.as_ptr(), out, lo, hi) }
+    }
+}
+
+/// The JIT: owns the compiled code, so kernels live as long as it does.
+pub struct CpuJit {
+    emitter: KernelEmitter<JITModule>,
+    count: usize,
+}
+
+impl CpuJit {
+    /// A JIT for the host machine.
+    pub fn new() -> Result<Self, CodegenError> {
+        let (isa, has_fma) = host_isa(false)?;
+        let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+        for (name, ptr) in MATH_SYMBOLS.iter().zip(math_pointers()) {
+            jb.symbol(*name, ptr);
+        }
+        Ok(CpuJit { emitter: KernelEmitter::new(JITModule::new(jb), has_fma), count: 0 })
+    }
+
+    /// Keeps each kernel's machine code as assembly text ([`CompiledKernel::asm`]); off by
+    /// default, since disassembling costs compile time.
+    pub fn keep_disassembly(&mut self, keep: bool) {
+        self.emitter.disasm = keep;
+    }
+
+    /// Compiles `kernel` to native code.
+    pub fn compile(&mut self, kernel: &Kernel) -> Result<CompiledKernel, CodegenError> {
+        let err = |m: String| CodegenError::Module { kernel: kernel.name.clone(), message: m };
+        self.count += 1;
+        let name = format!("kiln_kernel_{}_{}", self.count, kernel.name);
+        let d = self.emitter.define(kernel, &name, Linkage::Local)?;
+        let module = &mut self.emitter.module;
+        module.finalize_definitions().map_err(|e| err(e.to_string()))?;
+        let code = module.get_finalized_function(d.id);
+        // SAFETY: `code` is the entry of the function just defined with the signature
+        // (pointer, pointer, i64, i64) -> (), in the host's default calling convention, which is the C
+        // convention for this signature; the module keeps the code alive for `self`'s life.
+        let entry = unsafe {
+            std::mem::transmute::<*const u8, unsafe extern "C" fn(*const *const u8, *mut u8, i64, i64)>(code)
+        };
+        Ok(CompiledKernel { entry, kernel: kernel.clone(), clif: d.clif, vectorized: d.vectorized, asm: d.asm })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::{BinaryOp, UnaryOp};
+
+    /// Every op that names a math library function has it at f32 and f64 with its arity, and
+    /// every function in the table is some op's: the list cannot drift from the op set.
+    #[test]
+    fn the_math_table_covers_exactly_the_ops_that_call_libm() {
+        let mut wanted = Vec::new();
+        wanted.extend(UnaryOp::ALL.iter().filter_map(|u| u.libm()).map(|n| (n, 1)));
+        wanted.extend(BinaryOp::ALL.iter().filter_map(|b| b.libm()).map(|n| (n, 2)));
+        for (name, arity) in &wanted {
+            for dt in [DType::F32, DType::F64] {
+                let m = math_fn(name, dt).unwrap_or_else(|| panic!("no {name} for {dt}"));
+                assert_eq!(m.arity, *arity, "{name}");
+                assert!(m.symbol.starts_with("kiln_") && m.symbol.contains(name), "{}", m.symbol);
+            }
+        }
+        assert_eq!(MATH.len(), wanted.len() * 2);
+        assert_eq!(math_pointers().len(), MATH.len());
+    }
+}

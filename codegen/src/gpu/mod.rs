@@ -1,0 +1,206 @@
+//! GPU kernels: the kernel loop IR rendered as CUDA C, for NVRTC.
+//!
+//! The same fused kernels the CPU backend compiles ([`crate::kernel::Kernel`]) become
+//! `extern "C" __global__` functions taking one pointer per input and the output pointer:
+//! - an elementwise kernel is a grid-stride loop over its output's elements, each thread
+//!   decomposing its flat index into the space's indices and reading every input at
+//!   `offset + Σ index·stride` (broadcasts, slices and permutes cost no copy, as on the CPU) —
+//!   four elements of a row per thread, with vector loads and stores, where the row length
+//!   and alignment allow ([`VECTOR_LANES`]);
+//! - a reduction gives each thread one output element, accumulated over the reduced axes in
+//!   row-major order from the reduction's identity — or, over [`BLOCK_REDUCTION_MIN`] or more
+//!   elements per output (or [`ROW_REDUCTION_MIN`] along the innermost axis), a block of
+//!   threads that combine strided partial results as a tree in shared memory ([`launch_of`]
+//!   says which).
+//!
+//! Every op has the interpreter's meaning (`docs/ops.md`): `max`/`min` and `reduce_max`
+//! propagate NaN, integer arithmetic wraps, float-to-integer casts truncate and saturate with
+//! NaN → 0, `bool` is stored as one byte; what the interpreter reports as an error (integer
+//! division by zero, an index computed on the device outside its table) is recorded in fault
+//! words the launch side reads ([`checks_on_device`]). [`module`] prefixes the helpers.
+//!
+//! Products and convolutions come in several interchangeable forms, the launch side choosing
+//! among them by measurement ([`product_forms`], [`node_forms`]): [`render_gemm`] is a tiled
+//! kernel (shared-memory operand slices, register patches, operands at any strides) that can
+//! run an elementwise epilogue on each product element before storing it
+//! ([`fusable_epilogue`]); [`render_matmul`] one thread per output element; `conv2d` and its
+//! input gradient are direct sums or implicit GEMMs through the same tiled loop; the weight
+//! gradient a thread or a block per weight. The other ops that are not fused kernels
+//! ([`render_node`]): `pad`, `concat`, `iota`, `rng` (the interpreter's counter-based draws),
+//! integer `div`, `gather` and `scatter_add` (one thread per output element, no atomics).
+//! Every function says how it is launched ([`Launch`]); the launch side is
+//! `kiln_runtime::gpu`.
+//!
+//! The modules: `kernels` (fused kernels and reductions), `products` (matrix products and the
+//! tiled loop), `convolutions`, `nodes` (every other op that is not a fused kernel); this one
+//! holds what they share (types, literals, casts, index helpers) and [`module`].
+
+use std::fmt::Write as _;
+
+use kiln_ir::{BinaryOp, CmpOp, ConvAttrs, ConvKind, DType, Graph, NodeId, Op, ReduceOp, UnaryOp};
+
+pub use crate::contraction::MatmulShape;
+use crate::kernel::{Inst, Kernel, contiguous_strides};
+
+mod convolutions;
+mod kernels;
+mod nodes;
+mod products;
+
+use convolutions::*;
+use kernels::*;
+pub use kernels::{BLOCK_REDUCTION_MIN, ROW_REDUCTION_MIN, VECTOR_LANES, launch_of, render};
+pub use nodes::{NodeForm, checks_on_device, host_index, inverse_index, node_forms, render_node};
+use products::*;
+pub use products::{
+    ProductForm, Strides, TILED_MIN, fusable_epilogue, product_forms, render_gemm, render_matmul, render_product,
+};
+
+/// How a generated function is launched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// Grid-stride loops over this many work items (output elements, or groups of
+    /// [`VECTOR_LANES`] of them in a vectorized kernel): any grid and block size covers them.
+    Elements(usize),
+    /// Blocks of exactly `threads` threads cooperating through shared memory and barriers on
+    /// `units` independent work units (output tiles or rows), which the blocks stride over:
+    /// any number of blocks covers them.
+    Blocks {
+        /// Work units.
+        units: usize,
+        /// Threads per block (a power of two).
+        threads: u32,
+    },
+}
+
+/// Threads per block of the cooperative functions.
+pub const BLOCK_THREADS: u32 = 256;
+
+/// How deep a slice of each operand a tiled product stages in shared memory at a time.
+const SLICE_DEPTH: usize = 16;
+
+/// The C type a dtype is stored as in generated kernels (`bool` as one byte).
+pub fn c_type(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "float",
+        DType::F64 => "double",
+        DType::I32 => "int",
+        DType::I64 => "long long",
+        DType::Bool => "unsigned char",
+    }
+}
+
+/// The unsigned type integer arithmetic wraps in.
+fn wrap_type(d: DType) -> &'static str {
+    if d == DType::I64 { "unsigned long long" } else { "unsigned int" }
+}
+
+/// The helpers rendered kernels use: NaN-propagating `max`/`min` and the interpreter's
+/// float-to-integer casts.
+const PRELUDE: &str = r#"/* Generated by kiln: fused kernels of the kernel loop IR, for NVRTC. */
+__device__ __forceinline__ float kiln_maxf(float a, float b) { return (a != a || b != b) ? __int_as_float(0x7fc00000) : fmaxf(a, b); }
+__device__ __forceinline__ float kiln_minf(float a, float b) { return (a != a || b != b) ? __int_as_float(0x7fc00000) : fminf(a, b); }
+__device__ __forceinline__ double kiln_max(double a, double b) { return (a != a || b != b) ? __longlong_as_double(0x7ff8000000000000LL) : fmax(a, b); }
+__device__ __forceinline__ double kiln_min(double a, double b) { return (a != a || b != b) ? __longlong_as_double(0x7ff8000000000000LL) : fmin(a, b); }
+__device__ __forceinline__ int kiln_d2i(double x) { return x != x ? 0 : x >= 2147483647.0 ? 2147483647 : x <= -2147483648.0 ? (-2147483647 - 1) : (int)x; }
+__device__ __forceinline__ unsigned long long kiln_mix64(unsigned long long z) { z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL; z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL; return z ^ (z >> 31); }
+__device__ __forceinline__ unsigned long long kiln_bits(unsigned long long key, unsigned long long i) { return kiln_mix64(key + (i + 1ULL) * 0x9E3779B97F4A7C15ULL); }
+__device__ __forceinline__ double kiln_uniform_f64(unsigned long long bits) { return (double)(bits >> 11) * (1.0 / 9007199254740992.0); }
+__device__ __forceinline__ void kiln_fault(unsigned long long *fault, unsigned long long node, long long value) { if (atomicCAS(fault, 0ULL, node + 1ULL) == 0ULL) fault[1] = (unsigned long long)value; }
+__device__ __forceinline__ long long kiln_d2ll(double x) { return x != x ? 0 : x >= 9223372036854775807.0 ? 9223372036854775807LL : x <= -9223372036854775808.0 ? (-9223372036854775807LL - 1) : (long long)x; }
+"#;
+
+/// A literal of value `v` in dtype `d`, exact (floats by their bits).
+fn literal(v: f64, d: DType) -> String {
+    match d {
+        DType::F32 => format!("__int_as_float(0x{:08x})", (v as f32).to_bits()),
+        DType::F64 => format!("__longlong_as_double(0x{:016x}LL)", v.to_bits()),
+        // The most negative value is written as a difference: its magnitude alone is no
+        // literal of the type.
+        DType::I32 => match d.int_literal(v) {
+            x if x == i64::from(i32::MIN) => "(-2147483647 - 1)".to_string(),
+            x => format!("({x})"),
+        },
+        DType::I64 => match d.int_literal(v) {
+            i64::MIN => "(-9223372036854775807LL - 1)".to_string(),
+            x => format!("({x}LL)"),
+        },
+        DType::Bool => format!("((unsigned char){})", d.int_literal(v)),
+    }
+}
+
+/// The C expression converting `x` of dtype `from` to `to` with the interpreter's rules.
+fn cast(x: &str, from: DType, to: DType) -> String {
+    match (from, to) {
+        _ if from == to => x.to_string(),
+        (_, DType::Bool) => format!("((unsigned char)({x} != 0))"),
+        (DType::F32 | DType::F64, DType::I32) => format!("kiln_d2i((double){x})"),
+        (DType::F32 | DType::F64, DType::I64) => format!("kiln_d2ll((double){x})"),
+        // Integers wrap: through the unsigned type of the target width.
+        (DType::I64, DType::I32) => format!("((int)(unsigned int)(unsigned long long){x})"),
+        (_, t) => format!("(({}){x})", c_type(t)),
+    }
+}
+
+/// Statements decomposing the grid index `t` row-major over `axes` (`(axis, extent)` pairs,
+/// outermost first) into `const long long i{axis}` variables.
+fn split_index(axes: &[(usize, usize)], indent: &str) -> String {
+    split_var("t", axes, indent)
+}
+
+/// [`split_index`] of the index variable `var`.
+fn split_var(var: &str, axes: &[(usize, usize)], indent: &str) -> String {
+    let mut c = format!("{indent}idx_t r = {var};\n");
+    for (n, &(d, extent)) in axes.iter().enumerate().rev() {
+        if n == 0 {
+            let _ = writeln!(c, "{indent}const idx_t i{d} = r;");
+        } else {
+            let _ = writeln!(c, "{indent}const idx_t i{d} = r % {extent};");
+            let _ = writeln!(c, "{indent}r /= {extent};");
+        }
+    }
+    c
+}
+
+/// [`split_index`] over every axis of row-major `dims`.
+fn split_dims(dims: &[usize], indent: &str) -> String {
+    split_index(&dims.iter().copied().enumerate().collect::<Vec<_>>(), indent)
+}
+
+/// One CUDA translation unit: the helpers, then every kernel under its symbol.
+pub fn module(kernels: &[(String, Kernel)]) -> String {
+    let mut c = String::from(PRELUDE);
+    for (symbol, k) in kernels {
+        c.push('\n');
+        c.push_str(&render(k, symbol));
+    }
+    c
+}
+
+/// The `idx_t` of a function whose every index (and element count) stays below `bound`:
+/// 32-bit when that leaves room to spare — index arithmetic is much of a kernel's integer work,
+/// and a 64-bit division is a long instruction sequence on a GPU — else 64-bit.
+fn index_typedef(bound: u128) -> String {
+    format!("    typedef {} idx_t;\n", if bound <= 1 << 30 { "int" } else { "long long" })
+}
+
+/// One past the furthest element `offset + Σ (extent - 1)·|stride|` of a strided read.
+fn reach(offset: i64, extents: &[usize], strides: &[i64]) -> u128 {
+    let far: u128 = extents.iter().zip(strides).map(|(&e, &s)| (e.max(1) as u128 - 1) * s.unsigned_abs() as u128).sum();
+    offset.unsigned_abs() as u128 + far + 1
+}
+
+/// The furthest index kernel `k` computes with: its space, and every input's and the
+/// output's strided reach over it.
+fn kernel_bound(k: &Kernel) -> u128 {
+    let space: u128 = k.space.iter().map(|&e| e as u128).product();
+    let inputs = k.inputs.iter().map(|i| reach(i.offset, &k.space, &i.strides));
+    inputs.chain([space, reach(0, &k.space, &k.out_strides)]).max().unwrap_or(0)
+}
+
+/// The grid-stride loop header over `total` elements, declaring `t`.
+fn grid_loop(total: usize) -> String {
+    format!(
+        "    for (idx_t t = (idx_t)(blockIdx.x * blockDim.x + threadIdx.x); t < {total}; t += (idx_t)(gridDim.x * blockDim.x)) {{\n"
+    )
+}
