@@ -172,296 +172,401 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
         return fail(op, format!("attribute {name} = {v} is more than the limit 2^48"));
     }
     match op {
-        Op::Input { name } | Op::Param { name, .. } => {
-            arity(op, args, 0)?;
-            if !is_identifier(name) {
-                return fail(
-                    op,
-                    format!("`{name}` is not a valid name (letters, digits, `_`, `.`; not starting with a digit)"),
-                );
-            }
-            let d = need_declared(op, declared)?;
-            if matches!(op, Op::Param { .. }) && !d.dtype.is_float() {
-                return fail(op, format!("parameters must be float, got {d}"));
-            }
-            Ok(d.clone())
-        }
-        Op::Const { value } => {
-            arity(op, args, 0)?;
-            let d = need_declared(op, declared)?;
-            if !value.0.is_finite() && !d.dtype.is_float() {
-                return fail(op, format!("{} cannot be stored in {}", value, d.dtype));
-            }
-            if d.dtype == DType::Bool && value.0 != 0.0 && value.0 != 1.0 {
-                return fail(op, format!("bool constants are 0 or 1, got {value}"));
-            }
-            Ok(d.clone())
-        }
-        Op::Iota { axis } => {
-            arity(op, args, 0)?;
-            let d = need_declared(op, declared)?;
-            if !d.dtype.is_numeric() || *axis >= d.rank() {
-                return fail(op, format!("axis {axis} of {d}: needs a numeric type with that axis"));
-            }
-            Ok(d.clone())
-        }
-        Op::Rng { .. } => {
-            arity(op, args, 1)?;
-            let seed = args[0];
-            if *seed != TensorType::new(DType::I64, Shape::scalar()) {
-                return fail(op, format!("the seed must be i64[], got {seed}"));
-            }
-            let d = need_declared(op, declared)?;
-            if !d.dtype.is_float() {
-                return fail(op, format!("draws floats, not {d}"));
-            }
-            Ok(d.clone())
-        }
-        Op::Unary(u) => {
-            arity(op, args, 1)?;
-            let a = args[0];
-            let ok = a.dtype.is_float() || (u.accepts_int() && a.dtype.is_int());
-            if !ok {
-                return fail(op, format!("not defined on {a}"));
-            }
-            Ok(a.clone())
-        }
+        Op::Input { .. } | Op::Param { .. } => infer_leaf(op, args, declared),
+        Op::Const { .. } => infer_const(op, args, declared),
+        Op::Iota { .. } => infer_iota(op, args, declared),
+        Op::Rng { .. } => infer_rng(op, args, declared),
+        Op::Unary(_) => infer_unary(op, args, declared),
         Op::StopGradient => {
             arity(op, args, 1)?;
             Ok(args[0].clone())
         }
-        Op::Binary(b) => {
-            arity(op, args, 2)?;
-            same_types(op, args[0], args[1])?;
-            let a = args[0];
-            use crate::op::BinaryOp;
-            let ok = match b {
-                BinaryOp::Pow => a.dtype.is_float(),
-                BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Max | BinaryOp::Min => {
-                    a.dtype.is_numeric()
-                }
-            };
-            if !ok {
-                return fail(op, format!("not defined on {a}"));
-            }
-            Ok(a.clone())
-        }
-        Op::Compare(c) => {
-            arity(op, args, 2)?;
-            same_types(op, args[0], args[1])?;
-            if *c == crate::op::CmpOp::Lt && !args[0].dtype.is_numeric() {
-                return fail(op, format!("not defined on {}", args[0]));
-            }
-            Ok(TensorType::new(DType::Bool, args[0].shape.clone()))
-        }
-        Op::Select => {
-            arity(op, args, 3)?;
-            let (c, a, b) = (args[0], args[1], args[2]);
-            same_types(op, a, b)?;
-            if c.dtype != DType::Bool || c.shape != a.shape {
-                return fail(op, format!("condition must be bool with the shape of the values, got {c} for {a}"));
-            }
-            Ok(a.clone())
-        }
-        Op::Cast => {
-            arity(op, args, 1)?;
-            let d = need_declared(op, declared)?;
-            if d.shape != args[0].shape {
-                return fail(op, format!("changes the dtype only: {} to {d}", args[0]));
-            }
-            Ok(d.clone())
-        }
-        Op::Reduce { op: r, axes } => {
-            arity(op, args, 1)?;
-            let a = args[0];
-            if !a.dtype.is_numeric() {
-                return fail(op, format!("not defined on {a}"));
-            }
-            let _ = r;
-            check_axes(op, "axes", axes, a.rank())?;
-            let dims: Vec<usize> = (0..a.rank()).filter(|i| !axes.contains(i)).map(|i| a.dims()[i]).collect();
-            Ok(TensorType::new(a.dtype, dims))
-        }
-        Op::Reshape => {
-            arity(op, args, 1)?;
-            let d = need_declared(op, declared)?;
-            let a = args[0];
-            if d.dtype != a.dtype || d.numel() != a.numel() {
-                return fail(op, format!("cannot reshape {a} to {d}"));
-            }
-            Ok(d.clone())
-        }
-        Op::Permute { perm } => {
-            arity(op, args, 1)?;
-            let a = args[0];
-            let mut seen = vec![false; a.rank()];
-            let valid =
-                perm.len() == a.rank() && perm.iter().all(|&p| p < a.rank() && !std::mem::replace(&mut seen[p], true));
-            if !valid {
-                return fail(op, format!("{perm:?} is not a permutation of the axes of {a}"));
-            }
-            Ok(TensorType::new(a.dtype, perm.iter().map(|&p| a.dims()[p]).collect::<Vec<_>>()))
-        }
-        Op::Broadcast { dims } => {
-            arity(op, args, 1)?;
-            let d = need_declared(op, declared)?;
-            let a = args[0];
-            if d.dtype != a.dtype || dims.len() != a.rank() {
-                return fail(op, format!("dims {dims:?} must name one result axis per operand axis: {a} to {d}"));
-            }
-            check_axes(op, "dims", dims, d.rank())?;
-            for (i, &r) in dims.iter().enumerate() {
-                let (from, to) = (a.dims()[i], d.dims()[r]);
-                if from != to && from != 1 {
-                    return fail(
-                        op,
-                        format!("cannot broadcast {a} to {d}: axis {i} has extent {from}, result axis {r} has {to}"),
-                    );
-                }
-            }
-            Ok(d.clone())
-        }
-        Op::Slice { start, stop, step } => {
-            arity(op, args, 1)?;
-            let a = args[0];
-            let r = a.rank();
-            if start.len() != r || stop.len() != r || step.len() != r {
-                return fail(op, format!("start/stop/step need {r} entries each for {a}"));
-            }
-            let mut out = Vec::with_capacity(r);
-            for i in 0..r {
-                if step[i] == 0 || start[i] > stop[i] || stop[i] > a.dims()[i] {
-                    return fail(
-                        op,
-                        format!(
-                            "axis {i}: [{}:{}:{}] is outside extent {} of {a}",
-                            start[i],
-                            stop[i],
-                            step[i],
-                            a.dims()[i]
-                        ),
-                    );
-                }
-                out.push((stop[i] - start[i]).div_ceil(step[i]));
-            }
-            Ok(TensorType::new(a.dtype, out))
-        }
-        Op::Pad { low, high, value } => {
-            arity(op, args, 1)?;
-            let a = args[0];
-            if low.len() != a.rank() || high.len() != a.rank() {
-                return fail(op, format!("low/high need {} entries each for {a}", a.rank()));
-            }
-            if !value.0.is_finite() && !a.dtype.is_float() {
-                return fail(op, format!("{value} cannot be stored in {}", a.dtype));
-            }
-            let out: Option<Vec<usize>> =
-                (0..a.rank()).map(|i| low[i].checked_add(a.dims()[i])?.checked_add(high[i])).collect();
-            match out {
-                Some(out) => Ok(TensorType::new(a.dtype, out)),
-                None => fail(op, format!("padding {low:?}/{high:?} of {a} overflows")),
-            }
-        }
-        Op::Concat { axis } => {
-            if args.is_empty() {
-                return fail(op, "expects at least one operand");
-            }
-            let first = args[0];
-            if *axis >= first.rank() {
-                return fail(op, format!("axis {axis} out of range for {first}"));
-            }
-            let mut total = 0;
-            for a in args {
-                let same_rest =
-                    a.rank() == first.rank() && (0..a.rank()).all(|i| i == *axis || a.dims()[i] == first.dims()[i]);
-                if a.dtype != first.dtype || !same_rest {
-                    return fail(op, format!("operands must agree except along axis {axis}: {first} vs {a}"));
-                }
-                total = match usize::checked_add(total, a.dims()[*axis]) {
-                    Some(t) => t,
-                    None => return fail(op, "the result extent overflows"),
-                };
-            }
-            let mut dims = first.dims().to_vec();
-            dims[*axis] = total;
-            Ok(TensorType::new(first.dtype, dims))
-        }
-        Op::Matmul => {
-            arity(op, args, 2)?;
-            let (a, b) = (args[0], args[1]);
-            let r = a.rank();
-            let ok = r >= 2
-                && b.rank() == r
-                && a.dtype == b.dtype
-                && a.dtype.is_numeric()
-                && a.dims()[..r - 2] == b.dims()[..r - 2]
-                && a.dims()[r - 1] == b.dims()[r - 2];
-            if !ok {
-                return fail(
-                    op,
-                    format!("expects [...,m,k] x [...,k,n] with equal batch axes and dtype, got {a} x {b}"),
-                );
-            }
-            let mut dims = a.dims()[..r - 1].to_vec();
-            dims.push(b.dims()[r - 1]);
-            Ok(TensorType::new(a.dtype, dims))
-        }
+        Op::Binary(_) => infer_binary(op, args, declared),
+        Op::Compare(_) => infer_compare(op, args, declared),
+        Op::Select => infer_select(op, args, declared),
+        Op::Cast => infer_cast(op, args, declared),
+        Op::Reduce { .. } => infer_reduce(op, args, declared),
+        Op::Reshape => infer_reshape(op, args, declared),
+        Op::Permute { .. } => infer_permute(op, args, declared),
+        Op::Broadcast { .. } => infer_broadcast(op, args, declared),
+        Op::Slice { .. } => infer_slice(op, args, declared),
+        Op::Pad { .. } => infer_pad(op, args, declared),
+        Op::Concat { .. } => infer_concat(op, args, declared),
+        Op::Matmul => infer_matmul(op, args, declared),
         Op::Conv2d(c) => {
             arity(op, args, 2)?;
             let shape = conv_shape(op, args[0], args[1], c)?;
             Ok(TensorType::new(args[0].dtype, shape))
         }
-        Op::Conv2dGradInput(c) => {
-            arity(op, args, 2)?;
-            let (gy, w) = (args[0], args[1]);
-            let x = need_declared(op, declared)?;
-            let y = conv_shape(op, x, w, c)?;
-            if gy.shape != y || gy.dtype != x.dtype {
-                return fail(op, format!("conv2d of {x} with {w} gives {y}, but the gradient is {gy}"));
-            }
-            Ok(x.clone())
+        Op::Conv2dGradInput(_) => infer_conv2d_grad_input(op, args, declared),
+        Op::Conv2dGradWeight(_) => infer_conv2d_grad_weight(op, args, declared),
+        Op::Gather { .. } => infer_gather(op, args, declared),
+        Op::ScatterAdd { .. } => infer_scatter_add(op, args, declared),
+    }
+}
+
+/// The type rule of `const`.
+fn infer_const(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    let Op::Const { value } = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 0)?;
+    let d = need_declared(op, declared)?;
+    if !value.0.is_finite() && !d.dtype.is_float() {
+        return fail(op, format!("{} cannot be stored in {}", value, d.dtype));
+    }
+    if d.dtype == DType::Bool && value.0 != 0.0 && value.0 != 1.0 {
+        return fail(op, format!("bool constants are 0 or 1, got {value}"));
+    }
+    Ok(d.clone())
+}
+
+/// The type rule of `iota`.
+fn infer_iota(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    let Op::Iota { axis } = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 0)?;
+    let d = need_declared(op, declared)?;
+    if !d.dtype.is_numeric() || *axis >= d.rank() {
+        return fail(op, format!("axis {axis} of {d}: needs a numeric type with that axis"));
+    }
+    Ok(d.clone())
+}
+
+/// The type rule of `rng`.
+fn infer_rng(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    arity(op, args, 1)?;
+    let seed = args[0];
+    if *seed != TensorType::new(DType::I64, Shape::scalar()) {
+        return fail(op, format!("the seed must be i64[], got {seed}"));
+    }
+    let d = need_declared(op, declared)?;
+    if !d.dtype.is_float() {
+        return fail(op, format!("draws floats, not {d}"));
+    }
+    Ok(d.clone())
+}
+
+/// The type rule of the unary ops.
+fn infer_unary(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    let Op::Unary(u) = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 1)?;
+    let a = args[0];
+    let ok = a.dtype.is_float() || (u.accepts_int() && a.dtype.is_int());
+    if !ok {
+        return fail(op, format!("not defined on {a}"));
+    }
+    Ok(a.clone())
+}
+
+/// The type rule of the comparisons.
+fn infer_compare(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    let Op::Compare(c) = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 2)?;
+    same_types(op, args[0], args[1])?;
+    if *c == crate::op::CmpOp::Lt && !args[0].dtype.is_numeric() {
+        return fail(op, format!("not defined on {}", args[0]));
+    }
+    Ok(TensorType::new(DType::Bool, args[0].shape.clone()))
+}
+
+/// The type rule of `select`.
+fn infer_select(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    arity(op, args, 3)?;
+    let (c, a, b) = (args[0], args[1], args[2]);
+    same_types(op, a, b)?;
+    if c.dtype != DType::Bool || c.shape != a.shape {
+        return fail(op, format!("condition must be bool with the shape of the values, got {c} for {a}"));
+    }
+    Ok(a.clone())
+}
+
+/// The type rule of `cast`.
+fn infer_cast(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    arity(op, args, 1)?;
+    let d = need_declared(op, declared)?;
+    if d.shape != args[0].shape {
+        return fail(op, format!("changes the dtype only: {} to {d}", args[0]));
+    }
+    Ok(d.clone())
+}
+
+/// The type rule of the reductions.
+fn infer_reduce(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    let Op::Reduce { op: r, axes } = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 1)?;
+    let a = args[0];
+    if !a.dtype.is_numeric() {
+        return fail(op, format!("not defined on {a}"));
+    }
+    let _ = r;
+    check_axes(op, "axes", axes, a.rank())?;
+    let dims: Vec<usize> = (0..a.rank()).filter(|i| !axes.contains(i)).map(|i| a.dims()[i]).collect();
+    Ok(TensorType::new(a.dtype, dims))
+}
+
+/// The type rule of `reshape`.
+fn infer_reshape(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    arity(op, args, 1)?;
+    let d = need_declared(op, declared)?;
+    let a = args[0];
+    if d.dtype != a.dtype || d.numel() != a.numel() {
+        return fail(op, format!("cannot reshape {a} to {d}"));
+    }
+    Ok(d.clone())
+}
+
+/// The type rule of `permute`.
+fn infer_permute(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    let Op::Permute { perm } = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 1)?;
+    let a = args[0];
+    let mut seen = vec![false; a.rank()];
+    let valid = perm.len() == a.rank() && perm.iter().all(|&p| p < a.rank() && !std::mem::replace(&mut seen[p], true));
+    if !valid {
+        return fail(op, format!("{perm:?} is not a permutation of the axes of {a}"));
+    }
+    Ok(TensorType::new(a.dtype, perm.iter().map(|&p| a.dims()[p]).collect::<Vec<_>>()))
+}
+
+/// The type rule of `conv2d_grad_input`.
+fn infer_conv2d_grad_input(
+    op: &Op,
+    args: &[&TensorType],
+    declared: Option<&TensorType>,
+) -> Result<TensorType, TypeError> {
+    let Op::Conv2dGradInput(c) = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 2)?;
+    let (gy, w) = (args[0], args[1]);
+    let x = need_declared(op, declared)?;
+    let y = conv_shape(op, x, w, c)?;
+    if gy.shape != y || gy.dtype != x.dtype {
+        return fail(op, format!("conv2d of {x} with {w} gives {y}, but the gradient is {gy}"));
+    }
+    Ok(x.clone())
+}
+
+/// The type rule of `conv2d_grad_weight`.
+fn infer_conv2d_grad_weight(
+    op: &Op,
+    args: &[&TensorType],
+    declared: Option<&TensorType>,
+) -> Result<TensorType, TypeError> {
+    let Op::Conv2dGradWeight(c) = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 2)?;
+    let (x, gy) = (args[0], args[1]);
+    let w = need_declared(op, declared)?;
+    let y = conv_shape(op, x, w, c)?;
+    if gy.shape != y || gy.dtype != x.dtype {
+        return fail(op, format!("conv2d of {x} with {w} gives {y}, but the gradient is {gy}"));
+    }
+    Ok(w.clone())
+}
+
+/// The type rule of `gather`.
+fn infer_gather(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    let Op::Gather { axis } = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 2)?;
+    let (x, idx) = (args[0], args[1]);
+    if !idx.dtype.is_int() || *axis >= x.rank() {
+        return fail(op, format!("expects integer indices and an axis of the data: {x} at {idx}, axis {axis}"));
+    }
+    let mut dims = x.dims()[..*axis].to_vec();
+    dims.extend_from_slice(idx.dims());
+    dims.extend_from_slice(&x.dims()[axis + 1..]);
+    Ok(TensorType::new(x.dtype, dims))
+}
+
+/// The type rule of `input` and `param`.
+fn infer_leaf(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    let (Op::Input { name } | Op::Param { name, .. }) = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 0)?;
+    if !is_identifier(name) {
+        return fail(
+            op,
+            format!("`{name}` is not a valid name (letters, digits, `_`, `.`; not starting with a digit)"),
+        );
+    }
+    let d = need_declared(op, declared)?;
+    if matches!(op, Op::Param { .. }) && !d.dtype.is_float() {
+        return fail(op, format!("parameters must be float, got {d}"));
+    }
+    Ok(d.clone())
+}
+
+/// The type rule of the binary ops.
+fn infer_binary(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    let Op::Binary(b) = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 2)?;
+    same_types(op, args[0], args[1])?;
+    let a = args[0];
+    use crate::op::BinaryOp;
+    let ok = match b {
+        BinaryOp::Pow => a.dtype.is_float(),
+        BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Max | BinaryOp::Min => {
+            a.dtype.is_numeric()
         }
-        Op::Conv2dGradWeight(c) => {
-            arity(op, args, 2)?;
-            let (x, gy) = (args[0], args[1]);
-            let w = need_declared(op, declared)?;
-            let y = conv_shape(op, x, w, c)?;
-            if gy.shape != y || gy.dtype != x.dtype {
-                return fail(op, format!("conv2d of {x} with {w} gives {y}, but the gradient is {gy}"));
-            }
-            Ok(w.clone())
-        }
-        Op::Gather { axis } => {
-            arity(op, args, 2)?;
-            let (x, idx) = (args[0], args[1]);
-            if !idx.dtype.is_int() || *axis >= x.rank() {
-                return fail(op, format!("expects integer indices and an axis of the data: {x} at {idx}, axis {axis}"));
-            }
-            let mut dims = x.dims()[..*axis].to_vec();
-            dims.extend_from_slice(idx.dims());
-            dims.extend_from_slice(&x.dims()[axis + 1..]);
-            Ok(TensorType::new(x.dtype, dims))
-        }
-        Op::ScatterAdd { axis } => {
-            arity(op, args, 2)?;
-            let (upd, idx) = (args[0], args[1]);
-            let out = need_declared(op, declared)?;
-            if !idx.dtype.is_int() || *axis >= out.rank() || !out.dtype.is_numeric() {
-                return fail(
-                    op,
-                    format!("expects integer indices and an axis of the result: {out} at {idx}, axis {axis}"),
-                );
-            }
-            let mut dims = out.dims()[..*axis].to_vec();
-            dims.extend_from_slice(idx.dims());
-            dims.extend_from_slice(&out.dims()[axis + 1..]);
-            let expected = TensorType::new(out.dtype, dims);
-            if *upd != expected {
-                return fail(op, format!("updates must be {expected} for result {out} and indices {idx}, got {upd}"));
-            }
-            Ok(out.clone())
+    };
+    if !ok {
+        return fail(op, format!("not defined on {a}"));
+    }
+    Ok(a.clone())
+}
+
+/// The type rule of `broadcast`.
+fn infer_broadcast(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    let Op::Broadcast { dims } = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 1)?;
+    let d = need_declared(op, declared)?;
+    let a = args[0];
+    if d.dtype != a.dtype || dims.len() != a.rank() {
+        return fail(op, format!("dims {dims:?} must name one result axis per operand axis: {a} to {d}"));
+    }
+    check_axes(op, "dims", dims, d.rank())?;
+    for (i, &r) in dims.iter().enumerate() {
+        let (from, to) = (a.dims()[i], d.dims()[r]);
+        if from != to && from != 1 {
+            return fail(
+                op,
+                format!("cannot broadcast {a} to {d}: axis {i} has extent {from}, result axis {r} has {to}"),
+            );
         }
     }
+    Ok(d.clone())
+}
+
+/// The type rule of `slice`.
+fn infer_slice(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    let Op::Slice { start, stop, step } = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 1)?;
+    let a = args[0];
+    let r = a.rank();
+    if start.len() != r || stop.len() != r || step.len() != r {
+        return fail(op, format!("start/stop/step need {r} entries each for {a}"));
+    }
+    let mut out = Vec::with_capacity(r);
+    for i in 0..r {
+        if step[i] == 0 || start[i] > stop[i] || stop[i] > a.dims()[i] {
+            return fail(
+                op,
+                format!("axis {i}: [{}:{}:{}] is outside extent {} of {a}", start[i], stop[i], step[i], a.dims()[i]),
+            );
+        }
+        out.push((stop[i] - start[i]).div_ceil(step[i]));
+    }
+    Ok(TensorType::new(a.dtype, out))
+}
+
+/// The type rule of `pad`.
+fn infer_pad(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    let Op::Pad { low, high, value } = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 1)?;
+    let a = args[0];
+    if low.len() != a.rank() || high.len() != a.rank() {
+        return fail(op, format!("low/high need {} entries each for {a}", a.rank()));
+    }
+    if !value.0.is_finite() && !a.dtype.is_float() {
+        return fail(op, format!("{value} cannot be stored in {}", a.dtype));
+    }
+    let out: Option<Vec<usize>> =
+        (0..a.rank()).map(|i| low[i].checked_add(a.dims()[i])?.checked_add(high[i])).collect();
+    match out {
+        Some(out) => Ok(TensorType::new(a.dtype, out)),
+        None => fail(op, format!("padding {low:?}/{high:?} of {a} overflows")),
+    }
+}
+
+/// The type rule of `concat`.
+fn infer_concat(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    let Op::Concat { axis } = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    if args.is_empty() {
+        return fail(op, "expects at least one operand");
+    }
+    let first = args[0];
+    if *axis >= first.rank() {
+        return fail(op, format!("axis {axis} out of range for {first}"));
+    }
+    let mut total = 0;
+    for a in args {
+        let same_rest = a.rank() == first.rank() && (0..a.rank()).all(|i| i == *axis || a.dims()[i] == first.dims()[i]);
+        if a.dtype != first.dtype || !same_rest {
+            return fail(op, format!("operands must agree except along axis {axis}: {first} vs {a}"));
+        }
+        total = match usize::checked_add(total, a.dims()[*axis]) {
+            Some(t) => t,
+            None => return fail(op, "the result extent overflows"),
+        };
+    }
+    let mut dims = first.dims().to_vec();
+    dims[*axis] = total;
+    Ok(TensorType::new(first.dtype, dims))
+}
+
+/// The type rule of `matmul`.
+fn infer_matmul(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    arity(op, args, 2)?;
+    let (a, b) = (args[0], args[1]);
+    let r = a.rank();
+    let ok = r >= 2
+        && b.rank() == r
+        && a.dtype == b.dtype
+        && a.dtype.is_numeric()
+        && a.dims()[..r - 2] == b.dims()[..r - 2]
+        && a.dims()[r - 1] == b.dims()[r - 2];
+    if !ok {
+        return fail(op, format!("expects [...,m,k] x [...,k,n] with equal batch axes and dtype, got {a} x {b}"));
+    }
+    let mut dims = a.dims()[..r - 1].to_vec();
+    dims.push(b.dims()[r - 1]);
+    Ok(TensorType::new(a.dtype, dims))
+}
+
+/// The type rule of `scatter_add`.
+fn infer_scatter_add(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+    let Op::ScatterAdd { axis } = op else {
+        return fail(op, "internal: not this rule's op");
+    };
+    arity(op, args, 2)?;
+    let (upd, idx) = (args[0], args[1]);
+    let out = need_declared(op, declared)?;
+    if !idx.dtype.is_int() || *axis >= out.rank() || !out.dtype.is_numeric() {
+        return fail(op, format!("expects integer indices and an axis of the result: {out} at {idx}, axis {axis}"));
+    }
+    let mut dims = out.dims()[..*axis].to_vec();
+    dims.extend_from_slice(idx.dims());
+    dims.extend_from_slice(&out.dims()[axis + 1..]);
+    let expected = TensorType::new(out.dtype, dims);
+    if *upd != expected {
+        return fail(op, format!("updates must be {expected} for result {out} and indices {idx}, got {upd}"));
+    }
+    Ok(out.clone())
 }
 
 /// True if `s` is a valid leaf or function name: ASCII letters, digits, `_` and `.`, not

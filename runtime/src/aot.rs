@@ -266,8 +266,7 @@ fn lower(
             (node.op.leaf_name().unwrap_or_default().to_string(), g.ty(id).clone())
         })
         .collect();
-    let mut weight_symbols = Vec::new();
-    let mut weight_bytes = 0;
+    let mut embedded = Embedded::default();
     for (id, node) in g.params() {
         let pname = node.op.leaf_name().unwrap_or_default();
         let ty = g.ty(id);
@@ -275,12 +274,7 @@ fn lower(
         if &v.ty() != ty {
             return Err(AotError::WrongWeight { name: pname.into(), ty: ty.clone(), got: v.ty() });
         }
-        let symbol = format!("{name}__w{}", weight_symbols.len());
-        let bytes = value_bytes(v);
-        weight_bytes += bytes.len();
-        object.add_data(&symbol, &bytes, ALIGN as u64)?;
-        buf[id.index()] = Some(Buf::Weight(weight_symbols.len()));
-        weight_symbols.push(symbol);
+        buf[id.index()] = Some(embedded.add(&mut object, name, v)?);
     }
     let outputs: Vec<(String, TensorType)> =
         g.outputs().iter().map(|o| (o.name.clone(), g.ty(o.value).clone())).collect();
@@ -325,13 +319,8 @@ fn lower(
                 // An iota has no operands: its values are known now, so they are embedded like a
                 // weight (an output that is one is copied out, as a weight would be).
                 let v = kiln_ir::interp::eval_node(node, &[]).map_err(|e| unsupported(root, &e))?;
-                let symbol = format!("{name}__w{}", weight_symbols.len());
-                let bytes = value_bytes(&v);
-                weight_bytes += bytes.len();
-                object.add_data(&symbol, &bytes, ALIGN as u64)?;
-                let weight = Buf::Weight(weight_symbols.len());
+                let weight = embedded.add(&mut object, name, &v)?;
                 buf[root.index()] = Some(weight);
-                weight_symbols.push(symbol);
                 if let Buf::Output(_) = out {
                     steps.push(Step::Copy { from: weight, to: out, bytes: g.ty(root).size_bytes() });
                 }
@@ -342,17 +331,7 @@ fn lower(
                 };
                 buf[root.index()] = Some(out);
                 let (x, idx) = (node.args[0], node.args[1]);
-                let (x_ty, idx_ty) = (g.ty(x), g.ty(idx));
-                steps.push(Step::Gather {
-                    x: get(&buf, x)?,
-                    idx: get(&buf, idx)?,
-                    idx_is_64: idx_ty.dtype == kiln_ir::DType::I64,
-                    count: idx_ty.numel(),
-                    outer: x_ty.dims()[..axis].iter().product(),
-                    extent: x_ty.dims()[axis],
-                    slice_bytes: x_ty.dims()[axis + 1..].iter().product::<usize>() * x_ty.dtype.size_bytes(),
-                    out,
-                });
+                steps.push(gather_step(g, axis, (get(&buf, x)?, x), (get(&buf, idx)?, idx), out));
             }
             Work::Kernel(kernel) => {
                 buf[root.index()] = Some(out);
@@ -368,43 +347,11 @@ fn lower(
                 // The contraction's dtype, not the root's: an epilogue may cast the product.
                 let group = step.group.map(|gi| &schedule.groups[gi]);
                 let dtype = g.ty(group.map_or(root, |gr| contraction_of(g, gr))).dtype;
-                match *call {
-                    Contraction::Gemm(call) => {
-                        let operand = |o: &GemmOperand| -> Result<MatrixOperand, AotError> {
-                            let (row_stride, col_stride, batch_stride) = o.strides();
-                            Ok(MatrixOperand {
-                                buf: get(&buf, o.node)?,
-                                row_stride: row_stride as i64,
-                                col_stride: col_stride as i64,
-                                batch_stride: batch_stride as i64,
-                            })
-                        };
-                        let (a, b) = (operand(&call.a)?, operand(&call.b)?);
-                        let c = if epilogue.is_some() { Buf::Arena(product_at) } else { out };
-                        let s = call.shape;
-                        steps.push(Step::Gemm { dtype, batch: s.batch, m: s.m, n: s.n, k: s.k, a, b, c });
-                        if let Some(kernel) = epilogue {
-                            buf[call.product.index()] = Some(c);
-                            steps.push(kernel_step(g, &mut object, kernel, &buf, out, name, si)?);
-                            kernels += 1;
-                        }
-                    }
-                    Contraction::Conv { kind, geometry, lhs, rhs, .. } => {
-                        let kind = match kind {
-                            ConvKind::Forward => driver::ConvKind::Forward,
-                            ConvKind::GradInput => driver::ConvKind::GradInput,
-                            ConvKind::GradWeight => driver::ConvKind::GradWeight,
-                        };
-                        steps.push(Step::Conv {
-                            dtype,
-                            kind,
-                            shape: conv_shape(&geometry),
-                            lhs: get(&buf, lhs)?,
-                            rhs: get(&buf, rhs)?,
-                            out,
-                            cols: Buf::Arena(columns_at),
-                        });
-                    }
+                let scratch = (Buf::Arena(product_at), Buf::Arena(columns_at));
+                steps.push(contraction_step(call, dtype, &mut buf, out, scratch, root, g)?);
+                if let (Some(kernel), Contraction::Gemm(_)) = (epilogue, call) {
+                    steps.push(kernel_step(g, &mut object, kernel, &buf, out, name, si)?);
+                    kernels += 1;
                 }
             }
         }
@@ -414,14 +361,100 @@ fn lower(
         name: name.to_string(),
         inputs,
         outputs,
-        weights: weight_symbols,
+        weights: embedded.symbols,
         arena_bytes,
         steps,
         math,
         target: target.name(),
         cpu_features: target.cpu_features(),
     };
-    Ok((program, object.finish()?, kernels, weight_bytes))
+    Ok((program, object.finish()?, kernels, embedded.bytes))
+}
+
+/// The data a library embeds (parameters, iotas), as symbols `NAME__wN` in its object.
+#[derive(Default)]
+struct Embedded {
+    /// The symbols, in order (`Buf::Weight(i)` is the i-th).
+    symbols: Vec<String>,
+    /// Their bytes in all.
+    bytes: usize,
+}
+
+impl Embedded {
+    /// Embeds `v` in `object` for library `name`; returns its buffer.
+    fn add(&mut self, object: &mut ObjectKernels, name: &str, v: &Value) -> Result<Buf, AotError> {
+        let symbol = format!("{name}__w{}", self.symbols.len());
+        let bytes = value_bytes(v);
+        self.bytes += bytes.len();
+        object.add_data(&symbol, &bytes, ALIGN as u64)?;
+        self.symbols.push(symbol);
+        Ok(Buf::Weight(self.symbols.len() - 1))
+    }
+}
+
+/// The step of a `gather` along `axis` of `x` at indices `idx` (each with its buffer) into
+/// `out`.
+fn gather_step(g: &Graph, axis: usize, (xb, x): (Buf, NodeId), (ib, idx): (Buf, NodeId), out: Buf) -> Step {
+    let (x_ty, idx_ty) = (g.ty(x), g.ty(idx));
+    Step::Gather {
+        x: xb,
+        idx: ib,
+        idx_is_64: idx_ty.dtype == kiln_ir::DType::I64,
+        count: idx_ty.numel(),
+        outer: x_ty.dims()[..axis].iter().product(),
+        extent: x_ty.dims()[axis],
+        slice_bytes: x_ty.dims()[axis + 1..].iter().product::<usize>() * x_ty.dtype.size_bytes(),
+        out,
+    }
+}
+
+/// The GEMM or convolution step of a contraction at `root` into `out`; a GEMM with an
+/// epilogue writes its product to the product scratch (recorded in `buf` for the epilogue's
+/// kernel), a convolution builds its columns in the columns scratch (`scratch`: both).
+fn contraction_step(
+    call: &Contraction,
+    dtype: kiln_ir::DType,
+    buf: &mut [Option<Buf>],
+    out: Buf,
+    (product, columns): (Buf, Buf),
+    root: NodeId,
+    g: &Graph,
+) -> Result<Step, AotError> {
+    let get = |buf: &[Option<Buf>], id: NodeId| {
+        buf[id.index()].ok_or_else(|| AotError::Unsupported {
+            op: g.node(id).op.name(),
+            node: id.index(),
+            why: "internal: operand not computed".into(),
+        })
+    };
+    Ok(match *call {
+        Contraction::Gemm(call) => {
+            let operand = |o: &GemmOperand| -> Result<MatrixOperand, AotError> {
+                let (row_stride, col_stride, batch_stride) = o.strides();
+                Ok(MatrixOperand {
+                    buf: get(buf, o.node)?,
+                    row_stride: row_stride as i64,
+                    col_stride: col_stride as i64,
+                    batch_stride: batch_stride as i64,
+                })
+            };
+            let (a, b) = (operand(&call.a)?, operand(&call.b)?);
+            // With an epilogue the group's root is the epilogue's, not the product.
+            let c = if call.product != root { product } else { out };
+            buf[call.product.index()] = Some(c);
+            let s = call.shape;
+            Step::Gemm { dtype, batch: s.batch, m: s.m, n: s.n, k: s.k, a, b, c }
+        }
+        Contraction::Conv { kind, geometry, lhs, rhs, .. } => {
+            let kind = match kind {
+                ConvKind::Forward => driver::ConvKind::Forward,
+                ConvKind::GradInput => driver::ConvKind::GradInput,
+                ConvKind::GradWeight => driver::ConvKind::GradWeight,
+            };
+            let (lhs, rhs) = (get(buf, lhs)?, get(buf, rhs)?);
+            Step::Conv { dtype, kind, shape: conv_shape(&geometry), lhs, rhs, out, cols: columns }
+        }
+    })
 }
 
 /// The block copies of a `pad` or `concat` at `root` into `out`.

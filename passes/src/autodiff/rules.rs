@@ -121,108 +121,8 @@ pub fn vjp(
     match &node.op {
         Op::Input { .. } | Op::Param { .. } | Op::Const { .. } | Op::Iota { .. } | Op::Rng { .. } | Op::Compare(_) => {}
         Op::StopGradient => {}
-        Op::Unary(u) => {
-            let x = a[0];
-            out[0] = Some(match u {
-                UnaryOp::Neg => e.neg(g)?,
-                UnaryOp::Exp => e.mul(g, y)?,
-                UnaryOp::Log => e.div(g, x)?,
-                UnaryOp::Sqrt => {
-                    let two_y = e.scale(y, 2.0)?;
-                    e.div(g, two_y)?
-                }
-                UnaryOp::Recip => {
-                    let yy = e.mul(y, y)?;
-                    let t = e.mul(g, yy)?;
-                    e.neg(t)?
-                }
-                UnaryOp::Sin => {
-                    let c = e.unary(UnaryOp::Cos, x)?;
-                    e.mul(g, c)?
-                }
-                UnaryOp::Cos => {
-                    let s = e.unary(UnaryOp::Sin, x)?;
-                    let t = e.mul(g, s)?;
-                    e.neg(t)?
-                }
-                UnaryOp::Tanh => {
-                    let yy = e.mul(y, y)?;
-                    let one = e.full_like(1.0, y)?;
-                    let d = e.sub(one, yy)?;
-                    e.mul(g, d)?
-                }
-                UnaryOp::Abs => {
-                    // d|x|/dx = sign(x), taken as 0 at 0.
-                    let zero = e.full_like(0.0, x)?;
-                    let pos = e.lt(zero, x)?;
-                    let neg = e.lt(x, zero)?;
-                    let gp = e.mask(pos, g)?;
-                    let gn = e.mask(neg, g)?;
-                    e.sub(gp, gn)?
-                }
-            });
-        }
-        Op::Binary(b) => {
-            let (x0, x1) = (a[0], a[1]);
-            match b {
-                BinaryOp::Add => {
-                    out[0] = Some(g);
-                    out[1] = Some(g);
-                }
-                BinaryOp::Sub => {
-                    out[0] = Some(g);
-                    if want[1] {
-                        out[1] = Some(e.neg(g)?);
-                    }
-                }
-                BinaryOp::Mul => {
-                    if want[0] {
-                        out[0] = Some(e.mul(g, x1)?);
-                    }
-                    if want[1] {
-                        out[1] = Some(e.mul(g, x0)?);
-                    }
-                }
-                BinaryOp::Div => {
-                    if want[0] {
-                        out[0] = Some(e.div(g, x1)?);
-                    }
-                    if want[1] {
-                        // d(a/b)/db = -y/b.
-                        let t = e.mul(g, y)?;
-                        let t = e.div(t, x1)?;
-                        out[1] = Some(e.neg(t)?);
-                    }
-                }
-                BinaryOp::Max | BinaryOp::Min => {
-                    // The first operand wins strictly (b < a for max, a < b for min); ties go to
-                    // the second, so relu = max(x, 0) has gradient 0 at 0.
-                    let first_wins = if *b == BinaryOp::Max { e.lt(x1, x0)? } else { e.lt(x0, x1)? };
-                    if want[0] {
-                        out[0] = Some(e.mask(first_wins, g)?);
-                    }
-                    if want[1] {
-                        out[1] = Some(e.mask_not(first_wins, g)?);
-                    }
-                }
-                BinaryOp::Pow => {
-                    if want[0] {
-                        // b * a^(b-1)
-                        let one = e.full_like(1.0, x1)?;
-                        let bm1 = e.sub(x1, one)?;
-                        let p = e.binary(BinaryOp::Pow, x0, bm1)?;
-                        let d = e.mul(x1, p)?;
-                        out[0] = Some(e.mul(g, d)?);
-                    }
-                    if want[1] {
-                        // y * ln a
-                        let l = e.unary(UnaryOp::Log, x0)?;
-                        let d = e.mul(y, l)?;
-                        out[1] = Some(e.mul(g, d)?);
-                    }
-                }
-            }
-        }
+        Op::Unary(u) => out[0] = Some(unary_vjp(e, *u, a[0], y, g)?),
+        Op::Binary(b) => binary_vjp(e, *b, (a[0], a[1]), y, g, want, &mut out)?,
         Op::Select => {
             let c = a[0];
             if want[1] {
@@ -339,4 +239,118 @@ pub fn vjp(
         }
     }
     Ok(out)
+}
+
+/// The gradient of a unary op's operand `x`, from the result `y` and its gradient `g`.
+fn unary_vjp(e: &mut Emit, u: UnaryOp, x: NodeId, y: NodeId, g: NodeId) -> Result<NodeId, kiln_ir::GraphError> {
+    Ok(match u {
+        UnaryOp::Neg => e.neg(g)?,
+        UnaryOp::Exp => e.mul(g, y)?,
+        UnaryOp::Log => e.div(g, x)?,
+        UnaryOp::Sqrt => {
+            let two_y = e.scale(y, 2.0)?;
+            e.div(g, two_y)?
+        }
+        UnaryOp::Recip => {
+            let yy = e.mul(y, y)?;
+            let t = e.mul(g, yy)?;
+            e.neg(t)?
+        }
+        UnaryOp::Sin => {
+            let c = e.unary(UnaryOp::Cos, x)?;
+            e.mul(g, c)?
+        }
+        UnaryOp::Cos => {
+            let s = e.unary(UnaryOp::Sin, x)?;
+            let t = e.mul(g, s)?;
+            e.neg(t)?
+        }
+        UnaryOp::Tanh => {
+            let yy = e.mul(y, y)?;
+            let one = e.full_like(1.0, y)?;
+            let d = e.sub(one, yy)?;
+            e.mul(g, d)?
+        }
+        UnaryOp::Abs => {
+            // d|x|/dx = sign(x), taken as 0 at 0.
+            let zero = e.full_like(0.0, x)?;
+            let pos = e.lt(zero, x)?;
+            let neg = e.lt(x, zero)?;
+            let gp = e.mask(pos, g)?;
+            let gn = e.mask(neg, g)?;
+            e.sub(gp, gn)?
+        }
+    })
+}
+
+/// The gradients of a binary op's operands `(x0, x1)` that are wanted, into `out`, from the
+/// result `y` and its gradient `g`.
+fn binary_vjp(
+    e: &mut Emit,
+    b: BinaryOp,
+    (x0, x1): (NodeId, NodeId),
+    y: NodeId,
+    g: NodeId,
+    want: &[bool],
+    out: &mut [Option<NodeId>],
+) -> Result<(), kiln_ir::GraphError> {
+    match b {
+        BinaryOp::Add => {
+            out[0] = Some(g);
+            out[1] = Some(g);
+        }
+        BinaryOp::Sub => {
+            out[0] = Some(g);
+            if want[1] {
+                out[1] = Some(e.neg(g)?);
+            }
+        }
+        BinaryOp::Mul => {
+            if want[0] {
+                out[0] = Some(e.mul(g, x1)?);
+            }
+            if want[1] {
+                out[1] = Some(e.mul(g, x0)?);
+            }
+        }
+        BinaryOp::Div => {
+            if want[0] {
+                out[0] = Some(e.div(g, x1)?);
+            }
+            if want[1] {
+                // d(a/b)/db = -y/b.
+                let t = e.mul(g, y)?;
+                let t = e.div(t, x1)?;
+                out[1] = Some(e.neg(t)?);
+            }
+        }
+        BinaryOp::Max | BinaryOp::Min => {
+            // The first operand wins strictly (b < a for max, a < b for min); ties go to
+            // the second, so relu = max(x, 0) has gradient 0 at 0.
+            let first_wins = if b == BinaryOp::Max { e.lt(x1, x0)? } else { e.lt(x0, x1)? };
+            if want[0] {
+                out[0] = Some(e.mask(first_wins, g)?);
+            }
+            if want[1] {
+                out[1] = Some(e.mask_not(first_wins, g)?);
+            }
+        }
+        BinaryOp::Pow => {
+            if want[0] {
+                // b * a^(b-1)
+                let one = e.full_like(1.0, x1)?;
+                let bm1 = e.sub(x1, one)?;
+                let p = e.binary(BinaryOp::Pow, x0, bm1)?;
+                let d = e.mul(x1, p)?;
+                out[0] = Some(e.mul(g, d)?);
+            }
+            if want[1] {
+                // y * ln a
+                let l = e.unary(UnaryOp::Log, x0)?;
+                let d = e.mul(y, l)?;
+                out[1] = Some(e.mul(g, d)?);
+            }
+        }
+    }
+    Ok(())
 }
