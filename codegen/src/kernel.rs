@@ -265,50 +265,14 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
             }
         };
         let inst = match &n.op {
-            Op::Broadcast { dims } => {
-                let src = n.args[0];
-                if at.contains_key(&src) {
-                    return Err(fail(id, "a broadcast must read a materialized tensor"));
-                }
-                let sd = graph.ty(src).dims().to_vec();
-                let ss = contiguous_strides(&sd);
-                let mut strides = vec![0i64; out.rank()];
-                for (i, &d) in dims.iter().enumerate() {
-                    strides[d] = if sd[i] == 1 { 0 } else { ss[i] };
-                }
-                let i = load(&mut kernel, src, strides, 0);
-                at.insert(id, i);
-                continue;
-            }
-            Op::Reshape => {
-                let src = n.args[0];
-                if at.contains_key(&src) {
-                    return Err(fail(id, "a reshape must read a materialized tensor"));
-                }
-                let i = load(&mut kernel, src, contiguous_strides(out.dims()), 0);
-                at.insert(id, i);
-                continue;
-            }
             // Movement ops read their materialized operand through strides (and an offset).
-            Op::Slice { start, step, .. } => {
+            Op::Broadcast { .. } | Op::Reshape | Op::Slice { .. } | Op::Permute { .. } => {
                 let src = n.args[0];
                 if at.contains_key(&src) {
-                    return Err(fail(id, "a slice must read a materialized tensor"));
+                    return Err(fail(id, &format!("a {} must read a materialized tensor", n.op.name())));
                 }
-                let ss = contiguous_strides(graph.ty(src).dims());
-                let strides = ss.iter().zip(step).map(|(s, k)| s * *k as i64).collect();
-                let offset = ss.iter().zip(start).map(|(s, a)| s * *a as i64).sum();
+                let (strides, offset) = strided_read(graph, n, out.dims());
                 let i = load(&mut kernel, src, strides, offset);
-                at.insert(id, i);
-                continue;
-            }
-            Op::Permute { perm } => {
-                let src = n.args[0];
-                if at.contains_key(&src) {
-                    return Err(fail(id, "a permute must read a materialized tensor"));
-                }
-                let ss = contiguous_strides(graph.ty(src).dims());
-                let i = load(&mut kernel, src, perm.iter().map(|p| ss[*p]).collect(), 0);
                 at.insert(id, i);
                 continue;
             }
@@ -370,6 +334,50 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
         kernel.body.push((inst, dt));
     }
     Ok(kernel.collapse().interchange(4).collapse())
+}
+
+/// How a kernel reads the materialized operand of a movement op `n` over an output of extents
+/// `out`: strides and an offset over the operand's row-major buffer.
+fn strided_read(graph: &Graph, n: &kiln_ir::Node, out: &[usize]) -> (Vec<i64>, i64) {
+    let src = graph.ty(n.args[0]).dims();
+    let ss = contiguous_strides(src);
+    match &n.op {
+        Op::Broadcast { dims } => {
+            let mut strides = vec![0i64; out.len()];
+            for (i, &d) in dims.iter().enumerate() {
+                strides[d] = if src[i] == 1 { 0 } else { ss[i] };
+            }
+            (strides, 0)
+        }
+        Op::Reshape => (contiguous_strides(out), 0),
+        Op::Slice { start, step, .. } => {
+            let strides = ss.iter().zip(step).map(|(s, k)| s * *k as i64).collect();
+            let offset = ss.iter().zip(start).map(|(s, a)| s * *a as i64).sum();
+            (strides, offset)
+        }
+        Op::Permute { perm } => (perm.iter().map(|p| ss[*p]).collect(), 0),
+        // Not movement read through strides: read as it is.
+        Op::Input { .. }
+        | Op::Param { .. }
+        | Op::Const { .. }
+        | Op::Iota { .. }
+        | Op::Rng { .. }
+        | Op::Unary(_)
+        | Op::StopGradient
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Select
+        | Op::Cast
+        | Op::Reduce { .. }
+        | Op::Pad { .. }
+        | Op::Concat { .. }
+        | Op::Matmul
+        | Op::Conv2d(_)
+        | Op::Conv2dGradInput(_)
+        | Op::Conv2dGradWeight(_)
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. } => (contiguous_strides(out), 0),
+    }
 }
 
 impl fmt::Display for Kernel {

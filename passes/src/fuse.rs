@@ -12,6 +12,8 @@
 
 use kiln_ir::{BinaryOp, Graph, NodeId, Op};
 
+use crate::group_dag::GroupDag;
+
 /// Whether to fuse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
@@ -255,6 +257,7 @@ fn fuse_epilogues(graph: &Graph, groups: &mut Vec<Group>, users: &[Vec<NodeId>],
         }
     }
     let mut merged_into: Vec<Option<usize>> = vec![None; groups.len()];
+    let dag = GroupDag::new(graph, groups);
     for (ci, c) in groups.iter().enumerate() {
         let r = c.root();
         if c.kind != GroupKind::Contraction || !is_gemm(graph, r) || graph.ty(r).rank() != 2 || is_output[r.index()] {
@@ -270,7 +273,9 @@ fn fuse_epilogues(graph: &Graph, groups: &mut Vec<Group>, users: &[Vec<NodeId>],
         let fits = e.kind == GroupKind::Elementwise
             && space(graph, e.root()) == graph.ty(r).dims()
             && !matches!(graph.node(e.root()).op, Op::Reduce { .. });
-        if fits && elementwise_reader && merged_into[ei].is_none() {
+        // The epilogue is the product's only reader, so no third group lies between them; the
+        // step DAG says so too, or the merge is skipped.
+        if fits && elementwise_reader && merged_into[ei].is_none() && dag.can_merge(ci, ei) {
             merged_into[ci] = Some(ei);
             merged_into[ei] = Some(ei);
         }

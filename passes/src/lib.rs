@@ -11,6 +11,7 @@ pub mod cse;
 pub mod dce;
 pub mod egraph;
 pub mod fuse;
+pub mod group_dag;
 pub mod pipeline;
 pub mod plan;
 mod rebuild;
