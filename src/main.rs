@@ -796,7 +796,9 @@ fn dump_kernels(
                                 if op == "matmul" { "GEMM; transposes read through strides" } else { "im2col + GEMM" };
                             outln!("; contraction %{} = {op} (members: {}; {how})\n", root.index(), members.join(" "))
                         }
-                        _ => outln!("; op %{} = {} (runtime reference kernel)\n", root.index(), g.node(root).op.name()),
+                        kiln::passes::fuse::GroupKind::Op | kiln::passes::fuse::GroupKind::Elementwise => {
+                            outln!("; op %{} = {} (runtime reference kernel)\n", root.index(), g.node(root).op.name())
+                        }
                     }
                 }
             }

@@ -78,23 +78,13 @@ pub fn functions(schedule: &Schedule) -> Vec<GpuFunction> {
     let mut out = Vec::new();
     for (gi, group) in schedule.groups.iter().enumerate() {
         let step = &schedule.steps[gi];
+        // The node whose function the group launches: `render_node` has one for the ops of
+        // `Op` groups it renders (gather, scatter_add, iota, rng, integer div and matmul) and
+        // none for the others, which the program then reports as unsupported.
         let node = match group.kind {
             GroupKind::Contraction => Some(contraction_of(g, group)),
-            GroupKind::Movement => Some(group.root()),
-            GroupKind::Op
-                if matches!(
-                    g.node(group.root()).op,
-                    Op::Gather { .. }
-                        | Op::ScatterAdd { .. }
-                        | Op::Iota { .. }
-                        | Op::Rng { .. }
-                        | Op::Binary(kiln_ir::BinaryOp::Div)
-                        | Op::Matmul
-                ) =>
-            {
-                Some(group.root())
-            }
-            _ => None,
+            GroupKind::Movement | GroupKind::Op => Some(group.root()),
+            GroupKind::Elementwise => None,
         };
         // The contraction first: an epilogue kernel reads its product. A float matmul reads
         // its operands as the JIT's GEMM does, through a transpose folded into the group.
