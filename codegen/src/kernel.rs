@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use kiln_ir::{BinaryOp, CmpOp, DType, Graph, NodeId, Op, ReduceOp, TensorType, UnaryOp};
+use kiln_ir::{BinaryOp, CmpOp, DType, Graph, Movement, NodeId, Op, ReduceOp, TensorType, UnaryOp};
 use thiserror::Error;
 
 /// How a kernel reads one input.
@@ -341,42 +341,23 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
 fn strided_read(graph: &Graph, n: &kiln_ir::Node, out: &[usize]) -> (Vec<i64>, i64) {
     let src = graph.ty(n.args[0]).dims();
     let ss = contiguous_strides(src);
-    match &n.op {
-        Op::Broadcast { dims } => {
+    match n.op.movement() {
+        Some(Movement::Broadcast { dims }) => {
             let mut strides = vec![0i64; out.len()];
             for (i, &d) in dims.iter().enumerate() {
                 strides[d] = if src[i] == 1 { 0 } else { ss[i] };
             }
             (strides, 0)
         }
-        Op::Reshape => (contiguous_strides(out), 0),
-        Op::Slice { start, step, .. } => {
+        Some(Movement::Reshape) => (contiguous_strides(out), 0),
+        Some(Movement::Slice { start, step, .. }) => {
             let strides = ss.iter().zip(step).map(|(s, k)| s * *k as i64).collect();
             let offset = ss.iter().zip(start).map(|(s, a)| s * *a as i64).sum();
             (strides, offset)
         }
-        Op::Permute { perm } => (perm.iter().map(|p| ss[*p]).collect(), 0),
-        // Not movement read through strides: read as it is.
-        Op::Input { .. }
-        | Op::Param { .. }
-        | Op::Const { .. }
-        | Op::Iota { .. }
-        | Op::Rng { .. }
-        | Op::Unary(_)
-        | Op::StopGradient
-        | Op::Binary(_)
-        | Op::Compare(_)
-        | Op::Select
-        | Op::Cast
-        | Op::Reduce { .. }
-        | Op::Pad { .. }
-        | Op::Concat { .. }
-        | Op::Matmul
-        | Op::Conv2d(_)
-        | Op::Conv2dGradInput(_)
-        | Op::Conv2dGradWeight(_)
-        | Op::Gather { .. }
-        | Op::ScatterAdd { .. } => (contiguous_strides(out), 0),
+        Some(Movement::Permute { perm }) => (perm.iter().map(|p| ss[*p]).collect(), 0),
+        // Not read through strides: read as it is.
+        Some(Movement::Pad { .. } | Movement::Concat { .. }) | None => (contiguous_strides(out), 0),
     }
 }
 

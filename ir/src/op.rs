@@ -270,6 +270,47 @@ pub enum ConvKind {
     GradWeight,
 }
 
+/// A movement op with its attributes, borrowed ([`Op::movement`]): what the passes and
+/// backends that move data match on, so only [`Op::movement`] lists the other ops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Movement<'a> {
+    /// `reshape`.
+    Reshape,
+    /// `permute`.
+    Permute {
+        /// The permutation.
+        perm: &'a [usize],
+    },
+    /// `broadcast`.
+    Broadcast {
+        /// The result axis of each operand axis.
+        dims: &'a [usize],
+    },
+    /// `slice`.
+    Slice {
+        /// First index per axis.
+        start: &'a [usize],
+        /// One past the last index per axis.
+        stop: &'a [usize],
+        /// Step per axis.
+        step: &'a [usize],
+    },
+    /// `pad`.
+    Pad {
+        /// Elements before each axis.
+        low: &'a [usize],
+        /// Elements after each axis.
+        high: &'a [usize],
+        /// The padding value.
+        value: Literal,
+    },
+    /// `concat`.
+    Concat {
+        /// The axis.
+        axis: usize,
+    },
+}
+
 /// The class of an op: what fusion, kernel lowering, the cost model and the backends decide
 /// by. Every op has exactly one ([`Op::kind`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -505,6 +546,36 @@ impl Op {
             | Op::Pad { .. }
             | Op::Concat { .. }
             | Op::Matmul
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. } => None,
+        }
+    }
+
+    /// For the movement ops ([`OpKind::Movement`]): which one, with its attributes.
+    pub fn movement(&self) -> Option<Movement<'_>> {
+        match self {
+            Op::Reshape => Some(Movement::Reshape),
+            Op::Permute { perm } => Some(Movement::Permute { perm }),
+            Op::Broadcast { dims } => Some(Movement::Broadcast { dims }),
+            Op::Slice { start, stop, step } => Some(Movement::Slice { start, stop, step }),
+            Op::Pad { low, high, value } => Some(Movement::Pad { low, high, value: *value }),
+            Op::Concat { axis } => Some(Movement::Concat { axis: *axis }),
+            Op::Input { .. }
+            | Op::Param { .. }
+            | Op::Const { .. }
+            | Op::Iota { .. }
+            | Op::Rng { .. }
+            | Op::Unary(_)
+            | Op::StopGradient
+            | Op::Binary(_)
+            | Op::Compare(_)
+            | Op::Select
+            | Op::Cast
+            | Op::Reduce { .. }
+            | Op::Matmul
+            | Op::Conv2d(_)
+            | Op::Conv2dGradInput(_)
+            | Op::Conv2dGradWeight(_)
             | Op::Gather { .. }
             | Op::ScatterAdd { .. } => None,
         }

@@ -16,7 +16,7 @@ use kiln_codegen::aot::driver::{self, Buf, ConvShape, MatrixOperand, Program, St
 use kiln_codegen::aot::{ObjectKernels, RUNTIME_C, header, is_c_identifier};
 use kiln_codegen::cpu::CodegenError;
 use kiln_codegen::kernel::LowerError;
-use kiln_ir::{Graph, NodeId, Op, TensorType, Value};
+use kiln_ir::{Graph, Movement, NodeId, Op, TensorType, Value};
 use kiln_passes::fuse::{Mode, contraction_of};
 use kiln_passes::plan::{ALIGN, buffer_of};
 use thiserror::Error;
@@ -462,17 +462,17 @@ fn movement_step(g: &Graph, root: NodeId, buf: &[Option<Buf>], out: Buf) -> Resu
     let node = g.node(root);
     let fail = |why: &str| AotError::Unsupported { op: node.op.name(), node: root.index(), why: why.to_string() };
     let get = |id: NodeId| buf[id.index()].ok_or_else(|| fail("internal: operand not computed"));
-    match &node.op {
-        Op::Concat { axis } => {
+    match node.op.movement() {
+        Some(Movement::Concat { axis }) => {
             let ty = g.ty(root);
             let inner: usize = ty.dims()[axis + 1..].iter().product();
             let size = ty.dtype.size_bytes();
             let parts = node.args.iter().map(|a| get(*a)).collect::<Result<Vec<_>, _>>()?;
-            let block_bytes = node.args.iter().map(|a| g.ty(*a).dims()[*axis] * inner * size).collect();
-            let outer = ty.dims()[..*axis].iter().product();
+            let block_bytes = node.args.iter().map(|a| g.ty(*a).dims()[axis] * inner * size).collect();
+            let outer = ty.dims()[..axis].iter().product();
             Ok(Step::Concat { parts, block_bytes, outer, out })
         }
-        Op::Pad { low, value, .. } => {
+        Some(Movement::Pad { low, value, .. }) => {
             let x = node.args[0];
             let x_ty = g.ty(x).clone();
             if x_ty.rank() == 0 {
@@ -484,34 +484,14 @@ fn movement_step(g: &Graph, root: NodeId, buf: &[Option<Buf>], out: Buf) -> Resu
                     x: get(x)?,
                     x_ty,
                     out_dims: g.ty(root).dims().to_vec(),
-                    low: low.clone(),
+                    low: low.to_vec(),
                     fill: value.0,
                     out,
                 })
             }
         }
-        Op::Input { .. }
-        | Op::Param { .. }
-        | Op::Const { .. }
-        | Op::Iota { .. }
-        | Op::Rng { .. }
-        | Op::Unary(_)
-        | Op::StopGradient
-        | Op::Binary(_)
-        | Op::Compare(_)
-        | Op::Select
-        | Op::Cast
-        | Op::Reduce { .. }
-        | Op::Reshape
-        | Op::Permute { .. }
-        | Op::Broadcast { .. }
-        | Op::Slice { .. }
-        | Op::Matmul
-        | Op::Conv2d(_)
-        | Op::Conv2dGradInput(_)
-        | Op::Conv2dGradWeight(_)
-        | Op::Gather { .. }
-        | Op::ScatterAdd { .. } => Err(fail("internal: not a movement op")),
+        Some(Movement::Reshape | Movement::Permute { .. } | Movement::Broadcast { .. } | Movement::Slice { .. })
+        | None => Err(fail("internal: not a movement op")),
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use kiln_codegen::cpu::{CodegenError, CompiledKernel, CpuJit};
 use kiln_codegen::kernel::LowerError;
 use kiln_ir::interp::eval_node;
-use kiln_ir::{DType, Graph, InterpError, NodeId, Op, Value};
+use kiln_ir::{DType, Graph, InterpError, Movement, NodeId, Value};
 use kiln_passes::fuse::{Group, GroupKind, Mode, contraction_of};
 use kiln_passes::plan::{MemoryPlan, buffer_of};
 use thiserror::Error;
@@ -679,8 +679,8 @@ impl Executable {
     ) -> Result<(), InterpError> {
         let g = &self.graph;
         let node = g.node(root);
-        match &node.op {
-            Op::Concat { axis } => {
+        match node.op.movement() {
+            Some(Movement::Concat { axis }) => {
                 let mut parts = Vec::with_capacity(node.args.len());
                 for a in &node.args {
                     parts.push((source(*a)?, g.ty(*a)));
@@ -689,35 +689,17 @@ impl Executable {
                 // exactly that); `out` is the result's own buffer of its type, apart from
                 // every live operand (the plan keeps live buffers apart); the graph verified
                 // the concat's types.
-                unsafe { movement::concat(&parts, *axis, out, g.ty(root)) };
+                unsafe { movement::concat(&parts, axis, out, g.ty(root)) };
             }
-            Op::Pad { low, value, .. } => {
+            Some(Movement::Pad { low, value, .. }) => {
                 let x = node.args[0];
                 // SAFETY: as above, for the pad's operand and result.
                 unsafe { movement::pad(source(x)?, g.ty(x), low, value.0, out, g.ty(root)) };
             }
-            Op::Input { .. }
-            | Op::Param { .. }
-            | Op::Const { .. }
-            | Op::Iota { .. }
-            | Op::Rng { .. }
-            | Op::Unary(_)
-            | Op::StopGradient
-            | Op::Binary(_)
-            | Op::Compare(_)
-            | Op::Select
-            | Op::Cast
-            | Op::Reduce { .. }
-            | Op::Reshape
-            | Op::Permute { .. }
-            | Op::Broadcast { .. }
-            | Op::Slice { .. }
-            | Op::Matmul
-            | Op::Conv2d(_)
-            | Op::Conv2dGradInput(_)
-            | Op::Conv2dGradWeight(_)
-            | Op::Gather { .. }
-            | Op::ScatterAdd { .. } => {
+            Some(
+                Movement::Reshape | Movement::Permute { .. } | Movement::Broadcast { .. } | Movement::Slice { .. },
+            )
+            | None => {
                 return Err(internal(g, root, "not a movement op"));
             }
         }

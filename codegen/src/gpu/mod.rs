@@ -37,7 +37,7 @@
 
 use std::fmt::Write as _;
 
-use kiln_ir::{BinaryOp, CmpOp, ConvAttrs, ConvKind, DType, Graph, NodeId, Op, ReduceOp, UnaryOp};
+use kiln_ir::{BinaryOp, CmpOp, ConvAttrs, ConvKind, DType, Graph, NodeId, Op, OpKind, ReduceOp, UnaryOp};
 
 pub use crate::contraction::MatmulShape;
 use crate::kernel::{Inst, Kernel, contiguous_strides};

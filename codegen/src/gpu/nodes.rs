@@ -121,33 +121,16 @@ pub fn host_index(graph: &Graph, id: NodeId) -> Option<&str> {
 /// run) before its output: the first failing thread stores node + 1 in `fault[0]` and the
 /// operand at fault (the index, or 0) in `fault[1]`, and its output element is 0.
 pub fn checks_on_device(graph: &Graph, id: NodeId) -> bool {
-    match graph.node(id).op {
-        Op::Binary(BinaryOp::Div) => !graph.ty(id).dtype.is_float(),
-        Op::Binary(BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min | BinaryOp::Pow) => {
-            false
-        }
-        Op::Gather { .. } | Op::ScatterAdd { .. } => host_index(graph, id).is_none(),
-        Op::Input { .. }
-        | Op::Param { .. }
-        | Op::Const { .. }
-        | Op::Iota { .. }
-        | Op::Rng { .. }
-        | Op::Unary(_)
-        | Op::StopGradient
-        | Op::Compare(_)
-        | Op::Select
-        | Op::Cast
-        | Op::Reduce { .. }
-        | Op::Reshape
-        | Op::Permute { .. }
-        | Op::Broadcast { .. }
-        | Op::Slice { .. }
-        | Op::Pad { .. }
-        | Op::Concat { .. }
-        | Op::Matmul
-        | Op::Conv2d(_)
-        | Op::Conv2dGradInput(_)
-        | Op::Conv2dGradWeight(_) => false,
+    let op = &graph.node(id).op;
+    match op.kind() {
+        OpKind::Elementwise => matches!(op, Op::Binary(BinaryOp::Div)) && !graph.ty(id).dtype.is_float(),
+        OpKind::Indexing => host_index(graph, id).is_none(),
+        OpKind::Leaf
+        | OpKind::Constant
+        | OpKind::Random
+        | OpKind::Reduction
+        | OpKind::Movement
+        | OpKind::Contraction => false,
     }
 }
 

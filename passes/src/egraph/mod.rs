@@ -241,32 +241,11 @@ fn rebuild(eg: &EGraph, choice: &Choice, original: &Graph, outputs: &[Id]) -> Re
     let mut built: HashMap<Id, NodeId> = HashMap::new();
     let mut leaf_ids: HashMap<String, NodeId> = HashMap::new();
     for (_, n) in original.leaves() {
+        // `leaves` yields inputs and parameters only.
+        let name = n.op.leaf_name().unwrap_or_default().to_string();
         let id = match &n.op {
-            Op::Input { name } => g.input(name.clone(), n.ty.clone())?,
-            Op::Param { name, init } => g.param(name.clone(), n.ty.clone(), *init)?,
-            // `leaves` yields inputs and parameters only.
-            Op::Const { .. }
-            | Op::Iota { .. }
-            | Op::Rng { .. }
-            | Op::Unary(_)
-            | Op::StopGradient
-            | Op::Binary(_)
-            | Op::Compare(_)
-            | Op::Select
-            | Op::Cast
-            | Op::Reduce { .. }
-            | Op::Reshape
-            | Op::Permute { .. }
-            | Op::Broadcast { .. }
-            | Op::Slice { .. }
-            | Op::Pad { .. }
-            | Op::Concat { .. }
-            | Op::Matmul
-            | Op::Conv2d(_)
-            | Op::Conv2dGradInput(_)
-            | Op::Conv2dGradWeight(_)
-            | Op::Gather { .. }
-            | Op::ScatterAdd { .. } => continue,
+            Op::Param { init, .. } => g.param(name, n.ty.clone(), *init)?,
+            _ => g.input(name, n.ty.clone())?,
         };
         leaf_ids.insert(n.op.leaf_name().unwrap_or_default().to_string(), id);
     }

@@ -217,33 +217,8 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
         {
             // Indices from an input or parameter: checked (and inverted) on the host when set.
             // Others are checked on the device.
-            let table = match node.op {
-                Op::Gather { .. } => g.ty(node.args[0]).dims()[axis],
-                // The table of a scatter_add is its result.
-                Op::Input { .. }
-                | Op::Param { .. }
-                | Op::Const { .. }
-                | Op::Iota { .. }
-                | Op::Rng { .. }
-                | Op::Unary(_)
-                | Op::StopGradient
-                | Op::Binary(_)
-                | Op::Compare(_)
-                | Op::Select
-                | Op::Cast
-                | Op::Reduce { .. }
-                | Op::Reshape
-                | Op::Permute { .. }
-                | Op::Broadcast { .. }
-                | Op::Slice { .. }
-                | Op::Pad { .. }
-                | Op::Concat { .. }
-                | Op::Matmul
-                | Op::Conv2d(_)
-                | Op::Conv2dGradInput(_)
-                | Op::Conv2dGradWeight(_)
-                | Op::ScatterAdd { .. } => g.ty(root).dims()[axis],
-            };
+            // A gather indexes its operand; a scatter_add, its result.
+            let table = if let Op::Gather { .. } = node.op { g.ty(node.args[0]) } else { g.ty(root) }.dims()[axis];
             let idx = node.args[1];
             let idx = buffer_of(g, idx);
             let inverse = matches!(node.op, Op::ScatterAdd { .. }).then(|| {

@@ -2,7 +2,7 @@
 //! movement that does nothing.
 
 use egg::Id;
-use kiln_ir::Op;
+use kiln_ir::{Movement, Op};
 
 use super::{Finder, Proposal, Rule, as_permute, nodes_where, ty};
 use crate::egraph::lang::{EGraph, ENode};
@@ -77,31 +77,14 @@ fn broadcast_broadcast(eg: &EGraph, id: Id, n: &ENode) -> Vec<Proposal> {
 
 fn noop(eg: &EGraph, id: Id, n: &ENode) -> Vec<Proposal> {
     let same_type = n.args.len() == 1 && ty(eg, n.args[0]) == ty(eg, id);
-    let identity = match &n.op {
-        Op::Reshape => true,
-        Op::Permute { perm } => perm.iter().enumerate().all(|(i, &p)| i == p),
-        Op::Broadcast { dims } => dims.iter().enumerate().all(|(i, &d)| i == d),
-        Op::Slice { start, step, .. } => start.iter().all(|&s| s == 0) && step.iter().all(|&s| s == 1),
-        Op::Pad { low, high, .. } => low.iter().chain(high).all(|&p| p == 0),
-        Op::Concat { .. } => n.args.len() == 1,
-        Op::Input { .. }
-        | Op::Param { .. }
-        | Op::Const { .. }
-        | Op::Iota { .. }
-        | Op::Rng { .. }
-        | Op::Unary(_)
-        | Op::StopGradient
-        | Op::Binary(_)
-        | Op::Compare(_)
-        | Op::Select
-        | Op::Cast
-        | Op::Reduce { .. }
-        | Op::Matmul
-        | Op::Conv2d(_)
-        | Op::Conv2dGradInput(_)
-        | Op::Conv2dGradWeight(_)
-        | Op::Gather { .. }
-        | Op::ScatterAdd { .. } => false,
+    let identity = match n.op.movement() {
+        Some(Movement::Reshape) => true,
+        Some(Movement::Permute { perm }) => perm.iter().enumerate().all(|(i, &p)| i == p),
+        Some(Movement::Broadcast { dims }) => dims.iter().enumerate().all(|(i, &d)| i == d),
+        Some(Movement::Slice { start, step, .. }) => start.iter().all(|&s| s == 0) && step.iter().all(|&s| s == 1),
+        Some(Movement::Pad { low, high, .. }) => low.iter().chain(high).all(|&p| p == 0),
+        Some(Movement::Concat { .. }) => n.args.len() == 1,
+        None => false,
     };
     if same_type && identity { vec![Proposal::same_as(n.args[0])] } else { vec![] }
 }
