@@ -44,8 +44,8 @@ impl NodeForm {
 /// element.
 pub fn node_forms(graph: &Graph, id: NodeId) -> Vec<NodeForm> {
     let node = graph.node(id);
-    match node.op {
-        Op::Conv2dGradWeight(_) => {
+    match node.op.conv().map(|(kind, _)| kind) {
+        Some(ConvKind::GradWeight) => {
             let dy = graph.ty(node.args[1]).dims();
             if dy[0] * dy[2] * dy[3] >= BLOCK_REDUCTION_MIN {
                 vec![NodeForm::Blocks, NodeForm::Threads]
@@ -53,33 +53,11 @@ pub fn node_forms(graph: &Graph, id: NodeId) -> Vec<NodeForm> {
                 vec![NodeForm::Threads, NodeForm::Blocks]
             }
         }
-        Op::Conv2d(_) | Op::Conv2dGradInput(_) if graph.ty(id).dtype.is_float() => {
+        Some(ConvKind::Forward | ConvKind::GradInput) if graph.ty(id).dtype.is_float() => {
             vec![NodeForm::Threads, NodeForm::Tiled(32), NodeForm::Tiled(64)]
         }
         // Integer convolutions, and every op rendered as a node, a thread per output element.
-        Op::Input { .. }
-        | Op::Param { .. }
-        | Op::Const { .. }
-        | Op::Iota { .. }
-        | Op::Rng { .. }
-        | Op::Unary(_)
-        | Op::StopGradient
-        | Op::Binary(_)
-        | Op::Compare(_)
-        | Op::Select
-        | Op::Cast
-        | Op::Reduce { .. }
-        | Op::Reshape
-        | Op::Permute { .. }
-        | Op::Broadcast { .. }
-        | Op::Slice { .. }
-        | Op::Pad { .. }
-        | Op::Concat { .. }
-        | Op::Matmul
-        | Op::Conv2d(_)
-        | Op::Conv2dGradInput(_)
-        | Op::Gather { .. }
-        | Op::ScatterAdd { .. } => vec![NodeForm::Threads],
+        Some(ConvKind::Forward | ConvKind::GradInput) | None => vec![NodeForm::Threads],
     }
 }
 
