@@ -202,35 +202,78 @@ pub fn dag_cost(eg: &EGraph, choice: &Choice, roots: &[Id]) -> f64 {
     total
 }
 
-/// The DAG cost of a choice under `roots`, or `None` if the selection has a cycle.
-fn dag_cost_checked(eg: &EGraph, choice: &Choice, roots: &[Id]) -> Option<f64> {
-    let mut state: HashMap<Id, bool> = HashMap::new(); // false: on the stack, true: done
-    let mut total = 0.0;
-    let mut stack: Vec<(Id, bool)> = roots.iter().map(|r| (eg.find(*r), false)).collect();
-    while let Some((c, expanded)) = stack.pop() {
-        if expanded {
-            state.insert(c, true);
-            continue;
+/// Prices a choice's DAG — every class reachable from the roots once, `None` if the selection
+/// has a cycle or misses a class — over dense arrays: each class's chosen node cost and
+/// children are kept, so a move re-prices the selection with one walk and no hashing or node
+/// costing (what [`improve`] does many times).
+struct Pricer<'a> {
+    eg: &'a EGraph,
+    /// Dense index of every canonical class.
+    index: HashMap<Id, usize>,
+    /// Per class: its chosen node's cost and children, if it has a chosen node.
+    chosen: Vec<Option<(f64, Vec<usize>)>>,
+    /// Per class: `open` while on the walk's stack, `open + 1` when done (a fresh pair each
+    /// walk, so nothing needs clearing).
+    mark: Vec<u32>,
+    open: u32,
+    roots: Vec<usize>,
+}
+
+impl<'a> Pricer<'a> {
+    fn new(eg: &'a EGraph, choice: &Choice, roots: &[Id]) -> Self {
+        let (ids, index) = dense_ids(eg);
+        let n = ids.len();
+        let roots = roots.iter().map(|r| index[&eg.find(*r)]).collect();
+        let mut p = Pricer { eg, index, chosen: vec![None; n], mark: vec![0; n], open: 0, roots };
+        for (c, node) in choice {
+            p.choose(*c, Some(node));
         }
-        match state.get(&c) {
-            Some(true) => continue,
-            Some(false) => return None,
-            None => {}
-        }
-        let n = choice.get(&c)?;
-        state.insert(c, false);
-        total += cost_of(eg, c, n);
-        stack.push((c, true));
-        for a in &n.args {
-            let a = eg.find(*a);
-            match state.get(&a) {
-                Some(true) => {}
-                Some(false) => return None,
-                None => stack.push((a, false)),
+        p
+    }
+
+    /// Makes `node` the choice of `class` (none for `None`).
+    fn choose(&mut self, class: Id, node: Option<&ENode>) {
+        let class = self.eg.find(class);
+        let Some(&ci) = self.index.get(&class) else { return };
+        self.chosen[ci] = node.map(|n| {
+            let kids = n.args.iter().map(|a| self.index[&self.eg.find(*a)]).collect();
+            (cost_of(self.eg, class, n), kids)
+        });
+    }
+
+    /// The DAG cost of the selection under the roots, or `None` if it has a cycle or a
+    /// selected class has no choice.
+    fn price(&mut self) -> Option<f64> {
+        self.open += 2;
+        let (open, done) = (self.open, self.open + 1);
+        let mut total = 0.0;
+        let mut stack: Vec<(usize, bool)> = self.roots.iter().map(|&r| (r, false)).collect();
+        while let Some((c, expanded)) = stack.pop() {
+            if expanded {
+                self.mark[c] = done;
+                continue;
+            }
+            if self.mark[c] == done {
+                continue;
+            }
+            if self.mark[c] == open {
+                return None;
+            }
+            let (own, kids) = self.chosen[c].as_ref()?;
+            self.mark[c] = open;
+            total += own;
+            stack.push((c, true));
+            for &a in kids {
+                if self.mark[a] == open {
+                    return None;
+                }
+                if self.mark[a] != done {
+                    stack.push((a, false));
+                }
             }
         }
+        Some(total)
     }
-    Some(total)
 }
 
 /// The classes reachable from `roots` under a choice, in increasing id order.
@@ -257,7 +300,8 @@ fn selected(eg: &EGraph, choice: &Choice, roots: &[Id]) -> std::collections::BTr
 /// class visits linear in the selection's size (a few dozen full pricings, or more on small
 /// graphs): on a big graph it tries the first moves and stops, never going quadratic.
 pub fn improve(eg: &EGraph, mut choice: Choice, roots: &[Id], rounds: usize) -> Choice {
-    let Some(mut best) = dag_cost_checked(eg, &choice, roots) else { return choice };
+    let mut pricer = Pricer::new(eg, &choice, roots);
+    let Some(mut best) = pricer.price() else { return choice };
     let mut visits_left = 32 * selected(eg, &choice, roots).len() + 2_000_000;
     'rounds: for _ in 0..rounds {
         let mut improved = false;
@@ -292,13 +336,17 @@ pub fn improve(eg: &EGraph, mut choice: Choice, roots: &[Id], rounds: usize) -> 
                 visits_left = left;
                 let old: Vec<(Id, Option<ENode>)> =
                     group.iter().map(|(g, m)| (*g, choice.insert(*g, m.clone()))).collect();
-                match dag_cost_checked(eg, &choice, roots) {
+                for (g, m) in &group {
+                    pricer.choose(*g, Some(m));
+                }
+                match pricer.price() {
                     Some(cost) if cost < best - 1e-9 * best.abs() => {
                         best = cost;
                         improved = true;
                     }
                     _ => {
                         for (g, o) in old.into_iter().rev() {
+                            pricer.choose(g, o.as_ref());
                             match o {
                                 Some(o) => choice.insert(g, o),
                                 None => choice.remove(&g),

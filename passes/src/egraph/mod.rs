@@ -78,6 +78,8 @@ pub struct StageReport {
     pub enodes: usize,
     /// E-classes at the end.
     pub eclasses: usize,
+    /// Wall time of the stage (rule search, additions, rebuilds).
+    pub elapsed: Duration,
 }
 
 /// What an optimizer run did.
@@ -99,6 +101,9 @@ pub struct EgraphReport {
     pub nodes_after: usize,
     /// Wall time of the whole run.
     pub elapsed: Duration,
+    /// Wall time of extraction (choosing nodes, improving the choice, rebuilding and pricing
+    /// the graph).
+    pub extraction: Duration,
 }
 
 impl fmt::Display for EgraphReport {
@@ -116,10 +121,16 @@ impl fmt::Display for EgraphReport {
         for s in &self.stages {
             writeln!(
                 f,
-                ";   stage {}: {} iterations, stop {:?}, {} e-nodes, {} e-classes",
-                s.name, s.iterations, s.stop, s.enodes, s.eclasses
+                ";   stage {}: {} iterations, stop {:?}, {} e-nodes, {} e-classes, {:.1} ms",
+                s.name,
+                s.iterations,
+                s.stop,
+                s.enodes,
+                s.eclasses,
+                s.elapsed.as_secs_f64() * 1e3
             )?;
         }
+        writeln!(f, ";   extraction: {:.1} ms", self.extraction.as_secs_f64() * 1e3)?;
         let fired: Vec<String> = self.fired.iter().map(|(k, v)| format!("{k} x{v}")).collect();
         write!(f, ";   rules fired: {}", if fired.is_empty() { "none".into() } else { fired.join(", ") })
     }
@@ -160,6 +171,7 @@ impl From<&Stage> for Plan {
 /// Runs `stages` on `eg`, recording into `report`.
 fn run_stages(eg: &mut EGraph, stages: &[Plan], config: &EgraphConfig, start: Instant, report: &mut EgraphReport) {
     for stage in stages {
+        let stage_start = Instant::now();
         let mut iterations = 0;
         let stop = loop {
             if iterations >= config.iter_limit {
@@ -217,6 +229,7 @@ fn run_stages(eg: &mut EGraph, stages: &[Plan], config: &EgraphConfig, start: In
             stop,
             enodes: eg.total_number_of_nodes(),
             eclasses: eg.number_of_classes(),
+            elapsed: stage_start.elapsed(),
         });
     }
 }
@@ -325,6 +338,7 @@ fn run(graph: &Graph, stages: &[Plan], config: &EgraphConfig) -> Result<(Graph, 
     eg.rebuild();
     run_stages(&mut eg, stages, config, start, &mut report);
     let outputs: Vec<Id> = graph.outputs().iter().map(|o| ids[o.value.index()]).collect();
+    let extraction = Instant::now();
     let choice = if config.dag_extraction {
         extract::improve(&eg, extract::dag_extract(&eg), &outputs, 4)
     } else {
@@ -340,6 +354,7 @@ fn run(graph: &Graph, stages: &[Plan], config: &EgraphConfig) -> Result<(Graph, 
     };
     report.cost_after = graph_cost(&result);
     report.nodes_after = result.live_mask().iter().filter(|l| **l).count();
+    report.extraction = extraction.elapsed();
     report.elapsed = start.elapsed();
     Ok((result, report))
 }
