@@ -623,4 +623,23 @@ proptest::proptest! {
             mixed::assert_same(&format!("jit {mode:?}"), &text, &["out", "mid"], &got, &want);
         }
     }
+
+    /// The same graphs on two threads with every window of independent steps running at the
+    /// same time, however small its steps: the same bytes as one thread.
+    #[test]
+    fn overlapping_steps_give_one_threads_bytes(steps in proptest::collection::vec((0u8..8, 0usize..64, 0usize..64, proptest::prelude::any::<u8>()), 1..10)) {
+        let (g, text) = mixed::mixed_graph(&steps);
+        let feeds = mixed::mixed_inputs(steps.len() as u64);
+        for mode in [Mode::Fused, Mode::Unfused] {
+            let options = Options { mode, ..Default::default() };
+            let one = compile(&g, options).unwrap().run(&feeds);
+            let two = compile(&g, options).unwrap().with_threads(2).with_overlap_min_work(0);
+            let got = two.run(&feeds);
+            match (one, got) {
+                (Ok(a), Ok(b)) => proptest::prop_assert_eq!(a, b, "{:?}\n{}", mode, text),
+                (Err(a), Err(b)) => proptest::prop_assert_eq!(a.to_string(), b.to_string(), "{}", text),
+                (a, b) => proptest::prop_assert!(false, "one thread {:?}, two {:?}\n{}", a.is_ok(), b.is_ok(), text),
+            }
+        }
+    }
 }

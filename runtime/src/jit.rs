@@ -86,6 +86,8 @@ pub struct Executable {
     /// Per group: one past the last group of the window of consecutive steps that may run at
     /// the same time starting there (the next group when none may).
     windows: Vec<usize>,
+    /// The work two steps of a window need at least ([`Executable::with_overlap_min_work`]).
+    overlap_min_work: usize,
     /// Per group: the product buffer of a contraction with an epilogue, kept between runs.
     scratch: std::sync::Mutex<Vec<Option<Value>>>,
     /// Im2col columns a forward convolution keeps for its weight gradient, by slot
@@ -169,6 +171,7 @@ pub fn compile_schedule(schedule: Schedule, options: Options) -> Result<Executab
         threads: 1,
         workers: None,
         windows: (1..=count).collect(),
+        overlap_min_work: CONCURRENT_MIN_WORK,
         scratch: std::sync::Mutex::new(Vec::new()),
         columns: std::sync::Mutex::new(vec![None; schedule.column_slots]),
         schedule,
@@ -286,6 +289,16 @@ impl Executable {
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.clamp(1, crate::pool::MAX_THREADS);
         self.workers = (self.threads > 1).then(|| Pool::new(self.threads));
+        self.windows = self.find_windows();
+        self
+    }
+
+    /// Sets the work (elements of a kernel, multiply-adds of a product) that at least two steps
+    /// of a window must have for the window to run its steps at the same time (default 2^12:
+    /// smaller steps cost less than handing them to a thread). 0 overlaps every window of
+    /// independent steps, however small — what the tests use to exercise every overlap.
+    pub fn with_overlap_min_work(mut self, work: usize) -> Self {
+        self.overlap_min_work = work;
         self.windows = self.find_windows();
         self
     }
@@ -875,7 +888,7 @@ impl Executable {
     /// The windows of steps that may run at the same time ([`Executable::windows`]): from
     /// each group, the consecutive groups that depend on no other group of the window (by the
     /// schedule's step DAG, scratch being private here), none big enough to use every thread
-    /// itself, and at least two with [`CONCURRENT_MIN_WORK`] to do.
+    /// itself, and at least two with the overlap's least work to do.
     fn find_windows(&self) -> Vec<usize> {
         let n = self.groups.len();
         if self.threads <= 1 {
@@ -893,7 +906,7 @@ impl Executable {
                 {
                     end += 1;
                 }
-                let worth = sizes[i..end].iter().filter(|(w, _)| *w >= CONCURRENT_MIN_WORK).count();
+                let worth = sizes[i..end].iter().filter(|(w, _)| *w >= self.overlap_min_work).count();
                 if worth >= 2 { end } else { i + 1 }
             })
             .collect()
