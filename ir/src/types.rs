@@ -6,7 +6,7 @@
 use thiserror::Error;
 
 use crate::dtype::DType;
-use crate::op::{ConvAttrs, Op};
+use crate::op::{BinaryOp, CmpOp, ConvAttrs, Literal, Op, ReduceOp, UnaryOp};
 use crate::shape::{Shape, TensorType};
 
 /// A node whose operands or attributes break its op's type rule.
@@ -172,44 +172,46 @@ fn infer_inner(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
         return fail(op, format!("attribute {name} = {v} is more than the limit 2^48"));
     }
     match op {
-        Op::Input { .. } | Op::Param { .. } => infer_leaf(op, args, declared),
-        Op::Const { .. } => infer_const(op, args, declared),
-        Op::Iota { .. } => infer_iota(op, args, declared),
+        Op::Input { name } | Op::Param { name, .. } => infer_leaf(op, args, declared, name),
+        Op::Const { value } => infer_const(op, args, declared, value),
+        Op::Iota { axis } => infer_iota(op, args, declared, axis),
         Op::Rng { .. } => infer_rng(op, args, declared),
-        Op::Unary(_) => infer_unary(op, args, declared),
+        Op::Unary(u) => infer_unary(op, args, u),
         Op::StopGradient => {
             arity(op, args, 1)?;
             Ok(args[0].clone())
         }
-        Op::Binary(_) => infer_binary(op, args, declared),
-        Op::Compare(_) => infer_compare(op, args, declared),
-        Op::Select => infer_select(op, args, declared),
+        Op::Binary(b) => infer_binary(op, args, b),
+        Op::Compare(c) => infer_compare(op, args, c),
+        Op::Select => infer_select(op, args),
         Op::Cast => infer_cast(op, args, declared),
-        Op::Reduce { .. } => infer_reduce(op, args, declared),
+        Op::Reduce { op: r, axes } => infer_reduce(op, args, r, axes),
         Op::Reshape => infer_reshape(op, args, declared),
-        Op::Permute { .. } => infer_permute(op, args, declared),
-        Op::Broadcast { .. } => infer_broadcast(op, args, declared),
-        Op::Slice { .. } => infer_slice(op, args, declared),
-        Op::Pad { .. } => infer_pad(op, args, declared),
-        Op::Concat { .. } => infer_concat(op, args, declared),
-        Op::Matmul => infer_matmul(op, args, declared),
+        Op::Permute { perm } => infer_permute(op, args, perm),
+        Op::Broadcast { dims } => infer_broadcast(op, args, declared, dims),
+        Op::Slice { start, stop, step } => infer_slice(op, args, start, stop, step),
+        Op::Pad { low, high, value } => infer_pad(op, args, low, high, value),
+        Op::Concat { axis } => infer_concat(op, args, axis),
+        Op::Matmul => infer_matmul(op, args),
         Op::Conv2d(c) => {
             arity(op, args, 2)?;
             let shape = conv_shape(op, args[0], args[1], c)?;
             Ok(TensorType::new(args[0].dtype, shape))
         }
-        Op::Conv2dGradInput(_) => infer_conv2d_grad_input(op, args, declared),
-        Op::Conv2dGradWeight(_) => infer_conv2d_grad_weight(op, args, declared),
-        Op::Gather { .. } => infer_gather(op, args, declared),
-        Op::ScatterAdd { .. } => infer_scatter_add(op, args, declared),
+        Op::Conv2dGradInput(c) => infer_conv2d_grad_input(op, args, declared, c),
+        Op::Conv2dGradWeight(c) => infer_conv2d_grad_weight(op, args, declared, c),
+        Op::Gather { axis } => infer_gather(op, args, axis),
+        Op::ScatterAdd { axis } => infer_scatter_add(op, args, declared, axis),
     }
 }
 
 /// The type rule of `const`.
-fn infer_const(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    let Op::Const { value } = op else {
-        return fail(op, "internal: not this rule's op");
-    };
+fn infer_const(
+    op: &Op,
+    args: &[&TensorType],
+    declared: Option<&TensorType>,
+    value: &Literal,
+) -> Result<TensorType, TypeError> {
     arity(op, args, 0)?;
     let d = need_declared(op, declared)?;
     if !value.0.is_finite() && !d.dtype.is_float() {
@@ -222,10 +224,12 @@ fn infer_const(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> 
 }
 
 /// The type rule of `iota`.
-fn infer_iota(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    let Op::Iota { axis } = op else {
-        return fail(op, "internal: not this rule's op");
-    };
+fn infer_iota(
+    op: &Op,
+    args: &[&TensorType],
+    declared: Option<&TensorType>,
+    axis: &usize,
+) -> Result<TensorType, TypeError> {
     arity(op, args, 0)?;
     let d = need_declared(op, declared)?;
     if !d.dtype.is_numeric() || *axis >= d.rank() {
@@ -249,10 +253,7 @@ fn infer_rng(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Re
 }
 
 /// The type rule of the unary ops.
-fn infer_unary(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    let Op::Unary(u) = op else {
-        return fail(op, "internal: not this rule's op");
-    };
+fn infer_unary(op: &Op, args: &[&TensorType], u: &UnaryOp) -> Result<TensorType, TypeError> {
     arity(op, args, 1)?;
     let a = args[0];
     let ok = a.dtype.is_float() || (u.accepts_int() && a.dtype.is_int());
@@ -263,10 +264,7 @@ fn infer_unary(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) ->
 }
 
 /// The type rule of the comparisons.
-fn infer_compare(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    let Op::Compare(c) = op else {
-        return fail(op, "internal: not this rule's op");
-    };
+fn infer_compare(op: &Op, args: &[&TensorType], c: &CmpOp) -> Result<TensorType, TypeError> {
     arity(op, args, 2)?;
     same_types(op, args[0], args[1])?;
     if *c == crate::op::CmpOp::Lt && !args[0].dtype.is_numeric() {
@@ -276,7 +274,7 @@ fn infer_compare(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) 
 }
 
 /// The type rule of `select`.
-fn infer_select(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+fn infer_select(op: &Op, args: &[&TensorType]) -> Result<TensorType, TypeError> {
     arity(op, args, 3)?;
     let (c, a, b) = (args[0], args[1], args[2]);
     same_types(op, a, b)?;
@@ -297,10 +295,7 @@ fn infer_cast(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> R
 }
 
 /// The type rule of the reductions.
-fn infer_reduce(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    let Op::Reduce { op: r, axes } = op else {
-        return fail(op, "internal: not this rule's op");
-    };
+fn infer_reduce(op: &Op, args: &[&TensorType], r: &ReduceOp, axes: &[usize]) -> Result<TensorType, TypeError> {
     arity(op, args, 1)?;
     let a = args[0];
     if !a.dtype.is_numeric() {
@@ -324,10 +319,7 @@ fn infer_reshape(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -
 }
 
 /// The type rule of `permute`.
-fn infer_permute(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    let Op::Permute { perm } = op else {
-        return fail(op, "internal: not this rule's op");
-    };
+fn infer_permute(op: &Op, args: &[&TensorType], perm: &[usize]) -> Result<TensorType, TypeError> {
     arity(op, args, 1)?;
     let a = args[0];
     let mut seen = vec![false; a.rank()];
@@ -343,10 +335,8 @@ fn infer_conv2d_grad_input(
     op: &Op,
     args: &[&TensorType],
     declared: Option<&TensorType>,
+    c: &ConvAttrs,
 ) -> Result<TensorType, TypeError> {
-    let Op::Conv2dGradInput(c) = op else {
-        return fail(op, "internal: not this rule's op");
-    };
     arity(op, args, 2)?;
     let (gy, w) = (args[0], args[1]);
     let x = need_declared(op, declared)?;
@@ -362,10 +352,8 @@ fn infer_conv2d_grad_weight(
     op: &Op,
     args: &[&TensorType],
     declared: Option<&TensorType>,
+    c: &ConvAttrs,
 ) -> Result<TensorType, TypeError> {
-    let Op::Conv2dGradWeight(c) = op else {
-        return fail(op, "internal: not this rule's op");
-    };
     arity(op, args, 2)?;
     let (x, gy) = (args[0], args[1]);
     let w = need_declared(op, declared)?;
@@ -377,10 +365,7 @@ fn infer_conv2d_grad_weight(
 }
 
 /// The type rule of `gather`.
-fn infer_gather(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    let Op::Gather { axis } = op else {
-        return fail(op, "internal: not this rule's op");
-    };
+fn infer_gather(op: &Op, args: &[&TensorType], axis: &usize) -> Result<TensorType, TypeError> {
     arity(op, args, 2)?;
     let (x, idx) = (args[0], args[1]);
     if !idx.dtype.is_int() || *axis >= x.rank() {
@@ -393,10 +378,12 @@ fn infer_gather(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -
 }
 
 /// The type rule of `input` and `param`.
-fn infer_leaf(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    let (Op::Input { name } | Op::Param { name, .. }) = op else {
-        return fail(op, "internal: not this rule's op");
-    };
+fn infer_leaf(
+    op: &Op,
+    args: &[&TensorType],
+    declared: Option<&TensorType>,
+    name: &str,
+) -> Result<TensorType, TypeError> {
     arity(op, args, 0)?;
     if !is_identifier(name) {
         return fail(
@@ -412,10 +399,7 @@ fn infer_leaf(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> R
 }
 
 /// The type rule of the binary ops.
-fn infer_binary(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    let Op::Binary(b) = op else {
-        return fail(op, "internal: not this rule's op");
-    };
+fn infer_binary(op: &Op, args: &[&TensorType], b: &BinaryOp) -> Result<TensorType, TypeError> {
     arity(op, args, 2)?;
     same_types(op, args[0], args[1])?;
     let a = args[0];
@@ -433,10 +417,12 @@ fn infer_binary(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -
 }
 
 /// The type rule of `broadcast`.
-fn infer_broadcast(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    let Op::Broadcast { dims } = op else {
-        return fail(op, "internal: not this rule's op");
-    };
+fn infer_broadcast(
+    op: &Op,
+    args: &[&TensorType],
+    declared: Option<&TensorType>,
+    dims: &[usize],
+) -> Result<TensorType, TypeError> {
     arity(op, args, 1)?;
     let d = need_declared(op, declared)?;
     let a = args[0];
@@ -457,10 +443,13 @@ fn infer_broadcast(op: &Op, args: &[&TensorType], declared: Option<&TensorType>)
 }
 
 /// The type rule of `slice`.
-fn infer_slice(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    let Op::Slice { start, stop, step } = op else {
-        return fail(op, "internal: not this rule's op");
-    };
+fn infer_slice(
+    op: &Op,
+    args: &[&TensorType],
+    start: &[usize],
+    stop: &[usize],
+    step: &[usize],
+) -> Result<TensorType, TypeError> {
     arity(op, args, 1)?;
     let a = args[0];
     let r = a.rank();
@@ -481,10 +470,13 @@ fn infer_slice(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) ->
 }
 
 /// The type rule of `pad`.
-fn infer_pad(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    let Op::Pad { low, high, value } = op else {
-        return fail(op, "internal: not this rule's op");
-    };
+fn infer_pad(
+    op: &Op,
+    args: &[&TensorType],
+    low: &[usize],
+    high: &[usize],
+    value: &Literal,
+) -> Result<TensorType, TypeError> {
     arity(op, args, 1)?;
     let a = args[0];
     if low.len() != a.rank() || high.len() != a.rank() {
@@ -502,10 +494,7 @@ fn infer_pad(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> R
 }
 
 /// The type rule of `concat`.
-fn infer_concat(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    let Op::Concat { axis } = op else {
-        return fail(op, "internal: not this rule's op");
-    };
+fn infer_concat(op: &Op, args: &[&TensorType], axis: &usize) -> Result<TensorType, TypeError> {
     if args.is_empty() {
         return fail(op, "expects at least one operand");
     }
@@ -530,7 +519,7 @@ fn infer_concat(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -
 }
 
 /// The type rule of `matmul`.
-fn infer_matmul(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
+fn infer_matmul(op: &Op, args: &[&TensorType]) -> Result<TensorType, TypeError> {
     arity(op, args, 2)?;
     let (a, b) = (args[0], args[1]);
     let r = a.rank();
@@ -549,10 +538,12 @@ fn infer_matmul(op: &Op, args: &[&TensorType], _declared: Option<&TensorType>) -
 }
 
 /// The type rule of `scatter_add`.
-fn infer_scatter_add(op: &Op, args: &[&TensorType], declared: Option<&TensorType>) -> Result<TensorType, TypeError> {
-    let Op::ScatterAdd { axis } = op else {
-        return fail(op, "internal: not this rule's op");
-    };
+fn infer_scatter_add(
+    op: &Op,
+    args: &[&TensorType],
+    declared: Option<&TensorType>,
+    axis: &usize,
+) -> Result<TensorType, TypeError> {
     arity(op, args, 2)?;
     let (upd, idx) = (args[0], args[1]);
     let out = need_declared(op, declared)?;
