@@ -297,9 +297,7 @@ fn lower(
 
     let mut steps = Vec::new();
     let mut kernels = 0;
-    let get = |buf: &[Option<Buf>], id: NodeId| {
-        buf[id.index()].ok_or_else(|| unsupported(id, "internal: operand not computed"))
-    };
+    let get = |buf: &[Option<Buf>], id: NodeId| computed(g, buf, id);
     for (si, step) in schedule.steps.iter().enumerate() {
         let root = step.node;
         let out = place(step.out);
@@ -420,13 +418,7 @@ fn contraction_step(
     root: NodeId,
     g: &Graph,
 ) -> Result<Step, AotError> {
-    let get = |buf: &[Option<Buf>], id: NodeId| {
-        buf[id.index()].ok_or_else(|| AotError::Unsupported {
-            op: g.node(id).op.name(),
-            node: id.index(),
-            why: "internal: operand not computed".into(),
-        })
-    };
+    let get = |buf: &[Option<Buf>], id: NodeId| computed(g, buf, id);
     Ok(match *call {
         Contraction::Gemm(call) => {
             let operand = |o: &GemmOperand| -> Result<MatrixOperand, AotError> {
@@ -457,11 +449,20 @@ fn contraction_step(
     })
 }
 
+/// The buffer of `id`, which an earlier step computed (an internal error naming it if not).
+fn computed(g: &Graph, buf: &[Option<Buf>], id: NodeId) -> Result<Buf, AotError> {
+    buf[id.index()].ok_or_else(|| AotError::Unsupported {
+        op: g.node(id).op.name(),
+        node: id.index(),
+        why: "internal: operand not computed".into(),
+    })
+}
+
 /// The block copies of a `pad` or `concat` at `root` into `out`.
 fn movement_step(g: &Graph, root: NodeId, buf: &[Option<Buf>], out: Buf) -> Result<Step, AotError> {
     let node = g.node(root);
     let fail = |why: &str| AotError::Unsupported { op: node.op.name(), node: root.index(), why: why.to_string() };
-    let get = |id: NodeId| buf[id.index()].ok_or_else(|| fail("internal: operand not computed"));
+    let get = |id: NodeId| computed(g, buf, id);
     match node.op.movement() {
         Some(Movement::Concat { axis }) => {
             let ty = g.ty(root);
