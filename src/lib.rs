@@ -25,6 +25,7 @@ pub use kiln_runtime as runtime;
 pub use ndarray;
 
 pub mod aot;
+pub mod calibrate;
 pub mod data;
 pub mod fit;
 pub mod gpu;

@@ -123,6 +123,44 @@ enum Command {
         #[arg(long, value_enum, default_value_t = cli_train::DeviceArg::Cpu)]
         device: cli_train::DeviceArg,
     },
+    /// Measure the optimizer's cost model on this machine (a few seconds): time probe kernels,
+    /// GEMMs, convolutions and copies, fit nanoseconds per feature, and cache the model for this
+    /// CPU (where `kiln` reads it unless KILN_COST_MODEL says otherwise).
+    Calibrate {
+        /// Profiled runs of every probe (the median counts).
+        #[arg(long, default_value_t = 25)]
+        runs: usize,
+        /// Write the model here instead of this CPU's cache file.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// Print every probe step's measured and predicted time.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Time every step of a graph on one thread against the cost model's prediction: a table
+    /// of steps, then the totals, the rank correlation and the largest misses.
+    Profile {
+        /// A zoo model name or a `.kir` file (its first function).
+        target: String,
+        /// Profile the training step (zoo models) instead of the forward graph.
+        #[arg(long)]
+        train_step: bool,
+        /// Optimizer of the training step.
+        #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
+        optimizer: OptimizerArg,
+        /// Batch size for zoo models.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Profiled runs (the median counts), after one warm-up run.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// The pass pipeline to optimize with, as `kiln opt --pipeline` takes it.
+        #[arg(long, default_value = kiln::passes::DEFAULT_PIPELINE)]
+        pipeline: String,
+        /// Print only the summary, not every step.
+        #[arg(long)]
+        summary: bool,
+    },
     /// Train a zoo model on its task (MNIST or synthetic data): progress bar, held-out accuracy
     /// per epoch, then `model.safetensors` and `curve.png` in --out.
     Train(cli_train::TrainArgs),
@@ -350,6 +388,10 @@ fn main() -> ExitCode {
         }
         Command::Predict { model, weights, input, threads, device } => {
             cli_train::predict(&model, &weights, &input, (threads_or_env(threads), device))
+        }
+        Command::Calibrate { runs, out, verbose } => calibrate(runs.max(1), out.as_deref(), verbose),
+        Command::Profile { target, train_step, optimizer, batch, runs, pipeline, summary } => {
+            profile(&target, train_step.then_some(optimizer), batch, runs.max(1), &pipeline, summary)
         }
         Command::Bench { target, train_step, optimizer, batch, unfused, runs, threads, json, pipeline, device } => {
             let threads = threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1);
@@ -611,6 +653,93 @@ fn bench_feeds(graph: &kiln::ir::Graph) -> HashMap<String, Value> {
         feeds.insert(name, v);
     }
     feeds
+}
+
+fn calibrate(runs: usize, out: Option<&Path>, verbose: bool) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    let cal = kiln::calibrate::calibrate(runs, |_| {}).map_err(|e| e.to_string())?;
+    if verbose {
+        outln!("{:<28} {:<44} {:>12} {:>12}", "probe", "step", "measured µs", "predicted µs");
+        for (probe, s) in &cal.samples {
+            outln!("{probe:<28} {:<44} {:>12.2} {:>12.2}", s.what, s.measured_ns / 1e3, s.predicted_ns / 1e3);
+        }
+    }
+    let steps: Vec<_> = cal.samples.iter().map(|(_, s)| s.clone()).collect();
+    let q = kiln::calibrate::Quality::of(&steps);
+    out!("{}", cal.model.to_text());
+    outln!(
+        "; {} probe steps in {:.1} s; on them, rank correlation {:.3}, predicted {:.0} µs against {:.0} µs measured",
+        q.steps,
+        start.elapsed().as_secs_f64(),
+        q.rank_correlation,
+        q.predicted_ns / 1e3,
+        q.measured_ns / 1e3
+    );
+    let path = match out {
+        Some(p) => p.to_path_buf(),
+        None => kiln::passes::cost_model::cache_path().ok_or("no cache directory (set KILN_CACHE_DIR or HOME)")?,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(&path, cal.model.to_text()).map_err(|e| format!("{}: {e}", path.display()))?;
+    outln!("; wrote {}", path.display());
+    Ok(())
+}
+
+fn profile(
+    target: &str,
+    train_step: Option<OptimizerArg>,
+    batch: usize,
+    runs: usize,
+    pipeline: &str,
+    summary: bool,
+) -> Result<(), String> {
+    let stage = if train_step.is_some() { Staging::TrainStep } else { Staging::Graph };
+    let (graph, _) = staged(load_target(target, batch)?, stage, train_step.unwrap_or(OptimizerArg::Sgd))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("`{target}` has no function"))?;
+    let exe = kiln::compile_with(&graph, kiln::Fusion::Fused, pipeline).map_err(|e| e.to_string())?;
+    exe.fits_in_memory().map_err(|e| e.to_string())?;
+    let feeds = bench_feeds(exe.graph());
+    let model = kiln::passes::cost_model::CostModel::current();
+    let steps = kiln::calibrate::profile(&exe, &feeds, runs, model).map_err(|e| e.to_string())?;
+    let row = |s: &kiln::calibrate::StepTime| {
+        format!(
+            "{:>5} {:<10} {:>12.2} {:>12.2} {:>7.2}  {}",
+            s.index,
+            s.features.family.name(),
+            s.measured_ns / 1e3,
+            s.predicted_ns / 1e3,
+            s.predicted_ns / s.measured_ns.max(1.0),
+            s.what
+        )
+    };
+    let header =
+        format!("{:>5} {:<10} {:>12} {:>12} {:>7}  step", "step", "family", "measured µs", "predicted µs", "ratio");
+    if !summary {
+        outln!("{header}");
+        for s in &steps {
+            outln!("{}", row(s));
+        }
+    }
+    let q = kiln::calibrate::Quality::of(&steps);
+    outln!(
+        "@{}: {} steps, measured {:.1} µs, predicted {:.1} µs (cost model: {}); rank correlation {:.3}",
+        exe.graph().name(),
+        q.steps,
+        q.measured_ns / 1e3,
+        q.predicted_ns / 1e3,
+        model.source,
+        q.rank_correlation
+    );
+    outln!("largest misses:");
+    outln!("{header}");
+    for s in &q.misses {
+        outln!("{}", row(s));
+    }
+    Ok(())
 }
 
 /// What `kiln bench` times: the JIT's run, or the GPU's launches and first output.

@@ -144,6 +144,30 @@ fn cheaper_forms() {
     does_not_fire("log-softmax", &func(two, "  %d = div %a, %b : f32[2,3]\n  %y = log %d : f32[2,3]", "f32[2,3]"));
 }
 
+/// The tanh-GELU as the DSL writes it (`u·0.5·(tanh z + 1)`) and with its operands swapped
+/// becomes `u − u/(exp(z·2) + 1)`; a half that is not 0.5, or a `1 − tanh`, stays.
+#[test]
+fn gelu_tanh_on_one_exponential() {
+    let two = "%u: f32[2,3], %z: f32[2,3]";
+    let goal = "  %c2 = const 2.0 : f32[2,3]\n  %c1 = const 1.0 : f32[2,3]\n  %m = mul %z, %c2 : f32[2,3]\n  %e = exp %m : f32[2,3]\n  %d = add %e, %c1 : f32[2,3]\n  %q = div %u, %d : f32[2,3]\n  %y = sub %u, %q : f32[2,3]";
+    let dsl = "  %h = const 0.5 : f32[2,3]\n  %one = const 1.0 : f32[2,3]\n  %a = mul %u, %h : f32[2,3]\n  %t = tanh %z : f32[2,3]\n  %s = add %t, %one : f32[2,3]\n  %y = mul %a, %s : f32[2,3]";
+    let swapped = "  %h = const 0.5 : f32[2,3]\n  %one = const 1.0 : f32[2,3]\n  %a = mul %h, %u : f32[2,3]\n  %t = tanh %z : f32[2,3]\n  %s = add %one, %t : f32[2,3]\n  %y = mul %s, %a : f32[2,3]";
+    for start in [dsl, swapped] {
+        rewrites(&["gelu-tanh"], &func(two, start, "f32[2,3]"), &func(two, goal, "f32[2,3]"));
+    }
+    let not_half = dsl.replace("const 0.5", "const 0.25");
+    does_not_fire("gelu-tanh", &func(two, &not_half, "f32[2,3]"));
+    let minus = dsl.replace("%s = add %t, %one", "%s = sub %one, %t");
+    does_not_fire("gelu-tanh", &func(two, &minus, "f32[2,3]"));
+    // Large |z| on both sides: the saturated ends agree (u and 0), no NaN.
+    let g = func(two, dsl, "f32[2,3]");
+    let (out, _) = run_rules(&["gelu-tanh"], &g);
+    let mut f = feeds(&g);
+    f.insert("z".into(), f32v(&[2, 3], &[-60.0, -9.0, -0.5, 0.5, 9.0, 60.0]));
+    let (a, b) = (interp::run(&g, &f).unwrap(), interp::run(&out, &f).unwrap());
+    assert_close(&b[0].to_f64_vec(), &a[0].to_f64_vec(), 1e-6);
+}
+
 #[test]
 fn movement_composes_and_cancels() {
     let e = "  %y = exp %x : f32[2,3]";

@@ -101,7 +101,7 @@ fn dag_extraction_beats_tree_extraction_when_values_are_shared() {
     use kiln::passes::egraph::lang::{EGraph, ENode, add_graph};
     let text = "func @t(%a: f32[64,64], %b: f32[64,64]) -> (y: f32[64,64], z: f32[64,64]) {\n  %2 = matmul %a, %b : f32[64,64]\n  %3 = exp %2 : f32[64,64]\n  %4 = tanh %a : f32[64,64]\n  %5 = add %3, %4 : f32[64,64]\n  return %2, %5\n}\n";
     let g = kiln::ir::parse_graph(text).unwrap();
-    let mut eg = EGraph::new(kiln::passes::egraph::analysis::TypeAnalysis);
+    let mut eg = EGraph::new(kiln::passes::egraph::analysis::TypeAnalysis::default());
     let ids = add_graph(&mut eg, &g);
     // Claim that %5 also equals sin(sin(sin(b))) (a fiction, cheaper than a matmul on its
     // own): the tree extractor prefers it, but the matmul is paid for anyway by the output y,

@@ -7,6 +7,7 @@
 //! loss), [`dce`], [`cse`], `fold` and `egraph` ([`egraph`]), [`tile`] (sums of tiling pads).
 
 pub mod autodiff;
+pub mod cost_model;
 pub mod cse;
 pub mod dce;
 pub mod egraph;

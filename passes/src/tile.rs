@@ -20,7 +20,8 @@ use std::collections::HashMap;
 
 use kiln_ir::{BinaryOp, Graph, GraphError, Literal, NodeId, Op, TensorType};
 
-use crate::egraph::cost::node_cost;
+use crate::cost_model::CostModel;
+use crate::egraph::cost;
 
 use crate::dce::eliminate_dead_code;
 use crate::pipeline::Pass;
@@ -142,6 +143,8 @@ fn product_sum(graph: &Graph, leaves: &[NodeId], uses: &[usize]) -> Option<Produ
     // transposes that die with them) against two concatenations and one product. Summing
     // projections of one activation through several weights (a transformer's q, k, v) would
     // copy the weights every step and is rejected here.
+    let model = CostModel::current();
+    let node_cost = |op: &Op, ty: &TensorType, args: &[&TensorType]| cost::node_cost(model, op, ty, args);
     let cost = |id: NodeId| {
         let n = graph.node(id);
         let args: Vec<&TensorType> = n.args.iter().map(|a| graph.ty(*a)).collect();

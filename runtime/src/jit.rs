@@ -417,7 +417,17 @@ impl Executable {
     /// buffers here (the inputs are only borrowed).
     pub fn run_into(&self, feeds: &HashMap<String, Value>, outputs: &mut Vec<Value>) -> Result<(), InterpError> {
         kiln_ir::interp::check_feeds(&self.graph, feeds)?;
-        self.execute(feeds, HashMap::new(), outputs, false, &mut HashMap::new())
+        self.execute(feeds, HashMap::new(), outputs, false, &mut HashMap::new(), None)
+    }
+
+    /// Runs the graph once on one thread, timing every step: the wall time of each group
+    /// (placing its result and computing it), in the order of [`Executable::groups`]. What the
+    /// measured cost model is checked against (`kiln profile`).
+    pub fn profile(&self, feeds: &HashMap<String, Value>) -> Result<Vec<std::time::Duration>, InterpError> {
+        kiln_ir::interp::check_feeds(&self.graph, feeds)?;
+        let mut times = vec![std::time::Duration::ZERO; self.groups.len()];
+        self.execute(feeds, HashMap::new(), &mut Vec::new(), false, &mut HashMap::new(), Some(&mut times))?;
+        Ok(times)
     }
 
     /// Like [`Executable::run_into`], computing the updates registered with
@@ -439,13 +449,14 @@ impl Executable {
             }
         }
         let mut back = HashMap::new();
-        let result = self.execute(feeds, moved, outputs, true, &mut back);
+        let result = self.execute(feeds, moved, outputs, true, &mut back, None);
         feeds.extend(back);
         result
     }
 
     /// Runs every group. `owned` holds the inputs moved in for in-place updates (written in
-    /// place only when `update` is set); on failure they are handed back in `back`.
+    /// place only when `update` is set); on failure they are handed back in `back`. With
+    /// `times`, the groups run one at a time on this thread and each one's time is recorded.
     fn execute(
         &self,
         feeds: &HashMap<String, Value>,
@@ -453,6 +464,7 @@ impl Executable {
         outputs: &mut Vec<Value>,
         update: bool,
         back: &mut HashMap<String, Value>,
+        times: Option<&mut [std::time::Duration]>,
     ) -> Result<(), InterpError> {
         let g = &self.graph;
         let mut slots: Vec<Slot<'_>> = (0..g.len()).map(|_| Slot::Empty).collect();
@@ -473,7 +485,7 @@ impl Executable {
         let mut out_bufs: Vec<Option<Value>> = outputs.drain(..).map(Some).collect();
         let mut pool = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
         pool.resize(self.groups.len(), None);
-        if let Err(e) = self.run_groups(&mut slots, base, &mut out_bufs, &mut pool, update) {
+        if let Err(e) = self.run_groups(&mut slots, base, &mut out_bufs, &mut pool, update, times) {
             // Hand back the inputs moved in, whether or not their update ran.
             for (gi, leaf) in self.in_place.iter().enumerate() {
                 let Some(leaf) = leaf else { continue };
@@ -524,7 +536,7 @@ impl Executable {
 
     /// Runs the groups in order, filling `slots`. With several threads, each window of
     /// consecutive independent steps ([`Executable::windows`]) runs at the same time, one step
-    /// a thread.
+    /// a thread. With `times`, every group runs alone on this thread and is timed.
     fn run_groups<'a>(
         &self,
         slots: &mut [Slot<'a>],
@@ -532,9 +544,19 @@ impl Executable {
         out_bufs: &mut [Option<Value>],
         pool: &mut [Option<Value>],
         update: bool,
+        mut times: Option<&mut [std::time::Duration]>,
     ) -> Result<(), InterpError> {
         let mut gi = 0;
         while gi < self.groups.len() {
+            if let Some(times) = times.as_deref_mut() {
+                let start = std::time::Instant::now();
+                if let Some(out) = self.place(gi, slots, base, out_bufs, pool, update)? {
+                    self.compute(gi, slots, base, out, None, update)?;
+                }
+                times[gi] = start.elapsed();
+                gi += 1;
+                continue;
+            }
             let mut end = match &self.workers {
                 Some(_) => self.windows[gi].max(gi + 1),
                 None => gi + 1,

@@ -17,9 +17,19 @@ pub struct Data {
     pub constant: Option<Literal>,
 }
 
-/// The analysis.
-#[derive(Clone, Debug, Default)]
-pub struct TypeAnalysis;
+/// The analysis. It also carries the cost model extraction prices nodes with.
+#[derive(Clone, Debug)]
+pub struct TypeAnalysis {
+    /// The model extraction prices e-nodes with.
+    pub cost: crate::cost_model::CostModel,
+}
+
+impl Default for TypeAnalysis {
+    /// The analysis with the cost model in use ([`crate::cost_model::CostModel::current`]).
+    fn default() -> Self {
+        TypeAnalysis { cost: crate::cost_model::CostModel::current().clone() }
+    }
+}
 
 /// The type of `enode` from its children's types. Rules only add well-typed nodes (checked
 /// before adding), so this cannot fail for nodes in the e-graph.

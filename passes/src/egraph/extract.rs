@@ -18,7 +18,7 @@ pub type Choice = HashMap<Id, ENode>;
 
 fn cost_of(eg: &EGraph, class: Id, n: &ENode) -> f64 {
     let tys: Vec<&kiln_ir::TensorType> = n.args.iter().map(|a| &eg[*a].data.ty).collect();
-    node_cost(&n.op, &eg[class].data.ty, &tys)
+    node_cost(&eg.analysis.cost, &n.op, &eg[class].data.ty, &tys)
 }
 
 /// Tree-cost extraction.

@@ -38,6 +38,9 @@ pub struct EgraphConfig {
     pub match_limit: usize,
     /// Use the DAG-cost extractor (true) or the tree-cost one.
     pub dag_extraction: bool,
+    /// The model extraction prices nodes with (by default the one in use,
+    /// [`crate::cost_model::CostModel::current`]).
+    pub cost_model: crate::cost_model::CostModel,
 }
 
 impl Default for EgraphConfig {
@@ -48,6 +51,7 @@ impl Default for EgraphConfig {
             time_limit: Duration::from_millis(2000),
             match_limit: 5_000,
             dag_extraction: true,
+            cost_model: crate::cost_model::CostModel::current().clone(),
         }
     }
 }
@@ -89,7 +93,7 @@ pub struct EgraphReport {
     pub stages: Vec<StageReport>,
     /// How many unions each rule caused.
     pub fired: BTreeMap<&'static str, usize>,
-    /// DAG cost of the input graph.
+    /// DAG cost of the input graph (predicted nanoseconds, every node once).
     pub cost_before: f64,
     /// DAG cost of the output graph.
     pub cost_after: f64,
@@ -110,7 +114,7 @@ impl fmt::Display for EgraphReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "; egraph: {} -> {} nodes, cost {:.4e} -> {:.4e}{}, {:.1} ms",
+            "; egraph: {} -> {} nodes, predicted cost {:.4e} -> {:.4e} ns{}, {:.1} ms",
             self.nodes_before,
             self.nodes_after,
             self.cost_before,
@@ -234,15 +238,20 @@ fn run_stages(eg: &mut EGraph, stages: &[Plan], config: &EgraphConfig, start: In
     }
 }
 
-/// The DAG cost of the live part of a graph: every node once.
+/// The DAG cost of the live part of a graph, every node once, under the cost model in use.
 pub fn graph_cost(graph: &Graph) -> f64 {
+    graph_cost_with(crate::cost_model::CostModel::current(), graph)
+}
+
+/// The DAG cost of the live part of a graph, every node once, under `model`.
+pub fn graph_cost_with(model: &crate::cost_model::CostModel, graph: &Graph) -> f64 {
     let live = graph.live_mask();
     graph
         .nodes()
         .filter(|(id, _)| live[id.index()])
         .map(|(_, n)| {
             let tys: Vec<&kiln_ir::TensorType> = n.args.iter().map(|a| graph.ty(*a)).collect();
-            cost::node_cost(&n.op, &n.ty, &tys)
+            cost::node_cost(model, &n.op, &n.ty, &tys)
         })
         .sum()
 }
@@ -330,10 +339,11 @@ pub fn optimize_with_rules(
 
 fn run(graph: &Graph, stages: &[Plan], config: &EgraphConfig) -> Result<(Graph, EgraphReport), GraphError> {
     let start = Instant::now();
-    let mut report = EgraphReport { cost_before: graph_cost(graph), ..EgraphReport::default() };
+    let mut report =
+        EgraphReport { cost_before: graph_cost_with(&config.cost_model, graph), ..EgraphReport::default() };
     let live = graph.live_mask();
     report.nodes_before = live.iter().filter(|l| **l).count();
-    let mut eg = EGraph::new(TypeAnalysis);
+    let mut eg = EGraph::new(TypeAnalysis { cost: config.cost_model.clone() });
     let ids = lang::add_graph(&mut eg, graph);
     eg.rebuild();
     run_stages(&mut eg, stages, config, start, &mut report);
@@ -346,13 +356,13 @@ fn run(graph: &Graph, stages: &[Plan], config: &EgraphConfig) -> Result<(Graph, 
     };
     let candidate = rebuild(&eg, &choice, graph, &outputs)?;
     let result = match candidate {
-        Some(g) if graph_cost(&g) <= report.cost_before => g,
+        Some(g) if graph_cost_with(&config.cost_model, &g) <= report.cost_before => g,
         _ => {
             report.kept_input = true;
             graph.clone()
         }
     };
-    report.cost_after = graph_cost(&result);
+    report.cost_after = graph_cost_with(&config.cost_model, &result);
     report.nodes_after = result.live_mask().iter().filter(|l| **l).count();
     report.extraction = extraction.elapsed();
     report.elapsed = start.elapsed();
