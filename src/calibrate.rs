@@ -309,7 +309,7 @@ fn probe_feeds(graph: &kiln_ir::Graph) -> HashMap<String, Value> {
         .map(|(i, (_, n))| {
             let name = n.op.leaf_name().unwrap_or_default().to_string();
             let v = if n.ty.dtype.is_float() {
-                kiln_ir::init::materialize(range.clone(), &n.ty, &name, i as u64)
+                kiln_ir::init::materialize(range, &n.ty, &name, i as u64)
             } else {
                 Value::splat(&n.ty, 0.0)
             };
@@ -414,11 +414,12 @@ fn weighted_least_squares(rows: &[(&Features, f64)], active: &[usize]) -> Vec<f6
         if p.abs() < 1e-300 {
             continue;
         }
-        for r in 0..k {
+        let pivot_row = a[col].clone();
+        for (r, row) in a.iter_mut().enumerate() {
             if r != col {
-                let factor = a[r][col] / p;
-                for c in col..=k {
-                    a[r][c] -= factor * a[col][c];
+                let factor = row[col] / p;
+                for (x, y) in row.iter_mut().zip(&pivot_row).skip(col) {
+                    *x -= factor * y;
                 }
             }
         }

@@ -77,8 +77,8 @@ fn the_fit_recovers_a_known_model_deterministically() {
         let got = m.row(Family::Kernel)[j];
         assert!((got - want).abs() <= 1e-6 * want, "kernel feature {j}: {got} vs {want}");
     }
-    for j in 0..3 {
-        let (got, want) = (m.row(Family::Gemm)[j], truth[1][j]);
+    for (j, want) in truth[1].iter().take(3).enumerate() {
+        let (got, want) = (m.row(Family::Gemm)[j], *want);
         assert!((got - want).abs() <= 1e-6 * want, "gemm feature {j}: {got} vs {want}");
     }
     assert_eq!(m.row(Family::Conv), start.row(Family::Conv), "no conv samples: the start stays");
