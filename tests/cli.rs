@@ -798,3 +798,37 @@ fn building_a_library_too_large_for_this_machine_warns() {
     let e = stderr(&o);
     assert!(e.contains("warning: a call needs 2384.") && e.contains("GiB available"), "{e}");
 }
+
+/// `kiln calibrate -o FILE` writes a model that reads back (and that `KILN_COST_MODEL=FILE`
+/// makes the model in use); `kiln profile` prints a row per step, the summary and the misses.
+#[test]
+fn calibrate_writes_a_model_and_profile_compares_it() {
+    let dir = scratch("calibrate");
+    let file = dir.join("model.txt");
+    let o = kiln(&["calibrate", "--runs", "1", "-o", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let model = kiln::passes::cost_model::CostModel::from_text(&text, "test").unwrap();
+    assert!(model.row(kiln::passes::cost_model::Family::Gemm)[2] > 0.0, "{text}");
+    assert!(stdout(&o).contains("rank correlation"), "{}", stdout(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["profile", "mnist_mlp", "--train-step", "--batch", "4", "--runs", "1"])
+        .env("KILN_COST_MODEL", &file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("(cost model: {})", file.display())), "{out}");
+    assert!(out.contains("rank correlation") && out.contains("largest misses:"), "{out}");
+    assert!(out.lines().any(|l| l.contains(" gemm ")), "{out}");
+    // A malformed model is a warning naming the line; the built-in model is used.
+    std::fs::write(&file, "gemm.mac fast\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["profile", "mnist_mlp", "--batch", "4", "--runs", "1", "--summary"])
+        .env("KILN_COST_MODEL", &file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cost model line 1: `fast` is not a number"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("(cost model: builtin)"), "{}", stdout(&o));
+}

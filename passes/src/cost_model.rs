@@ -255,16 +255,26 @@ pub fn group_features(graph: &Graph, group: &Group) -> Features {
         return Features::zero(Family::Copy);
     }
     let members: HashSet<NodeId> = group.members.iter().copied().collect();
-    // Bytes read: each operand from outside the group once; bytes written: the root.
-    let mut outside: Vec<NodeId> = Vec::new();
+    // Bytes read: each operand from outside the group once (only the part a slice of it
+    // reads, when slices are all that read it); bytes written: the root.
+    let mut outside: Vec<(NodeId, usize)> = Vec::new();
     for m in &group.members {
-        for a in &graph.node(*m).args {
-            if !members.contains(a) && !outside.contains(a) {
-                outside.push(*a);
+        let node = graph.node(*m);
+        for a in &node.args {
+            if members.contains(a) {
+                continue;
+            }
+            let reads = match node.op {
+                Op::Slice { .. } => node.ty.size_bytes(),
+                _ => graph.ty(*a).size_bytes(),
+            };
+            match outside.iter_mut().find(|(b, _)| b == a) {
+                Some((_, bytes)) => *bytes = (*bytes + reads).min(graph.ty(*a).size_bytes()),
+                None => outside.push((*a, reads)),
             }
         }
     }
-    let read: usize = outside.iter().map(|a| graph.ty(*a).size_bytes()).sum();
+    let read: usize = outside.iter().map(|(_, bytes)| bytes).sum();
     let bytes = (read + graph.ty(root).size_bytes()) as f64;
     let mut f = match group.kind {
         GroupKind::Contraction => {
