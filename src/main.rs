@@ -886,6 +886,23 @@ fn dump_kernels(
             plan.peak_bytes,
             plan.naive_bytes
         );
+        if stage == Stage::Kernels {
+            // Values read by several kernels: recomputed in each, or stored, by predicted cost.
+            let (_, choices) = kiln::passes::fuse::partition_with_choices(exe.graph(), kiln::Fusion::Fused);
+            for c in &choices {
+                let node = exe.graph().node(c.node);
+                outln!(
+                    "; %{} = {} {}: read by {} kernels; {} (predicted {:.2} µs recomputed, {:.2} µs stored)",
+                    c.node.index(),
+                    node.op.name(),
+                    node.ty,
+                    c.readers,
+                    if c.recomputed { "recomputed in each" } else { "stored" },
+                    c.recompute_ns / 1e3,
+                    c.store_ns / 1e3
+                );
+            }
+        }
         for (group, kernel) in exe.groups() {
             match (kernel, stage) {
                 (Some(k), Stage::Clif) => outln!("; kernel @{}\n{}", k.kernel.name, k.clif),

@@ -3,8 +3,16 @@
 //! Chains of elementwise ops of one shape become one group, with broadcasts of materialized
 //! tensors folded into how the group reads them; a `reduce_sum`/`reduce_max` roots a group
 //! that computes its operand's chain and reduces it in the same loop nest. A node joins its consumers'
-//! group only when every consumer is in that one group (so nothing is computed twice) and it
-//! is not a graph output; everything else roots a group of its own. A floating-point
+//! group when every consumer is in that one group and it is not a graph output. A cheap
+//! producer read by several kernels is **recomputed** inside each of them instead of stored,
+//! when the measured cost model ([`crate::cost_model`]) predicts that recomputing it (its
+//! arithmetic, and its operands read by each kernel) costs less than storing it (one write and
+//! a read per kernel); only exactly rounded ops are recomputed (no transcendental, whose inline
+//! approximation could round differently), and never into a kernel with a `reduce_max` (a
+//! multiply-add contracted in one kernel and not in another differs by a rounding: a softmax's
+//! shift must see the bits its exponent sees). Results change by rounding at most. The decisions,
+//! with both predictions, come back from [`partition_with_choices`]. Everything else roots a
+//! group of its own. A floating-point
 //! `matmul` roots a contraction group that absorbs the transposes of its operands (they
 //! become strides of the GEMM call); convolutions are contraction groups of their own. Data
 //! movement stays in single-node groups for the reference implementations. [`Mode::Unfused`] puts every node in
@@ -124,10 +132,83 @@ fn space(graph: &Graph, root: NodeId) -> &[usize] {
     }
 }
 
+/// A fusion choice about a value read by several kernels: recompute it in each, or store it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recompute {
+    /// The value.
+    pub node: NodeId,
+    /// How many kernels read it.
+    pub readers: usize,
+    /// Predicted nanoseconds of recomputing it in every reader.
+    pub recompute_ns: f64,
+    /// Predicted nanoseconds of storing it once and reading it in every reader.
+    pub store_ns: f64,
+    /// What was chosen (recomputing only when it is predicted cheaper and allowed).
+    pub recomputed: bool,
+}
+
 /// Partitions the live nodes of `graph` into groups, in an order that respects dependencies
 /// (increasing root id). Leaves are not grouped: callers supply them. Constants read only by
-/// kernels belong to no group: kernels inline them.
+/// kernels belong to no group: kernels inline them. A recomputed producer is a member of every
+/// group that reads it (never a root).
 pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
+    partition_with_choices(graph, mode).0
+}
+
+/// True if `id` may be recomputed in several kernels: exactly rounded float arithmetic over
+/// float operands, or a strided read of a materialized operand. (A mask — a comparison, or a
+/// cast or select of one — stays stored: kernels that compute booleans store them slowly.)
+fn recomputable(graph: &Graph, id: NodeId) -> bool {
+    let node = graph.node(id);
+    let float = node.ty.dtype.is_float() && node.args.iter().all(|a| graph.ty(*a).dtype.is_float());
+    float
+        && match &node.op {
+            Op::Broadcast { .. } | Op::Slice { .. } | Op::Permute { .. } | Op::Const { .. } => true,
+            op => {
+                crate::cost_model::arithmetic(op).is_some_and(|a| a.transcendental == 0.0)
+                    && !matches!(op, Op::Reduce { .. })
+            }
+        }
+}
+
+/// The predicted cost of recomputing `id` in each of `readers` (groups, by their members so
+/// far) against storing it once and reading it in each: the model's kernel coefficients for
+/// its arithmetic and for the bytes of its operands that a reader does not read already.
+/// Storing a value computed from a GEMM product read by nothing else costs no kernel of its
+/// own (it becomes the GEMM's epilogue, and the product is never stored); recomputing it
+/// stores the product instead.
+fn recompute_costs(graph: &Graph, id: NodeId, readers: &[&Group], users: &[Vec<NodeId>]) -> (f64, f64) {
+    let model = crate::cost_model::CostModel::current();
+    let kernel = model.row(crate::cost_model::Family::Kernel);
+    let node = graph.node(id);
+    // A transpose's operand is read through strides, at the strided price too.
+    let byte = kernel[1] + if matches!(node.op, Op::Permute { .. }) { kernel[5] } else { 0.0 };
+    let n = node.ty.numel() as f64;
+    let arithmetic = crate::cost_model::arithmetic(&node.op).unwrap_or_default();
+    let mut recompute = 0.0;
+    for g in readers {
+        recompute += model.arithmetic_ns(arithmetic) * n;
+        for a in &node.args {
+            let read_already = g.members.contains(a) || g.members.iter().any(|m| graph.node(*m).args.contains(a));
+            if !read_already && !matches!(graph.node(*a).op, Op::Const { .. }) {
+                recompute += byte * graph.ty(*a).size_bytes() as f64;
+            }
+        }
+    }
+    let bytes = node.ty.size_bytes() as f64;
+    let mut store = kernel[0] + kernel[1] * bytes * (1 + readers.len()) as f64;
+    for a in &node.args {
+        if is_gemm(graph, *a) && users[a.index()].iter().all(|u| *u == id) {
+            store -= kernel[0];
+            recompute += kernel[1] * graph.ty(*a).size_bytes() as f64;
+        }
+    }
+    (recompute, store)
+}
+
+/// [`partition`], with the recompute-or-store choice made for every elementwise value read by
+/// several kernels.
+pub fn partition_with_choices(graph: &Graph, mode: Mode) -> (Vec<Group>, Vec<Recompute>) {
     let live = graph.live_mask();
     let n = graph.len();
     let mut users: Vec<Vec<NodeId>> = vec![Vec::new(); n];
@@ -142,9 +223,16 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
     for o in graph.outputs() {
         is_output[o.value.index()] = true;
     }
-    // Group index of every grouped node, assigned from the outputs backwards.
-    let mut group_of: Vec<Option<usize>> = vec![None; n];
+    // Groups of every grouped node (one, or several for a recomputed producer), assigned from
+    // the outputs backwards.
+    let mut groups_of: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut groups: Vec<Group> = Vec::new();
+    let mut choices: Vec<Recompute> = Vec::new();
+    // The one group of a node, if it is in exactly one.
+    let single = |groups_of: &[Vec<usize>], u: NodeId| match groups_of[u.index()].as_slice() {
+        [g] => Some(*g),
+        _ => None,
+    };
     for i in (0..n).rev() {
         let id = NodeId::from_index(i);
         let node = graph.node(id);
@@ -160,7 +248,8 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
             && !is_output[i]
             && users[i].iter().all(|u| {
                 !reads_materialized(&graph.node(*u).op)
-                    && group_of[u.index()].is_some_and(|g| groups[g].kind == GroupKind::Elementwise)
+                    && !groups_of[u.index()].is_empty()
+                    && groups_of[u.index()].iter().all(|g| groups[*g].kind == GroupKind::Elementwise)
             });
         if inlined_const {
             continue;
@@ -168,50 +257,72 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
         // A transpose read only by the GEMMs of one contraction group is folded into it.
         let folded = (mode == Mode::Fused && !is_output[i] && transpose_of(graph, id).is_some())
             .then(|| {
-                let first = users[i].first().and_then(|u| group_of[u.index()])?;
-                let all = users[i].iter().all(|u| is_gemm(graph, *u) && group_of[u.index()] == Some(first));
+                let first = users[i].first().and_then(|u| single(&groups_of, *u))?;
+                let all = users[i].iter().all(|u| is_gemm(graph, *u) && single(&groups_of, *u) == Some(first));
                 (all && groups[first].kind == GroupKind::Contraction).then_some(first)
             })
             .flatten();
-        let joined = if folded.is_some() {
-            folded
+        let joined: Vec<usize> = if let Some(g) = folded {
+            vec![g]
         } else if mode == Mode::Fused && elementwise && !is_output[i] {
-            let gs: Vec<Option<usize>> = users[i].iter().map(|u| group_of[u.index()]).collect();
-            let first = gs.first().copied().flatten();
-            let one_group = first.is_some() && gs.iter().all(|g| *g == first);
             let consumers_fuse = users[i].iter().all(|u| {
                 // A broadcast reads its operand from memory, so its operand is materialized;
                 // a reduction consumes its operand inside its own kernel.
                 let un = &graph.node(*u).op;
                 !reads_materialized(un) && (is_elementwise(graph, *u) || matches!(un, Op::Reduce { .. }))
             });
-            match first {
-                Some(g) if one_group && consumers_fuse && groups[g].kind == GroupKind::Elementwise => {
-                    (space(graph, groups[g].root()) == node.ty.dims()).then_some(g)
+            // Every group reading the node, when each reads it elementwise over its shape.
+            let mut readers: Vec<usize> = Vec::new();
+            for u in &users[i] {
+                for g in &groups_of[u.index()] {
+                    if !readers.contains(g) {
+                        readers.push(*g);
+                    }
                 }
-                _ => None,
+            }
+            let fits = consumers_fuse
+                && !readers.is_empty()
+                && users[i].iter().all(|u| !groups_of[u.index()].is_empty())
+                && readers.iter().all(|g| {
+                    groups[*g].kind == GroupKind::Elementwise && space(graph, groups[*g].root()) == node.ty.dims()
+                });
+            if !fits {
+                vec![]
+            } else if readers.len() == 1 {
+                readers
+            } else {
+                let reading: Vec<&Group> = readers.iter().map(|g| &groups[*g]).collect();
+                let (recompute_ns, store_ns) = recompute_costs(graph, id, &reading, &users);
+                // Never into both a `reduce_max` and another kernel: where a multiply-add is
+                // contracted in one kernel and not in the other, the two would see values a
+                // rounding apart, and a softmax's shifted exponent could pass zero.
+                let feeds_max = reading.iter().any(|g| {
+                    g.members.iter().any(|m| matches!(graph.node(*m).op, Op::Reduce { op: kiln_ir::ReduceOp::Max, .. }))
+                });
+                let recomputed = recomputable(graph, id) && !feeds_max && recompute_ns < store_ns;
+                choices.push(Recompute { node: id, readers: readers.len(), recompute_ns, store_ns, recomputed });
+                if recomputed { readers } else { vec![] }
             }
         } else {
-            None
+            vec![]
         };
-        match joined {
-            Some(g) => {
-                groups[g].members.push(id);
-                group_of[i] = Some(g);
+        if joined.is_empty() {
+            let kind = if elementwise || (reduction && mode == Mode::Fused) {
+                GroupKind::Elementwise
+            } else if is_contraction(graph, id) {
+                GroupKind::Contraction
+            } else if matches!(node.op, Op::Pad { .. } | Op::Concat { .. }) {
+                GroupKind::Movement
+            } else {
+                GroupKind::Op
+            };
+            groups.push(Group { members: vec![id], kind });
+            groups_of[i] = vec![groups.len() - 1];
+        } else {
+            for g in &joined {
+                groups[*g].members.push(id);
             }
-            None => {
-                let kind = if elementwise || (reduction && mode == Mode::Fused) {
-                    GroupKind::Elementwise
-                } else if is_contraction(graph, id) {
-                    GroupKind::Contraction
-                } else if matches!(node.op, Op::Pad { .. } | Op::Concat { .. }) {
-                    GroupKind::Movement
-                } else {
-                    GroupKind::Op
-                };
-                groups.push(Group { members: vec![id], kind });
-                group_of[i] = Some(groups.len() - 1);
-            }
+            groups_of[i] = joined;
         }
     }
     for g in &mut groups {
@@ -221,7 +332,8 @@ pub fn partition(graph: &Graph, mode: Mode) -> Vec<Group> {
     if mode == Mode::Fused {
         fuse_epilogues(graph, &mut groups, &users, &is_output);
     }
-    groups
+    choices.reverse();
+    (groups, choices)
 }
 
 /// The matmul of a contraction group with an epilogue: the group's members up to and
@@ -250,10 +362,14 @@ pub fn contraction_of(graph: &Graph, group: &Group) -> NodeId {
 /// the plan. The merged group takes the epilogue's place in the order (after everything the
 /// epilogue reads).
 fn fuse_epilogues(graph: &Graph, groups: &mut Vec<Group>, users: &[Vec<NodeId>], is_output: &[bool]) {
+    // The group of every node in exactly one (a recomputed node, in several, has none here:
+    // a product it reads must stay a buffer).
     let mut group_of = vec![usize::MAX; graph.len()];
+    let mut seen = vec![false; graph.len()];
     for (gi, g) in groups.iter().enumerate() {
         for m in &g.members {
-            group_of[m.index()] = gi;
+            group_of[m.index()] = if seen[m.index()] { usize::MAX } else { gi };
+            seen[m.index()] = true;
         }
     }
     let mut merged_into: Vec<Option<usize>> = vec![None; groups.len()];

@@ -34,6 +34,10 @@ impl GroupDag {
         for (gi, g) in groups.iter().enumerate() {
             for m in &g.members {
                 for a in &graph.node(*m).args {
+                    // A recomputed producer is a member of every group reading it.
+                    if g.members.contains(a) {
+                        continue;
+                    }
                     for from in [group_of[a.index()], group_of[buffer_of(graph, *a).index()]] {
                         if from != usize::MAX && from != gi {
                             dag.update_edge(NodeIndex::new(from), NodeIndex::new(gi), ());
