@@ -207,6 +207,17 @@ pub fn probes() -> Vec<(String, String)> {
             ),
         ));
     }
+    // Zero pads that place a slice's gradient back into the whole (mostly zeros written).
+    for (r, c) in [(32, 128), (256, 128), (1024, 128)] {
+        let wide = 4 * c;
+        p.push((
+            format!("pad {r}x{c} into {r}x{wide}"),
+            format!(
+                "func @probe(%x: f32[{r},{c}]) -> (z: f32[{r},{wide}]) {{\n  %z = pad %x {{low=[0,{c}], high=[0,{}], value=0.0}} : f32[{r},{wide}]\n  return %z\n}}\n",
+                wide - 2 * c
+            ),
+        ));
+    }
     // Pooling: the largest element of every 2×2 window, over a 6-D view.
     for (b, c, h) in [(8, 16, 8), (32, 32, 15)] {
         let x = format!("f32[{b},{c},{h},2,{h},2]");
