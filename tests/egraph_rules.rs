@@ -288,6 +288,36 @@ fn matmul_chains_reassociate_to_the_cheaper_order() {
     rewrites(&["matmul-assoc-right"], &func(abc, right, "f32[2,8]"), &func(abc, left, "f32[2,8]"));
 }
 
+/// Attention's scaling of the scores moves onto the query (here a quarter of the scores' size,
+/// and half the keys'), in either operand order; onto the right operand when it is the
+/// smaller; a scaling by a non-constant stays.
+#[test]
+fn constant_scalings_move_onto_the_smaller_operand() {
+    let qk = "%q: f32[2,64,32], %k: f32[2,32,128]";
+    let t = "f32[2,64,128]";
+    let start = |c: &str| format!("  %s = matmul %q, %k : {t}\n  %c = const 0.125 : {t}\n  %y = mul {c} : {t}");
+    let goal =
+        "  %c = const 0.125 : f32[2,64,32]\n  %qs = mul %q, %c : f32[2,64,32]\n  %y = matmul %qs, %k : f32[2,64,128]";
+    for order in ["%s, %c", "%c, %s"] {
+        rewrites(&["scale-into-operand"], &func(qk, &start(order), t), &func(qk, goal, t));
+    }
+    // The key is the smaller one here.
+    let ab = "%a: f32[64,64], %b: f32[64,2]";
+    let onto_b = "  %c = const 3.0 : f32[64,2]\n  %bs = mul %b, %c : f32[64,2]\n  %y = matmul %a, %bs : f32[64,2]";
+    let from = "  %p = matmul %a, %b : f32[64,2]\n  %c = const 3.0 : f32[64,2]\n  %y = mul %p, %c : f32[64,2]";
+    rewrites(&["scale-into-operand"], &func(ab, from, "f32[64,2]"), &func(ab, onto_b, "f32[64,2]"));
+    does_not_fire(
+        "scale-into-operand",
+        &func(&format!("{qk}, %w: {t}"), &format!("  %s = matmul %q, %k : {t}\n  %y = mul %s, %w : {t}"), t),
+    );
+    // The product is also read unscaled (Adam's `g·0.1` and `g·g`): scaling an operand would
+    // need a second product.
+    let both = format!(
+        "  %s = matmul %q, %k : {t}\n  %c = const 0.125 : {t}\n  %m = mul %s, %c : {t}\n  %g = mul %s, %s : {t}\n  %y = add %m, %g : {t}"
+    );
+    does_not_fire("scale-into-operand", &func(qk, &both, t));
+}
+
 #[test]
 fn matmuls_sharing_an_operand_merge() {
     let args = "%x: f32[4096,64], %w1: f32[64,8], %w2: f32[64,8]";

@@ -1,13 +1,14 @@
 //! Contractions: reassociate matmul chains (extraction picks the order with fewer flops) and
 //! merge matmuls that share their left operand into one wider matmul, split after
-//! (Tensat's parallel-GEMM merge).
+//! (Tensat's parallel-GEMM merge); move a constant scaling of a product onto the smaller of
+//! its operands.
 
 use std::collections::BTreeMap;
 
 use egg::Id;
-use kiln_ir::Op;
+use kiln_ir::{BinaryOp, Op};
 
-use super::{Finder, Proposal, Rule, nodes_where, ty};
+use super::{Finder, Proposal, Rule, constant, nodes_where, ty};
 use crate::egraph::lang::{EGraph, ENode};
 
 /// The contraction rules.
@@ -27,7 +28,43 @@ pub const RULES: &[Rule] = &[
         reason: "X W1 and X W2 = slices of X [W1 W2]: X is read once, one larger GEMM",
         find: Finder::Global(merge_shared_lhs),
     },
+    Rule {
+        name: "scale-into-operand",
+        reason: "(A B)·c = (A·c) B = A (B·c) for a constant c: scale the smaller tensor (attention's 1/√d on the query instead of the scores; differs by rounding)",
+        find: Finder::Node(scale_into_operand),
+    },
 ];
+
+/// `(A B)·c` (either operand order) becomes `(A·c) B` and `A (B·c)`; extraction keeps whichever
+/// scales fewer elements, or the product's own scaling. Only for a product read by nothing
+/// else: one also read unscaled (Adam's `g` and `g²`) would need a second product.
+fn scale_into_operand(eg: &EGraph, _: Id, n: &ENode) -> Vec<Proposal> {
+    if n.op != Op::Binary(BinaryOp::Mul) {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    for (prod, c) in [(n.args[0], n.args[1]), (n.args[1], n.args[0])] {
+        let Some(v) = constant(eg, c) else { continue };
+        if eg[prod].parents().count() != 1 {
+            continue;
+        }
+        for (a, b) in matmuls(eg, prod) {
+            for (scaled, first) in [(a, true), (b, false)] {
+                let mut p = Proposal::default();
+                let (a, b) = (p.class(a), p.class(b));
+                let k = p.constant(v, ty(eg, scaled).clone());
+                let s = p.node(Op::Binary(BinaryOp::Mul), &[if first { a } else { b }, k]);
+                if first {
+                    p.node(Op::Matmul, &[s, b]);
+                } else {
+                    p.node(Op::Matmul, &[a, s]);
+                }
+                out.push(p);
+            }
+        }
+    }
+    out
+}
 
 fn matmuls(eg: &EGraph, id: Id) -> impl Iterator<Item = (Id, Id)> + '_ {
     nodes_where(eg, id, |m| (m.op == Op::Matmul).then(|| (m.args[0], m.args[1])))
