@@ -413,3 +413,38 @@ fn every_rule_is_documented() {
         assert!(doc.contains(&format!("`{}`", r.name)), "docs/rewrites.md does not list `{}`", r.name);
     }
 }
+
+/// Softmax followed by a hand-written cross-entropy (`−Σ t·log(softmax x)`) becomes the
+/// stable log-softmax form through the default pipeline (`log-softmax`: log(e/s) = a − log s):
+/// with logits 200 apart, the softmax's small probabilities underflow to 0 and the written form
+/// gives ∞ or NaN; the optimized graph gives the finite loss of an f64 reference.
+#[test]
+fn softmax_then_cross_entropy_becomes_the_stable_form() {
+    use kiln::prelude::Builder;
+    let b = Builder::new("ce");
+    let x = b.input("x", DType::F32, [2, 3]);
+    let t = b.input("t", DType::F32, [2, 3]);
+    let p = x.softmax(-1);
+    let loss = -(t * p.log()).sum(&[-1]);
+    b.output("loss", loss);
+    let g = b.finish().unwrap();
+    let (opt, _) = kiln::passes::Pipeline::parse(kiln::passes::DEFAULT_PIPELINE).unwrap().run(&g).unwrap();
+    let text = opt.to_string();
+    assert!(!text.contains(" div "), "the division by the sum should be gone:\n{text}");
+    let logits = [0.0f32, 200.0, -10.0, 1.0, 2.0, 3.0];
+    let targets = [1.0f32, 0.0, 0.0, 0.0, 0.5, 0.5];
+    let feeds: HashMap<String, Value> =
+        [("x".to_string(), f32v(&[2, 3], &logits)), ("t".to_string(), f32v(&[2, 3], &targets))].into_iter().collect();
+    let naive = interp::run(&g, &feeds).unwrap()[0].to_f64_vec();
+    assert!(!naive[0].is_finite(), "the written form should overflow: {naive:?}");
+    let got = kiln::compile(&g, kiln::Fusion::Fused).unwrap().run(&feeds).unwrap()[0].to_f64_vec();
+    let want: Vec<f64> = (0..2)
+        .map(|r| {
+            let row: Vec<f64> = logits[3 * r..3 * r + 3].iter().map(|v| *v as f64).collect();
+            let m = row.iter().cloned().fold(f64::MIN, f64::max);
+            let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            -(0..3).map(|j| targets[3 * r + j] as f64 * (row[j] - lse)).sum::<f64>()
+        })
+        .collect();
+    assert_close(&got, &want, 1e-5);
+}
