@@ -318,6 +318,58 @@ fn constant_scalings_move_onto_the_smaller_operand() {
     does_not_fire("scale-into-operand", &func(qk, &both, t));
 }
 
+/// A recurrent net's input projections written per step, `x_t · W` for every step of `X`
+/// (batch-major `[B, T, D]` and time-major `[T, B, D]`), become one product over the whole
+/// sequence; with one step used, the per-step product stays (the whole would cost more); a
+/// slice of two steps is not a step.
+#[test]
+fn per_step_products_become_one_product_over_the_sequence() {
+    let matmuls =
+        |g: &Graph| g.to_string().lines().filter(|l| l.contains(" = matmul ")).map(str::to_string).collect::<Vec<_>>();
+    let batch_major =
+        |t: usize| (format!("{{start=[0,{t},0], stop=[4,{},16], step=[1,1,1]}}", t + 1), "4,1,16".to_string());
+    let time_major =
+        |t: usize| (format!("{{start=[{t},0,0], stop=[{},4,16], step=[1,1,1]}}", t + 1), "1,4,16".to_string());
+    for (x, slice) in
+        [("f32[4,8,16]", &batch_major as &dyn Fn(usize) -> (String, String)), ("f32[8,4,16]", &time_major)]
+    {
+        let g = build_steps(x, slice, 8);
+        let (out, report) = run_rules(&["sequence-product"], &g);
+        assert!(report.fired.get("sequence-product").copied().unwrap_or(0) > 0, "{report}");
+        assert_eq!(matmuls(&out).len(), 1, "{out}");
+        assert!(matmuls(&out)[0].contains("f32[32,32]"), "{out}");
+        same_meaning(&g, &out);
+        // One step alone keeps its small product.
+        let one = build_steps(x, slice, 1);
+        let (out, _) = run_rules(&["sequence-product"], &one);
+        assert!(matmuls(&out).iter().all(|m| m.contains("f32[4,32]")), "{out}");
+    }
+    let two = func(
+        "%x: f32[4,8,16], %w: f32[16,32]",
+        "  %s = slice %x {start=[0,0,0], stop=[4,2,16], step=[1,1,1]} : f32[4,2,16]\n  %r = reshape %s : f32[8,16]\n  %y = matmul %r, %w : f32[8,32]",
+        "f32[8,32]",
+    );
+    does_not_fire("sequence-product", &two);
+}
+
+/// Per-step products `reshape(slice(x, t)) · w` of `count` steps, summed.
+fn build_steps(x: &str, slice: &dyn Fn(usize) -> (String, String), count: usize) -> Graph {
+    let mut body = String::new();
+    for t in 0..count {
+        let (attrs, dims) = slice(t);
+        body += &format!(
+            "  %s{t} = slice %x {attrs} : f32[{dims}]\n  %r{t} = reshape %s{t} : f32[4,16]\n  %p{t} = matmul %r{t}, %w : f32[4,32]\n"
+        );
+        body += &if t == 0 {
+            "  %y0 = neg %p0 : f32[4,32]\n".to_string()
+        } else {
+            format!("  %y{t} = add %y{}, %p{t} : f32[4,32]\n", t - 1)
+        };
+    }
+    body += &format!("  %y = neg %y{} : f32[4,32]", count - 1);
+    func(&format!("%x: {x}, %w: f32[16,32]"), &body, "f32[4,32]")
+}
+
 #[test]
 fn matmuls_sharing_an_operand_merge() {
     let args = "%x: f32[4096,64], %w1: f32[64,8], %w2: f32[64,8]";

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use egg::Id;
-use kiln_ir::{BinaryOp, Op};
+use kiln_ir::{BinaryOp, Op, TensorType};
 
 use super::{Finder, Proposal, Rule, constant, nodes_where, ty};
 use crate::egraph::lang::{EGraph, ENode};
@@ -27,6 +27,11 @@ pub const RULES: &[Rule] = &[
         name: "merge-shared-lhs",
         reason: "X W1 and X W2 = slices of X [W1 W2]: X is read once, one larger GEMM",
         find: Finder::Global(merge_shared_lhs),
+    },
+    Rule {
+        name: "sequence-product",
+        reason: "the product of one step of a sequence with a weight is that step of the whole sequence's product: T per-step products of a recurrent net's inputs become one GEMM",
+        find: Finder::Node(sequence_product),
     },
     Rule {
         name: "scale-into-operand",
@@ -139,4 +144,57 @@ fn merge_shared_lhs(eg: &EGraph) -> Vec<(Id, Proposal)> {
         }
     }
     out
+}
+
+/// `reshape(slice(X)) · W`, where `X` is a sequence `[d0, d1, D]` and the slice takes one index
+/// of axis 0 or 1 and all of the others, becomes that step's rows of the whole sequence's
+/// product `P = reshape(X, [d0·d1, D]) · W`: a slice of `P` (contiguous rows for axis 0, every
+/// d1-th row for axis 1). Every step's proposal reads the one `P` directly (hash-consing), so
+/// extraction's joint moves pay it once when it is cheaper than the per-step products, and
+/// keep those when only a few steps are used.
+fn sequence_product(eg: &EGraph, id: Id, n: &ENode) -> Vec<Proposal> {
+    if n.op != Op::Matmul {
+        return vec![];
+    }
+    let (a, w) = (n.args[0], n.args[1]);
+    let (wt, out) = (ty(eg, w).clone(), ty(eg, id).clone());
+    if wt.rank() != 2 || out.rank() != 2 {
+        return vec![];
+    }
+    let h = wt.dims()[1];
+    let mut proposals = Vec::new();
+    for s in nodes_where(eg, a, |m| (m.op == Op::Reshape).then(|| m.args[0])) {
+        let slices = nodes_where(eg, s, |m| match &m.op {
+            Op::Slice { start, stop, step } => Some((m.args[0], start.clone(), stop.clone(), step.clone())),
+            _ => None,
+        });
+        for (x, start, stop, step) in slices {
+            let xt = ty(eg, x);
+            let d = xt.dims();
+            if d.len() != 3 || d[2] != wt.dims()[0] || step.iter().any(|s| *s != 1) || start[2] != 0 || stop[2] != d[2]
+            {
+                continue;
+            }
+            let one_step = match (stop[0] - start[0], stop[1] - start[1]) {
+                (1, n1) => n1 == d[1] && d[0] > 1 && out.dims()[0] == d[1],
+                (n0, 1) => n0 == d[0] && d[1] > 1 && out.dims()[0] == d[0],
+                _ => false,
+            };
+            if !one_step {
+                continue;
+            }
+            let mut p = Proposal::default();
+            let (xc, wc) = (p.class(x), p.class(w));
+            let rows = p.typed(Op::Reshape, &[xc], TensorType::new(xt.dtype, vec![d[0] * d[1], d[2]]));
+            let whole = p.node(Op::Matmul, &[rows, wc]);
+            let (first, last, every) = if stop[0] - start[0] == 1 {
+                (start[0] * d[1], (start[0] + 1) * d[1], 1)
+            } else {
+                (start[1], d[0] * d[1], d[1])
+            };
+            p.node(Op::Slice { start: vec![first, 0], stop: vec![last, h], step: vec![every, 1] }, &[whole]);
+            proposals.push(p);
+        }
+    }
+    proposals
 }
