@@ -58,7 +58,8 @@ impl Family {
     pub fn feature_names(self) -> &'static [&'static str] {
         match self {
             Family::Kernel => &["step", "byte", "simple", "divide", "transcendental", "strided", "spill"],
-            Family::Gemm | Family::Conv => &["step", "byte", "mac"],
+            Family::Gemm => &["step", "byte", "mac"],
+            Family::Conv => &["step", "byte", "mac", "column"],
             Family::Copy => &["step", "byte", "spill"],
             Family::Reference => &["step", "byte"],
         }
@@ -165,8 +166,19 @@ pub fn matmul_macs(out: &TensorType, lhs: &TensorType) -> f64 {
 
 /// Multiply-adds of a convolution (or one of its gradients), whichever tensor it produces.
 pub fn conv_macs(op: &Op, out: &TensorType, args: &[&TensorType]) -> f64 {
+    conv_work(op, out, args).0
+}
+
+/// Bytes of the im2col columns a convolution (or one of its gradients) writes and reads: one
+/// row of taps per output pixel of every image.
+pub fn conv_column_bytes(op: &Op, out: &TensorType, args: &[&TensorType]) -> f64 {
+    conv_work(op, out, args).1
+}
+
+/// A convolution's multiply-adds and column bytes.
+fn conv_work(op: &Op, out: &TensorType, args: &[&TensorType]) -> (f64, f64) {
     use kiln_ir::ConvKind;
-    let Some((kind, _)) = op.conv() else { return 0.0 };
+    let Some((kind, _)) = op.conv() else { return (0.0, 0.0) };
     let (x, w, y) = match kind {
         ConvKind::Forward => (args[0], args[1], out),
         ConvKind::GradInput => (out, args[1], args[0]),
@@ -175,7 +187,12 @@ pub fn conv_macs(op: &Op, out: &TensorType, args: &[&TensorType]) -> f64 {
     let wd = w.dims();
     let taps = (wd[1] * wd[2] * wd[3]) as f64;
     let yd = y.dims();
-    (x.dims()[0] * wd[0]) as f64 * (yd[2] * yd[3]) as f64 * taps
+    let pixels = x.dims()[0] as f64 * (yd[2] * yd[3]) as f64;
+    let groups = match op.conv() {
+        Some((_, attrs)) => attrs.groups.max(1) as f64,
+        None => 1.0,
+    };
+    (pixels * wd[0] as f64 * taps, pixels * taps * groups * x.dtype.size_bytes() as f64)
 }
 
 /// The features of one node computed on its own (a materialized step), given its type and its
@@ -191,6 +208,7 @@ pub fn node_features(op: &Op, out: &TensorType, args: &[&TensorType]) -> Feature
         Op::Conv2d(_) | Op::Conv2dGradInput(_) | Op::Conv2dGradWeight(_) => {
             let mut f = Features::zero(Family::Conv);
             f.add("mac", conv_macs(op, out, args));
+            f.add("column", conv_column_bytes(op, out, args));
             f
         }
         // A transpose runs as a kernel reading its operand through strides.
@@ -390,8 +408,8 @@ impl CostModel {
                 [30.0, 0.022, 0.018, 0.1, 0.9, 0.06, 0.035],
                 // gemm: step, byte, mac
                 [400.0, 0.022, 0.0135, 0.0, 0.0, 0.0, 0.0],
-                // conv: step, byte, mac
-                [0.0, 0.12, 0.028, 0.0, 0.0, 0.0, 0.0],
+                // conv: step, byte, mac, column
+                [0.0, 0.022, 0.018, 0.043, 0.0, 0.0, 0.0],
                 // copy: step, byte, spill
                 [0.0, 0.03, 0.043, 0.0, 0.0, 0.0, 0.0],
                 // reference: step, byte
