@@ -19,6 +19,23 @@ struct Cli {
     command: Command,
 }
 
+/// The graph `kiln bench` and `kiln profile` run: a zoo model's forward graph or training step
+/// at a batch size, or a `.kir` function.
+#[derive(clap::Args)]
+struct GraphArgs {
+    /// A zoo model name or a `.kir` file (its first function).
+    target: String,
+    /// The training step (zoo models) instead of the forward graph.
+    #[arg(long)]
+    train_step: bool,
+    /// Optimizer of the training step.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
+    optimizer: OptimizerArg,
+    /// Batch size for zoo models.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// List the model zoo with parameter counts.
@@ -91,17 +108,8 @@ enum Command {
     },
     /// Time a model (forward or training step) or a `.kir` function on the JIT.
     Bench {
-        /// A zoo model name or a `.kir` file (its first function).
-        target: String,
-        /// Time the training step (zoo models) instead of the forward graph.
-        #[arg(long)]
-        train_step: bool,
-        /// Optimizer of the training step.
-        #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
-        optimizer: OptimizerArg,
-        /// Batch size for zoo models.
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
+        #[command(flatten)]
+        graph: GraphArgs,
         /// One kernel per op instead of fused kernels (the baseline).
         #[arg(long)]
         unfused: bool,
@@ -140,17 +148,8 @@ enum Command {
     /// Time every step of a graph on one thread against the cost model's prediction: a table
     /// of steps, then the totals, the rank correlation and the largest misses.
     Profile {
-        /// A zoo model name or a `.kir` file (its first function).
-        target: String,
-        /// Profile the training step (zoo models) instead of the forward graph.
-        #[arg(long)]
-        train_step: bool,
-        /// Optimizer of the training step.
-        #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
-        optimizer: OptimizerArg,
-        /// Batch size for zoo models.
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
+        #[command(flatten)]
+        graph: GraphArgs,
         /// Profiled runs (the median counts), after one warm-up run.
         #[arg(long, default_value_t = 20)]
         runs: usize,
@@ -390,10 +389,18 @@ fn main() -> ExitCode {
             cli_train::predict(&model, &weights, &input, (threads_or_env(threads), device))
         }
         Command::Calibrate { runs, out, verbose } => calibrate(runs.max(1), out.as_deref(), verbose),
-        Command::Profile { target, train_step, optimizer, batch, runs, pipeline, summary } => {
+        Command::Profile { graph: GraphArgs { target, train_step, optimizer, batch }, runs, pipeline, summary } => {
             profile(&target, train_step.then_some(optimizer), batch, runs.max(1), &pipeline, summary)
         }
-        Command::Bench { target, train_step, optimizer, batch, unfused, runs, threads, json, pipeline, device } => {
+        Command::Bench {
+            graph: GraphArgs { target, train_step, optimizer, batch },
+            unfused,
+            runs,
+            threads,
+            json,
+            pipeline,
+            device,
+        } => {
             let threads = threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1);
             let step = train_step.then_some(optimizer);
             bench(&target, step, batch, unfused, runs.max(1), threads, json, &pipeline, device)
