@@ -59,7 +59,7 @@ impl Family {
         match self {
             Family::Kernel => &["step", "byte", "simple", "divide", "transcendental", "strided", "spill"],
             Family::Gemm => &["step", "byte", "mac"],
-            Family::Conv => &["step", "byte", "mac", "column"],
+            Family::Conv => &["step", "byte", "mac", "column", "input_mac", "weight_mac"],
             Family::Copy => &["step", "byte", "spill"],
             Family::Reference => &["step", "byte"],
         }
@@ -207,7 +207,14 @@ pub fn node_features(op: &Op, out: &TensorType, args: &[&TensorType]) -> Feature
         }
         Op::Conv2d(_) | Op::Conv2dGradInput(_) | Op::Conv2dGradWeight(_) => {
             let mut f = Features::zero(Family::Conv);
-            f.add("mac", conv_macs(op, out, args));
+            // Each kind runs its own loops (columns then a GEMM, a GEMM then col2im, a GEMM
+            // over the columns): the gradients' multiply-adds have rates of their own.
+            let mac = match op.conv().map(|(k, _)| k) {
+                Some(kiln_ir::ConvKind::GradInput) => "input_mac",
+                Some(kiln_ir::ConvKind::GradWeight) => "weight_mac",
+                _ => "mac",
+            };
+            f.add(mac, conv_macs(op, out, args));
             f.add("column", conv_column_bytes(op, out, args));
             f
         }
@@ -408,8 +415,8 @@ impl CostModel {
                 [30.0, 0.022, 0.018, 0.1, 0.9, 0.06, 0.035],
                 // gemm: step, byte, mac
                 [400.0, 0.022, 0.0135, 0.0, 0.0, 0.0, 0.0],
-                // conv: step, byte, mac, column
-                [0.0, 0.022, 0.018, 0.043, 0.0, 0.0, 0.0],
+                // conv: step, byte, mac (forward), column, input_mac, weight_mac
+                [0.0, 0.0, 0.033, 0.064, 0.030, 0.013, 0.0],
                 // copy: step, byte, spill
                 [0.0, 0.03, 0.043, 0.0, 0.0, 0.0, 0.0],
                 // reference: step, byte
