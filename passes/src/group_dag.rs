@@ -31,11 +31,17 @@ impl GroupDag {
         for _ in groups {
             dag.add_node(());
         }
+        // `in_group[n] == gi` while group `gi`'s members are visited: linear, where a search of
+        // the members per operand would be quadratic in a long fused chain.
+        let mut in_group = vec![usize::MAX; graph.len()];
         for (gi, g) in groups.iter().enumerate() {
+            for m in &g.members {
+                in_group[m.index()] = gi;
+            }
             for m in &g.members {
                 for a in &graph.node(*m).args {
                     // A recomputed producer is a member of every group reading it.
-                    if g.members.contains(a) {
+                    if in_group[a.index()] == gi {
                         continue;
                     }
                     for from in [group_of[a.index()], group_of[buffer_of(graph, *a).index()]] {
