@@ -896,7 +896,7 @@ fn dump_kernels(
         if stage == Stage::Kernels {
             // Values read by several kernels: recomputed in each, or stored, by predicted cost.
             let (_, choices) = kiln::passes::fuse::partition_with_choices(exe.graph(), kiln::Fusion::Fused);
-            for c in &choices {
+            for c in &choices.recompute {
                 let node = exe.graph().node(c.node);
                 outln!(
                     "; %{} = {} {}: read by {} kernels; {} (predicted {:.2} µs recomputed, {:.2} µs stored)",
@@ -907,6 +907,19 @@ fn dump_kernels(
                     if c.recomputed { "recomputed in each" } else { "stored" },
                     c.recompute_ns / 1e3,
                     c.store_ns / 1e3
+                );
+            }
+            // Kernels merged into a reader, which stores their value beside its own.
+            for m in &choices.merges {
+                let node = exe.graph().node(m.node);
+                outln!(
+                    "; %{} = {} {}: side output of the kernel of %{} (predicted {:.2} µs merged, {:.2} µs apart)",
+                    m.node.index(),
+                    node.op.name(),
+                    node.ty,
+                    m.into.index(),
+                    m.merged_ns / 1e3,
+                    m.apart_ns / 1e3
                 );
             }
         }

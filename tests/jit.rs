@@ -327,7 +327,12 @@ fn kernel_partition_snapshots() {
                 Some(k) if group.kind == kiln::passes::fuse::GroupKind::Contraction => {
                     text.push_str(&format!("contraction {} matmul + epilogue {}\n", members.join(" "), k.kernel.name))
                 }
-                Some(k) => text.push_str(&format!("kernel {} <- {}\n", k.kernel.name, members.join(" "))),
+                Some(k) => {
+                    // A multi-output kernel's side outputs follow what it stores.
+                    let sides: String = group.side_outputs.iter().map(|n| format!(" %{}", n.index())).collect();
+                    let stores = if sides.is_empty() { String::new() } else { format!(" (also stores{sides})") };
+                    text.push_str(&format!("kernel {} <- {}{stores}\n", k.kernel.name, members.join(" ")))
+                }
                 None if group.kind == kiln::passes::fuse::GroupKind::Movement => {
                     let op = exe.graph().node(group.root()).op.name();
                     text.push_str(&format!("movement {} {op}\n", members.join(" ")))

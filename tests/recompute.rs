@@ -55,6 +55,7 @@ fn feeds() -> Vec<(String, Value)> {
 fn cheap_values_are_recomputed_and_transcendentals_stored() {
     let g = graph();
     let (groups, choices) = partition_with_choices(&g, Fusion::Fused);
+    let choices = choices.recompute;
     let name = |c: &kiln::passes::fuse::Recompute| g.node(c.node).op.name();
     let chosen = |op: &str| choices.iter().filter(|c| name(c) == op).map(|c| c.recomputed).collect::<Vec<_>>();
     // `a` is read by two kernels that read `x` already, and cheap: recomputed.

@@ -44,6 +44,19 @@ pub enum Inst {
     Cast(usize),
 }
 
+/// A value of a kernel's body stored beside its result (a multi-output kernel's side output),
+/// at the same position as the result: row-major over the iteration space, which is the
+/// result's shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SideOutput {
+    /// The graph node whose buffer it fills.
+    pub node: NodeId,
+    /// The body instruction whose value is stored.
+    pub value: usize,
+    /// Its element type.
+    pub dtype: DType,
+}
+
 /// A fused kernel: elementwise work over an iteration space, stored elementwise or reduced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kernel {
@@ -62,6 +75,9 @@ pub struct Kernel {
     pub out_strides: Vec<i64>,
     /// The body, with each instruction's result dtype.
     pub body: Vec<(Inst, DType)>,
+    /// Values stored beside the result, at the output's strides (elementwise kernels only).
+    /// A backend receives their buffers after the inputs' ([`Kernel::side_outputs`] in order).
+    pub side_outputs: Vec<SideOutput>,
 }
 
 impl Kernel {
@@ -207,6 +223,12 @@ pub fn contiguous_strides(dims: &[usize]) -> Vec<i64> {
 /// members must read non-members. A `reduce_sum`/`reduce_max` root reduces the value of its
 /// operand (computed by the other members) over the operand's extents.
 pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerError> {
+    lower_stored(graph, members, &[])
+}
+
+/// [`lower_group`] for a multi-output kernel: it also stores the members `side_outputs`
+/// (of the root's shape; the root is no reduction).
+pub fn lower_stored(graph: &Graph, members: &[NodeId], side_outputs: &[NodeId]) -> Result<Kernel, LowerError> {
     let root = *members.last().ok_or(LowerError { node: NodeId::from_index(0), op: "", why: "empty group".into() })?;
     let (space_ty, reduce, members) = match &graph.node(root).op {
         Op::Reduce { op, axes } => {
@@ -229,6 +251,7 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
         reduce: reduce.clone(),
         out_strides: output_strides(graph.ty(root), space_ty.rank(), &reduce),
         body: Vec::new(),
+        side_outputs: Vec::new(),
     };
     let members = &members[..];
     let mut at: std::collections::HashMap<NodeId, usize> = std::collections::HashMap::new();
@@ -333,6 +356,13 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
         let (inst, dt) = kernel.body[r].clone();
         kernel.body.push((inst, dt));
     }
+    for &node in side_outputs {
+        if reduce.is_some() || graph.ty(node).dims() != out.dims() {
+            return Err(fail(node, "a side output must have the shape of an elementwise kernel's result"));
+        }
+        let value = *at.get(&node).ok_or_else(|| fail(node, "a side output must be a member"))?;
+        kernel.side_outputs.push(SideOutput { node, value, dtype: graph.ty(node).dtype });
+    }
     Ok(kernel.collapse().interchange(4).collapse())
 }
 
@@ -388,6 +418,9 @@ impl fmt::Display for Kernel {
             writeln!(f, "    v{j} = {rhs} : {dt}")?;
         }
         let last = self.body.len().saturating_sub(1);
+        for (j, side) in self.side_outputs.iter().enumerate() {
+            writeln!(f, "    store side{j}[i] = v{} ; %{} {}", side.value, side.node.index(), side.dtype)?;
+        }
         match &self.reduce {
             None => writeln!(f, "    store out[i] = v{last}")?,
             Some((op, axes)) => writeln!(

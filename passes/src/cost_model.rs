@@ -289,7 +289,7 @@ pub fn group_features(graph: &Graph, group: &Group) -> Features {
     }
     let members: HashSet<NodeId> = group.members.iter().copied().collect();
     // Bytes read: each operand from outside the group once (only the part a slice of it
-    // reads, when slices are all that read it); bytes written: the root.
+    // reads, when slices are all that read it); bytes written: the root and side outputs.
     let mut outside: Vec<(NodeId, usize)> = Vec::new();
     for m in &group.members {
         let node = graph.node(*m);
@@ -308,7 +308,8 @@ pub fn group_features(graph: &Graph, group: &Group) -> Features {
         }
     }
     let read: usize = outside.iter().map(|(_, bytes)| bytes).sum();
-    let bytes = (read + graph.ty(root).size_bytes()) as f64;
+    let written: usize = group.stored().map(|n| graph.ty(n).size_bytes()).sum();
+    let bytes = (read + written) as f64;
     let mut f = match group.kind {
         GroupKind::Contraction => {
             let core = group

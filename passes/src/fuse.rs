@@ -11,7 +11,8 @@
 //! approximation could round differently), and never into a kernel with a `reduce_max` (a
 //! multiply-add contracted in one kernel and not in another differs by a rounding: a softmax's
 //! shift must see the bits its exponent sees). Results change by rounding at most. The decisions,
-//! with both predictions, come back from [`partition_with_choices`]. Everything else roots a
+//! with both predictions, come back from [`partition_with_choices`]; so do the merges of
+//! kernels into multi-output kernels ([`crate::multi_output`]), made last. Everything else roots a
 //! group of its own. A floating-point
 //! `matmul` roots a contraction group that absorbs the transposes of its operands (they
 //! become strides of the GEMM call); convolutions are contraction groups of their own. Data
@@ -50,19 +51,33 @@ pub enum GroupKind {
     Movement,
 }
 
-/// A set of nodes computed together; only the root is materialized.
+/// A set of nodes computed together; the root is materialized, and so are the side
+/// outputs of a multi-output kernel ([`crate::multi_output`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Group {
     /// Members in arena order; the last is the root.
     pub members: Vec<NodeId>,
     /// How it runs.
     pub kind: GroupKind,
+    /// Members other than the root that the group's kernel also stores (values other groups
+    /// read), in arena order; empty but for merged elementwise kernels.
+    pub side_outputs: Vec<NodeId>,
 }
 
 impl Group {
+    /// A group of `members` (in arena order, ending with the root) storing only its root.
+    pub fn new(members: Vec<NodeId>, kind: GroupKind) -> Group {
+        Group { members, kind, side_outputs: Vec::new() }
+    }
+
     /// The materialized node.
     pub fn root(&self) -> NodeId {
         *self.members.last().expect("groups are never empty")
+    }
+
+    /// Every node the group stores: its root, then its side outputs.
+    pub fn stored(&self) -> impl Iterator<Item = NodeId> + '_ {
+        std::iter::once(self.root()).chain(self.side_outputs.iter().copied())
     }
 }
 
@@ -206,9 +221,18 @@ fn recompute_costs(graph: &Graph, id: NodeId, readers: &[&Group], users: &[Vec<N
     (recompute, store)
 }
 
-/// [`partition`], with the recompute-or-store choice made for every elementwise value read by
-/// several kernels.
-pub fn partition_with_choices(graph: &Graph, mode: Mode) -> (Vec<Group>, Vec<Recompute>) {
+/// The fusion choices of a partition, with the predictions that made them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Choices {
+    /// The recompute-or-store choice for every elementwise value read by several kernels.
+    pub recompute: Vec<Recompute>,
+    /// The kernels merged into a reader as side outputs ([`crate::multi_output`]).
+    pub merges: Vec<crate::multi_output::Merge>,
+}
+
+/// [`partition`], with the choices it made: recompute or store every elementwise value read
+/// by several kernels, and which producers became side outputs of a reader.
+pub fn partition_with_choices(graph: &Graph, mode: Mode) -> (Vec<Group>, Choices) {
     let live = graph.live_mask();
     let n = graph.len();
     let mut users: Vec<Vec<NodeId>> = vec![Vec::new(); n];
@@ -316,7 +340,7 @@ pub fn partition_with_choices(graph: &Graph, mode: Mode) -> (Vec<Group>, Vec<Rec
             } else {
                 GroupKind::Op
             };
-            groups.push(Group { members: vec![id], kind });
+            groups.push(Group::new(vec![id], kind));
             groups_of[i] = vec![groups.len() - 1];
         } else {
             for g in &joined {
@@ -329,11 +353,13 @@ pub fn partition_with_choices(graph: &Graph, mode: Mode) -> (Vec<Group>, Vec<Rec
         g.members.reverse();
     }
     groups.reverse();
+    let mut merges = Vec::new();
     if mode == Mode::Fused {
         fuse_epilogues(graph, &mut groups, &users, &is_output);
+        merges = crate::multi_output::merge(graph, &mut groups, &users, &is_output);
     }
     choices.reverse();
-    (groups, choices)
+    (groups, Choices { recompute: choices, merges })
 }
 
 /// The matmul of a contraction group with an epilogue: the group's members up to and
@@ -406,7 +432,7 @@ fn fuse_epilogues(graph: &Graph, groups: &mut Vec<Group>, users: &[Vec<NodeId>],
             (_, Some(&ci)) => {
                 let mut members = groups[ci].members.clone();
                 members.extend(&g.members);
-                out.push(Group { members, kind: GroupKind::Contraction });
+                out.push(Group::new(members, GroupKind::Contraction));
             }
             _ => out.push(g.clone()),
         }

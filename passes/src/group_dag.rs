@@ -1,5 +1,5 @@
 //! The graph of a partition's groups, as a `petgraph` graph: an edge `a → b` when group `b`
-//! reads group `a`'s result. Fusion asks it whether merging two groups is legal — the merged
+//! reads a result of group `a` (its root or a side output). Fusion asks it whether merging two groups is legal — the merged
 //! group must not both feed and read a third group, which would be a cycle — and checks that
 //! a finished partition has no cycle at all, naming the groups of one if it does.
 
@@ -67,6 +67,16 @@ impl GroupDag {
         !through_third(a, b) && !through_third(b, a)
     }
 
+    /// The groups whose results group `i` reads.
+    pub fn sources(&self, i: usize) -> Vec<usize> {
+        self.graph.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming).map(NodeIndex::index).collect()
+    }
+
+    /// The groups that read group `i`'s results.
+    pub fn readers(&self, i: usize) -> Vec<usize> {
+        self.graph.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Outgoing).map(NodeIndex::index).collect()
+    }
+
     /// The groups of one dependency cycle, in increasing order, if there is one (a partition
     /// whose groups cannot be ordered; fusion never makes one).
     pub fn cycle(&self) -> Option<Vec<usize>> {
@@ -86,7 +96,7 @@ mod tests {
     use crate::fuse::{GroupKind, Mode, partition};
 
     fn group(members: &[usize]) -> Group {
-        Group { members: members.iter().map(|&i| NodeId::from_index(i)).collect(), kind: GroupKind::Op }
+        Group::new(members.iter().map(|&i| NodeId::from_index(i)).collect(), GroupKind::Op)
     }
 
     #[test]

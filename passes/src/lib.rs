@@ -13,6 +13,7 @@ pub mod dce;
 pub mod egraph;
 pub mod fuse;
 pub mod group_dag;
+pub mod multi_output;
 pub mod pipeline;
 pub mod plan;
 mod rebuild;

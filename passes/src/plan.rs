@@ -1,6 +1,7 @@
 //! The memory plan: liveness-based reuse of buffers in one 64-byte-aligned arena.
 //!
-//! Every group root of a partition is a buffer. It is live from the group that writes it to
+//! Every value a group stores (its root, and a multi-output kernel's side outputs) is a
+//! buffer. It is live from the group that writes it to
 //! the last group that reads it (graph outputs stay live to the end; leaves belong to the
 //! caller and are not planned). A `reshape` of a row-major buffer is an alias: it has no
 //! bytes of its own, and its readers keep its source alive. Groups run in order; before each,
@@ -36,7 +37,7 @@ pub struct Placement {
 /// A memory plan for a partitioned graph.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryPlan {
-    /// Every planned buffer, in group order.
+    /// Every planned buffer, in group order (a group's root, then its side outputs).
     pub placements: Vec<Placement>,
     /// Size of the arena: the most bytes live at once (with fragmentation).
     pub peak_bytes: usize,
@@ -63,7 +64,9 @@ pub fn plan(graph: &Graph, groups: &[Group]) -> MemoryPlan {
     let n = graph.len();
     let mut group_of = vec![usize::MAX; n];
     for (gi, g) in groups.iter().enumerate() {
-        group_of[g.root().index()] = gi;
+        for n in g.stored() {
+            group_of[n.index()] = gi;
+        }
     }
     // Last group reading each buffer: a member's operand outside its group is read by it,
     // and reading a reshape reads its source.
@@ -104,33 +107,35 @@ pub fn plan(graph: &Graph, groups: &[Group]) -> MemoryPlan {
             keep
         });
         coalesce(&mut free);
-        let bytes = aligned(graph.ty(root).size_bytes()).max(ALIGN);
-        naive += bytes;
-        let offset = match free.iter().enumerate().filter(|(_, f)| f.1 >= bytes).min_by_key(|(_, f)| f.1) {
-            Some((i, &(off, size))) => {
-                if size == bytes {
-                    free.remove(i);
-                } else {
-                    free[i] = (off + bytes, size - bytes);
+        for node in g.stored() {
+            let bytes = aligned(graph.ty(node).size_bytes()).max(ALIGN);
+            naive += bytes;
+            let offset = match free.iter().enumerate().filter(|(_, f)| f.1 >= bytes).min_by_key(|(_, f)| f.1) {
+                Some((i, &(off, size))) => {
+                    if size == bytes {
+                        free.remove(i);
+                    } else {
+                        free[i] = (off + bytes, size - bytes);
+                    }
+                    off
                 }
-                off
-            }
-            None => {
-                let off = top;
-                top += bytes;
-                off
-            }
-        };
-        offset_of[root.index()] = offset;
-        placements.push(Placement {
-            node: root,
-            offset,
-            bytes,
-            first: gi,
-            last: last[root.index()].max(gi),
-            alias_of: None,
-        });
-        live.push(placements.len() - 1);
+                None => {
+                    let off = top;
+                    top += bytes;
+                    off
+                }
+            };
+            offset_of[node.index()] = offset;
+            placements.push(Placement {
+                node,
+                offset,
+                bytes,
+                first: gi,
+                last: last[node.index()].max(gi),
+                alias_of: None,
+            });
+            live.push(placements.len() - 1);
+        }
     }
     MemoryPlan { placements, peak_bytes: top, naive_bytes: naive }
 }

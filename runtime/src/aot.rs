@@ -333,7 +333,15 @@ fn lower(
             }
             Work::Kernel(kernel) => {
                 buf[root.index()] = Some(out);
-                steps.push(kernel_step(g, &mut object, kernel, &buf, out, name, si)?);
+                let mut kernel_step = kernel_step(g, &mut object, kernel, &buf, out, name, si)?;
+                // A multi-output kernel's side outputs: their buffers after the inputs'.
+                if let Step::Kernel { inputs, .. } = &mut kernel_step {
+                    for (n, b) in &step.side_outs {
+                        buf[n.index()] = Some(place(*b));
+                        inputs.push(place(*b));
+                    }
+                }
+                steps.push(kernel_step);
                 kernels += 1;
             }
             Work::Movement => {

@@ -73,6 +73,8 @@ pub struct Executable {
     /// Per group: the arena offset of its result, for kernels whose result is an
     /// intermediate.
     arena_offset: Vec<Option<usize>>,
+    /// Per group: the side outputs its kernel stores, with their arena offsets.
+    side_outs: Vec<Vec<(NodeId, usize)>>,
     /// Per group: the leaf whose buffer its kernel overwrites with the result (an update
     /// registered with [`Executable::update_in_place`]).
     in_place: Vec<Option<NodeId>>,
@@ -158,7 +160,21 @@ pub fn compile_schedule(schedule: Schedule, options: Options) -> Result<Executab
     for (i, o) in graph.outputs().iter().enumerate() {
         first_output[o.value.index()].get_or_insert(i);
     }
+    // Side outputs are always arena buffers (fusion keeps values that leave the arena apart).
+    let side_outs = steps
+        .iter()
+        .map(|s| {
+            s.side_outs
+                .iter()
+                .map(|(n, b)| match b {
+                    Buffer::Arena { offset, .. } => Ok((*n, *offset)),
+                    _ => Err(ScheduleError::Unplanned { node: n.index() }),
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Executable {
+        side_outs,
         graph: graph.clone(),
         in_place: vec![None; groups.len()],
         groups,
@@ -655,6 +671,9 @@ impl Executable {
                 })
             }
         };
+        for (n, off) in &self.side_outs[gi] {
+            slots[n.index()] = Slot::Arena(*off);
+        }
         match &mut slots[root.index()] {
             Slot::Owned(v) => Ok(Some(data_mut(v))),
             Slot::Arena(off) => Ok(Some(base.wrapping_add(*off))),
@@ -701,6 +720,8 @@ impl Executable {
             }
             ptrs.push(ptr);
         }
+        // The side outputs' buffers follow the inputs' ([`CompiledKernel::call`]).
+        ptrs.extend(self.side_outs[gi].iter().map(|(_, off)| base.wrapping_add(*off) as *const u8));
         self.call(k, &ptrs, out, workers);
         Ok(())
     }

@@ -76,7 +76,7 @@ pub enum Step {
     Kernel {
         /// The kernel's symbol.
         symbol: String,
-        /// Its inputs, in the kernel's order.
+        /// Its inputs, in the kernel's order, then its side outputs' buffers.
         inputs: Vec<Buf>,
         /// Its output.
         out: Buf,

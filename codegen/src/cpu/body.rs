@@ -32,6 +32,7 @@ pub(super) fn vectorizable(k: &Kernel) -> bool {
     let out_ok = if k.reduce.is_some() { matches!(out_inner, Some(0 | 1)) } else { out_inner.is_some() };
     inner >= LANES as usize
         && k.out.dtype == DType::F32
+        && k.side_outputs.iter().all(|o| o.dtype == DType::F32)
         && out_ok
         && k.inputs.iter().all(|i| i.dtype == DType::F32)
         && k.body.iter().enumerate().all(|(n, (inst, dt))| match inst {
@@ -62,6 +63,8 @@ pub(super) struct Emitter<'a> {
     pub(super) refs: &'a HashMap<(&'static str, DType), cranelift_codegen::ir::FuncRef>,
     pub(super) bases: &'a [Value],
     pub(super) out_ptr: Value,
+    /// The buffers of the kernel's side outputs, in order.
+    pub(super) side_ptrs: &'a [Value],
     /// Use the inline `exp`/`tanh` approximations (in vectorized kernels, so every lane and
     /// the scalar tail compute the same function).
     pub(super) inline_math: bool,
@@ -195,6 +198,10 @@ impl Emitter<'_> {
                 }
             }
         }
+        // A stored value keeps its own rounding: never contracted away.
+        for side in &self.kernel.side_outputs {
+            uses[side.value] += 1;
+        }
         body.iter()
             .enumerate()
             .map(|(i, (inst, dt))| match inst {
@@ -208,8 +215,15 @@ impl Emitter<'_> {
             .collect()
     }
 
-    /// Computes the element (or `lanes` adjacent elements) of the body at `index`.
+    /// Computes the element (or `lanes` adjacent elements) of the body at `index`: the
+    /// result's value.
     pub(super) fn compute(&self, b: &mut FunctionBuilder, index: &[Value], lanes: u8) -> Value {
+        // The lowering never makes an empty body: every kernel loads or computes its value.
+        *self.compute_all(b, index, lanes).last().expect("kernel bodies are never empty")
+    }
+
+    /// Computes every value of the body at `index` (or `lanes` adjacent elements), in order.
+    pub(super) fn compute_all(&self, b: &mut FunctionBuilder, index: &[Value], lanes: u8) -> Vec<Value> {
         let k = self.kernel;
         // Vector accesses are not 16-byte aligned in general.
         let vflags = MemFlagsData::new().with_notrap();
@@ -324,8 +338,47 @@ impl Emitter<'_> {
             };
             vals.push(v);
         }
+        vals
+    }
+
+    /// Stores the result computed by [`Emitter::compute_all`] at `index`, and every side
+    /// output beside it.
+    pub(super) fn store_all(&self, b: &mut FunctionBuilder, index: &[Value], vals: &[Value], lanes: u8) {
+        let k = self.kernel;
+        for (side, ptr) in k.side_outputs.iter().zip(self.side_ptrs) {
+            self.store_elements(b, *ptr, side.dtype, index, vals[side.value], lanes);
+        }
         // The lowering never makes an empty body: every kernel loads or computes its value.
-        *vals.last().expect("kernel bodies are never empty")
+        let result = *vals.last().expect("kernel bodies are never empty");
+        self.store(b, index, result, lanes);
+    }
+
+    /// Stores `value` (`lanes` adjacent elements) into the row-major buffer at `ptr` of
+    /// `dtype`, at the output's position for `index`.
+    fn store_elements(
+        &self,
+        b: &mut FunctionBuilder,
+        ptr: Value,
+        dtype: DType,
+        index: &[Value],
+        value: Value,
+        lanes: u8,
+    ) {
+        let strides = self.kernel.out_strides();
+        let size = dtype.size_bytes() as i64;
+        let off = Self::offset(b, index, &strides, size);
+        let addr = b.ins().iadd(ptr, off);
+        let inner = strides.last().copied().unwrap_or(1);
+        if lanes > 1 && inner != 1 {
+            // A strided innermost axis: the lanes one by one.
+            for lane in 0..lanes {
+                let x = b.ins().extractlane(value, lane);
+                b.ins().store(MemFlagsData::trusted(), x, addr, (inner * size * i64::from(lane)) as i32);
+            }
+        } else {
+            let flags = if lanes > 1 { MemFlagsData::new().with_notrap() } else { MemFlagsData::trusted() };
+            b.ins().store(flags, value, addr, 0);
+        }
     }
 
     /// Stores `value` (or, for reductions, accumulates it) into the output element(s) at
@@ -427,14 +480,15 @@ impl Emitter<'_> {
         b.ins().brif(more, body, &[], exit, &[]);
         b.switch_to_block(body);
         let at = index(b, 0);
-        let v = self.compute(b, &at, LANES);
+        let vals = self.compute_all(b, &at, LANES);
         match accs {
             Some((op, [acc, _])) => {
+                let v = *vals.last().expect("kernel bodies are never empty");
                 let a = b.use_var(acc);
                 let a = combine(b, op, DType::F32, a, v);
                 b.def_var(acc, a);
             }
-            None => self.store(b, &at, v, LANES),
+            None => self.store_all(b, &at, &vals, LANES),
         }
         step(b, lanes);
         b.ins().jump(header, &[]);

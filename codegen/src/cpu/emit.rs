@@ -125,17 +125,32 @@ impl<M: Module> KernelEmitter<M> {
                     }
                 })
                 .collect();
+            // Side outputs' buffers follow the inputs' in the pointer array.
+            let side_ptrs: Vec<Value> = (0..kernel.side_outputs.len())
+                .map(|j| {
+                    let at = (kernel.inputs.len() + j) * ptr.bytes() as usize;
+                    b.ins().load(ptr, MemFlagsData::trusted(), inputs_ptr, at as i32)
+                })
+                .collect();
             let consts = hoist_constants(&mut b, kernel, vector, vector);
-            let em =
-                Emitter { kernel, refs: &refs, bases: &bases, out_ptr, inline_math: vector, fma: self.has_fma, consts };
+            let em = Emitter {
+                kernel,
+                refs: &refs,
+                bases: &bases,
+                out_ptr,
+                side_ptrs: &side_ptrs,
+                inline_math: vector,
+                fma: self.has_fma,
+                consts,
+            };
             let idx: Vec<Variable> = (0..rank).map(|_| b.declare_var(types::I64)).collect();
             let done = b.create_block();
             if let Some((op, _)) = &kernel.reduce {
                 init_reduction(&mut b, kernel, *op, out_ptr, (lo, hi));
             }
             if rank == 0 {
-                let v = em.compute(&mut b, &[], 1);
-                em.store(&mut b, &[], v, 1);
+                let vals = em.compute_all(&mut b, &[], 1);
+                em.store_all(&mut b, &[], &vals, 1);
                 b.ins().jump(done, &[]);
             } else {
                 // Outer loops step by one; the innermost runs 4 lanes at a time when it can,
@@ -167,8 +182,8 @@ impl<M: Module> KernelEmitter<M> {
                     b.switch_to_block(bodies[d]);
                     if innermost {
                         let index: Vec<Value> = idx.iter().map(|v| b.use_var(*v)).collect();
-                        let v = em.compute(&mut b, &index, 1);
-                        em.store(&mut b, &index, v, 1);
+                        let vals = em.compute_all(&mut b, &index, 1);
+                        em.store_all(&mut b, &index, &vals, 1);
                         let i = b.use_var(idx[d]);
                         let next = b.ins().iadd_imm_s(i, 1);
                         b.def_var(idx[d], next);

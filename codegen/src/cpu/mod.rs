@@ -1,6 +1,7 @@
 //! The CPU backend: kernel loop IR lowered to Cranelift and JIT-compiled for the host.
 //!
-//! Each kernel becomes `extern "C" fn(inputs: *const *const u8, out: *mut u8, lo: i64, hi: i64)`:
+//! Each kernel becomes `extern "C" fn(inputs: *const *const u8, out: *mut u8, lo: i64, hi: i64)`
+//! (the `inputs` array ends with the buffers of the kernel's side outputs, if any):
 //! a loop nest over the (static) iteration space, the outermost axis restricted to `lo..hi`, that loads every input at its strided offset,
 //! evaluates the body in scalar registers, and stores the element. ISA flags come from the
 //! host (`cranelift_native`), so `fma` and friends use the machine's instructions.
@@ -74,9 +75,10 @@ impl CompiledKernel {
     ///
     /// # Safety
     /// `inputs` must hold one pointer per kernel input to a row-major buffer that covers every
-    /// offset the input's strides reach over the output's index space, of the input's dtype;
-    /// `out` must point to a writable row-major buffer of the output's type. The runtime
-    /// checks this before every call.
+    /// offset the input's strides reach over the output's index space, of the input's dtype,
+    /// then one per side output to a writable row-major buffer of the output's shape and the
+    /// side output's dtype, apart from every other buffer; `out` must point to a writable
+    /// row-major buffer of the output's type. The runtime checks this before every call.
     pub unsafe fn call(&self, inputs: &[*const u8], out: *mut u8) {
         let outer = self.kernel.space.first().copied().unwrap_or(1) as i64;
         // SAFETY: forwarded from this function's contract; the whole outer range is valid.
@@ -91,7 +93,7 @@ impl CompiledKernel {
     /// # Safety
     /// As for [`CompiledKernel::call`], and `0 <= lo <= hi <=` the outer extent.
     pub unsafe fn call_range(&self, inputs: &[*const u8], out: *mut u8, lo: i64, hi: i64) {
-        debug_assert_eq!(inputs.len(), self.kernel.inputs.len());
+        debug_assert_eq!(inputs.len(), self.kernel.inputs.len() + self.kernel.side_outputs.len());
         // SAFETY: the caller guarantees the buffers and the range (see above); `entry` was
         // produced by Cranelift for exactly this signature and lives as long as the `CpuJit`.
         unsafe { (self.entry)(inputs.as_ptr(), out, lo, hi) }

@@ -127,6 +127,8 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
         .map(|(i, input)| format!("const {} *__restrict__ in{i}", c_type(input.dtype)))
         .collect();
     params.push(format!("{} *__restrict__ out", c_type(k.out.dtype)));
+    // A multi-output kernel's side outputs, after its result.
+    params.extend(k.side_outputs.iter().enumerate().map(|(j, o)| format!("{} *__restrict__ side{j}", c_type(o.dtype))));
     let _ = writeln!(c, "extern \"C\" __global__ void {symbol}({}) {{", params.join(", "));
     c.push_str(&index_typedef(kernel_bound(k)));
     let all: Vec<usize> = (0..k.space.len()).collect();
@@ -138,7 +140,11 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
             c.push_str(&split_dims(&k.space, "        "));
             body(&mut c, k, "        ", None);
             let last = k.body.len().saturating_sub(1);
-            let _ = writeln!(c, "        out[{}] = v{last};", out_index(k, &all));
+            let at = out_index(k, &all);
+            for (j, o) in k.side_outputs.iter().enumerate() {
+                let _ = writeln!(c, "        side{j}[{at}] = v{};", o.value);
+            }
+            let _ = writeln!(c, "        out[{at}] = v{last};");
             c.push_str("    }\n");
         }
         Some((op, axes)) => {
@@ -261,7 +267,8 @@ pub(super) enum VectorRead {
 
 /// How each input of `k` is read when `k` runs [`VECTOR_LANES`] elements per thread, or
 /// `None` when it cannot: `k` must be elementwise with a row-major output of a dtype with a
-/// vector type and an innermost extent divisible by the lane count, and every input read
+/// vector type (so must its side outputs) and an innermost extent divisible by the lane
+/// count, and every input read
 /// contiguously along that axis must have a vector type and start each group of lanes on a
 /// vector boundary (its offset and outer strides multiples of the lane count: buffers
 /// themselves are 16-byte aligned, see `kiln_runtime::gpu::Device::alloc`).
@@ -269,7 +276,13 @@ pub(super) fn vector_reads(k: &Kernel) -> Option<Vec<VectorRead>> {
     let lanes = VECTOR_LANES as i64;
     let (&inner, outer) = k.space.split_last()?;
     let row_major = k.out_strides == contiguous_strides(&k.space);
-    if k.reduce.is_some() || inner % VECTOR_LANES != 0 || vector_type(k.out.dtype).is_none() || !row_major {
+    let vector_outputs = k.side_outputs.iter().all(|o| vector_type(o.dtype).is_some());
+    if k.reduce.is_some()
+        || inner % VECTOR_LANES != 0
+        || vector_type(k.out.dtype).is_none()
+        || !row_major
+        || !vector_outputs
+    {
         return None;
     }
     k.inputs
@@ -288,7 +301,8 @@ pub(super) fn vector_reads(k: &Kernel) -> Option<Vec<VectorRead>> {
 
 /// The body of an elementwise kernel that [`vector_reads`] accepts: each thread computes
 /// [`VECTOR_LANES`] consecutive elements of a row per step — one vector load per contiguous
-/// input, one scalar load per broadcast one, the body once per lane, one vector store.
+/// input, one scalar load per broadcast one, the body once per lane, one vector store per
+/// output (the result and each side output).
 pub(super) fn render_vectorized(c: &mut String, k: &Kernel, reads: &[VectorRead]) {
     const FIELDS: [&str; VECTOR_LANES] = ["x", "y", "z", "w"];
     let total: usize = k.space.iter().product();
@@ -323,9 +337,15 @@ pub(super) fn render_vectorized(c: &mut String, k: &Kernel, reads: &[VectorRead]
         lane_body(c, k, "        ", &Lane { load: &load, suffix: &suffix });
         lanes.push(format!("v{last}{suffix}"));
     }
-    let v = vector_type(k.out.dtype).expect("checked by vector_reads");
     let all: Vec<usize> = (0..k.space.len()).collect();
-    let _ = writeln!(c, "        *({v} *)(out + {}) = make_{v}({});", out_index(k, &all), lanes.join(", "));
+    let at = out_index(k, &all);
+    for (j, side) in k.side_outputs.iter().enumerate() {
+        let v = vector_type(side.dtype).expect("checked by vector_reads");
+        let lanes: Vec<String> = (0..VECTOR_LANES).map(|l| format!("v{}_{l}", side.value)).collect();
+        let _ = writeln!(c, "        *({v} *)(side{j} + {at}) = make_{v}({});", lanes.join(", "));
+    }
+    let v = vector_type(k.out.dtype).expect("checked by vector_reads");
+    let _ = writeln!(c, "        *({v} *)(out + {at}) = make_{v}({});", lanes.join(", "));
     c.push_str("    }\n");
 }
 

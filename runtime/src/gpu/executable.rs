@@ -404,8 +404,11 @@ pub fn call_function(
     let out_ty = graph.ty(f.output).clone();
     let out = device.alloc(out_ty.size_bytes())?;
     args.push(out);
-    // SAFETY: every input buffer holds a value of its node's type and the output buffer one of
-    // the output's type: what the function was generated to read and write.
+    for n in &f.side_outputs {
+        args.push(device.alloc(graph.ty(*n).size_bytes())?);
+    }
+    // SAFETY: every input buffer holds a value of its node's type and the output buffer (and
+    // each side output's) one of its type: what the function was generated to read and write.
     unsafe { device.launch(first_slots(functions)[index] + variant, &args, form.launch) }?;
     device.synchronize()?;
     if let Some(at) = faults {

@@ -38,6 +38,8 @@ pub struct GpuFunction {
     pub inputs: Vec<NodeId>,
     /// The node whose buffer it writes.
     pub output: NodeId,
+    /// The side outputs of a multi-output kernel, whose buffers it takes after its output's.
+    pub side_outputs: Vec<NodeId>,
     /// The position of its group in the partition.
     pub group: usize,
     /// For `scatter_add`: its index node and the table's extent. The function then takes the
@@ -128,7 +130,15 @@ pub fn functions(schedule: &Schedule) -> Vec<GpuFunction> {
                 }
                 None => (operands, call.product),
             };
-            out.push(GpuFunction { variants, inputs, output, group: gi, inverse: None, checked: false });
+            out.push(GpuFunction {
+                variants,
+                inputs,
+                output,
+                side_outputs: Vec::new(),
+                group: gi,
+                inverse: None,
+                checked: false,
+            });
             if output == group.root() {
                 // No epilogue, or it ran in the product's registers.
                 continue;
@@ -154,7 +164,15 @@ pub fn functions(schedule: &Schedule) -> Vec<GpuFunction> {
                     }
                     _ => None,
                 };
-                out.push(GpuFunction { variants, inputs, output: node, group: gi, inverse, checked });
+                out.push(GpuFunction {
+                    variants,
+                    inputs,
+                    output: node,
+                    side_outputs: Vec::new(),
+                    group: gi,
+                    inverse,
+                    checked,
+                });
             }
         }
         let Some(kernel) = schedule.kernel(gi) else { continue };
@@ -163,7 +181,16 @@ pub fn functions(schedule: &Schedule) -> Vec<GpuFunction> {
         let inputs = kernel.inputs.iter().map(|i| buffer_of(g, i.node)).collect();
         let launch = kiln_codegen::gpu::launch_of(kernel);
         let variants = single(symbol, source, launch);
-        out.push(GpuFunction { variants, inputs, output: group.root(), group: gi, inverse: None, checked: false });
+        let side_outputs = kernel.side_outputs.iter().map(|o| o.node).collect();
+        out.push(GpuFunction {
+            variants,
+            inputs,
+            output: group.root(),
+            side_outputs,
+            group: gi,
+            inverse: None,
+            checked: false,
+        });
     }
     out
 }

@@ -248,6 +248,13 @@ pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
             }
             args.push(at);
             place[f.output.index()] = Some(at);
+            // A multi-output kernel's side outputs, after its result.
+            for n in &f.side_outputs {
+                let b = step.side_outs.iter().find(|(m, _)| m == n).map(|(_, b)| *b);
+                let p = device(b.ok_or_else(|| unsupported(*n, "internal: side output without a buffer"))?);
+                args.push(p);
+                place[n.index()] = Some(p);
+            }
             steps.push(GpuStep::Launch { function: fi, args });
         }
     }

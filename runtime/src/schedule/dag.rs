@@ -45,6 +45,7 @@ fn accesses(schedule: &Schedule, step: usize, scratch: bool) -> Vec<(Range<usize
     if let Some(r) = s.out.arena_range() {
         out.push((r, true));
     }
+    out.extend(s.side_outs.iter().filter_map(|(_, b)| b.arena_range()).map(|r| (r, true)));
     match &s.work {
         _ if !scratch => {}
         Work::Contraction { call: Contraction::Gemm(_), epilogue: Some(_) } => {

@@ -15,7 +15,7 @@ pub mod dag;
 mod print;
 pub mod verify;
 
-use kiln_codegen::kernel::{Kernel, lower_group};
+use kiln_codegen::kernel::{Kernel, lower_group, lower_stored};
 use kiln_ir::{Graph, NodeId};
 use kiln_passes::fuse::{Group, GroupKind, Mode, contraction_of, epilogue_split, partition};
 use kiln_passes::plan::{ALIGN, MemoryPlan, buffer_of, plan};
@@ -105,6 +105,9 @@ pub struct Step {
     pub work: Work,
     /// Where it writes.
     pub out: Buffer,
+    /// The side outputs its kernel stores beside its result, with their buffers (always in
+    /// the arena), in the kernel's order.
+    pub side_outs: Vec<(NodeId, Buffer)>,
     /// The values it reads, resolved to the nodes that own their bytes (a reshape's source),
     /// without repeats, in first-use order. An epilogue's product is not among them: it is
     /// written and read within the step.
@@ -177,17 +180,25 @@ impl Schedule {
             groups.iter().map(|gr| (gr.kind == GroupKind::Contraction).then(|| Contraction::new(g, gr))).collect();
         let column_slots = contraction::share_columns(&mut contractions);
 
+        let mut placement_of = vec![None; g.len()];
+        for p in &memory.placements {
+            placement_of[p.node.index()] = Some(*p);
+        }
         let mut steps = Vec::with_capacity(groups.len() + g.outputs().len());
         let (mut product_bytes, mut column_bytes) = (0usize, 0usize);
         for (gi, group) in groups.iter().enumerate() {
             let root = group.root();
             let source = buffer_of(g, root);
-            let placement = memory.placements[gi];
+            // The plan places every group's stored values.
+            let placed = |n: NodeId| -> Result<kiln_passes::plan::Placement, ScheduleError> {
+                placement_of[n.index()].ok_or(ScheduleError::Unplanned { node: n.index() })
+            };
+            let placement = placed(root)?;
             let work = if source != root {
                 Work::Alias { source }
             } else {
                 match group.kind {
-                    GroupKind::Elementwise => Work::Kernel(lower_group(g, &group.members)?),
+                    GroupKind::Elementwise => Work::Kernel(lower_stored(g, &group.members, &group.side_outputs)?),
                     GroupKind::Contraction => {
                         // Built above for every contraction group.
                         let call = contractions[gi].unwrap_or_else(|| Contraction::new(g, group));
@@ -218,11 +229,21 @@ impl Schedule {
                 (_, None) => Buffer::Arena { offset: placement.offset, bytes: placement.bytes },
             };
             buffers[root.index()] = Some(out);
+            let side_outs: Vec<(NodeId, Buffer)> = group
+                .side_outputs
+                .iter()
+                .map(|n| {
+                    let p = placed(*n)?;
+                    let b = Buffer::Arena { offset: p.offset, bytes: p.bytes };
+                    buffers[n.index()] = Some(b);
+                    Ok((*n, b))
+                })
+                .collect::<Result<_, ScheduleError>>()?;
             let reads = match &work {
                 Work::Alias { .. } => Vec::new(),
                 _ => reads_of(g, group, &work),
             };
-            steps.push(Step { group: Some(gi), node: root, work, out, reads, level: 0 });
+            steps.push(Step { group: Some(gi), node: root, work, out, side_outs, reads, level: 0 });
         }
         for (i, o) in g.outputs().iter().enumerate() {
             let from = buffers[o.value.index()];
@@ -233,6 +254,7 @@ impl Schedule {
                     node: o.value,
                     work: Work::CopyOut(i),
                     out: Buffer::Output(i),
+                    side_outs: Vec::new(),
                     reads: vec![node],
                     level: 0,
                 });
@@ -297,6 +319,9 @@ impl Schedule {
         for (si, s) in self.steps.iter().enumerate() {
             if s.group.is_some() {
                 by_node[s.node.index()] = Some(si);
+                for (n, _) in &s.side_outs {
+                    by_node[n.index()] = Some(si);
+                }
             }
         }
         by_node

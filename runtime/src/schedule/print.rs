@@ -90,9 +90,10 @@ impl fmt::Display for Schedule {
                 })
                 .collect();
             let reads = if reads.is_empty() { String::new() } else { format!(" reads {}", reads.join(", ")) };
+            let sides: String = s.side_outs.iter().map(|(n, b)| format!(", %{} ({b})", n.index())).collect();
             writeln!(
                 f,
-                "  s{si:<4} L{:<4} {:<8} %{}{members}: {}{reads} -> {}",
+                "  s{si:<4} L{:<4} {:<8} %{}{members}: {}{reads} -> {}{sides}",
                 s.level,
                 s.work.name(),
                 s.node.index(),

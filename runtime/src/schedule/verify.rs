@@ -15,6 +15,12 @@ pub enum ScheduleError {
     /// A group could not be lowered to a kernel.
     #[error(transparent)]
     Lower(#[from] kiln_codegen::kernel::LowerError),
+    /// A value a group stores has no place in the memory plan (a compiler bug).
+    #[error("%{node} is stored by its group but has no buffer in the memory plan")]
+    Unplanned {
+        /// The node.
+        node: usize,
+    },
     /// A step reads a value no earlier step wrote (and no caller provides).
     #[error("step {step} ({work} %{node}): reads %{read} before any step writes it")]
     ReadBeforeWrite {
@@ -105,6 +111,9 @@ impl Schedule {
             }
             if s.group.is_some() {
                 written[s.node.index()] = true;
+                for (n, _) in &s.side_outs {
+                    written[n.index()] = true;
+                }
             }
         }
         Ok(())
@@ -124,17 +133,29 @@ impl Schedule {
                 let (work, node) = self.step_error(si);
                 ScheduleError::OutOfBounds { step: si, work, node, what }
             };
-            if let Buffer::Arena { offset, bytes } = s.out
-                && !matches!(s.work, Work::Alias { .. })
-            {
-                let need = g.ty(s.node).size_bytes();
-                if bytes < need || offset + bytes > self.arena_bytes {
-                    return Err(fail(format!(
-                        "writes {need} bytes into arena[{offset}..{}] of an arena of {} bytes",
-                        offset + bytes,
-                        self.arena_bytes
-                    )));
+            let written = std::iter::once((s.node, s.out)).chain(s.side_outs.iter().copied());
+            for (node, buffer) in written {
+                if let Buffer::Arena { offset, bytes } = buffer
+                    && !matches!(s.work, Work::Alias { .. })
+                {
+                    let need = g.ty(node).size_bytes();
+                    if bytes < need || offset + bytes > self.arena_bytes {
+                        return Err(fail(format!(
+                            "writes {need} bytes of %{} into arena[{offset}..{}] of an arena of {} bytes",
+                            node.index(),
+                            offset + bytes,
+                            self.arena_bytes
+                        )));
+                    }
                 }
+            }
+            if let Some(k) = self.kernel(si)
+                && (k.side_outputs.len() != s.side_outs.len()
+                    || k.side_outputs.iter().zip(&s.side_outs).any(|(side, (n, b))| {
+                        side.node != *n || !matches!(b, Buffer::Arena { .. }) || g.ty(*n).dims() != k.out.dims()
+                    }))
+            {
+                return Err(fail("its kernel's side outputs are not the step's arena buffers".into()));
             }
             if let Work::Contraction { call: Contraction::Gemm(c), epilogue: Some(_) } = &s.work {
                 let need = g.ty(c.product).size_bytes();
@@ -195,37 +216,40 @@ impl Schedule {
     /// No two arena buffers whose lives overlap share bytes. A buffer lives from the step
     /// that writes it to the last step that reads it.
     fn check_overlaps(&self) -> Result<(), ScheduleError> {
-        let producer = self.step_of_nodes();
-        let mut last_read: Vec<usize> = (0..self.steps.len()).collect();
+        // The last step reading each node's buffer.
+        let mut last_read: Vec<usize> = vec![0; self.graph.len()];
         for (si, s) in self.steps.iter().enumerate() {
             for r in &s.reads {
-                if let Some(p) = producer[r.index()] {
-                    last_read[p] = last_read[p].max(si);
-                }
+                last_read[r.index()] = last_read[r.index()].max(si);
             }
         }
-        let owned: Vec<(usize, std::ops::Range<usize>)> = self
+        // Every arena buffer a step owns: (step, node, bytes, last step it is live).
+        let owned: Vec<(usize, NodeId, std::ops::Range<usize>, usize)> = self
             .steps
             .iter()
             .enumerate()
             .filter(|(_, s)| s.group.is_some() && !matches!(s.work, Work::Alias { .. }))
-            .filter_map(|(si, s)| s.out.arena_range().filter(|r| !r.is_empty()).map(|r| (si, r)))
+            .flat_map(|(si, s)| {
+                std::iter::once((s.node, s.out)).chain(s.side_outs.iter().copied()).map(move |b| (si, b))
+            })
+            .filter_map(|(si, (n, b))| {
+                b.arena_range().filter(|r| !r.is_empty()).map(|r| (si, n, r, last_read[n.index()].max(si)))
+            })
             .collect();
-        for (i, (a, ra)) in owned.iter().enumerate() {
-            for (b, rb) in &owned[i + 1..] {
-                let (first, later) = if a < b { (*a, *b) } else { (*b, *a) };
-                let live_together = last_read[first] >= later;
+        for (i, (a, na, ra, la)) in owned.iter().enumerate() {
+            for (b, nb, rb, lb) in &owned[i + 1..] {
+                let live_together = a <= lb && b <= la;
                 if live_together && ra.start < rb.end && rb.start < ra.end {
+                    let (later, r, other, other_step) = if b >= a { (*b, rb, na, *a) } else { (*a, ra, nb, *b) };
                     let (work, node) = self.step_error(later);
-                    let r = if later == *b { rb } else { ra };
                     return Err(ScheduleError::Overlap {
                         step: later,
                         work,
                         node,
                         start: r.start,
                         end: r.end,
-                        other_step: first,
-                        other: self.steps[first].node.index(),
+                        other_step,
+                        other: other.index(),
                     });
                 }
             }

@@ -1,0 +1,200 @@
+//! Multi-output fusion: an elementwise kernel whose result several kernels read joins one of
+//! its readers, which computes it in its own loop and stores it as a **side output** beside
+//! its root.
+//!
+//! Fusion ([`crate::fuse`]) materializes a value read by several kernels in a kernel of its
+//! own (unless recomputing it is cheaper): an LSTM cell's gates, each read by the cell's next
+//! values and by the backward pass, become a dozen small kernels per time step, each paying
+//! a call and a pass over memory. Here a producer group `P` merges into a reader group `C`
+//! of the same iteration space when the measured cost model ([`crate::cost_model`]) predicts
+//! the merged kernel cheaper than the two (one call fewer, `P`'s result not read back), and
+//! the merge closes no cycle (no path from `P` to `C` through a third group:
+//! [`GroupDag::can_merge`]). Merges repeat, so a chain of such kernels becomes one kernel
+//! storing every value read outside it. The result is the same to the bit: every value is
+//! computed by the same instructions, and a stored value is never contracted into a fused
+//! multiply-add.
+//!
+//! Side outputs live in the memory plan's arena like any intermediate. So a producer stays
+//! apart when its result is a graph output, or is read by a reference op (whose operands
+//! are owned arrays) or through a movement op inside the reader (which needs it
+//! materialized first).
+
+use kiln_ir::{Graph, NodeId, Op};
+
+use crate::cost_model::CostModel;
+use crate::fuse::{Group, GroupKind};
+use crate::group_dag::GroupDag;
+
+/// A producer kernel merged into a reader as a side output, with the predictions that
+/// decided it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Merge {
+    /// The producer's root: the value now stored as a side output.
+    pub node: NodeId,
+    /// The root of the reader it joined.
+    pub into: NodeId,
+    /// Predicted nanoseconds of the two kernels apart.
+    pub apart_ns: f64,
+    /// Predicted nanoseconds of the merged kernel.
+    pub merged_ns: f64,
+}
+
+/// True if `op` makes a kernel read its operand as a materialized buffer.
+fn reads_materialized(op: &Op) -> bool {
+    matches!(op, Op::Broadcast { .. } | Op::Slice { .. } | Op::Permute { .. })
+}
+
+/// The iteration space of an elementwise group that is not a reduction, if it is one.
+fn elementwise_space<'g>(graph: &'g Graph, group: &Group) -> Option<&'g [usize]> {
+    let root = graph.node(group.root());
+    (group.kind == GroupKind::Elementwise && !matches!(root.op, Op::Reduce { .. })).then(|| root.ty.dims())
+}
+
+/// Merges producers into readers as side outputs (see the module's header), then orders the
+/// groups so every group follows the groups whose values it reads. Returns the merges made,
+/// in the order they were made.
+pub fn merge(graph: &Graph, groups: &mut Vec<Group>, users: &[Vec<NodeId>], is_output: &[bool]) -> Vec<Merge> {
+    let model = CostModel::current();
+    let mut merges = Vec::new();
+    let mut pi = 0;
+    while pi < groups.len() {
+        match best_reader(graph, groups, pi, users, is_output, model) {
+            Some((ci, merged, m)) => {
+                groups[ci] = merged;
+                groups.remove(pi);
+                merges.push(m);
+                // The group now at `pi` is the next one; a merged group is looked at again
+                // when its own turn comes.
+            }
+            None => pi += 1,
+        }
+    }
+    if !merges.is_empty() {
+        order(graph, groups);
+    }
+    merges
+}
+
+/// The groups each node is a member of (several for a recomputed value).
+fn groups_of_nodes(graph: &Graph, groups: &[Group]) -> Vec<Vec<usize>> {
+    let mut of = vec![Vec::new(); graph.len()];
+    for (gi, g) in groups.iter().enumerate() {
+        for m in &g.members {
+            of[m.index()].push(gi);
+        }
+    }
+    of
+}
+
+/// The reader of group `pi`'s root that `pi` merges into with the largest predicted gain, the
+/// merged group and its record; `None` when `pi` stays apart.
+fn best_reader(
+    graph: &Graph,
+    groups: &[Group],
+    pi: usize,
+    users: &[Vec<NodeId>],
+    is_output: &[bool],
+    model: &CostModel,
+) -> Option<(usize, Group, Merge)> {
+    let p = &groups[pi];
+    let r = p.root();
+    let space = elementwise_space(graph, p)?;
+    let node = graph.node(r);
+    if matches!(node.op, Op::Const { .. }) || !node.ty.dtype.is_float() {
+        return None;
+    }
+    let of = groups_of_nodes(graph, groups);
+    if !stays_in_arena(graph, groups, &of, r, users, is_output) {
+        return None;
+    }
+    let stored: Vec<NodeId> = p.stored().collect();
+    let mut readers: Vec<usize> =
+        stored.iter().flat_map(|s| &users[s.index()]).flat_map(|u| &of[u.index()]).copied().collect();
+    readers.sort_unstable();
+    readers.dedup();
+    let mut best: Option<(usize, Group, Merge)> = None;
+    let mut dag: Option<GroupDag> = None;
+    for ci in readers {
+        let c = &groups[ci];
+        if ci == pi || elementwise_space(graph, c) != Some(space) {
+            continue;
+        }
+        // A movement op reads a materialized buffer: it cannot read a value of its own loop.
+        let reads_stored = |m: &NodeId| graph.node(*m).args.iter().any(|a| stored.contains(a));
+        if c.members.iter().any(|m| reads_stored(m) && reads_materialized(&graph.node(*m).op)) {
+            continue;
+        }
+        let merged = merged_group(p, c);
+        let apart_ns = model.predict_group(graph, p) + model.predict_group(graph, c);
+        let merged_ns = model.predict_group(graph, &merged);
+        let gain = apart_ns - merged_ns;
+        if gain <= 0.0 || best.as_ref().is_some_and(|(_, _, b)| b.apart_ns - b.merged_ns >= gain) {
+            continue;
+        }
+        let dag = dag.get_or_insert_with(|| GroupDag::new(graph, groups));
+        if dag.can_merge(pi, ci) {
+            best = Some((ci, merged, Merge { node: r, into: c.root(), apart_ns, merged_ns }));
+        }
+    }
+    best
+}
+
+/// True if `r`'s value may be a side output: no graph output returns it (or a reshape of
+/// it), and no reference op reads it (or a reshape of it).
+fn stays_in_arena(
+    graph: &Graph,
+    groups: &[Group],
+    of: &[Vec<usize>],
+    r: NodeId,
+    users: &[Vec<NodeId>],
+    is_output: &[bool],
+) -> bool {
+    if is_output[r.index()] {
+        return false;
+    }
+    users[r.index()].iter().all(|u| match graph.node(*u).op {
+        Op::Reshape => stays_in_arena(graph, groups, of, *u, users, is_output),
+        _ => of[u.index()].iter().all(|g| groups[*g].kind != GroupKind::Op),
+    })
+}
+
+/// `p` merged into `c`: the union of their members in arena order, rooted at the last, and
+/// storing every other value either group stored.
+fn merged_group(p: &Group, c: &Group) -> Group {
+    let mut members: Vec<NodeId> = c.members.iter().chain(&p.members).copied().collect();
+    members.sort_unstable();
+    members.dedup();
+    let root = *members.last().expect("groups are never empty");
+    let mut side_outputs: Vec<NodeId> = c.stored().chain(p.stored()).filter(|n| *n != root).collect();
+    side_outputs.sort_unstable();
+    side_outputs.dedup();
+    Group { members, kind: GroupKind::Elementwise, side_outputs }
+}
+
+/// Orders `groups` so that each follows every group it reads (a merged group may store a
+/// value that groups placed before it read), keeping the order by root otherwise.
+fn order(graph: &Graph, groups: &mut Vec<Group>) {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let dag = GroupDag::new(graph, groups);
+    let n = groups.len();
+    let mut waiting: Vec<usize> = (0..n).map(|i| dag.sources(i).len()).collect();
+    let mut ready: BinaryHeap<Reverse<(NodeId, usize)>> =
+        (0..n).filter(|&i| waiting[i] == 0).map(|i| Reverse((groups[i].root(), i))).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse((_, i))) = ready.pop() {
+        order.push(i);
+        for j in dag.readers(i) {
+            waiting[j] -= 1;
+            if waiting[j] == 0 {
+                ready.push(Reverse((groups[j].root(), j)));
+            }
+        }
+    }
+    // The merges closed no cycle (each was checked), so every group is ordered.
+    debug_assert_eq!(order.len(), n, "a cycle among merged groups");
+    if order.len() == n {
+        let mut taken: Vec<Option<Group>> = std::mem::take(groups).into_iter().map(Some).collect();
+        *groups = order.into_iter().filter_map(|i| taken[i].take()).collect();
+    }
+}
