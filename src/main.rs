@@ -551,7 +551,10 @@ fn staged(target: Target, stage: Staging, optimizer: OptimizerArg) -> Result<Vec
     let optimized = |g: Graph| -> Result<(Graph, String), String> {
         let pipeline = kiln::passes::Pipeline::parse(kiln::passes::DEFAULT_PIPELINE).map_err(|e| err(&e))?;
         let (g, reports) = pipeline.run(&g).map_err(|e| err(&e))?;
-        let text: Vec<String> = reports.iter().map(|r| r.to_string()).collect();
+        let mut text: Vec<String> = reports.iter().map(|r| r.to_string()).collect();
+        // What fusion makes of the optimized graph, with its predictions.
+        let (_, choices) = kiln::passes::fuse::partition_with_choices(&g, kiln::Fusion::Fused);
+        text.extend(fusion_choices(&g, &choices));
         Ok((g, text.join("\n")))
     };
     let plain = |gs: Vec<Graph>| gs.into_iter().map(|g| (g, String::new())).collect();
@@ -847,6 +850,39 @@ fn bench(
     Ok(())
 }
 
+/// Fusion's choices as `;` comment lines, with the predictions that made them: values read by
+/// several kernels (recomputed in each, or stored) and kernels merged into a reader that
+/// stores their value beside its own.
+fn fusion_choices(g: &Graph, choices: &kiln::passes::fuse::Choices) -> Vec<String> {
+    let mut lines = Vec::new();
+    for c in &choices.recompute {
+        let node = g.node(c.node);
+        lines.push(format!(
+            "; %{} = {} {}: read by {} kernels; {} (predicted {:.2} µs recomputed, {:.2} µs stored)",
+            c.node.index(),
+            node.op.name(),
+            node.ty,
+            c.readers,
+            if c.recomputed { "recomputed in each" } else { "stored" },
+            c.recompute_ns / 1e3,
+            c.store_ns / 1e3
+        ));
+    }
+    for m in &choices.merges {
+        let node = g.node(m.node);
+        lines.push(format!(
+            "; %{} = {} {}: side output of the kernel of %{} (predicted {:.2} µs merged, {:.2} µs apart)",
+            m.node.index(),
+            node.op.name(),
+            node.ty,
+            m.into.index(),
+            m.merged_ns / 1e3,
+            m.apart_ns / 1e3
+        ));
+    }
+    lines
+}
+
 fn dump_schedule(
     target: &str,
     staging: Staging,
@@ -894,33 +930,9 @@ fn dump_kernels(
             plan.naive_bytes
         );
         if stage == Stage::Kernels {
-            // Values read by several kernels: recomputed in each, or stored, by predicted cost.
             let (_, choices) = kiln::passes::fuse::partition_with_choices(exe.graph(), kiln::Fusion::Fused);
-            for c in &choices.recompute {
-                let node = exe.graph().node(c.node);
-                outln!(
-                    "; %{} = {} {}: read by {} kernels; {} (predicted {:.2} µs recomputed, {:.2} µs stored)",
-                    c.node.index(),
-                    node.op.name(),
-                    node.ty,
-                    c.readers,
-                    if c.recomputed { "recomputed in each" } else { "stored" },
-                    c.recompute_ns / 1e3,
-                    c.store_ns / 1e3
-                );
-            }
-            // Kernels merged into a reader, which stores their value beside its own.
-            for m in &choices.merges {
-                let node = exe.graph().node(m.node);
-                outln!(
-                    "; %{} = {} {}: side output of the kernel of %{} (predicted {:.2} µs merged, {:.2} µs apart)",
-                    m.node.index(),
-                    node.op.name(),
-                    node.ty,
-                    m.into.index(),
-                    m.merged_ns / 1e3,
-                    m.apart_ns / 1e3
-                );
+            for line in fusion_choices(exe.graph(), &choices) {
+                outln!("{line}");
             }
         }
         for (group, kernel) in exe.groups() {

@@ -376,6 +376,10 @@ fn optimized_stage_and_opt_print_verified_graphs_with_reports() {
         assert!(o.status.success(), "{}: {}", e.name, stderr(&o));
         let text = stdout(&o);
         assert!(text.contains("; pass egraph:") && text.contains("stop Saturated"), "{}: {text}", e.name);
+        // Fusion's choices on the optimized graph, with their predictions.
+        if e.name == "lenet5" {
+            assert!(text.contains(": side output of the kernel of %") && text.contains("µs merged"), "{text}");
+        }
         let path = dir.join(format!("{}.kir", e.name));
         std::fs::write(&path, &text).unwrap();
         let c = kiln(&["check", path.to_str().unwrap()]);
@@ -431,6 +435,7 @@ fn run_backends_agree_and_kernels_dump() {
     assert!(
         text.contains("kernel @k")
             && text.contains("store out[i]")
+            && text.contains("store side0[i]")
             && text.contains("= conv2d (members: ")
             && text.contains("im2col + GEMM"),
         "{text}"
