@@ -156,3 +156,41 @@ fn zoo_training_steps_merge_and_stay_acyclic() {
         }
     }
 }
+
+#[test]
+fn a_reduction_stores_the_value_it_reduces() {
+    // A softmax over rows: `e = exp(x − max)` is read by the row sum and by the division.
+    let text = "func @softmax(%x: f32[13,67]) -> (p: f32[13,67]) {
+  %m = reduce_max %x {axes=[1]} : f32[13]
+  %mb = broadcast %m {dims=[0]} : f32[13,67]
+  %d = sub %x, %mb : f32[13,67]
+  %e = exp %d : f32[13,67]
+  %s = reduce_sum %e {axes=[1]} : f32[13]
+  %sb = broadcast %s {dims=[0]} : f32[13,67]
+  %p = div %e, %sb : f32[13,67]
+  return %p
+}
+";
+    let g = parse_graph(text).unwrap();
+    let groups = partition(&g, Fusion::Fused);
+    assert_ordered(&g, &groups);
+    let sum = groups.iter().find(|gr| g.node(gr.root()).op.name() == "reduce_sum").expect("the row sum's kernel");
+    assert_eq!(sum.side_outputs.iter().map(|n| g.node(*n).op.name()).collect::<Vec<_>>(), ["exp"], "{groups:#?}");
+    // No kernel of its own for `e`: the max, the sum (storing e) and the division.
+    assert_eq!(groups.iter().filter(|gr| gr.kind == GroupKind::Elementwise).count(), 3, "{groups:#?}");
+    let x: Vec<f32> = pseudo(13 * 67, 21).iter().map(|v| (v * 6.0) as f32).collect();
+    let feeds: std::collections::HashMap<String, Value> =
+        [("x".to_string(), f32v(&[13, 67], &x))].into_iter().collect();
+    let want = interp::run(&g, &feeds).unwrap();
+    let unfused = kiln::compile(&g, Fusion::Unfused).unwrap().run(&feeds).unwrap();
+    for threads in [1, 2] {
+        let got = kiln::compile(&g, Fusion::Fused).unwrap().with_threads(threads).run(&feeds).unwrap();
+        assert_close(&got[0].to_f64_vec(), &want[0].to_f64_vec(), 1e-6);
+        // The sum's loop now computes what it adds: its terms may be added in another order
+        // than the unfused kernel's (a rounding apart), never more.
+        assert_close(&got[0].to_f64_vec(), &unfused[0].to_f64_vec(), 1e-6);
+        for row in got[0].to_f64_vec().chunks(67) {
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-5);
+        }
+    }
+}

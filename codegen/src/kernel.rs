@@ -44,9 +44,9 @@ pub enum Inst {
     Cast(usize),
 }
 
-/// A value of a kernel's body stored beside its result (a multi-output kernel's side output),
-/// at the same position as the result: row-major over the iteration space, which is the
-/// result's shape.
+/// A value of a kernel's body stored beside its result (a multi-output kernel's side output):
+/// one element per point of the iteration space, which is its shape (the result's, or a
+/// reduction's operand's), row-major.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SideOutput {
     /// The graph node whose buffer it fills.
@@ -55,6 +55,9 @@ pub struct SideOutput {
     pub value: usize,
     /// Its element type.
     pub dtype: DType,
+    /// Its stride in elements per axis of the space (the space's row-major strides, permuted
+    /// and merged along with the space).
+    pub strides: Vec<i64>,
 }
 
 /// A fused kernel: elementwise work over an iteration space, stored elementwise or reduced.
@@ -75,8 +78,8 @@ pub struct Kernel {
     pub out_strides: Vec<i64>,
     /// The body, with each instruction's result dtype.
     pub body: Vec<(Inst, DType)>,
-    /// Values stored beside the result, at the output's strides (elementwise kernels only).
-    /// A backend receives their buffers after the inputs' ([`Kernel::side_outputs`] in order).
+    /// Values stored beside the result, one per point of the space. A backend receives their
+    /// buffers after the inputs', in this order.
     pub side_outputs: Vec<SideOutput>,
 }
 
@@ -121,7 +124,8 @@ impl Kernel {
             let steps_as_one = |s: &[i64]| s[o] == s[i] * n;
             let merge = reduced(&self, o) == reduced(&self, i)
                 && steps_as_one(&self.out_strides)
-                && self.inputs.iter().all(|input| steps_as_one(&input.strides));
+                && self.inputs.iter().all(|input| steps_as_one(&input.strides))
+                && self.side_outputs.iter().all(|side| steps_as_one(&side.strides));
             if merge {
                 self.space[i] *= self.space[o];
                 self.remove_axis(o);
@@ -154,6 +158,9 @@ impl Kernel {
         for input in &mut self.inputs {
             input.strides = permute(&input.strides);
         }
+        for side in &mut self.side_outputs {
+            side.strides = permute(&side.strides);
+        }
         if let Some((_, axes)) = &mut self.reduce {
             for a in axes.iter_mut() {
                 // `order` is a permutation of 0..rank, so every axis has a new position.
@@ -170,6 +177,9 @@ impl Kernel {
         self.out_strides.remove(d);
         for input in &mut self.inputs {
             input.strides.remove(d);
+        }
+        for side in &mut self.side_outputs {
+            side.strides.remove(d);
         }
         if let Some((_, axes)) = &mut self.reduce {
             axes.retain(|a| *a != d);
@@ -226,8 +236,8 @@ pub fn lower_group(graph: &Graph, members: &[NodeId]) -> Result<Kernel, LowerErr
     lower_stored(graph, members, &[])
 }
 
-/// [`lower_group`] for a multi-output kernel: it also stores the members `side_outputs`
-/// (of the root's shape; the root is no reduction).
+/// [`lower_group`] for a multi-output kernel: it also stores the members `side_outputs`, each
+/// of the iteration space's shape (the root's, or a reduction root's operand's).
 pub fn lower_stored(graph: &Graph, members: &[NodeId], side_outputs: &[NodeId]) -> Result<Kernel, LowerError> {
     let root = *members.last().ok_or(LowerError { node: NodeId::from_index(0), op: "", why: "empty group".into() })?;
     let (space_ty, reduce, members) = match &graph.node(root).op {
@@ -357,11 +367,12 @@ pub fn lower_stored(graph: &Graph, members: &[NodeId], side_outputs: &[NodeId]) 
         kernel.body.push((inst, dt));
     }
     for &node in side_outputs {
-        if reduce.is_some() || graph.ty(node).dims() != out.dims() {
-            return Err(fail(node, "a side output must have the shape of an elementwise kernel's result"));
+        if graph.ty(node).dims() != out.dims() {
+            return Err(fail(node, "a side output must have the shape of the kernel's iteration space"));
         }
         let value = *at.get(&node).ok_or_else(|| fail(node, "a side output must be a member"))?;
-        kernel.side_outputs.push(SideOutput { node, value, dtype: graph.ty(node).dtype });
+        let strides = contiguous_strides(out.dims());
+        kernel.side_outputs.push(SideOutput { node, value, dtype: graph.ty(node).dtype, strides });
     }
     Ok(kernel.collapse().interchange(4).collapse())
 }

@@ -6,13 +6,15 @@
 //! own (unless recomputing it is cheaper): an LSTM cell's gates, each read by the cell's next
 //! values and by the backward pass, become a dozen small kernels per time step, each paying
 //! a call and a pass over memory. Here a producer group `P` merges into a reader group `C`
-//! of the same iteration space when the measured cost model ([`crate::cost_model`]) predicts
-//! the merged kernel cheaper than the two (one call fewer, `P`'s result not read back), and
-//! the merge closes no cycle (no path from `P` to `C` through a third group:
-//! [`GroupDag::can_merge`]). Merges repeat, so a chain of such kernels becomes one kernel
-//! storing every value read outside it. The result is the same to the bit: every value is
-//! computed by the same instructions, and a stored value is never contracted into a fused
-//! multiply-add.
+//! of the same iteration space when the measured cost model ([`crate::cost_model`])
+//! predicts the merged kernel cheaper than the two (one call fewer, `P`'s result not read
+//! back), and the merge closes no cycle (no path from `P` to `C` through a third group:
+//! [`GroupDag::can_merge`]). A reduction reads over the space it reduces: it then stores the
+//! value as its loop computes it (a softmax's `exp`, summed and stored in one pass), and stays
+//! the merged kernel's root. Merges repeat, so a chain of such kernels becomes one kernel
+//! storing every value read outside it. Every value is computed by the same instructions, and
+//! a stored value is never contracted into a fused multiply-add, so elementwise results are
+//! the same bits; a reduction may add its terms in another order (a rounding).
 //!
 //! Side outputs live in the memory plan's arena like any intermediate. So a producer stays
 //! apart when its result is a graph output, or is read by a reference op (whose operands
@@ -48,6 +50,17 @@ fn reads_materialized(op: &Op) -> bool {
 fn elementwise_space<'g>(graph: &'g Graph, group: &Group) -> Option<&'g [usize]> {
     let root = graph.node(group.root());
     (group.kind == GroupKind::Elementwise && !matches!(root.op, Op::Reduce { .. })).then(|| root.ty.dims())
+}
+
+/// The iteration space of a fused kernel's group: its root's extents, or a reduction root's
+/// operand's.
+fn kernel_space<'g>(graph: &'g Graph, group: &Group) -> Option<&'g [usize]> {
+    let root = graph.node(group.root());
+    match root.op {
+        _ if group.kind != GroupKind::Elementwise => None,
+        Op::Reduce { .. } => Some(graph.ty(root.args[0]).dims()),
+        _ => Some(root.ty.dims()),
+    }
 }
 
 /// Merges producers into readers as side outputs (see the module's header), then orders the
@@ -116,7 +129,7 @@ fn best_reader(
     let mut dag: Option<GroupDag> = None;
     for ci in readers {
         let c = &groups[ci];
-        if ci == pi || elementwise_space(graph, c) != Some(space) {
+        if ci == pi || kernel_space(graph, c) != Some(space) {
             continue;
         }
         // A movement op reads a materialized buffer: it cannot read a value of its own loop.
@@ -125,6 +138,10 @@ fn best_reader(
             continue;
         }
         let merged = merged_group(p, c);
+        // A reduction stays the root: what it reduces is computed and stored on the way.
+        if merged.root() != c.root() && matches!(graph.node(c.root()).op, Op::Reduce { .. }) {
+            continue;
+        }
         let apart_ns = model.predict_group(graph, p) + model.predict_group(graph, c);
         let merged_ns = model.predict_group(graph, &merged);
         let gain = apart_ns - merged_ns;

@@ -215,13 +215,6 @@ impl Emitter<'_> {
             .collect()
     }
 
-    /// Computes the element (or `lanes` adjacent elements) of the body at `index`: the
-    /// result's value.
-    pub(super) fn compute(&self, b: &mut FunctionBuilder, index: &[Value], lanes: u8) -> Value {
-        // The lowering never makes an empty body: every kernel loads or computes its value.
-        *self.compute_all(b, index, lanes).last().expect("kernel bodies are never empty")
-    }
-
     /// Computes every value of the body at `index` (or `lanes` adjacent elements), in order.
     pub(super) fn compute_all(&self, b: &mut FunctionBuilder, index: &[Value], lanes: u8) -> Vec<Value> {
         let k = self.kernel;
@@ -344,29 +337,33 @@ impl Emitter<'_> {
     /// Stores the result computed by [`Emitter::compute_all`] at `index`, and every side
     /// output beside it.
     pub(super) fn store_all(&self, b: &mut FunctionBuilder, index: &[Value], vals: &[Value], lanes: u8) {
-        let k = self.kernel;
-        for (side, ptr) in k.side_outputs.iter().zip(self.side_ptrs) {
-            self.store_elements(b, *ptr, side.dtype, index, vals[side.value], lanes);
-        }
+        self.store_sides(b, index, vals, lanes);
         // The lowering never makes an empty body: every kernel loads or computes its value.
         let result = *vals.last().expect("kernel bodies are never empty");
         self.store(b, index, result, lanes);
     }
 
-    /// Stores `value` (`lanes` adjacent elements) into the row-major buffer at `ptr` of
-    /// `dtype`, at the output's position for `index`.
+    /// Stores every side output's value at `index` (`lanes` adjacent elements).
+    pub(super) fn store_sides(&self, b: &mut FunctionBuilder, index: &[Value], vals: &[Value], lanes: u8) {
+        for (side, ptr) in self.kernel.side_outputs.iter().zip(self.side_ptrs) {
+            self.store_elements(b, *ptr, side, index, vals[side.value], lanes);
+        }
+    }
+
+    /// Stores `value` (`lanes` adjacent elements) of side output `side` into its buffer at
+    /// `ptr`, at its position for `index`.
     fn store_elements(
         &self,
         b: &mut FunctionBuilder,
         ptr: Value,
-        dtype: DType,
+        side: &crate::kernel::SideOutput,
         index: &[Value],
         value: Value,
         lanes: u8,
     ) {
-        let strides = self.kernel.out_strides();
-        let size = dtype.size_bytes() as i64;
-        let off = Self::offset(b, index, &strides, size);
+        let strides = &side.strides;
+        let size = side.dtype.size_bytes() as i64;
+        let off = Self::offset(b, index, strides, size);
         let addr = b.ins().iadd(ptr, off);
         let inner = strides.last().copied().unwrap_or(1);
         if lanes > 1 && inner != 1 {
@@ -461,7 +458,9 @@ impl Emitter<'_> {
             b.switch_to_block(b2);
             for (u, acc) in accs.iter().enumerate() {
                 let at = index(b, u as i64 * lanes);
-                let v = self.compute(b, &at, LANES);
+                let vals = self.compute_all(b, &at, LANES);
+                self.store_sides(b, &at, &vals, LANES);
+                let v = *vals.last().expect("kernel bodies are never empty");
                 let a = b.use_var(*acc);
                 let a = combine(b, op, DType::F32, a, v);
                 b.def_var(*acc, a);
@@ -483,6 +482,7 @@ impl Emitter<'_> {
         let vals = self.compute_all(b, &at, LANES);
         match accs {
             Some((op, [acc, _])) => {
+                self.store_sides(b, &at, &vals, LANES);
                 let v = *vals.last().expect("kernel bodies are never empty");
                 let a = b.use_var(acc);
                 let a = combine(b, op, DType::F32, a, v);

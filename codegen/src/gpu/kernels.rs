@@ -140,11 +140,8 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
             c.push_str(&split_dims(&k.space, "        "));
             body(&mut c, k, "        ", None);
             let last = k.body.len().saturating_sub(1);
-            let at = out_index(k, &all);
-            for (j, o) in k.side_outputs.iter().enumerate() {
-                let _ = writeln!(c, "        side{j}[{at}] = v{};", o.value);
-            }
-            let _ = writeln!(c, "        out[{at}] = v{last};");
+            side_stores(&mut c, k, "        ");
+            let _ = writeln!(c, "        out[{}] = v{last};", out_index(k, &all));
             c.push_str("    }\n");
         }
         Some((op, axes)) => {
@@ -175,6 +172,7 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
                 let _ = writeln!(c, "        for (idx_t q = threadIdx.x; q < {count}; q += blockDim.x) {{");
                 c.push_str(&split_var("q", &reduced, "            "));
                 body(&mut c, k, "            ", None);
+                side_stores(&mut c, k, "            ");
                 let _ = writeln!(c, "            acc = {};", combine("acc", &v));
                 c.push_str("        }\n");
                 c.push_str(&tree_tail(&out_index(k, &kept), &combine("part[threadIdx.x]", "part[threadIdx.x + s]")));
@@ -193,6 +191,7 @@ pub fn render(k: &Kernel, symbol: &str) -> String {
                     indent.push_str("    ");
                 }
                 body(&mut c, k, &indent, None);
+                side_stores(&mut c, k, &indent);
                 let _ = writeln!(c, "{indent}acc = {};", combine("acc", &v));
                 for _ in axes {
                     indent.truncate(indent.len() - 4);
@@ -342,7 +341,7 @@ pub(super) fn render_vectorized(c: &mut String, k: &Kernel, reads: &[VectorRead]
     for (j, side) in k.side_outputs.iter().enumerate() {
         let v = vector_type(side.dtype).expect("checked by vector_reads");
         let lanes: Vec<String> = (0..VECTOR_LANES).map(|l| format!("v{}_{l}", side.value)).collect();
-        let _ = writeln!(c, "        *({v} *)(side{j} + {at}) = make_{v}({});", lanes.join(", "));
+        let _ = writeln!(c, "        *({v} *)(side{j} + {}) = make_{v}({});", side_index(side), lanes.join(", "));
     }
     let v = vector_type(k.out.dtype).expect("checked by vector_reads");
     let _ = writeln!(c, "        *({v} *)(out + {at}) = make_{v}({});", lanes.join(", "));
@@ -371,6 +370,24 @@ pub(super) fn combine(op: ReduceOp, d: DType, a: &str, b: &str) -> String {
         (ReduceOp::Max, DType::F32) => format!("kiln_maxf({a}, {b})"),
         (ReduceOp::Max, DType::F64) => format!("kiln_max({a}, {b})"),
         (ReduceOp::Max, _) => format!("({b} > {a} ? {b} : {a})"),
+    }
+}
+
+/// The offset of a side output at the index variables `i{d}` of every axis.
+fn side_index(side: &crate::kernel::SideOutput) -> String {
+    let mut s = String::from("0");
+    for (d, &st) in side.strides.iter().enumerate() {
+        if st != 0 {
+            let _ = write!(s, " + i{d} * {st}");
+        }
+    }
+    s
+}
+
+/// Stores every side output of `k` at the current point of its space (every `i{d}` set).
+fn side_stores(c: &mut String, k: &Kernel, indent: &str) {
+    for (j, side) in k.side_outputs.iter().enumerate() {
+        let _ = writeln!(c, "{indent}side{j}[{}] = v{};", side_index(side), side.value);
     }
 }
 

@@ -152,7 +152,9 @@ impl Schedule {
             if let Some(k) = self.kernel(si)
                 && (k.side_outputs.len() != s.side_outs.len()
                     || k.side_outputs.iter().zip(&s.side_outs).any(|(side, (n, b))| {
-                        side.node != *n || !matches!(b, Buffer::Arena { .. }) || g.ty(*n).dims() != k.out.dims()
+                        side.node != *n
+                            || !matches!(b, Buffer::Arena { .. })
+                            || g.ty(*n).numel() != k.space.iter().product::<usize>()
                     }))
             {
                 return Err(fail("its kernel's side outputs are not the step's arena buffers".into()));
