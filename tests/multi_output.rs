@@ -194,3 +194,31 @@ fn a_reduction_stores_the_value_it_reduces() {
         }
     }
 }
+
+#[test]
+fn merges_keep_few_transcendentals_in_one_kernel() {
+    // `e = exp x` is read by a kernel with three `tanh`s already and by `d = e − x`: joining
+    // the first would hold four approximations in one loop, so it joins the second.
+    let text = format!(
+        "func @f(%x: {T}, %c: {T}) -> (h: {T}, d: {T}) {{
+  %e = exp %x : {T}
+  %p = mul %e, %c : {T}
+  %t1 = tanh %p : {T}
+  %t2 = tanh %t1 : {T}
+  %h = tanh %t2 : {T}
+  %d = sub %e, %x : {T}
+  return %h, %d
+}}
+"
+    );
+    let g = parse_graph(&text).unwrap();
+    let groups = partition(&g, Fusion::Fused);
+    let e = g.node(g.outputs()[1].value).args[0];
+    let holder = groups.iter().find(|gr| gr.side_outputs.contains(&e)).expect("e is a side output");
+    assert_eq!(holder.root(), g.outputs()[1].value, "{groups:#?}");
+    for gr in &groups {
+        let approximations = gr.members.iter().filter(|m| matches!(g.node(**m).op.name(), "exp" | "tanh")).count();
+        assert!(approximations <= kiln::passes::multi_output::MAX_TRANSCENDENTALS, "{gr:?}");
+    }
+    assert_ordered(&g, &groups);
+}

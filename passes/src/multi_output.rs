@@ -16,6 +16,9 @@
 //! a stored value is never contracted into a fused multiply-add, so elementwise results are
 //! the same bits; a reduction may add its terms in another order (a rounding).
 //!
+//! A merged kernel holds at most [`MAX_TRANSCENDENTALS`] inline approximations (register
+//! pressure, measured, not yet in the cost model).
+//!
 //! Side outputs live in the memory plan's arena like any intermediate. So a producer stays
 //! apart when its result is a graph output, or is read by a reference op (whose operands
 //! are owned arrays) or through a movement op inside the reader (which needs it
@@ -39,6 +42,26 @@ pub struct Merge {
     pub apart_ns: f64,
     /// Predicted nanoseconds of the merged kernel.
     pub merged_ns: f64,
+}
+
+/// The most inline transcendental approximations a merged kernel may hold. Each keeps its
+/// constants and temporaries live across the loop; past a few, Cranelift's register
+/// allocator spills inside the vector loop and the merged kernel runs slower than its parts
+/// (the LSTM's forward cell: five in one kernel took 27 µs where 3 + 2 apart took 21), a cost
+/// the measured model does not price yet. Measured on the kernels of whole steps (one thread,
+/// kernel time against the build without merges): with at most 3, the LSTM workload's 0.89×,
+/// LeNet-5's step 0.86×, the transformer step 0.96×, the LSTM forward 1.00×; at most 2 about
+/// the same; at most 4 the LSTM workload 1.04×; no limit, the LSTM forward 1.24×.
+pub const MAX_TRANSCENDENTALS: usize = 3;
+
+/// The transcendental ops among `group`'s members.
+fn transcendentals(graph: &Graph, group: &Group) -> usize {
+    group
+        .members
+        .iter()
+        .filter_map(|m| crate::cost_model::arithmetic(&graph.node(*m).op))
+        .map(|a| a.transcendental.ceil() as usize)
+        .sum()
 }
 
 /// True if `op` makes a kernel read its operand as a materialized buffer.
@@ -138,6 +161,9 @@ fn best_reader(
             continue;
         }
         let merged = merged_group(p, c);
+        if transcendentals(graph, &merged) > MAX_TRANSCENDENTALS {
+            continue;
+        }
         // A reduction stays the root: what it reduces is computed and stored on the way.
         if merged.root() != c.root() && matches!(graph.node(c.root()).op, Op::Reduce { .. }) {
             continue;

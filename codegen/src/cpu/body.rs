@@ -215,8 +215,10 @@ impl Emitter<'_> {
             .collect()
     }
 
-    /// Computes every value of the body at `index` (or `lanes` adjacent elements), in order.
-    pub(super) fn compute_all(&self, b: &mut FunctionBuilder, index: &[Value], lanes: u8) -> Vec<Value> {
+    /// Computes the body at `index` (or `lanes` adjacent elements) and returns the result's
+    /// value. Each side output is stored as soon as its value is computed, so it does not stay
+    /// live (in a register, or spilled) to the end of the body.
+    pub(super) fn compute(&self, b: &mut FunctionBuilder, index: &[Value], lanes: u8) -> Value {
         let k = self.kernel;
         // Vector accesses are not 16-byte aligned in general.
         let vflags = MemFlagsData::new().with_notrap();
@@ -330,29 +332,20 @@ impl Emitter<'_> {
                 Inst::Cast(x) => cast(b, vals[*x], arg_dt(*x), *dt),
             };
             vals.push(v);
+            let at = vals.len() - 1;
+            for (side, ptr) in self.kernel.side_outputs.iter().zip(self.side_ptrs) {
+                if side.value == at {
+                    self.store_side(b, *ptr, side, index, v, lanes);
+                }
+            }
         }
-        vals
-    }
-
-    /// Stores the result computed by [`Emitter::compute_all`] at `index`, and every side
-    /// output beside it.
-    pub(super) fn store_all(&self, b: &mut FunctionBuilder, index: &[Value], vals: &[Value], lanes: u8) {
-        self.store_sides(b, index, vals, lanes);
         // The lowering never makes an empty body: every kernel loads or computes its value.
-        let result = *vals.last().expect("kernel bodies are never empty");
-        self.store(b, index, result, lanes);
-    }
-
-    /// Stores every side output's value at `index` (`lanes` adjacent elements).
-    pub(super) fn store_sides(&self, b: &mut FunctionBuilder, index: &[Value], vals: &[Value], lanes: u8) {
-        for (side, ptr) in self.kernel.side_outputs.iter().zip(self.side_ptrs) {
-            self.store_elements(b, *ptr, side, index, vals[side.value], lanes);
-        }
+        *vals.last().expect("kernel bodies are never empty")
     }
 
     /// Stores `value` (`lanes` adjacent elements) of side output `side` into its buffer at
     /// `ptr`, at its position for `index`.
-    fn store_elements(
+    fn store_side(
         &self,
         b: &mut FunctionBuilder,
         ptr: Value,
@@ -458,9 +451,7 @@ impl Emitter<'_> {
             b.switch_to_block(b2);
             for (u, acc) in accs.iter().enumerate() {
                 let at = index(b, u as i64 * lanes);
-                let vals = self.compute_all(b, &at, LANES);
-                self.store_sides(b, &at, &vals, LANES);
-                let v = *vals.last().expect("kernel bodies are never empty");
+                let v = self.compute(b, &at, LANES);
                 let a = b.use_var(*acc);
                 let a = combine(b, op, DType::F32, a, v);
                 b.def_var(*acc, a);
@@ -479,16 +470,14 @@ impl Emitter<'_> {
         b.ins().brif(more, body, &[], exit, &[]);
         b.switch_to_block(body);
         let at = index(b, 0);
-        let vals = self.compute_all(b, &at, LANES);
+        let v = self.compute(b, &at, LANES);
         match accs {
             Some((op, [acc, _])) => {
-                self.store_sides(b, &at, &vals, LANES);
-                let v = *vals.last().expect("kernel bodies are never empty");
                 let a = b.use_var(acc);
                 let a = combine(b, op, DType::F32, a, v);
                 b.def_var(acc, a);
             }
-            None => self.store_all(b, &at, &vals, LANES),
+            None => self.store(b, &at, v, LANES),
         }
         step(b, lanes);
         b.ins().jump(header, &[]);

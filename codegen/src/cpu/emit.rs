@@ -149,8 +149,8 @@ impl<M: Module> KernelEmitter<M> {
                 init_reduction(&mut b, kernel, *op, out_ptr, (lo, hi));
             }
             if rank == 0 {
-                let vals = em.compute_all(&mut b, &[], 1);
-                em.store_all(&mut b, &[], &vals, 1);
+                let v = em.compute(&mut b, &[], 1);
+                em.store(&mut b, &[], v, 1);
                 b.ins().jump(done, &[]);
             } else {
                 // Outer loops step by one; the innermost runs 4 lanes at a time when it can,
@@ -182,8 +182,8 @@ impl<M: Module> KernelEmitter<M> {
                     b.switch_to_block(bodies[d]);
                     if innermost {
                         let index: Vec<Value> = idx.iter().map(|v| b.use_var(*v)).collect();
-                        let vals = em.compute_all(&mut b, &index, 1);
-                        em.store_all(&mut b, &index, &vals, 1);
+                        let v = em.compute(&mut b, &index, 1);
+                        em.store(&mut b, &index, v, 1);
                         let i = b.use_var(idx[d]);
                         let next = b.ins().iadd_imm_s(i, 1);
                         b.def_var(idx[d], next);
