@@ -111,7 +111,7 @@ pub fn is_elementwise(graph: &Graph, id: NodeId) -> bool {
 
 /// True for the ops a kernel lowers to strided loads of a materialized operand: their operand
 /// cannot be computed inside the same kernel.
-fn reads_materialized(op: &Op) -> bool {
+pub(crate) fn reads_materialized(op: &Op) -> bool {
     matches!(op, Op::Broadcast { .. } | Op::Slice { .. } | Op::Permute { .. })
 }
 
@@ -140,7 +140,7 @@ pub fn is_contraction(graph: &Graph, id: NodeId) -> bool {
 
 /// The iteration space of a kernel rooted at `root`: its extents, or for a reduction its
 /// operand's.
-fn space(graph: &Graph, root: NodeId) -> &[usize] {
+pub(crate) fn space(graph: &Graph, root: NodeId) -> &[usize] {
     match graph.node(root).op {
         Op::Reduce { .. } => graph.ty(graph.node(root).args[0]).dims(),
         _ => graph.ty(root).dims(),

@@ -27,7 +27,7 @@
 use kiln_ir::{Graph, NodeId, Op};
 
 use crate::cost_model::CostModel;
-use crate::fuse::{Group, GroupKind};
+use crate::fuse::{Group, GroupKind, reads_materialized, space};
 use crate::group_dag::GroupDag;
 
 /// A producer kernel merged into a reader as a side output, with the predictions that
@@ -64,26 +64,15 @@ fn transcendentals(graph: &Graph, group: &Group) -> usize {
         .sum()
 }
 
-/// True if `op` makes a kernel read its operand as a materialized buffer.
-fn reads_materialized(op: &Op) -> bool {
-    matches!(op, Op::Broadcast { .. } | Op::Slice { .. } | Op::Permute { .. })
-}
-
 /// The iteration space of an elementwise group that is not a reduction, if it is one.
 fn elementwise_space<'g>(graph: &'g Graph, group: &Group) -> Option<&'g [usize]> {
     let root = graph.node(group.root());
     (group.kind == GroupKind::Elementwise && !matches!(root.op, Op::Reduce { .. })).then(|| root.ty.dims())
 }
 
-/// The iteration space of a fused kernel's group: its root's extents, or a reduction root's
-/// operand's.
+/// The iteration space of a fused kernel's group ([`space`]), if it is one.
 fn kernel_space<'g>(graph: &'g Graph, group: &Group) -> Option<&'g [usize]> {
-    let root = graph.node(group.root());
-    match root.op {
-        _ if group.kind != GroupKind::Elementwise => None,
-        Op::Reduce { .. } => Some(graph.ty(root.args[0]).dims()),
-        _ => Some(root.ty.dims()),
-    }
+    (group.kind == GroupKind::Elementwise).then(|| space(graph, group.root()))
 }
 
 /// Merges producers into readers as side outputs (see the module's header), then orders the
@@ -92,13 +81,16 @@ fn kernel_space<'g>(graph: &'g Graph, group: &Group) -> Option<&'g [usize]> {
 pub fn merge(graph: &Graph, groups: &mut Vec<Group>, users: &[Vec<NodeId>], is_output: &[bool]) -> Vec<Merge> {
     let model = CostModel::current();
     let mut merges = Vec::new();
+    // Built once, and again only after a merge changes the groups.
+    let mut partition = Partition::new(graph, groups);
     let mut pi = 0;
     while pi < groups.len() {
-        match best_reader(graph, groups, pi, users, is_output, model) {
+        match best_reader(graph, groups, &mut partition, pi, users, is_output, model) {
             Some((ci, merged, m)) => {
                 groups[ci] = merged;
                 groups.remove(pi);
                 merges.push(m);
+                partition = Partition::new(graph, groups);
                 // The group now at `pi` is the next one; a merged group is looked at again
                 // when its own turn comes.
             }
@@ -111,15 +103,24 @@ pub fn merge(graph: &Graph, groups: &mut Vec<Group>, users: &[Vec<NodeId>], is_o
     merges
 }
 
-/// The groups each node is a member of (several for a recomputed value).
-fn groups_of_nodes(graph: &Graph, groups: &[Group]) -> Vec<Vec<usize>> {
-    let mut of = vec![Vec::new(); graph.len()];
-    for (gi, g) in groups.iter().enumerate() {
-        for m in &g.members {
-            of[m.index()].push(gi);
+/// What the merges ask of the current groups: the groups of each node, and their DAG (built
+/// when first needed).
+struct Partition {
+    /// The groups each node is a member of (several for a recomputed value).
+    of: Vec<Vec<usize>>,
+    dag: Option<GroupDag>,
+}
+
+impl Partition {
+    fn new(graph: &Graph, groups: &[Group]) -> Partition {
+        let mut of = vec![Vec::new(); graph.len()];
+        for (gi, g) in groups.iter().enumerate() {
+            for m in &g.members {
+                of[m.index()].push(gi);
+            }
         }
+        Partition { of, dag: None }
     }
-    of
 }
 
 /// The reader of group `pi`'s root that `pi` merges into with the largest predicted gain, the
@@ -127,6 +128,7 @@ fn groups_of_nodes(graph: &Graph, groups: &[Group]) -> Vec<Vec<usize>> {
 fn best_reader(
     graph: &Graph,
     groups: &[Group],
+    partition: &mut Partition,
     pi: usize,
     users: &[Vec<NodeId>],
     is_output: &[bool],
@@ -139,8 +141,8 @@ fn best_reader(
     if matches!(node.op, Op::Const { .. }) || !node.ty.dtype.is_float() {
         return None;
     }
-    let of = groups_of_nodes(graph, groups);
-    if !stays_in_arena(graph, groups, &of, r, users, is_output) {
+    let of = &partition.of;
+    if !stays_in_arena(graph, groups, of, r, users, is_output) {
         return None;
     }
     let stored: Vec<NodeId> = p.stored().collect();
@@ -149,7 +151,6 @@ fn best_reader(
     readers.sort_unstable();
     readers.dedup();
     let mut best: Option<(usize, Group, Merge)> = None;
-    let mut dag: Option<GroupDag> = None;
     for ci in readers {
         let c = &groups[ci];
         if ci == pi || kernel_space(graph, c) != Some(space) {
@@ -174,7 +175,7 @@ fn best_reader(
         if gain <= 0.0 || best.as_ref().is_some_and(|(_, _, b)| b.apart_ns - b.merged_ns >= gain) {
             continue;
         }
-        let dag = dag.get_or_insert_with(|| GroupDag::new(graph, groups));
+        let dag = partition.dag.get_or_insert_with(|| GroupDag::new(graph, groups));
         if dag.can_merge(pi, ci) {
             best = Some((ci, merged, Merge { node: r, into: c.root(), apart_ns, merged_ns }));
         }
