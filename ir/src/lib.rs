@@ -34,7 +34,8 @@ pub use dtype::DType;
 pub use graph::{Graph, GraphError, Node, NodeId, Output};
 pub use interp::{InterpError, Value};
 pub use op::{
-    BinaryOp, CmpOp, ConvAttrs, ConvKind, Distribution, Init, Literal, Movement, Op, OpKind, ReduceOp, UnaryOp,
+    BinaryOp, CmpOp, ConvAttrs, ConvKind, ConvLayout, Distribution, Init, Literal, Movement, Op, OpKind, ReduceOp,
+    UnaryOp,
 };
 pub use parse::{ParseError, parse_graph, parse_module};
 pub use shape::{Shape, TensorType};

@@ -251,11 +251,60 @@ pub struct ConvAttrs {
     pub dilation: [usize; 2],
     /// Number of channel groups.
     pub groups: usize,
+    /// Where the channels sit in the input and output activations (the weight is always
+    /// `[O, C/groups, KH, KW]`).
+    pub layout: ConvLayout,
 }
 
 impl Default for ConvAttrs {
     fn default() -> Self {
-        ConvAttrs { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }
+        ConvAttrs { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1, layout: ConvLayout::Nchw }
+    }
+}
+
+/// The activation layout of a convolution: the order of the axes of its input `x`, its output
+/// `y` and their gradients. The weight keeps `[O, C/groups, KH, KW]` in both, so parameters and
+/// checkpoints never change layout; only the activations between layers do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConvLayout {
+    /// Channels first: `x: [N, C, H, W]`, `y: [N, O, OH, OW]` (the frontend's layout).
+    #[default]
+    Nchw,
+    /// Channels last: `x: [N, H, W, C]`, `y: [N, OH, OW, O]`. Chosen by the `layout` pass
+    /// where the cost model prices it cheaper.
+    Nhwc,
+}
+
+impl ConvLayout {
+    /// The name in the text form (`layout=nhwc`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvLayout::Nchw => "nchw",
+            ConvLayout::Nhwc => "nhwc",
+        }
+    }
+
+    /// The activation axes `(N, C, H, W)` as positions in this layout.
+    pub fn axes(self) -> [usize; 4] {
+        match self {
+            ConvLayout::Nchw => [0, 1, 2, 3],
+            ConvLayout::Nhwc => [0, 3, 1, 2],
+        }
+    }
+
+    /// `[N, C, H, W]` extents put in this layout's order.
+    pub fn arrange(self, nchw: [usize; 4]) -> [usize; 4] {
+        let a = self.axes();
+        let mut out = [0; 4];
+        for (i, &pos) in a.iter().enumerate() {
+            out[pos] = nchw[i];
+        }
+        out
+    }
+
+    /// Extents in this layout's order read back as `[N, C, H, W]`.
+    pub fn nchw(self, dims: &[usize]) -> [usize; 4] {
+        self.axes().map(|pos| dims[pos])
     }
 }
 

@@ -584,7 +584,20 @@ impl<'a> Attrs<'a> {
             padding: self.pair("padding")?,
             dilation: self.pair("dilation")?,
             groups: self.usize_("groups")?,
+            layout: self.layout()?,
         })
+    }
+
+    /// The optional `layout` of a convolution: `nchw` (the default) or `nhwc`.
+    fn layout(&mut self) -> PResult<crate::ConvLayout> {
+        if !self.stmt.attrs.iter().any(|(k, _, _)| k == "layout") {
+            return Ok(crate::ConvLayout::Nchw);
+        }
+        match self.ident("layout")? {
+            (s, _) if s == "nchw" => Ok(crate::ConvLayout::Nchw),
+            (s, _) if s == "nhwc" => Ok(crate::ConvLayout::Nhwc),
+            (_, p) => err_at(p, "`layout` must be `nchw` or `nhwc`".to_string()),
+        }
     }
 
     fn finish(self, op: Op) -> PResult<Op> {

@@ -33,8 +33,14 @@ fn list(v: &[usize]) -> String {
 }
 
 fn conv_attrs(c: &ConvAttrs) -> String {
+    // The default layout is left out, so graphs without channels-last convolutions print as
+    // they always have.
+    let layout = match c.layout {
+        crate::ConvLayout::Nchw => String::new(),
+        l => format!(", layout={}", l.name()),
+    };
     format!(
-        "{{stride={}, padding={}, dilation={}, groups={}}}",
+        "{{stride={}, padding={}, dilation={}, groups={}{layout}}}",
         list(&c.stride),
         list(&c.padding),
         list(&c.dilation),

@@ -75,12 +75,16 @@ pub fn conv_out_extent(input: usize, kernel: usize, stride: usize, pad: usize, d
 /// The result shape of `conv2d(x, w)`, checking every constraint of the op.
 fn conv_shape(op: &Op, x: &TensorType, w: &TensorType, c: &ConvAttrs) -> Result<Shape, TypeError> {
     if x.rank() != 4 || w.rank() != 4 {
-        return fail(op, format!("expects input [N,C,H,W] and weight [O,C/groups,KH,KW], got {x} and {w}"));
+        let input = match c.layout {
+            crate::ConvLayout::Nchw => "[N,C,H,W]",
+            crate::ConvLayout::Nhwc => "[N,H,W,C]",
+        };
+        return fail(op, format!("expects input {input} and weight [O,C/groups,KH,KW], got {x} and {w}"));
     }
     if !x.dtype.is_float() || x.dtype != w.dtype {
         return fail(op, format!("expects float input and weight of one dtype, got {x} and {w}"));
     }
-    let (xd, wd) = (x.dims(), w.dims());
+    let (xd, wd) = (c.layout.nchw(x.dims()), w.dims());
     let g = c.groups;
     if g == 0 || xd[1] % g != 0 || wd[0] % g != 0 || wd[1] * g != xd[1] {
         return fail(op, format!("channels do not match groups={g}: input {x} has {} channels, weight {w}", xd[1]));
@@ -88,16 +92,16 @@ fn conv_shape(op: &Op, x: &TensorType, w: &TensorType, c: &ConvAttrs) -> Result<
     if c.stride.contains(&0) || c.dilation.contains(&0) {
         return fail(op, "stride and dilation must be at least 1");
     }
-    let mut out = vec![xd[0], wd[0]];
+    let mut out = [xd[0], wd[0], 0, 0];
     for i in 0..2 {
         match conv_out_extent(xd[2 + i], wd[2 + i], c.stride[i], c.padding[i], c.dilation[i]) {
-            Some(e) if e > 0 => out.push(e),
+            Some(e) if e > 0 => out[2 + i] = e,
             _ => {
                 return fail(op, format!("kernel {w} does not fit input {x} with padding {:?}", c.padding));
             }
         }
     }
-    Ok(Shape::new(out))
+    Ok(Shape::new(c.layout.arrange(out).to_vec()))
 }
 
 /// The result type of `op` applied to operands of types `args`.

@@ -186,12 +186,10 @@ fn conv_work(op: &Op, out: &TensorType, args: &[&TensorType]) -> (f64, f64) {
     };
     let wd = w.dims();
     let taps = (wd[1] * wd[2] * wd[3]) as f64;
-    let yd = y.dims();
+    let Some((_, attrs)) = op.conv() else { return (0.0, 0.0) };
+    let yd = attrs.layout.nchw(y.dims());
     let pixels = x.dims()[0] as f64 * (yd[2] * yd[3]) as f64;
-    let groups = match op.conv() {
-        Some((_, attrs)) => attrs.groups.max(1) as f64,
-        None => 1.0,
-    };
+    let groups = attrs.groups.max(1) as f64;
     (pixels * wd[0] as f64 * taps, pixels * taps * groups * x.dtype.size_bytes() as f64)
 }
 

@@ -4,7 +4,8 @@
 //! string (`"cse,fold,tile,egraph,dce"`), runs its passes in order, verifies the graph after each
 //! one (a failure is a compiler bug and names the pass), times each, and with `KILN_DUMP=DIR`
 //! writes every pass's input and output. Passes: [`autodiff`] (called directly, as it needs a
-//! loss), [`dce`], [`cse`], `fold` and `egraph` ([`egraph`]), [`tile`] (sums of tiling pads).
+//! loss), [`dce`], [`cse`], `fold` and `egraph` ([`egraph`]), [`tile`] (sums of tiling pads),
+//! [`layout`] (channels-first or channels-last convolutions).
 
 pub mod autodiff;
 pub mod cost_model;
@@ -13,6 +14,7 @@ pub mod dce;
 pub mod egraph;
 pub mod fuse;
 pub mod group_dag;
+pub mod layout;
 pub mod multi_output;
 pub mod pipeline;
 pub mod plan;

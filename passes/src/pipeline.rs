@@ -109,6 +109,16 @@ pub const PASSES: &[PassInfo] = &[
         summary: "rewrites with the staged e-graph rules, then extracts by cost",
         make: || Box::new(crate::egraph::Egraph::default()),
     },
+    PassInfo {
+        name: "layout",
+        summary: "runs convolutions channels-last where the cost model prices the graph cheaper",
+        make: || Box::new(crate::layout::Layout::default()),
+    },
+    PassInfo {
+        name: "nhwc",
+        summary: "runs every convolution channels-last (the layout pass, forced)",
+        make: || Box::new(crate::layout::Layout { forced: Some(kiln_ir::ConvLayout::Nhwc) }),
+    },
 ];
 
 /// The name of every pass a pipeline string can name, in [`PASSES`] order.

@@ -250,7 +250,14 @@ fn lower(
     name: &str,
     target: Target,
 ) -> Result<(Program, Vec<u8>, usize, usize), AotError> {
-    let g = graph;
+    // The C runtime has channels-first convolutions only: channels-last ones run between two
+    // transposes (same values).
+    let converted = kiln_passes::layout::channels_first_if_needed(graph).map_err(|e| AotError::Unsupported {
+        op: "conv2d",
+        node: 0,
+        why: format!("cannot convert to channels-first: {e}"),
+    })?;
+    let g = converted.as_ref().unwrap_or(graph);
     let unsupported = |id: NodeId, why: &str| AotError::Unsupported {
         op: g.node(id).op.name(),
         node: id.index(),

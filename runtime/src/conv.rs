@@ -10,14 +10,18 @@
 //! Images are independent in the forward and the input gradient, so they are split over
 //! threads; each image's arithmetic is the same whatever the thread count, and the weight
 //! gradient is one GEMM over fixed blocks, so results are identical on any number of threads.
+//!
+//! That is the channels-first layout; [`channels_last`] owns the other.
 
-use kiln_ir::{ConvAttrs, DType};
+mod channels_last;
+
+use kiln_ir::{ConvAttrs, ConvLayout, DType};
 
 use crate::gemm::{MatmulShape, Operand, matmul};
 use crate::pool::Pool;
 
 /// The geometry of one convolution: `x: [n, c, h, w]`, `w: [o, c/groups, kh, kw]`,
-/// `y: [n, o, oh, ow]`.
+/// `y: [n, o, oh, ow]` (the activations stored in `attrs.layout`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
     /// Batch.
@@ -43,8 +47,10 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
-    /// The geometry from the input, weight and output extents.
+    /// The geometry from the input, weight and output extents (the activations' in the
+    /// attributes' layout).
     pub fn new(x: &[usize], w: &[usize], y: &[usize], attrs: ConvAttrs) -> Self {
+        let (x, y) = (attrs.layout.nchw(x), attrs.layout.nchw(y));
         ConvGeometry { n: x[0], c: x[1], h: x[2], w: x[3], o: w[0], kh: w[2], kw: w[3], oh: y[2], ow: y[3], attrs }
     }
 
@@ -309,9 +315,12 @@ pub(crate) fn forward<T: Float>(
     pool: Option<&Pool>,
     keep: Option<&mut [T]>,
 ) {
+    let pool = pool.filter(|_| geo.flops() >= PARALLEL_MIN_FLOPS);
+    if geo.attrs.layout == ConvLayout::Nhwc {
+        return channels_last::forward(geo, x, w, y, pool, keep);
+    }
     let (k, p, og) = (geo.k(), geo.p(), geo.og());
     let np = geo.n * p;
-    let pool = pool.filter(|_| geo.flops() >= PARALLEL_MIN_FLOPS);
     let yp = Out(y.as_mut_ptr());
     let keep = keep.filter(|c| geo.groups() == 1 && c.len() >= k * np).map(|c| Out(c.as_mut_ptr()));
     let scratch_len = if keep.is_some() { 0 } else { k * p };
@@ -345,6 +354,9 @@ pub(crate) fn forward<T: Float>(
 pub(crate) fn grad_input<T: Float>(geo: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], pool: Option<&Pool>) {
     let (k, p, og) = (geo.k(), geo.p(), geo.og());
     let pool = pool.filter(|_| geo.flops() >= PARALLEL_MIN_FLOPS);
+    if geo.attrs.layout == ConvLayout::Nhwc {
+        return channels_last::grad_input(geo, dy, w, dx, pool);
+    }
     dx.fill(T::default());
     let dxp = Out(dx.as_mut_ptr());
     let image = geo.c * geo.h * geo.w;
@@ -385,6 +397,9 @@ pub(crate) fn grad_weight<T: Float>(
     let np = geo.n * p;
     let image = geo.c * geo.h * geo.w;
     let pool = pool.filter(|_| geo.flops() >= PARALLEL_MIN_FLOPS);
+    if geo.attrs.layout == ConvLayout::Nhwc {
+        return channels_last::grad_weight(geo, x, dy, dw, pool, ready);
+    }
     // One scratch holds the columns of every image (k×np), dy of the group (og×np) and the
     // transposed product (k×og).
     let ready = ready.filter(|c| geo.groups() == 1 && c.len() >= k * np);

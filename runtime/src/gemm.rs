@@ -99,6 +99,74 @@ pub unsafe fn matmul(
     true
 }
 
+/// Computes `C = A · B` (one matrix, `f32` or `f64`) into `c` with row stride `c_rows`
+/// (elements; columns contiguous), or adds the product to what `c` holds when `accumulate`:
+/// for products that write a column block of a wider matrix. Row bands are spread over
+/// `pool` as in [`matmul`], with the same bits on any number of threads.
+///
+/// # Safety
+/// As for [`matmul`], with `c` valid for reads and writes of `m` rows of `n` elements at
+/// stride `c_rows`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul_strided(
+    dtype: DType,
+    (m, n, k): (usize, usize, usize),
+    a: Operand,
+    b: Operand,
+    c: *mut u8,
+    c_rows: usize,
+    accumulate: bool,
+    pool: Option<&Pool>,
+) {
+    let shape = MatmulShape { batch: 1, m, n, k };
+    let pool = pool.filter(|_| shape.flops() >= PARALLEL_MIN_FLOPS);
+    let blocks = blocks(&shape, pool.map_or(1, Pool::threads));
+    let shared = Shared { a, b, c };
+    let run_block = |i: usize| {
+        let (_, r0, rows) = blocks[i];
+        let s = shared;
+        let a_off = r0 as isize * s.a.row_stride;
+        macro_rules! call {
+            ($t:ty) => {{
+                let (ap, bp, cp) = (s.a.ptr as *const $t, s.b.ptr as *const $t, s.c as *mut $t);
+                let alpha: $t = if accumulate { 1.0 } else { 0.0 };
+                // SAFETY: rows r0..r0 + rows of A and of C lie inside their buffers by the
+                // caller's contract, and bands never share a row of C.
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        n,
+                        k,
+                        cp.add(r0 * c_rows),
+                        1,
+                        c_rows as isize,
+                        accumulate,
+                        ap.offset(a_off),
+                        s.a.col_stride,
+                        s.a.row_stride,
+                        bp,
+                        s.b.col_stride,
+                        s.b.row_stride,
+                        alpha,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    )
+                }
+            }};
+        }
+        match dtype {
+            DType::F32 => call!(f32),
+            DType::F64 => call!(f64),
+            // Convolutions only run on floats (their type rule).
+            DType::I32 | DType::I64 | DType::Bool => {}
+        }
+    };
+    crate::pool::for_each(pool, blocks.len(), &run_block);
+}
+
 /// One row block: `rows` rows of batch entry `bi` starting at `r0`.
 ///
 /// # Safety

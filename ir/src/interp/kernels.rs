@@ -5,7 +5,7 @@
 use ndarray::{ArrayD, Axis, IxDyn, Slice, Zip};
 
 use super::elem::{Elem, Num};
-use crate::op::{ConvAttrs, ReduceOp};
+use crate::op::{ConvAttrs, ConvLayout, ReduceOp};
 
 /// Result of a kernel: the array or a message.
 pub type KResult<T> = Result<ArrayD<T>, String>;
@@ -132,7 +132,9 @@ struct ConvGeom {
 }
 
 impl ConvGeom {
+    /// `x` and `y` are extents in the attributes' layout, `w` is `[O, C/G, KH, KW]`.
     fn new(x: &[usize], w: &[usize], y: &[usize], attrs: ConvAttrs) -> Self {
+        let (x, y) = (attrs.layout.nchw(x), attrs.layout.nchw(y));
         ConvGeom {
             n: x[0],
             c: x[1],
@@ -148,6 +150,16 @@ impl ConvGeom {
         }
     }
 
+    /// The flat index of activation element `(n, c, y, x)` of a `[_, channels, height, width]`
+    /// tensor in the attributes' layout: every layout visits the taps in one order, so it
+    /// only moves where the operands and results live, never what they hold.
+    fn at(&self, [n, c, y, x]: [usize; 4], [channels, height, width]: [usize; 3]) -> usize {
+        match self.attrs.layout {
+            ConvLayout::Nchw => ((n * channels + c) * height + y) * width + x,
+            ConvLayout::Nhwc => ((n * height + y) * width + x) * channels + c,
+        }
+    }
+
     /// Calls `f(x_index, w_index, y_index)` for every multiply-add of the convolution, in
     /// a fixed order, skipping taps that fall in the zero padding.
     fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
@@ -160,7 +172,7 @@ impl ConvGeom {
                 let g = o / og;
                 for oy in 0..self.oh {
                     for ox in 0..self.ow {
-                        let yi = ((n * self.o + o) * self.oh + oy) * self.ow + ox;
+                        let yi = self.at([n, o, oy, ox], [self.o, self.oh, self.ow]);
                         for ci in 0..self.cg {
                             let c = g * self.cg + ci;
                             for ky in 0..self.kh {
@@ -173,7 +185,7 @@ impl ConvGeom {
                                     if ix >= self.w {
                                         continue;
                                     }
-                                    let xi = ((n * self.c + c) * self.h + iy) * self.w + ix;
+                                    let xi = self.at([n, c, iy, ix], [self.c, self.h, self.w]);
                                     let wi = ((o * self.cg + ci) * self.kh + ky) * self.kw + kx;
                                     f(xi, wi, yi);
                                 }
@@ -186,7 +198,8 @@ impl ConvGeom {
     }
 }
 
-/// `conv2d(x, w)`: `y[n,o,oy,ox] = Σ x[n, g·C/G + ci, oy·s + ky·d − p, ...] · w[o, ci, ky, kx]`.
+/// `conv2d(x, w)`: `y[n,o,oy,ox] = Σ x[n, g·C/G + ci, oy·s + ky·d − p, ...] · w[o, ci, ky, kx]`
+/// (indices written channels-first; a channels-last op stores the same elements as `[n, oy, ox, o]`).
 pub fn conv2d<T: Num>(x: &ArrayD<T>, w: &ArrayD<T>, y_dims: &[usize], attrs: ConvAttrs) -> KResult<T> {
     let geom = ConvGeom::new(x.shape(), w.shape(), y_dims, attrs);
     let (xv, wv) = (flat(x), flat(w));

@@ -131,7 +131,14 @@ pub const FAULT_BYTES: usize = 16;
 /// Resolves `graph` for a GPU (see the module's header). Fails naming the node when a group
 /// has no GPU form.
 pub fn program(graph: &Graph) -> Result<GpuProgram, GpuError> {
-    let g = graph;
+    // The CUDA convolutions are channels-first only: channels-last ones run between two
+    // transposes (same values).
+    let converted = kiln_passes::layout::channels_first_if_needed(graph).map_err(|e| GpuError::Unsupported {
+        op: "conv2d",
+        node: 0,
+        why: format!("cannot convert to channels-first: {e}"),
+    })?;
+    let g = converted.as_ref().unwrap_or(graph);
     let unsupported = |id: NodeId, why: &str| GpuError::Unsupported {
         op: g.node(id).op.name(),
         node: id.index(),
