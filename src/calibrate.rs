@@ -273,17 +273,23 @@ pub fn probes() -> Vec<(String, String)> {
         (4, 32, 32, 8, 3, 1),
         (32, 3, 16, 32, 3, 0),
         (32, 8, 8, 12, 5, 2),
+        (32, 32, 64, 15, 3, 0),
     ] {
         let oh = h + 2 * pad - k + 1;
-        let attrs = format!("{{stride=[1,1], padding=[{pad},{pad}], dilation=[1,1], groups=1}}");
-        let (x, w, y) =
-            (format!("f32[{b},{c},{h},{h}]"), format!("f32[{o},{c},{k},{k}]"), format!("f32[{b},{o},{oh},{oh}]"));
-        p.push((
-            format!("conv {b}x{c}x{h}x{h} -> {o} k{k}"),
-            format!(
-                "func @probe(%x: {x}, %w: {w}, %gy: {y}) -> (y: {y}, gx: {x}, gw: {w}) {{\n  %y = conv2d %x, %w {attrs} : {y}\n  %gx = conv2d_grad_input %gy, %w {attrs} : {x}\n  %gw = conv2d_grad_weight %x, %gy {attrs} : {w}\n  return %y, %gx, %gw\n}}\n"
-            ),
-        ));
+        // Both layouts: channels-first, and channels-last (the activations' axes reordered).
+        for (layout, suffix, nhwc) in [("", "", false), (", layout=nhwc", " nhwc", true)] {
+            let attrs = format!("{{stride=[1,1], padding=[{pad},{pad}], dilation=[1,1], groups=1{layout}}}");
+            let act = |ch: usize, side: usize| {
+                if nhwc { format!("f32[{b},{side},{side},{ch}]") } else { format!("f32[{b},{ch},{side},{side}]") }
+            };
+            let (x, w, y) = (act(c, h), format!("f32[{o},{c},{k},{k}]"), act(o, oh));
+            p.push((
+                format!("conv {b}x{c}x{h}x{h} -> {o} k{k}{suffix}"),
+                format!(
+                    "func @probe(%x: {x}, %w: {w}, %gy: {y}) -> (y: {y}, gx: {x}, gw: {w}) {{\n  %y = conv2d %x, %w {attrs} : {y}\n  %gx = conv2d_grad_input %gy, %w {attrs} : {x}\n  %gw = conv2d_grad_weight %x, %gy {attrs} : {w}\n  return %y, %gx, %gw\n}}\n"
+                ),
+            ));
+        }
     }
     p
 }

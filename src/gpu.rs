@@ -16,11 +16,12 @@ pub use kiln_runtime::gpu::{
 
 use crate::{CompileError, Executable};
 
-/// Optimizes `graph` with the default pass pipeline (as [`crate::compile`] does), resolves it
-/// for a GPU and loads it on a device of `kind`. Set every input and parameter with
-/// [`GpuExecutable::set`], then [`GpuExecutable::run`].
+/// Optimizes `graph` with the GPU's pass pipeline ([`kiln_passes::GPU_PIPELINE`]: the
+/// default without the host-priced `layout` pass), resolves it for a GPU and loads it on a
+/// device of `kind`. Set every input and parameter with [`GpuExecutable::set`], then
+/// [`GpuExecutable::run`].
 pub fn compile(graph: &crate::ir::Graph, kind: DeviceKind) -> Result<GpuExecutable, CompileError> {
-    compile_with(graph, kind, kiln_passes::DEFAULT_PIPELINE)
+    compile_with(graph, kind, kiln_passes::GPU_PIPELINE)
 }
 
 /// [`compile`] with another pass pipeline.

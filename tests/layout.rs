@@ -181,3 +181,58 @@ fn the_layout_prints_and_parses_back() {
     let e = parse_graph(&wrong).unwrap_err().to_string();
     assert!(e.contains("conv2d"), "{e}");
 }
+
+/// A random convolutional net as IR text: a convolution (stride, padding), a bias broadcast
+/// over the channels, relu, 2×2 max pooling when the output's sides are even (else a second
+/// elementwise op), and a loss summing the result weighted by `%t`.
+fn random_net(case: (usize, usize, usize, usize, usize, usize, usize, usize)) -> Option<String> {
+    let (n, c, o, k, s, p, h, w) = case;
+    let (oh, ow) = ((h + 2 * p).checked_sub(k)? / s + 1, (w + 2 * p).checked_sub(k)? / s + 1);
+    let pool = oh % 2 == 0 && ow % 2 == 0;
+    let y = format!("f32[{n},{o},{oh},{ow}]");
+    let attrs = format!("{{stride=[{s},{s}], padding=[{p},{p}], dilation=[1,1], groups=1}}");
+    let (out, tail) = if pool {
+        let (ph, pw) = (oh / 2, ow / 2);
+        (
+            format!("f32[{n},{o},{ph},{pw}]"),
+            format!(
+                "  %r6 = reshape %r : f32[{n},{o},{ph},2,{pw},2]\n  %q = reduce_max %r6 {{axes=[3,5]}} : f32[{n},{o},{ph},{pw}]\n"
+            ),
+        )
+    } else {
+        (y.clone(), format!("  %q = mul %r, %z : {y}\n"))
+    };
+    Some(format!(
+        "func @net(%x: f32[{n},{c},{h},{w}], %w: f32[{o},{c},{k},{k}], %b: f32[{o}], %t: {out}) -> (loss: f32[]) {{\n  \
+         %y = conv2d %x, %w {attrs} : {y}\n  %b3 = reshape %b : f32[{o},1,1]\n  \
+         %bb = broadcast %b3 {{dims=[1,2,3]}} : {y}\n  %z = add %y, %bb : {y}\n  %zero = const 0.0 : {y}\n  \
+         %r = max %z, %zero : {y}\n{tail}  %m = mul %q, %t : {out}\n  %loss = reduce_sum %m {{axes=[0,1,2,3]}} : f32[]\n  \
+         return %loss\n}}\n"
+    ))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+    /// Random convolutional nets and their gradients keep their values when rewritten
+    /// channels-last (interpreter against interpreter, and the JIT of the rewrite).
+    #[test]
+    fn random_nets_keep_their_values_channels_last(
+        case in (1usize..3, 1usize..5, 1usize..5, 1usize..4, 1usize..3, 0usize..2, 3usize..10, 3usize..10)
+    ) {
+        let Some(text) = random_net(case) else { return Ok(()) };
+        let forward = parse_graph(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let g = kiln::passes::autodiff::grad(&forward, "loss", &[]).unwrap();
+        let last = channels_last(&g).unwrap();
+        kiln::ir::verify(&last).unwrap();
+        proptest::prop_assert!(last.nodes().filter_map(|(_, n)| n.op.conv()).all(|(_, a)| a.layout == ConvLayout::Nhwc));
+        let f = inputs(&g);
+        let want = interp::run(&g, &f).unwrap();
+        let got = interp::run(&last, &f).unwrap();
+        let jit = compile(&last, Options::default()).unwrap().run(&f).unwrap();
+        for ((a, b), c) in got.iter().zip(&want).zip(&jit) {
+            assert_close(&a.to_f64_vec(), &b.to_f64_vec(), 1e-5);
+            assert_close(&c.to_f64_vec(), &b.to_f64_vec(), 1e-4);
+        }
+    }
+}

@@ -105,5 +105,5 @@ fn the_pass_registry_names_each_pass() {
     let all = kiln::passes::pipeline::known_passes().join(",");
     assert_eq!(Pipeline::parse(&all).unwrap().names(), kiln::passes::pipeline::known_passes());
     let e = Pipeline::parse("cse,bogus").err().unwrap().to_string();
-    assert!(e.contains("unknown pass `bogus` (known passes: dce, cse, fold, tile, egraph)"), "{e}");
+    assert!(e.contains("unknown pass `bogus` (known passes: dce, cse, fold, tile, egraph, layout, nhwc)"), "{e}");
 }

@@ -59,7 +59,7 @@ impl Family {
         match self {
             Family::Kernel => &["step", "byte", "simple", "divide", "transcendental", "strided", "spill"],
             Family::Gemm => &["step", "byte", "mac"],
-            Family::Conv => &["step", "byte", "mac", "column", "input_mac", "weight_mac"],
+            Family::Conv => &["step", "byte", "mac", "column", "input_mac", "weight_mac", "nhwc_mac", "nhwc_column"],
             Family::Copy => &["step", "byte", "spill"],
             Family::Reference => &["step", "byte"],
         }
@@ -67,7 +67,7 @@ impl Family {
 }
 
 /// The most features a family has.
-pub const MAX_FEATURES: usize = 7;
+pub const MAX_FEATURES: usize = 8;
 
 /// What a step does, in its family's features (counts; unused trailing values are zero).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -207,13 +207,17 @@ pub fn node_features(op: &Op, out: &TensorType, args: &[&TensorType]) -> Feature
             let mut f = Features::zero(Family::Conv);
             // Each kind runs its own loops (columns then a GEMM, a GEMM then col2im, a GEMM
             // over the columns): the gradients' multiply-adds have rates of their own.
-            let mac = match op.conv().map(|(k, _)| k) {
-                Some(kiln_ir::ConvKind::GradInput) => "input_mac",
-                Some(kiln_ir::ConvKind::GradWeight) => "weight_mac",
-                _ => "mac",
+            // Channels-last convolutions (whole-batch products, column rows gathered per
+            // position) have rates of their own, whatever the kind.
+            let nhwc = op.conv().is_some_and(|(_, a)| a.layout == kiln_ir::ConvLayout::Nhwc);
+            let (mac, column) = match op.conv().map(|(k, _)| k) {
+                _ if nhwc => ("nhwc_mac", "nhwc_column"),
+                Some(kiln_ir::ConvKind::GradInput) => ("input_mac", "column"),
+                Some(kiln_ir::ConvKind::GradWeight) => ("weight_mac", "column"),
+                _ => ("mac", "column"),
             };
             f.add(mac, conv_macs(op, out, args));
-            f.add("column", conv_column_bytes(op, out, args));
+            f.add(column, conv_column_bytes(op, out, args));
             f
         }
         // A transpose runs as a kernel reading its operand through strides.
@@ -403,6 +407,11 @@ pub enum ModelFileError {
     },
 }
 
+/// The built-in model's nanoseconds per multiply-add of a channels-last convolution.
+const NHWC_MAC: f64 = 0.005;
+/// The built-in model's nanoseconds per column byte of a channels-last convolution.
+const NHWC_COLUMN: f64 = 0.14;
+
 impl CostModel {
     /// The built-in model: coefficients `kiln calibrate` measured on the machine the project
     /// is developed on (an Intel Xeon VM, one thread, 128-bit vectors; rounded). Used when no
@@ -411,15 +420,16 @@ impl CostModel {
         CostModel {
             coefficients: [
                 // kernel: step, byte, simple, divide, transcendental, strided, spill
-                [30.0, 0.022, 0.018, 0.1, 0.9, 0.06, 0.035],
+                [30.0, 0.022, 0.018, 0.1, 0.9, 0.06, 0.035, 0.0],
                 // gemm: step, byte, mac
-                [400.0, 0.022, 0.0135, 0.0, 0.0, 0.0, 0.0],
-                // conv: step, byte, mac (forward), column, input_mac, weight_mac
-                [0.0, 0.0, 0.033, 0.064, 0.030, 0.013, 0.0],
+                [400.0, 0.022, 0.0135, 0.0, 0.0, 0.0, 0.0, 0.0],
+                // conv: step, byte, mac (forward), column, input_mac, weight_mac, nhwc_mac,
+                // nhwc_column
+                [0.0, 0.0, 0.033, 0.064, 0.030, 0.013, NHWC_MAC, NHWC_COLUMN],
                 // copy: step, byte, spill
-                [0.0, 0.03, 0.043, 0.0, 0.0, 0.0, 0.0],
+                [0.0, 0.03, 0.043, 0.0, 0.0, 0.0, 0.0, 0.0],
                 // reference: step, byte
-                [200.0, 0.04, 0.0, 0.0, 0.0, 0.0, 0.0],
+                [200.0, 0.04, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
             ],
             source: "builtin".to_string(),
         }

@@ -42,7 +42,10 @@ pub struct Layout {
 
 impl Pass for Layout {
     fn name(&self) -> &'static str {
-        "layout"
+        match self.forced {
+            Some(ConvLayout::Nhwc) => "nhwc",
+            _ => "layout",
+        }
     }
 
     fn run(&self, graph: &Graph) -> Result<(Graph, String), GraphError> {
@@ -50,8 +53,15 @@ impl Pass for Layout {
         if convs == 0 {
             return Ok((graph.clone(), String::new()));
         }
-        let first = channels_first(graph)?;
-        let last = channels_last(&first)?;
+        // A graph that already has channels-last convolutions (this pass ran on it) is the
+        // channels-last candidate as it is, so optimizing twice changes nothing.
+        let (first, last) = match channels_first_if_needed(graph)? {
+            Some(first) => (first, graph.clone()),
+            None => {
+                let last = channels_last(graph)?;
+                (graph.clone(), last)
+            }
+        };
         let (before, after) = (predicted_us(&first), predicted_us(&last));
         let choice = self.forced.unwrap_or(if after < before { ConvLayout::Nhwc } else { ConvLayout::Nchw });
         let why = match self.forced {
@@ -66,7 +76,7 @@ impl Pass for Layout {
             ConvLayout::Nchw => (first, 0),
         };
         let report = format!(
-            "layout: {convs} convolution(s) {} ({why}); {changes} layout change(s) added",
+            "; layout: {convs} convolution(s) {} ({why}); {changes} layout change(s) added",
             match choice {
                 ConvLayout::Nchw => "channels-first",
                 ConvLayout::Nhwc => "channels-last",
@@ -228,7 +238,12 @@ impl Rewrite<'_> {
             let operand = self.view(node.args[0], &normalized(operand_order))?;
             self.out.add_typed(Op::Broadcast { dims: new_dims }, &[operand], target)?
         } else if only_unit_axes_move(ty.dims(), &from, &to) {
-            self.out.add_typed(Op::Reshape, &[held], target)?
+            // A reshape of a reshape is one reshape of the first one's operand.
+            let source = match &self.out.node(held).op {
+                Op::Reshape => self.out.node(held).args[0],
+                _ => held,
+            };
+            self.out.add_typed(Op::Reshape, &[source], target)?
         } else {
             // Result axis i holds original axis to[i], which the held copy has at position
             // from⁻¹(to[i]).
@@ -275,12 +290,13 @@ impl Rewrite<'_> {
                 if ty.rank() > 1 =>
             {
                 // The first operand held in another order sets it for all, preferring one that
-                // is not a broadcast (which is made again in any order for free).
-                let broadcast = |a: &NodeId| matches!(g.node(*a).op, Op::Broadcast { .. });
+                // is computed over one that only moves data (a broadcast is made again in any
+                // order for free; a permute's order is only a view of its operand).
+                let moves = |a: &NodeId| matches!(g.node(*a).op, Op::Broadcast { .. } | Op::Permute { .. });
                 let order = args
                     .iter()
-                    .filter(|a| !broadcast(a))
-                    .chain(args.iter().filter(|a| broadcast(a)))
+                    .filter(|a| !moves(a))
+                    .chain(args.iter().filter(|a| moves(a)))
                     .map(|a| self.order(*a))
                     .find(Option::is_some)
                     .flatten();
@@ -310,9 +326,10 @@ impl Rewrite<'_> {
             }
             Op::Permute { perm } => {
                 // Result axis i is operand axis perm[i]: holding the operand's copy as it is
-                // gives the result in order perm⁻¹ ∘ (operand's order), with no data moved.
-                let Some(order) = self.order(args[0]) else { return self.plain(id) };
-                let held = self.view(args[0], &Some(order.clone()))?;
+                // gives the result in order perm⁻¹ ∘ (operand's order), with no data moved (a
+                // reader that needs another order composes one permute from there).
+                let order = self.order(args[0]).unwrap_or_else(|| (0..perm.len()).collect());
+                let held = self.view(args[0], &Some(order.clone()).filter(|o| normalized(o.clone()).is_some()))?;
                 let inverse: Vec<usize> =
                     (0..perm.len()).map(|a| perm.iter().position(|&p| p == a).unwrap_or(0)).collect();
                 Ok((held, normalized(order.iter().map(|&a| inverse[a]).collect())))

@@ -21,4 +21,4 @@ pub mod plan;
 mod rebuild;
 pub mod tile;
 
-pub use pipeline::{DEFAULT_PIPELINE, Pass, PassError, PassReport, Pipeline};
+pub use pipeline::{DEFAULT_PIPELINE, GPU_PIPELINE, Pass, PassError, PassReport, Pipeline};

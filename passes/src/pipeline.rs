@@ -132,7 +132,11 @@ pub fn pass_help() -> String {
 }
 
 /// The default optimization pipeline.
-pub const DEFAULT_PIPELINE: &str = "cse,fold,tile,egraph,dce";
+pub const DEFAULT_PIPELINE: &str = "cse,fold,tile,egraph,layout,dce";
+
+/// The GPU's pipeline: the default without `layout`, which prices the host's kernels (the
+/// CUDA convolutions are channels-first; a channels-last graph still runs there, converted).
+pub const GPU_PIPELINE: &str = "cse,fold,tile,egraph,dce";
 
 impl Pipeline {
     /// Parses `"dce,..."`; blank entries are ignored.

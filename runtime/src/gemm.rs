@@ -99,14 +99,15 @@ pub unsafe fn matmul(
     true
 }
 
-/// Computes `C = A · B` (one matrix, `f32` or `f64`) into `c` with row stride `c_rows`
-/// (elements; columns contiguous), or adds the product to what `c` holds when `accumulate`:
-/// for products that write a column block of a wider matrix. Row bands are spread over
-/// `pool` as in [`matmul`], with the same bits on any number of threads.
+/// Computes `C = A · B` (one matrix, `f32` or `f64`) into `c` with row and column strides
+/// `c_strides` (elements), or adds the product to what `c` holds when `accumulate`: for
+/// products that write a block of a wider matrix, or its transpose. The longer of the rows
+/// and the columns is cut into bands spread over `pool` as in [`matmul`]; every element is one
+/// dot product in a fixed order, so the bits are the same on any number of threads.
 ///
 /// # Safety
-/// As for [`matmul`], with `c` valid for reads and writes of `m` rows of `n` elements at
-/// stride `c_rows`.
+/// As for [`matmul`], with `c` valid for reads and writes of the `m × n` elements its strides
+/// reach.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn matmul_strided(
     dtype: DType,
@@ -114,37 +115,45 @@ pub(crate) unsafe fn matmul_strided(
     a: Operand,
     b: Operand,
     c: *mut u8,
-    c_rows: usize,
+    c_strides: (usize, usize),
     accumulate: bool,
     pool: Option<&Pool>,
 ) {
-    let shape = MatmulShape { batch: 1, m, n, k };
+    // Bands along the columns are bands along the rows of the transposed product.
+    let by_columns = n > m;
+    let shape = if by_columns { MatmulShape { batch: 1, m: n, n: m, k } } else { MatmulShape { batch: 1, m, n, k } };
     let pool = pool.filter(|_| shape.flops() >= PARALLEL_MIN_FLOPS);
     let blocks = blocks(&shape, pool.map_or(1, Pool::threads));
     let shared = Shared { a, b, c };
     let run_block = |i: usize| {
-        let (_, r0, rows) = blocks[i];
+        let (_, r0, len) = blocks[i];
         let s = shared;
-        let a_off = r0 as isize * s.a.row_stride;
+        let (c_rows, c_cols) = (c_strides.0 as isize, c_strides.1 as isize);
+        // The band's shape and the offsets of A, B and C at its start.
+        let (rows, cols, a_off, b_off, c_off) = if by_columns {
+            (m, len, 0, r0 as isize * s.b.col_stride, r0 as isize * c_cols)
+        } else {
+            (len, n, r0 as isize * s.a.row_stride, 0, r0 as isize * c_rows)
+        };
         macro_rules! call {
             ($t:ty) => {{
                 let (ap, bp, cp) = (s.a.ptr as *const $t, s.b.ptr as *const $t, s.c as *mut $t);
                 let alpha: $t = if accumulate { 1.0 } else { 0.0 };
-                // SAFETY: rows r0..r0 + rows of A and of C lie inside their buffers by the
-                // caller's contract, and bands never share a row of C.
+                // SAFETY: the band's rows of A, columns of B and block of C lie inside their
+                // buffers by the caller's contract, and bands never share an element of C.
                 unsafe {
                     gemm::gemm(
                         rows,
-                        n,
+                        cols,
                         k,
-                        cp.add(r0 * c_rows),
-                        1,
-                        c_rows as isize,
+                        cp.offset(c_off),
+                        c_cols,
+                        c_rows,
                         accumulate,
                         ap.offset(a_off),
                         s.a.col_stride,
                         s.a.row_stride,
-                        bp,
+                        bp.offset(b_off),
                         s.b.col_stride,
                         s.b.row_stride,
                         alpha,

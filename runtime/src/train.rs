@@ -87,9 +87,13 @@ impl TrainSession {
     }
 
     /// A session on `backend` (the step is compiled once, here, for the JIT, to run on
-    /// `KILN_THREADS` threads).
+    /// `KILN_THREADS` threads), optimized with the default pipeline, or the GPU's on a GPU.
     pub fn with_backend(step: TrainStep, seed: u64, backend: Backend) -> Result<Self, TrainError> {
-        Self::with_pipeline(step, seed, backend, kiln_passes::DEFAULT_PIPELINE)
+        let pipeline = match backend {
+            Backend::Gpu(_) => kiln_passes::GPU_PIPELINE,
+            _ => kiln_passes::DEFAULT_PIPELINE,
+        };
+        Self::with_pipeline(step, seed, backend, pipeline)
     }
 
     /// [`TrainSession::with_backend`], the step optimized with `pipeline` (any pass list

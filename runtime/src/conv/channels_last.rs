@@ -129,8 +129,124 @@ fn operand<T>(ptr: *const T, row_stride: usize, col_stride: usize) -> Operand {
     Operand { ptr: ptr as *const u8, row_stride: row_stride as isize, col_stride: col_stride as isize, batch_stride: 0 }
 }
 
-/// Fills the columns of every image (`N·P × G·K`) into `cols`, images in parallel.
+/// How the columns matrix (`N·P` output positions × `G·K` taps) is stored: by position (a
+/// row of taps per output position, whose channel runs copy in one piece when there are
+/// several channels) or by tap (a row of positions per tap, whose runs along the output
+/// width copy in one piece: for one or two channels, where a position's runs would be a
+/// float or two).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Columns {
+    /// Elements between consecutive output positions.
+    position: usize,
+    /// Elements between consecutive taps.
+    tap: usize,
+}
+
+impl Columns {
+    fn of(geo: &ConvGeometry) -> Columns {
+        let (rows, taps) = (geo.n * geo.p(), geo.groups() * k(geo));
+        if by_tap(geo) { Columns { position: 1, tap: rows } } else { Columns { position: taps, tap: 1 } }
+    }
+}
+
+/// Whether the columns are stored by tap: channel runs shorter than a 4-lane vector.
+fn by_tap(geo: &ConvGeometry) -> bool {
+    geo.cg() < 4
+}
+
+/// Writes the columns stored by tap: row `t` (tap `(g, ky, kx, ci)`) holds, at position
+/// `(n, oy, ox)`, `x[n, iy, ix, g·C/G + ci]`. Images in parallel (each its own positions).
+fn im2col_by_tap<T: Float>(geo: &ConvGeometry, x: &[T], cols: &mut [T], pool: Option<&Pool>) {
+    let (cg, kh, kw, c, p) = (geo.cg(), geo.kh, geo.kw, geo.c, geo.p());
+    let rows = geo.n * p;
+    let (sh, ph, dh) = (geo.attrs.stride[0], geo.attrs.padding[0], geo.attrs.dilation[0]);
+    let (sw, pw, dw) = (geo.attrs.stride[1], geo.attrs.padding[1], geo.attrs.dilation[1]);
+    let image = geo.h * geo.w * c;
+    assert!(cols.len() >= rows * geo.groups() * k(geo), "the columns need N·P × G·K elements");
+    let base = Out(cols.as_mut_ptr());
+    crate::pool::for_each(pool, geo.n, &|n| {
+        let xn = &x[n * image..][..image];
+        for g in 0..geo.groups() {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let valid = super::valid_columns(geo, kx);
+                    for ci in 0..cg {
+                        let t = ((g * kh + ky) * kw + kx) * cg + ci;
+                        // SAFETY: image n writes only positions n·P..(n+1)·P of each tap row,
+                        // inside `cols` (checked above); images never share positions.
+                        let dst = unsafe { std::slice::from_raw_parts_mut(base.at(t * rows + n * p), p) };
+                        for oy in 0..geo.oh {
+                            let out = &mut dst[oy * geo.ow..][..geo.ow];
+                            let iy = (oy * sh + ky * dh).wrapping_sub(ph);
+                            if iy >= geo.h || valid.is_empty() {
+                                out.fill(T::default());
+                                continue;
+                            }
+                            out[..valid.start].fill(T::default());
+                            out[valid.end..].fill(T::default());
+                            let ix0 = valid.start * sw + kx * dw - pw;
+                            let src = &xn[iy * geo.w * c + g * cg + ci..];
+                            if sw * c == 1 {
+                                copy_short(&mut out[valid.clone()], &src[ix0..ix0 + valid.len()]);
+                            } else {
+                                for (j, o) in out[valid.clone()].iter_mut().enumerate() {
+                                    *o = src[(ix0 + j * sw) * c];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Adds the column gradients stored by tap into the input gradient `dx` (`[n, h, w, c]`),
+/// images in parallel.
+fn col2im_by_tap<T: Float>(geo: &ConvGeometry, cols: &[T], dx: &mut [T], pool: Option<&Pool>) {
+    let (cg, kh, kw, c, p) = (geo.cg(), geo.kh, geo.kw, geo.c, geo.p());
+    let rows = geo.n * p;
+    let (sh, ph, dh) = (geo.attrs.stride[0], geo.attrs.padding[0], geo.attrs.dilation[0]);
+    let (sw, pw, dw) = (geo.attrs.stride[1], geo.attrs.padding[1], geo.attrs.dilation[1]);
+    let image = geo.h * geo.w * c;
+    let dxp = Out(dx.as_mut_ptr());
+    crate::pool::for_each(pool, geo.n, &|n| {
+        // SAFETY: image n's slice of `dx` is written only by the thread running image n.
+        let dxn = unsafe { std::slice::from_raw_parts_mut(dxp.at(n * image), image) };
+        for g in 0..geo.groups() {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let valid = super::valid_columns(geo, kx);
+                    if valid.is_empty() {
+                        continue;
+                    }
+                    let ix0 = valid.start * sw + kx * dw - pw;
+                    for ci in 0..cg {
+                        let t = ((g * kh + ky) * kw + kx) * cg + ci;
+                        let src = &cols[t * rows + n * p..][..p];
+                        for oy in 0..geo.oh {
+                            let iy = (oy * sh + ky * dh).wrapping_sub(ph);
+                            if iy >= geo.h {
+                                continue;
+                            }
+                            let dst = &mut dxn[iy * geo.w * c + g * cg + ci..];
+                            for (j, v) in src[oy * geo.ow..][valid.clone()].iter().enumerate() {
+                                dst[(ix0 + j * sw) * c] += *v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Fills the columns of every image into `cols` in `Columns::of(geo)`'s order, images in
+/// parallel.
 fn fill_columns<T: Float>(geo: &ConvGeometry, x: &[T], cols: &mut [T], pool: Option<&Pool>) {
+    if by_tap(geo) {
+        return im2col_by_tap(geo, x, cols, pool);
+    }
     let image_rows = geo.p() * geo.groups() * k(geo);
     let image = geo.h * geo.w * geo.c;
     assert!(cols.len() >= geo.n * image_rows, "the columns need N·P × G·K elements");
@@ -143,8 +259,10 @@ fn fill_columns<T: Float>(geo: &ConvGeometry, x: &[T], cols: &mut [T], pool: Opt
     });
 }
 
-/// `y = conv2d(x, w)` channels-last. With `keep` (`N·P × K` elements, one group) the columns
-/// are written there for [`grad_weight`] to reuse.
+/// `y = conv2d(x, w)` channels-last, as `yᵀ = W' · colsᵀ` per group (the output channels are
+/// the product's rows: a group's few channels would be narrower than the GEMM's
+/// microkernel as its columns). With `keep` (`N·P × K` elements, one group) the columns are
+/// written there for [`grad_weight`] to reuse.
 pub(crate) fn forward<T: Float>(
     geo: &ConvGeometry,
     x: &[T],
@@ -154,9 +272,10 @@ pub(crate) fn forward<T: Float>(
     keep: Option<&mut [T]>,
 ) {
     let (kg, og, g_all) = (k(geo), geo.og(), geo.groups());
-    let (rows, row_len) = (geo.n * geo.p(), g_all * kg);
-    let keep = keep.filter(|c| g_all == 1 && c.len() >= rows * row_len);
-    let own = if keep.is_some() { 0 } else { rows * row_len };
+    let (rows, all) = (geo.n * geo.p(), g_all * kg);
+    let at = Columns::of(geo);
+    let keep = keep.filter(|c| g_all == 1 && c.len() >= rows * all);
+    let own = if keep.is_some() { 0 } else { rows * all };
     T::with_scratch(own + geo.o * kg, |scratch| {
         let (own, wt) = scratch.split_at_mut(own);
         reorder_weight(geo, w, wt);
@@ -166,17 +285,17 @@ pub(crate) fn forward<T: Float>(
         };
         fill_columns(geo, x, cols, pool);
         for g in 0..g_all {
-            // SAFETY: group g's columns are rows × kg at row stride row_len inside `cols`,
-            // W'_gᵀ reads og × kg elements of `wt` with swapped strides, and the output block
-            // is rows × og at row stride O inside `y`.
+            // SAFETY: W'_g is og × kg row-major in `wt`; group g's columns, read as kg × rows
+            // through their strides, lie inside `cols`; the transposed output block (og ×
+            // rows, column stride O) lies inside `y`.
             unsafe {
                 matmul_strided(
                     T::DTYPE,
-                    (rows, og, kg),
-                    operand(cols[g * kg..].as_ptr(), row_len, 1),
-                    operand(wt[g * og * kg..].as_ptr(), 1, kg),
+                    (og, rows, kg),
+                    operand(wt[g * og * kg..].as_ptr(), kg, 1),
+                    operand(cols[g * kg * at.tap..].as_ptr(), at.tap, at.position),
                     y[g * og..].as_mut_ptr() as *mut u8,
-                    geo.o,
+                    (1, geo.o),
                     false,
                     pool,
                 )
@@ -185,34 +304,39 @@ pub(crate) fn forward<T: Float>(
     });
 }
 
-/// `dx = conv2d_grad_input(dy, w)` channels-last.
+/// `dx = conv2d_grad_input(dy, w)` channels-last: `cols'_g = dy_g · W'_g`, then col2im.
 pub(crate) fn grad_input<T: Float>(geo: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], pool: Option<&Pool>) {
     let (kg, og, g_all) = (k(geo), geo.og(), geo.groups());
-    let (rows, row_len) = (geo.n * geo.p(), g_all * kg);
+    let (rows, all) = (geo.n * geo.p(), g_all * kg);
+    let at = Columns::of(geo);
     dx.fill(T::default());
-    T::with_scratch(rows * row_len + geo.o * kg, |scratch| {
-        let (cols, wt) = scratch.split_at_mut(rows * row_len);
+    T::with_scratch(rows * all + geo.o * kg, |scratch| {
+        let (cols, wt) = scratch.split_at_mut(rows * all);
         reorder_weight(geo, w, wt);
         for g in 0..g_all {
             // SAFETY: dy's group block is rows × og at row stride O, W'_g is og × kg
-            // row-major, and group g's block of `cols` is rows × kg at row stride row_len.
+            // row-major, and group g's block of `cols` (rows × kg through its strides) lies
+            // inside the scratch of rows × G·K elements.
             unsafe {
                 matmul_strided(
                     T::DTYPE,
                     (rows, kg, og),
                     operand(dy[g * og..].as_ptr(), geo.o, 1),
                     operand(wt[g * og * kg..].as_ptr(), kg, 1),
-                    cols[g * kg..].as_mut_ptr() as *mut u8,
-                    row_len,
+                    cols[g * kg * at.tap..].as_mut_ptr() as *mut u8,
+                    (at.position, at.tap),
                     false,
                     pool,
                 )
             };
         }
-        let image = geo.h * geo.w * geo.c;
-        let image_rows = geo.p() * row_len;
-        let dxp = Out(dx.as_mut_ptr());
         let cols: &[T] = cols;
+        if by_tap(geo) {
+            return col2im_by_tap(geo, cols, dx, pool);
+        }
+        let image = geo.h * geo.w * geo.c;
+        let image_rows = geo.p() * all;
+        let dxp = Out(dx.as_mut_ptr());
         crate::pool::for_each(pool, geo.n, &|n| {
             // SAFETY: image n's slice of `dx` is written only by the thread running image n.
             let dxn = unsafe { std::slice::from_raw_parts_mut(dxp.at(n * image), image) };
@@ -221,8 +345,8 @@ pub(crate) fn grad_input<T: Float>(geo: &ConvGeometry, dy: &[T], w: &[T], dx: &m
     });
 }
 
-/// `dw = conv2d_grad_weight(x, dy)` channels-last; with `ready`, the columns [`forward`]
-/// kept for the same input are used as they are.
+/// `dw = conv2d_grad_weight(x, dy)` channels-last, as `dW'_gᵀ = cols_gᵀ · dy_g`; with
+/// `ready`, the columns [`forward`] kept for the same input are used as they are.
 pub(crate) fn grad_weight<T: Float>(
     geo: &ConvGeometry,
     x: &[T],
@@ -232,9 +356,10 @@ pub(crate) fn grad_weight<T: Float>(
     ready: Option<&[T]>,
 ) {
     let (kg, og, g_all) = (k(geo), geo.og(), geo.groups());
-    let (rows, row_len) = (geo.n * geo.p(), g_all * kg);
-    let ready = ready.filter(|c| g_all == 1 && c.len() >= rows * row_len);
-    let own = if ready.is_some() { 0 } else { rows * row_len };
+    let (rows, all) = (geo.n * geo.p(), g_all * kg);
+    let at = Columns::of(geo);
+    let ready = ready.filter(|c| g_all == 1 && c.len() >= rows * all);
+    let own = if ready.is_some() { 0 } else { rows * all };
     T::with_scratch(own + kg * og, |scratch| {
         let (own, dwt) = scratch.split_at_mut(own);
         let cols: &[T] = match ready {
@@ -246,16 +371,16 @@ pub(crate) fn grad_weight<T: Float>(
         };
         let (cg, taps) = (geo.cg(), geo.kh * geo.kw);
         for g in 0..g_all {
-            // SAFETY: group g's columns read transposed (kg × rows), dy's group block is
-            // rows × og at row stride O, and `dwt` holds kg × og elements.
+            // SAFETY: group g's columns read as kg × rows through their strides lie inside
+            // `cols`, dy's group block is rows × og at row stride O, and `dwt` holds kg × og.
             unsafe {
                 matmul_strided(
                     T::DTYPE,
                     (kg, og, rows),
-                    operand(cols[g * kg..].as_ptr(), 1, row_len),
+                    operand(cols[g * kg * at.tap..].as_ptr(), at.tap, at.position),
                     operand(dy[g * og..].as_ptr(), geo.o, 1),
                     dwt.as_mut_ptr() as *mut u8,
-                    og,
+                    (og, 1),
                     false,
                     pool,
                 )
