@@ -312,6 +312,17 @@ fn lenet5_library_matches_the_jit() {
     check_against_jit(&kiln::zoo::lenet5(5).unwrap().graph, "lenet5_b5", 1e-5);
 }
 
+/// The CIFAR CNN runs channels-last on the JIT (the `layout` pass chooses it); the library's
+/// C runtime converts its convolutions back to channels-first and must agree.
+#[test]
+fn channels_last_cifar_cnn_library_matches_the_jit() {
+    let graph = kiln::zoo::cifar_cnn(2).unwrap().graph;
+    let (optimized, _) = kiln::passes::Pipeline::parse(kiln::passes::DEFAULT_PIPELINE).unwrap().run(&graph).unwrap();
+    let nhwc = optimized.nodes().filter_map(|(_, n)| n.op.conv()).all(|(_, a)| a.layout == kiln::ir::ConvLayout::Nhwc);
+    assert!(nhwc, "the default pipeline runs the CIFAR CNN channels-last\n{optimized}");
+    check_against_jit(&graph, "cifar_cnn", 1e-5);
+}
+
 #[test]
 fn transformer_block_library_matches_the_jit() {
     let libm = check_against_jit(&kiln::zoo::transformer_block(2).unwrap().graph, "transformer_block", 1e-4);
