@@ -227,7 +227,7 @@ impl Rewrite<'_> {
         let g = self.graph;
         let node = g.node(id);
         let v = if let Op::Const { value } = &node.op {
-            self.out.add_typed(Op::Const { value: value.clone() }, &[], target)?
+            self.out.add_typed(Op::Const { value: *value }, &[], target)?
         } else if let Op::Broadcast { dims } = &node.op {
             // A broadcast is made again in the wanted order (a permute of its result would be
             // materialized): the operand's axes sorted by where they land.
@@ -354,7 +354,7 @@ impl Rewrite<'_> {
                 let op = Op::Pad {
                     low: order.iter().map(|&a| low[a]).collect(),
                     high: order.iter().map(|&a| high[a]).collect(),
-                    value: value.clone(),
+                    value: *value,
                 };
                 let order = Some(order);
                 Ok((self.out.add_typed(op, &[held], physical(&order))?, order))
