@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 
+use common::convs::{CONV_CASES, conv_graphs};
 use common::*;
 use kiln::ir::{DType, Graph, Value, interp, parse_graph};
 use kiln::passes::fuse::GroupKind;
@@ -127,52 +128,13 @@ fn integer_matmul_stays_exact() {
     assert_eq!(exe.run(&f).unwrap(), interp::run(&g, &f).unwrap());
 }
 
-/// One convolution configuration: (n, c, h, w), (o, kh, kw), stride, padding, dilation, groups.
-type ConvCase = ([usize; 4], [usize; 3], [usize; 2], [usize; 2], [usize; 2], usize);
-
-fn conv_graphs(dt: &str, case: ConvCase) -> [Graph; 3] {
-    let ([n, c, h, w], [o, kh, kw], s, p, d, g) = case;
-    let oh = (h + 2 * p[0] - d[0] * (kh - 1) - 1) / s[0] + 1;
-    let ow = (w + 2 * p[1] - d[1] * (kw - 1) - 1) / s[1] + 1;
-    let attrs = format!(
-        "{{stride=[{},{}], padding=[{},{}], dilation=[{},{}], groups={g}}}",
-        s[0], s[1], p[0], p[1], d[0], d[1]
-    );
-    let (xt, wt, yt) = (
-        format!("{dt}[{n},{c},{h},{w}]"),
-        format!("{dt}[{o},{},{kh},{kw}]", c / g),
-        format!("{dt}[{n},{o},{oh},{ow}]"),
-    );
-    let one = |args: &str, op: &str, ty: &str| {
-        let text = format!("func @t({args}) -> (y: {ty}) {{\n  %2 = {op} {attrs} : {ty}\n  return %2\n}}\n");
-        parse_graph(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-    };
-    [
-        one(&format!("%x: {xt}, %w: {wt}"), "conv2d %x, %w", &yt),
-        one(&format!("%dy: {yt}, %w: {wt}"), "conv2d_grad_input %dy, %w", &xt),
-        one(&format!("%x: {xt}, %dy: {yt}"), "conv2d_grad_weight %x, %dy", &wt),
-    ]
-}
-
 #[test]
 fn every_convolution_configuration_agrees_with_the_interpreter() {
-    let cases: &[ConvCase] = &[
-        ([1, 1, 5, 5], [1, 3, 3], [1, 1], [0, 0], [1, 1], 1),
-        ([2, 3, 8, 7], [4, 3, 3], [1, 1], [1, 1], [1, 1], 1),
-        ([2, 3, 9, 9], [5, 3, 2], [2, 3], [1, 0], [1, 1], 1),
-        ([1, 2, 9, 10], [2, 3, 3], [1, 1], [2, 2], [2, 3], 1),
-        ([2, 4, 6, 6], [6, 3, 3], [1, 2], [1, 1], [1, 1], 2),
-        ([1, 6, 5, 5], [6, 1, 1], [1, 1], [0, 0], [1, 1], 6),
-        ([3, 1, 28, 28], [6, 5, 5], [1, 1], [2, 2], [1, 1], 1),
-        ([9, 6, 14, 14], [16, 5, 5], [1, 1], [0, 0], [1, 1], 1),
-        // Taps that fall wholly in the padding for some kernel columns.
-        ([1, 1, 2, 2], [1, 5, 5], [1, 1], [3, 3], [1, 1], 1),
-        ([1, 2, 3, 4], [2, 3, 3], [2, 2], [2, 2], [2, 2], 2),
-    ];
+    let cases = CONV_CASES;
     for dt in ["f32", "f64"] {
         for &case in cases {
             let taps = case.1[1] * case.1[2] * case.0[1] / case.5;
-            for g in conv_graphs(dt, case) {
+            for g in conv_graphs(dt, case, false) {
                 let f = inputs(&g);
                 let want = interp::run(&g, &f).unwrap()[0].to_f64_vec();
                 let exe = compile(&g, Options::default()).unwrap();

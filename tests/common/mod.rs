@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: building values and running `.kir` snippets.
 #![allow(dead_code)]
 
+pub mod convs;
 pub mod mixed;
 
 use std::collections::HashMap;
