@@ -100,15 +100,13 @@ pub unsafe fn matmul(
 }
 
 /// Computes `C = A · B` (one matrix, `f32` or `f64`) into `c` with row and column strides
-/// `c_strides` (elements), or adds the product to what `c` holds when `accumulate`: for
-/// products that write a block of a wider matrix, or its transpose. The longer of the rows
-/// and the columns is cut into bands spread over `pool` as in [`matmul`]; every element is one
-/// dot product in a fixed order, so the bits are the same on any number of threads.
+/// `c_strides` (elements): for products that write a block of a wider matrix, or its
+/// transpose. The longer of the rows and the columns is cut into bands spread over `pool` as
+/// in [`matmul`]; every element is one dot product in a fixed order, so the bits are the same
+/// on any number of threads.
 ///
 /// # Safety
-/// As for [`matmul`], with `c` valid for reads and writes of the `m × n` elements its strides
-/// reach.
-#[allow(clippy::too_many_arguments)]
+/// As for [`matmul`], with `c` valid for writes of the `m × n` elements its strides reach.
 pub(crate) unsafe fn matmul_strided(
     dtype: DType,
     (m, n, k): (usize, usize, usize),
@@ -116,7 +114,6 @@ pub(crate) unsafe fn matmul_strided(
     b: Operand,
     c: *mut u8,
     c_strides: (usize, usize),
-    accumulate: bool,
     pool: Option<&Pool>,
 ) {
     // Bands along the columns are bands along the rows of the transposed product.
@@ -125,86 +122,65 @@ pub(crate) unsafe fn matmul_strided(
     let pool = pool.filter(|_| shape.flops() >= PARALLEL_MIN_FLOPS);
     let blocks = blocks(&shape, pool.map_or(1, Pool::threads));
     let shared = Shared { a, b, c };
+    let (c_rows, c_cols) = (c_strides.0 as isize, c_strides.1 as isize);
     let run_block = |i: usize| {
         let (_, r0, len) = blocks[i];
         let s = shared;
-        let (c_rows, c_cols) = (c_strides.0 as isize, c_strides.1 as isize);
-        // The band's shape and the offsets of A, B and C at its start.
+        let size = dtype.size_bytes() as isize;
+        // The band's shape and the offsets (elements) of A, B and C at its start.
         let (rows, cols, a_off, b_off, c_off) = if by_columns {
             (m, len, 0, r0 as isize * s.b.col_stride, r0 as isize * c_cols)
         } else {
             (len, n, r0 as isize * s.a.row_stride, 0, r0 as isize * c_rows)
         };
-        macro_rules! call {
-            ($t:ty) => {{
-                let (ap, bp, cp) = (s.a.ptr as *const $t, s.b.ptr as *const $t, s.c as *mut $t);
-                let alpha: $t = if accumulate { 1.0 } else { 0.0 };
-                // SAFETY: the band's rows of A, columns of B and block of C lie inside their
-                // buffers by the caller's contract, and bands never share an element of C.
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        cols,
-                        k,
-                        cp.offset(c_off),
-                        c_cols,
-                        c_rows,
-                        accumulate,
-                        ap.offset(a_off),
-                        s.a.col_stride,
-                        s.a.row_stride,
-                        bp.offset(b_off),
-                        s.b.col_stride,
-                        s.b.row_stride,
-                        alpha,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    )
-                }
-            }};
-        }
-        match dtype {
-            DType::F32 => call!(f32),
-            DType::F64 => call!(f64),
-            // Convolutions only run on floats (their type rule).
-            DType::I32 | DType::I64 | DType::Bool => {}
-        }
+        // SAFETY: the band's rows of A, columns of B and block of C lie inside their buffers
+        // by the caller's contract, and bands never share an element of C.
+        unsafe {
+            gemm_call(
+                dtype,
+                (rows, cols, k),
+                s.a.advanced(a_off, size),
+                s.b.advanced(b_off, size),
+                s.c.wrapping_offset(c_off * size),
+                (c_rows, c_cols),
+            )
+        };
     };
     crate::pool::for_each(pool, blocks.len(), &run_block);
 }
 
-/// One row block: `rows` rows of batch entry `bi` starting at `r0`.
+/// One call of the `gemm` crate on one thread: `C = A · B` for a `rows × cols` product (the
+/// operands and `c` already at its first element), C written through `(row, column)` strides;
+/// nothing for non-float dtypes.
 ///
 /// # Safety
-/// As for [`matmul`], and the block lies inside the shape.
-unsafe fn block(dtype: DType, shape: MatmulShape, s: Shared, bi: usize, r0: usize, rows: usize) {
-    let MatmulShape { m, n, k, .. } = shape;
-    let (a, b) = (s.a, s.b);
-    let a_off = bi as isize * a.batch_stride + r0 as isize * a.row_stride;
-    let b_off = bi as isize * b.batch_stride;
-    let c_off = (bi * m * n + r0 * n) as isize;
+/// A and B must address every element their strides reach for this shape, of `dtype`, and
+/// `c` every element of the product through its strides, apart from both.
+unsafe fn gemm_call(
+    dtype: DType,
+    (rows, cols, k): (usize, usize, usize),
+    a: Operand,
+    b: Operand,
+    c: *mut u8,
+    (c_rows, c_cols): (isize, isize),
+) {
     macro_rules! call {
         ($t:ty) => {{
-            let (ap, bp, cp) = (a.ptr as *const $t, b.ptr as *const $t, s.c as *mut $t);
-            // SAFETY: the offsets stay inside the operands and the output for this block (the
-            // caller's contract); `gemm` reads A and B through their strides and writes the
-            // rows×n block of C with row stride n, column stride 1.
+            // SAFETY: forwarded from this function's contract; `gemm` reads A and B through
+            // their strides and writes C through its own.
             unsafe {
                 gemm::gemm(
                     rows,
-                    n,
+                    cols,
                     k,
-                    cp.offset(c_off),
-                    1,
-                    n as isize,
+                    c as *mut $t,
+                    c_cols,
+                    c_rows,
                     false,
-                    ap.offset(a_off),
+                    a.ptr as *const $t,
                     a.col_stride,
                     a.row_stride,
-                    bp.offset(b_off),
+                    b.ptr as *const $t,
                     b.col_stride,
                     b.row_stride,
                     0.0,
@@ -218,21 +194,55 @@ unsafe fn block(dtype: DType, shape: MatmulShape, s: Shared, bi: usize, r0: usiz
         }};
     }
     match dtype {
+        DType::F32 => call!(f32),
+        DType::F64 => call!(f64),
+        // Products run only on floats (their callers check).
+        DType::I32 | DType::I64 | DType::Bool => {}
+    }
+}
+
+impl Operand {
+    /// This operand starting `elements` further on (of `size` bytes each).
+    fn advanced(self, elements: isize, size: isize) -> Operand {
+        Operand { ptr: self.ptr.wrapping_offset(elements * size), ..self }
+    }
+}
+
+/// One row block: `rows` rows of batch entry `bi` starting at `r0`.
+///
+/// # Safety
+/// As for [`matmul`], and the block lies inside the shape.
+unsafe fn block(dtype: DType, shape: MatmulShape, s: Shared, bi: usize, r0: usize, rows: usize) {
+    let MatmulShape { m, n, k, .. } = shape;
+    let (a, b) = (s.a, s.b);
+    let a_off = bi as isize * a.batch_stride + r0 as isize * a.row_stride;
+    let b_off = bi as isize * b.batch_stride;
+    let c_off = (bi * m * n + r0 * n) as isize;
+    match dtype {
         // Only products of one row (never the last row band of a split product, which must
         // sum like the bands before it: results may not depend on the thread count).
         DType::F32 if m == 1 && b.col_stride == 1 && gemv::available() => {
             let (ap, bp, cp) = (a.ptr as *const f32, b.ptr as *const f32, s.c as *mut f32);
-            // SAFETY: as for `gemm` above: row r0 of A (k elements at stride a.col_stride),
+            // SAFETY: as for the general case below: row r0 of A (k elements at stride a.col_stride),
             // B's k rows of n contiguous elements at stride b.row_stride, and the n outputs of
             // row r0 of C, all inside their buffers by the caller's contract.
             unsafe {
                 gemv::f32_row(k, n, ap.offset(a_off), a.col_stride, bp.offset(b_off), b.row_stride, cp.offset(c_off))
             }
         }
-        DType::F32 => call!(f32),
-        DType::F64 => call!(f64),
-        // `matmul` only calls this for floats.
-        DType::I32 | DType::I64 | DType::Bool => {}
+        // SAFETY: the offsets stay inside the operands and the output for this block (the
+        // caller's contract); the block is rows×n of C with row stride n, column stride 1.
+        _ => unsafe {
+            let size = dtype.size_bytes() as isize;
+            gemm_call(
+                dtype,
+                (rows, n, k),
+                a.advanced(a_off, size),
+                b.advanced(b_off, size),
+                s.c.wrapping_offset(c_off * size),
+                (n as isize, 1),
+            )
+        },
     }
 }
 

@@ -296,7 +296,6 @@ pub(crate) fn forward<T: Float>(
                     operand(cols[g * kg * at.tap..].as_ptr(), at.tap, at.position),
                     y[g * og..].as_mut_ptr() as *mut u8,
                     (1, geo.o),
-                    false,
                     pool,
                 )
             };
@@ -325,7 +324,6 @@ pub(crate) fn grad_input<T: Float>(geo: &ConvGeometry, dy: &[T], w: &[T], dx: &m
                     operand(wt[g * og * kg..].as_ptr(), kg, 1),
                     cols[g * kg * at.tap..].as_mut_ptr() as *mut u8,
                     (at.position, at.tap),
-                    false,
                     pool,
                 )
             };
@@ -381,7 +379,6 @@ pub(crate) fn grad_weight<T: Float>(
                     operand(dy[g * og..].as_ptr(), geo.o, 1),
                     dwt.as_mut_ptr() as *mut u8,
                     (og, 1),
-                    false,
                     pool,
                 )
             };
