@@ -352,6 +352,127 @@ fn per_step_products_become_one_product_over_the_sequence() {
     does_not_fire("sequence-product", &two);
 }
 
+/// `tile-pads`: the gradient of three slices that tile an axis, summed as zero pads in any
+/// order, is one pad of their concatenation in slice order. Pads that leave a gap, overlap,
+/// or fill with another value are left; a sum whose other term is no pad keeps that term and
+/// tiles the rest.
+#[test]
+fn sums_of_tiling_pads_become_one_pad() {
+    let args = "%a: f32[2,3], %b: f32[2,2], %c: f32[2,1]";
+    let start = func(
+        args,
+        "  %pb = pad %b {low=[1,3], high=[1,1], value=0.0} : f32[4,6]\n  %pa = pad %a {low=[1,0], high=[1,3], value=0.0} : f32[4,6]\n  %pc = pad %c {low=[1,5], high=[1,0], value=0.0} : f32[4,6]\n  %s = add %pb, %pa : f32[4,6]\n  %y = add %pc, %s : f32[4,6]",
+        "f32[4,6]",
+    );
+    let goal = func(
+        args,
+        "  %t = concat %a, %b, %c {axis=1} : f32[2,6]\n  %y = pad %t {low=[1,0], high=[1,0], value=0.0} : f32[4,6]",
+        "f32[4,6]",
+    );
+    rewrites(&["tile-pads"], &start, &goal);
+    for (args, body, ty) in [
+        (
+            "%a: f32[2], %b: f32[2]",
+            "  %p = pad %a {low=[0], high=[3], value=0.0} : f32[5]\n  %q = pad %b {low=[3], high=[0], value=0.0} : f32[5]\n  %y = add %p, %q : f32[5]",
+            "f32[5]",
+        ),
+        (
+            "%a: f32[2], %b: f32[2]",
+            "  %p = pad %a {low=[0], high=[1], value=0.0} : f32[3]\n  %q = pad %b {low=[1], high=[0], value=0.0} : f32[3]\n  %y = add %p, %q : f32[3]",
+            "f32[3]",
+        ),
+        (
+            "%a: f32[2], %b: f32[2]",
+            "  %p = pad %a {low=[0], high=[2], value=1.0} : f32[4]\n  %q = pad %b {low=[2], high=[0], value=0.0} : f32[4]\n  %y = add %p, %q : f32[4]",
+            "f32[4]",
+        ),
+    ] {
+        does_not_fire("tile-pads", &func(args, body, ty));
+    }
+    let args = "%a: f32[2], %b: f32[2], %x: f32[4]";
+    let start = func(
+        args,
+        "  %p = pad %a {low=[0], high=[2], value=0.0} : f32[4]\n  %q = pad %b {low=[2], high=[0], value=0.0} : f32[4]\n  %s = add %p, %q : f32[4]\n  %y = add %s, %x : f32[4]",
+        "f32[4]",
+    );
+    let goal = func(
+        args,
+        "  %t = concat %a, %b {axis=0} : f32[4]\n  %s = pad %t {low=[0], high=[0], value=0.0} : f32[4]\n  %y = add %s, %x : f32[4]",
+        "f32[4]",
+    );
+    rewrites(&["tile-pads"], &start, &goal);
+}
+
+/// `tile-products` with `concat-of-permutes`: `x₀ᵀg₀ + x₁ᵀg₁ + x₂ᵀg₂` (a recurrent weight's
+/// gradient) is one product over the concatenated contraction axis, the transpose outside the
+/// concatenation so a GEMM reads it through strides. Extraction keeps the sum where the
+/// concatenations cost more than they save: projections through several square weights (a
+/// transformer's q, k, v input gradient would copy the weights), or a product that is needed
+/// on its own anyway.
+#[test]
+fn sums_of_products_become_one_product() {
+    let args = "%x0: f32[2,64], %x1: f32[2,64], %x2: f32[2,64], %g0: f32[2,256], %g1: f32[2,256], %g2: f32[2,256]";
+    let mut body = String::new();
+    for t in 0..3 {
+        body += &format!(
+            "  %t{t} = permute %x{t} {{perm=[1,0]}} : f32[64,2]\n  %p{t} = matmul %t{t}, %g{t} : f32[64,256]\n"
+        );
+    }
+    body += "  %s = add %p0, %p1 : f32[64,256]\n  %y = add %s, %p2 : f32[64,256]";
+    let start = func(args, &body, "f32[64,256]");
+    let goal = func(
+        args,
+        "  %x = concat %x0, %x1, %x2 {axis=0} : f32[6,64]\n  %t = permute %x {perm=[1,0]} : f32[64,6]\n  %g = concat %g0, %g1, %g2 {axis=0} : f32[6,256]\n  %y = matmul %t, %g : f32[64,256]",
+        "f32[64,256]",
+    );
+    rewrites(&["tile-products", "concat-of-permutes"], &start, &goal);
+    let priced_out = |g: Graph| {
+        let (out, report) = run_rules(&["tile-products"], &g);
+        assert!(report.fired.get("tile-products").copied().unwrap_or(0) > 0, "{report}");
+        assert_eq!(canon(&out), canon(&g), "priced out:\n{report}");
+    };
+    priced_out(func(
+        "%d0: f32[8,64], %d1: f32[8,64], %w0: f32[64,64], %w1: f32[64,64]",
+        "  %p = matmul %d0, %w0 : f32[8,64]\n  %q = matmul %d1, %w1 : f32[8,64]\n  %y = add %p, %q : f32[8,64]",
+        "f32[8,64]",
+    ));
+    priced_out(parse_graph("func @f(%a: f32[2,3], %b: f32[3,2], %c: f32[2,3], %d: f32[3,2]) -> (y: f32[2,2], z: f32[2,2]) {\n  %4 = matmul %a, %b : f32[2,2]\n  %5 = matmul %c, %d : f32[2,2]\n  %6 = add %4, %5 : f32[2,2]\n  return %6, %4\n}\n").unwrap());
+    does_not_fire(
+        "tile-products",
+        &func(
+            "%a: f32[2,3], %b: f32[3,2], %c: f32[2,2]",
+            "  %p = matmul %a, %b : f32[2,2]\n  %y = add %p, %c : f32[2,2]",
+            "f32[2,2]",
+        ),
+    );
+}
+
+/// `concat-of-permutes`: parts transposed alike concatenate before one transpose; parts
+/// permuted differently are left.
+#[test]
+fn concatenated_permutes_permute_once() {
+    let args = "%a: f32[2,3,4], %b: f32[2,5,4]";
+    let start = func(
+        args,
+        "  %p = permute %a {perm=[2,0,1]} : f32[4,2,3]\n  %q = permute %b {perm=[2,0,1]} : f32[4,2,5]\n  %y = concat %p, %q {axis=2} : f32[4,2,8]",
+        "f32[4,2,8]",
+    );
+    let goal = func(
+        args,
+        "  %c = concat %a, %b {axis=1} : f32[2,8,4]\n  %y = permute %c {perm=[2,0,1]} : f32[4,2,8]",
+        "f32[4,2,8]",
+    );
+    rewrites(&["concat-of-permutes"], &start, &goal);
+    does_not_fire(
+        "concat-of-permutes",
+        &func(
+            "%a: f32[3,2], %b: f32[2,3]",
+            "  %p = permute %a {perm=[1,0]} : f32[2,3]\n  %y = concat %p, %b {axis=0} : f32[4,3]",
+            "f32[4,3]",
+        ),
+    );
+}
+
 /// Per-step products `reshape(slice(x, t)) · w` of `count` steps, summed.
 fn build_steps(x: &str, slice: &dyn Fn(usize) -> (String, String), count: usize) -> Graph {
     let mut body = String::new();
@@ -499,4 +620,102 @@ fn softmax_then_cross_entropy_becomes_the_stable_form() {
         })
         .collect();
     assert_close(&got, &want, 1e-5);
+}
+
+/// A sum of `pieces` gradients of slices of `%x: f64[rows, cols]` along `axis`, each zero-padded
+/// back, added in the order `order` picks (a random tree: each step adds two pending terms),
+/// plus `%x` itself when `extra`; and a sum of `pieces` products `aₜᵀ·bₜ` (or `aₜ·bₜ`) of
+/// random inner widths. Both as one graph with two outputs.
+fn random_sums(rows: usize, cols: usize, axis: usize, cuts: &[usize], order: &[usize], extra: bool) -> Graph {
+    let len = [rows, cols][axis];
+    let mut bounds: Vec<usize> = cuts.iter().map(|c| 1 + c % (len - 1)).collect();
+    bounds.extend([0, len]);
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut body = String::new();
+    let mut pending: Vec<String> = Vec::new();
+    for (i, w) in bounds.windows(2).enumerate() {
+        let (lo, hi) = (w[0], w[1]);
+        let (start, stop, dims) = match axis {
+            0 => (format!("[{lo},0]"), format!("[{hi},{cols}]"), format!("{},{cols}", hi - lo)),
+            _ => (format!("[0,{lo}]"), format!("[{rows},{hi}]"), format!("{rows},{}", hi - lo)),
+        };
+        let (low, high) = match axis {
+            0 => (format!("[{lo},0]"), format!("[{},0]", len - hi)),
+            _ => (format!("[0,{lo}]"), format!("[0,{}]", len - hi)),
+        };
+        body += &format!(
+            "  %s{i} = slice %x {{start={start}, stop={stop}, step=[1,1]}} : f64[{dims}]\n  %k{i} = const {}.0 : f64[{dims}]\n  %g{i} = mul %s{i}, %k{i} : f64[{dims}]\n  %p{i} = pad %g{i} {{low={low}, high={high}, value=0.0}} : f64[{rows},{cols}]\n",
+            i + 2
+        );
+        pending.push(format!("%p{i}"));
+    }
+    if extra {
+        pending.push("%x".into());
+    }
+    let mut products = Vec::new();
+    for (t, w) in bounds.windows(2).enumerate() {
+        let k = w[1] - w[0];
+        if t % 2 == 0 {
+            body += &format!("  %u{t} = permute %a{t} {{perm=[1,0]}} : f64[{rows},{k}]\n");
+        } else {
+            body += &format!("  %u{t} = mul %a{t}, %a{t} : f64[{rows},{k}]\n");
+        }
+        body += &format!("  %m{t} = matmul %u{t}, %b{t} : f64[{rows},3]\n");
+        products.push(format!("%m{t}"));
+    }
+    let mut n = 0;
+    let mut add = |pending: &mut Vec<String>, body: &mut String, ty: &str, pick: usize| {
+        let i = pick % (pending.len() - 1);
+        let (a, b) = (pending.remove(i), pending.remove(i));
+        *body += &format!("  %q{n} = add {a}, {b} : f64[{ty}]\n");
+        pending.insert(i, format!("%q{n}"));
+        n += 1;
+    };
+    for pick in order.iter().cycle().take(4 * bounds.len()) {
+        if pending.len() > 1 {
+            add(&mut pending, &mut body, &format!("{rows},{cols}"), *pick);
+        }
+        if products.len() > 1 {
+            add(&mut products, &mut body, &format!("{rows},3"), *pick);
+        }
+    }
+    let mut args = vec![format!("%x: f64[{rows},{cols}]")];
+    for (t, w) in bounds.windows(2).enumerate() {
+        let k = w[1] - w[0];
+        let a = if t % 2 == 0 { format!("{k},{rows}") } else { format!("{rows},{k}") };
+        args.push(format!("%a{t}: f64[{a}], %b{t}: f64[{k},3]"));
+    }
+    let text = format!(
+        "func @t({}) -> (y: f64[{rows},{cols}], z: f64[{rows},3]) {{\n{body}  return {}, {}\n}}\n",
+        args.join(", "),
+        pending[0],
+        products[0]
+    );
+    parse_graph(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+    /// Random sums of slice gradients and of products, in random tree shapes, through every
+    /// stage of the optimizer: the same values as the interpreter's on the input.
+    #[test]
+    fn random_sums_through_the_tiling_rules_keep_their_meaning(
+        rows in 2usize..7,
+        cols in 2usize..9,
+        axis in 0usize..2,
+        cuts in proptest::collection::vec(0usize..64, 1..6),
+        order in proptest::collection::vec(0usize..8, 1..8),
+        extra in proptest::bool::ANY,
+    ) {
+        let g = random_sums(rows, cols, axis, &cuts, &order, extra);
+        let (out, report) = kiln::passes::egraph::optimize(&g, &EgraphConfig::default()).unwrap();
+        kiln::ir::verify(&out).unwrap();
+        proptest::prop_assert!(report.cost_after <= report.cost_before);
+        // Two or more pads always tile: the whole sum, or all of it but `%x`.
+        let pieces = g.nodes().filter(|(_, n)| n.op.name() == "pad").count();
+        proptest::prop_assert!(pieces < 2 || report.fired.contains_key("tile-pads"), "{g}\n{report}");
+        same_meaning(&g, &out);
+    }
 }

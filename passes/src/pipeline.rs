@@ -100,11 +100,6 @@ pub const PASSES: &[PassInfo] = &[
         make: || Box::new(crate::egraph::Fold::default()),
     },
     PassInfo {
-        name: "tile",
-        summary: "turns sums of pads and products into concatenations",
-        make: || Box::new(crate::tile::Tile),
-    },
-    PassInfo {
         name: "egraph",
         summary: "rewrites with the staged e-graph rules, then extracts by cost",
         make: || Box::new(crate::egraph::Egraph::default()),
@@ -132,11 +127,11 @@ pub fn pass_help() -> String {
 }
 
 /// The default optimization pipeline.
-pub const DEFAULT_PIPELINE: &str = "cse,fold,tile,egraph,layout,dce";
+pub const DEFAULT_PIPELINE: &str = "cse,fold,egraph,layout,dce";
 
 /// The GPU's pipeline: the default without `layout`, which prices the host's kernels (the
 /// CUDA convolutions are channels-first; a channels-last graph still runs there, converted).
-pub const GPU_PIPELINE: &str = "cse,fold,tile,egraph,dce";
+pub const GPU_PIPELINE: &str = "cse,fold,egraph,dce";
 
 impl Pipeline {
     /// Parses `"dce,..."`; blank entries are ignored.

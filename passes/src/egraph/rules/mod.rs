@@ -13,6 +13,7 @@ mod layout;
 mod matmul;
 mod movement;
 mod reduction;
+mod tiling;
 
 use egg::Id;
 use kiln_ir::{Literal, Op, TensorType};
@@ -113,14 +114,20 @@ pub struct Stage {
 /// The stages of the default optimizer: simplify, then explore layouts and contractions,
 /// then simplify what that exposed.
 pub const STAGES: &[Stage] = &[
-    Stage { name: "simplify", rules: &[algebra::RULES, explog::RULES, movement::RULES, reduction::RULES] },
+    Stage {
+        name: "simplify",
+        rules: &[algebra::RULES, explog::RULES, movement::RULES, reduction::RULES, tiling::RULES],
+    },
     Stage { name: "layout", rules: &[movement::RULES, layout::RULES, matmul::RULES] },
-    Stage { name: "cleanup", rules: &[algebra::RULES, explog::RULES, movement::RULES, reduction::RULES] },
+    Stage {
+        name: "cleanup",
+        rules: &[algebra::RULES, explog::RULES, movement::RULES, reduction::RULES, tiling::RULES],
+    },
 ];
 
 /// Every rule, once, in themed order.
 pub fn all_rules() -> Vec<&'static Rule> {
-    [algebra::RULES, explog::RULES, movement::RULES, layout::RULES, matmul::RULES, reduction::RULES]
+    [algebra::RULES, explog::RULES, movement::RULES, layout::RULES, matmul::RULES, reduction::RULES, tiling::RULES]
         .iter()
         .flat_map(|r| r.iter())
         .collect()

@@ -1,5 +1,6 @@
-//! Movement canonicalization: compose chains of reshapes, permutes and broadcasts, and drop
-//! movement that does nothing.
+//! Movement canonicalization: compose chains of reshapes, permutes and broadcasts, move a
+//! permute shared by every part of a concatenation outside it, and drop movement that does
+//! nothing.
 
 use egg::Id;
 use kiln_ir::{Movement, Op};
@@ -16,6 +17,11 @@ pub const RULES: &[Rule] = &[
     },
     Rule { name: "permute-permute", reason: "permutations compose", find: Finder::Node(permute_permute) },
     Rule { name: "broadcast-broadcast", reason: "broadcasts compose", find: Finder::Node(broadcast_broadcast) },
+    Rule {
+        name: "concat-of-permutes",
+        reason: "a concatenation of parts permuted alike is the permute of their concatenation: one transpose (which a GEMM reads through strides) instead of one per part",
+        find: Finder::Node(concat_of_permutes),
+    },
     Rule {
         name: "noop-movement",
         reason: "movement to the same type along the identity is x",
@@ -73,6 +79,20 @@ fn broadcast_broadcast(eg: &EGraph, id: Id, n: &ENode) -> Vec<Proposal> {
         p
     })
     .collect()
+}
+
+/// `concat(permute(x₀, p), permute(x₁, p), …; axis) = permute(concat(x₀, x₁, …; p[axis]), p)`:
+/// result axis `axis` is operand axis `p[axis]`.
+fn concat_of_permutes(eg: &EGraph, _: Id, n: &ENode) -> Vec<Proposal> {
+    let Op::Concat { axis } = n.op else { return vec![] };
+    let Some((perm, _)) = n.args.first().and_then(|a| nodes_where(eg, *a, as_permute).next()) else { return vec![] };
+    let same = |a: Id| nodes_where(eg, a, |m| as_permute(m).filter(|(q, _)| *q == perm).map(|(_, x)| x)).next();
+    let Some(sources) = n.args.iter().map(|a| same(*a)).collect::<Option<Vec<Id>>>() else { return vec![] };
+    let mut p = Proposal::default();
+    let parts: Vec<usize> = sources.iter().map(|x| p.class(*x)).collect();
+    let cat = p.node(Op::Concat { axis: perm[axis] }, &parts);
+    p.node(Op::Permute { perm: perm.clone() }, &[cat]);
+    vec![p]
 }
 
 fn noop(eg: &EGraph, id: Id, n: &ENode) -> Vec<Proposal> {
