@@ -320,32 +320,7 @@ fn kernel_partition_snapshots() {
         let m = (kiln::zoo::entry(name).unwrap().build)(2, DType::F32).unwrap().remove(0);
         let step = kiln::train::train_step(&m, &Optimizer::sgd()).unwrap().graph;
         let exe = kiln::compile(&step, kiln::Fusion::Fused).unwrap();
-        let mut text = String::new();
-        for (group, kernel) in exe.groups() {
-            let members: Vec<String> = group.members.iter().map(|m| format!("%{}", m.index())).collect();
-            match kernel {
-                Some(k) if group.kind == kiln::passes::fuse::GroupKind::Contraction => {
-                    text.push_str(&format!("contraction {} matmul + epilogue {}\n", members.join(" "), k.kernel.name))
-                }
-                Some(k) => {
-                    // A multi-output kernel's side outputs follow what it stores.
-                    let sides: String = group.side_outputs.iter().map(|n| format!(" %{}", n.index())).collect();
-                    let stores = if sides.is_empty() { String::new() } else { format!(" (also stores{sides})") };
-                    text.push_str(&format!("kernel {} <- {}{stores}\n", k.kernel.name, members.join(" ")))
-                }
-                None if group.kind == kiln::passes::fuse::GroupKind::Movement => {
-                    let op = exe.graph().node(group.root()).op.name();
-                    text.push_str(&format!("movement {} {op}\n", members.join(" ")))
-                }
-                None if group.kind == kiln::passes::fuse::GroupKind::Contraction => {
-                    let op = exe.graph().node(group.root()).op.name();
-                    text.push_str(&format!("contraction {} {op}\n", members.join(" ")))
-                }
-                None => {
-                    text.push_str(&format!("op {} {}\n", members.join(" "), exe.graph().node(group.root()).op.name()))
-                }
-            }
-        }
+        let text = common::partition::partition_text(&exe);
         insta::assert_snapshot!(format!("kernels_{name}_train_sgd"), text);
     }
 }

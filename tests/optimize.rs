@@ -166,6 +166,23 @@ macro_rules! optimized_snapshots {
 
 optimized_snapshots!(xor_mlp, mnist_mlp, lenet5, cifar_cnn, lstm_classifier, transformer_block, gan);
 
+/// The kernel partition of every zoo model's Adam step (batch 2) after the default pipeline:
+/// what fusion chose (each kernel's members, recomputed values in every kernel that computes
+/// them, multi-output kernels' side outputs, epilogues of contractions).
+#[test]
+fn partition_snapshots_of_every_zoo_training_step() {
+    for e in kiln::zoo::CATALOG {
+        let mut text = String::new();
+        for m in (e.build)(2, DType::F32).unwrap() {
+            let step = kiln::train::train_step(&m, &Optimizer::adam()).unwrap().graph;
+            let exe = kiln::compile_with(&step, kiln::Fusion::Fused, DEFAULT_PIPELINE).unwrap();
+            text.push_str(&format!("# {}\n", step.name()));
+            text.push_str(&common::partition::partition_text(&exe));
+        }
+        insta::assert_snapshot!(format!("partition_{}", e.name), text);
+    }
+}
+
 /// The optimizer is deterministic: the same graph always gives the same text (compile caches
 /// and snapshots depend on it).
 #[test]

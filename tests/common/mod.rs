@@ -3,6 +3,7 @@
 
 pub mod convs;
 pub mod mixed;
+pub mod partition;
 
 use std::collections::HashMap;
 
