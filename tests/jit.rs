@@ -442,8 +442,9 @@ fn data_ptr(v: &Value) -> usize {
 }
 
 /// Every parameter and optimizer-state update of an Adam step qualifies for in-place
-/// computation; `run_updating` writes each into its input's own buffer and returns exactly
-/// what `run` computes into fresh buffers. An update whose input is read after it is refused.
+/// computation, the moments' updates as side outputs of their parameter's update kernel;
+/// `run_updating` writes each into its input's own buffer and returns exactly what `run`
+/// computes into fresh buffers. An update whose input is read after it is refused.
 #[test]
 fn training_updates_run_in_place() {
     for model in [kiln::zoo::mnist_mlp(8).unwrap(), kiln::zoo::lenet5(2).unwrap()] {
@@ -452,6 +453,8 @@ fn training_updates_run_in_place() {
         let mut exe = compile(&g, Options::default()).unwrap();
         let qualified = exe.update_in_place(&step.updates);
         assert_eq!(qualified.len(), step.updates.len(), "@{}: only {qualified:?} qualified", g.name());
+        let sides: Vec<kiln::ir::NodeId> = exe.groups().flat_map(|(gr, _)| gr.side_outputs.clone()).collect();
+        assert!(g.outputs().iter().any(|o| sides.contains(&o.value)), "@{}: no update is a side output", g.name());
         let mut f = feeds(&g);
         let want = exe.run(&f).unwrap();
         let before: HashMap<String, usize> = step.updates.iter().map(|(_, i)| (i.clone(), data_ptr(&f[i]))).collect();

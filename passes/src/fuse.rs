@@ -356,7 +356,7 @@ pub fn partition_with_choices(graph: &Graph, mode: Mode) -> (Vec<Group>, Choices
     let mut merges = Vec::new();
     if mode == Mode::Fused {
         fuse_epilogues(graph, &mut groups, &users, &is_output);
-        merges = crate::multi_output::merge(graph, &mut groups, &users, &is_output);
+        merges = crate::multi_output::merge(graph, &mut groups, &users);
     }
     choices.reverse();
     (groups, Choices { recompute: choices, merges })

@@ -19,14 +19,16 @@
 //! A merged kernel holds at most [`MAX_TRANSCENDENTALS`] inline approximations (register
 //! pressure, measured, not yet in the cost model).
 //!
-//! Side outputs live in the memory plan's arena like any intermediate. So a producer stays
-//! apart when its result is a graph output, or is read by a reference op (whose operands
-//! are owned arrays) or through a movement op inside the reader (which needs it
+//! A side output lives in the memory plan's arena like any intermediate, or, when it is a graph
+//! output, in the output's buffer (over the input it replaces, for an update computed in
+//! place): an optimizer's update of a parameter and of its moments becomes one kernel that
+//! reads each operand once. A producer stays apart when a reference op reads it (its operands
+//! are owned arrays) or when the reader reads it through a movement op (which needs it
 //! materialized first).
 
 use kiln_ir::{Graph, NodeId, Op};
 
-use crate::cost_model::CostModel;
+use crate::cost_model::{CostModel, group_features};
 use crate::fuse::{Group, GroupKind, reads_materialized, space};
 use crate::group_dag::GroupDag;
 
@@ -78,14 +80,14 @@ fn kernel_space<'g>(graph: &'g Graph, group: &Group) -> Option<&'g [usize]> {
 /// Merges producers into readers as side outputs (see the module's header), then orders the
 /// groups so every group follows the groups whose values it reads. Returns the merges made,
 /// in the order they were made.
-pub fn merge(graph: &Graph, groups: &mut Vec<Group>, users: &[Vec<NodeId>], is_output: &[bool]) -> Vec<Merge> {
+pub fn merge(graph: &Graph, groups: &mut Vec<Group>, users: &[Vec<NodeId>]) -> Vec<Merge> {
     let model = CostModel::current();
     let mut merges = Vec::new();
     // Built once, and again only after a merge changes the groups.
     let mut partition = Partition::new(graph, groups);
     let mut pi = 0;
     while pi < groups.len() {
-        match best_reader(graph, groups, &mut partition, pi, users, is_output, model) {
+        match best_reader(graph, groups, &mut partition, pi, users, model) {
             Some((ci, merged, m)) => {
                 groups[ci] = merged;
                 groups.remove(pi);
@@ -131,7 +133,6 @@ fn best_reader(
     partition: &mut Partition,
     pi: usize,
     users: &[Vec<NodeId>],
-    is_output: &[bool],
     model: &CostModel,
 ) -> Option<(usize, Group, Merge)> {
     let p = &groups[pi];
@@ -142,7 +143,7 @@ fn best_reader(
         return None;
     }
     let of = &partition.of;
-    if !stays_in_arena(graph, groups, of, r, users, is_output) {
+    if !read_by_kernels(graph, groups, of, r, users) {
         return None;
     }
     let stored: Vec<NodeId> = p.stored().collect();
@@ -169,7 +170,7 @@ fn best_reader(
         if merged.root() != c.root() && matches!(graph.node(c.root()).op, Op::Reduce { .. }) {
             continue;
         }
-        let apart_ns = model.predict_group(graph, p) + model.predict_group(graph, c);
+        let apart_ns = model.predict_pair(&group_features(graph, p), &group_features(graph, c));
         let merged_ns = model.predict_group(graph, &merged);
         let gain = apart_ns - merged_ns;
         if gain <= 0.0 || best.as_ref().is_some_and(|(_, _, b)| b.apart_ns - b.merged_ns >= gain) {
@@ -183,21 +184,10 @@ fn best_reader(
     best
 }
 
-/// True if `r`'s value may be a side output: no graph output returns it (or a reshape of
-/// it), and no reference op reads it (or a reshape of it).
-fn stays_in_arena(
-    graph: &Graph,
-    groups: &[Group],
-    of: &[Vec<usize>],
-    r: NodeId,
-    users: &[Vec<NodeId>],
-    is_output: &[bool],
-) -> bool {
-    if is_output[r.index()] {
-        return false;
-    }
+/// True if `r`'s value may be a side output: no reference op reads it (or a reshape of it).
+fn read_by_kernels(graph: &Graph, groups: &[Group], of: &[Vec<usize>], r: NodeId, users: &[Vec<NodeId>]) -> bool {
     users[r.index()].iter().all(|u| match graph.node(*u).op {
-        Op::Reshape => stays_in_arena(graph, groups, of, *u, users, is_output),
+        Op::Reshape => read_by_kernels(graph, groups, of, *u, users),
         _ => of[u.index()].iter().all(|g| groups[*g].kind != GroupKind::Op),
     })
 }

@@ -73,8 +73,8 @@ pub struct Executable {
     /// Per group: the arena offset of its result, for kernels whose result is an
     /// intermediate.
     arena_offset: Vec<Option<usize>>,
-    /// Per group: the side outputs its kernel stores, with their arena offsets.
-    side_outs: Vec<Vec<(NodeId, usize)>>,
+    /// Per group: the side outputs its kernel stores.
+    side_outs: Vec<Vec<SideOut>>,
     /// Per group: the leaf whose buffer its kernel overwrites with the result (an update
     /// registered with [`Executable::update_in_place`]).
     in_place: Vec<Option<NodeId>>,
@@ -160,14 +160,15 @@ pub fn compile_schedule(schedule: Schedule, options: Options) -> Result<Executab
     for (i, o) in graph.outputs().iter().enumerate() {
         first_output[o.value.index()].get_or_insert(i);
     }
-    // Side outputs are always arena buffers (fusion keeps values that leave the arena apart).
+    // Side outputs are arena buffers or graph outputs.
     let side_outs = steps
         .iter()
         .map(|s| {
             s.side_outs
                 .iter()
                 .map(|(n, b)| match b {
-                    Buffer::Arena { offset, .. } => Ok((*n, *offset)),
+                    Buffer::Arena { offset, .. } => Ok(SideOut { node: *n, arena: Some(*offset), in_place: None }),
+                    Buffer::Output(_) => Ok(SideOut { node: *n, arena: None, in_place: None }),
                     _ => Err(ScheduleError::Unplanned { node: n.index() }),
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -208,14 +209,31 @@ const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 /// own: a window of steps runs at the same time only if two of them have this much.
 const CONCURRENT_MIN_WORK: usize = 1 << 12;
 
+/// A side output of a group's kernel: where it is written.
+#[derive(Clone, Debug)]
+struct SideOut {
+    node: NodeId,
+    /// Its arena offset; `None` for a graph output (an owned buffer).
+    arena: Option<usize>,
+    /// The leaf it overwrites, for an update registered with [`Executable::update_in_place`].
+    in_place: Option<NodeId>,
+}
+
+/// The buffers a placed step writes: its result's and its side outputs', in order.
+#[derive(Clone, Debug)]
+struct Placed {
+    out: *mut u8,
+    sides: Vec<*mut u8>,
+}
+
 /// What the threads of a window share: the executable, the slots (read only while the window
-/// runs), the arena and each step's output pointer.
+/// runs), the arena and each step's output pointers.
 #[derive(Clone, Copy)]
 struct Window<'s, 'a> {
     exe: &'s Executable,
     slots: &'s [Slot<'a>],
     base: *mut u8,
-    outs: &'s [Option<*mut u8>],
+    outs: &'s [Option<Placed>],
 }
 
 // SAFETY: while a window runs, the slots are only read; every step reads buffers written
@@ -231,8 +249,8 @@ unsafe impl Sync for Window<'_, '_> {}
 impl<'s, 'a> Window<'s, 'a> {
     /// The executable, slots, arena base and output of step `t` (a method, so closures
     /// capture the `Sync` wrapper, not its raw fields).
-    fn get(&self, t: usize) -> (&'s Executable, &'s [Slot<'a>], *mut u8, Option<*mut u8>) {
-        (self.exe, self.slots, self.base, self.outs[t])
+    fn get(&self, t: usize) -> (&'s Executable, &'s [Slot<'a>], *mut u8, Option<&'s Placed>) {
+        (self.exe, self.slots, self.base, self.outs[t].as_ref())
     }
 }
 
@@ -376,23 +394,28 @@ impl Executable {
 
     /// Registers updates `(output name, input name)` to be computed in place by
     /// [`Executable::run_updating`]: the output's kernel writes into the input's buffer. An
-    /// update qualifies when its output is computed by an elementwise kernel (no reduction)
-    /// that reads the input only at the element it writes, the input has the output's type,
+    /// update qualifies when its output is computed by an elementwise kernel (no reduction),
+    /// as its result or as a side output, that reads the input only at the element it writes
+    /// (and, for a side output, before it stores it), the input has the output's type,
     /// no later group reads the input, and neither appears twice. Returns the output names
     /// that qualified; the others are written to separate buffers as usual.
     pub fn update_in_place(&mut self, pairs: &[(String, String)]) -> Vec<String> {
         let g = &self.graph;
         let mut done = Vec::new();
-        let mut group_of = vec![usize::MAX; g.len()];
+        // The group computing each node, and which of its side outputs it is (if it is one).
+        let mut group_of = vec![(usize::MAX, None); g.len()];
         for (gi, (group, _)) in self.groups.iter().enumerate() {
-            group_of[group.root().index()] = gi;
+            group_of[group.root().index()] = (gi, None);
+            for (j, side) in self.side_outs[gi].iter().enumerate() {
+                group_of[side.node.index()] = (gi, Some(j));
+            }
         }
         let mut taken_inputs = std::collections::BTreeSet::new();
         for (out_name, in_name) in pairs {
             let Some(o) = g.outputs().iter().find(|o| &o.name == out_name) else { continue };
             let Some(leaf) = g.leaf(in_name) else { continue };
             let root = o.value;
-            let gi = group_of[root.index()];
+            let (gi, side) = group_of[root.index()];
             let once = g.outputs().iter().filter(|p| p.value == root || p.value == leaf).count() == 1;
             if gi == usize::MAX || !once || g.ty(leaf) != g.ty(root) || !taken_inputs.insert(leaf) {
                 continue;
@@ -401,8 +424,21 @@ impl Executable {
             if group.kind != GroupKind::Elementwise {
                 continue;
             }
-            let out_strides = k.kernel.out_strides();
+            // A side output is stored as soon as the body computes it: every load of the input
+            // it overwrites must come before that.
+            let (out_strides, stored_at) = match side {
+                None => (k.kernel.out_strides(), k.kernel.body.len()),
+                Some(j) => match k.kernel.side_outputs.get(j) {
+                    Some(s) => (s.strides.clone(), s.value),
+                    None => continue,
+                },
+            };
+            let reads_leaf = |i: usize| buffer_of(g, k.kernel.inputs[i].node) == leaf;
+            let loaded_after = k.kernel.body.iter().enumerate().any(|(at, (inst, _))| {
+                matches!(inst, kiln_codegen::kernel::Inst::Load(i) if reads_leaf(*i)) && at > stored_at
+            });
             let same_index = k.kernel.reduce.is_none()
+                && !loaded_after
                 && k.kernel
                     .inputs
                     .iter()
@@ -413,7 +449,10 @@ impl Executable {
                 other.members.iter().any(|m| g.node(*m).args.iter().any(|a| buffer_of(g, *a) == leaf))
             });
             if same_index && !read_later {
-                self.in_place[gi] = Some(leaf);
+                match side {
+                    None => self.in_place[gi] = Some(leaf),
+                    Some(j) => self.side_outs[gi][j].in_place = Some(leaf),
+                }
                 done.push(out_name.clone());
             }
         }
@@ -457,7 +496,8 @@ impl Executable {
     ) -> Result<(), InterpError> {
         kiln_ir::interp::check_feeds(&self.graph, feeds)?;
         let mut moved = HashMap::new();
-        for leaf in self.in_place.iter().flatten() {
+        let sides = self.side_outs.iter().flatten().filter_map(|s| s.in_place.as_ref());
+        for leaf in self.in_place.iter().flatten().chain(sides) {
             let name = self.graph.node(*leaf).op.leaf_name().unwrap_or_default();
             if let Some(v) = feeds.remove(name) {
                 let v = if is_standard(&v) { v } else { crate::map_standard(&v) };
@@ -503,10 +543,11 @@ impl Executable {
         pool.resize(self.groups.len(), None);
         if let Err(e) = self.run_groups(&mut slots, base, &mut out_bufs, &mut pool, update, times) {
             // Hand back the inputs moved in, whether or not their update ran.
-            for (gi, leaf) in self.in_place.iter().enumerate() {
-                let Some(leaf) = leaf else { continue };
-                let name = g.node(*leaf).op.leaf_name().unwrap_or_default().to_string();
-                for at in [leaf.index(), self.groups[gi].0.root().index()] {
+            let roots = self.in_place.iter().enumerate().filter_map(|(gi, l)| l.map(|l| (l, self.groups[gi].0.root())));
+            let sides = self.side_outs.iter().flatten().filter_map(|s| s.in_place.map(|l| (l, s.node)));
+            for (leaf, written) in roots.chain(sides) {
+                let name = g.node(leaf).op.leaf_name().unwrap_or_default().to_string();
+                for at in [leaf.index(), written.index()] {
                     if let Slot::Owned(v) = std::mem::replace(&mut slots[at], Slot::Empty) {
                         back.insert(name.clone(), v);
                         break;
@@ -566,8 +607,8 @@ impl Executable {
         while gi < self.groups.len() {
             if let Some(times) = times.as_deref_mut() {
                 let start = std::time::Instant::now();
-                if let Some(out) = self.place(gi, slots, base, out_bufs, pool, update)? {
-                    self.compute(gi, slots, base, out, None, update)?;
+                if let Some(at) = self.place(gi, slots, base, out_bufs, pool, update)? {
+                    self.compute(gi, slots, base, &at, None, update)?;
                 }
                 times[gi] = start.elapsed();
                 gi += 1;
@@ -578,12 +619,12 @@ impl Executable {
                 None => gi + 1,
             };
             // A step updating an input in place runs alone (its readers ran before it).
-            if update && let Some(j) = (gi..end).find(|&i| self.in_place[i].is_some()) {
+            if update && let Some(j) = (gi..end).find(|&i| self.updates_in_place(i)) {
                 end = j.max(gi + 1);
             }
             if end == gi + 1 {
-                if let Some(out) = self.place(gi, slots, base, out_bufs, pool, update)? {
-                    self.compute(gi, slots, base, out, self.workers.as_ref(), update)?;
+                if let Some(at) = self.place(gi, slots, base, out_bufs, pool, update)? {
+                    self.compute(gi, slots, base, &at, self.workers.as_ref(), update)?;
                 }
                 gi += 1;
                 continue;
@@ -600,8 +641,8 @@ impl Executable {
             if let Some(workers) = &self.workers {
                 workers.for_each(end - gi, &|t| {
                     let (exe, slots, base, out) = window.get(t);
-                    if let Some(out) = out
-                        && let Err(e) = exe.compute(gi + t, slots, base, out, None, update)
+                    if let Some(at) = out
+                        && let Err(e) = exe.compute(gi + t, slots, base, at, None, update)
                     {
                         failures.lock().unwrap_or_else(|e| e.into_inner()).push((t, e));
                     }
@@ -626,7 +667,7 @@ impl Executable {
         out_bufs: &mut [Option<Value>],
         pool: &mut [Option<Value>],
         update: bool,
-    ) -> Result<Option<*mut u8>, InterpError> {
+    ) -> Result<Option<Placed>, InterpError> {
         let g = &self.graph;
         let group = &self.groups[gi].0;
         let root = group.root();
@@ -671,14 +712,39 @@ impl Executable {
                 })
             }
         };
-        for (n, off) in &self.side_outs[gi] {
-            slots[n.index()] = Slot::Arena(*off);
+        // Side outputs: over the input they update in place, in the arena, or in an owned
+        // buffer (the caller's, for a graph output).
+        for side in &self.side_outs[gi] {
+            let n = side.node;
+            slots[n.index()] = match (side.in_place.filter(|_| update), side.arena) {
+                (Some(leaf), _) => match std::mem::replace(&mut slots[leaf.index()], Slot::Empty) {
+                    Slot::Owned(v) => Slot::Owned(v),
+                    _ => return Err(internal(g, n, "in-place input not owned")),
+                },
+                (None, Some(off)) => Slot::Arena(off),
+                (None, None) => {
+                    let reuse = self.first_output[n.index()].and_then(|i| out_bufs.get_mut(i).and_then(Option::take));
+                    Slot::Owned(match reuse {
+                        Some(v) if &v.ty() == g.ty(n) => v,
+                        _ => Value::splat(g.ty(n), 0.0),
+                    })
+                }
+            };
         }
-        match &mut slots[root.index()] {
-            Slot::Owned(v) => Ok(Some(data_mut(v))),
-            Slot::Arena(off) => Ok(Some(base.wrapping_add(*off))),
-            Slot::Borrowed(_) | Slot::Same(_) | Slot::Empty => Err(internal(g, root, "no output buffer")),
-        }
+        let mut pointer = |n: NodeId| match &mut slots[n.index()] {
+            Slot::Owned(v) => Ok(data_mut(v)),
+            Slot::Arena(off) => Ok(base.wrapping_add(*off)),
+            Slot::Borrowed(_) | Slot::Same(_) | Slot::Empty => Err(internal(g, n, "no output buffer")),
+        };
+        let out = pointer(root)?;
+        let sides = self.side_outs[gi].iter().map(|s| pointer(s.node)).collect::<Result<_, _>>()?;
+        Ok(Some(Placed { out, sides }))
+    }
+
+    /// True if group `gi` overwrites an input in place (its result or a side output) when
+    /// updates run in place.
+    fn updates_in_place(&self, gi: usize) -> bool {
+        self.in_place[gi].is_some() || self.side_outs[gi].iter().any(|s| s.in_place.is_some())
     }
 
     /// Computes group `gi` into `out` (placed by [`Executable::place`]), reading its operands
@@ -688,14 +754,26 @@ impl Executable {
         gi: usize,
         slots: &[Slot<'_>],
         base: *mut u8,
-        out: *mut u8,
+        at: &Placed,
         workers: Option<&Pool>,
         update: bool,
     ) -> Result<(), InterpError> {
         let g = &self.graph;
         let (group, kernel) = &self.groups[gi];
         let root = group.root();
-        let in_place = self.in_place[gi].filter(|_| update);
+        let out = at.out;
+        // The inputs overwritten in place, each with the buffer written over it and its length.
+        let mut overwritten: Vec<(NodeId, *mut u8, usize)> = Vec::new();
+        if update {
+            if let Some(leaf) = self.in_place[gi] {
+                overwritten.push((leaf, out, g.ty(root).numel()));
+            }
+            for (side, ptr) in self.side_outs[gi].iter().zip(&at.sides) {
+                if let Some(leaf) = side.in_place {
+                    overwritten.push((leaf, *ptr, g.ty(side.node).numel()));
+                }
+            }
+        }
         let source = |n: NodeId| -> Result<*const u8, InterpError> {
             view(slots, base, g, n).map(|(p, _)| p).ok_or_else(|| internal(g, root, "operand not computed"))
         };
@@ -708,11 +786,13 @@ impl Executable {
         let Some(k) = kernel else { return Err(internal(g, root, "group without code")) };
         let mut ptrs = Vec::with_capacity(k.kernel.inputs.len());
         for input in &k.kernel.inputs {
-            let (ptr, len) = if in_place.is_some() && Some(buffer_of(g, input.node)) == in_place {
-                // The input being overwritten is read through the output's pointer.
-                (out as *const u8, k.kernel.out.numel())
-            } else {
-                view(slots, base, g, input.node).ok_or_else(|| internal(g, root, "kernel input not computed"))?
+            let leaf = buffer_of(g, input.node);
+            let (ptr, len) = match overwritten.iter().find(|(l, _, _)| *l == leaf) {
+                // The input being overwritten is read through the pointer written over it.
+                Some((_, p, len)) => (*p as *const u8, *len),
+                None => {
+                    view(slots, base, g, input.node).ok_or_else(|| internal(g, root, "kernel input not computed"))?
+                }
             };
             // The furthest element the strides reach must lie inside the buffer.
             if !fits(input, &k.kernel.space, len) {
@@ -721,7 +801,7 @@ impl Executable {
             ptrs.push(ptr);
         }
         // The side outputs' buffers follow the inputs' ([`CompiledKernel::call`]).
-        ptrs.extend(self.side_outs[gi].iter().map(|(_, off)| base.wrapping_add(*off) as *const u8));
+        ptrs.extend(at.sides.iter().map(|p| *p as *const u8));
         self.call(k, &ptrs, out, workers);
         Ok(())
     }

@@ -234,7 +234,10 @@ impl Schedule {
                 .iter()
                 .map(|n| {
                     let p = placed(*n)?;
-                    let b = Buffer::Arena { offset: p.offset, bytes: p.bytes };
+                    let b = match first_output[n.index()] {
+                        Some(i) => Buffer::Output(i),
+                        None => Buffer::Arena { offset: p.offset, bytes: p.bytes },
+                    };
                     buffers[n.index()] = Some(b);
                     Ok((*n, b))
                 })

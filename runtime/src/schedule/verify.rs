@@ -153,11 +153,11 @@ impl Schedule {
                 && (k.side_outputs.len() != s.side_outs.len()
                     || k.side_outputs.iter().zip(&s.side_outs).any(|(side, (n, b))| {
                         side.node != *n
-                            || !matches!(b, Buffer::Arena { .. })
+                            || !matches!(b, Buffer::Arena { .. } | Buffer::Output(_))
                             || g.ty(*n).numel() != k.space.iter().product::<usize>()
                     }))
             {
-                return Err(fail("its kernel's side outputs are not the step's arena buffers".into()));
+                return Err(fail("its kernel's side outputs are not the step's arena or output buffers".into()));
             }
             if let Work::Contraction { call: Contraction::Gemm(c), epilogue: Some(_) } = &s.work {
                 let need = g.ty(c.product).size_bytes();
