@@ -242,9 +242,10 @@ fn movement_ops_agree_exactly() {
 }
 
 /// Pooling-shaped kernels (windows of 2 innermost) vectorize: a max-reduce over the window
-/// axes moves the output's contiguous kept axis innermost, and the elementwise gradient mask
-/// (`cast(x == broadcast(max))`) reads and writes with a stride of 2 lane by lane. Both agree
-/// with the interpreter, on 1 and 2 threads.
+/// axes moves the output's contiguous kept axis innermost (its taps read at a stride of 2: two
+/// overlapping vector loads and one shuffle), and the elementwise gradient mask
+/// (`cast(x == broadcast(max))`) reads the same way and writes with a stride of 2 lane by lane.
+/// Both agree with the interpreter, on 1 and 2 threads.
 #[test]
 fn pooling_shaped_kernels_vectorize() {
     let text = "func @t(%x: f32[4,3,6,2,10,2]) -> (m: f32[4,3,6,10], g: f32[4,3,6,2,10,2]) {\n  %1 = reduce_max %x {axes=[3,5]} : f32[4,3,6,10]\n  %2 = broadcast %1 {dims=[0,1,2,4]} : f32[4,3,6,2,10,2]\n  %3 = cmp_eq %x, %2 : bool[4,3,6,2,10,2]\n  %4 = cast %3 : f32[4,3,6,2,10,2]\n  return %1, %4\n}\n";

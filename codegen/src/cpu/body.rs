@@ -239,6 +239,7 @@ impl Emitter<'_> {
                             b.ins().splat(types::F32X4, s)
                         }
                         (_, Some(1)) => b.ins().load(types::F32X4, vflags, addr, 0),
+                        (_, Some(2)) => load_every_other(b, addr),
                         // A strided innermost axis: the lanes one by one.
                         (_, stride) => {
                             let step = stride.unwrap_or(1) * input.dtype.size_bytes() as i64;
@@ -494,6 +495,24 @@ impl Emitter<'_> {
         }
         b.ins().jump(tail, &[]);
     }
+}
+
+/// Four `f32` lanes at stride 2 from `addr` (elements 0, 2, 4, 6: a 2-wide pooling window's
+/// taps, read along the window's row): two overlapping vector loads of elements 0..4 and
+/// 3..7, which never read past the last element wanted, and one `shufps` taking lanes 0 and
+/// 2 of the first and 1 and 3 of the second. Four scalar loads and three lane inserts
+/// otherwise.
+fn load_every_other(b: &mut FunctionBuilder, addr: Value) -> Value {
+    let vflags = MemFlagsData::new().with_notrap();
+    let bytes = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
+    let lo = b.ins().load(types::F32X4, vflags, addr, 0);
+    let hi = b.ins().load(types::F32X4, vflags, addr, 12);
+    let (lo, hi) = (b.ins().bitcast(types::I8X16, bytes, lo), b.ins().bitcast(types::I8X16, bytes, hi));
+    // Bytes of lanes 0 and 2 of `lo`, then of lanes 1 and 3 of `hi` (bytes 16.. of the pair).
+    let mask: [u8; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 20, 21, 22, 23, 28, 29, 30, 31];
+    let mask = b.func.dfg.immediates.push(cranelift_codegen::ir::ConstantData::from(&mask[..]));
+    let evens = b.ins().shuffle(lo, hi, mask);
+    b.ins().bitcast(types::F32X4, bytes, evens)
 }
 
 /// `acc ⊕ value` for a reduction's combining op (scalar or vector).
