@@ -483,9 +483,11 @@ impl CostModel {
     /// measured 443 µs, one kernel of 5.6 MB 309 µs).
     pub fn predict_pair(&self, a: &Features, b: &Features) -> f64 {
         let mut t = self.predict(a) + self.predict(b);
-        if a.family == Family::Kernel && b.family == Family::Kernel {
+        let spill_at = Family::Kernel.feature_names().iter().position(|n| *n == "spill");
+        if let (Family::Kernel, Family::Kernel, Some(i)) = (a.family, b.family, spill_at) {
+            // Feature 1 is every family's bytes ([`Features::set_spill`] reads it too).
             let extra = spill(a.values[1] + b.values[1]) - spill(a.values[1]) - spill(b.values[1]);
-            t += self.row(Family::Kernel)[6] * extra;
+            t += self.row(Family::Kernel)[i] * extra;
         }
         t
     }

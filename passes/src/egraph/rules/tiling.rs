@@ -99,22 +99,32 @@ fn zero_pad(eg: &EGraph, c: Id) -> Option<(Id, Vec<usize>, Vec<usize>)> {
 /// zero pads among the sum's terms (at least two) touch side by side along one axis and
 /// coincide on every other; the other terms `rⱼ` are added after, in their order.
 fn tile_pads(eg: &EGraph, id: Id, n: &ENode) -> Vec<Proposal> {
-    match pad_tiling(eg, id, n) {
-        Some(p) if !covered_by_reader(eg, id, pad_tiling) => vec![p],
+    unless_covered(eg, id, n, pad_tiling)
+}
+
+/// `rule`'s proposal for the tree of `n`, unless a reader's tree covers it.
+fn unless_covered(eg: &EGraph, id: Id, n: &ENode, rule: fn(&EGraph, Id, &ENode) -> Option<Proposal>) -> Vec<Proposal> {
+    match rule(eg, id, n) {
+        Some(p) if !covered_by_reader(eg, id, rule) => vec![p],
         _ => vec![],
     }
 }
 
-/// [`tile_pads`]'s proposal for the tree of `n`, covered or not.
-fn pad_tiling(eg: &EGraph, id: Id, n: &ENode) -> Option<Proposal> {
-    let terms = sum_terms(eg, id, n)?;
-    let (mut pads, mut rest) = (Vec::new(), Vec::new());
+/// The terms for which `f` gives something, with what it gives, and the other terms.
+fn split_terms<T>(terms: Vec<Id>, f: impl Fn(Id) -> Option<T>) -> (Vec<T>, Vec<Id>) {
+    let (mut matched, mut rest) = (Vec::new(), Vec::new());
     for t in terms {
-        match zero_pad(eg, t) {
-            Some(pad) => pads.push(pad),
+        match f(t) {
+            Some(m) => matched.push(m),
             None => rest.push(t),
         }
     }
+    (matched, rest)
+}
+
+/// [`tile_pads`]'s proposal for the tree of `n`, covered or not.
+fn pad_tiling(eg: &EGraph, id: Id, n: &ENode) -> Option<Proposal> {
+    let (mut pads, rest) = split_terms(sum_terms(eg, id, n)?, |t| zero_pad(eg, t));
     if pads.len() < 2 {
         return None;
     }
@@ -131,9 +141,9 @@ fn pad_tiling(eg: &EGraph, id: Id, n: &ENode) -> Option<Proposal> {
     if !pads.windows(2).all(|w| w[0].1[axis] + dims(w[0].0)[axis] == w[1].1[axis]) {
         return None;
     }
-    let (mut low, mut high) = (pads[0].1.clone(), pads[0].2.clone());
+    // The first pad (lowest along the axis) gives the low padding, the last the high.
+    let (low, mut high) = (pads[0].1.clone(), pads[0].2.clone());
     high[axis] = pads[pads.len() - 1].2[axis];
-    low[axis] = pads[0].1[axis];
     let mut p = Proposal::default();
     let parts: Vec<usize> = pads.iter().map(|(x, _, _)| p.class(*x)).collect();
     let cat = p.node(Op::Concat { axis }, &parts);
@@ -153,10 +163,7 @@ fn plus_rest(p: &mut Proposal, mut sum: usize, rest: &[Id]) {
 /// `a₀·b₀ + a₁·b₁ + … + r₀ + … = concat(aᵢ, axis 1) · concat(bᵢ, axis 0) + r₀ + …` for the 2-D
 /// products among the sum's terms (at least two); the other terms are added after.
 fn tile_products(eg: &EGraph, id: Id, n: &ENode) -> Vec<Proposal> {
-    match product_tiling(eg, id, n) {
-        Some(p) if !covered_by_reader(eg, id, product_tiling) => vec![p],
-        _ => vec![],
-    }
+    unless_covered(eg, id, n, product_tiling)
 }
 
 /// [`tile_products`]'s proposal for the tree of `n`, covered or not.
@@ -164,15 +171,8 @@ fn product_tiling(eg: &EGraph, id: Id, n: &ENode) -> Option<Proposal> {
     if ty(eg, id).rank() != 2 {
         return None;
     }
-    let terms = sum_terms(eg, id, n)?;
     let product = |c: Id| nodes_where(eg, c, |m| (m.op == Op::Matmul).then(|| (m.args[0], m.args[1]))).next();
-    let (mut products, mut rest) = (Vec::new(), Vec::new());
-    for t in terms {
-        match product(t) {
-            Some(ab) => products.push(ab),
-            None => rest.push(t),
-        }
-    }
+    let (products, rest) = split_terms(sum_terms(eg, id, n)?, product);
     if products.len() < 2 {
         return None;
     }
