@@ -130,6 +130,10 @@ enum Command {
         /// feature; one run is the launches and the download of the first output).
         #[arg(long, value_enum, default_value_t = cli_train::DeviceArg::Cpu)]
         device: cli_train::DeviceArg,
+        /// The JIT tier to time: 1 (Cranelift's kernels only) or 2 (the C compiler's, waited
+        /// for before the first timed run; tier 1 if the second tier is off or fails).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+        tier: u8,
     },
     /// Measure the optimizer's cost model on this machine (a few seconds): time probe kernels,
     /// GEMMs, convolutions and copies, fit nanoseconds per feature, and cache the model for this
@@ -400,10 +404,11 @@ fn main() -> ExitCode {
             json,
             pipeline,
             device,
+            tier,
         } => {
             let threads = threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1);
             let step = train_step.then_some(optimizer);
-            bench(&target, step, batch, unfused, runs.max(1), threads, json, &pipeline, device)
+            bench(&target, step, batch, unfused, runs.max(1), threads, json, &pipeline, (device, tier))
         }
     };
     match r {
@@ -781,7 +786,7 @@ fn bench(
     threads: usize,
     json: bool,
     pipeline: &str,
-    device: cli_train::DeviceArg,
+    (device, tier): (cli_train::DeviceArg, u8),
 ) -> Result<(), String> {
     let stage = if train_step.is_some() { Staging::TrainStep } else { Staging::Graph };
     let optimizer = train_step.unwrap_or(OptimizerArg::Sgd);
@@ -819,6 +824,21 @@ fn bench(
         }
     };
     let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+    // The tier timed, and how long the second took to come in (compiling, or loading it from
+    // the cache).
+    let (tier, tier2_ms) = match &mut bencher {
+        Bencher::Cpu { exe, .. } if tier == 2 => {
+            let t = std::time::Instant::now();
+            let on = exe.wait_for_tier2(std::time::Duration::from_secs(600));
+            if on { (2, Some(t.elapsed().as_secs_f64() * 1e3)) } else { (1, None) }
+        }
+        Bencher::Cpu { exe, .. } => {
+            let off = kiln::runtime::tier2::Options::from_env().off();
+            exe.set_tier2(off);
+            (1, None)
+        }
+        Bencher::Gpu(_) => (0, None),
+    };
     bencher.run()?;
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -835,14 +855,20 @@ fn bench(
     };
     if json {
         outln!(
-            "{{\"model\": \"{}\", \"device\": \"{dev}\", \"mode\": \"{mode}\", \"train_step\": {}, \"optimizer\": {}, \"pipeline\": \"{pipeline}\", \"threads\": {threads}, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"runs\": {runs}}}",
+            "{{\"model\": \"{}\", \"device\": \"{dev}\", \"mode\": \"{mode}\", \"train_step\": {}, \"optimizer\": {}, \"pipeline\": \"{pipeline}\", \"threads\": {threads}, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"tier\": {tier}, \"tier2_ms\": {}, \"runs\": {runs}}}",
             graph.name(),
             train_step.is_some(),
-            train_step.map_or_else(|| "null".to_string(), |o| format!("\"{}\"", o.optimizer().name()))
+            train_step.map_or_else(|| "null".to_string(), |o| format!("\"{}\"", o.optimizer().name())),
+            tier2_ms.map_or_else(|| "null".to_string(), |t| format!("{t:.1}"))
         );
     } else {
+        let tier_note = match (tier, tier2_ms) {
+            (0, _) => String::new(),
+            (t, None) => format!("  tier {t}"),
+            (t, Some(ms)) => format!("  tier {t} (in after {ms:.0} ms)"),
+        };
         outln!(
-            "{:<28} {mode:<8} {threads_note}  median {median:>10.1} us  min {min:>10.1}  max {max:>10.1}  compile {compile_ms:>7.1} ms{}",
+            "{:<28} {mode:<8} {threads_note}  median {median:>10.1} us  min {min:>10.1}  max {max:>10.1}  compile {compile_ms:>7.1} ms{tier_note}{}",
             graph.name(),
             if pipeline == kiln::passes::DEFAULT_PIPELINE { String::new() } else { format!("  pipeline {pipeline}") }
         );

@@ -171,6 +171,55 @@ impl Kernel {
         self
     }
 
+    /// Per body instruction, its operands if it is a float multiply whose only use is an
+    /// addition and `fma` (the target has fused multiply-add): every CPU backend contracts
+    /// such a pair into one fused multiply-add (one rounding instead of two, as C compilers do
+    /// under `-ffp-contract=fast` and XLA does on CPU), and nothing else, so their results
+    /// agree bit for bit. A stored value (a side output) and the result keep their own
+    /// rounding.
+    pub fn fma_contractions(&self, fma: bool) -> Vec<Option<(usize, usize)>> {
+        let body = &self.body;
+        let mut uses = vec![0usize; body.len()];
+        let mut add_uses = vec![0usize; body.len()];
+        for (inst, _) in body {
+            match inst {
+                Inst::Load(_) | Inst::Const(_) => {}
+                Inst::Unary(_, x) | Inst::Cast(x) => uses[*x] += 1,
+                Inst::Binary(op, x, y) => {
+                    uses[*x] += 1;
+                    uses[*y] += 1;
+                    if *op == BinaryOp::Add {
+                        add_uses[*x] += 1;
+                        add_uses[*y] += 1;
+                    }
+                }
+                Inst::Compare(_, x, y) => {
+                    uses[*x] += 1;
+                    uses[*y] += 1;
+                }
+                Inst::Select(c, x, y) => {
+                    uses[*c] += 1;
+                    uses[*x] += 1;
+                    uses[*y] += 1;
+                }
+            }
+        }
+        for side in &self.side_outputs {
+            uses[side.value] += 1;
+        }
+        body.iter()
+            .enumerate()
+            .map(|(i, (inst, dt))| match inst {
+                Inst::Binary(BinaryOp::Mul, p, q)
+                    if fma && dt.is_float() && uses[i] == 1 && add_uses[i] == 1 && i + 1 < body.len() =>
+                {
+                    Some((*p, *q))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Removes axis `d` of the space (its strides, and its place in the reduced axes).
     fn remove_axis(&mut self, d: usize) {
         self.space.remove(d);

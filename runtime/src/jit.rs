@@ -20,6 +20,7 @@ use crate::movement;
 use crate::pool::Pool;
 use crate::schedule::dag::StepDag;
 use crate::schedule::{Buffer, Contraction, ConvKind, Schedule, ScheduleError, SharedCols, Work, fits};
+use crate::tier2::{self, Tier2};
 
 /// Errors from compiling a graph.
 #[derive(Debug, Error)]
@@ -95,6 +96,11 @@ pub struct Executable {
     /// Im2col columns a forward convolution keeps for its weight gradient, by slot
     /// ([`SharedCols`]).
     columns: std::sync::Mutex<Vec<Option<Value>>>,
+    /// The second tier: its counters and, once built, the library its kernels call (declared
+    /// after `groups`, so it is unloaded after them).
+    tier2: std::sync::Mutex<Tier2>,
+    /// The target has fused multiply-add (the second tier contracts the same products).
+    fma: bool,
     // Owns the machine code of every kernel; must outlive them.
     _jit: CpuJit,
 }
@@ -192,6 +198,8 @@ pub fn compile_schedule(schedule: Schedule, options: Options) -> Result<Executab
         scratch: std::sync::Mutex::new(Vec::new()),
         columns: std::sync::Mutex::new(vec![None; schedule.column_slots]),
         schedule,
+        tier2: std::sync::Mutex::new(Tier2::new(crate::tier2::Options::from_env())),
+        fma: jit.has_fma(),
         _jit: jit,
     })
 }
@@ -510,10 +518,65 @@ impl Executable {
         result
     }
 
+    /// Runs every group ([`Executable::execute_groups`]) at a run boundary of the second tier:
+    /// first installing a library it finished or starting its compile, then counting the run.
+    fn execute(
+        &self,
+        feeds: &HashMap<String, Value>,
+        owned: HashMap<String, Value>,
+        outputs: &mut Vec<Value>,
+        update: bool,
+        back: &mut HashMap<String, Value>,
+        times: Option<&mut [std::time::Duration]>,
+    ) -> Result<(), InterpError> {
+        let started = std::time::Instant::now();
+        self.tier2_boundary(false);
+        let result = self.execute_groups(feeds, owned, outputs, update, back, times);
+        self.tier2.lock().unwrap_or_else(|e| e.into_inner()).ran(started.elapsed());
+        result
+    }
+
+    /// The compiled kernels, in group order (the second tier's order).
+    fn kernels(&self) -> Vec<&CompiledKernel> {
+        self.groups.iter().filter_map(|(_, k)| k.as_ref()).collect()
+    }
+
+    /// A run boundary of the second tier (see [`tier2`]); `now` starts its compile whatever
+    /// the thresholds say.
+    fn tier2_boundary(&self, now: bool) {
+        let kernels = self.kernels();
+        self.tier2.lock().unwrap_or_else(|e| e.into_inner()).at_boundary(&kernels, self.fma, now);
+    }
+
+    /// Replaces the second tier's options (by default [`tier2::Options::from_env`]); call it
+    /// before the first run.
+    pub fn with_tier2(mut self, options: tier2::Options) -> Self {
+        self.set_tier2(options);
+        self
+    }
+
+    /// [`Executable::with_tier2`] in place.
+    pub fn set_tier2(&mut self, options: tier2::Options) {
+        *self.tier2.get_mut().unwrap_or_else(|e| e.into_inner()) = Tier2::new(options);
+    }
+
+    /// Where the second tier stands.
+    pub fn tier2_status(&self) -> tier2::Status {
+        self.tier2.lock().unwrap_or_else(|e| e.into_inner()).status()
+    }
+
+    /// Starts the second tier now if it is on and has not started, and waits up to `timeout`
+    /// for its library (benchmarks and tests; runs never wait). True once every kernel with a
+    /// C rendering runs it.
+    pub fn wait_for_tier2(&self, timeout: std::time::Duration) -> bool {
+        let kernels = self.kernels();
+        self.tier2.lock().unwrap_or_else(|e| e.into_inner()).wait(&kernels, self.fma, timeout)
+    }
+
     /// Runs every group. `owned` holds the inputs moved in for in-place updates (written in
     /// place only when `update` is set); on failure they are handed back in `back`. With
     /// `times`, the groups run one at a time on this thread and each one's time is recorded.
-    fn execute(
+    fn execute_groups(
         &self,
         feeds: &HashMap<String, Value>,
         mut owned: HashMap<String, Value>,

@@ -2,7 +2,7 @@
 //!
 //! [`jit`] is the executor of JIT-compiled graphs (fused kernels, GEMMs in [`gemm`],
 //! convolutions in [`conv`], block copies in [`movement`], threads from [`pool`], in-place
-//! updates), [`train`] the training session on top of it, [`aot`] the builder of model
+//! updates, kernels recompiled by the system C compiler in [`tier2`]), [`train`] the training session on top of it, [`aot`] the builder of model
 //! libraries (the same partition and memory plan, rendered as a C driver and linked into a
 //! `.so`), [`gpu`] the GPU backend's launch side (programs of device buffers and
 //! launches, the CUDA device behind the `cuda` feature), [`exec`] the entry point that runs a graph on the interpreter or the JIT, and
@@ -23,6 +23,7 @@ pub mod movement;
 pub mod npy;
 pub mod pool;
 pub mod schedule;
+pub mod tier2;
 pub mod train;
 
 /// A row-major copy of a value whose array is not row-major (a no-op clone otherwise).

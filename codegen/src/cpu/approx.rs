@@ -5,25 +5,35 @@
 use super::*;
 
 /// 1.5·2^23: adding it to a float of magnitude below 2^22 rounds it to an integer.
-pub(super) const MAGIC: f64 = 12_582_912.0;
+pub(crate) const MAGIC: f64 = 12_582_912.0;
 
 /// `127 - bits(MAGIC)`: turns the bits of `n + MAGIC` into the biased exponent of `2^n`.
-pub(super) const EXP_BIAS: f64 = (127 - 0x4B40_0000) as f64;
+pub(crate) const EXP_BIAS: f64 = (127 - 0x4B40_0000) as f64;
 
 /// `π` in three parts (Cody–Waite): `n·PI_A` is exact for the `n` the inline `sin`/`cos`
 /// meet, and the parts sum to `π` within f64 precision.
-pub(super) const PI_PARTS: [f64; 3] = [3.140625, 9.675_025_939_941_406e-4, 1.509_957_990_978_376_4e-7];
+pub(crate) const PI_PARTS: [f64; 3] = [3.140625, 9.675_025_939_941_406e-4, 1.509_957_990_978_376_4e-7];
 
 /// Arguments of the inline `sin`/`cos` above this magnitude are computed by libm.
-pub(super) const TRIG_LIMIT: f64 = 8192.0;
+pub(crate) const TRIG_LIMIT: f64 = 8192.0;
 
 /// Coefficients of `sin r ≈ r + r³·(c₃ + r²(c₅ + …))` on `[-π/2, π/2]` (Taylor to `r¹³`:
 /// truncation below 1e-9 there), highest first.
-pub(super) const SIN_COEFFS: [f64; 6] =
+pub(crate) const SIN_COEFFS: [f64; 6] =
     [1.0 / 6_227_020_800.0, -1.0 / 39_916_800.0, 1.0 / 362_880.0, -1.0 / 5040.0, 1.0 / 120.0, -1.0 / 6.0];
 
+/// `ln 2` in two parts: `n·LN2_HI` is exact for the `n` the inline `exp` meets.
+pub(crate) const LN2_HI: f64 = 0.693_145_751_953_125;
+
+/// The low part of `ln 2` ([`LN2_HI`] + `LN2_LO` ≈ `ln 2`).
+pub(crate) const LN2_LO: f64 = 1.428_606_765_330_187e-6;
+
+/// Horner coefficients of the inline `exp`'s `e^r ≈ 1 + r(1 + r(1/2 + r(1/6 + …)))`,
+/// highest first.
+pub(crate) const EXP_COEFFS: [f64; 7] = [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+
 /// The constants of the inline `exp`/`tanh`/`ln`/`sin`/`cos`.
-pub(super) const MATH_CONSTS: [f64; 39] = [
+pub(crate) const MATH_CONSTS: [f64; 39] = [
     std::f64::consts::FRAC_1_PI,
     TRIG_LIMIT,
     -0.693_145_751_953_125,
@@ -88,9 +98,9 @@ impl Emitter<'_> {
         };
         let n = b.ins().fsub(t, magic);
         // r = x - n·ln2, with ln2 split in two parts so the product is exact.
-        let (ln2_hi, ln2_lo) = (c(b, 0.693_145_751_953_125), c(b, 1.428_606_765_330_187e-6));
+        let (ln2_hi, ln2_lo) = (c(b, LN2_HI), c(b, LN2_LO));
         let r = if fma {
-            let (neg_hi, neg_lo) = (c(b, -0.693_145_751_953_125), c(b, -1.428_606_765_330_187e-6));
+            let (neg_hi, neg_lo) = (c(b, -LN2_HI), c(b, -LN2_LO));
             let r = b.ins().fma(n, neg_hi, x);
             b.ins().fma(n, neg_lo, r)
         } else {
@@ -100,9 +110,8 @@ impl Emitter<'_> {
             b.ins().fsub(r, t2)
         };
         // Horner: 1 + r(1 + r(1/2 + r(1/6 + r(1/24 + r(1/120 + r/720))))).
-        let coeffs = [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
-        let mut p = c(b, coeffs[0]);
-        for &k in &coeffs[1..] {
+        let mut p = c(b, EXP_COEFFS[0]);
+        for &k in &EXP_COEFFS[1..] {
             let k = c(b, k);
             p = if fma {
                 b.ins().fma(p, r, k)

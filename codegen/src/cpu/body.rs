@@ -167,54 +167,6 @@ impl Emitter<'_> {
         if lanes > 1 { b.ins().splat(types::F32X4, s) } else { s }
     }
 
-    /// Per body instruction, its operands if it is a float multiply whose only use is an
-    /// addition: with FMA on the host the pair is contracted into one fused multiply-add
-    /// (one rounding instead of two, as C compilers do under `-ffp-contract=fast` and XLA
-    /// does on CPU). The unused multiply is removed by Cranelift's dead-code elimination.
-    pub(super) fn contractible(&self) -> Vec<Option<(usize, usize)>> {
-        let body = &self.kernel.body;
-        let mut uses = vec![0usize; body.len()];
-        let mut add_uses = vec![0usize; body.len()];
-        for (inst, _) in body {
-            match inst {
-                Inst::Load(_) | Inst::Const(_) => {}
-                Inst::Unary(_, x) | Inst::Cast(x) => uses[*x] += 1,
-                Inst::Binary(op, x, y) => {
-                    uses[*x] += 1;
-                    uses[*y] += 1;
-                    if *op == BinaryOp::Add {
-                        add_uses[*x] += 1;
-                        add_uses[*y] += 1;
-                    }
-                }
-                Inst::Compare(_, x, y) => {
-                    uses[*x] += 1;
-                    uses[*y] += 1;
-                }
-                Inst::Select(c, x, y) => {
-                    uses[*c] += 1;
-                    uses[*x] += 1;
-                    uses[*y] += 1;
-                }
-            }
-        }
-        // A stored value keeps its own rounding: never contracted away.
-        for side in &self.kernel.side_outputs {
-            uses[side.value] += 1;
-        }
-        body.iter()
-            .enumerate()
-            .map(|(i, (inst, dt))| match inst {
-                Inst::Binary(BinaryOp::Mul, p, q)
-                    if self.fma && dt.is_float() && uses[i] == 1 && add_uses[i] == 1 && i + 1 < body.len() =>
-                {
-                    Some((*p, *q))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
     /// Computes the body at `index` (or `lanes` adjacent elements) and returns the result's
     /// value. Each side output is stored as soon as its value is computed, so it does not stay
     /// live (in a register, or spilled) to the end of the body.
@@ -223,7 +175,7 @@ impl Emitter<'_> {
         // Vector accesses are not 16-byte aligned in general.
         let vflags = MemFlagsData::new().with_notrap();
         let mut vals: Vec<Value> = Vec::with_capacity(k.body.len());
-        let contract = self.contractible();
+        let contract = k.fma_contractions(self.fma);
         for (inst, dt) in &k.body {
             let ty = cl_type(*dt);
             let arg_dt = |i: usize| k.body[i].1;

@@ -26,7 +26,7 @@ use thiserror::Error;
 
 use crate::kernel::{Inst, Kernel};
 
-mod approx;
+pub(crate) mod approx;
 mod body;
 mod emit;
 mod isa;
@@ -59,6 +59,9 @@ pub enum CodegenError {
 /// A compiled kernel: its entry point and the Cranelift IR it was built from.
 pub struct CompiledKernel {
     entry: unsafe extern "C" fn(*const *const u8, *mut u8, i64, i64),
+    /// The second tier's entry for the same kernel once installed
+    /// ([`CompiledKernel::install_tier2`]); null until then.
+    tier2: std::sync::atomic::AtomicPtr<u8>,
     /// The kernel.
     pub kernel: Kernel,
     /// The Cranelift IR text, for `--stage clif`.
@@ -94,10 +97,44 @@ impl CompiledKernel {
     /// As for [`CompiledKernel::call`], and `0 <= lo <= hi <=` the outer extent.
     pub unsafe fn call_range(&self, inputs: &[*const u8], out: *mut u8, lo: i64, hi: i64) {
         debug_assert_eq!(inputs.len(), self.kernel.inputs.len() + self.kernel.side_outputs.len());
+        let tier2 = self.tier2.load(std::sync::atomic::Ordering::Acquire);
+        let entry = if tier2.is_null() {
+            self.entry
+        } else {
+            // SAFETY: `install_tier2`'s contract: a live function of this signature computing
+            // this kernel.
+            unsafe { std::mem::transmute::<*mut u8, unsafe extern "C" fn(*const *const u8, *mut u8, i64, i64)>(tier2) }
+        };
         // SAFETY: the caller guarantees the buffers and the range (see above); `entry` was
-        // produced by Cranelift for exactly this signature and lives as long as the `CpuJit`.
-        unsafe { (self.entry)(inputs.as_ptr(), out, lo, hi) }
+        // produced by Cranelift for exactly this signature and lives as long as the `CpuJit`,
+        // or is the second tier's function for the same kernel (see `install_tier2`).
+        unsafe { entry(inputs.as_ptr(), out, lo, hi) }
     }
+
+    /// Makes every later call run `entry` instead of the Cranelift code: the JIT's second tier
+    /// (`kiln_runtime::tier2`).
+    ///
+    /// # Safety
+    /// `entry` must be a function of the C signature `void (const void *const *, void *,
+    /// long long, long long)` computing this kernel with the contract of
+    /// [`CompiledKernel::call_range`] (a [`crate::ckernels`] rendering of [`Self::kernel`]),
+    /// and stay loaded as long as `self` may be called.
+    pub unsafe fn install_tier2(&self, entry: *const u8) {
+        self.tier2.store(entry.cast_mut(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// The tier whose code runs: 1 (Cranelift) or 2 (the C compiler's).
+    pub fn tier(&self) -> u8 {
+        if self.tier2.load(std::sync::atomic::Ordering::Acquire).is_null() { 1 } else { 2 }
+    }
+}
+
+/// True if this backend computes `kernel`'s `exp`, `log`, `tanh`, `sin` and `cos` with its
+/// inline approximations (a kernel whose innermost loop runs four `f32` lanes, lanes and
+/// tail alike) rather than by calling the math library: a second tier must do the same to
+/// give the same results.
+pub fn inline_math(kernel: &Kernel) -> bool {
+    vectorizable(kernel)
 }
 
 /// The JIT: owns the compiled code, so kernels live as long as it does.
@@ -123,6 +160,12 @@ impl CpuJit {
         self.emitter.disasm = keep;
     }
 
+    /// True if the target has fused multiply-add, so kernels contract products into their
+    /// sums ([`Kernel::fma_contractions`]); a second tier renders them the same way.
+    pub fn has_fma(&self) -> bool {
+        self.emitter.has_fma
+    }
+
     /// Compiles `kernel` to native code.
     pub fn compile(&mut self, kernel: &Kernel) -> Result<CompiledKernel, CodegenError> {
         let err = |m: String| CodegenError::Module { kernel: kernel.name.clone(), message: m };
@@ -138,7 +181,14 @@ impl CpuJit {
         let entry = unsafe {
             std::mem::transmute::<*const u8, unsafe extern "C" fn(*const *const u8, *mut u8, i64, i64)>(code)
         };
-        Ok(CompiledKernel { entry, kernel: kernel.clone(), clif: d.clif, vectorized: d.vectorized, asm: d.asm })
+        Ok(CompiledKernel {
+            entry,
+            tier2: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+            kernel: kernel.clone(),
+            clif: d.clif,
+            vectorized: d.vectorized,
+            asm: d.asm,
+        })
     }
 }
 

@@ -1,0 +1,35 @@
+//! C text both C backends share: the C type of each dtype, the unsigned type integer
+//! arithmetic wraps in, and conversions with the interpreter's rules. A translation unit that
+//! uses [`cast`] defines `kiln_d2i` and `kiln_d2ll` (saturating float-to-integer conversions,
+//! NaN → 0) in its prelude.
+
+use kiln_ir::DType;
+
+/// The C type a dtype is stored as in generated kernels (`bool` as one byte).
+pub fn c_type(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "float",
+        DType::F64 => "double",
+        DType::I32 => "int",
+        DType::I64 => "long long",
+        DType::Bool => "unsigned char",
+    }
+}
+
+/// The unsigned type integer arithmetic wraps in.
+pub(crate) fn wrap_type(d: DType) -> &'static str {
+    if d == DType::I64 { "unsigned long long" } else { "unsigned int" }
+}
+
+/// The C expression converting `x` of dtype `from` to `to` with the interpreter's rules.
+pub(crate) fn cast(x: &str, from: DType, to: DType) -> String {
+    match (from, to) {
+        _ if from == to => x.to_string(),
+        (_, DType::Bool) => format!("((unsigned char)({x} != 0))"),
+        (DType::F32 | DType::F64, DType::I32) => format!("kiln_d2i((double){x})"),
+        (DType::F32 | DType::F64, DType::I64) => format!("kiln_d2ll((double){x})"),
+        // Integers wrap: through the unsigned type of the target width.
+        (DType::I64, DType::I32) => format!("((int)(unsigned int)(unsigned long long){x})"),
+        (_, t) => format!("(({}){x})", c_type(t)),
+    }
+}
