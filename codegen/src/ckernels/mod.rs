@@ -22,10 +22,8 @@
 //!   combines them, then the tail; everywhere else one element after the other, row-major.
 //!   The C compiler vectorizes those reductions eight lanes wide, and across the kept axis.
 //!
-//! So a run gives the same bits on either tier, and a training run that swaps tiers midway is
-//! the run it would have been. Two exceptions, documented in `docs/codegen.md`: NaN payloads,
-//! and the inline `sin`/`cos` for arguments above 8192, which Cranelift computes by libm for a
-//! whole group of four lanes when any lane needs it and C for that element alone.
+//! So a run gives the same bits on either tier (NaN payloads aside), and a training run
+//! that swaps tiers midway is the run it would have been.
 
 use std::fmt::Write as _;
 
@@ -260,7 +258,7 @@ fn identity(op: ReduceOp, d: DType) -> String {
 /// `a ⊕ b` for reduction `op` over dtype `d`, as the Cranelift tier combines.
 fn combine(op: ReduceOp, d: DType, a: &str, b: &str) -> String {
     match (op, d) {
-        (ReduceOp::Sum, DType::F32 | DType::F64) => format!("{a} + {b}"),
+        (ReduceOp::Sum, DType::F32 | DType::F64) => format!("({a} + {b})"),
         (ReduceOp::Sum, _) => format!("({})(({w}){a} + ({w}){b})", value_type(d), w = wrap_type(d)),
         (ReduceOp::Max, DType::F32) => format!("kiln_maxf({a}, {b})"),
         (ReduceOp::Max, DType::F64) => format!("kiln_max({a}, {b})"),

@@ -221,8 +221,9 @@ impl Emitter<'_> {
     /// `sin(x)` or `cos(x)` for `f32` (scalar or `F32X4`): `x = nπ + r` (for `cos`,
     /// `(n + ½)π + r`) with `|r| ≤ π/2` by Cody–Waite reduction, an odd Taylor polynomial for
     /// `sin r`, and the sign of `(-1)^n` (for `cos`, `(-1)^(n+1)`) flipped into the bits.
-    /// NaN and ±∞ give NaN. Where any lane's `|x|` exceeds [`TRIG_LIMIT`], the whole vector is
-    /// recomputed by libm, so large arguments keep libm's accuracy. Absolute error below
+    /// NaN and ±∞ give NaN. Where any lane's `|x|` exceeds [`TRIG_LIMIT`], libm computes the
+    /// lanes that do (a branch taken only then), so large arguments keep libm's accuracy and
+    /// every element's result depends on its own argument alone. Absolute error below
     /// 5e-7 over `[-8192, 8192]` (tested).
     pub(super) fn trig_f32(&self, b: &mut FunctionBuilder, x: Value, lanes: u8, which: Trig) -> Value {
         let c = |b: &mut FunctionBuilder, v: f64| self.float_const(b, v, DType::F32, lanes);
@@ -285,7 +286,7 @@ impl Emitter<'_> {
         let sb = b.ins().bitcast(ity, flags, s);
         let sb = b.ins().bxor(sb, sign);
         let fast = b.ins().bitcast(fty, flags, sb);
-        // Large arguments: libm for the whole vector.
+        // Large arguments: libm, for the lanes that have them.
         let limit = c(b, TRIG_LIMIT);
         let ax = b.ins().fabs(x);
         let big = b.ins().fcmp(FloatCC::GreaterThan, ax, limit);
@@ -303,7 +304,9 @@ impl Emitter<'_> {
                 let y = b.inst_results(call)[0];
                 v = b.ins().insertlane(v, y, lane);
             }
-            v
+            // Only the lanes past the limit take libm's value: every element's result depends
+            // on its own argument alone, whichever lanes it shares a vector with.
+            blend(b, big, v, fast, lanes)
         } else {
             let call = b.ins().call(func, &[x]);
             b.inst_results(call)[0]
