@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use kiln_ir::{Graph, Value};
-pub use kiln_runtime::aot::{AotError, BuildOptions, Library, Target};
+pub use kiln_runtime::aot::{AotError, BuildOptions, KernelCompiler, Library, Target};
 
 use crate::fit::checkpoint;
 

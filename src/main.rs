@@ -185,9 +185,14 @@ enum Command {
         /// Seed of the initialization when no --weights are given.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Keep the generated C driver, the C runtime and the kernels' object in DIR/NAME.build/.
+        /// Keep the generated C driver, the C runtime, the kernels' C and the object in
+        /// DIR/NAME.build/.
         #[arg(long)]
         keep_sources: bool,
+        /// Who compiles the fused kernels: `c` (the system C compiler, at the target's full
+        /// vector width) or `cranelift` (as the JIT's first tier).
+        #[arg(long, default_value = "c", value_parser = ["c", "cranelift"])]
+        kernels: String,
         /// The CPUs to compile for: native (this machine's), x86-64-v2, x86-64-v3 or x86-64-v4.
         /// The library checks the CPU before it runs and returns an error on one without them.
         #[arg(long = "target", value_name = "CPU", default_value = "native")]
@@ -383,8 +388,8 @@ fn main() -> ExitCode {
         }
         Command::Check { file } => check(&file),
         Command::Train(args) => cli_train::train(args),
-        Command::Build { target, weights, batch, name, seed, keep_sources, cpu, pipeline, out } => {
-            build(&target, weights.as_deref(), (batch, seed), name, keep_sources, (&cpu, &pipeline), &out)
+        Command::Build { target, weights, batch, name, seed, keep_sources, kernels, cpu, pipeline, out } => {
+            build(&target, weights.as_deref(), (batch, seed), name, (keep_sources, &kernels), (&cpu, &pipeline), &out)
         }
         Command::Eval { model, weights, data, batch, threads, device } => {
             cli_train::eval(&model, &weights, &data, batch, (threads_or_env(threads), device))
@@ -426,7 +431,7 @@ fn build(
     weights: Option<&Path>,
     (batch, seed): (usize, u64),
     name: Option<String>,
-    keep_sources: bool,
+    (keep_sources, kernels): (bool, &str),
     (cpu, pipeline): (&str, &str),
     out: &Path,
 ) -> Result<(), String> {
@@ -439,6 +444,8 @@ fn build(
     });
     let mut options = kiln::aot::BuildOptions::new(&name, out);
     options.keep_sources = keep_sources;
+    options.kernels = kiln::aot::KernelCompiler::parse(kernels)
+        .ok_or_else(|| format!("--kernels {kernels}: expected c or cranelift"))?;
     options.target = cpu;
     let lib = kiln::aot::build_model(target, weights, (batch, seed), &options, pipeline).map_err(|e| e.to_string())?;
     outln!("wrote {} and {}", lib.library.display(), lib.header.display());

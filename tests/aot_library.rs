@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::le_bytes;
-use kiln::aot::{AotError, BuildError, BuildOptions, Target};
+use kiln::aot::{AotError, BuildError, BuildOptions, KernelCompiler, Target};
 use kiln::ir::{Graph, Value};
 use kiln::prelude::*;
 
@@ -238,15 +238,21 @@ fn run_library(
 /// Builds `graph` into a library, runs it from C on 3 threads and checks descriptors, error
 /// codes and outputs against the JIT (relative tolerance `tol`).
 fn check_against_jit(graph: &Graph, name: &str, tol: f64) -> Vec<&'static str> {
-    check_target_against_jit(graph, name, tol, Target::Native)
+    check_target_against_jit(graph, name, tol, (Target::Native, KernelCompiler::C))
 }
 
 /// [`check_against_jit`] for a library compiled for `target`.
-fn check_target_against_jit(graph: &Graph, name: &str, tol: f64, target: Target) -> Vec<&'static str> {
+fn check_target_against_jit(
+    graph: &Graph,
+    name: &str,
+    tol: f64,
+    (target, kernels): (Target, KernelCompiler),
+) -> Vec<&'static str> {
     let dir = scratch(name);
     let weights = kiln::ir::init::init_params(graph, 3);
     let mut options = BuildOptions::new(name, &dir);
     options.target = target;
+    options.kernels = kernels;
     let lib = kiln::aot::build(graph, &weights, &options).unwrap();
     assert_eq!(lib.target, target);
     assert_eq!(lib.library, dir.join(format!("lib{name}.so")));
@@ -360,13 +366,52 @@ fn movement_gradients_f64_and_repeated_outputs_match_the_jit() {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/aot_odd.kir")).unwrap();
     let graph = kiln::ir::parse_module(&text).unwrap().remove(0);
     let libm = check_against_jit(&graph, "odd", 1e-9);
-    assert_eq!(libm, ["kiln_exp_f64"], "f64 exp calls libm");
+    assert_eq!(libm, ["exp"], "f64 exp calls libm");
 }
 
 /// The disassembly of `lib` (binutils' objdump).
 fn disassembly(lib: &Path) -> String {
     let o = Command::new("objdump").arg("-d").arg(lib).output().expect("objdump runs");
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Instructions on `register` registers (`%zmm`, `%ymm`) inside a library's fused kernels
+/// (its `NAME__kN` functions).
+fn kernel_instructions_on(asm: &str, register: &str) -> usize {
+    let mut in_kernel = false;
+    let mut count = 0;
+    for line in asm.lines() {
+        if line.ends_with(">:") {
+            in_kernel = line.split('<').nth(1).is_some_and(|f| f.contains("__k"));
+        } else if in_kernel && line.contains(register) {
+            count += 1;
+        }
+    }
+    count
+}
+
+/// A library's kernels are compiled by the C compiler at the machine's full vector width by
+/// default, and by Cranelift (four lanes) with `KernelCompiler::Cranelift`; both match the JIT.
+#[test]
+fn library_kernels_run_at_full_width_from_c_or_as_cranelift_compiles_them() {
+    let wide = if std::arch::is_x86_feature_detected!("avx512f") {
+        "%zmm"
+    } else if std::arch::is_x86_feature_detected!("avx2") {
+        "%ymm"
+    } else {
+        return;
+    };
+    let graph = kiln::zoo::lenet5(2).unwrap().graph;
+    for (kernels, tag) in [(KernelCompiler::C, "c"), (KernelCompiler::Cranelift, "cranelift")] {
+        let name = format!("lenet5_{tag}");
+        check_target_against_jit(&graph, &name, 1e-5, (Target::Native, kernels));
+        let asm = disassembly(&scratch_path(&name).join(format!("lib{name}.so")));
+        let uses = kernel_instructions_on(&asm, wide);
+        match kernels {
+            KernelCompiler::C => assert!(uses > 0, "{name}: no kernel instruction on {wide} registers"),
+            KernelCompiler::Cranelift => assert_eq!(uses, 0, "{name}: Cranelift's kernels on {wide} registers"),
+        }
+    }
 }
 
 #[test]
@@ -383,7 +428,7 @@ fn libraries_for_older_cpus_match_the_jit_and_use_only_their_instructions() {
             [(kiln::zoo::lenet5(2).unwrap().graph, "lenet5"), (kiln::zoo::transformer_block(1).unwrap().graph, "tb")]
         {
             let name = format!("{model}_{tag}");
-            check_target_against_jit(&graph, &name, 1e-4, target);
+            check_target_against_jit(&graph, &name, 1e-4, (target, KernelCompiler::C));
             let asm = disassembly(&scratch_path(&name).join(format!("lib{name}.so")));
             let uses = asm.lines().filter(|l| l.contains(forbidden) || l.contains("%zmm")).count();
             assert_eq!(uses, 0, "{name}: {uses} instructions on {forbidden} registers");

@@ -1,7 +1,9 @@
 //! Compiling a graph ahead of time into a self-contained shared library.
 //!
 //! [`build`] partitions and plans the graph exactly as the JIT does ([`crate::jit::compile`]),
-//! writes every fused kernel and the weights into one object with Cranelift
+//! renders every fused kernel as C for the system C compiler at the target's full vector
+//! width ([`kiln_codegen::ckernels`], the JIT's second tier; [`KernelCompiler::Cranelift`]
+//! writes them with Cranelift instead), writes the weights into one object with Cranelift
 //! ([`kiln_codegen::aot::ObjectKernels`]), resolves every buffer of the execution into a
 //! [`Program`] (a caller's input or output, an embedded weight, or an arena offset of the
 //! memory plan) and has the system C compiler link the object, the rendered driver and the C
@@ -97,6 +99,28 @@ pub enum AotError {
     },
 }
 
+/// Who compiles a library's fused kernels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelCompiler {
+    /// The system C compiler, from their C rendering ([`kiln_codegen::ckernels`]), at the
+    /// target's full vector width (sixteen `f32` lanes on `x86-64-v4`).
+    #[default]
+    C,
+    /// Cranelift, as the JIT's first tier (four `f32` lanes at most).
+    Cranelift,
+}
+
+impl KernelCompiler {
+    /// The one called `name` (`c`, `cranelift`).
+    pub fn parse(name: &str) -> Option<KernelCompiler> {
+        match name {
+            "c" => Some(KernelCompiler::C),
+            "cranelift" => Some(KernelCompiler::Cranelift),
+            _ => None,
+        }
+    }
+}
+
 /// Where and how [`build`] writes a library.
 #[derive(Clone, Debug)]
 pub struct BuildOptions {
@@ -108,6 +132,8 @@ pub struct BuildOptions {
     pub cc: Option<String>,
     /// Keep the generated sources and the object in `DIR/NAME.build/` (for reading them).
     pub keep_sources: bool,
+    /// Who compiles the fused kernels (default: the system C compiler).
+    pub kernels: KernelCompiler,
     /// The CPUs the code is compiled for (default: the building machine's).
     pub target: Target,
 }
@@ -115,7 +141,14 @@ pub struct BuildOptions {
 impl BuildOptions {
     /// Options writing `libNAME.so` and `NAME.h` into `dir`.
     pub fn new(name: &str, dir: impl Into<PathBuf>) -> Self {
-        BuildOptions { name: name.to_string(), dir: dir.into(), cc: None, keep_sources: false, target: Target::Native }
+        BuildOptions {
+            name: name.to_string(),
+            dir: dir.into(),
+            cc: None,
+            keep_sources: false,
+            kernels: KernelCompiler::C,
+            target: Target::Native,
+        }
     }
 }
 
@@ -136,7 +169,8 @@ pub struct Library {
     pub weight_bytes: usize,
     /// Bytes of the arena each calling thread allocates (without the GEMM's scratch).
     pub arena_bytes: usize,
-    /// The libm functions the kernels call (empty: the library needs only libc).
+    /// The C math library functions the kernels call (`expf`, `exp`, …; empty: the library
+    /// needs only libc).
     pub libm: Vec<&'static str>,
     /// The CPUs it is compiled for.
     pub target: Target,
@@ -152,7 +186,7 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
     if !is_c_identifier(name) {
         return Err(AotError::BadName(name.clone()));
     }
-    let (program, object, kernels, weight_bytes) = lower(graph, weights, name, options.target)?;
+    let (program, object, kernels, weight_bytes, c_kernels) = lower(graph, weights, name, options)?;
     let io = |path: &Path, e: std::io::Error| AotError::Io { path: path.display().to_string(), message: e.to_string() };
     std::fs::create_dir_all(&options.dir).map_err(|e| io(&options.dir, e))?;
     let work = if options.keep_sources {
@@ -170,6 +204,10 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
         Ok(path)
     };
     let object_path = write(&format!("{name}_kernels.o"), &object)?;
+    let c_source = match &c_kernels {
+        Some(c) => Some(write(&format!("{name}_kernels.c"), c.source.as_bytes())?),
+        None => None,
+    };
     let driver_path = write(&format!("{name}_driver.c"), driver::render(&program).as_bytes())?;
     let runtime_path = write("kiln_rt.c", RUNTIME_C.as_bytes())?;
     let exported = kiln_codegen::aot::FUNCTIONS;
@@ -190,6 +228,18 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
     compile_driver.args(common).args(["-O2", "-c", "-o"]).arg(&driver_object).arg(&driver_path);
     let mut compile_runtime = Command::new(&cc);
     compile_runtime.args(common).args(["-O3", &march, "-c", "-o"]).arg(&runtime_object).arg(&runtime_path);
+    // The kernels' C at the target's full vector width, with the flags that keep their
+    // arithmetic the JIT's (`kiln_codegen::ckernels::COMPILE_FLAGS`).
+    let c_kernels_object = work.join(format!("{name}_kernels_c.o"));
+    let compile_kernels = c_source.as_ref().map(|source| {
+        let mut cmd = Command::new(&cc);
+        cmd.args(common).args(kiln_codegen::ckernels::COMPILE_FLAGS).arg(&march);
+        if matches!(options.target, Target::Native | Target::X86_64V4) {
+            cmd.arg("-mprefer-vector-width=512");
+        }
+        cmd.args(["-c", "-o"]).arg(&c_kernels_object).arg(source);
+        cmd
+    });
     let run = |mut cmd: Command| -> Result<(), AotError> {
         let out = cmd.output().map_err(|e| AotError::NoCompiler { cc: cc.clone(), message: e.to_string() })?;
         if out.status.success() {
@@ -215,10 +265,16 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
                 .arg(&object_path)
                 .arg(format!("-Wl,--version-script={}", script_path.display()))
                 .arg("-Wl,-z,noexecstack");
-            if !program.math.is_empty() {
+            if compile_kernels.is_some() {
+                link.arg(&c_kernels_object);
+            }
+            if !program.math.is_empty() || c_kernels.as_ref().is_some_and(|c| !c.math.is_empty()) {
                 link.arg("-lm");
             }
-            [compile_driver, compile_runtime, link].into_iter().try_for_each(run)
+            [Some(compile_driver), Some(compile_runtime), compile_kernels, Some(link)]
+                .into_iter()
+                .flatten()
+                .try_for_each(run)
         },
         |e| io(&library, e),
     );
@@ -237,19 +293,43 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
         kernels,
         weight_bytes,
         arena_bytes: program.arena_bytes,
-        libm: program.math,
+        libm: match c_kernels {
+            Some(c) => c.math,
+            None => program.math.iter().filter_map(|symbol| c_math_name(symbol)).collect(),
+        },
         target: options.target,
         cpu_features: program.cpu_features,
     })
 }
 
-/// The program, the object's bytes, the kernel count and the weight bytes of `graph`.
+/// The C math library's name of kiln's math symbol `symbol` (`kiln_exp_f32` → `expf`).
+fn c_math_name(symbol: &str) -> Option<&'static str> {
+    const F32: [&str; 6] = ["expf", "logf", "sinf", "cosf", "tanhf", "powf"];
+    const F64: [&str; 6] = ["exp", "log", "sin", "cos", "tanh", "pow"];
+    let m = kiln_codegen::cpu::MATH.iter().find(|m| m.symbol == symbol)?;
+    let i = F64.iter().position(|n| *n == m.name)?;
+    Some(if m.dtype == kiln_ir::DType::F32 { F32[i] } else { F64[i] })
+}
+
+/// What [`lower`] makes of a graph: the program, the object's bytes, the kernel count, the
+/// weight bytes, and the kernels' C when the C compiler compiles them.
+type Lowered = (Program, Vec<u8>, usize, usize, Option<CKernels>);
+
+/// A library's kernels as C: the translation unit and the C math functions it calls.
+struct CKernels {
+    source: String,
+    math: Vec<&'static str>,
+}
+
+/// The program, the object's bytes, the kernel count and the weight bytes of `graph` (and its
+/// kernels' C, for [`KernelCompiler::C`]).
 fn lower(
     graph: &Graph,
     weights: &HashMap<String, Value>,
     name: &str,
-    target: Target,
-) -> Result<(Program, Vec<u8>, usize, usize), AotError> {
+    options: &BuildOptions,
+) -> Result<Lowered, AotError> {
+    let target = options.target;
     // The C runtime has channels-first convolutions only: channels-last ones run between two
     // transposes (same values).
     let converted = kiln_passes::layout::channels_first_if_needed(graph).map_err(|e| AotError::Unsupported {
@@ -264,6 +344,9 @@ fn lower(
         why: why.to_string(),
     };
     let mut object = ObjectKernels::for_target(name, target)?;
+    // Kernels for the C compiler, by symbol; `None`: Cranelift writes them into the object.
+    let mut c_kernels: Option<Vec<(String, kiln_codegen::kernel::Kernel)>> =
+        (options.kernels == KernelCompiler::C).then(Vec::new);
     let mut buf: Vec<Option<Buf>> = vec![None; g.len()];
     let inputs: Vec<(String, TensorType)> = g
         .inputs()
@@ -340,7 +423,7 @@ fn lower(
             }
             Work::Kernel(kernel) => {
                 buf[root.index()] = Some(out);
-                let mut kernel_step = kernel_step(g, &mut object, kernel, &buf, out, name, si)?;
+                let mut kernel_step = kernel_step(g, (&mut object, &mut c_kernels), kernel, &buf, out, name, si)?;
                 // A multi-output kernel's side outputs: their buffers after the inputs'.
                 if let Step::Kernel { inputs, .. } = &mut kernel_step {
                     for (n, b) in &step.side_outs {
@@ -363,13 +446,26 @@ fn lower(
                 let scratch = (Buf::Arena(product_at), Buf::Arena(columns_at));
                 steps.push(contraction_step(call, dtype, &mut buf, out, scratch, root, g)?);
                 if let (Some(kernel), Contraction::Gemm(_)) = (epilogue, call) {
-                    steps.push(kernel_step(g, &mut object, kernel, &buf, out, name, si)?);
+                    steps.push(kernel_step(g, (&mut object, &mut c_kernels), kernel, &buf, out, name, si)?);
                     kernels += 1;
                 }
             }
         }
     }
     let math = object.math_imports();
+    let c = match c_kernels {
+        None => None,
+        Some(list) => {
+            let refs: Vec<(String, &kiln_codegen::kernel::Kernel)> = list.iter().map(|(s, k)| (s.clone(), k)).collect();
+            let source = kiln_codegen::ckernels::module(&refs, object.has_fma())
+                .map_err(|e| AotError::Unsupported { op: "kernel", node: 0, why: e.to_string() })?;
+            let mut math: Vec<&'static str> =
+                list.iter().flat_map(|(_, k)| kiln_codegen::ckernels::math_calls(k)).collect();
+            math.sort_unstable();
+            math.dedup();
+            Some(CKernels { source, math })
+        }
+    };
     let program = Program {
         name: name.to_string(),
         inputs,
@@ -381,7 +477,7 @@ fn lower(
         target: target.name(),
         cpu_features: target.cpu_features(),
     };
-    Ok((program, object.finish()?, kernels, embedded.bytes))
+    Ok((program, object.finish()?, kernels, embedded.bytes, c))
 }
 
 /// The data a library embeds (parameters, iotas), as symbols `NAME__wN` in its object.
@@ -514,7 +610,7 @@ fn movement_step(g: &Graph, root: NodeId, buf: &[Option<Buf>], out: Buf) -> Resu
 /// The step calling `kernel` (defined in the object here as `NAME__kGROUP`) into `out`.
 fn kernel_step(
     g: &Graph,
-    object: &mut ObjectKernels,
+    (object, c_kernels): (&mut ObjectKernels, &mut Option<Vec<(String, kiln_codegen::kernel::Kernel)>>),
     kernel: &kiln_codegen::kernel::Kernel,
     buf: &[Option<Buf>],
     out: Buf,
@@ -535,7 +631,10 @@ fn kernel_step(
         }
         inputs.push(b);
     }
-    object.add(kernel, &symbol)?;
+    match c_kernels {
+        Some(list) => list.push((symbol.clone(), kernel.clone())),
+        None => object.add(kernel, &symbol)?,
+    }
     Ok(Step::Kernel { symbol, inputs, out, outer: kernel.space.first().copied().unwrap_or(1) })
 }
 

@@ -149,6 +149,11 @@ impl ObjectKernels {
         Ok(ObjectKernels { emitter: KernelEmitter::new(ObjectModule::new(builder), has_fma), symbols: Vec::new() })
     }
 
+    /// True if the target has fused multiply-add (the kernels contract products into sums).
+    pub fn has_fma(&self) -> bool {
+        self.emitter.has_fma
+    }
+
     /// Adds `kernel` as the exported function `symbol`.
     pub fn add(&mut self, kernel: &Kernel, symbol: &str) -> Result<(), CodegenError> {
         if self.symbols.iter().any(|s| s == symbol) {

@@ -135,6 +135,40 @@ pub fn module(kernels: &[(String, &Kernel)], fma: bool) -> Result<String, Render
     Ok(c)
 }
 
+/// The C math library functions kernel `k`'s rendering calls (`expf`, `sinf`, …): where the
+/// Cranelift tier calls libm, and the inline `sin`/`cos` for arguments past their range.
+pub fn math_calls(k: &Kernel) -> Vec<&'static str> {
+    let inline = crate::cpu::inline_math(k);
+    let mut calls = Vec::new();
+    for (inst, dt) in &k.body {
+        let name = match inst {
+            Inst::Unary(UnaryOp::Sin | UnaryOp::Cos, _) if inline => inst_libm(inst),
+            Inst::Unary(UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh, _) if inline => None,
+            Inst::Unary(..) | Inst::Binary(BinaryOp::Pow, ..) if dt.is_float() => inst_libm(inst),
+            _ => None,
+        };
+        if let Some(name) = name {
+            let f32_names = ["expf", "logf", "sinf", "cosf", "tanhf", "powf"];
+            let f64_names = ["exp", "log", "sin", "cos", "tanh", "pow"];
+            if let Some(i) = f64_names.iter().position(|n| *n == name) {
+                calls.push(if *dt == DType::F32 { f32_names[i] } else { f64_names[i] });
+            }
+        }
+    }
+    calls.sort_unstable();
+    calls.dedup();
+    calls
+}
+
+/// The math library function (its `f64` name) an instruction calls when not inline.
+fn inst_libm(inst: &Inst) -> Option<&'static str> {
+    match inst {
+        Inst::Unary(u, _) => u.libm(),
+        Inst::Binary(op, _, _) => op.libm(),
+        _ => None,
+    }
+}
+
 /// The C expression of instruction `n` of `k`'s body, its operands `v{i}`; `load(i)` reads
 /// input `i` at the current point.
 fn expression(k: &Kernel, n: usize, fma: &[Option<(usize, usize)>], inline: bool) -> Result<String, RenderError> {

@@ -9,7 +9,7 @@ use super::*;
 pub(crate) struct KernelEmitter<M: Module> {
     pub(crate) module: M,
     /// The target has fused multiply-add (`fma` lowers to one instruction, not a libcall).
-    pub(super) has_fma: bool,
+    pub(crate) has_fma: bool,
     pub(super) ctx: cranelift_codegen::Context,
     pub(super) fctx: FunctionBuilderContext,
     pub(super) imports: HashMap<&'static str, FuncId>,
