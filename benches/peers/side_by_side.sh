@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# kiln and the peers on the LSTM and transformer-block training steps, side by side in one run,
-# 1 and 2 threads pinned with taskset. Prints a markdown table: each peer's median, kiln's
-# (default pipeline and `cse,dce`), and kiln / best peer.
+# kiln and the peers on the LSTM and transformer-block training steps and the gelu chain at 2^20
+# and 2^24 elements, side by side in one run, 1 and 2 threads pinned with taskset. Prints a
+# markdown table: each peer's median, kiln's (default: tier 2 and the default pipeline; tier 1;
+# the `cse,dce` pipeline), and kiln / best peer.
 #
 #   benches/peers/side_by_side.sh PYTHON [KILN_BINARY]
 #
@@ -11,19 +12,25 @@ py="$1"
 kiln="${2:-target/release/kiln}"
 here="$(dirname "$0")"
 median() { grep -oE '"median_us": [0-9.]+' | grep -oE '[0-9.]+$'; }
-echo "| workload | threads | PyTorch µs | torch.compile µs | JAX µs | kiln µs | kiln cse,dce µs | kiln / best peer |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| workload | threads | PyTorch µs | torch.compile µs | JAX µs | kiln µs | kiln tier 1 µs | kiln cse,dce µs | kiln / best peer |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for threads in 1 2; do
   cpus=$([ "$threads" = 1 ] && echo 0 || echo 0,1)
-  for w in lstm transformer; do
-    if [ "$w" = lstm ]; then target=(benches/lstm64.kir); else target=(transformer_block --train-step --batch 8); fi
+  for w in ${WORKLOADS:-lstm transformer gelu20 gelu24}; do
+    case "$w" in
+      lstm) target=(benches/lstm64.kir) ;;
+      transformer) target=(transformer_block --train-step --batch 8) ;;
+      gelu20) target=(benches/gelu_scalar_2p20.kir) ;;
+      gelu24) target=(benches/gelu_scalar_2p24.kir) ;;
+    esac
     peers=$(taskset -c "$cpus" "$py" "$here/workloads.py" "$w" --threads "$threads" --runs 30)
     pt=$(echo "$peers" | grep '"pytorch"' | median || echo nan)
     tc=$(echo "$peers" | grep '"torch.compile"' | median || echo nan)
     jx=$(echo "$peers" | grep '"jax"' | median || echo nan)
     k=$(taskset -c "$cpus" "$kiln" bench "${target[@]}" --threads "$threads" --runs 30 --json | median)
+    k1=$(taskset -c "$cpus" "$kiln" bench "${target[@]}" --threads "$threads" --runs 30 --json --tier 1 | median)
     kb=$(taskset -c "$cpus" "$kiln" bench "${target[@]}" --threads "$threads" --runs 30 --json --pipeline cse,dce | median)
     ratio=$(python3 -c "import math; p=[v for v in ($pt, $tc, $jx) if not math.isnan(v)]; print(f'{$k / min(p):.2f}')")
-    echo "| $w | $threads | $pt | $tc | $jx | $k | $kb | $ratio |"
+    echo "| $w | $threads | $pt | $tc | $jx | $k | $k1 | $kb | $ratio |"
   done
 done

@@ -1,6 +1,6 @@
 """The peers on kiln's comparison workloads: PyTorch eager, torch.compile and JAX jit.
 
-    python benches/peers/workloads.py [lstm|transformer] [--threads N] [--runs N]
+    python benches/peers/workloads.py [lstm|transformer|gelu20|gelu24] [--threads N] [--runs N]
 
 Run it pinned (`taskset -c 0 ... --threads 1`, `taskset -c 0,1 ... --threads 2`) beside
 `kiln bench` in the same session: only ratios from one run mean something. Needs numpy, torch
@@ -11,6 +11,8 @@ Prints one JSON line per framework: the median time of one training step in micr
   one SGD step (forward, backward, update).
 - transformer: the zoo's transformer_block at batch 8 — a pre-layer-norm block (d 128, 4 heads,
   FFN 512 with tanh-GELU), sequence 64, loss mean((y - labels)^2), one SGD step.
+- gelu20, gelu24: benches/gelu_scalar_2p20.kir and _2p24.kir — y = gelu_tanh(x*1.5+0.25)*0.75 - 0.1
+  over 2^20 or 2^24 f32 (one elementwise pass: what the runtime's kernels are worth).
 """
 
 import argparse
@@ -175,9 +177,34 @@ def jax_transformer(jax, jnp):
     return step
 
 
+def torch_gelu(torch, n, compiled):
+    x = torch.linspace(-4.0, 4.0, n, dtype=torch.float32)
+
+    def f(x):
+        return torch.nn.functional.gelu(x * 1.5 + 0.25, approximate="tanh") * 0.75 - 0.1
+
+    g = torch.compile(f) if compiled else f
+
+    def step():
+        with torch.no_grad():
+            g(x)
+
+    return step
+
+
+def jax_gelu(jax, jnp, n):
+    x = jnp.linspace(-4.0, 4.0, n, dtype=jnp.float32)
+    f = jax.jit(lambda x: jax.nn.gelu(x * 1.5 + 0.25, approximate=True) * 0.75 - 0.1)
+
+    def step():
+        f(x).block_until_ready()
+
+    return step
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("workload", choices=["lstm", "transformer"])
+    ap.add_argument("workload", choices=["lstm", "transformer", "gelu20", "gelu24"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=30)
     args = ap.parse_args()
@@ -187,7 +214,10 @@ def main():
     import torch
 
     torch.set_num_threads(args.threads)
+    gelu_n = {"gelu20": 1 << 20, "gelu24": 1 << 24}.get(args.workload)
     makers = {
+        "gelu20": [("pytorch", lambda: torch_gelu(torch, gelu_n, False)), ("torch.compile", lambda: torch_gelu(torch, gelu_n, True))],
+        "gelu24": [("pytorch", lambda: torch_gelu(torch, gelu_n, False)), ("torch.compile", lambda: torch_gelu(torch, gelu_n, True))],
         "lstm": [("pytorch", lambda: torch_lstm(torch, False)), ("torch.compile", lambda: torch_lstm(torch, True))],
         "transformer": [
             ("pytorch", lambda: torch_transformer(torch, False)),
@@ -197,7 +227,10 @@ def main():
     import jax
     import jax.numpy as jnp
 
-    makers.append(("jax", lambda: (jax_lstm if args.workload == "lstm" else jax_transformer)(jax, jnp)))
+    if gelu_n:
+        makers.append(("jax", lambda: jax_gelu(jax, jnp, gelu_n)))
+    else:
+        makers.append(("jax", lambda: (jax_lstm if args.workload == "lstm" else jax_transformer)(jax, jnp)))
     for name, make in makers:
         try:
             us = median_us(make(), args.runs)

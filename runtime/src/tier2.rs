@@ -312,6 +312,7 @@ fn build(
     let sum = dir.join(format!("kiln-{key}.sum"));
     let cached = entry_is_whole(&library, &sum);
     if !cached {
+        remove_stale_partials(dir);
         // A stale or corrupt entry is removed before the new one is written.
         let _ = std::fs::remove_file(&sum);
         let c_path = dir.join(format!("kiln-{key}.c"));
@@ -367,6 +368,22 @@ fn build(
         });
     }
     Ok((lib, entries, cached))
+}
+
+/// Removes partial files an hour old or more from `dir`: what a compile left when its process
+/// ended before renaming them (a compile still under way writes its own, younger ones).
+fn remove_stale_partials(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if name.starts_with(".kiln-")
+            && name.contains(".partial")
+            && old.is_some_and(|a| a >= Duration::from_secs(3600))
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// True if `library` and its checksum file both exist and the library's bytes hash to the
