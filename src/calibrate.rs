@@ -344,8 +344,11 @@ pub fn calibrate(runs: usize, mut progress: impl FnMut(&str)) -> Result<Calibrat
         progress(&name);
         let fail = |message: String| CalibrationError::Probe { probe: name.clone(), message };
         let graph = kiln_ir::parse_graph(&text).map_err(|e| fail(e.to_string()))?;
-        let exe =
-            crate::compile_with(&graph, Fusion::Fused, "cse,dce").map_err(|e: CompileError| fail(e.to_string()))?;
+        // Measured on the JIT's first tier, whose code every graph runs first: a calibration
+        // never waits for the C compiler, and its probes never change tier midway.
+        let exe = crate::compile_with(&graph, Fusion::Fused, "cse,dce")
+            .map_err(|e: CompileError| fail(e.to_string()))?
+            .with_tier2(kiln_runtime::tier2::Options::from_env().off());
         let feeds = probe_feeds(exe.graph());
         for step in profile(&exe, &feeds, runs, &builtin).map_err(|e| fail(e.to_string()))? {
             samples.push((name.clone(), step));

@@ -163,6 +163,10 @@ enum Command {
         /// Print only the summary, not every step.
         #[arg(long)]
         summary: bool,
+        /// The JIT tier to time: 1 (Cranelift's kernels, what the cost model is calibrated on)
+        /// or 2 (the C compiler's, waited for first).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        tier: u8,
     },
     /// Train a zoo model on its task (MNIST or synthetic data): progress bar, held-out accuracy
     /// per epoch, then `model.safetensors` and `curve.png` in --out.
@@ -398,9 +402,13 @@ fn main() -> ExitCode {
             cli_train::predict(&model, &weights, &input, (threads_or_env(threads), device))
         }
         Command::Calibrate { runs, out, verbose } => calibrate(runs.max(1), out.as_deref(), verbose),
-        Command::Profile { graph: GraphArgs { target, train_step, optimizer, batch }, runs, pipeline, summary } => {
-            profile(&target, train_step.then_some(optimizer), batch, runs.max(1), &pipeline, summary)
-        }
+        Command::Profile {
+            graph: GraphArgs { target, train_step, optimizer, batch },
+            runs,
+            pipeline,
+            summary,
+            tier,
+        } => profile(&target, train_step.then_some(optimizer), batch, runs.max(1), &pipeline, (summary, tier)),
         Command::Bench {
             graph: GraphArgs { target, train_step, optimizer, batch },
             unfused,
@@ -715,14 +723,21 @@ fn profile(
     batch: usize,
     runs: usize,
     pipeline: &str,
-    summary: bool,
+    (summary, tier): (bool, u8),
 ) -> Result<(), String> {
     let stage = if train_step.is_some() { Staging::TrainStep } else { Staging::Graph };
     let (graph, _) = staged(load_target(target, batch)?, stage, train_step.unwrap_or(OptimizerArg::Sgd))?
         .into_iter()
         .next()
         .ok_or_else(|| format!("`{target}` has no function"))?;
-    let exe = kiln::compile_with(&graph, kiln::Fusion::Fused, pipeline).map_err(|e| e.to_string())?;
+    let mut exe = kiln::compile_with(&graph, kiln::Fusion::Fused, pipeline).map_err(|e| e.to_string())?;
+    if tier == 2 {
+        if !exe.wait_for_tier2(std::time::Duration::from_secs(600)) {
+            return Err(format!("tier 2 did not come in: {:?}", exe.tier2_status()));
+        }
+    } else {
+        exe.set_tier2(kiln::runtime::tier2::Options::from_env().off());
+    }
     exe.fits_in_memory().map_err(|e| e.to_string())?;
     let feeds = bench_feeds(exe.graph());
     let model = kiln::passes::cost_model::CostModel::current();

@@ -3,7 +3,7 @@
 //! uses [`cast`] defines `kiln_d2i` and `kiln_d2ll` (saturating float-to-integer conversions,
 //! NaN → 0) in its prelude.
 
-use kiln_ir::DType;
+use kiln_ir::{BinaryOp, DType};
 
 /// The C type a dtype is stored as in generated kernels (`bool` as one byte).
 pub fn c_type(d: DType) -> &'static str {
@@ -32,4 +32,34 @@ pub(crate) fn cast(x: &str, from: DType, to: DType) -> String {
         (DType::I64, DType::I32) => format!("((int)(unsigned int)(unsigned long long){x})"),
         (_, t) => format!("(({}){x})", c_type(t)),
     }
+}
+
+/// The C expression of `a op b` in dtype `d`, held in C type `t`, with the interpreter's
+/// rules: float `max`/`min` through the dialect's NaN-propagating `kiln_maxf`/`kiln_max`
+/// helpers, integer arithmetic wrapping through the unsigned type. `None` for integer division
+/// and powers, which are never fused (they stay with the runtime).
+pub(crate) fn binary(op: BinaryOp, d: DType, t: &str, a: &str, b: &str) -> Option<String> {
+    let f32_ = d == DType::F32;
+    Some(if d.is_float() {
+        match op {
+            BinaryOp::Add => format!("({a} + {b})"),
+            BinaryOp::Sub => format!("({a} - {b})"),
+            BinaryOp::Mul => format!("({a} * {b})"),
+            BinaryOp::Div => format!("({a} / {b})"),
+            BinaryOp::Max => format!("{}({a}, {b})", if f32_ { "kiln_maxf" } else { "kiln_max" }),
+            BinaryOp::Min => format!("{}({a}, {b})", if f32_ { "kiln_minf" } else { "kiln_min" }),
+            BinaryOp::Pow => format!("{}({a}, {b})", if f32_ { "powf" } else { "pow" }),
+        }
+    } else {
+        let w = wrap_type(d);
+        let wrap = |sym: &str| format!("(({t})(({w}){a} {sym} ({w}){b}))");
+        match op {
+            BinaryOp::Add => wrap("+"),
+            BinaryOp::Sub => wrap("-"),
+            BinaryOp::Mul => wrap("*"),
+            BinaryOp::Max => format!("({a} > {b} ? {a} : {b})"),
+            BinaryOp::Min => format!("({a} < {b} ? {a} : {b})"),
+            BinaryOp::Div | BinaryOp::Pow => return None,
+        }
+    })
 }

@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 use kiln_ir::{BinaryOp, CmpOp, DType, ReduceOp, UnaryOp};
 use thiserror::Error;
 
-use crate::ctext::{c_type, cast, wrap_type};
+use crate::ctext::{binary, c_type, cast, wrap_type};
 use crate::kernel::{Inst, Kernel};
 
 mod approx;
@@ -218,32 +218,8 @@ fn expression(k: &Kernel, n: usize, fma: &[Option<(usize, usize)>], inline: bool
             let f = if f32_ { "fmaf" } else { "fma" };
             format!("{f}(v{p}, v{q}, v{r})")
         }
-        Inst::Binary(op, x, y) => {
-            let (a, b) = (arg(x), arg(y));
-            if dt.is_float() {
-                match op {
-                    BinaryOp::Add => format!("({a} + {b})"),
-                    BinaryOp::Sub => format!("({a} - {b})"),
-                    BinaryOp::Mul => format!("({a} * {b})"),
-                    BinaryOp::Div => format!("({a} / {b})"),
-                    BinaryOp::Max => format!("{}({a}, {b})", if f32_ { "kiln_maxf" } else { "kiln_max" }),
-                    BinaryOp::Min => format!("{}({a}, {b})", if f32_ { "kiln_minf" } else { "kiln_min" }),
-                    BinaryOp::Pow => format!("{}({a}, {b})", if f32_ { "powf" } else { "pow" }),
-                }
-            } else {
-                let (t, w) = (value_type(dt), wrap_type(dt));
-                let wrap = |sym: &str| format!("(({t})(({w}){a} {sym} ({w}){b}))");
-                match op {
-                    BinaryOp::Add => wrap("+"),
-                    BinaryOp::Sub => wrap("-"),
-                    BinaryOp::Mul => wrap("*"),
-                    BinaryOp::Max => format!("({a} > {b} ? {a} : {b})"),
-                    BinaryOp::Min => format!("({a} < {b} ? {a} : {b})"),
-                    BinaryOp::Div => return Err(unsupported("integer division")),
-                    BinaryOp::Pow => return Err(unsupported("an integer power")),
-                }
-            }
-        }
+        Inst::Binary(op, x, y) => binary(*op, dt, value_type(dt), &arg(x), &arg(y))
+            .ok_or_else(|| unsupported(if *op == BinaryOp::Div { "integer division" } else { "an integer power" }))?,
         Inst::Compare(c, x, y) => {
             let sym = match c {
                 CmpOp::Lt => "<",

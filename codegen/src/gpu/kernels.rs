@@ -54,29 +54,8 @@ pub(super) fn expression(k: &Kernel, inst: &Inst, dt: DType, lane: &Lane) -> Str
         }
         Inst::Binary(op, x, y) => {
             let (a, b) = (arg(x), arg(y));
-            if dt.is_float() {
-                match op {
-                    BinaryOp::Add => format!("({a} + {b})"),
-                    BinaryOp::Sub => format!("({a} - {b})"),
-                    BinaryOp::Mul => format!("({a} * {b})"),
-                    BinaryOp::Div => format!("({a} / {b})"),
-                    BinaryOp::Max => format!("{}({a}, {b})", if f32_ { "kiln_maxf" } else { "kiln_max" }),
-                    BinaryOp::Min => format!("{}({a}, {b})", if f32_ { "kiln_minf" } else { "kiln_min" }),
-                    BinaryOp::Pow => format!("{}({a}, {b})", if f32_ { "powf" } else { "pow" }),
-                }
-            } else {
-                let (t, w) = (c_type(dt), wrap_type(dt));
-                let wrap = |sym: &str| format!("(({t})(({w}){a} {sym} ({w}){b}))");
-                match op {
-                    BinaryOp::Add => wrap("+"),
-                    BinaryOp::Sub => wrap("-"),
-                    BinaryOp::Mul => wrap("*"),
-                    BinaryOp::Max => format!("({a} > {b} ? {a} : {b})"),
-                    BinaryOp::Min => format!("({a} < {b} ? {a} : {b})"),
-                    // Integer division and powers stay with the runtime (never fused).
-                    BinaryOp::Div | BinaryOp::Pow => format!("/* unsupported */ ({a})"),
-                }
-            }
+            // Integer division and powers stay with the runtime (never fused).
+            binary(*op, dt, c_type(dt), &a, &b).unwrap_or_else(|| format!("/* unsupported */ ({a})"))
         }
         Inst::Compare(c, x, y) => {
             let sym = match c {

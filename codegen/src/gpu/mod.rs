@@ -41,7 +41,7 @@ use kiln_ir::{BinaryOp, CmpOp, ConvAttrs, ConvKind, DType, Graph, NodeId, Op, Op
 
 pub use crate::contraction::MatmulShape;
 pub use crate::ctext::c_type;
-use crate::ctext::{cast, wrap_type};
+use crate::ctext::{binary, cast, wrap_type};
 use crate::kernel::{Inst, Kernel, contiguous_strides};
 
 mod convolutions;
