@@ -28,12 +28,14 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Tier-2 options compiling into `dir` (whatever the environment says about the tier).
+/// Tier-2 options compiling into `dir` (whatever the environment says about the tier), every
+/// kernel included whatever its rows' length.
 fn options(dir: &Path) -> Options {
     let mut o = Options::from_env();
     o.policy = Some(tier2::DEFAULT_POLICY);
     o.off_reason = None;
     o.cache_dir = dir.to_path_buf();
+    o.min_inner = 1;
     o
 }
 
@@ -430,4 +432,31 @@ fn updates_in_place_give_the_same_bits_on_tier_2() {
             }
         }
     }
+}
+
+/// Kernels whose rows are shorter than one 512-bit vector stay on tier 1 by default
+/// (`tier2::MIN_INNER`), the others go.
+#[test]
+fn kernels_with_short_rows_stay_on_tier_1() {
+    let g = kiln::ir::parse_graph(
+        "func @p(%x: f32[64,5]) -> (y: f32[64,5], s: f32[5]) {\n  %e = exp %x : f32[64,5]\n  %s = reduce_sum %x {axes=[0]} : f32[5]\n  return %e, %s\n}\n",
+    )
+    .unwrap();
+    let dir = scratch("short");
+    let mut o = options(&dir);
+    o.min_inner = tier2::MIN_INNER;
+    // `exp` runs as one loop of 320 elements; the column sums keep rows of 5.
+    let exe = kiln::compile(&g, kiln::Fusion::Fused).unwrap().with_tier2(o);
+    assert!(exe.wait_for_tier2(PATIENCE));
+    let kernels = exe.groups().filter(|(_, k)| k.is_some()).count();
+    let long = exe.groups().filter_map(|(_, k)| k).filter(|k| k.kernel.space.last().is_some_and(|&n| n >= 16)).count();
+    match exe.tier2_status() {
+        Status::Active { kernels: on, .. } => {
+            assert_eq!((on, kernels), (1, 2), "{kernels} kernels, {long} with long rows, {on} on tier 2")
+        }
+        s => panic!("{s:?}"),
+    }
+    assert!(
+        exe.groups().filter_map(|(_, k)| k).all(|k| (k.tier() == 2) == k.kernel.space.last().is_some_and(|&n| n >= 16))
+    );
 }

@@ -2,17 +2,18 @@
 //! a GEMM or a convolution over cores costs a channel send per part instead of a thread
 //! spawn (tens of microseconds, more than many kernels take).
 //!
-//! [`Pool::for_each`] runs `f(0)` on the calling thread and `f(1..parts)` on the workers,
-//! and returns only when every part has finished, so `f` may borrow from the caller.
+//! [`Pool::for_each`] runs `f(0..parts)` on the calling thread and the workers, each claiming
+//! the next part from a shared counter, and returns only when every part has finished, so
+//! `f` may borrow from the caller.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
 
 type Task = Box<dyn FnOnce() + Send + 'static>;
 
 /// Worker threads waiting for parts of a parallel loop.
 pub struct Pool {
     senders: Vec<mpsc::Sender<Task>>,
-    done: mpsc::Receiver<std::thread::Result<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -32,18 +33,14 @@ impl Pool {
     /// `threads − 1` workers. A worker the OS refuses to start leaves the pool smaller (the
     /// caller runs its parts), so a failed spawn never fails or aborts a run.
     pub fn new(threads: usize) -> Pool {
-        let (done_tx, done) = mpsc::channel();
         let mut senders = Vec::new();
         let mut workers = Vec::new();
         for i in 1..threads.clamp(1, MAX_THREADS) {
             let (tx, rx) = mpsc::channel::<Task>();
-            let done_tx = done_tx.clone();
             let spawned = std::thread::Builder::new().name(format!("kiln-worker-{i}")).spawn(move || {
+                // Tasks catch their parts' panics themselves (`Loop::work`).
                 while let Some(task) = spin_recv(&rx) {
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task));
-                    if done_tx.send(result).is_err() {
-                        break;
-                    }
+                    task();
                 }
             });
             // A worker that cannot start leaves the pool smaller; the caller runs its parts.
@@ -52,7 +49,7 @@ impl Pool {
                 workers.push(handle);
             }
         }
-        Pool { senders, done, workers }
+        Pool { senders, workers }
     }
 
     /// Threads in all, the caller included.
@@ -62,48 +59,81 @@ impl Pool {
 
     /// Runs `f(i)` for every `i < parts`, spread over the caller and the workers; returns
     /// when all have run. A panic in a part is resumed on the caller.
+    ///
+    /// Parts are claimed one at a time from a shared counter, the caller included, so a
+    /// worker the OS has not scheduled (its core busy with another process) takes no part,
+    /// and the caller runs the parts it left: a shared core slows a loop down to one
+    /// thread's time, never below it. The caller waits only for parts that were claimed.
     pub fn for_each(&self, parts: usize, f: &(dyn Fn(usize) + Sync)) {
         let threads = self.threads().min(parts);
         if threads <= 1 {
             (0..parts).for_each(f);
             return;
         }
-        // Part t of `threads` takes every threads-th index starting at t.
-        let run = move |t: usize| {
-            for i in (t..parts).step_by(threads) {
-                f(i);
-            }
-        };
-        // SAFETY: the closure borrows `f` and the caller's data only for the duration of this
-        // call: every task sent below signals `done` when it finishes (panics included, caught
-        // by the worker), and this function waits for all of them before returning, so
-        // nothing the task borrows is dropped while it runs.
-        let run_static: &'static (dyn Fn(usize) + Sync) =
-            unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(&run) };
-        let mut sent = 0;
-        for (t, tx) in self.senders.iter().enumerate().take(threads - 1) {
-            if tx.send(Box::new(move || run_static(t + 1))).is_ok() {
-                sent += 1;
-            } else {
-                run(t + 1);
-            }
+        let state = std::sync::Arc::new(Loop {
+            next: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+            parts,
+            panic: Mutex::new(None),
+        });
+        // SAFETY: a task dereferences `f` only for a part it claimed (`Loop::claim`), and this
+        // function returns only when every part has been claimed and has finished (`wait`),
+        // so no task uses `f` after the caller's borrow ends: a worker that starts late finds
+        // no part left and touches only the shared `Loop`, which it owns a count of.
+        let f_static: &'static (dyn Fn(usize) + Sync) =
+            unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f) };
+        for tx in self.senders.iter().take(threads - 1) {
+            let state = state.clone();
+            // A worker whose channel is closed leaves its parts to the others.
+            let _ = tx.send(Box::new(move || state.work(f_static)));
         }
-        let caller = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(0)));
-        let mut panic = None;
-        for _ in 0..sent {
-            match spin_recv(&self.done).ok_or(()) {
-                Ok(Ok(())) => {}
-                Ok(Err(p)) => panic = Some(p),
-                // Every worker holds a sender until it exits, and none exits while it has a
-                // task, so `recv` fails only if a worker thread died outside a task.
-                Err(_) => break,
-            }
-        }
-        if let Err(p) = caller {
-            std::panic::resume_unwind(p);
-        }
+        state.work(f);
+        state.wait();
+        let panic = state.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(p) = panic {
             std::panic::resume_unwind(p);
+        }
+    }
+}
+
+/// One parallel loop's shared state: the next unclaimed part, how many have finished, and
+/// the first panic of a part.
+struct Loop {
+    next: AtomicUsize,
+    finished: AtomicUsize,
+    parts: usize,
+    panic: Mutex<Option<Box<dyn std::any::Any + Send + 'static>>>,
+}
+
+impl Loop {
+    /// Claims and runs parts until none is left.
+    fn work(&self, f: &(dyn Fn(usize) + Sync)) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if i >= self.parts {
+                return;
+            }
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(i))) {
+                self.panic.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(p);
+            }
+            self.finished.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Waits until every part has finished: polls (yielding now and then, as
+    /// [`spin_recv`] does), then sleeps in short naps.
+    fn wait(&self) {
+        let start = std::time::Instant::now();
+        let mut polls = 0u32;
+        while self.finished.load(Ordering::Acquire) < self.parts {
+            polls += 1;
+            if start.elapsed() >= SPIN {
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            } else if polls.is_multiple_of(POLLS_PER_YIELD) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
     }
 }
