@@ -861,7 +861,19 @@ fn bench(
         }
         Bencher::Gpu(_) => (0, None),
     };
-    bencher.run()?;
+    // Warm-up: one run, and on tier 2 its trial runs (each kernel timed on both tiers, then
+    // kept on the faster).
+    let warmups = if tier == 2 { 1 + kiln::runtime::tier2::TRIAL_RUNS } else { 1 };
+    for _ in 0..warmups {
+        bencher.run()?;
+    }
+    let tier2_kernels = match &bencher {
+        Bencher::Cpu { exe, .. } => match exe.tier2_status() {
+            kiln::runtime::tier2::Status::Active { kernels, .. } => kernels,
+            _ => 0,
+        },
+        Bencher::Gpu(_) => 0,
+    };
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = std::time::Instant::now();
@@ -877,7 +889,7 @@ fn bench(
     };
     if json {
         outln!(
-            "{{\"model\": \"{}\", \"device\": \"{dev}\", \"mode\": \"{mode}\", \"train_step\": {}, \"optimizer\": {}, \"pipeline\": \"{pipeline}\", \"threads\": {threads}, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"tier\": {tier}, \"tier2_ms\": {}, \"runs\": {runs}}}",
+            "{{\"model\": \"{}\", \"device\": \"{dev}\", \"mode\": \"{mode}\", \"train_step\": {}, \"optimizer\": {}, \"pipeline\": \"{pipeline}\", \"threads\": {threads}, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"tier\": {tier}, \"tier2_ms\": {}, \"tier2_kernels\": {tier2_kernels}, \"runs\": {runs}}}",
             graph.name(),
             train_step.is_some(),
             train_step.map_or_else(|| "null".to_string(), |o| format!("\"{}\"", o.optimizer().name())),
@@ -887,7 +899,7 @@ fn bench(
         let tier_note = match (tier, tier2_ms) {
             (0, _) => String::new(),
             (t, None) => format!("  tier {t}"),
-            (t, Some(ms)) => format!("  tier {t} (in after {ms:.0} ms)"),
+            (t, Some(ms)) => format!("  tier {t} (in after {ms:.0} ms, {tier2_kernels} kernels)"),
         };
         outln!(
             "{:<28} {mode:<8} {threads_note}  median {median:>10.1} us  min {min:>10.1}  max {max:>10.1}  compile {compile_ms:>7.1} ms{tier_note}{}",

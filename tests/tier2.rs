@@ -29,13 +29,14 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// Tier-2 options compiling into `dir` (whatever the environment says about the tier), every
-/// kernel included whatever its rows' length.
+/// kernel included whatever its rows' length and kept on tier 2 (no trial runs).
 fn options(dir: &Path) -> Options {
     let mut o = Options::from_env();
     o.policy = Some(tier2::DEFAULT_POLICY);
     o.off_reason = None;
     o.cache_dir = dir.to_path_buf();
     o.min_inner = 1;
+    o.trial_runs = 0;
     o
 }
 
@@ -459,4 +460,41 @@ fn kernels_with_short_rows_stay_on_tier_1() {
     assert!(
         exe.groups().filter_map(|(_, k)| k).all(|k| (k.tier() == 2) == k.kernel.space.last().is_some_and(|&n| n >= 16))
     );
+}
+
+/// After the library comes in, the trial runs time every kernel on both tiers (alternating
+/// run by run) and then keep each on the faster: results are the same bits all along.
+#[test]
+fn the_trial_runs_keep_each_kernel_on_its_faster_tier_without_changing_a_bit() {
+    let g = softmax_graph();
+    let dir = scratch("trial");
+    let f = feeds(&g, 8);
+    let one = kiln::compile(&g, kiln::Fusion::Fused).unwrap().with_tier2(options(&dir).off());
+    let mut o = options(&dir);
+    o.trial_runs = tier2::TRIAL_RUNS;
+    let two = kiln::compile(&g, kiln::Fusion::Fused).unwrap().with_tier2(o);
+    assert!(two.wait_for_tier2(PATIENCE));
+    let want = one.run(&f).unwrap();
+    assert!(matches!(two.tier2_status(), Status::Active { measured: false, .. }), "{:?}", two.tier2_status());
+    for run in 0..=tier2::TRIAL_RUNS {
+        // Even trial runs on tier 2, odd ones on tier 1.
+        let on = two.groups().filter_map(|(_, k)| k).filter(|k| k.has_tier2()).count();
+        assert!(on > 0);
+        same_bits(&two.run(&f).unwrap(), &want).unwrap_or_else(|d| panic!("run {run}: {d}"));
+        if run < tier2::TRIAL_RUNS {
+            let tier = if run % 2 == 0 { 2 } else { 1 };
+            assert!(
+                two.groups().filter_map(|(_, k)| k).filter(|k| k.has_tier2()).all(|k| k.tier() == tier),
+                "run {run}"
+            );
+        }
+    }
+    match two.tier2_status() {
+        Status::Active { measured: true, kernels, .. } => {
+            let on = two.groups().filter_map(|(_, k)| k).filter(|k| k.tier() == 2).count();
+            assert_eq!(on, kernels);
+        }
+        s => panic!("{s:?}"),
+    }
+    same_bits(&two.run(&f).unwrap(), &want).unwrap();
 }

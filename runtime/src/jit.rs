@@ -101,6 +101,11 @@ pub struct Executable {
     tier2: std::sync::Mutex<Tier2>,
     /// The target has fused multiply-add (the second tier contracts the same products).
     fma: bool,
+    /// Per group: the least time of one call of its kernel on tier 1 and on tier 2, in ns,
+    /// measured during the second tier's trial runs.
+    kernel_times: Vec<[std::sync::atomic::AtomicU64; 2]>,
+    /// The tier this run's kernels are timed on (0: not timed).
+    timing: std::sync::atomic::AtomicU8,
     // Owns the machine code of every kernel; must outlive them.
     _jit: CpuJit,
 }
@@ -200,6 +205,10 @@ pub fn compile_schedule(schedule: Schedule, options: Options) -> Result<Executab
         schedule,
         tier2: std::sync::Mutex::new(Tier2::new(crate::tier2::Options::from_env())),
         fma: jit.has_fma(),
+        kernel_times: (0..count)
+            .map(|_| [std::sync::atomic::AtomicU64::new(u64::MAX), std::sync::atomic::AtomicU64::new(u64::MAX)])
+            .collect(),
+        timing: std::sync::atomic::AtomicU8::new(0),
         _jit: jit,
     })
 }
@@ -542,10 +551,20 @@ impl Executable {
     }
 
     /// A run boundary of the second tier (see [`tier2`]); `now` starts its compile whatever
-    /// the thresholds say.
+    /// the thresholds say. During its trial, sets the tier this run's kernels are timed on.
     fn tier2_boundary(&self, now: bool) {
+        use std::sync::atomic::Ordering;
         let kernels = self.kernels();
-        self.tier2.lock().unwrap_or_else(|e| e.into_inner()).at_boundary(&kernels, self.fma, now);
+        let times: Vec<[u64; 2]> = self
+            .groups
+            .iter()
+            .zip(&self.kernel_times)
+            .filter(|((_, k), _)| k.is_some())
+            .map(|(_, t)| [t[0].load(Ordering::Relaxed), t[1].load(Ordering::Relaxed)])
+            .collect();
+        let tier =
+            self.tier2.lock().unwrap_or_else(|e| e.into_inner()).at_boundary(&kernels, Some(&times), self.fma, now);
+        self.timing.store(tier.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Replaces the second tier's options (by default [`tier2::Options::from_env`]); call it
@@ -865,7 +884,16 @@ impl Executable {
         }
         // The side outputs' buffers follow the inputs' ([`CompiledKernel::call`]).
         ptrs.extend(at.sides.iter().map(|p| *p as *const u8));
-        self.call(k, &ptrs, out, workers);
+        match self.timing.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => self.call(k, &ptrs, out, workers),
+            tier => {
+                // A trial run of the second tier: this call's time on its tier.
+                let start = std::time::Instant::now();
+                self.call(k, &ptrs, out, workers);
+                let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.kernel_times[gi][usize::from(tier - 1)].fetch_min(ns, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         Ok(())
     }
 

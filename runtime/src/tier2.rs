@@ -56,6 +56,9 @@ pub struct Options {
     /// Kernels whose innermost loop is shorter than this stay on tier 1 ([`MIN_INNER`] by
     /// default).
     pub min_inner: usize,
+    /// Trial runs timing each kernel on both tiers ([`TRIAL_RUNS`] by default); with 0 every
+    /// kernel with C code runs it.
+    pub trial_runs: u32,
 }
 
 /// The shortest innermost loop a kernel goes to tier 2 with: sixteen, one 512-bit vector of
@@ -78,6 +81,7 @@ impl Options {
             cache_dir,
             target_flags: vec!["-march=native".into(), "-mprefer-vector-width=512".into()],
             min_inner: MIN_INNER,
+            trial_runs: TRIAL_RUNS,
         }
     }
 
@@ -110,18 +114,26 @@ pub enum Status {
     Waiting,
     /// The C compiler is working on a background thread.
     Compiling,
-    /// Every kernel with a C rendering runs its C code.
+    /// The library is loaded: each kernel with a C rendering runs its C code, or, once both
+    /// tiers of it have been timed ([`TRIAL_RUNS`]), the faster one.
     Active {
         /// Loaded from the cache rather than compiled.
         cached: bool,
-        /// Kernels on tier 2.
+        /// Kernels on tier 2 (during the trial: those with tier-2 code).
         kernels: usize,
+        /// The trial is over: each kernel runs the tier measured faster.
+        measured: bool,
         /// Time from the start of the compile to the library being loaded.
         build: Duration,
     },
     /// Compiling or loading failed (why); the kernels stay on tier 1.
     Failed(String),
 }
+
+/// Runs after a library comes in during which every kernel's two tiers are timed, the runs
+/// alternating between them (both compute the same bits, so results do not change); then each
+/// kernel keeps the faster tier. Four runs each: the minimum of each tier's times counts.
+pub const TRIAL_RUNS: u32 = 8;
 
 /// A library built (or found in the cache) and loaded, and its kernels' entries.
 struct Loaded {
@@ -151,6 +163,8 @@ enum State {
         cached: bool,
         kernels: usize,
         build: Duration,
+        /// Trial runs done; past [`TRIAL_RUNS`], the choice is made.
+        trial: u32,
     },
     Failed(String),
 }
@@ -167,16 +181,53 @@ impl Tier2 {
             (State::Idle, None) => Status::Off(self.options.off_reason.clone().unwrap_or_else(|| "off".into())),
             (State::Idle, Some(_)) => Status::Waiting,
             (State::Compiling(_), _) => Status::Compiling,
-            (State::Active { cached, kernels, build, .. }, _) => {
-                Status::Active { cached: *cached, kernels: *kernels, build: *build }
-            }
+            (State::Active { cached, kernels, build, trial, .. }, _) => Status::Active {
+                cached: *cached,
+                kernels: *kernels,
+                measured: *trial > self.options.trial_runs,
+                build: *build,
+            },
             (State::Failed(why), _) => Status::Failed(why.clone()),
         }
     }
 
     /// At a run boundary: installs a library the compiler finished, or starts the compiler
-    /// when the thresholds are reached (or `now`).
-    pub(crate) fn at_boundary(&mut self, kernels: &[&CompiledKernel], fma: bool, now: bool) {
+    /// when the thresholds are reached (or `now`). At a run's start (`times` given: per
+    /// kernel, the least time of a call on tier 1 and on tier 2 so far, in ns), runs the
+    /// trial: returns the tier this run's kernels run and are timed on, or, after the last
+    /// trial run, sets each kernel to its faster tier.
+    pub(crate) fn at_boundary(
+        &mut self,
+        kernels: &[&CompiledKernel],
+        times: Option<&[[u64; 2]]>,
+        fma: bool,
+        now: bool,
+    ) -> Option<u8> {
+        let trial_runs = self.options.trial_runs;
+        if let (State::Active { trial, kernels: on, .. }, Some(times)) = (&mut self.state, times)
+            && *trial <= trial_runs
+            && trial_runs > 0
+        {
+            let trying = kernels.iter().filter(|k| k.has_tier2());
+            if *trial < trial_runs {
+                let tier = if trial.is_multiple_of(2) { 2 } else { 1 };
+                trying.for_each(|k| k.use_tier(tier));
+                *trial += 1;
+                return Some(tier);
+            }
+            // The choice: ties (and kernels never timed alone, like a product's epilogue)
+            // stay on tier 2.
+            *on = 0;
+            for (k, t) in kernels.iter().zip(times) {
+                if k.has_tier2() {
+                    let tier = if t[1] <= t[0] { 2 } else { 1 };
+                    k.use_tier(tier);
+                    *on += usize::from(tier == 2);
+                }
+            }
+            *trial += 1;
+            return None;
+        }
         let kernels: Vec<Option<&CompiledKernel>> = kernels
             .iter()
             .map(|k| k.kernel.space.last().is_some_and(|&n| n >= self.options.min_inner).then_some(*k))
@@ -187,11 +238,17 @@ impl Tier2 {
                     if let Some(why) = &self.options.off_reason {
                         say_once(&format!("kiln: JIT tier 2 is off ({why}); kernels run Cranelift's code"));
                     }
-                    return;
+                    return None;
                 };
                 if kernels.iter().all(Option::is_none) {
                     // Nothing to compile: every kernel stays where it is.
-                    self.state = State::Active { _library: None, cached: true, kernels: 0, build: Duration::ZERO };
+                    self.state = State::Active {
+                        _library: None,
+                        cached: true,
+                        kernels: 0,
+                        build: Duration::ZERO,
+                        trial: self.options.trial_runs + 1,
+                    };
                 } else if now || self.runs >= policy.runs || self.spent >= Duration::from_millis(policy.millis) {
                     self.state = State::Compiling(start(&kernels, fma, &self.options));
                 }
@@ -214,6 +271,7 @@ impl Tier2 {
                         cached: loaded.cached,
                         kernels: count,
                         build: loaded.build,
+                        trial: 0,
                     };
                 }
                 Ok(Err(why)) => {
@@ -225,6 +283,7 @@ impl Tier2 {
             },
             State::Active { .. } | State::Failed(_) => {}
         }
+        None
     }
 
     /// Counts one run of `took`.
@@ -238,7 +297,7 @@ impl Tier2 {
     pub(crate) fn wait(&mut self, kernels: &[&CompiledKernel], fma: bool, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            self.at_boundary(kernels, fma, true);
+            self.at_boundary(kernels, None, fma, true);
             match self.state {
                 State::Active { .. } => return true,
                 State::Failed(_) | State::Idle => return false,

@@ -62,6 +62,9 @@ pub struct CompiledKernel {
     /// The second tier's entry for the same kernel once installed
     /// ([`CompiledKernel::install_tier2`]); null until then.
     tier2: std::sync::atomic::AtomicPtr<u8>,
+    /// The entry calls run: the second tier's, or null for Cranelift's
+    /// ([`CompiledKernel::use_tier`]).
+    active: std::sync::atomic::AtomicPtr<u8>,
     /// The kernel.
     pub kernel: Kernel,
     /// The Cranelift IR text, for `--stage clif`.
@@ -97,7 +100,7 @@ impl CompiledKernel {
     /// As for [`CompiledKernel::call`], and `0 <= lo <= hi <=` the outer extent.
     pub unsafe fn call_range(&self, inputs: &[*const u8], out: *mut u8, lo: i64, hi: i64) {
         debug_assert_eq!(inputs.len(), self.kernel.inputs.len() + self.kernel.side_outputs.len());
-        let tier2 = self.tier2.load(std::sync::atomic::Ordering::Acquire);
+        let tier2 = self.active.load(std::sync::atomic::Ordering::Acquire);
         let entry = if tier2.is_null() {
             self.entry
         } else {
@@ -121,11 +124,26 @@ impl CompiledKernel {
     /// and stay loaded as long as `self` may be called.
     pub unsafe fn install_tier2(&self, entry: *const u8) {
         self.tier2.store(entry.cast_mut(), std::sync::atomic::Ordering::Release);
+        self.active.store(entry.cast_mut(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// Makes later calls run tier `tier`'s code: 1 (Cranelift's) or 2 (the one installed;
+    /// without one, calls stay on tier 1). Both compute the same bits, so a caller may switch
+    /// between any two calls.
+    pub fn use_tier(&self, tier: u8) {
+        let entry =
+            if tier == 2 { self.tier2.load(std::sync::atomic::Ordering::Acquire) } else { std::ptr::null_mut() };
+        self.active.store(entry, std::sync::atomic::Ordering::Release);
+    }
+
+    /// True once a second tier's code is installed, whichever tier calls run.
+    pub fn has_tier2(&self) -> bool {
+        !self.tier2.load(std::sync::atomic::Ordering::Acquire).is_null()
     }
 
     /// The tier whose code runs: 1 (Cranelift) or 2 (the C compiler's).
     pub fn tier(&self) -> u8 {
-        if self.tier2.load(std::sync::atomic::Ordering::Acquire).is_null() { 1 } else { 2 }
+        if self.active.load(std::sync::atomic::Ordering::Acquire).is_null() { 1 } else { 2 }
     }
 }
 
@@ -184,6 +202,7 @@ impl CpuJit {
         Ok(CompiledKernel {
             entry,
             tier2: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+            active: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
             kernel: kernel.clone(),
             clif: d.clif,
             vectorized: d.vectorized,
