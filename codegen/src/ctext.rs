@@ -3,7 +3,7 @@
 //! uses [`cast`] defines `kiln_d2i` and `kiln_d2ll` (saturating float-to-integer conversions,
 //! NaN → 0) in its prelude.
 
-use kiln_ir::{BinaryOp, DType};
+use kiln_ir::{BinaryOp, DType, UnaryOp};
 
 /// The C type a dtype is stored as in generated kernels (`bool` as one byte).
 pub fn c_type(d: DType) -> &'static str {
@@ -62,4 +62,27 @@ pub(crate) fn binary(op: BinaryOp, d: DType, t: &str, a: &str, b: &str) -> Optio
             BinaryOp::Div | BinaryOp::Pow => return None,
         }
     })
+}
+
+/// The C expression of unary op `u` on `x` in dtype `d`, with the interpreter's rules
+/// (integer negation and absolute value wrap); `one` is the literal 1 of `d` (for `recip`),
+/// and `transcendental(name)` renders `exp`, `log`, `tanh`, `sin` and `cos` (the math
+/// library's, or a dialect's own approximation).
+pub(crate) fn unary(u: UnaryOp, d: DType, x: &str, one: &str, transcendental: &dyn Fn(&str) -> String) -> String {
+    let libm = |name: &str| if d == DType::F32 { format!("{name}f({x})") } else { format!("{name}({x})") };
+    match (u, d.is_float()) {
+        (UnaryOp::Neg, true) => format!("(-{x})"),
+        (UnaryOp::Neg, false) => format!("(({})(0 - ({})({x})))", c_type(d), wrap_type(d)),
+        (UnaryOp::Abs, true) => libm("fabs"),
+        (UnaryOp::Abs, false) => {
+            format!("(({t})({x} < 0 ? 0 - ({w})({x}) : ({w})({x})))", t = c_type(d), w = wrap_type(d))
+        }
+        (UnaryOp::Sqrt, _) => libm("sqrt"),
+        (UnaryOp::Recip, _) => format!("({one} / {x})"),
+        (UnaryOp::Exp, _) => transcendental("exp"),
+        (UnaryOp::Log, _) => transcendental("log"),
+        (UnaryOp::Sin, _) => transcendental("sin"),
+        (UnaryOp::Cos, _) => transcendental("cos"),
+        (UnaryOp::Tanh, _) => transcendental("tanh"),
+    }
 }

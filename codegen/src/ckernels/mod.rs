@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 use kiln_ir::{BinaryOp, CmpOp, DType, ReduceOp, UnaryOp};
 use thiserror::Error;
 
-use crate::ctext::{binary, c_type, cast, wrap_type};
+use crate::ctext::{binary, c_type, cast, unary, wrap_type};
 use crate::kernel::{Inst, Kernel};
 
 mod approx;
@@ -191,23 +191,17 @@ fn expression(k: &Kernel, n: usize, fma: &[Option<(usize, usize)>], inline: bool
         Inst::Const(v) => literal(*v, dt),
         Inst::Unary(u, x) => {
             let x = arg(x);
-            let float = dt.is_float();
-            let libm = |name: &str| if f32_ { format!("{name}f({x})") } else { format!("{name}({x})") };
-            match (u, float) {
-                (UnaryOp::Neg, true) => format!("(-{x})"),
-                (UnaryOp::Neg, false) => format!("(({})(0 - ({})({x})))", c_type(dt), wrap_type(dt)),
-                (UnaryOp::Abs, true) => libm("fabs"),
-                (UnaryOp::Abs, false) => {
-                    format!("(({t})({x} < 0 ? 0 - ({w})({x}) : ({w})({x})))", t = c_type(dt), w = wrap_type(dt))
+            // `inline` holds only for all-f32 kernels.
+            let transcendental = |name: &str| {
+                if inline {
+                    format!("kiln_{name}_approx({x})")
+                } else if f32_ {
+                    format!("{name}f({x})")
+                } else {
+                    format!("{name}({x})")
                 }
-                (UnaryOp::Sqrt, _) => libm("sqrt"),
-                (UnaryOp::Recip, _) => format!("({} / {x})", literal(1.0, dt)),
-                (UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sin | UnaryOp::Cos, _) => {
-                    // `inline_math` holds only for all-f32 kernels.
-                    let name = u.libm().unwrap_or("exp");
-                    if inline { format!("kiln_{name}_approx({x})") } else { libm(name) }
-                }
-            }
+            };
+            unary(*u, dt, &x, &literal(1.0, dt), &transcendental)
         }
         // `p·q + r` with the product used nowhere else: one fused multiply-add.
         Inst::Binary(BinaryOp::Add, x, y) if fma[*x].is_some() || fma[*y].is_some() => {

@@ -34,23 +34,8 @@ pub(super) fn expression(k: &Kernel, inst: &Inst, dt: DType, lane: &Lane) -> Str
         Inst::Const(c) => literal(*c, dt),
         Inst::Unary(u, x) => {
             let x = arg(x);
-            let float = dt.is_float();
-            let f = |name: &str| if f32_ { format!("{name}f({x})") } else { format!("{name}({x})") };
-            match (u, float) {
-                (UnaryOp::Neg, true) => format!("(-{x})"),
-                (UnaryOp::Neg, false) => format!("(({})(0 - ({})({x})))", c_type(dt), wrap_type(dt)),
-                (UnaryOp::Abs, true) => f("fabs"),
-                (UnaryOp::Abs, false) => {
-                    format!("(({t})({x} < 0 ? 0 - ({w})({x}) : ({w})({x})))", t = c_type(dt), w = wrap_type(dt))
-                }
-                (UnaryOp::Sqrt, _) => f("sqrt"),
-                (UnaryOp::Recip, _) => format!("({} / {x})", literal(1.0, dt)),
-                (UnaryOp::Exp, _) => f("exp"),
-                (UnaryOp::Log, _) => f("log"),
-                (UnaryOp::Sin, _) => f("sin"),
-                (UnaryOp::Cos, _) => f("cos"),
-                (UnaryOp::Tanh, _) => f("tanh"),
-            }
+            let libm = |name: &str| if f32_ { format!("{name}f({x})") } else { format!("{name}({x})") };
+            unary(*u, dt, &x, &literal(1.0, dt), &libm)
         }
         Inst::Binary(op, x, y) => {
             let (a, b) = (arg(x), arg(y));

@@ -37,11 +37,11 @@
 
 use std::fmt::Write as _;
 
-use kiln_ir::{BinaryOp, CmpOp, ConvAttrs, ConvKind, DType, Graph, NodeId, Op, OpKind, ReduceOp, UnaryOp};
+use kiln_ir::{BinaryOp, CmpOp, ConvAttrs, ConvKind, DType, Graph, NodeId, Op, OpKind, ReduceOp};
 
 pub use crate::contraction::MatmulShape;
 pub use crate::ctext::c_type;
-use crate::ctext::{binary, cast, wrap_type};
+use crate::ctext::{binary, cast, unary, wrap_type};
 use crate::kernel::{Inst, Kernel, contiguous_strides};
 
 mod convolutions;
