@@ -86,3 +86,32 @@ pub(crate) fn unary(u: UnaryOp, d: DType, x: &str, one: &str, transcendental: &d
         (UnaryOp::Tanh, _) => transcendental("tanh"),
     }
 }
+
+/// The C literal of an integer value `v` of dtype `d` (`i32` or `i64`; the most negative value
+/// written as a difference, since its magnitude alone is no literal of the type). `None` for
+/// other dtypes.
+pub(crate) fn int_literal(v: f64, d: DType) -> Option<String> {
+    Some(match d {
+        DType::I32 => match d.int_literal(v) {
+            x if x == i64::from(i32::MIN) => "(-2147483647 - 1)".to_string(),
+            x => format!("({x})"),
+        },
+        DType::I64 => match d.int_literal(v) {
+            i64::MIN => "(-9223372036854775807LL - 1)".to_string(),
+            x => format!("({x}LL)"),
+        },
+        DType::F32 | DType::F64 | DType::Bool => return None,
+    })
+}
+
+/// The comment line heading a rendered kernel: its name, result type and iteration space, and
+/// what it reduces (or `extra`).
+pub(crate) fn kernel_comment(k: &crate::kernel::Kernel, extra: &str) -> String {
+    let what = match &k.reduce {
+        Some((op, axes)) => {
+            format!(", {} over axes {axes:?}", if *op == kiln_ir::ReduceOp::Sum { "sum" } else { "max" })
+        }
+        None => extra.to_string(),
+    };
+    format!("/* {}: {} over {:?}{what} */\n", k.name, k.out, k.space)
+}

@@ -6,7 +6,12 @@
 //! waits. Once an executable has run [`Policy::runs`] times or for [`Policy::millis`]
 //! milliseconds, its kernels go to the C compiler on a thread of their own; a later run finds
 //! the library loaded and makes every kernel call it ([`CompiledKernel::install_tier2`]).
-//! No run ever waits for the compiler.
+//! No run ever waits for the compiler. Kernels whose innermost loop is shorter than
+//! [`MIN_INNER`] are not compiled.
+//!
+//! **Trial.** Both tiers compute the same bits, so the next [`TRIAL_RUNS`] runs alternate
+//! between them, timing every kernel call, and then each kernel keeps the faster tier
+//! ([`CompiledKernel::use_tier`]).
 //!
 //! **Cache.** Libraries are kept on disk under [`Options::cache_dir`] (`KILN_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/kiln` or `~/.cache/kiln`), named by a 128-bit hash of the C source, the

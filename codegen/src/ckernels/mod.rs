@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 use kiln_ir::{BinaryOp, CmpOp, DType, ReduceOp, UnaryOp};
 use thiserror::Error;
 
-use crate::ctext::{binary, c_type, cast, unary, wrap_type};
+use crate::ctext::{binary, c_type, cast, int_literal, kernel_comment, unary, wrap_type};
 use crate::kernel::{Inst, Kernel};
 
 mod approx;
@@ -81,14 +81,7 @@ fn literal(v: f64, d: DType) -> String {
     match d {
         DType::F32 => f32_literal(v as f32),
         DType::F64 => f64_literal(v),
-        DType::I32 => match d.int_literal(v) {
-            x if x == i64::from(i32::MIN) => "(-2147483647 - 1)".into(),
-            x => format!("({x})"),
-        },
-        DType::I64 => match d.int_literal(v) {
-            i64::MIN => "(-9223372036854775807LL - 1)".into(),
-            x => format!("({x}LL)"),
-        },
+        DType::I32 | DType::I64 => int_literal(v, d).unwrap_or_default(),
         DType::Bool => format!("{}", d.int_literal(v)),
     }
 }
@@ -283,17 +276,7 @@ pub fn render(k: &Kernel, symbol: &str, fma: bool) -> Result<String, RenderError
     let last =
         k.body.len().checked_sub(1).ok_or_else(|| RenderError { kernel: k.name.clone(), why: "empty body".into() })?;
     let mut c = String::new();
-    let _ = writeln!(
-        c,
-        "/* {}: {} over {:?}{} */",
-        k.name,
-        k.out,
-        k.space,
-        match &k.reduce {
-            Some((op, axes)) => format!(", {} over axes {axes:?}", if *op == ReduceOp::Sum { "sum" } else { "max" }),
-            None => String::new(),
-        }
-    );
+    c.push_str(&kernel_comment(k, ""));
     let _ = writeln!(c, "void {symbol}(const void *const *args, void *out_, long long lo, long long hi) {{");
     for (i, input) in k.inputs.iter().enumerate() {
         let t = c_type(input.dtype);

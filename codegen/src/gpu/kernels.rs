@@ -72,18 +72,8 @@ pub(super) fn lane_body(c: &mut String, k: &Kernel, indent: &str, lane: &Lane) {
 pub fn render(k: &Kernel, symbol: &str) -> String {
     let vector = vector_reads(k);
     let mut c = String::new();
-    let _ = writeln!(
-        c,
-        "/* {}: {} over {:?}{} */",
-        k.name,
-        k.out,
-        k.space,
-        match &k.reduce {
-            Some((op, axes)) => format!(", {} over axes {axes:?}", if *op == ReduceOp::Sum { "sum" } else { "max" }),
-            None if vector.is_some() => format!(", {VECTOR_LANES} elements per thread"),
-            None => String::new(),
-        }
-    );
+    let extra = if vector.is_some() { format!(", {VECTOR_LANES} elements per thread") } else { String::new() };
+    c.push_str(&kernel_comment(k, &extra));
     let mut params: Vec<String> = k
         .inputs
         .iter()

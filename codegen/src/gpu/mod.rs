@@ -41,7 +41,7 @@ use kiln_ir::{BinaryOp, CmpOp, ConvAttrs, ConvKind, DType, Graph, NodeId, Op, Op
 
 pub use crate::contraction::MatmulShape;
 pub use crate::ctext::c_type;
-use crate::ctext::{binary, cast, unary, wrap_type};
+use crate::ctext::{binary, cast, int_literal, kernel_comment, unary, wrap_type};
 use crate::kernel::{Inst, Kernel, contiguous_strides};
 
 mod convolutions;
@@ -101,16 +101,7 @@ fn literal(v: f64, d: DType) -> String {
     match d {
         DType::F32 => format!("__int_as_float(0x{:08x})", (v as f32).to_bits()),
         DType::F64 => format!("__longlong_as_double(0x{:016x}LL)", v.to_bits()),
-        // The most negative value is written as a difference: its magnitude alone is no
-        // literal of the type.
-        DType::I32 => match d.int_literal(v) {
-            x if x == i64::from(i32::MIN) => "(-2147483647 - 1)".to_string(),
-            x => format!("({x})"),
-        },
-        DType::I64 => match d.int_literal(v) {
-            i64::MIN => "(-9223372036854775807LL - 1)".to_string(),
-            x => format!("({x}LL)"),
-        },
+        DType::I32 | DType::I64 => int_literal(v, d).unwrap_or_default(),
         DType::Bool => format!("((unsigned char){})", d.int_literal(v)),
     }
 }
