@@ -106,6 +106,8 @@ pub struct Executable {
     kernel_times: Vec<[std::sync::atomic::AtomicU64; 2]>,
     /// The tier this run's kernels are timed on (0: not timed).
     timing: std::sync::atomic::AtomicU8,
+    /// The second tier has nothing left to do at run boundaries, so runs skip them.
+    tier2_settled: std::sync::atomic::AtomicBool,
     // Owns the machine code of every kernel; must outlive them.
     _jit: CpuJit,
 }
@@ -209,6 +211,7 @@ pub fn compile_schedule(schedule: Schedule, options: Options) -> Result<Executab
             .map(|_| [std::sync::atomic::AtomicU64::new(u64::MAX), std::sync::atomic::AtomicU64::new(u64::MAX)])
             .collect(),
         timing: std::sync::atomic::AtomicU8::new(0),
+        tier2_settled: std::sync::atomic::AtomicBool::new(false),
         _jit: jit,
     })
 }
@@ -538,10 +541,16 @@ impl Executable {
         back: &mut HashMap<String, Value>,
         times: Option<&mut [std::time::Duration]>,
     ) -> Result<(), InterpError> {
+        use std::sync::atomic::Ordering;
+        if self.tier2_settled.load(Ordering::Relaxed) {
+            return self.execute_groups(feeds, owned, outputs, update, back, times);
+        }
         let started = std::time::Instant::now();
         self.tier2_boundary(false);
         let result = self.execute_groups(feeds, owned, outputs, update, back, times);
-        self.tier2.lock().unwrap_or_else(|e| e.into_inner()).ran(started.elapsed());
+        let mut tier2 = self.tier2.lock().unwrap_or_else(|e| e.into_inner());
+        tier2.ran(started.elapsed());
+        self.tier2_settled.store(tier2.settled(), Ordering::Relaxed);
         result
     }
 
@@ -577,6 +586,7 @@ impl Executable {
     /// [`Executable::with_tier2`] in place.
     pub fn set_tier2(&mut self, options: tier2::Options) {
         *self.tier2.get_mut().unwrap_or_else(|e| e.into_inner()) = Tier2::new(options);
+        *self.tier2_settled.get_mut() = false;
     }
 
     /// Where the second tier stands.

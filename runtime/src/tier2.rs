@@ -291,6 +291,17 @@ impl Tier2 {
         None
     }
 
+    /// True once nothing is left to do at run boundaries: the tier is off (and has said so),
+    /// failed, or active with its trial over.
+    pub(crate) fn settled(&self) -> bool {
+        match &self.state {
+            State::Idle => self.options.policy.is_none() && self.runs > 0,
+            State::Compiling(_) => false,
+            State::Active { trial, .. } => *trial > self.options.trial_runs,
+            State::Failed(_) => true,
+        }
+    }
+
     /// Counts one run of `took`.
     pub(crate) fn ran(&mut self, took: Duration) {
         self.runs = self.runs.saturating_add(1);
