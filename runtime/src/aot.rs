@@ -304,11 +304,8 @@ pub fn build(graph: &Graph, weights: &HashMap<String, Value>, options: &BuildOpt
 
 /// The C math library's name of kiln's math symbol `symbol` (`kiln_exp_f32` → `expf`).
 fn c_math_name(symbol: &str) -> Option<&'static str> {
-    const F32: [&str; 6] = ["expf", "logf", "sinf", "cosf", "tanhf", "powf"];
-    const F64: [&str; 6] = ["exp", "log", "sin", "cos", "tanh", "pow"];
     let m = kiln_codegen::cpu::MATH.iter().find(|m| m.symbol == symbol)?;
-    let i = F64.iter().position(|n| *n == m.name)?;
-    Some(if m.dtype == kiln_ir::DType::F32 { F32[i] } else { F64[i] })
+    kiln_codegen::ckernels::c_math_name(m.name, m.dtype)
 }
 
 /// What [`lower`] makes of a graph: the program, the object's bytes, the kernel count, the

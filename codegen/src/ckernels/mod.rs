@@ -140,17 +140,22 @@ pub fn math_calls(k: &Kernel) -> Vec<&'static str> {
             Inst::Unary(..) | Inst::Binary(BinaryOp::Pow, ..) if dt.is_float() => inst_libm(inst),
             _ => None,
         };
-        if let Some(name) = name {
-            let f32_names = ["expf", "logf", "sinf", "cosf", "tanhf", "powf"];
-            let f64_names = ["exp", "log", "sin", "cos", "tanh", "pow"];
-            if let Some(i) = f64_names.iter().position(|n| *n == name) {
-                calls.push(if *dt == DType::F32 { f32_names[i] } else { f64_names[i] });
-            }
+        if let Some(c) = name.and_then(|name| c_math_name(name, *dt)) {
+            calls.push(c);
         }
     }
     calls.sort_unstable();
     calls.dedup();
     calls
+}
+
+/// The C math library's function `name` (`exp`, `log`, `sin`, `cos`, `tanh`, `pow`) at
+/// dtype `dt`: `expf` for `f32`, `exp` for `f64`.
+pub fn c_math_name(name: &str, dt: DType) -> Option<&'static str> {
+    const F32: [&str; 6] = ["expf", "logf", "sinf", "cosf", "tanhf", "powf"];
+    const F64: [&str; 6] = ["exp", "log", "sin", "cos", "tanh", "pow"];
+    let i = F64.iter().position(|n| *n == name)?;
+    Some(if dt == DType::F32 { F32[i] } else { F64[i] })
 }
 
 /// The math library function (its `f64` name) an instruction calls when not inline.
