@@ -85,10 +85,13 @@ static inline int64_t kiln_min(int64_t a, int64_t b) { return a < b ? a : b; }
         }                                                                                          \
     }                                                                                              \
                                                                                                    \
-    /* One MR x NR tile: c (rows mr, columns nr of it) = or += ap . bp over kc depths, with B's    \
-     * rows of NR elements bstride apart (a packed panel, or B itself). */                         \
-    static void kiln_tile_##SUFFIX(int64_t kc, const T *ap, const T *bp, int64_t bstride,          \
-                                   T *c, int64_t crs, int64_t mr, int64_t nr, int add) {           \
+    /* One MR x NR tile: c (rows mr, columns nr of it) = or += A . bp over kc depths, A's element \
+     * (r, p) at ap[r ars + p acs] (a packed panel, or A's rows themselves) and B's rows of NR     \
+     * elements bstride apart (a packed panel, or B itself). Inlined into two entries where the    \
+     * strides of A are constants or loop-invariant. */                                           \
+    static inline __attribute__((always_inline)) void kiln_tile_body_##SUFFIX(                     \
+        int64_t kc, const T *ap, int64_t ars, int64_t acs, const T *bp, int64_t bstride, T *c,     \
+        int64_t crs, int64_t mr, int64_t nr, int add) {                                            \
         enum { L = KILN_VEC_BYTES / sizeof(T) };                                                   \
         kiln_v_##SUFFIX acc[KILN_MR][2];                                                           \
         memset(acc, 0, sizeof acc);                                                                \
@@ -97,7 +100,7 @@ static inline int64_t kiln_min(int64_t a, int64_t b) { return a < b ? a : b; }
             memcpy(&b0, bp + p * bstride, sizeof b0);                                              \
             memcpy(&b1, bp + p * bstride + L, sizeof b1);                                          \
             for (int r = 0; r < KILN_MR; r++) {                                                    \
-                T x = ap[p * KILN_MR + r];                                                         \
+                T x = ap[r * ars + p * acs];                                                       \
                 acc[r][0] += x * b0;                                                               \
                 acc[r][1] += x * b1;                                                               \
             }                                                                                      \
@@ -129,6 +132,19 @@ static inline int64_t kiln_min(int64_t a, int64_t b) { return a < b ? a : b; }
                 for (int64_t j = 0; j < nr; j++) dst[j] = row[j];                                  \
             }                                                                                      \
         }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
+    /* A tile over a packed panel of A (zero-padded to MR rows). */                              \
+    static void kiln_tile_##SUFFIX(int64_t kc, const T *ap, const T *bp, int64_t bstride, T *c,    \
+                                   int64_t crs, int64_t mr, int64_t nr, int add) {                 \
+        kiln_tile_body_##SUFFIX(kc, ap, 1, KILN_MR, bp, bstride, c, crs, mr, nr, add);             \
+    }                                                                                              \
+                                                                                                   \
+    /* A whole-height tile over MR rows of A read where they are (rows ars apart, columns         \
+     * adjacent): no packing, each row one stream the prefetcher follows. */                      \
+    static void kiln_tile_rows_##SUFFIX(int64_t kc, const T *a, int64_t ars, const T *bp,          \
+                                        int64_t bstride, T *c, int64_t crs, int64_t nr, int add) { \
+        kiln_tile_body_##SUFFIX(kc, a, ars, 1, bp, bstride, c, crs, KILN_MR, nr, add);             \
     }                                                                                              \
                                                                                                    \
     /* Columns j0..j0 + V L of one row times a row-major matrix, the V vectors of c in             \
@@ -201,7 +217,12 @@ static inline int64_t kiln_min(int64_t a, int64_t b) { return a < b ? a : b; }
                 kiln_pack_b_##SUFFIX(b + p0 * brs + j0 * bcs, brs, bcs, kc, nc, direct, bp);       \
                 for (int64_t i0 = 0; i0 < m; i0 += KILN_MC) {                                      \
                     int64_t mc = kiln_min(KILN_MC, m - i0);                                        \
-                    kiln_pack_a_##SUFFIX(a + i0 * ars + p0 * acs, ars, acs, mc, kc, ap);           \
+                    /* Rows of A with adjacent columns are read in place (packing them cost    \
+                     * ~10% of a 128 x 784 x 256 product); only a last panel of fewer than MR   \
+                     * rows is packed, zero-padded. */                                         \
+                    int64_t whole = acs == 1 ? mc - mc % KILN_MR : 0;                          \
+                    kiln_pack_a_##SUFFIX(a + (i0 + whole) * ars + p0 * acs, ars, acs, mc - whole,  \
+                                         kc, ap + whole * kc);                                 \
                     for (int64_t j = 0; j < nc; j += KILN_NR_##SUFFIX) {                           \
                         int64_t nr = kiln_min(KILN_NR_##SUFFIX, nc - j);                           \
                         const T *bpanel = bp + (j / KILN_NR_##SUFFIX) * kc * KILN_NR_##SUFFIX;     \
@@ -212,9 +233,13 @@ static inline int64_t kiln_min(int64_t a, int64_t b) { return a < b ? a : b; }
                         }                                                                          \
                         for (int64_t i = 0; i < mc; i += KILN_MR) {                                \
                             int64_t mr = kiln_min(KILN_MR, mc - i);                                \
-                            kiln_tile_##SUFFIX(kc, ap + (i / KILN_MR) * kc * KILN_MR, bpanel,      \
-                                               bstride, c + (i0 + i) * crs + j0 + j, crs, mr, nr,  \
-                                               add);                                               \
+                            T *ct = c + (i0 + i) * crs + j0 + j;                                   \
+                            if (i < whole)                                                         \
+                                kiln_tile_rows_##SUFFIX(kc, a + (i0 + i) * ars + p0, ars, bpanel,  \
+                                                        bstride, ct, crs, nr, add);                \
+                            else                                                                   \
+                                kiln_tile_##SUFFIX(kc, ap + i * kc, bpanel, bstride, ct, crs, mr,  \
+                                                   nr, add);                                       \
                         }                                                                          \
                     }                                                                              \
                 }                                                                                  \
