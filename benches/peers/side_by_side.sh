@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# kiln and the peers on the LSTM and transformer-block training steps and the gelu chain at 2^20
-# and 2^24 elements, side by side in one run, 1 and 2 threads pinned with taskset. Prints a
+# kiln and the peers on the LSTM and transformer-block training steps, the gelu chain at 2^20
+# and 2^24 elements, sgemm N=1024 and the MNIST MLP's inference at batch 128 (`WORKLOADS=...`
+# picks; default: the first four), side by side in one run, 1 and 2 threads pinned with taskset. Prints a
 # markdown table: each peer's median, kiln's (default: tier 2 and the default pipeline; tier 1;
 # the `cse,dce` pipeline), and kiln / best peer.
 #
@@ -22,6 +23,8 @@ for threads in 1 2; do
       transformer) target=(transformer_block --train-step --batch 8) ;;
       gelu20) target=(benches/gelu_scalar_2p20.kir) ;;
       gelu24) target=(benches/gelu_scalar_2p24.kir) ;;
+      sgemm) target=(benches/sgemm1024.kir) ;;
+      mlp128) target=(mnist_mlp --batch 128) ;;
     esac
     peers=$(taskset -c "$cpus" "$py" "$here/workloads.py" "$w" --threads "$threads" --runs 30)
     pt=$(echo "$peers" | grep '"pytorch"' | median || echo nan)
@@ -30,7 +33,7 @@ for threads in 1 2; do
     k=$(taskset -c "$cpus" "$kiln" bench "${target[@]}" --threads "$threads" --runs 30 --json | median)
     k1=$(taskset -c "$cpus" "$kiln" bench "${target[@]}" --threads "$threads" --runs 30 --json --tier 1 | median)
     kb=$(taskset -c "$cpus" "$kiln" bench "${target[@]}" --threads "$threads" --runs 30 --json --pipeline cse,dce | median)
-    ratio=$(python3 -c "import math; p=[v for v in ($pt, $tc, $jx) if not math.isnan(v)]; print(f'{$k / min(p):.2f}')")
+    ratio=$(python3 -c "import math; p=[v for v in (float('$pt'), float('$tc'), float('$jx')) if not math.isnan(v)]; print(f'{$k / min(p):.2f}')")
     echo "| $w | $threads | $pt | $tc | $jx | $k | $k1 | $kb | $ratio |"
   done
 done

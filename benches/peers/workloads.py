@@ -1,6 +1,6 @@
 """The peers on kiln's comparison workloads: PyTorch eager, torch.compile and JAX jit.
 
-    python benches/peers/workloads.py [lstm|transformer|gelu20|gelu24] [--threads N] [--runs N]
+    python benches/peers/workloads.py [lstm|transformer|gelu20|gelu24|sgemm|mlp128] [--threads N] [--runs N]
 
 Run it pinned (`taskset -c 0 ... --threads 1`, `taskset -c 0,1 ... --threads 2`) beside
 `kiln bench` in the same session: only ratios from one run mean something. Needs numpy, torch
@@ -13,6 +13,8 @@ Prints one JSON line per framework: the median time of one training step in micr
   FFN 512 with tanh-GELU), sequence 64, loss mean((y - labels)^2), one SGD step.
 - gelu20, gelu24: benches/gelu_scalar_2p20.kir and _2p24.kir — y = gelu_tanh(x*1.5+0.25)*0.75 - 0.1
   over 2^20 or 2^24 f32 (one elementwise pass: what the runtime's kernels are worth).
+- sgemm: benches/sgemm1024.kir — y = a @ b over f32[1024,1024] (what the GEMM is worth).
+- mlp128: the zoo's mnist_mlp forward at batch 128 (784 -> 256 -> 128 -> 10, ReLU), inference.
 """
 
 import argparse
@@ -202,9 +204,77 @@ def jax_gelu(jax, jnp, n):
     return step
 
 
+def torch_sgemm(torch):
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(1024, 1024, generator=g)
+    b = torch.rand(1024, 1024, generator=g)
+
+    def step():
+        torch.mm(a, b)
+
+    return step
+
+
+def jax_sgemm(jax, jnp):
+    a = jax.random.uniform(jax.random.PRNGKey(0), (1024, 1024), jnp.float32)
+    b = jax.random.uniform(jax.random.PRNGKey(1), (1024, 1024), jnp.float32)
+    f = jax.jit(jnp.matmul)
+
+    def step():
+        f(a, b).block_until_ready()
+
+    return step
+
+
+MLP_SIZES = [784, 256, 128, 10]
+
+
+def torch_mlp128(torch, compiled):
+    g = torch.Generator().manual_seed(0)
+    layers = [(torch.rand(i, o, generator=g) - 0.5, torch.rand(o, generator=g) - 0.5) for i, o in zip(MLP_SIZES, MLP_SIZES[1:])]
+    x = torch.rand(128, MLP_SIZES[0], generator=g)
+
+    def f(x):
+        for n, (w, b) in enumerate(layers):
+            x = torch.addmm(b, x, w)
+            if n + 1 < len(layers):
+                x = torch.relu(x)
+        return x
+
+    h = torch.compile(f) if compiled else f
+
+    def step():
+        with torch.no_grad():
+            h(x)
+
+    return step
+
+
+def jax_mlp128(jax, jnp):
+    keys = jax.random.split(jax.random.PRNGKey(0), 8)
+    layers = [
+        (jax.random.uniform(keys[2 * n], (i, o), jnp.float32) - 0.5, jax.random.uniform(keys[2 * n + 1], (o,), jnp.float32) - 0.5)
+        for n, (i, o) in enumerate(zip(MLP_SIZES, MLP_SIZES[1:]))
+    ]
+    x = jax.random.uniform(keys[7], (128, MLP_SIZES[0]), jnp.float32)
+
+    @jax.jit
+    def f(layers, x):
+        for n, (w, b) in enumerate(layers):
+            x = x @ w + b
+            if n + 1 < len(layers):
+                x = jax.nn.relu(x)
+        return x
+
+    def step():
+        f(layers, x).block_until_ready()
+
+    return step
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("workload", choices=["lstm", "transformer", "gelu20", "gelu24"])
+    ap.add_argument("workload", choices=["lstm", "transformer", "gelu20", "gelu24", "sgemm", "mlp128"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=30)
     args = ap.parse_args()
@@ -223,6 +293,8 @@ def main():
             ("pytorch", lambda: torch_transformer(torch, False)),
             ("torch.compile", lambda: torch_transformer(torch, True)),
         ],
+        "sgemm": [("pytorch", lambda: torch_sgemm(torch))],
+        "mlp128": [("pytorch", lambda: torch_mlp128(torch, False)), ("torch.compile", lambda: torch_mlp128(torch, True))],
     }[args.workload]
     import jax
     import jax.numpy as jnp
@@ -230,7 +302,8 @@ def main():
     if gelu_n:
         makers.append(("jax", lambda: jax_gelu(jax, jnp, gelu_n)))
     else:
-        makers.append(("jax", lambda: (jax_lstm if args.workload == "lstm" else jax_transformer)(jax, jnp)))
+        jax_maker = {"lstm": jax_lstm, "transformer": jax_transformer, "sgemm": jax_sgemm, "mlp128": jax_mlp128}[args.workload]
+        makers.append(("jax", lambda: jax_maker(jax, jnp)))
     for name, make in makers:
         try:
             us = median_us(make(), args.runs)
