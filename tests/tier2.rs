@@ -436,30 +436,42 @@ fn updates_in_place_give_the_same_bits_on_tier_2() {
 }
 
 /// Kernels whose rows are shorter than one 512-bit vector stay on tier 1 by default
-/// (`tier2::MIN_INNER`), the others go.
+/// (`tier2::MIN_INNER`), window reductions (a column sum here) apart; the others go.
 #[test]
-fn kernels_with_short_rows_stay_on_tier_1() {
+fn kernels_with_short_rows_stay_on_tier_1_unless_they_reduce_a_window() {
     let g = kiln::ir::parse_graph(
-        "func @p(%x: f32[64,5]) -> (y: f32[64,5], s: f32[5]) {\n  %e = exp %x : f32[64,5]\n  %s = reduce_sum %x {axes=[0]} : f32[5]\n  return %e, %s\n}\n",
+        "func @p(%x: f32[64,8]) -> (y: f32[64,8], s: f32[8], t: f32[64,5]) {\n  %e = exp %x : f32[64,8]\n  %s = reduce_sum %x {axes=[0]} : f32[8]\n  %p = slice %x {start=[0,0], stop=[64,5], step=[1,1]} : f32[64,5]\n  %t = tanh %p : f32[64,5]\n  return %e, %s, %t\n}\n",
     )
     .unwrap();
     let dir = scratch("short");
     let mut o = options(&dir);
     o.min_inner = tier2::MIN_INNER;
-    // `exp` runs as one loop of 320 elements; the column sums keep rows of 5.
+    // `exp` runs as one loop of 512 elements; the column sums keep rows of 8 (a window
+    // reduction); `tanh` of the slice keeps rows of 5.
     let exe = kiln::compile(&g, kiln::Fusion::Fused).unwrap().with_tier2(o);
     assert!(exe.wait_for_tier2(PATIENCE));
-    let kernels = exe.groups().filter(|(_, k)| k.is_some()).count();
-    let long = exe.groups().filter_map(|(_, k)| k).filter(|k| k.kernel.space.last().is_some_and(|&n| n >= 16)).count();
+    let goes = |k: &kiln::codegen::cpu::CompiledKernel| {
+        k.kernel.space.last().is_some_and(|&n| n >= 16) || kiln::codegen::ckernels::is_window_reduction(&k.kernel)
+    };
+    let kernels: Vec<_> = exe.groups().filter_map(|(_, k)| k).collect();
+    let window = kernels.iter().filter(|k| kiln::codegen::ckernels::is_window_reduction(&k.kernel)).count();
+    let going = kernels.iter().filter(|k| goes(k)).count();
+    assert_eq!(
+        (kernels.len(), going, window),
+        (3, 2, 1),
+        "kernels: {:?}",
+        kernels.iter().map(|k| &k.kernel.space).collect::<Vec<_>>()
+    );
     match exe.tier2_status() {
-        Status::Active { kernels: on, .. } => {
-            assert_eq!((on, kernels), (1, 2), "{kernels} kernels, {long} with long rows, {on} on tier 2")
-        }
+        Status::Active { kernels: on, .. } => assert_eq!(on, going),
         s => panic!("{s:?}"),
     }
-    assert!(
-        exe.groups().filter_map(|(_, k)| k).all(|k| (k.tier() == 2) == k.kernel.space.last().is_some_and(|&n| n >= 16))
-    );
+    assert!(kernels.iter().all(|k| (k.tier() == 2) == goes(k)));
+    // The same values on both tiers.
+    let x: Vec<f32> = pseudo(512, 5).into_iter().map(|v| v as f32).collect();
+    let feeds: HashMap<String, Value> = [("x".to_string(), f32v(&[64, 8], &x))].into();
+    let tier1 = kiln::compile(&g, kiln::Fusion::Fused).unwrap();
+    same_bits(&exe.run(&feeds).unwrap(), &tier1.run(&feeds).unwrap()).unwrap();
 }
 
 /// After the library comes in, the trial runs time every kernel on both tiers (alternating

@@ -7,7 +7,7 @@
 //! milliseconds, its kernels go to the C compiler on a thread of their own; a later run finds
 //! the library loaded and makes every kernel call it ([`CompiledKernel::install_tier2`]).
 //! No run ever waits for the compiler. Kernels whose innermost loop is shorter than
-//! [`MIN_INNER`] are not compiled.
+//! [`MIN_INNER`] are not compiled, window reductions (pooling) apart.
 //!
 //! **Trial.** Both tiers compute the same bits, so the next [`TRIAL_RUNS`] runs alternate
 //! between them, timing every kernel call, and then each kernel keeps the faster tier
@@ -58,8 +58,8 @@ pub struct Options {
     /// Target flags (by default `-march=native` and 512-bit vectors where the target has
     /// them).
     pub target_flags: Vec<String>,
-    /// Kernels whose innermost loop is shorter than this stay on tier 1 ([`MIN_INNER`] by
-    /// default).
+    /// Kernels whose innermost loop is shorter than this stay on tier 1, window reductions
+    /// apart ([`MIN_INNER`] by default).
     pub min_inner: usize,
     /// Trial runs timing each kernel on both tiers ([`TRIAL_RUNS`] by default); with 0 every
     /// kernel with C code runs it.
@@ -67,9 +67,10 @@ pub struct Options {
 }
 
 /// The shortest innermost loop a kernel goes to tier 2 with: sixteen, one 512-bit vector of
-/// `f32`. Shorter rows (pooling windows, rows of 5 or 14) leave the C compiler's vectors
-/// mostly empty, where Cranelift's four lanes fit: measured, LeNet-5's 2×2 max-pool over rows
-/// of 5 took 54 µs on tier 1 and 191 µs from C.
+/// `f32`. Shorter rows leave the C compiler's vectors mostly empty, where Cranelift's four
+/// lanes fit. Window reductions (pooling) go whatever their rows: their C keeps a row of
+/// outputs in a local array ([`kiln_codegen::ckernels::is_window_reduction`]), and the trial
+/// keeps the faster tier.
 pub const MIN_INNER: usize = 16;
 
 impl Options {
@@ -235,7 +236,10 @@ impl Tier2 {
         }
         let kernels: Vec<Option<&CompiledKernel>> = kernels
             .iter()
-            .map(|k| k.kernel.space.last().is_some_and(|&n| n >= self.options.min_inner).then_some(*k))
+            .map(|k| {
+                let long_rows = k.kernel.space.last().is_some_and(|&n| n >= self.options.min_inner);
+                (long_rows || kiln_codegen::ckernels::is_window_reduction(&k.kernel)).then_some(*k)
+            })
             .collect();
         match &self.state {
             State::Idle => {

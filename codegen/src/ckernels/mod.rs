@@ -103,11 +103,19 @@ static inline float kiln_float(unsigned int u) { float x; memcpy(&x, &u, 4); ret
 static inline unsigned long long kiln_bits64(double x) { unsigned long long u; memcpy(&u, &x, 8); return u; }
 static inline double kiln_double(unsigned long long u) { double x; memcpy(&x, &u, 8); return x; }
 /* max/min with WebAssembly's rules, as Cranelift's fmax/fmin: NaN propagates, and of two
-   zeros max is +0 unless both are -0 (min: -0 unless both are +0). */
-static inline float kiln_maxf(float a, float b) { return (a != a || b != b) ? a + b : a > b ? a : b > a ? b : kiln_float(kiln_bits(a) & kiln_bits(b)); }
-static inline float kiln_minf(float a, float b) { return (a != a || b != b) ? a + b : a < b ? a : b < a ? b : kiln_float(kiln_bits(a) | kiln_bits(b)); }
-static inline double kiln_max(double a, double b) { return (a != a || b != b) ? a + b : a > b ? a : b > a ? b : kiln_double(kiln_bits64(a) & kiln_bits64(b)); }
-static inline double kiln_min(double a, double b) { return (a != a || b != b) ? a + b : a < b ? a : b < a ? b : kiln_double(kiln_bits64(a) | kiln_bits64(b)); }
+   zeros max is +0 unless both are -0 (min: -0 unless both are +0). Branch-free (masks of the
+   comparisons select the bits), so they vectorize and a scalar loop never mispredicts. */
+#define KILN_MINMAX(NAME, T, U, BITS, FROM, GT, EQ)                                              \
+    static inline T NAME(T a, T b) {                                                             \
+        U x = BITS(a), y = BITS(b);                                                              \
+        U pick_a = -(U)(a GT b), pick_b = -(U)(b GT a), nan = -(U)((a != a) | (b != b));         \
+        U r = (x & pick_a) | (y & pick_b) | ((x EQ y) & ~(pick_a | pick_b));                     \
+        return FROM((r & ~nan) | (BITS(a + b) & nan));                                           \
+    }
+KILN_MINMAX(kiln_maxf, float, unsigned int, kiln_bits, kiln_float, >, &)
+KILN_MINMAX(kiln_minf, float, unsigned int, kiln_bits, kiln_float, <, |)
+KILN_MINMAX(kiln_max, double, unsigned long long, kiln_bits64, kiln_double, >, &)
+KILN_MINMAX(kiln_min, double, unsigned long long, kiln_bits64, kiln_double, <, |)
 /* Float to integer: truncate, saturate, NaN -> 0 (the interpreter's rule). */
 static inline int kiln_d2i(double x) { return x != x ? 0 : x >= 2147483647.0 ? 2147483647 : x <= -2147483648.0 ? (-2147483647 - 1) : (int)x; }
 static inline long long kiln_d2ll(double x) { return x != x ? 0 : x >= 9223372036854775807.0 ? 9223372036854775807LL : x <= -9223372036854775808.0 ? (-9223372036854775807LL - 1) : (long long)x; }
@@ -268,6 +276,31 @@ fn combine(op: ReduceOp, d: DType, a: &str, b: &str) -> String {
     }
 }
 
+/// The longest output row [`render`] keeps in a local array across a window reduction.
+const WINDOW_ROW_MAX: usize = 64;
+
+/// For a reduction whose innermost axis is kept (at most [`WINDOW_ROW_MAX`] long) and whose
+/// axes just above it are all reduced: the first of those reduced axes.
+fn window_axes(k: &Kernel) -> Option<usize> {
+    let (_, axes) = k.reduce.as_ref()?;
+    let inner = k.space.len().checked_sub(1)?;
+    if axes.contains(&inner) || k.space[inner] > WINDOW_ROW_MAX || k.out.dtype == DType::Bool {
+        return None;
+    }
+    let mut first = inner;
+    while first > 0 && axes.contains(&(first - 1)) {
+        first -= 1;
+    }
+    (first < inner).then_some(first)
+}
+
+/// True if `k` is a window reduction (pooling's max or sum over a window, with a row of
+/// outputs innermost) that [`render`] accumulates in a local row: such kernels pay from C
+/// however short their rows.
+pub fn is_window_reduction(k: &Kernel) -> bool {
+    window_axes(k).is_some()
+}
+
 /// The C function `symbol` computing kernel `k` (see the module header), for a target with
 /// (or without) fused multiply-add.
 pub fn render(k: &Kernel, symbol: &str, fma: bool) -> Result<String, RenderError> {
@@ -338,15 +371,51 @@ pub fn render(k: &Kernel, symbol: &str, fma: bool) -> Result<String, RenderError
     let mut indent = String::from("    ");
     let inner = rank - 1;
     let reduced = |d: usize| k.reduce.as_ref().is_some_and(|(_, axes)| axes.contains(&d));
-    for d in 0..inner {
+    let open_loop = |c: &mut String, indent: &mut String, d: usize| {
         let from = if d == 0 { "lo" } else { "0" };
         let to = if d == 0 { "hi".to_string() } else { format!("{}LL", k.space[d]) };
         let _ = writeln!(c, "{indent}for (long long i{d} = {from}; i{d} < {to}; i{d}++) {{");
         indent.push_str("    ");
-    }
+    };
     let (from, to) =
         if inner == 0 { ("lo".to_string(), "hi".to_string()) } else { ("0".into(), format!("{}LL", k.space[inner])) };
     let header = format!("for (long long i{inner} = {from}; i{inner} < {to}; i{inner}++) {{");
+    if let (Some(window), Some((op, _))) = (window_axes(k), &k.reduce) {
+        // A window reduction (pooling, or a sum over rows) whose innermost axis is kept: the
+        // row of outputs it updates lives in a local array across the reduced loops, so
+        // nothing goes through memory the inputs might alias. Each output element combines
+        // the same terms in the same order as the plain nest (the Cranelift tier's).
+        let (op, dt) = (*op, k.out.dtype);
+        for d in 0..window {
+            open_loop(&mut c, &mut indent, d);
+        }
+        let extent = k.space[inner];
+        let _ = writeln!(c, "{indent}{} row[{extent}];", value_type(dt));
+        let _ = writeln!(c, "{indent}{header} row[i{inner}] = out[{at_out}]; }}");
+        let opened = indent.len();
+        for d in window..inner {
+            open_loop(&mut c, &mut indent, d);
+        }
+        let _ = writeln!(c, "{indent}#pragma GCC ivdep");
+        let _ = writeln!(c, "{indent}{header}");
+        c.push_str(&element(&format!("{indent}    ")));
+        let _ = writeln!(c, "{indent}    row[i{inner}] = {};", combine(op, dt, &format!("row[i{inner}]"), &value));
+        let _ = writeln!(c, "{indent}}}");
+        while indent.len() > opened {
+            indent.truncate(indent.len() - 4);
+            let _ = writeln!(c, "{indent}}}");
+        }
+        let _ = writeln!(c, "{indent}{header} out[{at_out}] = {}; }}", stored(&format!("row[i{inner}]"), dt));
+        while indent.len() > 4 {
+            indent.truncate(indent.len() - 4);
+            let _ = writeln!(c, "{indent}}}");
+        }
+        c.push_str("}\n");
+        return Ok(c);
+    }
+    for d in 0..inner {
+        open_loop(&mut c, &mut indent, d);
+    }
     match &k.reduce {
         Some((op, _)) if reduced(inner) && inline => {
             // Along the innermost axis, in the Cranelift tier's order exactly: eight partial
