@@ -3,9 +3,12 @@
 //! bit for bit what the same kernels compute in the JIT (which the JIT tests check against the
 //! interpreter).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
+use common::scratch::Scratch;
 use kiln::codegen::aot::ObjectKernels;
 use kiln::codegen::cpu::{CpuJit, MATH_SYMBOLS};
 use kiln::codegen::kernel::{Kernel, lower_group};
@@ -13,11 +16,8 @@ use kiln::ir::{Graph, Value};
 use kiln::passes::fuse::{GroupKind, Mode, partition};
 use kiln::prelude::*;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kiln-aot-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(name: &str) -> Scratch {
+    Scratch::new("aot", name)
 }
 
 /// The one fused kernel of `g` (its only group).

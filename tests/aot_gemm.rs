@@ -9,8 +9,11 @@
 //! with A given transposed (so it is packed): the tile sums every element in the same order
 //! whichever way A is read.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
+
+use common::scratch::Scratch;
 
 /// The C test program: `#include`s the runtime and prints one line per failure, then `done N`
 /// with the number of products checked.
@@ -111,11 +114,8 @@ int main(void) {
 }
 "#;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kiln-aotgemm-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(name: &str) -> Scratch {
+    Scratch::new("aotgemm", name)
 }
 
 #[test]
@@ -134,5 +134,4 @@ fn the_c_gemm_matches_a_double_sum_and_reads_a_in_place_bit_for_bit() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}");
     assert!(stdout.contains("done 722 products, 0 failures"), "{stdout}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

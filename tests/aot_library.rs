@@ -10,21 +10,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::le_bytes;
+use common::{le_bytes, scratch::Scratch};
 use kiln::aot::{AotError, BuildError, BuildOptions, KernelCompiler, Target};
 use kiln::ir::{Graph, Value};
 use kiln::prelude::*;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = scratch_path(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The scratch directory of test `name` (made by [`scratch`]).
-fn scratch_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("kiln-aotlib-{}-{name}", std::process::id()))
+fn scratch(name: &str) -> Scratch {
+    Scratch::new("aotlib", name)
 }
 
 fn cc(args: &[&str], dir: &Path) {
@@ -237,7 +229,14 @@ fn run_library(
 
 /// Builds `graph` into a library, runs it from C on 3 threads and checks descriptors, error
 /// codes and outputs against the JIT (relative tolerance `tol`).
-fn check_against_jit(graph: &Graph, name: &str, tol: f64) -> Vec<&'static str> {
+/// A library checked against the JIT: its directory (removed when this drops) and the libm
+/// functions it needs.
+struct Checked {
+    dir: Scratch,
+    libm: Vec<&'static str>,
+}
+
+fn check_against_jit(graph: &Graph, name: &str, tol: f64) -> Checked {
     check_target_against_jit(graph, name, tol, (Target::Native, KernelCompiler::C))
 }
 
@@ -247,7 +246,7 @@ fn check_target_against_jit(
     name: &str,
     tol: f64,
     (target, kernels): (Target, KernelCompiler),
-) -> Vec<&'static str> {
+) -> Checked {
     let dir = scratch(name);
     let weights = kiln::ir::init::init_params(graph, 3);
     let mut options = BuildOptions::new(name, &dir);
@@ -301,13 +300,13 @@ fn check_target_against_jit(
             assert!((a - b).abs() <= tol * scale, "{name}.{oname}[{i}]: JIT {a}, library {b}");
         }
     }
-    lib.libm
+    Checked { dir, libm: lib.libm }
 }
 
 #[test]
 fn mnist_mlp_library_matches_the_jit() {
     for (batch, name) in [(1, "mnist_mlp"), (13, "mnist_mlp_b13")] {
-        let libm = check_against_jit(&kiln::zoo::mnist_mlp(batch).unwrap().graph, name, 1e-5);
+        let libm = check_against_jit(&kiln::zoo::mnist_mlp(batch).unwrap().graph, name, 1e-5).libm;
         assert!(libm.is_empty(), "{libm:?}");
     }
 }
@@ -331,17 +330,17 @@ fn channels_last_cifar_cnn_library_matches_the_jit() {
 
 #[test]
 fn transformer_block_library_matches_the_jit() {
-    let libm = check_against_jit(&kiln::zoo::transformer_block(2).unwrap().graph, "transformer_block", 1e-4);
+    let libm = check_against_jit(&kiln::zoo::transformer_block(2).unwrap().graph, "transformer_block", 1e-4).libm;
     assert!(libm.is_empty(), "{libm:?}");
 }
 
 #[test]
 fn lstm_classifier_library_matches_the_jit_and_refuses_bad_ids() {
     let graph = kiln::zoo::lstm_classifier(2).unwrap().graph;
-    let libm = check_against_jit(&graph, "lstm", 1e-5);
-    assert!(libm.is_empty(), "{libm:?}");
+    let checked = check_against_jit(&graph, "lstm", 1e-5);
+    assert!(checked.libm.is_empty(), "{:?}", checked.libm);
     // A token id outside the embedding table: an error code, not a read out of bounds.
-    let dir = scratch_path("lstm");
+    let dir = checked.dir.path();
     let mut ids = random_inputs(&graph, 11);
     if let Value::I32(a) = &mut ids[0].1 {
         a[[1, 5]] = 10_000;
@@ -365,7 +364,7 @@ fn lstm_classifier_library_matches_the_jit_and_refuses_bad_ids() {
 fn movement_gradients_f64_and_repeated_outputs_match_the_jit() {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/aot_odd.kir")).unwrap();
     let graph = kiln::ir::parse_module(&text).unwrap().remove(0);
-    let libm = check_against_jit(&graph, "odd", 1e-9);
+    let libm = check_against_jit(&graph, "odd", 1e-9).libm;
     assert_eq!(libm, ["exp"], "f64 exp calls libm");
 }
 
@@ -404,8 +403,8 @@ fn library_kernels_run_at_full_width_from_c_or_as_cranelift_compiles_them() {
     let graph = kiln::zoo::lenet5(2).unwrap().graph;
     for (kernels, tag) in [(KernelCompiler::C, "c"), (KernelCompiler::Cranelift, "cranelift")] {
         let name = format!("lenet5_{tag}");
-        check_target_against_jit(&graph, &name, 1e-5, (Target::Native, kernels));
-        let asm = disassembly(&scratch_path(&name).join(format!("lib{name}.so")));
+        let checked = check_target_against_jit(&graph, &name, 1e-5, (Target::Native, kernels));
+        let asm = disassembly(&checked.dir.join(format!("lib{name}.so")));
         let uses = kernel_instructions_on(&asm, wide);
         match kernels {
             KernelCompiler::C => assert!(uses > 0, "{name}: no kernel instruction on {wide} registers"),
@@ -428,8 +427,8 @@ fn libraries_for_older_cpus_match_the_jit_and_use_only_their_instructions() {
             [(kiln::zoo::lenet5(2).unwrap().graph, "lenet5"), (kiln::zoo::transformer_block(1).unwrap().graph, "tb")]
         {
             let name = format!("{model}_{tag}");
-            check_target_against_jit(&graph, &name, 1e-4, (target, KernelCompiler::C));
-            let asm = disassembly(&scratch_path(&name).join(format!("lib{name}.so")));
+            let checked = check_target_against_jit(&graph, &name, 1e-4, (target, KernelCompiler::C));
+            let asm = disassembly(&checked.dir.join(format!("lib{name}.so")));
             let uses = asm.lines().filter(|l| l.contains(forbidden) || l.contains("%zmm")).count();
             assert_eq!(uses, 0, "{name}: {uses} instructions on {forbidden} registers");
         }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
+use common::{scratch::Scratch, *};
 use kiln::ir::{Value, interp};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 
@@ -24,11 +24,8 @@ fn stderr(o: &Output) -> String {
 }
 
 /// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kiln-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(name: &str) -> Scratch {
+    Scratch::new("cli", name)
 }
 
 fn write_npy(path: &Path, v: &Value) {

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 
-use common::{assert_close, le_bytes};
+use common::{assert_close, le_bytes, scratch::Scratch};
 use kiln::frontend::Builder;
 use kiln::ir::{BinaryOp, CmpOp, DType, Graph, Op, ReduceOp, UnaryOp, Value, interp, parse_graph, verify};
 use kiln::runtime::exec::{Backend, run};
@@ -227,7 +227,7 @@ fn run_library(g: &Graph, feeds: &HashMap<String, Value>, dir: &std::path::Path)
 
 #[test]
 fn every_op_prints_parses_interprets_differentiates_and_runs_on_every_backend() {
-    let dir = std::env::temp_dir().join(format!("kiln-every-op-{}", std::process::id()));
+    let dir = Scratch::new("every-op", "libraries");
     let mut seen = BTreeSet::new();
     let mut refused: Vec<String> = Vec::new();
     for text in samples() {

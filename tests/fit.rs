@@ -2,19 +2,20 @@
 //! tasks, a short MNIST run that must learn, checkpoints (round trip, resume, bad tensors),
 //! prediction, dropout and weight decay.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use common::scratch::Scratch;
 use kiln::data::{self, DataError, mnist, synthetic};
 use kiln::fit::{self, Config, Outcome, Predictor, Trainer, checkpoint};
 use kiln::ir::Value;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kiln-fit-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(name: &str) -> Scratch {
+    Scratch::new("fit", name)
 }
 
 fn i32s(v: &Value) -> Vec<i32> {
@@ -205,7 +206,8 @@ fn xor_reaches_every_point() {
 fn checkpoints_round_trip_bit_exactly() {
     let mut t = xor_trainer(1);
     t.run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {}).unwrap();
-    let path = scratch("roundtrip").join("x.safetensors");
+    let dir = scratch("roundtrip");
+    let path = dir.join("x.safetensors");
     t.save(&path).unwrap();
     let ck = checkpoint::load(&path).unwrap();
     for (name, v) in t.values() {
@@ -237,7 +239,8 @@ fn resuming_continues_the_same_loss_curve() {
     let mut first = xor_trainer(3);
     let outcome = run_steps(&mut first, 300);
     assert_eq!(outcome, Outcome::Interrupted);
-    let path = scratch("resume").join("x.safetensors");
+    let dir = scratch("resume");
+    let path = dir.join("x.safetensors");
     first.save(&path).unwrap();
     let task = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
     let mut config = Config::defaults(&task);
@@ -391,7 +394,8 @@ fn the_gan_resumes_with_the_same_losses() {
         )
         .unwrap();
     assert_eq!(outcome, Outcome::Interrupted);
-    let path = scratch("gan").join("gan.safetensors");
+    let dir = scratch("gan");
+    let path = dir.join("gan.safetensors");
     first.save(&path).unwrap();
     let mut resumed = fit::gan::GanTrainer::resume(images.clone(), config.clone(), &path).unwrap();
     resumed.run(&AtomicBool::new(false), &mut |_, _| {}, &mut |_, _, _| {}).unwrap();
@@ -429,7 +433,8 @@ fn training_on_the_emulated_gpu_matches_the_cpu_and_resumes() {
     // Interrupted, saved, resumed on the GPU: the same curve as the uninterrupted GPU run.
     let mut first = trainer(gpu);
     assert_eq!(run_steps(&mut first, 150), Outcome::Interrupted);
-    let path = scratch("gpu-resume").join("x.safetensors");
+    let dir = scratch("gpu-resume");
+    let path = dir.join("x.safetensors");
     first.save(&path).unwrap();
     let task = fit::task("xor_mlp", Path::new("/nonexistent"), 0).unwrap();
     let mut config = Config::defaults(&task);

@@ -96,9 +96,7 @@ fn index_arithmetic_is_32_bit_unless_a_buffer_needs_64() {
 #[ignore = "needs NVRTC (.ci/run installs it and runs this test)"]
 fn every_rendered_module_compiles_with_nvrtc() {
     let required = std::env::var("KILN_REQUIRE_NVRTC").is_ok_and(|v| v == "1");
-    let dir = std::env::temp_dir().join(format!("kiln-gpu-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch::Scratch::new("gpu", "nvrtc");
     let mut files = Vec::new();
     let mut graphs = zoo_graphs();
     graphs.push(("huge".into(), huge_graph()));

@@ -122,7 +122,8 @@ struct Library {
 }
 
 fn library() -> Library {
-    let dir = std::env::temp_dir().join(format!("kiln-descriptors-{}", std::process::id()));
+    // Removed once loaded (the mapping outlives the file); one directory per thread.
+    let dir = common::scratch::Scratch::new("descriptors", &format!("{:?}", std::thread::current().id()));
     let g = parse_graph(GRAPH).unwrap();
     let lib = kiln::aot::build(&g, &HashMap::new(), &kiln::aot::BuildOptions::new("d", &dir)).unwrap();
     // SAFETY: the library was just built by kiln; the symbols have the C signatures of its

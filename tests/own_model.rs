@@ -2,9 +2,12 @@
 //! regression scored by MSE and MAE, the validation split, checkpoints and resume, prediction,
 //! and clear errors for data that does not fit the model.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
+use common::scratch::Scratch;
 use kiln::data::Dataset;
 use kiln::fit::{self, Config, Defaults, Loss, Metric, Model, Predictor, Task, Trainer};
 use kiln::prelude::*;
@@ -32,10 +35,8 @@ fn sine_task(metric: Metric) -> Task {
         .with_defaults(Defaults { epochs: 30, batch: 16, lr: 0.02, ..Defaults::default() })
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-own-model-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new("own-model", name)
 }
 
 fn run(t: &mut Trainer) -> Vec<f64> {
@@ -67,7 +68,8 @@ fn an_own_regression_trains_with_a_validation_split_and_is_scored_by_mse() {
     let test = t.test_score().unwrap().unwrap();
     assert!(test < 0.03, "test MSE {test}");
     // The score is the mean squared error of the predictions, computed here independently.
-    let mut p = Predictor::from_checkpoint(task.clone(), &save(&t, "mse"), 7, 1).unwrap();
+    let (_dir, checkpoint) = save(&t, "mse");
+    let mut p = Predictor::from_checkpoint(task.clone(), &checkpoint, 7, 1).unwrap();
     let data = task.test.as_ref().unwrap();
     let predicted = p.predict(&data.x).unwrap();
     assert_eq!(predicted.shape(), &[100, 1]);
@@ -88,10 +90,12 @@ fn an_own_regression_trains_with_a_validation_split_and_is_scored_by_mse() {
     assert_ne!(other.held_out().unwrap().data, t.held_out().unwrap().data);
 }
 
-fn save(t: &Trainer, name: &str) -> PathBuf {
-    let path = scratch(name).join("model.safetensors");
+/// `t`'s checkpoint in a scratch directory (removed when the returned guard drops).
+fn save(t: &Trainer, name: &str) -> (Scratch, PathBuf) {
+    let dir = scratch(name);
+    let path = dir.join("model.safetensors");
     t.save(&path).unwrap();
-    path
+    (dir, path)
 }
 
 #[test]
@@ -106,7 +110,8 @@ fn mae_trains_and_scores_mean_absolute_error() {
     let scores = run(&mut t);
     assert!(scores[11] < 0.15 && scores[11] < scores[0], "test MAE by epoch: {scores:?}");
     let data = task.test.as_ref().unwrap();
-    let mut p = Predictor::from_checkpoint(task.clone(), &save(&t, "mae"), 100, 1).unwrap();
+    let (_dir, checkpoint) = save(&t, "mae");
+    let mut p = Predictor::from_checkpoint(task.clone(), &checkpoint, 100, 1).unwrap();
     let pred = p.predict(&data.x).unwrap().to_f64_vec();
     let mae = pred.iter().zip(data.y.to_f64_vec()).map(|(p, t)| (p - t).abs()).sum::<f64>() / 100.0;
     assert!((mae - scores[11]).abs() < 1e-6, "{mae} vs {}", scores[11]);
@@ -122,7 +127,7 @@ fn an_own_model_resumes_where_it_stopped() {
     config.epochs = 2;
     let mut first = Trainer::new(task.clone(), config.clone()).unwrap();
     run(&mut first);
-    let path = save(&first, "resume");
+    let (_dir, path) = save(&first, "resume");
     config.epochs = 4;
     let mut resumed = Trainer::resume(task.clone(), config.clone(), &path).unwrap();
     run(&mut resumed);

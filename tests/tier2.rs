@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{f32v, mixed, pseudo};
+use common::{f32v, mixed, pseudo, scratch::Scratch};
 use kiln::ir::{DType, Graph, Value};
 use kiln::runtime::tier2::{self, Options, Status};
 use proptest::prelude::*;
@@ -21,11 +21,8 @@ use proptest::prelude::*;
 const PATIENCE: Duration = Duration::from_secs(600);
 
 /// A fresh cache directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-tier2-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new("tier2", name)
 }
 
 /// Tier-2 options compiling into `dir` (whatever the environment says about the tier), every

@@ -4,6 +4,7 @@
 pub mod convs;
 pub mod mixed;
 pub mod partition;
+pub mod scratch;
 
 use std::collections::HashMap;
 
