@@ -345,14 +345,14 @@ fn lstm_classifier_library_matches_the_jit_and_refuses_bad_ids() {
     if let Value::I32(a) = &mut ids[0].1 {
         a[[1, 5]] = 10_000;
     }
-    let exe = harness(&dir);
+    let exe = harness(dir);
     std::fs::write(dir.join("bad.bin"), le_bytes(&ids[0].1)).unwrap();
     let o = Command::new(exe)
         .arg(dir.join("liblstm.so"))
         .args(["lstm", "1", "1"])
         .arg(dir.join("bad.bin"))
         .args(["--", "o.bin"])
-        .current_dir(&dir)
+        .current_dir(dir)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
