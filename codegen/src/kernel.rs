@@ -171,6 +171,50 @@ impl Kernel {
         self
     }
 
+    /// Blocks a transpose: for an elementwise kernel whose output is contiguous along the
+    /// innermost axis while some input steps through it at least [`BLOCK_STRIDE_MIN`]
+    /// elements apart (each element a cache line of its own) over more than
+    /// [`BLOCK_SPAN_MIN`] bytes, and is contiguous along another axis, both axes are cut into
+    /// tiles of `b`×`b` (16 or 8, whichever divides both): the nest visits one tile at a
+    /// time, so the tile's input lines, loaded for its first row, are read again from the
+    /// nearest cache for the next ones. (A row whose lines span less stays in that cache
+    /// unblocked, where the tiles' shorter loops only cost: a `[8,64,4,32]` head transpose ran
+    /// 20 µs plain and 50 tiled.) The space becomes `[other axes…, a/b, inner/b, b, b]`.
+    /// Every element is computed once, as before; only the order of the (independent)
+    /// elements changes.
+    pub fn block_transpose(mut self) -> Kernel {
+        let rank = self.space.len();
+        if self.reduce.is_some() || rank < 2 || self.out_strides[rank - 1] != 1 || self.space.contains(&0) {
+            return self;
+        }
+        let inner = rank - 1;
+        let Some(far) = self.inputs.iter().max_by_key(|i| i.strides[inner].unsigned_abs()) else { return self };
+        let stride = far.strides[inner].unsigned_abs();
+        let span = stride * self.space[inner] as u64 * far.dtype.size_bytes() as u64;
+        if stride < BLOCK_STRIDE_MIN || span <= BLOCK_SPAN_MIN {
+            return self;
+        }
+        let Some(a) = (0..inner).find(|&d| far.strides[d].abs() == 1) else { return self };
+        let Some(b) = [16, 8].into_iter().find(|b| self.space[a] % b == 0 && self.space[inner] % b == 0) else {
+            return self;
+        };
+        let kept: Vec<usize> = (0..inner).filter(|&d| d != a).collect();
+        let block = |v: &[i64]| -> Vec<i64> {
+            let b = b as i64;
+            kept.iter().map(|&d| v[d]).chain([v[a] * b, v[inner] * b, v[a], v[inner]]).collect()
+        };
+        self.out_strides = block(&self.out_strides);
+        for input in &mut self.inputs {
+            input.strides = block(&input.strides);
+        }
+        for side in &mut self.side_outputs {
+            side.strides = block(&side.strides);
+        }
+        let (na, ni) = (self.space[a], self.space[inner]);
+        self.space = kept.iter().map(|&d| self.space[d]).chain([na / b, ni / b, b, b]).collect();
+        self
+    }
+
     /// Per body instruction, its operands if it is a float multiply whose only use is an
     /// addition and `fma` (the target has fused multiply-add): every CPU backend contracts
     /// such a pair into one fused multiply-add (one rounding instead of two, as C compilers do
@@ -240,6 +284,15 @@ impl Kernel {
         }
     }
 }
+
+/// The innermost-axis stride (elements) from which an input's reads count as a transpose's
+/// for [`Kernel::block_transpose`]: sixteen `f32`, one element per 64-byte cache line.
+pub const BLOCK_STRIDE_MIN: u64 = 16;
+
+/// The bytes one output row's reads must span for [`Kernel::block_transpose`] to tile it:
+/// 32 KiB, about a level-1 data cache (measured: a `[128,512]` transpose, 256 KiB a row, went
+/// from 135 to 29 µs tiled; a `[8,64,4,32]` one, 32 KiB a row, from 20 to 50 µs).
+pub const BLOCK_SPAN_MIN: u64 = 32 << 10;
 
 /// Strides of the row-major `out` over `space`: its own strides along kept axes, 0 along
 /// reduced ones.
@@ -423,7 +476,7 @@ pub fn lower_stored(graph: &Graph, members: &[NodeId], side_outputs: &[NodeId]) 
         let strides = contiguous_strides(out.dims());
         kernel.side_outputs.push(SideOutput { node, value, dtype: graph.ty(node).dtype, strides });
     }
-    Ok(kernel.collapse().interchange(4).collapse())
+    Ok(kernel.collapse().interchange(4).collapse().block_transpose())
 }
 
 /// How a kernel reads the materialized operand of a movement op `n` over an output of extents
