@@ -195,7 +195,9 @@ impl Kernel {
             return self;
         }
         let Some(a) = (0..inner).find(|&d| far.strides[d].abs() == 1) else { return self };
-        let Some(b) = [16, 8].into_iter().find(|b| self.space[a] % b == 0 && self.space[inner] % b == 0) else {
+        let Some(b) =
+            [16, 8].into_iter().find(|b| self.space[a].is_multiple_of(*b) && self.space[inner].is_multiple_of(*b))
+        else {
             return self;
         };
         let kept: Vec<usize> = (0..inner).filter(|&d| d != a).collect();
