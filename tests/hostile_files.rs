@@ -3,9 +3,12 @@
 //! what a lying header claims. Bounded property tests; `KILN_FUZZ_CASES=100000` for a long run
 //! (`docs/reliability.md` keeps the last one's outcomes).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use common::scratch::Scratch;
 use kiln::ir::{DType, Value};
 use proptest::prelude::*;
 
@@ -13,11 +16,12 @@ fn cases(default: u32) -> u32 {
     std::env::var("KILN_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// A scratch file unique to this test process and `name`.
-fn scratch_file(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-hostile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A scratch file unique to this test process and `name`, in a directory removed when the
+/// returned guard drops.
+fn scratch_file(name: &str) -> (Scratch, PathBuf) {
+    let dir = Scratch::new("hostile", name);
+    let path = dir.join(name);
+    (dir, path)
 }
 
 /// One byte-level edit.
@@ -90,7 +94,7 @@ fn npy_seeds() -> Vec<(DType, Vec<u8>)> {
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let path = scratch_file(&format!("seed{i}.npy"));
+            let (_dir, path) = scratch_file(&format!("seed{i}.npy"));
             kiln::runtime::npy::write(&path, v).unwrap();
             (v.dtype(), std::fs::read(&path).unwrap())
         })
@@ -99,7 +103,7 @@ fn npy_seeds() -> Vec<(DType, Vec<u8>)> {
 
 /// A checkpoint of every dtype, with metadata.
 fn safetensors_seed() -> Vec<u8> {
-    let path = scratch_file("seed.safetensors");
+    let (_dir, path) = scratch_file("seed.safetensors");
     let a = Value::from_vec(&[2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
     let b = Value::from_vec(&[3], vec![1i64, 2, 3]).unwrap();
     let c = Value::from_vec(&[2], vec![true, false]).unwrap();
@@ -118,7 +122,7 @@ proptest! {
         let seeds = npy_seeds();
         let (_, seed) = &seeds[which % seeds.len()];
         let bytes = apply(seed.clone(), &edits);
-        let path = scratch_file(&format!("case-{which}.npy"));
+        let (_dir, path) = scratch_file(&format!("case-{which}.npy"));
         std::fs::write(&path, &bytes).unwrap();
         let dtype = DType::ALL[asked % 5];
         match kiln::runtime::npy::read_dtype(&path, dtype) {
@@ -135,7 +139,7 @@ proptest! {
     #[test]
     fn mutated_checkpoints_load_or_fail_cleanly(edits in prop::collection::vec(edit(), 1..5)) {
         let bytes = apply(safetensors_seed(), &edits);
-        let path = scratch_file("case.safetensors");
+        let (_dir, path) = scratch_file("case.safetensors");
         std::fs::write(&path, &bytes).unwrap();
         match kiln::fit::checkpoint::load(&path) {
             Ok(ck) => {

@@ -3,6 +3,8 @@
 //! by `cargo test` and run with
 //! `cargo test --release --test learns -- --ignored --test-threads 1`.
 
+mod common;
+
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -70,8 +72,7 @@ fn gan_losses_stay_finite_and_samples_are_drawn() {
     assert!(last(&h.d_loss) > 0.1 && last(&h.g_loss) < 5.0, "d {} g {}", last(&h.d_loss), last(&h.g_loss));
     let samples = t.samples().unwrap();
     assert_eq!(samples.len(), fit::gan::SAMPLES);
-    let dir = std::env::temp_dir().join(format!("kiln-gan-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch::Scratch::new("gan", "samples");
     fit::plot::image_grid(&dir.join("samples.png"), &samples, 28, 28, 8).unwrap();
     assert!(Path::new(&dir.join("samples.png")).exists());
 }
