@@ -171,6 +171,24 @@ impl Kernel {
         self
     }
 
+    /// For a window reduction — a reduction whose innermost axis is kept (at most
+    /// [`WINDOW_ROW_MAX`] long, not `bool`) and whose axes just above it are all reduced, as
+    /// pooling's max over a window or a column sum — the first of those reduced axes. Both CPU
+    /// backends keep such a kernel's row of outputs in registers (or a local array) across the
+    /// reduced loops instead of accumulating through memory.
+    pub fn window_axes(&self) -> Option<usize> {
+        let (_, axes) = self.reduce.as_ref()?;
+        let inner = self.space.len().checked_sub(1)?;
+        if axes.contains(&inner) || self.space[inner] > WINDOW_ROW_MAX || self.out.dtype == DType::Bool {
+            return None;
+        }
+        let mut first = inner;
+        while first > 0 && axes.contains(&(first - 1)) {
+            first -= 1;
+        }
+        (first < inner).then_some(first)
+    }
+
     /// Blocks a transpose: for an elementwise kernel whose output is contiguous along the
     /// innermost axis while some input steps through it at least [`BLOCK_STRIDE_MIN`]
     /// elements apart (each element a cache line of its own) over more than
@@ -286,6 +304,9 @@ impl Kernel {
         }
     }
 }
+
+/// The longest output row a window reduction keeps in registers ([`Kernel::window_axes`]).
+pub const WINDOW_ROW_MAX: usize = 64;
 
 /// The innermost-axis stride (elements) from which an input's reads count as a transpose's
 /// for [`Kernel::block_transpose`]: sixteen `f32`, one element per 64-byte cache line.

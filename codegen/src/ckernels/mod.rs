@@ -276,29 +276,11 @@ fn combine(op: ReduceOp, d: DType, a: &str, b: &str) -> String {
     }
 }
 
-/// The longest output row [`render`] keeps in a local array across a window reduction.
-const WINDOW_ROW_MAX: usize = 64;
-
-/// For a reduction whose innermost axis is kept (at most [`WINDOW_ROW_MAX`] long) and whose
-/// axes just above it are all reduced: the first of those reduced axes.
-fn window_axes(k: &Kernel) -> Option<usize> {
-    let (_, axes) = k.reduce.as_ref()?;
-    let inner = k.space.len().checked_sub(1)?;
-    if axes.contains(&inner) || k.space[inner] > WINDOW_ROW_MAX || k.out.dtype == DType::Bool {
-        return None;
-    }
-    let mut first = inner;
-    while first > 0 && axes.contains(&(first - 1)) {
-        first -= 1;
-    }
-    (first < inner).then_some(first)
-}
-
 /// True if `k` is a window reduction (pooling's max or sum over a window, with a row of
 /// outputs innermost) that [`render`] accumulates in a local row: such kernels pay from C
 /// however short their rows.
 pub fn is_window_reduction(k: &Kernel) -> bool {
-    window_axes(k).is_some()
+    k.window_axes().is_some()
 }
 
 /// The C function `symbol` computing kernel `k` (see the module header), for a target with
@@ -380,7 +362,7 @@ pub fn render(k: &Kernel, symbol: &str, fma: bool) -> Result<String, RenderError
     let (from, to) =
         if inner == 0 { ("lo".to_string(), "hi".to_string()) } else { ("0".into(), format!("{}LL", k.space[inner])) };
     let header = format!("for (long long i{inner} = {from}; i{inner} < {to}; i{inner}++) {{");
-    if let (Some(window), Some((op, _))) = (window_axes(k), &k.reduce) {
+    if let (Some(window), Some((op, _))) = (k.window_axes(), &k.reduce) {
         // A window reduction (pooling, or a sum over rows) whose innermost axis is kept: the
         // row of outputs it updates lives in a local array across the reduced loops, so
         // nothing goes through memory the inputs might alias. Each output element combines

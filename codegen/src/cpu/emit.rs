@@ -148,7 +148,11 @@ impl<M: Module> KernelEmitter<M> {
             if let Some((op, _)) = &kernel.reduce {
                 init_reduction(&mut b, kernel, *op, out_ptr, (lo, hi));
             }
-            if rank == 0 {
+            if let Some(window) = kernel.window_axes() {
+                // Pooling and column sums: the output row in registers across the window.
+                em.window_nest(&mut b, &idx, window, (lo, hi), vector);
+                b.ins().jump(done, &[]);
+            } else if rank == 0 {
                 let v = em.compute(&mut b, &[], 1);
                 em.store(&mut b, &[], v, 1);
                 b.ins().jump(done, &[]);

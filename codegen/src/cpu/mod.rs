@@ -10,8 +10,9 @@
 //!
 //! The modules: `emit` (defining a kernel: signature, loop nest, reductions' initial values),
 //! `body` (one element or four lanes: loads, the body's instructions, stores, the vector loop,
-//! casts), `approx` (the inline transcendentals and their constants), `symbols` (the math
-//! functions kernels call), `isa` (the target ISA).
+//! casts), `window` (window reductions with their output row in registers), `approx` (the
+//! inline transcendentals and their constants), `symbols` (the math functions kernels call),
+//! `isa` (the target ISA).
 
 use std::collections::HashMap;
 
@@ -31,6 +32,7 @@ mod body;
 mod emit;
 mod isa;
 mod symbols;
+mod window;
 
 use approx::*;
 use body::*;
