@@ -256,7 +256,6 @@ pub(super) fn init_reduction(
         (ReduceOp::Max, DType::I32) => b.ins().iconst(ty, i64::from(i32::MIN)),
         (ReduceOp::Max, _) => b.ins().iconst(ty, i64::MIN),
     };
-    let (header, body, exit) = (b.create_block(), b.create_block(), b.create_block());
     let j = b.declare_var(types::I64);
     let (start, end) = if kernel.splits_outer() {
         let block = kernel.out_strides[0];
@@ -264,18 +263,33 @@ pub(super) fn init_reduction(
     } else {
         (b.ins().iconst(types::I64, 0), b.ins().iconst(types::I64, n))
     };
-    b.def_var(j, start);
+    counted_loop(b, j, (start, end), &mut |b| {
+        let jv = b.use_var(j);
+        let off = b.ins().imul_imm_s(jv, dt.size_bytes() as i64);
+        let addr = b.ins().iadd(out_ptr, off);
+        b.ins().store(MemFlagsData::trusted(), identity, addr, 0);
+    });
+}
+
+/// Emits `for var in from..to { body }` at the current block; the builder is left after it.
+pub(super) fn counted_loop(
+    b: &mut FunctionBuilder,
+    var: Variable,
+    (from, to): (Value, Value),
+    body: &mut dyn FnMut(&mut FunctionBuilder),
+) {
+    let (header, block, exit) = (b.create_block(), b.create_block(), b.create_block());
+    b.def_var(var, from);
     b.ins().jump(header, &[]);
     b.switch_to_block(header);
-    let jv = b.use_var(j);
-    let more = b.ins().icmp(IntCC::SignedLessThan, jv, end);
-    b.ins().brif(more, body, &[], exit, &[]);
-    b.switch_to_block(body);
-    let off = b.ins().imul_imm_s(jv, dt.size_bytes() as i64);
-    let addr = b.ins().iadd(out_ptr, off);
-    b.ins().store(MemFlagsData::trusted(), identity, addr, 0);
-    let next = b.ins().iadd_imm_s(jv, 1);
-    b.def_var(j, next);
+    let i = b.use_var(var);
+    let more = b.ins().icmp(IntCC::SignedLessThan, i, to);
+    b.ins().brif(more, block, &[], exit, &[]);
+    b.switch_to_block(block);
+    body(b);
+    let i = b.use_var(var);
+    let next = b.ins().iadd_imm_s(i, 1);
+    b.def_var(var, next);
     b.ins().jump(header, &[]);
     b.switch_to_block(exit);
 }

@@ -7,29 +7,6 @@
 
 use super::*;
 
-/// Emits `for var in from..to { body }` at the current block; the builder is left after it.
-fn counted_loop(
-    b: &mut FunctionBuilder,
-    var: Variable,
-    (from, to): (Value, Value),
-    body: &mut dyn FnMut(&mut FunctionBuilder),
-) {
-    let (header, block, exit) = (b.create_block(), b.create_block(), b.create_block());
-    b.def_var(var, from);
-    b.ins().jump(header, &[]);
-    b.switch_to_block(header);
-    let i = b.use_var(var);
-    let more = b.ins().icmp(IntCC::SignedLessThan, i, to);
-    b.ins().brif(more, block, &[], exit, &[]);
-    b.switch_to_block(block);
-    body(b);
-    let i = b.use_var(var);
-    let next = b.ins().iadd_imm_s(i, 1);
-    b.def_var(var, next);
-    b.ins().jump(header, &[]);
-    b.switch_to_block(exit);
-}
-
 /// Loops over `axes` (outermost first) around `body`: axis 0 over `lo..hi`, the others over
 /// their extent.
 fn nest(
