@@ -448,10 +448,10 @@ fn kernels_with_short_rows_stay_on_tier_1_unless_they_reduce_a_window() {
     let exe = kiln::compile(&g, kiln::Fusion::Fused).unwrap().with_tier2(o);
     assert!(exe.wait_for_tier2(PATIENCE));
     let goes = |k: &kiln::codegen::cpu::CompiledKernel| {
-        k.kernel.space.last().is_some_and(|&n| n >= 16) || kiln::codegen::ckernels::is_window_reduction(&k.kernel)
+        k.kernel.space.last().is_some_and(|&n| n >= 16) || k.kernel.window_axes().is_some()
     };
     let kernels: Vec<_> = exe.groups().filter_map(|(_, k)| k).collect();
-    let window = kernels.iter().filter(|k| kiln::codegen::ckernels::is_window_reduction(&k.kernel)).count();
+    let window = kernels.iter().filter(|k| k.kernel.window_axes().is_some()).count();
     let going = kernels.iter().filter(|k| goes(k)).count();
     assert_eq!(
         (kernels.len(), going, window),

@@ -69,7 +69,7 @@ pub struct Options {
 /// The shortest innermost loop a kernel goes to tier 2 with: sixteen, one 512-bit vector of
 /// `f32`. Shorter rows leave the C compiler's vectors mostly empty, where Cranelift's four
 /// lanes fit. Window reductions (pooling) go whatever their rows: their C keeps a row of
-/// outputs in a local array ([`kiln_codegen::ckernels::is_window_reduction`]), and the trial
+/// outputs in a local array ([`kiln_codegen::kernel::Kernel::window_axes`]), and the trial
 /// keeps the faster tier.
 pub const MIN_INNER: usize = 16;
 
@@ -238,7 +238,7 @@ impl Tier2 {
             .iter()
             .map(|k| {
                 let long_rows = k.kernel.space.last().is_some_and(|&n| n >= self.options.min_inner);
-                (long_rows || kiln_codegen::ckernels::is_window_reduction(&k.kernel)).then_some(*k)
+                (long_rows || k.kernel.window_axes().is_some()).then_some(*k)
             })
             .collect();
         match &self.state {

@@ -276,13 +276,6 @@ fn combine(op: ReduceOp, d: DType, a: &str, b: &str) -> String {
     }
 }
 
-/// True if `k` is a window reduction (pooling's max or sum over a window, with a row of
-/// outputs innermost) that [`render`] accumulates in a local row: such kernels pay from C
-/// however short their rows.
-pub fn is_window_reduction(k: &Kernel) -> bool {
-    k.window_axes().is_some()
-}
-
 /// The C function `symbol` computing kernel `k` (see the module header), for a target with
 /// (or without) fused multiply-add.
 pub fn render(k: &Kernel, symbol: &str, fma: bool) -> Result<String, RenderError> {

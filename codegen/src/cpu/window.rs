@@ -57,7 +57,8 @@ impl Emitter<'_> {
         let outer: Vec<usize> = (0..window).collect();
         let reduced: Vec<usize> = (window..inner).collect();
         nest(b, k, idx, &outer, range, &mut |b| {
-            // The reduced axes' indices do not move the output (their strides are 0).
+            // The reduced axes' indices do not move the output (their strides are 0); they are
+            // defined before the loops define them, since every index is read for an offset.
             let zero = b.ins().iconst(types::I64, 0);
             for &d in &reduced {
                 b.def_var(idx[d], zero);
@@ -90,9 +91,6 @@ impl Emitter<'_> {
             for &(acc, at, n) in &accs {
                 let first = b.ins().iconst(types::I64, at as i64);
                 b.def_var(idx[inner], first);
-                for &d in &reduced {
-                    b.def_var(idx[d], zero);
-                }
                 let index: Vec<Value> = idx.iter().map(|v| b.use_var(*v)).collect();
                 let off = Self::offset(b, &index, &k.out_strides, size);
                 let addr = b.ins().iadd(self.out_ptr, off);
