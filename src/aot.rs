@@ -57,18 +57,20 @@ pub fn build_model(
     options: &BuildOptions,
     pipeline: &str,
 ) -> Result<Library, BuildError> {
-    let graph = load_graph(target, batch)?;
-    let params = match weights {
-        Some(path) => checkpoint::load(path)
+    let (graph, own) = load_graph(target, batch)?;
+    let params = match (weights, own) {
+        (Some(path), _) => checkpoint::load(path)
             .and_then(|ck| ck.params_for(&graph, path))
             .map_err(|e| BuildError::Model(e.to_string()))?,
-        None => kiln_ir::init::init_params(&graph, seed),
+        (None, Some(own)) => own,
+        (None, None) => kiln_ir::init::init_params(&graph, seed),
     };
     build_with(&graph, &params, options, pipeline)
 }
 
-/// The forward graph of a zoo model, or the first function of a `.kir` file.
-fn load_graph(target: &str, batch: usize) -> Result<Graph, BuildError> {
+/// The forward graph of a zoo model, or the first function of a model file (`.kir` or
+/// `.onnx`) with the weights that came with it.
+fn load_graph(target: &str, batch: usize) -> Result<(Graph, Option<HashMap<String, Value>>), BuildError> {
     if batch == 0 {
         return Err(BuildError::Model("--batch must be at least 1".into()));
     }
@@ -83,20 +85,18 @@ fn load_graph(target: &str, batch: usize) -> Result<Graph, BuildError> {
         return models
             .into_iter()
             .next()
-            .map(|m| m.graph)
+            .map(|m| (m.graph, None))
             .ok_or_else(|| BuildError::Model(format!("{target}: no graph")));
     }
     let path = Path::new(target);
-    if path.extension().is_none_or(|x| x != "kir") && !path.exists() {
+    if path.extension().is_none_or(|x| x != "kir") && !crate::onnx::is_onnx(path) && !path.exists() {
         let names: Vec<&str> = crate::zoo::CATALOG.iter().map(|e| e.name).collect();
         return Err(BuildError::Model(format!(
-            "`{target}` is neither a zoo model ({}) nor a .kir file",
+            "`{target}` is neither a zoo model ({}) nor a .kir or .onnx file",
             names.join(", ")
         )));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| BuildError::Model(format!("{target}: {e}")))?;
-    let graphs = kiln_ir::parse_module(&text).map_err(|e| BuildError::Model(format!("{target}: {e}")))?;
-    let graph = graphs.into_iter().next().ok_or_else(|| BuildError::Model(format!("{target}: no function")))?;
-    kiln_ir::verify(&graph).map_err(|e| BuildError::Model(format!("{target}: {e}")))?;
-    Ok(graph)
+    let file = crate::model_file::read(path, batch).map_err(BuildError::Model)?;
+    let graph = file.graphs.into_iter().next().ok_or_else(|| BuildError::Model(format!("{target}: no function")))?;
+    Ok((graph, file.weights))
 }

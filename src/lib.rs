@@ -29,6 +29,8 @@ pub mod calibrate;
 pub mod data;
 pub mod fit;
 pub mod gpu;
+pub mod model_file;
+pub mod onnx;
 pub mod train;
 pub mod zoo;
 

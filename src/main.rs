@@ -23,7 +23,7 @@ struct Cli {
 /// at a batch size, or a `.kir` function.
 #[derive(clap::Args)]
 struct GraphArgs {
-    /// A zoo model name or a `.kir` file (its first function).
+    /// A zoo model name or a `.kir` or `.onnx` file (its first function).
     target: String,
     /// The training step (zoo models) instead of the forward graph.
     #[arg(long)]
@@ -31,9 +31,12 @@ struct GraphArgs {
     /// Optimizer of the training step.
     #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
     optimizer: OptimizerArg,
-    /// Batch size for zoo models.
+    /// Batch size for zoo models, and the extent of an `.onnx` model's symbolic dimensions.
     #[arg(long, default_value_t = 32)]
     batch: usize,
+    /// A loss on a model file's first output (input `labels`), for `--train-step`.
+    #[arg(long, value_enum)]
+    loss: Option<LossArg>,
 }
 
 #[derive(Subcommand)]
@@ -46,7 +49,7 @@ enum Command {
     },
     /// Print a model or `.kir` file at a compiler stage.
     Dump {
-        /// A zoo model name (see `kiln models`) or a path to a `.kir` file.
+        /// A zoo model name (see `kiln models`) or a path to a `.kir` or `.onnx` file.
         target: String,
         /// Which stage to print.
         #[arg(long, value_enum, default_value_t = Stage::Graph)]
@@ -54,9 +57,13 @@ enum Command {
         /// Output format: the text IR or Graphviz DOT.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// Batch size for zoo models.
+        /// Batch size for zoo models, and the extent of an `.onnx` model's symbolic dimensions.
         #[arg(long, default_value_t = 1)]
         batch: usize,
+        /// A loss on a model file's first output (a `labels` input added), so that the `grad`
+        /// and `train-step` stages can differentiate it.
+        #[arg(long, value_enum)]
+        loss: Option<LossArg>,
         /// Optimizer of the `train-step` stage.
         #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
         optimizer: OptimizerArg,
@@ -64,18 +71,24 @@ enum Command {
         #[arg(long)]
         train_step: bool,
     },
-    /// Optimize a `.kir` file with a pass pipeline; prints the result and each pass's report.
+    /// Optimize a `.kir` file (or an `.onnx` model) with a pass pipeline; prints the result and
+    /// each pass's report.
     Opt {
-        /// The `.kir` file.
+        /// The `.kir` or `.onnx` file.
         file: PathBuf,
         /// Comma-separated passes (the list is filled in from the pass registry at run time).
         #[arg(long, default_value = kiln::passes::DEFAULT_PIPELINE)]
         pipeline: String,
     },
-    /// Run a `.kir` function on `.npy` inputs and write one `.npy` per output.
+    /// Run a `.kir` function or an `.onnx` model on `.npy` inputs and write one `.npy` per
+    /// output. Parameters come from --input, else the model file's weights (an `.onnx` model's
+    /// initializers, or those `kiln import` wrote beside a `.kir` file), else the seed.
     Run {
-        /// The `.kir` file.
+        /// The `.kir` or `.onnx` file.
         file: PathBuf,
+        /// The extent of an `.onnx` model's symbolic dimensions (a dynamic batch).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
         /// The function to run, if the file has several.
         #[arg(long)]
         func: Option<String>,
@@ -247,6 +260,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = cli_train::DeviceArg::Cpu)]
         device: cli_train::DeviceArg,
     },
+    /// Import an `.onnx` model: its function as text IR in OUT (`.kir`) and its weights beside
+    /// it (OUT with the extension `.safetensors`), which every command reading OUT picks up.
+    Import {
+        /// The `.onnx` file.
+        file: PathBuf,
+        /// The `.kir` file to write.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+        /// The extent every symbolic dimension (a dynamic batch) is pinned to.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+    },
     /// Parse and verify a `.kir` file, printing every error found.
     Check {
         /// The `.kir` file.
@@ -286,6 +311,30 @@ enum BackendArg {
     Interp,
     /// Fused native kernels compiled with Cranelift.
     Jit,
+}
+
+/// Losses `--loss` puts on a model file's first output.
+#[derive(Clone, Copy, ValueEnum)]
+enum LossArg {
+    /// Cross entropy of logits against `i64` class labels (input `labels`).
+    CrossEntropy,
+    /// Mean squared error against targets of the output's type (input `labels`).
+    Mse,
+    /// Binary cross entropy of probabilities against float targets.
+    BinaryCrossEntropy,
+    /// Mean absolute error.
+    Mae,
+}
+
+impl LossArg {
+    fn loss(self) -> zoo::Loss {
+        match self {
+            LossArg::CrossEntropy => zoo::Loss::CrossEntropy,
+            LossArg::Mse => zoo::Loss::Mse,
+            LossArg::BinaryCrossEntropy => zoo::Loss::BinaryCrossEntropy,
+            LossArg::Mae => zoo::Loss::Mae,
+        }
+    }
 }
 
 /// Optimizers for `--stage train-step`, with their default hyperparameters.
@@ -359,7 +408,8 @@ fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     let r = match cli.command {
         Command::Models { batch } => models(batch),
-        Command::Dump { target, stage, format, batch, optimizer, train_step } => {
+        Command::Dump { target, stage, format, batch, optimizer, train_step, loss } => {
+            let src = Source { target: &target, batch, loss };
             let staging = match (stage, train_step) {
                 (
                     Stage::Optimized | Stage::Schedule | Stage::Kernels | Stage::Clif | Stage::Asm | Stage::Cuda,
@@ -374,23 +424,24 @@ fn main() -> ExitCode {
                 ) => Staging::Optimized,
             };
             match stage {
-                Stage::Schedule => dump_schedule(&target, staging, format, batch, optimizer),
+                Stage::Schedule => dump_schedule(src, staging, format, optimizer),
                 Stage::Kernels | Stage::Clif | Stage::Asm | Stage::Cuda => {
-                    dump_kernels(&target, staging, batch, optimizer, stage)
+                    dump_kernels(src, staging, optimizer, stage)
                 }
-                _ => dump(&target, staging, format, batch, optimizer),
+                _ => dump(src, staging, format, optimizer),
             }
         }
         Command::Opt { file, pipeline } => opt(&file, &pipeline),
-        Command::Run { file, func, inputs, seed, cast, pipeline, out, backend, device } => {
+        Command::Run { file, func, inputs, seed, cast, pipeline, out, backend, device, batch } => {
             let backend = match (device, backend) {
                 (cli_train::DeviceArg::Cuda, _) => kiln::runtime::exec::Backend::Gpu(kiln::gpu::DeviceKind::Cuda),
                 (_, BackendArg::Interp) => kiln::runtime::exec::Backend::Interp,
                 (_, BackendArg::Jit) => kiln::runtime::exec::Backend::Jit,
             };
-            run(&file, func.as_deref(), (&inputs, cast, pipeline.as_deref()), seed, &out, backend)
+            run((&file, batch), func.as_deref(), (&inputs, cast, pipeline.as_deref()), seed, &out, backend)
         }
         Command::Check { file } => check(&file),
+        Command::Import { file, out, batch } => import(&file, &out, batch),
         Command::Train(args) => cli_train::train(args),
         Command::Build { target, weights, batch, name, seed, keep_sources, kernels, cpu, pipeline, out } => {
             build(&target, weights.as_deref(), (batch, seed), name, (keep_sources, &kernels), (&cpu, &pipeline), &out)
@@ -403,14 +454,17 @@ fn main() -> ExitCode {
         }
         Command::Calibrate { runs, out, verbose } => calibrate(runs.max(1), out.as_deref(), verbose),
         Command::Profile {
-            graph: GraphArgs { target, train_step, optimizer, batch },
+            graph: GraphArgs { target, train_step, optimizer, batch, loss },
             runs,
             pipeline,
             summary,
             tier,
-        } => profile(&target, train_step.then_some(optimizer), batch, runs.max(1), &pipeline, (summary, tier)),
+        } => {
+            let src = Source { target: &target, batch, loss };
+            profile(src, train_step.then_some(optimizer), runs.max(1), &pipeline, (summary, tier))
+        }
         Command::Bench {
-            graph: GraphArgs { target, train_step, optimizer, batch },
+            graph: GraphArgs { target, train_step, optimizer, batch, loss },
             unfused,
             runs,
             threads,
@@ -421,7 +475,8 @@ fn main() -> ExitCode {
         } => {
             let threads = threads.unwrap_or_else(kiln::runtime::pool::threads_from_env).max(1);
             let step = train_step.then_some(optimizer);
-            bench(&target, step, batch, unfused, runs.max(1), threads, json, &pipeline, (device, tier))
+            let src = Source { target: &target, batch, loss };
+            bench(src, step, unfused, runs.max(1), threads, json, &pipeline, (device, tier))
         }
     };
     match r {
@@ -514,13 +569,14 @@ fn models(batch: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn read_module(path: &Path) -> Result<Vec<Graph>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let graphs = kiln::ir::parse_module(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    for g in &graphs {
-        kiln::ir::verify(g).map_err(|e| format!("{}: {e}", path.display()))?;
+/// A model file (`.kir` or `.onnx`, symbolic dimensions pinned to `batch`), its import notes
+/// said on stderr.
+fn read_model(path: &Path, batch: usize) -> Result<kiln::model_file::ModelFile, String> {
+    let file = kiln::model_file::read(path, batch)?;
+    for note in &file.notes {
+        eprintln!("note: {}: {note}", path.display());
     }
-    Ok(graphs)
+    Ok(file)
 }
 
 /// What `dump` was pointed at: zoo models (which know their loss) or parsed graphs.
@@ -529,16 +585,43 @@ enum Target {
     File(Vec<Graph>),
 }
 
-fn load_target(target: &str, batch: usize) -> Result<Target, String> {
+/// The parameter values a model file came with (an `.onnx` model's initializers).
+type Weights = Option<HashMap<String, Value>>;
+
+/// A zoo model, or a model file; `loss` puts a loss on a file's first output (zoo models have
+/// their own), so that its gradient and training step can be built.
+/// The model a command is pointed at: a zoo name or a file, the batch (zoo models, and the
+/// symbolic dimensions of `.onnx` models), and the loss to put on a file's output.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    target: &'a str,
+    batch: usize,
+    loss: Option<LossArg>,
+}
+
+fn load_target(Source { target, batch, loss }: Source<'_>) -> Result<(Target, Weights), String> {
     if let Some(e) = zoo::entry(target) {
-        return Ok(Target::Zoo(build_zoo(e, batch)?));
+        if loss.is_some() {
+            return Err(format!("--loss: zoo model {target} trains with its own loss"));
+        }
+        return Ok((Target::Zoo(build_zoo(e, batch)?), None));
     }
     let path = Path::new(target);
-    if path.extension().is_some_and(|x| x == "kir") || path.exists() {
-        return Ok(Target::File(read_module(path)?));
+    if path.extension().is_some_and(|x| x == "kir") || kiln::onnx::is_onnx(path) || path.exists() {
+        if batch == 0 {
+            return Err("--batch must be at least 1".into());
+        }
+        let file = read_model(path, batch)?;
+        let target = match loss {
+            None => Target::File(file.graphs),
+            Some(l) => Target::Zoo(
+                file.graphs.into_iter().map(|g| kiln::onnx::with_loss(g, l.loss())).collect::<Result<_, _>>()?,
+            ),
+        };
+        return Ok((target, file.weights));
     }
     let names: Vec<&str> = zoo::CATALOG.iter().map(|e| e.name).collect();
-    Err(format!("`{target}` is neither a zoo model ({}) nor a .kir file", names.join(", ")))
+    Err(format!("`{target}` is neither a zoo model ({}) nor a .kir or .onnx file", names.join(", ")))
 }
 
 /// What `dump` prints: a stage, with `--train-step` folded in.
@@ -594,8 +677,8 @@ fn staged(target: Target, stage: Staging, optimizer: OptimizerArg) -> Result<Vec
     })
 }
 
-fn dump(target: &str, stage: Staging, format: Format, batch: usize, optimizer: OptimizerArg) -> Result<(), String> {
-    let graphs = staged(load_target(target, batch)?, stage, optimizer)?;
+fn dump(src: Source<'_>, stage: Staging, format: Format, optimizer: OptimizerArg) -> Result<(), String> {
+    let graphs = staged(load_target(src)?.0, stage, optimizer)?;
     for (g, _) in &graphs {
         kiln::ir::verify(g).map_err(|e| format!("internal error: {e}"))?;
     }
@@ -618,7 +701,7 @@ fn dump(target: &str, stage: Staging, format: Format, batch: usize, optimizer: O
 
 fn opt(file: &Path, pipeline: &str) -> Result<(), String> {
     let pipeline = kiln::passes::Pipeline::parse(pipeline).map_err(|e| e.to_string())?;
-    let graphs = read_module(file)?;
+    let graphs = read_model(file, 1)?.graphs;
     let mut texts = Vec::new();
     for g in &graphs {
         let (out, reports) = pipeline.run(g).map_err(|e| e.to_string())?;
@@ -626,6 +709,30 @@ fn opt(file: &Path, pipeline: &str) -> Result<(), String> {
         texts.push(format!("{out}{}\n", report.join("\n")));
     }
     out!("{}", texts.join("\n"));
+    Ok(())
+}
+
+fn import(file: &Path, out: &Path, batch: usize) -> Result<(), String> {
+    if batch == 0 {
+        return Err("--batch must be at least 1".into());
+    }
+    let options = kiln::onnx::Options { batch, ..Default::default() };
+    let model = kiln::onnx::import_file(file, &options).map_err(|e| format!("{}: {e}", file.display()))?;
+    for note in &model.notes {
+        eprintln!("note: {}: {note}", file.display());
+    }
+    let weights = kiln::onnx::save(&model, out)?;
+    let g = &model.graph;
+    outln!(
+        "wrote {} (@{}: {} nodes, {} inputs, {} outputs) and {} ({} parameters)",
+        out.display(),
+        g.name(),
+        g.len(),
+        g.inputs().count(),
+        g.outputs().len(),
+        weights.display(),
+        model.weights.len()
+    );
     Ok(())
 }
 
@@ -664,10 +771,13 @@ fn pick_func(graphs: Vec<Graph>, func: Option<&str>) -> Result<Graph, String> {
     }
 }
 
-/// Inputs for a benchmark of `graph`: parameters from seed 0, data inputs from the
-/// generator (integers 0), learning rate 0.01.
-fn bench_feeds(graph: &kiln::ir::Graph) -> HashMap<String, Value> {
+/// Inputs for a benchmark of `graph`: parameters from the model file's `weights` or else seed
+/// 0, data inputs from the generator (integers 0), learning rate 0.01.
+fn bench_feeds(graph: &kiln::ir::Graph, weights: &Weights) -> HashMap<String, Value> {
     let mut feeds = kiln::ir::init::init_params(graph, 0);
+    if let Some(w) = weights {
+        feeds.extend(w.iter().filter(|(k, _)| graph.leaf(k).is_some()).map(|(k, v)| (k.clone(), v.clone())));
+    }
     for (i, (_, n)) in graph.inputs().enumerate() {
         let name = n.op.leaf_name().unwrap_or_default().to_string();
         let v = match n.ty.dtype {
@@ -718,18 +828,18 @@ fn calibrate(runs: usize, out: Option<&Path>, verbose: bool) -> Result<(), Strin
 }
 
 fn profile(
-    target: &str,
+    src: Source<'_>,
     train_step: Option<OptimizerArg>,
-    batch: usize,
     runs: usize,
     pipeline: &str,
     (summary, tier): (bool, u8),
 ) -> Result<(), String> {
     let stage = if train_step.is_some() { Staging::TrainStep } else { Staging::Graph };
-    let (graph, _) = staged(load_target(target, batch)?, stage, train_step.unwrap_or(OptimizerArg::Sgd))?
+    let (target, weights) = load_target(src)?;
+    let (graph, _) = staged(target, stage, train_step.unwrap_or(OptimizerArg::Sgd))?
         .into_iter()
         .next()
-        .ok_or_else(|| format!("`{target}` has no function"))?;
+        .ok_or_else(|| format!("`{}` has no function", src.target))?;
     let mut exe = kiln::compile_with(&graph, kiln::Fusion::Fused, pipeline).map_err(|e| e.to_string())?;
     if tier == 2 {
         if !exe.wait_for_tier2(std::time::Duration::from_secs(600)) {
@@ -739,7 +849,7 @@ fn profile(
         exe.set_tier2(kiln::runtime::tier2::Options::from_env().off());
     }
     exe.fits_in_memory().map_err(|e| e.to_string())?;
-    let feeds = bench_feeds(exe.graph());
+    let feeds = bench_feeds(exe.graph(), &weights);
     let model = kiln::passes::cost_model::CostModel::current();
     let steps = kiln::calibrate::profile(&exe, &feeds, runs, model).map_err(|e| e.to_string())?;
     let row = |s: &kiln::calibrate::StepTime| {
@@ -800,9 +910,8 @@ impl Bencher {
 
 #[allow(clippy::too_many_arguments)]
 fn bench(
-    target: &str,
+    src: Source<'_>,
     train_step: Option<OptimizerArg>,
-    batch: usize,
     unfused: bool,
     runs: usize,
     threads: usize,
@@ -812,17 +921,18 @@ fn bench(
 ) -> Result<(), String> {
     let stage = if train_step.is_some() { Staging::TrainStep } else { Staging::Graph };
     let optimizer = train_step.unwrap_or(OptimizerArg::Sgd);
-    let (graph, _) = staged(load_target(target, batch)?, stage, optimizer)?
+    let (target, weights) = load_target(src)?;
+    let (graph, _) = staged(target, stage, optimizer)?
         .into_iter()
         .next()
-        .ok_or_else(|| format!("`{target}` has no function"))?;
+        .ok_or_else(|| format!("`{}` has no function", src.target))?;
     let fusion = if unfused { kiln::Fusion::Unfused } else { kiln::Fusion::Fused };
     let start = std::time::Instant::now();
     let mut bencher = match device {
         cli_train::DeviceArg::Cpu => {
             let exe = kiln::compile_with(&graph, fusion, pipeline).map_err(|e| e.to_string())?.with_threads(threads);
             exe.fits_in_memory().map_err(|e| e.to_string())?;
-            let feeds = bench_feeds(exe.graph());
+            let feeds = bench_feeds(exe.graph(), &weights);
             Bencher::Cpu { exe: Box::new(exe), feeds, outputs: Vec::new() }
         }
         cli_train::DeviceArg::Cuda => {
@@ -831,7 +941,7 @@ fn bench(
             }
             let mut exe =
                 kiln::gpu::compile_with(&graph, kiln::gpu::DeviceKind::Cuda, pipeline).map_err(|e| e.to_string())?;
-            for (name, v) in bench_feeds(&exe.program().graph) {
+            for (name, v) in bench_feeds(&exe.program().graph, &weights) {
                 exe.set(&name, &v).map_err(|e| e.to_string())?;
             }
             if !json {
@@ -889,10 +999,11 @@ fn bench(
     };
     if json {
         outln!(
-            "{{\"model\": \"{}\", \"device\": \"{dev}\", \"mode\": \"{mode}\", \"train_step\": {}, \"optimizer\": {}, \"pipeline\": \"{pipeline}\", \"threads\": {threads}, \"batch\": {batch}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"tier\": {tier}, \"tier2_ms\": {}, \"tier2_kernels\": {tier2_kernels}, \"runs\": {runs}}}",
+            "{{\"model\": \"{}\", \"device\": \"{dev}\", \"mode\": \"{mode}\", \"train_step\": {}, \"optimizer\": {}, \"pipeline\": \"{pipeline}\", \"threads\": {threads}, \"batch\": {}, \"median_us\": {median:.1}, \"min_us\": {min:.1}, \"max_us\": {max:.1}, \"compile_ms\": {compile_ms:.1}, \"tier\": {tier}, \"tier2_ms\": {}, \"tier2_kernels\": {tier2_kernels}, \"runs\": {runs}}}",
             graph.name(),
             train_step.is_some(),
             train_step.map_or_else(|| "null".to_string(), |o| format!("\"{}\"", o.optimizer().name())),
+            src.batch,
             tier2_ms.map_or_else(|| "null".to_string(), |t| format!("{t:.1}"))
         );
     } else {
@@ -943,14 +1054,8 @@ fn fusion_choices(g: &Graph, choices: &kiln::passes::fuse::Choices) -> Vec<Strin
     lines
 }
 
-fn dump_schedule(
-    target: &str,
-    staging: Staging,
-    format: Format,
-    batch: usize,
-    optimizer: OptimizerArg,
-) -> Result<(), String> {
-    for (g, _) in staged(load_target(target, batch)?, staging, optimizer)? {
+fn dump_schedule(src: Source<'_>, staging: Staging, format: Format, optimizer: OptimizerArg) -> Result<(), String> {
+    for (g, _) in staged(load_target(src)?.0, staging, optimizer)? {
         let schedule = kiln::runtime::schedule::Schedule::build(&g, Default::default()).map_err(|e| e.to_string())?;
         match format {
             Format::Text => outln!("{schedule}"),
@@ -960,15 +1065,9 @@ fn dump_schedule(
     Ok(())
 }
 
-fn dump_kernels(
-    target: &str,
-    staging: Staging,
-    batch: usize,
-    optimizer: OptimizerArg,
-    stage: Stage,
-) -> Result<(), String> {
+fn dump_kernels(src: Source<'_>, staging: Staging, optimizer: OptimizerArg, stage: Stage) -> Result<(), String> {
     let options = kiln::runtime::jit::Options { disassemble: stage == Stage::Asm, ..Default::default() };
-    for (g, _) in staged(load_target(target, batch)?, staging, optimizer)? {
+    for (g, _) in staged(load_target(src)?.0, staging, optimizer)? {
         let exe = kiln::runtime::jit::compile(&g, options).map_err(|e| e.to_string())?;
         if stage == Stage::Cuda {
             let functions = kiln::gpu::functions(&exe);
@@ -1072,19 +1171,22 @@ fn cast_to(v: Value, ty: &kiln::ir::TensorType) -> Result<Value, String> {
 }
 
 fn run(
-    file: &Path,
+    (file, batch): (&Path, usize),
     func: Option<&str>,
     (inputs, cast, pipeline): (&[String], bool, Option<&str>),
     seed: u64,
     out: &Path,
     backend: kiln::runtime::exec::Backend,
 ) -> Result<(), String> {
-    let graph = pick_func(read_module(file)?, func)?;
+    let model = read_model(file, batch)?;
+    let graph = pick_func(model.graphs, func)?;
     let graph = match pipeline {
         Some(p) => kiln::passes::Pipeline::parse(p).and_then(|p| p.run(&graph)).map_err(|e| e.to_string())?.0,
         None => graph,
     };
-    let mut feeds: HashMap<String, Value> = HashMap::new();
+    // The model file's own weights, unless --input gives others.
+    let mut feeds: HashMap<String, Value> = model.weights.unwrap_or_default();
+    feeds.retain(|name, _| graph.leaf(name).is_some());
     for spec in inputs {
         let (name, path) = spec.split_once('=').ok_or_else(|| format!("--input `{spec}`: expected NAME=path.npy"))?;
         let Some(id) = graph.leaf(name) else {

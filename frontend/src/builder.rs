@@ -180,6 +180,13 @@ impl Builder {
         !self.errors.borrow().is_empty()
     }
 
+    /// Removes and returns the errors recorded so far, so that a caller building the graph in
+    /// steps (an importer, node by node) can say which step failed. Handles poisoned by them
+    /// stay poisoned.
+    pub fn take_errors(&self) -> Vec<BuildError> {
+        std::mem::take(&mut *self.errors.borrow_mut())
+    }
+
     pub(crate) fn handle(&self, id: Option<NodeId>) -> Tensor<'_> {
         Tensor { id, b: self }
     }
@@ -232,6 +239,13 @@ impl Builder {
     #[track_caller]
     pub fn param(&self, name: &str, dims: impl Into<Vec<usize>>, init: Init) -> Tensor<'_> {
         let r = self.graph.borrow_mut().param(name, TensorType::new(self.float, dims.into()), init);
+        self.new_leaf("param", r)
+    }
+
+    /// A trainable parameter of any float dtype (`f32` or `f64`), whatever the builder's own.
+    #[track_caller]
+    pub fn param_of(&self, name: &str, dtype: DType, dims: impl Into<Vec<usize>>, init: Init) -> Tensor<'_> {
+        let r = self.graph.borrow_mut().param(name, TensorType::new(dtype, dims.into()), init);
         self.new_leaf("param", r)
     }
 

@@ -471,6 +471,25 @@ impl<'b> Tensor<'b> {
         self.b.apply(Op::Conv2d(attrs), &[*self, weight], None)
     }
 
+    /// Transposed 2-D convolution (the adjoint of [`Tensor::conv2d`] in its input): `self` is
+    /// shaped like a convolution's output `[N, O, H, W]`, `weight` is `[O, C/groups, KH, KW]`,
+    /// and the result is `[N, C, out_hw[0], out_hw[1]]`, which must be a size whose
+    /// convolution with these attributes has `self`'s shape (`docs/ops.md`,
+    /// `conv2d_grad_input`).
+    #[track_caller]
+    pub fn conv2d_transpose(&self, weight: Tensor<'b>, attrs: ConvAttrs, out_hw: [usize; 2]) -> Tensor<'b> {
+        if self.is_poisoned() || weight.is_poisoned() {
+            return self.b.handle(None);
+        }
+        let (s, w) = (self.shape(), weight.shape());
+        if s.len() != 4 || w.len() != 4 {
+            self.b.fail("conv2d_transpose", format!("expects [N,O,H,W] and [O,C/G,KH,KW], got {} and {}", self.ty(), weight.ty()));
+            return self.b.handle(None);
+        }
+        let ty = TensorType::new(self.dtype(), vec![s[0], w[1] * attrs.groups, out_hw[0], out_hw[1]]);
+        self.b.apply(Op::Conv2dGradInput(attrs), &[*self, weight], Some(ty))
+    }
+
     /// `take` along `axis`: rows of `self` picked by integer `indices`.
     #[track_caller]
     pub fn gather(&self, indices: Tensor<'b>, axis: isize) -> Tensor<'b> {

@@ -1,0 +1,497 @@
+//! Lowering an ONNX graph node by node into a kiln [`Builder`]: the import driver
+//! ([`import_model`]), the per-node context ([`Cx`]) the op translations read their operands
+//! and attributes through, and the dispatch from op type to translation.
+//!
+//! Values are tracked by ONNX name as [`Val`]s: known at import time (initializers, constants,
+//! folded nodes) or computed at run time (a kiln tensor). A known value becomes a kiln tensor
+//! only when a run-time op reads it ([`Materialize`]): one number repeated becomes a `const`;
+//! anything else a parameter whose value goes to [`Imported::weights`] (integers and bools as
+//! an `f64` parameter cast to their dtype). Nodes whose inputs are all known are folded
+//! (`crate::fold`).
+
+mod activation;
+mod attrs;
+mod elementwise;
+mod movement;
+mod nn;
+mod recurrent;
+mod reduce;
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::rc::Rc;
+
+use kiln_frontend::{Builder, Tensor};
+use kiln_ir::{DType, Init, TensorType, Value};
+
+use crate::error::{ImportError, Unsupported};
+use crate::names::Names;
+use crate::proto::{ModelProto, NodeProto, ValueInfoProto};
+use crate::support::node_label;
+use crate::tensor::{dtype_name, dtype_of, splat_of, to_i64s, to_value};
+use crate::{Imported, Options};
+
+/// An ONNX value during import.
+#[derive(Clone)]
+pub(crate) enum Val<'b> {
+    /// Known at import time.
+    Known(Rc<Value>),
+    /// Computed when the function runs.
+    Dyn(Tensor<'b>),
+    /// Produced by a node that could not be translated (already reported).
+    Failed,
+}
+
+/// What a translation produces for one output.
+pub(crate) enum Out<'b> {
+    /// A value known at import time.
+    Known(Value),
+    /// A run-time tensor.
+    Dyn(Tensor<'b>),
+}
+
+impl<'b> From<Tensor<'b>> for Out<'b> {
+    fn from(t: Tensor<'b>) -> Self {
+        Out::Dyn(t)
+    }
+}
+
+/// Why a translation failed.
+pub(crate) enum Fail {
+    /// The node uses something kiln does not support (a dtype, an attribute value, an output).
+    Unsupported(String),
+    /// The node is malformed or its operands do not fit it.
+    Bad(String),
+    /// Operand `i` must be known at import time and is not.
+    NotConstant(usize),
+}
+
+/// The result of a translation.
+pub(crate) type Lowered<'b> = Result<Vec<Out<'b>>, Fail>;
+
+/// Turns known values into kiln tensors when a run-time op reads them.
+pub(crate) trait Materialize<'b> {
+    /// The tensor for the known value `v`, named after the ONNX value `key`.
+    fn tensor(&self, key: &str, v: &Rc<Value>) -> Tensor<'b>;
+}
+
+/// One operand of a node.
+#[derive(Clone)]
+pub(crate) enum Arg<'b> {
+    /// An optional input left empty (or past the end of the node's inputs).
+    Absent,
+    /// Known at import time, with its ONNX name.
+    Known(String, Rc<Value>),
+    /// A run-time tensor.
+    Dyn(Tensor<'b>),
+}
+
+/// What a translation sees of its node: operands, attributes, the builder.
+pub(crate) struct Cx<'n, 'b> {
+    /// The builder the node's ops go into.
+    pub b: &'b Builder,
+    /// The node.
+    pub node: &'n NodeProto,
+    /// The model's `ai.onnx` opset.
+    pub opset: i64,
+    args: Vec<Arg<'b>>,
+    mat: &'n dyn Materialize<'b>,
+}
+
+impl<'n, 'b> Cx<'n, 'b> {
+    pub(crate) fn new(
+        b: &'b Builder,
+        node: &'n NodeProto,
+        opset: i64,
+        args: Vec<Arg<'b>>,
+        mat: &'n dyn Materialize<'b>,
+    ) -> Self {
+        Cx { b, node, opset, args, mat }
+    }
+
+
+    /// True if input `i` is given.
+    pub fn has(&self, i: usize) -> bool {
+        !matches!(self.args.get(i), None | Some(Arg::Absent))
+    }
+
+    /// Input `i` as a run-time tensor (a known value is materialized).
+    pub fn tensor(&self, i: usize) -> Result<Tensor<'b>, Fail> {
+        match self.args.get(i) {
+            Some(Arg::Dyn(t)) => Ok(*t),
+            Some(Arg::Known(key, v)) => Ok(self.mat.tensor(key, v)),
+            _ => Err(Fail::Bad(format!("input {i} is missing"))),
+        }
+    }
+
+    /// Input `i` as a tensor, if given.
+    pub fn opt_tensor(&self, i: usize) -> Result<Option<Tensor<'b>>, Fail> {
+        if self.has(i) { self.tensor(i).map(Some) } else { Ok(None) }
+    }
+
+    /// Input `i`'s value, which must be known at import time.
+    pub fn known(&self, i: usize) -> Result<&Rc<Value>, Fail> {
+        match self.args.get(i) {
+            Some(Arg::Known(_, v)) => Ok(v),
+            Some(Arg::Dyn(_)) => Err(Fail::NotConstant(i)),
+            _ => Err(Fail::Bad(format!("input {i} is missing"))),
+        }
+    }
+
+    /// Input `i`'s value as integers (known at import time), if the input is given.
+    pub fn opt_ints(&self, i: usize) -> Result<Option<Vec<i64>>, Fail> {
+        if !self.has(i) {
+            return Ok(None);
+        }
+        to_i64s(self.known(i)?).map(Some).map_err(|e| Fail::Bad(format!("input {i}: {e}")))
+    }
+
+    /// Input `i`'s value as integers (known at import time).
+    pub fn ints(&self, i: usize) -> Result<Vec<i64>, Fail> {
+        self.opt_ints(i)?.ok_or_else(|| Fail::Bad(format!("input {i} is missing")))
+    }
+
+    /// The type of input `i` (known or not).
+    pub fn ty(&self, i: usize) -> Result<TensorType, Fail> {
+        match self.args.get(i) {
+            Some(Arg::Dyn(t)) => Ok(t.ty()),
+            Some(Arg::Known(_, v)) => Ok(v.ty()),
+            _ => Err(Fail::Bad(format!("input {i} is missing"))),
+        }
+    }
+
+    /// Input `i` as a tensor of a float dtype; other dtypes are unsupported by the op.
+    pub fn float(&self, i: usize) -> Result<Tensor<'b>, Fail> {
+        let ty = self.ty(i)?;
+        if !ty.dtype.is_float() {
+            return Err(Fail::Unsupported(format!("input {i} has dtype {}; kiln runs this op on floats only", ty.dtype)));
+        }
+        self.tensor(i)
+    }
+
+    /// Every given input, as tensors.
+    pub fn tensors(&self) -> Result<Vec<Tensor<'b>>, Fail> {
+        (0..self.args.len()).filter(|&i| self.has(i)).map(|i| self.tensor(i)).collect()
+    }
+
+    /// How many outputs the node asks for (trailing empty names dropped).
+    pub fn outputs(&self) -> usize {
+        self.node.output.iter().rposition(|o| !o.is_empty()).map_or(0, |p| p + 1)
+    }
+
+    /// An attribute value is not supported.
+    pub fn unsupported<T>(&self, what: impl Into<String>) -> Result<T, Fail> {
+        Err(Fail::Unsupported(what.into()))
+    }
+}
+
+/// Builds the kiln function of `model`.
+pub(crate) fn import_model(model: &ModelProto, options: &Options) -> Result<Imported, ImportError> {
+    let graph = model.graph.as_ref().ok_or_else(|| ImportError::Invalid("the model has no graph".into()))?;
+    let opset = crate::support::check(model, graph)?;
+    let name = if graph.name().is_empty() { "model".to_string() } else { graph.name().to_string() };
+    let mut names = Names::default();
+    names.reserve("rng_seed");
+    let fname = names.kiln_name(&name);
+    let b = Builder::new(fname);
+    let mut notes = vec![format!("ai.onnx opset {opset}")];
+    let mut unsupported = Vec::new();
+
+    // Initializers: known values, parameters when a run-time op reads them.
+    let mut vals: HashMap<String, Val<'_>> = HashMap::new();
+    let mut initializers = HashSet::new();
+    for t in &graph.initializer {
+        match to_value(t) {
+            Ok(v) => {
+                vals.insert(t.name().to_string(), Val::Known(Rc::new(v)));
+                initializers.insert(t.name().to_string());
+            }
+            Err(e) if dtype_of(t.data_type()).is_none() => unsupported.push(Unsupported {
+                node: format!("initializer {}", t.name()),
+                op: "initializer".into(),
+                opset,
+                reason: e,
+            }),
+            Err(e) => return Err(ImportError::Invalid(e)),
+        }
+    }
+    if !graph.sparse_initializer.is_empty() {
+        unsupported.push(Unsupported {
+            node: "(graph)".into(),
+            op: "sparse_initializer".into(),
+            opset,
+            reason: "sparse initializers are not supported".into(),
+        });
+    }
+    // Graph inputs: those with an initializer are parameters (their default is the value).
+    let mut deps: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for vi in &graph.input {
+        let onnx_name = vi.name().to_string();
+        if initializers.contains(&onnx_name) {
+            continue;
+        }
+        if let Some(v) = options.constants.get(&onnx_name) {
+            vals.insert(onnx_name, Val::Known(Rc::new(v.clone())));
+            continue;
+        }
+        match input_type(vi, options.batch, &mut notes) {
+            Ok(ty) => {
+                let kname = names.kiln_name(&onnx_name);
+                if kname != onnx_name {
+                    notes.push(format!("input `{onnx_name}` is named `{kname}`"));
+                }
+                let t = b.input(&kname, ty.dtype, ty.dims().to_vec());
+                deps.insert(onnx_name.clone(), BTreeSet::from([onnx_name.clone()]));
+                vals.insert(onnx_name, Val::Dyn(t));
+            }
+            Err(reason) => unsupported.push(Unsupported {
+                node: format!("input {onnx_name}"),
+                op: "graph input".into(),
+                opset,
+                reason,
+            }),
+        }
+    }
+    if !unsupported.is_empty() {
+        return Err(ImportError::Unsupported(unsupported));
+    }
+
+    let defined: HashSet<String> = vals.keys().cloned().collect();
+    let order = crate::order::topological(graph, &defined)?;
+    let consts = Materializer { b: &b, names: RefCell::new(names), weights: RefCell::default(), cache: RefCell::default() };
+    for i in order {
+        let node = &graph.node[i];
+        let label = node_label(node, i);
+        let mut args = Vec::with_capacity(node.input.len());
+        let mut failed_input = false;
+        for input in &node.input {
+            args.push(match input.as_str() {
+                "" => Arg::Absent,
+                name => match vals.get(name) {
+                    Some(Val::Known(v)) => Arg::Known(name.to_string(), v.clone()),
+                    Some(Val::Dyn(t)) => Arg::Dyn(*t),
+                    // Defined by the ordering's check; a failed producer was already reported.
+                    Some(Val::Failed) | None => {
+                        failed_input = true;
+                        Arg::Absent
+                    }
+                },
+            });
+        }
+        let outputs: Vec<&String> = node.output.iter().collect();
+        if failed_input {
+            for o in outputs.iter().filter(|o| !o.is_empty()) {
+                vals.insert((*o).clone(), Val::Failed);
+            }
+            continue;
+        }
+        let all_known = args.iter().all(|a| !matches!(a, Arg::Dyn(_)));
+        let result = if all_known && crate::fold::worth_folding(node, &args) {
+            crate::fold::fold(node, opset, args.clone())
+        } else {
+            let cx = Cx::new(&b, node, opset, args.clone(), &consts);
+            let r = guarded(|| lower(&cx));
+            let errors = b.take_errors();
+            match (r, errors.first()) {
+                (Ok(_), Some(e)) => Err(Fail::Bad(format!("`{}`: {}", e.op, e.message))),
+                (r, _) => r,
+            }
+        };
+        let produced = match result {
+            Ok(p) => p,
+            Err(Fail::Unsupported(reason)) => {
+                unsupported.push(Unsupported { node: label, op: node.op_type().to_string(), opset, reason });
+                for o in outputs.iter().filter(|o| !o.is_empty()) {
+                    vals.insert((*o).clone(), Val::Failed);
+                }
+                continue;
+            }
+            Err(Fail::Bad(message)) => {
+                return Err(ImportError::Node { node: label, op: node.op_type().to_string(), message });
+            }
+            Err(Fail::NotConstant(k)) => {
+                let input = node.input[k].clone();
+                let from = deps.get(&input).map(|d| d.iter().cloned().collect()).unwrap_or_default();
+                return Err(ImportError::NotConstant { node: label, op: node.op_type().to_string(), input, from });
+            }
+        };
+        let wanted = node.output.iter().rposition(|o| !o.is_empty()).map_or(0, |p| p + 1);
+        if produced.len() < wanted {
+            unsupported.push(Unsupported {
+                node: label,
+                op: node.op_type().to_string(),
+                opset,
+                reason: format!("output {} (`{}`) is not supported", produced.len(), node.output[produced.len()]),
+            });
+            continue;
+        }
+        let node_deps: BTreeSet<String> =
+            node.input.iter().filter_map(|x| deps.get(x)).flat_map(|d| d.iter().cloned()).collect();
+        for (o, p) in node.output.iter().zip(produced) {
+            if o.is_empty() {
+                continue;
+            }
+            let v = match p {
+                Out::Known(v) => Val::Known(Rc::new(v)),
+                Out::Dyn(t) => {
+                    deps.insert(o.clone(), node_deps.clone());
+                    Val::Dyn(t)
+                }
+            };
+            vals.insert(o.clone(), v);
+        }
+    }
+    if !unsupported.is_empty() {
+        return Err(ImportError::Unsupported(unsupported));
+    }
+
+    // Outputs, in order, under kiln names.
+    for vi in &graph.output {
+        let onnx_name = vi.name();
+        let t = match vals.get(onnx_name) {
+            Some(Val::Dyn(t)) => *t,
+            Some(Val::Known(v)) => consts.tensor(onnx_name, v),
+            _ => {
+                return Err(ImportError::Invalid(format!("graph output `{onnx_name}` is not defined by any node")));
+            }
+        };
+        let kname = consts.names.borrow_mut().kiln_name(onnx_name);
+        if kname != onnx_name {
+            notes.push(format!("output `{onnx_name}` is named `{kname}`"));
+        }
+        b.output(&kname, t);
+    }
+    let weights = consts.weights.into_inner();
+    let graph = b.finish().map_err(|e| ImportError::Invalid(format!("the imported graph does not verify: {e}")))?;
+    Ok(Imported { graph, weights, notes, opset })
+}
+
+/// The kiln type of a graph input, pinning symbolic extents to `batch` (noted).
+fn input_type(vi: &ValueInfoProto, batch: usize, notes: &mut Vec<String>) -> Result<TensorType, String> {
+    use crate::proto::tensor_shape_proto::dimension::Value as Dim;
+    use crate::proto::type_proto::Value as Ty;
+    let Some(Ty::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Err("only tensor inputs are supported (not sequences, maps or optionals)".into());
+    };
+    let dtype = dtype_of(t.elem_type())
+        .ok_or_else(|| format!("dtype {} is not supported (kiln has f32, f64, i32, i64, bool)", dtype_name(t.elem_type())))?;
+    let shape = t.shape.as_ref().ok_or("the input has no shape (its rank is unknown)")?;
+    let mut dims = Vec::with_capacity(shape.dim.len());
+    for (axis, d) in shape.dim.iter().enumerate() {
+        match &d.value {
+            Some(Dim::DimValue(v)) if *v >= 0 => dims.push(*v as usize),
+            Some(Dim::DimValue(v)) => return Err(format!("axis {axis} has extent {v}")),
+            other => {
+                let what = match other {
+                    Some(Dim::DimParam(p)) if !p.is_empty() => format!("symbolic dimension `{p}`"),
+                    _ => "unknown dimension".to_string(),
+                };
+                notes.push(format!("input `{}`: {what} (axis {axis}) pinned to {batch} (--batch)", vi.name()));
+                dims.push(batch);
+            }
+        }
+    }
+    Ok(TensorType::new(dtype, dims))
+}
+
+/// Known values as kiln tensors in the function being built.
+struct Materializer<'b> {
+    b: &'b Builder,
+    names: RefCell<Names>,
+    weights: RefCell<HashMap<String, Value>>,
+    cache: RefCell<HashMap<String, Tensor<'b>>>,
+}
+
+impl<'b> Materialize<'b> for Materializer<'b> {
+    fn tensor(&self, key: &str, v: &Rc<Value>) -> Tensor<'b> {
+        if let Some(t) = self.cache.borrow().get(key) {
+            return *t;
+        }
+        let ty = v.ty();
+        let floats = ty.dtype.is_float();
+        let t = match splat_of(v) {
+            // One number repeated: a constant (bit-exact: `const` takes an f64 literal). A
+            // float parameter stays a parameter, trainable, whatever its values.
+            Some(x) if !floats || ty.numel() == 1 => self.b.constant(x, ty.dtype, ty.dims().to_vec()),
+            _ => {
+                let name = self.names.borrow_mut().kiln_name(key);
+                if floats {
+                    self.weights.borrow_mut().insert(name.clone(), (**v).clone());
+                    self.b.param_of(&name, ty.dtype, ty.dims().to_vec(), Init::Zeros)
+                } else {
+                    // Integers and bools travel as an f64 parameter (exact to 2^53) cast back.
+                    self.weights.borrow_mut().insert(name.clone(), v.cast(DType::F64));
+                    self.b.param_of(&name, DType::F64, ty.dims().to_vec(), Init::Zeros).stop_gradient().cast(ty.dtype)
+                }
+            }
+        };
+        self.cache.borrow_mut().insert(key.to_string(), t);
+        t
+    }
+}
+
+/// Runs a translation, turning a panic (a bug in the importer, which must not take the
+/// caller down with it) into an error naming the node.
+pub(crate) fn guarded<'b>(f: impl FnOnce() -> Lowered<'b>) -> Lowered<'b> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+        Err(Fail::Bad(format!("internal error in the importer: {}", what.unwrap_or_default())))
+    })
+}
+
+/// Translates one node.
+pub(crate) fn lower<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
+    match cx.node.op_type() {
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "Sum" | "Mean" => elementwise::arithmetic(cx),
+        "Neg" | "Abs" | "Sqrt" | "Exp" | "Log" | "Reciprocal" | "Sin" | "Cos" | "Tanh" | "Floor" | "Ceil" | "Sign" => {
+            elementwise::unary(cx)
+        }
+        "Erf" => elementwise::erf_op(cx),
+        "Clip" => elementwise::clip(cx),
+        "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" => elementwise::compare(cx),
+        "Not" | "And" | "Or" | "Xor" => elementwise::logic(cx),
+        "Where" => elementwise::where_op(cx),
+        "Cast" | "CastLike" => elementwise::cast(cx),
+        "Relu" | "LeakyRelu" | "Sigmoid" | "HardSigmoid" | "Softplus" | "Elu" | "Selu" | "Gelu" => {
+            activation::activation(cx)
+        }
+        "Softmax" | "LogSoftmax" => activation::softmax(cx),
+        "MatMul" => nn::matmul(cx),
+        "Gemm" => nn::gemm(cx),
+        "Conv" => nn::conv(cx),
+        "ConvTranspose" => nn::conv_transpose(cx),
+        "MaxPool" | "AveragePool" => nn::pool(cx),
+        "GlobalAveragePool" | "GlobalMaxPool" => nn::global_pool(cx),
+        "BatchNormalization" => nn::batch_norm(cx),
+        "LayerNormalization" => nn::layer_norm(cx),
+        "Dropout" => nn::dropout(cx),
+        "LSTM" => recurrent::lstm(cx),
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" => reduce::reduce(cx),
+        "Reshape" => movement::reshape(cx),
+        "Flatten" => movement::flatten(cx),
+        "Transpose" => movement::transpose(cx),
+        "Squeeze" => movement::squeeze(cx),
+        "Unsqueeze" => movement::unsqueeze(cx),
+        "Expand" => movement::expand(cx),
+        "Concat" => movement::concat(cx),
+        "Split" => movement::split(cx),
+        "Slice" => movement::slice(cx),
+        "Pad" => movement::pad(cx),
+        "Gather" => movement::gather(cx),
+        "Shape" => movement::shape(cx),
+        "Size" => movement::size(cx),
+        "Identity" => Ok(vec![identity(cx)?]),
+        "Constant" => movement::constant(cx),
+        "ConstantOfShape" => movement::constant_of_shape(cx),
+        "Range" => movement::range(cx),
+        other => Err(Fail::Unsupported(format!("op {other} not supported"))),
+    }
+}
+
+/// `Identity`: its input, known or not.
+fn identity<'b>(cx: &Cx<'_, 'b>) -> Result<Out<'b>, Fail> {
+    match cx.args.first() {
+        Some(Arg::Known(_, v)) => Ok(Out::Known((**v).clone())),
+        _ => Ok(Out::Dyn(cx.tensor(0)?)),
+    }
+}
