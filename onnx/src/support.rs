@@ -25,7 +25,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "Where",
     // Contractions and networks.
     "MatMul", "Gemm", "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-    "BatchNormalization", "LayerNormalization", "Dropout", "LSTM",
+    "BatchNormalization", "LayerNormalization", "LRN", "Dropout", "LSTM",
     // Reductions.
     "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
     // Movement and shapes.

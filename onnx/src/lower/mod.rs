@@ -465,6 +465,7 @@ pub(crate) fn lower<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
         "BatchNormalization" => nn::batch_norm(cx),
         "LayerNormalization" => nn::layer_norm(cx),
         "Dropout" => nn::dropout(cx),
+        "LRN" => nn::lrn(cx),
         "LSTM" => recurrent::lstm(cx),
         "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" => reduce::reduce(cx),
         "Reshape" => movement::reshape(cx),

@@ -381,6 +381,29 @@ pub(crate) fn layer_norm<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     Ok(vec![y.into(), mean.into(), inv.into()])
 }
 
+/// `LRN`: each element over `(bias + alpha/size · Σ x²)^beta`, the sum over `size` neighbouring
+/// channels (`⌊(size−1)/2⌋` before, `⌈(size−1)/2⌉` after, zeros past the ends).
+pub(crate) fn lrn<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
+    let x = cx.float(0)?;
+    let s = x.shape();
+    let size = cx.attr_i("size", 0)?;
+    if s.len() < 3 || size < 1 {
+        return Err(Fail::Bad(format!("expects [N, C, ...] and a positive size, got {} and {size}", x.ty())));
+    }
+    let (alpha, beta, bias) = (cx.attr_f("alpha", 1e-4)?, cx.attr_f("beta", 0.75)?, cx.attr_f("bias", 1.0)?);
+    let size = size as usize;
+    let (before, after) = ((size - 1) / 2, size / 2);
+    let (mut low, mut high) = (vec![0; s.len()], vec![0; s.len()]);
+    (low[1], high[1]) = (before, after);
+    let squares = (x * x).pad(&low, &high, 0.0);
+    let mut sum = squares.slice(1, 0, s[1], 1);
+    for k in 1..size {
+        sum = sum + squares.slice(1, k, k + s[1], 1);
+    }
+    let scale = (sum * (alpha / size as f64) + bias).pow(x.full_like(beta));
+    Ok(vec![(x / scale).into()])
+}
+
 /// `Dropout` at inference: the identity, and a mask of all `true`.
 pub(crate) fn dropout<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     let training = cx.opt_ints(2)?.is_some_and(|v| v.iter().any(|&b| b != 0));
