@@ -676,3 +676,23 @@ int main(int argc, char **argv) {
     let o = Command::new(dir.join("reload")).arg(&lib.library).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "ok\n");
 }
+
+/// The PyTorch exports of `tests/data/onnx/` (an MLP and a LeNet, made by `export_torch.py`)
+/// build into libraries whose outputs, called from C, agree with PyTorch's own.
+#[test]
+fn pytorch_exports_build_into_libraries_that_agree_with_pytorch() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/onnx");
+    for name in ["mlp", "lenet"] {
+        let x = kiln::runtime::npy::read_any(&data.join(format!("{name}_input.npy"))).unwrap();
+        let want = kiln::runtime::npy::read_any(&data.join(format!("{name}_torch.npy"))).unwrap();
+        let options = kiln::onnx::Options { batch: x.shape()[0], ..Default::default() };
+        let model = kiln::onnx::import_file(&data.join(format!("{name}.onnx")), &options).unwrap();
+        let dir = scratch(&format!("torch_{name}"));
+        let lib = kiln::aot::build(&model.graph, &model.weights, &BuildOptions::new(name, &dir)).unwrap();
+        let (_, got) = run_library(&dir, &lib.library, name, &[("x".to_string(), x)], 1, 2);
+        let got = read_f64(&got[0], &want);
+        for (i, (a, e)) in got.iter().zip(want.to_f64_vec()).enumerate() {
+            assert!((a - e).abs() <= 1e-5 * (1.0 + e.abs()), "{name}[{i}]: library {a}, PyTorch {e}");
+        }
+    }
+}

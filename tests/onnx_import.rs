@@ -357,3 +357,33 @@ fn convolution_pooling_and_normalization_match_the_interpreter_on_one_thread_and
     }
     assert_eq!(m.weights["W"].dtype(), DType::F32);
 }
+
+/// The PyTorch exports of `tests/data/onnx/` (`export_torch.py`: an MLP, and a LeNet with max
+/// and average pooling, tanh, GELU, sigmoid and log-softmax) agree with PyTorch's output, on the
+/// interpreter and the JIT, and differentiate with a loss on their output.
+#[test]
+fn pytorch_exports_agree_with_pytorch_and_differentiate() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/onnx");
+    for name in ["mlp", "lenet"] {
+        let x = kiln::runtime::npy::read_any(&data.join(format!("{name}_input.npy"))).unwrap();
+        let want = kiln::runtime::npy::read_any(&data.join(format!("{name}_torch.npy"))).unwrap();
+        let options = Options { batch: x.shape()[0], ..Default::default() };
+        let m = kiln::onnx::import_file(&data.join(format!("{name}.onnx")), &options).unwrap();
+        assert!(m.notes.iter().any(|n| n.contains("symbolic dimension `batch`")), "{:?}", m.notes);
+        let mut feeds = m.weights.clone();
+        feeds.insert("x".into(), x);
+        let interp = kiln::ir::interp::run(&m.graph, &feeds).unwrap();
+        let jit = kiln::compile(&m.graph, kiln::Fusion::Fused).unwrap().run(&feeds).unwrap();
+        for got in [&interp[0], &jit[0]] {
+            assert_eq!(got.ty(), want.ty());
+            for (a, e) in got.to_f64_vec().iter().zip(want.to_f64_vec()) {
+                assert!((a - e).abs() <= 1e-5 * (1.0 + e.abs()), "{name}: {a} vs PyTorch {e}");
+            }
+        }
+        // Fine-tuning starts here: a loss on the logits, and a gradient for every weight.
+        let model = kiln::onnx::with_loss(m.graph.clone(), kiln::zoo::Loss::CrossEntropy).unwrap();
+        let grad = kiln::train::grad_graph(&model).unwrap();
+        let grads = grad.outputs().iter().filter(|o| o.name.starts_with("grad.")).count();
+        assert_eq!(grads, m.weights.len(), "{name}");
+    }
+}
