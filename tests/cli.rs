@@ -834,3 +834,43 @@ fn calibrate_writes_a_model_and_profile_compares_it() {
     assert!(stderr(&o).contains("cost model line 1: `fast` is not a number"), "{}", stderr(&o));
     assert!(stdout(&o).contains("(cost model: builtin)"), "{}", stdout(&o));
 }
+
+/// The path from a PyTorch export to answers: `kiln import` writes `.kir` + weights that
+/// `kiln run` picks up; `kiln run` and `kiln build` take the `.onnx` directly; `kiln dump
+/// --loss` differentiates it; a bad file is one error line.
+#[test]
+fn onnx_models_import_run_dump_and_build_from_the_command_line() {
+    let dir = scratch("onnx");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/onnx");
+    let onnx = data.join("lenet.onnx");
+    let (onnx, input) = (onnx.to_str().unwrap(), data.join("lenet_input.npy"));
+    let want = read_f32(&data.join("lenet_torch.npy"));
+    let kir = dir.path().join("lenet.kir");
+    let o = kiln(&["import", onnx, "-o", kir.to_str().unwrap(), "--batch", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("lenet.safetensors (10 parameters)"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("symbolic dimension `batch` (axis 0) pinned to 3"), "{}", stderr(&o));
+    let x = format!("x={}", input.display());
+    for model in [onnx, kir.to_str().unwrap()] {
+        let out = dir.path().join(format!("out_{}", model.len()));
+        let o = kiln(&["run", model, "--batch", "3", "--input", &x, "--out", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
+        let got = read_f32(&out.join("logits.npy"));
+        for (a, e) in got.iter().zip(&want) {
+            assert!((a - e).abs() <= 1e-5 * (1.0 + e.abs()), "{model}: {a} vs PyTorch {e}");
+        }
+    }
+    let o = kiln(&["dump", onnx, "--stage", "grad", "--loss", "cross-entropy"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g = stdout(&o);
+    assert!(g.contains("%labels: i64[1]") && g.contains("grad.conv1.weight: f32[6,1,5,5]"), "{g}");
+    let lib = dir.path().join("lib");
+    let o = kiln(&["build", onnx, "-o", lib.to_str().unwrap(), "--batch", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("lenet_run(x: f32[2,1,28,28]) -> (logits: f32[2,10])"), "{}", stdout(&o));
+    assert!(lib.join("liblenet.so").exists());
+
+    let bad = dir.path().join("bad.onnx");
+    std::fs::write(&bad, b"not a model at all").unwrap();
+    assert_one_line_error(&kiln(&["run", bad.to_str().unwrap(), "--out", "/nonexistent"]), "not a readable ONNX model");
+}
