@@ -425,9 +425,7 @@ fn main() -> ExitCode {
             };
             match stage {
                 Stage::Schedule => dump_schedule(src, staging, format, optimizer),
-                Stage::Kernels | Stage::Clif | Stage::Asm | Stage::Cuda => {
-                    dump_kernels(src, staging, optimizer, stage)
-                }
+                Stage::Kernels | Stage::Clif | Stage::Asm | Stage::Cuda => dump_kernels(src, staging, optimizer, stage),
                 _ => dump(src, staging, format, optimizer),
             }
         }

@@ -25,7 +25,9 @@ enum Outcome {
 }
 
 fn suite_dir() -> PathBuf {
-    PathBuf::from(std::env::var("KILN_ONNX_SUITE").expect("KILN_ONNX_SUITE names the generated suite (onnx/conformance/run)"))
+    PathBuf::from(
+        std::env::var("KILN_ONNX_SUITE").expect("KILN_ONNX_SUITE names the generated suite (onnx/conformance/run)"),
+    )
 }
 
 fn read_tensor(path: &Path) -> Result<Value, Outcome> {
@@ -101,7 +103,9 @@ fn run_case(dir: &Path, rtol: f64, atol: f64) -> Outcome {
                 let reasons: Vec<String> = u.iter().map(|u| format!("{}: {}", u.op, u.reason)).collect();
                 return Outcome::Skip(reasons.join("; "));
             }
-            Err(ImportError::NotConstant { from, .. }) if from.iter().all(|f| by_name.contains_key(f)) && !from.is_empty() => {
+            Err(ImportError::NotConstant { from, .. })
+                if from.iter().all(|f| by_name.contains_key(f)) && !from.is_empty() =>
+            {
                 if from.iter().all(|f| options.constants.contains_key(f)) {
                     return Outcome::Fail("binding the inputs did not make the operand known".into());
                 }
@@ -160,7 +164,8 @@ fn onnx_backend_node_tests() {
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     for line in index.lines().filter(|l| !l.is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
-        let (name, op, rtol, atol, why) = (f[0], f[1], f[2].parse().unwrap_or(1e-3), f[3].parse().unwrap_or(1e-7), f[4]);
+        let (name, op, rtol, atol, why) =
+            (f[0], f[1], f[2].parse().unwrap_or(1e-3), f[3].parse().unwrap_or(1e-7), f[4]);
         let row = rows.entry(op.to_string()).or_default();
         let outcome = if why != "-" { Outcome::Skip(why.to_string()) } else { run_case(&root.join(name), rtol, atol) };
         match outcome {
@@ -177,13 +182,19 @@ fn onnx_backend_node_tests() {
     }
     report(&rows);
     let failures: Vec<&String> = rows.values().flat_map(|r| &r.failures).collect();
-    assert!(failures.is_empty(), "{} selected node tests failed:\n{}", failures.len(), failures.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} selected node tests failed:\n{}",
+        failures.len(),
+        failures.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+    );
 }
 
 /// Prints the per-op table (and writes it to `$KILN_ONNX_REPORT` if set), in scope first.
 fn report(rows: &BTreeMap<String, Row>) {
     let in_scope = |op: &str| kiln::onnx::SUPPORTED_OPS.contains(&op);
-    let mut text = String::from("| op | tests | selected | passed | skipped (reason: count) |\n|---|---|---|---|---|\n");
+    let mut text =
+        String::from("| op | tests | selected | passed | skipped (reason: count) |\n|---|---|---|---|---|\n");
     let (mut total, mut sel, mut pass, mut scope_total, mut scope_sel) = (0, 0, 0, 0, 0);
     for scope in [true, false] {
         for (op, r) in rows.iter().filter(|(op, _)| in_scope(op) == scope) {

@@ -7,9 +7,8 @@ use std::collections::HashMap;
 
 use kiln::ir::{DType, Value};
 use kiln::onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto, attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto,
-    type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto, attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
 };
 use kiln::onnx::{ImportError, Options, import};
 use prost::Message;
@@ -53,11 +52,21 @@ fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>)
 }
 
 fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
 }
 
 fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
 }
 
 fn f32_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
@@ -108,7 +117,12 @@ fn mlp() -> Vec<u8> {
         initializer: vec![
             f32_tensor("W", &[3, 4], &w),
             f32_tensor("b", &[3], &[0.5, -0.25, 0.0]),
-            TensorProto { name: Some("zero".into()), data_type: Some(DataType::Int64 as i32), int64_data: vec![0], ..Default::default() },
+            TensorProto {
+                name: Some("zero".into()),
+                data_type: Some(DataType::Int64 as i32),
+                int64_data: vec![0],
+                ..Default::default()
+            },
             i64_tensor("axes0", &[0]),
             i64_tensor("three_one", &[3, 1]),
         ],
@@ -208,12 +222,17 @@ fn every_unsupported_node_is_listed_in_one_error() {
 fn unsupported_attribute_values_and_dtypes_are_listed_too() {
     let graph = GraphProto {
         node: vec![
-            node("Pad", &["x", "pads"], &["a"], vec![AttributeProto {
-                name: Some("mode".into()),
-                s: Some(b"reflect".to_vec()),
-                r#type: Some(AttributeType::String as i32),
-                ..Default::default()
-            }]),
+            node(
+                "Pad",
+                &["x", "pads"],
+                &["a"],
+                vec![AttributeProto {
+                    name: Some("mode".into()),
+                    s: Some(b"reflect".to_vec()),
+                    r#type: Some(AttributeType::String as i32),
+                    ..Default::default()
+                }],
+            ),
             node("Relu", &["h"], &["b"], vec![]),
         ],
         initializer: vec![i64_tensor("pads", &[0, 1, 0, 1])],
@@ -235,7 +254,11 @@ fn bad_files_give_one_clear_error() {
         ("empty", Vec::new(), "the file is empty"),
         ("truncated", good[..good.len() / 2].to_vec(), "not a readable ONNX model"),
         ("wrong magic", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec(), "not a readable ONNX model"),
-        ("no graph", ModelProto { ir_version: Some(8), ..Default::default() }.encode_to_vec(), "the model has no graph"),
+        (
+            "no graph",
+            ModelProto { ir_version: Some(8), ..Default::default() }.encode_to_vec(),
+            "the model has no graph",
+        ),
     ];
     for (what, bytes, expect) in cases {
         let e = import(&bytes, &Options::default()).unwrap_err().to_string();
@@ -271,7 +294,10 @@ fn bad_files_give_one_clear_error() {
         ..Default::default()
     };
     let e = import(&model(mismatch, 17), &Options::default()).unwrap_err().to_string();
-    assert!(e.starts_with("node `MatMul_y` (MatMul): `matmul`") && e.contains("f32[1,2]") && e.contains("f32[3,2]"), "{e}");
+    assert!(
+        e.starts_with("node `MatMul_y` (MatMul): `matmul`") && e.contains("f32[1,2]") && e.contains("f32[3,2]"),
+        "{e}"
+    );
 
     // An initializer whose data does not fill its shape.
     let short = GraphProto {
@@ -325,7 +351,12 @@ fn convolution_pooling_and_normalization_match_the_interpreter_on_one_thread_and
     let per_channel = |name: &str, base: f32| f32_tensor(name, &[4], &[base, base + 0.5, base + 1.0, base + 1.5]);
     let graph = GraphProto {
         node: vec![
-            node("Conv", &["x", "W", "B"], &["c"], vec![ints_attr("pads", &[0, 1, 1, 0]), ints_attr("strides", &[2, 2])]),
+            node(
+                "Conv",
+                &["x", "W", "B"],
+                &["c"],
+                vec![ints_attr("pads", &[0, 1, 1, 0]), ints_attr("strides", &[2, 2])],
+            ),
             node("BatchNormalization", &["c", "scale", "shift", "mean", "var"], &["n"], vec![]),
             node("MaxPool", &["n"], &["p"], vec![ints_attr("kernel_shape", &[2, 2]), int_attr("ceil_mode", 1)]),
             node("GlobalAveragePool", &["p"], &["y"], vec![]),

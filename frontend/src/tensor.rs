@@ -483,7 +483,10 @@ impl<'b> Tensor<'b> {
         }
         let (s, w) = (self.shape(), weight.shape());
         if s.len() != 4 || w.len() != 4 {
-            self.b.fail("conv2d_transpose", format!("expects [N,O,H,W] and [O,C/G,KH,KW], got {} and {}", self.ty(), weight.ty()));
+            self.b.fail(
+                "conv2d_transpose",
+                format!("expects [N,O,H,W] and [O,C/G,KH,KW], got {} and {}", self.ty(), weight.ty()),
+            );
             return self.b.handle(None);
         }
         let ty = TensorType::new(self.dtype(), vec![s[0], w[1] * attrs.groups, out_hw[0], out_hw[1]]);

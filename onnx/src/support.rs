@@ -17,20 +17,90 @@ pub const MAX_OPSET: i64 = 28;
 /// Every `ai.onnx` op the importer translates.
 pub const SUPPORTED_OPS: &[&str] = &[
     // Elementwise arithmetic and math.
-    "Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "Sqrt", "Exp", "Log", "Reciprocal", "Sin", "Cos", "Tanh", "Erf",
-    "Floor", "Ceil", "Sign", "Max", "Min", "Sum", "Mean", "Clip",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Neg",
+    "Abs",
+    "Sqrt",
+    "Exp",
+    "Log",
+    "Reciprocal",
+    "Sin",
+    "Cos",
+    "Tanh",
+    "Erf",
+    "Floor",
+    "Ceil",
+    "Sign",
+    "Max",
+    "Min",
+    "Sum",
+    "Mean",
+    "Clip",
     // Activations.
-    "Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "Softplus", "Elu", "Selu", "Gelu", "Softmax", "LogSoftmax",
+    "Relu",
+    "LeakyRelu",
+    "Sigmoid",
+    "HardSigmoid",
+    "Softplus",
+    "Elu",
+    "Selu",
+    "Gelu",
+    "Softmax",
+    "LogSoftmax",
     // Comparison and logic.
-    "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "Where",
+    "Equal",
+    "Less",
+    "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "Not",
+    "And",
+    "Or",
+    "Xor",
+    "Where",
     // Contractions and networks.
-    "MatMul", "Gemm", "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-    "BatchNormalization", "LayerNormalization", "LRN", "Dropout", "LSTM",
+    "MatMul",
+    "Gemm",
+    "Conv",
+    "ConvTranspose",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "BatchNormalization",
+    "LayerNormalization",
+    "LRN",
+    "Dropout",
+    "LSTM",
     // Reductions.
-    "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
     // Movement and shapes.
-    "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Expand", "Concat", "Split", "Slice", "Pad", "Gather",
-    "Shape", "Size", "Cast", "CastLike", "Identity", "Constant", "ConstantOfShape", "Range",
+    "Reshape",
+    "Flatten",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Expand",
+    "Concat",
+    "Split",
+    "Slice",
+    "Pad",
+    "Gather",
+    "Shape",
+    "Size",
+    "Cast",
+    "CastLike",
+    "Identity",
+    "Constant",
+    "ConstantOfShape",
+    "Range",
 ];
 
 /// The model's `ai.onnx` opset, or every reason the model cannot be imported: unsupported
@@ -46,7 +116,9 @@ pub(crate) fn check(model: &ModelProto, graph: &GraphProto) -> Result<i64, Impor
         Some(&v) => v,
         // A graph of other domains' nodes only: each is reported below.
         None if !uses_default => 0,
-        None => return Err(ImportError::Invalid("the model's nodes use ai.onnx but it imports no ai.onnx opset".into())),
+        None => {
+            return Err(ImportError::Invalid("the model's nodes use ai.onnx but it imports no ai.onnx opset".into()));
+        }
     };
     let mut bad = Vec::new();
     if uses_default && !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
@@ -68,7 +140,8 @@ pub(crate) fn check(model: &ModelProto, graph: &GraphProto) -> Result<i64, Impor
             None
         };
         if let Some(reason) = reason {
-            let op = if domain.is_empty() { node.op_type().to_string() } else { format!("{domain}.{}", node.op_type()) };
+            let op =
+                if domain.is_empty() { node.op_type().to_string() } else { format!("{domain}.{}", node.op_type()) };
             bad.push(Unsupported { node: node_label(node, i), op, opset: node_opset, reason });
         }
     }

@@ -28,9 +28,7 @@ pub(crate) fn dtype_name(code: i32) -> String {
 
 /// The extents of `dims`, refusing negative ones.
 pub(crate) fn extents(dims: &[i64], what: &str) -> Result<Vec<usize>, String> {
-    dims.iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format!("{what} has a negative extent in {dims:?}")))
-        .collect()
+    dims.iter().map(|&d| usize::try_from(d).map_err(|_| format!("{what} has a negative extent in {dims:?}"))).collect()
 }
 
 /// Decodes a tensor's data into a kiln value.
@@ -42,10 +40,14 @@ pub(crate) fn to_value(t: &TensorProto) -> Result<Value, String> {
     if t.segment.is_some() {
         return Err(format!("tensor `{name}` is segmented, which kiln does not read"));
     }
-    let dtype = dtype_of(t.data_type())
-        .ok_or_else(|| format!("tensor `{name}` has dtype {}, which kiln has no dtype for", dtype_name(t.data_type())))?;
+    let dtype = dtype_of(t.data_type()).ok_or_else(|| {
+        format!("tensor `{name}` has dtype {}, which kiln has no dtype for", dtype_name(t.data_type()))
+    })?;
     let dims = extents(&t.dims, &format!("tensor `{name}`"))?;
-    let count = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| format!("tensor `{name}` is too large"))?;
+    let count = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format!("tensor `{name}` is too large"))?;
     let raw = t.raw_data.as_deref().filter(|r| !r.is_empty() || count == 0 && t.raw_data.is_some());
     let wrong = |got: usize| format!("tensor `{name}` of shape {dims:?} holds {got} elements instead of {count}");
     macro_rules! from_raw {
@@ -58,7 +60,9 @@ pub(crate) fn to_value(t: &TensorProto) -> Result<Value, String> {
                     count * $bytes
                 ));
             }
-            r.chunks_exact($bytes).map(|c| <$ty>::from_le_bytes(c.try_into().expect("chunk of the width"))).collect::<Vec<$ty>>()
+            r.chunks_exact($bytes)
+                .map(|c| <$ty>::from_le_bytes(c.try_into().expect("chunk of the width")))
+                .collect::<Vec<$ty>>()
         }};
     }
     let value = match dtype {
@@ -113,7 +117,9 @@ pub(crate) fn to_i64s(v: &Value) -> Result<Vec<i64>, String> {
         Value::F32(_) | Value::F64(_) => v
             .to_f64_vec()
             .into_iter()
-            .map(|x| if x.fract() == 0.0 && x.abs() < 9.0e15 { Ok(x as i64) } else { Err(format!("{x} is not an integer")) })
+            .map(|x| {
+                if x.fract() == 0.0 && x.abs() < 9.0e15 { Ok(x as i64) } else { Err(format!("{x} is not an integer")) }
+            })
             .collect(),
     }
 }

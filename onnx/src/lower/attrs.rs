@@ -77,7 +77,11 @@ impl Cx<'_, '_> {
 pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize, Fail> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
-    if (0..r).contains(&a) { Ok(a as usize) } else { Err(Fail::Bad(format!("axis {axis} is out of range for rank {rank}"))) }
+    if (0..r).contains(&a) {
+        Ok(a as usize)
+    } else {
+        Err(Fail::Bad(format!("axis {axis} is out of range for rank {rank}")))
+    }
 }
 
 /// Several axes, normalized, sorted and checked distinct.

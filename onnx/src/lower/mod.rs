@@ -109,7 +109,6 @@ impl<'n, 'b> Cx<'n, 'b> {
         Cx { b, node, opset, args, mat }
     }
 
-
     /// True if input `i` is given.
     pub fn has(&self, i: usize) -> bool {
         !matches!(self.args.get(i), None | Some(Arg::Absent))
@@ -164,7 +163,10 @@ impl<'n, 'b> Cx<'n, 'b> {
     pub fn float(&self, i: usize) -> Result<Tensor<'b>, Fail> {
         let ty = self.ty(i)?;
         if !ty.dtype.is_float() {
-            return Err(Fail::Unsupported(format!("input {i} has dtype {}; kiln runs this op on floats only", ty.dtype)));
+            return Err(Fail::Unsupported(format!(
+                "input {i} has dtype {}; kiln runs this op on floats only",
+                ty.dtype
+            )));
         }
         self.tensor(i)
     }
@@ -258,7 +260,8 @@ pub(crate) fn import_model(model: &ModelProto, options: &Options) -> Result<Impo
 
     let defined: HashSet<String> = vals.keys().cloned().collect();
     let order = crate::order::topological(graph, &defined)?;
-    let consts = Materializer { b: &b, names: RefCell::new(names), weights: RefCell::default(), cache: RefCell::default() };
+    let consts =
+        Materializer { b: &b, names: RefCell::new(names), weights: RefCell::default(), cache: RefCell::default() };
     for i in order {
         let node = &graph.node[i];
         let label = node_label(node, i);
@@ -373,8 +376,9 @@ fn input_type(vi: &ValueInfoProto, batch: usize, notes: &mut Vec<String>) -> Res
     let Some(Ty::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         return Err("only tensor inputs are supported (not sequences, maps or optionals)".into());
     };
-    let dtype = dtype_of(t.elem_type())
-        .ok_or_else(|| format!("dtype {} is not supported (kiln has f32, f64, i32, i64, bool)", dtype_name(t.elem_type())))?;
+    let dtype = dtype_of(t.elem_type()).ok_or_else(|| {
+        format!("dtype {} is not supported (kiln has f32, f64, i32, i64, bool)", dtype_name(t.elem_type()))
+    })?;
     let shape = t.shape.as_ref().ok_or("the input has no shape (its rank is unknown)")?;
     let mut dims = Vec::with_capacity(shape.dim.len());
     for (axis, d) in shape.dim.iter().enumerate() {

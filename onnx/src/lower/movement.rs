@@ -19,7 +19,9 @@ pub(crate) fn reshape<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     let mut infer = None;
     for (i, &d) in spec.iter().enumerate() {
         dims.push(match d {
-            0 if !allow_zero => *s.get(i).ok_or_else(|| Fail::Bad(format!("shape {spec:?} copies axis {i} of {}", x.ty())))?,
+            0 if !allow_zero => {
+                *s.get(i).ok_or_else(|| Fail::Bad(format!("shape {spec:?} copies axis {i} of {}", x.ty())))?
+            }
             -1 if infer.is_none() => {
                 infer = Some(i);
                 1
@@ -31,7 +33,7 @@ pub(crate) fn reshape<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     let total: usize = s.iter().product();
     if let Some(i) = infer {
         let known: usize = dims.iter().product();
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(Fail::Bad(format!("cannot infer axis {i} of {spec:?} for {}", x.ty())));
         }
         dims[i] = total / known;
@@ -95,8 +97,9 @@ pub(crate) fn unsqueeze<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     let given = cx.axes_arg(1, "axes")?.ok_or_else(|| Fail::Bad("needs axes".into()))?;
     let axes = norm_axes(&given, s.len() + given.len())?;
     let mut it = s.iter();
-    let dims: Vec<usize> =
-        (0..s.len() + axes.len()).map(|i| if axes.contains(&i) { 1 } else { *it.next().expect("rank adds up") }).collect();
+    let dims: Vec<usize> = (0..s.len() + axes.len())
+        .map(|i| if axes.contains(&i) { 1 } else { *it.next().expect("rank adds up") })
+        .collect();
     Ok(vec![x.reshape(&dims).into()])
 }
 
@@ -116,12 +119,14 @@ pub(crate) fn concat<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     let axis = norm_axis(cx.attr_i("axis", 0)?, first.rank())?;
     // Empty parts add nothing (and kiln refuses no concatenation of them).
     let parts: Vec<Tensor<'b>> = xs.iter().copied().filter(|t| t.shape().get(axis) != Some(&0)).collect();
-    Ok(vec![match parts.len() {
-        0 => *first,
-        1 => parts[0],
-        _ => cx.b.concat(&parts, axis as isize),
-    }
-    .into()])
+    Ok(vec![
+        match parts.len() {
+            0 => *first,
+            1 => parts[0],
+            _ => cx.b.concat(&parts, axis as isize),
+        }
+        .into(),
+    ])
 }
 
 /// `Split` along `axis`: sizes from the second input (opset 13), the `split` attribute
@@ -325,7 +330,9 @@ pub(crate) fn range<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     let n = ((limit - start) / delta).ceil().max(0.0) as usize;
     let dtype = cx.ty(0)?.dtype;
     let steps = cx.b.iota(dtype, [n], 0);
-    Ok(vec![(steps * cx.tensor(2)?.reshape(&[]).broadcast_to(&[n]) + cx.tensor(0)?.reshape(&[]).broadcast_to(&[n])).into()])
+    Ok(vec![
+        (steps * cx.tensor(2)?.reshape(&[]).broadcast_to(&[n]) + cx.tensor(0)?.reshape(&[]).broadcast_to(&[n])).into(),
+    ])
 }
 
 /// An `i64` value known at import time.
@@ -335,5 +342,7 @@ fn known<'b>(dims: &[usize], v: Vec<i64>) -> Result<Out<'b>, Fail> {
 
 /// Extents from integers, refusing negative ones.
 fn positive(v: &[i64], what: &str) -> Result<Vec<usize>, Fail> {
-    v.iter().map(|&d| usize::try_from(d).map_err(|_| Fail::Bad(format!("{what} {v:?} has a negative extent")))).collect()
+    v.iter()
+        .map(|&d| usize::try_from(d).map_err(|_| Fail::Bad(format!("{what} {v:?} has a negative extent"))))
+        .collect()
 }

@@ -106,7 +106,10 @@ impl Window {
         for i in 0..n {
             let padded = input[i] + pad[i].0 + pad[i].1;
             if padded < span[i] {
-                return Err(Fail::Bad(format!("a window of {} does not fit an extent of {padded} on axis {i}", span[i])));
+                return Err(Fail::Bad(format!(
+                    "a window of {} does not fit an extent of {padded} on axis {i}",
+                    span[i]
+                )));
             }
             if ceil {
                 let mut out = (padded - span[i]).div_ceil(stride[i]) + 1;
@@ -144,7 +147,12 @@ impl Window {
     }
 
     /// Every window tap of the padded `xp` as a strided slice, combined with `combine`.
-    fn taps<'b>(&self, xp: Tensor<'b>, out: &[usize], combine: impl Fn(Tensor<'b>, Tensor<'b>) -> Tensor<'b>) -> Tensor<'b> {
+    fn taps<'b>(
+        &self,
+        xp: Tensor<'b>,
+        out: &[usize],
+        combine: impl Fn(Tensor<'b>, Tensor<'b>) -> Tensor<'b>,
+    ) -> Tensor<'b> {
         let s = xp.shape();
         let n = self.kernel.len();
         let taps: usize = self.kernel.iter().product();
@@ -233,7 +241,8 @@ pub(crate) fn conv_transpose<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     };
     let (stride, dilation, out_pad) = (ints("strides", 1)?, ints("dilations", 1)?, ints("output_padding", 0)?);
     // The full result: every tap's contribution, before any padding is removed.
-    let full: Vec<i64> = (0..n).map(|i| stride[i] * (xs[2 + i] as i64 - 1) + out_pad[i] + (kernel[i] - 1) * dilation[i] + 1).collect();
+    let full: Vec<i64> =
+        (0..n).map(|i| stride[i] * (xs[2 + i] as i64 - 1) + out_pad[i] + (kernel[i] - 1) * dilation[i] + 1).collect();
     let auto = cx.attr_s("auto_pad", "NOTSET")?;
     let wanted: Option<Vec<i64>> = match (cx.attr_ints("output_shape"), auto.as_str()) {
         (Some(o), _) => Some(o[o.len().saturating_sub(n)..].to_vec()),

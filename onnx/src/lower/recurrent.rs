@@ -36,7 +36,12 @@ pub(crate) fn lstm<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     let (seq, batch, input) = (xs[0], xs[1], xs[2]);
     let hidden = r.shape().get(2).copied().ok_or_else(|| Fail::Bad(format!("R is {}", r.ty())))?;
     if w.shape() != [dirs, 4 * hidden, input] || r.shape() != [dirs, 4 * hidden, hidden] {
-        return Err(Fail::Bad(format!("W {} and R {} do not fit X {} with {dirs} direction(s)", w.ty(), r.ty(), x.ty())));
+        return Err(Fail::Bad(format!(
+            "W {} and R {} do not fit X {} with {dirs} direction(s)",
+            w.ty(),
+            r.ty(),
+            x.ty()
+        )));
     }
     if cx.has(4) {
         let lens = cx.ints(4)?;
@@ -76,7 +81,9 @@ pub(crate) fn lstm<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
             proj = proj + (bd.slice(0, 0, 4 * hidden, 1) + bd.slice(0, 4 * hidden, 8 * hidden, 1));
         }
         let peephole = |k: usize| -> Result<Option<Tensor<'b>>, Fail> {
-            Ok(cx.opt_tensor(7)?.map(|p| p.slice(0, d, d + 1, 1).reshape(&[3 * hidden]).slice(0, k * hidden, (k + 1) * hidden, 1)))
+            Ok(cx
+                .opt_tensor(7)?
+                .map(|p| p.slice(0, d, d + 1, 1).reshape(&[3 * hidden]).slice(0, k * hidden, (k + 1) * hidden, 1)))
         };
         let (pi, po, pf) = (peephole(0)?, peephole(1)?, peephole(2)?);
         let act = &names[3 * d..3 * d + 3];
@@ -101,7 +108,8 @@ pub(crate) fn lstm<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
             h = o * activation(&act[2], c)?;
             outs[t] = Some(h);
         }
-        let steps: Vec<Tensor<'b>> = outs.into_iter().map(|o| o.expect("every step ran").reshape(&[1, batch, hidden])).collect();
+        let steps: Vec<Tensor<'b>> =
+            outs.into_iter().map(|o| o.expect("every step ran").reshape(&[1, batch, hidden])).collect();
         ys.push(cx.b.concat(&steps, 0).reshape(&[seq, 1, batch, hidden]));
         hs.push(h.reshape(&[1, batch, hidden]));
         cs.push(c.reshape(&[1, batch, hidden]));
