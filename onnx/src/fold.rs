@@ -10,7 +10,7 @@ use std::rc::Rc;
 use kiln_frontend::{Builder, Tensor};
 use kiln_ir::Value;
 
-use crate::lower::{Arg, Cx, Fail, Lowered, Materialize, Out, lower};
+use crate::lower::{Arg, Cx, Fail, Lowered, Materialize, Out, lower_node};
 use crate::proto::NodeProto;
 
 /// Folding stops at inputs this large (elements, all inputs together): such a node (a
@@ -51,7 +51,11 @@ impl<'b> Materialize<'b> for ScratchInputs<'b> {
 }
 
 /// Folds `node` (every input known): its outputs as known values.
-pub(crate) fn fold<'b>(node: &NodeProto, opset: i64, args: Vec<Arg<'b>>) -> Lowered<'b> {
+pub(crate) fn fold<'b>(
+    node: &NodeProto,
+    opset: i64,
+    (args, narrow): (Vec<Arg<'b>>, Vec<Option<crate::narrow::Narrow>>),
+) -> Lowered<'b> {
     let b = Builder::new("fold");
     let inputs = ScratchInputs { b: &b, feeds: RefCell::default(), cache: RefCell::default() };
     // Dropping the scratch handles before `b` is finished: only values leave this function.
@@ -65,8 +69,8 @@ pub(crate) fn fold<'b>(node: &NodeProto, opset: i64, args: Vec<Arg<'b>>) -> Lowe
                 _ => Arg::Absent,
             })
             .collect();
-        let cx = Cx::new(&b, node, opset, args, &inputs);
-        let outs = crate::lower::guarded(|| lower(&cx))?;
+        let cx = Cx::new(&b, node, opset, (args, narrow), &inputs);
+        let outs = lower_node(&cx)?;
         if let Some(e) = b.take_errors().first() {
             return Err(Fail::Bad(format!("`{}`: {}", e.op, e.message)));
         }

@@ -21,6 +21,7 @@ mod error;
 mod fold;
 mod lower;
 mod names;
+mod narrow;
 mod order;
 pub mod proto;
 mod support;
@@ -92,8 +93,9 @@ pub fn import_file(path: &std::path::Path, options: &Options) -> Result<Imported
     import(&bytes, options)
 }
 
-/// Decodes a serialized `TensorProto` (the `.pb` files of ONNX test data): its name and value.
-/// A dtype kiln does not have is [`ImportError::Unsupported`].
+/// Decodes a serialized `TensorProto` (the `.pb` files of ONNX test data): its name and value,
+/// a narrow integer type widened to the dtype that carries it ([`dtype_of`]). A dtype kiln
+/// does not have is [`ImportError::Unsupported`].
 pub fn read_tensor(bytes: &[u8]) -> Result<(String, Value), ImportError> {
     use prost::Message;
     let t = proto::TensorProto::decode(bytes).map_err(|e| ImportError::Decode(e.to_string()))?;
@@ -109,7 +111,9 @@ pub fn read_tensor(bytes: &[u8]) -> Result<(String, Value), ImportError> {
     }
 }
 
-/// The kiln dtype of an ONNX `TensorProto.DataType`, if kiln has one.
+/// The kiln dtype of an ONNX `TensorProto.DataType`: kiln's own, or the wider dtype that
+/// carries a narrow integer type (`int8`, `uint8`, `int16`, `uint16` as `i32`; `uint32` as
+/// `i64`), or `None`.
 pub fn dtype_of(onnx: i32) -> Option<DType> {
     tensor::dtype_of(onnx)
 }

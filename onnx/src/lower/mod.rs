@@ -26,6 +26,7 @@ use kiln_ir::{DType, Init, TensorType, Value};
 
 use crate::error::{ImportError, Unsupported};
 use crate::names::Names;
+use crate::narrow::Narrow;
 use crate::proto::{ModelProto, NodeProto, ValueInfoProto};
 use crate::support::node_label;
 use crate::tensor::{dtype_name, dtype_of, splat_of, to_i64s, to_value};
@@ -95,6 +96,8 @@ pub(crate) struct Cx<'n, 'b> {
     /// The model's `ai.onnx` opset.
     pub opset: i64,
     args: Vec<Arg<'b>>,
+    /// The narrow integer type of each operand carried in a wider dtype, if any.
+    narrow: Vec<Option<Narrow>>,
     mat: &'n dyn Materialize<'b>,
 }
 
@@ -103,10 +106,30 @@ impl<'n, 'b> Cx<'n, 'b> {
         b: &'b Builder,
         node: &'n NodeProto,
         opset: i64,
-        args: Vec<Arg<'b>>,
+        (args, narrow): (Vec<Arg<'b>>, Vec<Option<Narrow>>),
         mat: &'n dyn Materialize<'b>,
     ) -> Self {
-        Cx { b, node, opset, args, mat }
+        Cx { b, node, opset, args, narrow, mat }
+    }
+
+    /// The narrow integer type of output `k` (of kiln dtype `dtype`), if it has one: the
+    /// type `Cast` or `Constant` names, else the first narrow operand's when the output has
+    /// its carrier dtype (`Add` of two `uint8`s; not `Equal` of them, nor their `Shape`).
+    pub(crate) fn result_narrow(&self, dtype: DType) -> Option<Narrow> {
+        let named = match self.node.op_type() {
+            "Cast" => Some(self.attr_i("to", 0).unwrap_or(0) as i32),
+            "Constant" | "ConstantOfShape" => {
+                self.node.attribute.iter().find(|a| a.name() == "value").and_then(|a| a.t.as_ref()).map(|t| t.data_type())
+            }
+            "CastLike" => return self.narrow.get(1).copied().flatten(),
+            "Shape" | "Size" => return None,
+            _ => None,
+        };
+        let n = match named {
+            Some(c) => Narrow::of(c),
+            None => self.narrow.iter().flatten().next().copied(),
+        };
+        n.filter(|n| n.carrier() == dtype)
     }
 
     /// True if input `i` is given.
@@ -201,12 +224,17 @@ pub(crate) fn import_model(model: &ModelProto, options: &Options) -> Result<Impo
 
     // Initializers: known values, parameters when a run-time op reads them.
     let mut vals: HashMap<String, Val<'_>> = HashMap::new();
+    // Values of a narrow integer type, by ONNX name (carried in a wider dtype).
+    let mut narrow: HashMap<String, Narrow> = HashMap::new();
     let mut initializers = HashSet::new();
     for t in &graph.initializer {
         match to_value(t) {
             Ok(v) => {
                 vals.insert(t.name().to_string(), Val::Known(Rc::new(v)));
                 initializers.insert(t.name().to_string());
+                if let Some(n) = Narrow::of(t.data_type()) {
+                    narrow.insert(t.name().to_string(), n);
+                }
             }
             Err(e) if dtype_of(t.data_type()).is_none() => unsupported.push(Unsupported {
                 node: format!("initializer {}", t.name()),
@@ -231,6 +259,10 @@ pub(crate) fn import_model(model: &ModelProto, options: &Options) -> Result<Impo
         let onnx_name = vi.name().to_string();
         if initializers.contains(&onnx_name) {
             continue;
+        }
+        if let Some(n) = declared_narrow(vi) {
+            notes.push(format!("input `{onnx_name}` is {}, carried as {}", n.onnx.as_str_name(), n.carrier()));
+            narrow.insert(onnx_name.clone(), n);
         }
         if let Some(v) = options.constants.get(&onnx_name) {
             vals.insert(onnx_name, Val::Known(Rc::new(v.clone())));
@@ -288,12 +320,15 @@ pub(crate) fn import_model(model: &ModelProto, options: &Options) -> Result<Impo
             }
             continue;
         }
+        let arg_narrow: Vec<Option<Narrow>> = node.input.iter().map(|x| narrow.get(x).copied()).collect();
         let all_known = args.iter().all(|a| !matches!(a, Arg::Dyn(_)));
+        // The narrow types of the outputs, decided like `Cx::result_narrow` by their dtypes.
+        let tags = Cx::new(&b, node, opset, (Vec::new(), arg_narrow.clone()), &consts);
         let result = if all_known && crate::fold::worth_folding(node, &args) {
-            crate::fold::fold(node, opset, args.clone())
+            crate::fold::fold(node, opset, (args.clone(), arg_narrow.clone()))
         } else {
-            let cx = Cx::new(&b, node, opset, args.clone(), &consts);
-            let r = guarded(|| lower(&cx));
+            let cx = Cx::new(&b, node, opset, (args.clone(), arg_narrow.clone()), &consts);
+            let r = lower_node(&cx);
             let errors = b.take_errors();
             match (r, errors.first()) {
                 (Ok(_), Some(e)) => Err(Fail::Bad(format!("`{}`: {}", e.op, e.message))),
@@ -334,6 +369,13 @@ pub(crate) fn import_model(model: &ModelProto, options: &Options) -> Result<Impo
             if o.is_empty() {
                 continue;
             }
+            let dtype = match &p {
+                Out::Known(v) => v.dtype(),
+                Out::Dyn(t) => t.dtype(),
+            };
+            if let Some(n) = tags.result_narrow(dtype) {
+                narrow.insert(o.clone(), n);
+            }
             let v = match p {
                 Out::Known(v) => Val::Known(Rc::new(v)),
                 Out::Dyn(t) => {
@@ -362,11 +404,23 @@ pub(crate) fn import_model(model: &ModelProto, options: &Options) -> Result<Impo
         if kname != onnx_name {
             notes.push(format!("output `{onnx_name}` is named `{kname}`"));
         }
+        if let Some(n) = narrow.get(onnx_name) {
+            notes.push(format!("output `{onnx_name}` is {}, carried as {}", n.onnx.as_str_name(), n.carrier()));
+        }
         b.output(&kname, t);
     }
     let weights = consts.weights.into_inner();
     let graph = b.finish().map_err(|e| ImportError::Invalid(format!("the imported graph does not verify: {e}")))?;
     Ok(Imported { graph, weights, notes, opset })
+}
+
+/// The narrow integer type a graph input or output declares, if any.
+fn declared_narrow(vi: &ValueInfoProto) -> Option<Narrow> {
+    use crate::proto::type_proto::Value as Ty;
+    match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(Ty::TensorType(t)) => Narrow::of(t.elem_type()),
+        _ => None,
+    }
 }
 
 /// The kiln type of a graph input, pinning symbolic extents to `batch` (noted).
@@ -441,6 +495,41 @@ pub(crate) fn guarded<'b>(f: impl FnOnce() -> Lowered<'b>) -> Lowered<'b> {
         let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
         Err(Fail::Bad(format!("internal error in the importer: {}", what.unwrap_or_default())))
     })
+}
+
+/// Translates one node, wrapping every output of a narrow integer type back into its range
+/// where the op may have left it (`crate::narrow`).
+pub(crate) fn lower_node<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
+    let op = cx.node.op_type();
+    if let Some(why) = cx.narrow.iter().flatten().find_map(|n| n.refuses_operand(op)) {
+        return Err(Fail::Unsupported(why));
+    }
+    let outs = guarded(|| lower(cx))?;
+    let mut wrapped = Vec::with_capacity(outs.len());
+    for o in outs {
+        let dtype = match &o {
+            Out::Known(v) => v.dtype(),
+            Out::Dyn(t) => t.dtype(),
+        };
+        let Some(n) = cx.result_narrow(dtype) else {
+            wrapped.push(o);
+            continue;
+        };
+        if let Some(why) = n.refuses_result(op) {
+            return Err(Fail::Unsupported(why));
+        }
+        // ONNX rounds (half to even) and saturates floats cast to the 4- and 2-bit integers;
+        // kiln's cast truncates, and wrapping that is not their meaning.
+        let from_float = cx.ty(0).is_ok_and(|t| t.dtype.is_float());
+        if matches!(op, "Cast" | "CastLike") && !n.float && n.bits < 8 && from_float {
+            return Err(Fail::Unsupported(format!("{op} from a float to {} (rounds and saturates)", n.onnx.as_str_name())));
+        }
+        wrapped.push(match o {
+            Out::Dyn(t) if Narrow::op_may_overflow(op) => Out::Dyn(n.wrap(t)),
+            other => other,
+        });
+    }
+    Ok(wrapped)
 }
 
 /// Translates one node.
