@@ -220,30 +220,97 @@ fn every_unsupported_node_is_listed_in_one_error() {
 
 #[test]
 fn unsupported_attribute_values_and_dtypes_are_listed_too() {
+    // Attribute values met while translating join the list (here two nodes).
     let graph = GraphProto {
         node: vec![
             node(
-                "Pad",
-                &["x", "pads"],
+                "Gelu",
+                &["x"],
                 &["a"],
                 vec![AttributeProto {
-                    name: Some("mode".into()),
-                    s: Some(b"reflect".to_vec()),
+                    name: Some("approximate".into()),
+                    s: Some(b"erfc".to_vec()),
                     r#type: Some(AttributeType::String as i32),
                     ..Default::default()
                 }],
             ),
-            node("Relu", &["h"], &["b"], vec![]),
+            node("Relu", &["x"], &["b"], vec![]),
+            node("Dropout", &["b", "ratio", "training"], &["c"], vec![]),
         ],
-        initializer: vec![i64_tensor("pads", &[0, 1, 0, 1])],
-        input: vec![value_info("x", DataType::Float, &[2, 3]), value_info("h", DataType::Float16, &[2])],
-        output: vec![value_info("a", DataType::Float, &[2, 5])],
+        initializer: vec![
+            f32_tensor("ratio", &[], &[0.5]),
+            TensorProto {
+                name: Some("training".into()),
+                data_type: Some(DataType::Bool as i32),
+                int32_data: vec![1],
+                ..Default::default()
+            },
+        ],
+        input: vec![value_info("x", DataType::Float, &[2, 3])],
+        output: vec![value_info("a", DataType::Float, &[2, 3]), value_info("c", DataType::Float, &[2, 3])],
         ..Default::default()
     };
-    let e = import(&model(graph, 18), &Options::default()).unwrap_err().to_string();
-    assert!(e.contains("input h") && e.contains("dtype FLOAT16"), "{e}");
-    // Graph inputs are checked first; their list comes alone.
-    assert!(e.starts_with("1 unsupported"), "{e}");
+    let e = import(&model(graph, 20), &Options::default()).unwrap_err().to_string();
+    assert!(e.starts_with("2 unsupported"), "{e}");
+    assert!(e.contains("Gelu approximate=\"erfc\"") && e.contains("Dropout in training mode"), "{e}");
+
+    // A dtype kiln neither has nor carries, on a graph input.
+    let graph = GraphProto {
+        node: vec![node("Identity", &["s"], &["t"], vec![])],
+        input: vec![value_info("s", DataType::String, &[2])],
+        output: vec![value_info("t", DataType::String, &[2])],
+        ..Default::default()
+    };
+    let e = import(&model(graph, 20), &Options::default()).unwrap_err().to_string();
+    assert!(e.contains("input s") && e.contains("dtype STRING"), "{e}");
+}
+
+/// Narrow integer types are carried in a wider dtype and wrap as they would: `uint8` 200 + 100
+/// is 44, `int8` −128 · −1 is −128; `uint64` compares unsigned.
+#[test]
+fn narrow_integers_wrap_as_their_type_does() {
+    let graph = GraphProto {
+        node: vec![
+            node("Add", &["u", "u"], &["sum"], vec![]),
+            node("Mul", &["i", "minus_one"], &["prod"], vec![]),
+            node("Less", &["big", "small"], &["less"], vec![]),
+        ],
+        initializer: vec![TensorProto {
+            name: Some("minus_one".into()),
+            data_type: Some(DataType::Int8 as i32),
+            raw_data: Some(vec![0xFF]),
+            ..Default::default()
+        }],
+        input: vec![
+            value_info("u", DataType::Uint8, &[2]),
+            value_info("i", DataType::Int8, &[2]),
+            value_info("big", DataType::Uint64, &[1]),
+            value_info("small", DataType::Uint64, &[1]),
+        ],
+        output: vec![
+            value_info("sum", DataType::Uint8, &[2]),
+            value_info("prod", DataType::Int8, &[2]),
+            value_info("less", DataType::Bool, &[1]),
+        ],
+        ..Default::default()
+    };
+    let m = import(&model(graph, 14), &Options::default()).unwrap();
+    assert!(m.notes.iter().any(|n| n == "input `u` is UINT8, carried as i32"), "{:?}", m.notes);
+    assert!(m.notes.iter().any(|n| n == "output `prod` is INT8, carried as i32"), "{:?}", m.notes);
+    let mut feeds = HashMap::new();
+    feeds.insert("u".to_string(), Value::from_vec(&[2], vec![150i32, 7]).unwrap());
+    feeds.insert("i".to_string(), Value::from_vec(&[2], vec![-128i32, 5]).unwrap());
+    // 2^63 + 1 as uint64 bits (negative as i64) is not less than 1.
+    feeds.insert("big".to_string(), Value::from_vec(&[1], vec![i64::MIN + 1]).unwrap());
+    feeds.insert("small".to_string(), Value::from_vec(&[1], vec![1i64]).unwrap());
+    for out in [
+        kiln::ir::interp::run(&m.graph, &feeds).unwrap(),
+        kiln::compile(&m.graph, kiln::Fusion::Fused).unwrap().run(&feeds).unwrap(),
+    ] {
+        assert_eq!(out[0].to_vec::<i32>().unwrap(), [44, 14]);
+        assert_eq!(out[1].to_vec::<i32>().unwrap(), [-128, -5]);
+        assert_eq!(out[2].to_vec::<bool>().unwrap(), [false]);
+    }
 }
 
 /// Every bad file gives one error that says what is wrong.

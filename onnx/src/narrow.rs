@@ -4,8 +4,9 @@
 //!   `int2`, `uint2`) in `i32`, `uint32` in `i64`: every value stays in its type's range, since
 //!   what an op may take out of it (arithmetic, casts) is wrapped back, two's complement, as
 //!   the narrow type would wrap;
-//! - `uint64` in `i64` (the same bits): wrapping arithmetic and equality are exact there, so
-//!   only those (and movement) are translated; ordering, division and casts are refused;
+//! - `uint64` in `i64` (the same bits): wrapping arithmetic and equality are exact there, and
+//!   comparisons, `Max` and `Min` compare the bits offset by 2^63; division, other orderings
+//!   and casts are refused;
 //! - the narrow floats (`float16`, `bfloat16`, the 8- and 4-bit floats, `float8e8m0`) in
 //!   `f32`, which holds each of their values exactly: ops that move, select or compare values
 //!   are translated, and those that would have to round to the narrow type are refused.
@@ -65,21 +66,35 @@ impl Narrow {
     }
 
     /// Why `op` cannot be translated on operands of this type, if it cannot: `uint64` takes
-    /// only wrapping arithmetic, equality and movement.
+    /// only wrapping arithmetic, comparisons, `Max`/`Min` and movement.
     pub(crate) fn refuses_operand(self, op: &str) -> Option<String> {
-        let exact = matches!(op, "Add" | "Sub" | "Mul" | "Neg" | "Equal" | "Where" | "Identity")
-            || (!Self::op_may_overflow(op) && !Self::orders(op));
+        // Orders compare the bits offset by 2^63 (`Cx::ordered`).
+        let exact = matches!(
+            op,
+            "Add"
+                | "Sub"
+                | "Mul"
+                | "Neg"
+                | "Equal"
+                | "Where"
+                | "Identity"
+                | "Less"
+                | "Greater"
+                | "LessOrEqual"
+                | "GreaterOrEqual"
+                | "Max"
+                | "Min"
+        ) || (!Self::op_may_overflow(op) && !Self::orders(op));
         (self.onnx == DataType::Uint64 && !exact).then(|| {
-            format!("{op} on UINT64 (carried as i64: only wrapping arithmetic, equality and movement are exact)")
+            format!("{op} on UINT64 (carried as i64: only wrapping arithmetic, comparisons and movement are exact)")
         })
     }
 
     /// Why `op` cannot produce a value of this type, if it cannot: a narrow float result of
     /// anything but movement and selection would have to be rounded to the narrow type.
     pub(crate) fn refuses_result(self, op: &str) -> Option<String> {
-        (self.float && Self::op_may_overflow(op)).then(|| {
-            format!("{op} to {} (kiln carries it in f32 and does not round to it)", self.onnx.as_str_name())
-        })
+        (self.float && Self::op_may_overflow(op))
+            .then(|| format!("{op} to {} (kiln carries it in f32 and does not round to it)", self.onnx.as_str_name()))
     }
 
     /// Ops whose result depends on the order of values.

@@ -22,7 +22,13 @@ pub(crate) fn arithmetic<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
         let exponent = cx.tensor(1)?.cast(wide);
         return Ok(vec![base.cast(wide).pow(exponent).cast(dtype).into()]);
     }
-    let xs = cx.tensors()?;
+    // `Max`/`Min` of `uint64` compare in the signed order of the bits offset by 2^63.
+    let ordered = matches!(op, "Max" | "Min") && cx.is_uint64(0);
+    let xs = if ordered {
+        (0..cx.node.input.len()).filter(|&i| cx.has(i)).map(|i| cx.ordered(i)).collect::<Result<Vec<_>, _>>()?
+    } else {
+        cx.tensors()?
+    };
     let Some((&first, rest)) = xs.split_first() else {
         return Err(Fail::Bad("needs at least one input".into()));
     };
@@ -44,6 +50,9 @@ pub(crate) fn arithmetic<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
             _ => unreachable!("dispatched on these op types"),
         };
     }
+    if ordered {
+        acc = acc + acc.full_like(UINT64_OFFSET);
+    }
     if op == "Mean" {
         if !acc.dtype().is_float() {
             return cx.unsupported(format!("Mean of {}", acc.dtype()));
@@ -52,6 +61,10 @@ pub(crate) fn arithmetic<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     }
     Ok(vec![acc.into()])
 }
+
+/// −2^63: added (wrapping) to `uint64` bits, it maps their unsigned order onto `i64`'s signed
+/// one; added again, it maps back.
+pub(crate) const UINT64_OFFSET: f64 = -9_223_372_036_854_775_808.0;
 
 /// One-operand math.
 pub(crate) fn unary<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
@@ -137,7 +150,7 @@ pub(crate) fn clip<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
 
 /// `Equal`, `Less`, `Greater`, `LessOrEqual`, `GreaterOrEqual` (false where either is NaN).
 pub(crate) fn compare<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
-    let (a, b) = (cx.tensor(0)?, cx.tensor(1)?);
+    let (a, b) = (cx.ordered(0)?, cx.ordered(1)?);
     let y = match cx.node.op_type() {
         "Equal" => a.equal(b),
         "Less" => a.lt(b),

@@ -118,9 +118,13 @@ impl<'n, 'b> Cx<'n, 'b> {
     pub(crate) fn result_narrow(&self, dtype: DType) -> Option<Narrow> {
         let named = match self.node.op_type() {
             "Cast" => Some(self.attr_i("to", 0).unwrap_or(0) as i32),
-            "Constant" | "ConstantOfShape" => {
-                self.node.attribute.iter().find(|a| a.name() == "value").and_then(|a| a.t.as_ref()).map(|t| t.data_type())
-            }
+            "Constant" | "ConstantOfShape" => self
+                .node
+                .attribute
+                .iter()
+                .find(|a| a.name() == "value")
+                .and_then(|a| a.t.as_ref())
+                .map(|t| t.data_type()),
             "CastLike" => return self.narrow.get(1).copied().flatten(),
             "Shape" | "Size" => return None,
             _ => None,
@@ -171,6 +175,18 @@ impl<'n, 'b> Cx<'n, 'b> {
     /// Input `i`'s value as integers (known at import time).
     pub fn ints(&self, i: usize) -> Result<Vec<i64>, Fail> {
         self.opt_ints(i)?.ok_or_else(|| Fail::Bad(format!("input {i} is missing")))
+    }
+
+    /// True if input `i` carries `uint64` values.
+    pub fn is_uint64(&self, i: usize) -> bool {
+        self.narrow.get(i).copied().flatten().is_some_and(|n| n.onnx == crate::proto::tensor_proto::DataType::Uint64)
+    }
+
+    /// Input `i` as a tensor whose signed order is the input's order: `uint64` bits offset by
+    /// 2^63 (`elementwise::UINT64_OFFSET`), anything else as it is.
+    pub fn ordered(&self, i: usize) -> Result<Tensor<'b>, Fail> {
+        let t = self.tensor(i)?;
+        Ok(if self.is_uint64(i) { t + t.full_like(elementwise::UINT64_OFFSET) } else { t })
     }
 
     /// The type of input `i` (known or not).
@@ -522,7 +538,10 @@ pub(crate) fn lower_node<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
         // kiln's cast truncates, and wrapping that is not their meaning.
         let from_float = cx.ty(0).is_ok_and(|t| t.dtype.is_float());
         if matches!(op, "Cast" | "CastLike") && !n.float && n.bits < 8 && from_float {
-            return Err(Fail::Unsupported(format!("{op} from a float to {} (rounds and saturates)", n.onnx.as_str_name())));
+            return Err(Fail::Unsupported(format!(
+                "{op} from a float to {} (rounds and saturates)",
+                n.onnx.as_str_name()
+            )));
         }
         wrapped.push(match o {
             Out::Dyn(t) if Narrow::op_may_overflow(op) => Out::Dyn(n.wrap(t)),

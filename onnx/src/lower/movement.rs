@@ -224,8 +224,8 @@ pub(crate) fn pad<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     let x = cx.tensor(0)?;
     let r = x.rank();
     let mode = cx.attr_s("mode", "constant")?;
-    if mode != "constant" {
-        return cx.unsupported(format!("Pad mode=\"{mode}\" (only constant)"));
+    if !matches!(mode.as_str(), "constant" | "edge" | "reflect" | "wrap") {
+        return Err(Fail::Bad(format!("Pad mode=\"{mode}\"")));
     }
     let (pads, value, axes) = if cx.opset >= 11 {
         let value = match cx.has(2) {
@@ -256,7 +256,44 @@ pub(crate) fn pad<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
         (lo[a], hi[a]) = (crop(b), s[a] - crop(e));
     }
     let cropped = if lo.iter().any(|&v| v > 0) || hi != s { x.slice_all(&lo, &hi, &vec![1; r]) } else { x };
-    Ok(vec![cropped.pad(&low, &high, value).into()])
+    if mode == "constant" {
+        return Ok(vec![cropped.pad(&low, &high, value).into()]);
+    }
+    // Edge, reflect and wrap: each axis in turn gains the elements those modes pick, gathered.
+    let mut y = cropped;
+    for a in 0..r {
+        let n = y.shape()[a];
+        let (before, after) = (low[a], high[a]);
+        if before == 0 && after == 0 {
+            continue;
+        }
+        if n == 0 || (mode == "reflect" && (before >= n || after >= n)) {
+            return Err(Fail::Bad(format!("cannot {mode}-pad axis {a} of extent {n} by {before} and {after}")));
+        }
+        // Index j of the padding before (0..before) and after (0..after) reads:
+        let (first, step_before, last, step_after) = match mode.as_str() {
+            "edge" => (0, 0, n - 1, 0),
+            "reflect" => (before, -1, n - 2, -1),
+            // wrap: the last `before` elements, then the first `after`.
+            _ => ((n - before % n) % n, 1, 0, 1),
+        };
+        let picks = |count: usize, start: usize, step: i64| {
+            let j = cx.b.iota(DType::I64, [count], 0);
+            let idx = j * step as f64 + start as f64;
+            // Wrapping past the end comes back to the start.
+            if mode == "wrap" { idx - (idx / n as f64) * n as f64 } else { idx }
+        };
+        let mut parts = Vec::with_capacity(3);
+        if before > 0 {
+            parts.push(y.gather(picks(before, first, step_before), a as isize));
+        }
+        parts.push(y);
+        if after > 0 {
+            parts.push(y.gather(picks(after, last, step_after), a as isize));
+        }
+        y = cx.b.concat(&parts, a as isize);
+    }
+    Ok(vec![y.into()])
 }
 
 /// `Gather` along `axis`; negative indices count from the end.

@@ -299,7 +299,9 @@ pub(crate) fn conv_transpose<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
 /// `count_include_pad`). Square 2-D windows with symmetric padding use the frontend's pooling
 /// layers; anything else one strided slice per window tap.
 pub(crate) fn pool<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
-    let x = cx.float(0)?;
+    let max = cx.node.op_type() == "MaxPool";
+    // Max-pooling takes integers too (padded with the dtype's minimum).
+    let x = if max { cx.tensor(0)? } else { cx.float(0)? };
     let s = x.shape();
     if s.len() < 3 {
         return Err(Fail::Bad(format!("expects [N, C, spatial...], got {}", x.ty())));
@@ -307,7 +309,6 @@ pub(crate) fn pool<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     if cx.node.output.get(1).is_some_and(|o| !o.is_empty()) {
         return cx.unsupported("MaxPool's Indices output");
     }
-    let max = cx.node.op_type() == "MaxPool";
     let ceil = cx.attr_i("ceil_mode", 0)? != 0;
     let win = Window::read(cx, &s[2..], None, ceil)?;
     let out = win.output(&s[2..]);
@@ -318,13 +319,19 @@ pub(crate) fn pool<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
         && win.kernel.iter().all(|&v| v == k)
         && win.stride.iter().all(|&v| v == st)
         && win.pad.iter().all(|&v| v == (p, p))
-        && win.dilation.iter().all(|&d| d == 1);
+        && win.dilation.iter().all(|&d| d == 1)
+        && x.dtype().is_float();
     if square && (max || p == 0 || include_pad) {
         let y = if max { MaxPool2d::new(k, st, p).forward(x) } else { AvgPool2d::new(k, st, p).forward(x) };
         return Ok(vec![y.into()]);
     }
     if max {
-        return Ok(vec![win.taps(win.pad_input(x, f64::NEG_INFINITY), &out, |a, b| a.maximum(b)).into()]);
+        let lowest = match x.dtype() {
+            kiln_ir::DType::I32 => i32::MIN as f64,
+            kiln_ir::DType::I64 => i64::MIN as f64,
+            _ => f64::NEG_INFINITY,
+        };
+        return Ok(vec![win.taps(win.pad_input(x, lowest), &out, |a, b| a.maximum(b)).into()]);
     }
     let sum = win.taps(win.pad_input(x, 0.0), &out, |a, b| a + b);
     // How many taps of each window count: those on the input, or also on its explicit
@@ -359,17 +366,29 @@ fn per_channel<'b>(t: Tensor<'b>, rank: usize) -> Tensor<'b> {
     t.reshape(&dims)
 }
 
-/// `BatchNormalization` in inference mode: `(x − mean) · scale / √(var + ε) + B` per channel.
+/// `BatchNormalization`: `(x − mean) / √(var + ε) · scale + B` per channel, with the running
+/// statistics in inference mode, the batch's in training mode (`training_mode`, opset 14),
+/// which also outputs the updated running statistics.
 pub(crate) fn batch_norm<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
-    if cx.attr_i("training_mode", 0)? != 0 || cx.outputs() > 1 {
-        return cx.unsupported("BatchNormalization in training mode (kiln imports it for inference)");
-    }
     let x = cx.float(0)?;
     let r = x.rank();
     let [scale, bias, mean, var] = [1, 2, 3, 4].map(|i| cx.tensor(i).map(|t| per_channel(t, r)));
+    let (scale, bias, mean, var) = (scale?, bias?, mean?, var?);
     let eps = cx.attr_f("epsilon", 1e-5)?;
-    let y = (x - mean?) / (var? + eps).sqrt() * scale? + bias?;
-    Ok(vec![y.into()])
+    let normalize = |mean: Tensor<'b>, var: Tensor<'b>| (x - mean) / (var + eps).sqrt() * scale + bias;
+    if cx.attr_i("training_mode", 0)? == 0 {
+        return Ok(vec![normalize(mean, var).into()]);
+    }
+    // Training mode: normalized by the batch's own statistics (over every axis but the
+    // channels; the population variance), with the running statistics updated by `momentum`.
+    let axes: Vec<isize> = (0..r as isize).filter(|&a| a != 1).collect();
+    let batch_mean = x.mean_keepdim(&axes);
+    let centered = x - batch_mean;
+    let batch_var = (centered * centered).mean_keepdim(&axes);
+    let momentum = cx.attr_f("momentum", 0.9)?;
+    let channels = [x.shape()[1]];
+    let running = |old: Tensor<'b>, now: Tensor<'b>| (old * momentum + now * (1.0 - momentum)).reshape(&channels);
+    Ok(vec![normalize(batch_mean, batch_var).into(), running(mean, batch_mean).into(), running(var, batch_var).into()])
 }
 
 /// `LayerNormalization` over the axes from `axis` on, with its optional `Mean` and
@@ -413,10 +432,14 @@ pub(crate) fn lrn<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     Ok(vec![(x / scale).into()])
 }
 
-/// `Dropout` at inference: the identity, and a mask of all `true`.
+/// `Dropout` at inference (or training with a ratio of 0): the identity, and a mask of all
+/// `true`.
 pub(crate) fn dropout<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     let training = cx.opt_ints(2)?.is_some_and(|v| v.iter().any(|&b| b != 0));
-    if training || (cx.opset < 7 && cx.attr_i("is_test", 0)? == 0) {
+    // Training with a ratio of 0 drops nothing; any other ratio draws a mask, which kiln
+    // imports for inference only.
+    let ratio = if cx.has(1) { cx.known(1)?.to_f64_vec().first().copied().unwrap_or(0.5) } else { 0.5 };
+    if (training && ratio != 0.0) || (cx.opset < 7 && cx.attr_i("is_test", 0)? == 0) {
         return cx.unsupported("Dropout in training mode (kiln imports it for inference)");
     }
     let x = cx.tensor(0)?;
