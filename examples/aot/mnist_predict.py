@@ -6,8 +6,8 @@
 
 Needs only the Python standard library. The library's name prefix is read from its file name
 (libNAME.so); NAME_run_checked checks the buffers' dtypes and shapes. The image is a 28x28 .npy of
-uint8 pixels (0-255) or 784 raw bytes, scaled and standardized as `kiln train` feeds MNIST,
-shaped as the model's input descriptor says (so a LeNet imported from ONNX works too).
+uint8 pixels (0-255) or 784 raw bytes, scaled and standardized as `kiln train` feeds MNIST, as
+[1, 784] or, to a model whose input has four axes, [1, 1, 28, 28].
 """
 
 import ctypes
@@ -70,22 +70,19 @@ def main():
     last_error = fn("last_error", ctypes.c_char_p)
 
     input_desc = fn("input_desc", ctypes.POINTER(Desc), ctypes.c_int32)
-    output_desc = fn("output_desc", ctypes.POINTER(Desc), ctypes.c_int32)
 
-    # One image, in whatever shape of 784 values the model takes ([1, 784] for mnist_mlp,
-    # [1, 1, 28, 28] for a convolutional net), and its ten logits; the library checks the
-    # shapes (a model built for another batch size is an error that says which buffer and
+    # One image and its ten logits, described by the shapes this program means to pass: the
+    # image as [1, 784], or as [1, 1, 28, 28] to a model whose input has four axes (a
+    # convolutional net, such as a LeNet imported from ONNX). The library checks them (a
+    # model built for another batch size or input is an error that says which buffer and
     # what it expected).
-    def shape(desc):
-        d = desc.contents
-        return (ctypes.c_int64 * d.rank)(*d.shape[: d.rank]), d.rank
-
-    (x_shape, x_rank), (logits_shape, logits_rank) = shape(input_desc(0)), shape(output_desc(0))
+    x_dims = (1, 1, 28, 28) if input_desc(0).contents.rank == 4 else (1, 784)
     x, logits = (ctypes.c_float * 784)(), (ctypes.c_float * 10)()
     for i, p in enumerate(read_image(sys.argv[2])):
         x[i] = (p / 255.0 - 0.1307) / 0.3081
-    inputs = (Tensor * 1)(Tensor(ctypes.addressof(x), 0, x_rank, x_shape))
-    outputs = (Tensor * 1)(Tensor(ctypes.addressof(logits), 0, logits_rank, logits_shape))
+    x_shape, logits_shape = (ctypes.c_int64 * len(x_dims))(*x_dims), (ctypes.c_int64 * 2)(1, 10)
+    inputs = (Tensor * 1)(Tensor(ctypes.addressof(x), 0, len(x_dims), x_shape))
+    outputs = (Tensor * 1)(Tensor(ctypes.addressof(logits), 0, 2, logits_shape))
     if run_checked(inputs, 1, outputs, 1) != 0:
         sys.exit(f"{name}: {last_error().decode()}")
     print(f"predicted digit: {max(range(10), key=lambda i: logits[i])}")
