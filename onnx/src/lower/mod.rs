@@ -27,7 +27,7 @@ use kiln_ir::{DType, Init, TensorType, Value};
 use crate::error::{ImportError, Unsupported};
 use crate::names::Names;
 use crate::narrow::Narrow;
-use crate::proto::{ModelProto, NodeProto, ValueInfoProto};
+use crate::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use crate::support::node_label;
 use crate::tensor::{dtype_name, dtype_of, splat_of, to_i64s, to_value};
 use crate::{Imported, Options};
@@ -112,28 +112,9 @@ impl<'n, 'b> Cx<'n, 'b> {
         Cx { b, node, opset, args, narrow, mat }
     }
 
-    /// The narrow integer type of output `k` (of kiln dtype `dtype`), if it has one: the
-    /// type `Cast` or `Constant` names, else the first narrow operand's when the output has
-    /// its carrier dtype (`Add` of two `uint8`s; not `Equal` of them, nor their `Shape`).
+    /// The carried type of an output of kiln dtype `dtype` ([`result_narrow`]).
     pub(crate) fn result_narrow(&self, dtype: DType) -> Option<Narrow> {
-        let named = match self.node.op_type() {
-            "Cast" => Some(self.attr_i("to", 0).unwrap_or(0) as i32),
-            "Constant" | "ConstantOfShape" => self
-                .node
-                .attribute
-                .iter()
-                .find(|a| a.name() == "value")
-                .and_then(|a| a.t.as_ref())
-                .map(|t| t.data_type()),
-            "CastLike" => return self.narrow.get(1).copied().flatten(),
-            "Shape" | "Size" => return None,
-            _ => None,
-        };
-        let n = match named {
-            Some(c) => Narrow::of(c),
-            None => self.narrow.iter().flatten().next().copied(),
-        };
-        n.filter(|n| n.carrier() == dtype)
+        result_narrow(self.node, &self.narrow, dtype)
     }
 
     /// True if input `i` is given.
@@ -230,123 +211,141 @@ impl<'n, 'b> Cx<'n, 'b> {
 pub(crate) fn import_model(model: &ModelProto, options: &Options) -> Result<Imported, ImportError> {
     let graph = model.graph.as_ref().ok_or_else(|| ImportError::Invalid("the model has no graph".into()))?;
     let opset = crate::support::check(model, graph)?;
-    let name = if graph.name().is_empty() { "model".to_string() } else { graph.name().to_string() };
+    let name = if graph.name().is_empty() { "model" } else { graph.name() };
     let mut names = Names::default();
     names.reserve("rng_seed");
-    let fname = names.kiln_name(&name);
-    let b = Builder::new(fname);
-    let mut notes = vec![format!("ai.onnx opset {opset}")];
-    let mut unsupported = Vec::new();
-
-    // Initializers: known values, parameters when a run-time op reads them.
-    let mut vals: HashMap<String, Val<'_>> = HashMap::new();
-    // Values of a narrow integer type, by ONNX name (carried in a wider dtype).
-    let mut narrow: HashMap<String, Narrow> = HashMap::new();
-    let mut initializers = HashSet::new();
-    for t in &graph.initializer {
-        match to_value(t) {
-            Ok(v) => {
-                vals.insert(t.name().to_string(), Val::Known(Rc::new(v)));
-                initializers.insert(t.name().to_string());
-                if let Some(n) = Narrow::of(t.data_type()) {
-                    narrow.insert(t.name().to_string(), n);
-                }
-            }
-            Err(e) if dtype_of(t.data_type()).is_none() => unsupported.push(Unsupported {
-                node: format!("initializer {}", t.name()),
-                op: "initializer".into(),
-                opset,
-                reason: e,
-            }),
-            Err(e) => return Err(ImportError::Invalid(e)),
-        }
-    }
-    if !graph.sparse_initializer.is_empty() {
-        unsupported.push(Unsupported {
-            node: "(graph)".into(),
-            op: "sparse_initializer".into(),
-            opset,
-            reason: "sparse initializers are not supported".into(),
-        });
-    }
-    // Graph inputs: those with an initializer are parameters (their default is the value).
-    let mut deps: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for vi in &graph.input {
-        let onnx_name = vi.name().to_string();
-        if initializers.contains(&onnx_name) {
-            continue;
-        }
-        if let Some(n) = declared_narrow(vi) {
-            notes.push(format!("input `{onnx_name}` is {}, carried as {}", n.onnx.as_str_name(), n.carrier()));
-            narrow.insert(onnx_name.clone(), n);
-        }
-        if let Some(v) = options.constants.get(&onnx_name) {
-            vals.insert(onnx_name, Val::Known(Rc::new(v.clone())));
-            continue;
-        }
-        match input_type(vi, options.batch, &mut notes) {
-            Ok(ty) => {
-                let kname = names.kiln_name(&onnx_name);
-                if kname != onnx_name {
-                    notes.push(format!("input `{onnx_name}` is named `{kname}`"));
-                }
-                let t = b.input(&kname, ty.dtype, ty.dims().to_vec());
-                deps.insert(onnx_name.clone(), BTreeSet::from([onnx_name.clone()]));
-                vals.insert(onnx_name, Val::Dyn(t));
-            }
-            Err(reason) => unsupported.push(Unsupported {
-                node: format!("input {onnx_name}"),
-                op: "graph input".into(),
-                opset,
-                reason,
-            }),
-        }
-    }
-    if !unsupported.is_empty() {
-        return Err(ImportError::Unsupported(unsupported));
-    }
-
-    let defined: HashSet<String> = vals.keys().cloned().collect();
-    let order = crate::order::topological(graph, &defined)?;
+    let b = Builder::new(names.kiln_name(name));
+    let mut import = Import {
+        graph,
+        opset,
+        b: &b,
+        vals: HashMap::new(),
+        narrow: HashMap::new(),
+        deps: HashMap::new(),
+        notes: vec![format!("ai.onnx opset {opset}")],
+        unsupported: Vec::new(),
+    };
+    import.leaves(&mut names, options)?;
     let consts =
         Materializer { b: &b, names: RefCell::new(names), weights: RefCell::default(), cache: RefCell::default() };
-    for i in order {
-        let node = &graph.node[i];
-        let label = node_label(node, i);
+    let defined: HashSet<String> = import.vals.keys().cloned().collect();
+    for i in crate::order::topological(graph, &defined)? {
+        import.node(i, &consts)?;
+    }
+    if !import.unsupported.is_empty() {
+        return Err(ImportError::Unsupported(import.unsupported));
+    }
+    import.outputs(&consts)?;
+    let notes = std::mem::take(&mut import.notes);
+    drop(import);
+    let weights = consts.weights.into_inner();
+    let graph = b.finish().map_err(|e| ImportError::Invalid(format!("the imported graph does not verify: {e}")))?;
+    Ok(Imported { graph, weights, notes, opset })
+}
+
+/// The state of one import: every ONNX value so far, and what is said about the model.
+struct Import<'m, 'b> {
+    graph: &'m GraphProto,
+    opset: i64,
+    b: &'b Builder,
+    vals: HashMap<String, Val<'b>>,
+    /// Values of a type carried in a wider dtype (`crate::narrow`), by ONNX name.
+    narrow: HashMap<String, Narrow>,
+    /// The graph inputs each run-time value depends on (named when one must be known).
+    deps: HashMap<String, BTreeSet<String>>,
+    notes: Vec<String>,
+    unsupported: Vec<Unsupported>,
+}
+
+impl<'b> Import<'_, 'b> {
+    fn unsupported(&mut self, node: String, op: &str, reason: String) {
+        self.unsupported.push(Unsupported { node, op: op.to_string(), opset: self.opset, reason });
+    }
+
+    /// Initializers (known values; parameters when a run-time op reads them) and graph inputs
+    /// (those with an initializer are parameters; bound ones are known). Refuses, all at
+    /// once, those of types kiln cannot carry.
+    fn leaves(&mut self, names: &mut Names, options: &Options) -> Result<(), ImportError> {
+        let mut initializers = HashSet::new();
+        for t in &self.graph.initializer {
+            match to_value(t) {
+                Ok(v) => {
+                    self.vals.insert(t.name().to_string(), Val::Known(Rc::new(v)));
+                    initializers.insert(t.name());
+                    if let Some(n) = Narrow::of(t.data_type()) {
+                        self.narrow.insert(t.name().to_string(), n);
+                    }
+                }
+                Err(e) if dtype_of(t.data_type()).is_none() => {
+                    self.unsupported(format!("initializer {}", t.name()), "initializer", e)
+                }
+                Err(e) => return Err(ImportError::Invalid(e)),
+            }
+        }
+        if !self.graph.sparse_initializer.is_empty() {
+            self.unsupported("(graph)".into(), "sparse_initializer", "sparse initializers are not supported".into());
+        }
+        for vi in &self.graph.input {
+            let onnx_name = vi.name().to_string();
+            if initializers.contains(onnx_name.as_str()) {
+                continue;
+            }
+            if let Some(n) = declared_narrow(vi) {
+                self.notes.push(format!("input `{onnx_name}` is {}, carried as {}", n.onnx.as_str_name(), n.carrier()));
+                self.narrow.insert(onnx_name.clone(), n);
+            }
+            if let Some(v) = options.constants.get(&onnx_name) {
+                self.vals.insert(onnx_name, Val::Known(Rc::new(v.clone())));
+                continue;
+            }
+            match input_type(vi, options.batch, &mut self.notes) {
+                Ok(ty) => {
+                    let kname = names.kiln_name(&onnx_name);
+                    if kname != onnx_name {
+                        self.notes.push(format!("input `{onnx_name}` is named `{kname}`"));
+                    }
+                    let t = self.b.input(&kname, ty.dtype, ty.dims().to_vec());
+                    self.deps.insert(onnx_name.clone(), BTreeSet::from([onnx_name.clone()]));
+                    self.vals.insert(onnx_name, Val::Dyn(t));
+                }
+                Err(reason) => self.unsupported(format!("input {onnx_name}"), "graph input", reason),
+            }
+        }
+        if self.unsupported.is_empty() {
+            Ok(())
+        } else {
+            Err(ImportError::Unsupported(std::mem::take(&mut self.unsupported)))
+        }
+    }
+
+    /// Translates (or folds) node `i`, recording its outputs. An unsupported node is listed
+    /// and its outputs marked failed, so that the import goes on to find the others.
+    fn node(&mut self, i: usize, consts: &Materializer<'b>) -> Result<(), ImportError> {
+        let node = &self.graph.node[i];
+        let (label, op) = (node_label(node, i), node.op_type());
         let mut args = Vec::with_capacity(node.input.len());
-        let mut failed_input = false;
         for input in &node.input {
             args.push(match input.as_str() {
                 "" => Arg::Absent,
-                name => match vals.get(name) {
+                name => match self.vals.get(name) {
                     Some(Val::Known(v)) => Arg::Known(name.to_string(), v.clone()),
                     Some(Val::Dyn(t)) => Arg::Dyn(*t),
-                    // Defined by the ordering's check; a failed producer was already reported.
+                    // Defined (the ordering checked), so its producer failed, already reported.
                     Some(Val::Failed) | None => {
-                        failed_input = true;
-                        Arg::Absent
+                        self.fail_outputs(node);
+                        return Ok(());
                     }
                 },
             });
         }
-        let outputs: Vec<&String> = node.output.iter().collect();
-        if failed_input {
-            for o in outputs.iter().filter(|o| !o.is_empty()) {
-                vals.insert((*o).clone(), Val::Failed);
-            }
-            continue;
-        }
-        let arg_narrow: Vec<Option<Narrow>> = node.input.iter().map(|x| narrow.get(x).copied()).collect();
+        let arg_narrow: Vec<Option<Narrow>> = node.input.iter().map(|x| self.narrow.get(x).copied()).collect();
         let all_known = args.iter().all(|a| !matches!(a, Arg::Dyn(_)));
-        // The narrow types of the outputs, decided like `Cx::result_narrow` by their dtypes.
-        let tags = Cx::new(&b, node, opset, (Vec::new(), arg_narrow.clone()), &consts);
         let result = if all_known && crate::fold::worth_folding(node, &args) {
-            crate::fold::fold(node, opset, (args.clone(), arg_narrow.clone()))
+            crate::fold::fold(node, self.opset, (args, arg_narrow.clone()))
         } else {
-            let cx = Cx::new(&b, node, opset, (args.clone(), arg_narrow.clone()), &consts);
+            let cx = Cx::new(self.b, node, self.opset, (args, arg_narrow.clone()), consts);
             let r = lower_node(&cx);
-            let errors = b.take_errors();
-            match (r, errors.first()) {
+            match (r, self.b.take_errors().first()) {
                 (Ok(_), Some(e)) => Err(Fail::Bad(format!("`{}`: {}", e.op, e.message))),
                 (r, _) => r,
             }
@@ -354,80 +353,98 @@ pub(crate) fn import_model(model: &ModelProto, options: &Options) -> Result<Impo
         let produced = match result {
             Ok(p) => p,
             Err(Fail::Unsupported(reason)) => {
-                unsupported.push(Unsupported { node: label, op: node.op_type().to_string(), opset, reason });
-                for o in outputs.iter().filter(|o| !o.is_empty()) {
-                    vals.insert((*o).clone(), Val::Failed);
-                }
-                continue;
+                self.unsupported(label, op, reason);
+                self.fail_outputs(node);
+                return Ok(());
             }
-            Err(Fail::Bad(message)) => {
-                return Err(ImportError::Node { node: label, op: node.op_type().to_string(), message });
-            }
+            Err(Fail::Bad(message)) => return Err(ImportError::Node { node: label, op: op.to_string(), message }),
             Err(Fail::NotConstant(k)) => {
                 let input = node.input[k].clone();
-                let from = deps.get(&input).map(|d| d.iter().cloned().collect()).unwrap_or_default();
-                return Err(ImportError::NotConstant { node: label, op: node.op_type().to_string(), input, from });
+                let from = self.deps.get(&input).map(|d| d.iter().cloned().collect()).unwrap_or_default();
+                return Err(ImportError::NotConstant { node: label, op: op.to_string(), input, from });
             }
         };
         let wanted = node.output.iter().rposition(|o| !o.is_empty()).map_or(0, |p| p + 1);
         if produced.len() < wanted {
-            unsupported.push(Unsupported {
-                node: label,
-                op: node.op_type().to_string(),
-                opset,
-                reason: format!("output {} (`{}`) is not supported", produced.len(), node.output[produced.len()]),
-            });
-            continue;
+            let reason = format!("output {} (`{}`) is not supported", produced.len(), node.output[produced.len()]);
+            self.unsupported(label, op, reason);
+            self.fail_outputs(node);
+            return Ok(());
         }
         let node_deps: BTreeSet<String> =
-            node.input.iter().filter_map(|x| deps.get(x)).flat_map(|d| d.iter().cloned()).collect();
-        for (o, p) in node.output.iter().zip(produced) {
-            if o.is_empty() {
-                continue;
-            }
-            let dtype = match &p {
-                Out::Known(v) => v.dtype(),
-                Out::Dyn(t) => t.dtype(),
-            };
-            if let Some(n) = tags.result_narrow(dtype) {
-                narrow.insert(o.clone(), n);
-            }
-            let v = match p {
-                Out::Known(v) => Val::Known(Rc::new(v)),
+            node.input.iter().filter_map(|x| self.deps.get(x)).flat_map(|d| d.iter().cloned()).collect();
+        for (o, p) in node.output.iter().zip(produced).filter(|(o, _)| !o.is_empty()) {
+            let (v, dtype) = match p {
+                Out::Known(v) => {
+                    let dtype = v.dtype();
+                    (Val::Known(Rc::new(v)), dtype)
+                }
                 Out::Dyn(t) => {
-                    deps.insert(o.clone(), node_deps.clone());
-                    Val::Dyn(t)
+                    self.deps.insert(o.clone(), node_deps.clone());
+                    (Val::Dyn(t), t.dtype())
                 }
             };
-            vals.insert(o.clone(), v);
+            if let Some(n) = result_narrow(node, &arg_narrow, dtype) {
+                self.narrow.insert(o.clone(), n);
+            }
+            self.vals.insert(o.clone(), v);
         }
-    }
-    if !unsupported.is_empty() {
-        return Err(ImportError::Unsupported(unsupported));
+        Ok(())
     }
 
-    // Outputs, in order, under kiln names.
-    for vi in &graph.output {
-        let onnx_name = vi.name();
-        let t = match vals.get(onnx_name) {
-            Some(Val::Dyn(t)) => *t,
-            Some(Val::Known(v)) => consts.tensor(onnx_name, v),
-            _ => {
-                return Err(ImportError::Invalid(format!("graph output `{onnx_name}` is not defined by any node")));
-            }
-        };
-        let kname = consts.names.borrow_mut().kiln_name(onnx_name);
-        if kname != onnx_name {
-            notes.push(format!("output `{onnx_name}` is named `{kname}`"));
+    fn fail_outputs(&mut self, node: &NodeProto) {
+        for o in node.output.iter().filter(|o| !o.is_empty()) {
+            self.vals.insert(o.clone(), Val::Failed);
         }
-        if let Some(n) = narrow.get(onnx_name) {
-            notes.push(format!("output `{onnx_name}` is {}, carried as {}", n.onnx.as_str_name(), n.carrier()));
-        }
-        b.output(&kname, t);
     }
-    let weights = consts.weights.into_inner();
-    let graph = b.finish().map_err(|e| ImportError::Invalid(format!("the imported graph does not verify: {e}")))?;
-    Ok(Imported { graph, weights, notes, opset })
+
+    /// The graph's outputs, in order, under kiln names.
+    fn outputs(&mut self, consts: &Materializer<'b>) -> Result<(), ImportError> {
+        for vi in &self.graph.output {
+            let onnx_name = vi.name();
+            let t = match self.vals.get(onnx_name) {
+                Some(Val::Dyn(t)) => *t,
+                Some(Val::Known(v)) => consts.tensor(onnx_name, v),
+                _ => {
+                    return Err(ImportError::Invalid(format!("graph output `{onnx_name}` is not defined by any node")));
+                }
+            };
+            let kname = consts.names.borrow_mut().kiln_name(onnx_name);
+            if kname != onnx_name {
+                self.notes.push(format!("output `{onnx_name}` is named `{kname}`"));
+            }
+            if let Some(n) = self.narrow.get(onnx_name) {
+                self.notes.push(format!(
+                    "output `{onnx_name}` is {}, carried as {}",
+                    n.onnx.as_str_name(),
+                    n.carrier()
+                ));
+            }
+            self.b.output(&kname, t);
+        }
+        Ok(())
+    }
+}
+
+/// The carried type (`crate::narrow`) of an output of `node` of kiln dtype `dtype`, given its
+/// operands' (`operands`): the type `Cast` or `Constant` names, else the first carried
+/// operand's when the output has its carrier dtype (`Add` of two `uint8`s; not `Equal` of
+/// them, nor their `Shape`).
+fn result_narrow(node: &NodeProto, operands: &[Option<Narrow>], dtype: DType) -> Option<Narrow> {
+    let named = match node.op_type() {
+        "Cast" => node.attribute.iter().find(|a| a.name() == "to").map(|a| a.i() as i32),
+        "Constant" | "ConstantOfShape" => {
+            node.attribute.iter().find(|a| a.name() == "value").and_then(|a| a.t.as_ref()).map(|t| t.data_type())
+        }
+        "CastLike" => return operands.get(1).copied().flatten().filter(|n| n.carrier() == dtype),
+        "Shape" | "Size" => return None,
+        _ => None,
+    };
+    let n = match named {
+        Some(code) => Narrow::of(code),
+        None => operands.iter().flatten().next().copied(),
+    };
+    n.filter(|n| n.carrier() == dtype)
 }
 
 /// The narrow integer type a graph input or output declares, if any.
