@@ -5,7 +5,7 @@
 //!
 //! Selection, written down here and in `docs/onnx.md`: a case runs if its model imports. It is
 //! *skipped*, with the importer's reason printed, when the importer refuses it as unsupported
-//! (an op outside `kiln_onnx::SUPPORTED_OPS`, a dtype kiln does not have, an attribute value
+//! (an op `kiln_onnx::supports` does not list, a dtype kiln does not have, an attribute value
 //! it does not translate) or when its data is not tensors. Any other outcome — an import
 //! error, a run error, a wrong dtype, shape or value — fails the suite. An operand the
 //! importer needs at import time (a shape arriving as a graph input) is bound as a constant
@@ -152,69 +152,6 @@ fn run_case(dir: &Path, rtol: f64, atol: f64) -> Outcome {
     Outcome::Pass
 }
 
-/// The ops `docs/onnx.md` commits to covering; the share of their node tests that is selected
-/// (imported and run rather than skipped) is reported over them.
-const CORE_OPS: &[&str] = &[
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Pow",
-    "Neg",
-    "Abs",
-    "Sqrt",
-    "Exp",
-    "Log",
-    "Reciprocal",
-    "Sin",
-    "Cos",
-    "Relu",
-    "LeakyRelu",
-    "Sigmoid",
-    "Tanh",
-    "Gelu",
-    "Erf",
-    "Softmax",
-    "LogSoftmax",
-    "MatMul",
-    "Gemm",
-    "Conv",
-    "ConvTranspose",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "BatchNormalization",
-    "LayerNormalization",
-    "Dropout",
-    "Reshape",
-    "Flatten",
-    "Transpose",
-    "Squeeze",
-    "Unsqueeze",
-    "Expand",
-    "Concat",
-    "Split",
-    "Slice",
-    "Pad",
-    "Gather",
-    "ReduceSum",
-    "ReduceMean",
-    "ReduceMax",
-    "Equal",
-    "Less",
-    "Greater",
-    "Where",
-    "Cast",
-    "Max",
-    "Min",
-    "Clip",
-    "Constant",
-    "ConstantOfShape",
-    "Identity",
-    "Shape",
-    "LSTM",
-];
-
 /// Per-op counts: selected (imported and run), passed, skipped with reasons.
 #[derive(Default)]
 struct Row {
@@ -263,9 +200,9 @@ fn onnx_backend_node_tests() {
 /// into supported ops) ran; with the selection rate over the core ops.
 fn report(rows: &BTreeMap<String, Row>) {
     let class = |op: &str| {
-        if CORE_OPS.contains(&op) {
+        if kiln::onnx::CORE_OPS.contains(&op) {
             0
-        } else if kiln::onnx::SUPPORTED_OPS.contains(&op) {
+        } else if kiln::onnx::supports(op) {
             1
         } else {
             2

@@ -387,6 +387,21 @@ fn bad_files_give_one_clear_error() {
     assert!(e.contains("ai.onnx opset 99 is outside the supported 1..=28"), "{e}");
 }
 
+/// A known value too large to fold (a `ConstantOfShape` of 2^40 elements) is left for run
+/// time, where memory is checked, instead of being computed during the import.
+#[test]
+fn huge_constants_are_not_folded_at_import() {
+    let graph = GraphProto {
+        node: vec![node("ConstantOfShape", &["shape"], &["big"], vec![]), node("Add", &["big", "big"], &["y"], vec![])],
+        initializer: vec![i64_tensor("shape", &[1 << 20, 1 << 20])],
+        output: vec![value_info("y", DataType::Float, &[1 << 20, 1 << 20])],
+        ..Default::default()
+    };
+    let m = import(&model(graph, 17), &Options::default()).unwrap();
+    assert_eq!(m.graph.ty(m.graph.outputs()[0].value).to_string(), "f32[1048576,1048576]");
+    assert!(m.weights.is_empty());
+}
+
 /// Random byte flips and truncations of a good model: an error or a model, never a panic.
 #[test]
 fn damaged_files_never_panic() {

@@ -11,6 +11,7 @@ use kiln_frontend::{Builder, Tensor};
 use kiln_ir::Value;
 
 use crate::lower::{Arg, Cx, Fail, Lowered, Materialize, Out, lower_node};
+use crate::narrow::Narrow;
 use crate::proto::NodeProto;
 
 /// Folding stops at inputs this large (elements, all inputs together): such a node (a
@@ -50,53 +51,73 @@ impl<'b> Materialize<'b> for ScratchInputs<'b> {
     }
 }
 
-/// Folds `node` (every input known): its outputs as known values.
+/// Folds `node` (every input known): its outputs as known values, or `None` when an output
+/// would be larger than folding takes (a `ConstantOfShape` of a large shape, say), for the
+/// caller to translate it for run time instead.
 pub(crate) fn fold<'b>(
     node: &NodeProto,
     opset: i64,
-    (args, narrow): (Vec<Arg<'b>>, Vec<Option<crate::narrow::Narrow>>),
-) -> Lowered<'b> {
+    (args, narrow): (Vec<Arg<'b>>, Vec<Option<Narrow>>),
+) -> Option<Lowered<'b>> {
     let b = Builder::new("fold");
     let inputs = ScratchInputs { b: &b, feeds: RefCell::default(), cache: RefCell::default() };
-    // Dropping the scratch handles before `b` is finished: only values leave this function.
-    let lowered: Result<Vec<Option<Value>>, Fail> = {
-        // The scratch builder lives only here; the arguments are all known, so no handle of
-        // the caller's builder is among them.
-        let args: Vec<Arg<'_>> = args
-            .into_iter()
-            .map(|a| match a {
-                Arg::Known(k, v) => Arg::Known(k, v),
-                _ => Arg::Absent,
-            })
-            .collect();
-        let cx = Cx::new(&b, node, opset, (args, narrow), &inputs);
-        let outs = lower_node(&cx)?;
-        if let Some(e) = b.take_errors().first() {
-            return Err(Fail::Bad(format!("`{}`: {}", e.op, e.message)));
-        }
-        let mut known = Vec::with_capacity(outs.len());
-        for (i, o) in outs.into_iter().enumerate() {
-            known.push(match o {
-                Out::Known(v) => Some(v),
-                Out::Dyn(t) => {
-                    b.output(&format!("o{i}"), t);
-                    None
-                }
-            });
-        }
-        Ok(known)
+    let known = match translate(&inputs, node, opset, (args, narrow)) {
+        Ok(Some(known)) => known,
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e)),
     };
-    let mut known = lowered?;
     let feeds = inputs.feeds.into_inner();
-    let graph = b.finish().map_err(|e| Fail::Bad(format!("folding at import time: {e}")))?;
-    let mut computed = if graph.outputs().is_empty() {
-        Vec::new()
-    } else {
-        kiln_ir::interp::run(&graph, &feeds).map_err(|e| Fail::Bad(format!("folding at import time: {e}")))?
+    let computed = b.finish().map_err(|e| e.to_string()).and_then(|graph| {
+        if graph.outputs().is_empty() {
+            Ok(Vec::new())
+        } else {
+            kiln_ir::interp::run(&graph, &feeds).map_err(|e| e.to_string())
+        }
+    });
+    let mut computed = match computed {
+        Ok(c) => c.into_iter(),
+        Err(e) => return Some(Err(Fail::Bad(format!("folding at import time: {e}")))),
+    };
+    // The run-time outputs come back in the order they were named.
+    let values = known.into_iter().map(|k| k.or_else(|| computed.next()));
+    Some(Ok(values.map(|v| Out::Known(v.expect("one computed value per run-time output"))).collect()))
+}
+
+/// `node` translated into the scratch function of `inputs`: each output already known, or
+/// `None` where the function computes it (as its next output); `Ok(None)` when an output is
+/// too large to fold.
+fn translate(
+    inputs: &ScratchInputs<'_>,
+    node: &NodeProto,
+    opset: i64,
+    (args, narrow): (Vec<Arg<'_>>, Vec<Option<Narrow>>),
+) -> Result<Option<Vec<Option<Value>>>, Fail> {
+    let b = inputs.b;
+    // Only known arguments reach here, so no handle of the caller's builder is among them.
+    let args: Vec<Arg<'_>> = args
+        .into_iter()
+        .map(|a| match a {
+            Arg::Known(k, v) => Arg::Known(k, v),
+            _ => Arg::Absent,
+        })
+        .collect();
+    let cx = Cx::new(b, node, opset, (args, narrow), inputs);
+    let outs = lower_node(&cx)?;
+    if let Some(e) = b.take_errors().first() {
+        return Err(Fail::Bad(format!("`{}`: {}", e.op, e.message)));
     }
-    .into_iter();
-    for slot in known.iter_mut().filter(|k| k.is_none()) {
-        *slot = computed.next();
+    if outs.iter().any(|o| matches!(o, Out::Dyn(t) if t.ty().numel() > FOLD_MAX_ELEMENTS)) {
+        return Ok(None);
     }
-    Ok(known.into_iter().map(|v| Out::Known(v.expect("one computed value per run-time output"))).collect())
+    let mut known = Vec::with_capacity(outs.len());
+    for (i, o) in outs.into_iter().enumerate() {
+        known.push(match o {
+            Out::Known(v) => Some(v),
+            Out::Dyn(t) => {
+                b.output(&format!("o{i}"), t);
+                None
+            }
+        });
+    }
+    Ok(Some(known))
 }

@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use kiln_ir::{DType, Graph, Value};
 
 pub use error::{ImportError, Unsupported};
-pub use support::{MAX_OPSET, MIN_OPSET, SUPPORTED_OPS};
+pub use support::{CORE_OPS, MAX_OPSET, MIN_OPSET, MORE_OPS, supports};
 
 /// How to import a model.
 #[derive(Clone, Debug)]

@@ -54,74 +54,57 @@ pub(crate) fn to_value(t: &TensorProto) -> Result<Value, String> {
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| format!("tensor `{name}` is too large"))?;
     let raw = t.raw_data.as_deref().filter(|r| !r.is_empty() || count == 0 && t.raw_data.is_some());
-    let wrong = |got: usize| format!("tensor `{name}` of shape {dims:?} holds {got} elements instead of {count}");
-    macro_rules! from_raw {
-        ($ty:ty, $bytes:expr) => {{
-            let r = raw.expect("checked by the caller");
-            if r.len() != count * $bytes {
-                return Err(format!(
-                    "tensor `{name}` of shape {dims:?} has {} bytes of raw data instead of {}",
-                    r.len(),
-                    count * $bytes
-                ));
-            }
-            r.chunks_exact($bytes)
-                .map(|c| <$ty>::from_le_bytes(c.try_into().expect("chunk of the width")))
-                .collect::<Vec<$ty>>()
-        }};
-    }
-    if let Some(n) = Narrow::of(t.data_type()) {
-        let codes = narrow_codes(t, n, count).map_err(|e| format!("tensor `{name}` of shape {dims:?}: {e}"))?;
-        return if n.float {
-            let v: Vec<f32> = codes.iter().map(|&c| narrow_float(n.onnx, c)).collect();
-            Value::from_vec(&dims, v)
+    let located = |e: String| format!("tensor `{name}` of shape {dims:?} {e}");
+    let value = if let Some(n) = Narrow::of(t.data_type()) {
+        let codes = narrow_codes(t, n, count).map_err(located)?;
+        if n.float {
+            Value::from_vec(&dims, codes.iter().map(|&c| narrow_float(n.onnx, c)).collect::<Vec<f32>>())
         } else {
             let v: Vec<i64> = codes.iter().map(|&c| narrow_int(n, c)).collect();
             Value::from_vec(&dims, v).map(|v| v.cast(n.carrier()))
         }
-        .map_err(|e| format!("tensor `{name}`: {e}"));
-    }
-    let value = match dtype {
-        DType::F32 => {
-            let v = if raw.is_some() { from_raw!(f32, 4) } else { t.float_data.clone() };
-            if v.len() != count {
-                return Err(wrong(v.len()));
+    } else {
+        match dtype {
+            DType::F32 => {
+                Value::from_vec(&dims, elements(raw, &t.float_data, f32::from_le_bytes, count).map_err(located)?)
             }
-            Value::from_vec(&dims, v)
-        }
-        DType::F64 => {
-            let v = if raw.is_some() { from_raw!(f64, 8) } else { t.double_data.clone() };
-            if v.len() != count {
-                return Err(wrong(v.len()));
+            DType::F64 => {
+                Value::from_vec(&dims, elements(raw, &t.double_data, f64::from_le_bytes, count).map_err(located)?)
             }
-            Value::from_vec(&dims, v)
-        }
-        DType::I32 => {
-            let v = if raw.is_some() { from_raw!(i32, 4) } else { t.int32_data.clone() };
-            if v.len() != count {
-                return Err(wrong(v.len()));
+            DType::I32 => {
+                Value::from_vec(&dims, elements(raw, &t.int32_data, i32::from_le_bytes, count).map_err(located)?)
             }
-            Value::from_vec(&dims, v)
-        }
-        DType::I64 => {
-            let v = if raw.is_some() { from_raw!(i64, 8) } else { t.int64_data.clone() };
-            if v.len() != count {
-                return Err(wrong(v.len()));
+            DType::I64 => {
+                Value::from_vec(&dims, elements(raw, &t.int64_data, i64::from_le_bytes, count).map_err(located)?)
             }
-            Value::from_vec(&dims, v)
-        }
-        DType::Bool => {
-            let v: Vec<bool> = match raw {
-                Some(r) => r.iter().map(|&b| b != 0).collect(),
-                None => t.int32_data.iter().map(|&b| b != 0).collect(),
-            };
-            if v.len() != count {
-                return Err(wrong(v.len()));
+            DType::Bool => {
+                let typed: Vec<bool> = t.int32_data.iter().map(|&b| b != 0).collect();
+                Value::from_vec(&dims, elements(raw, &typed, |[b]: [u8; 1]| b != 0, count).map_err(located)?)
             }
-            Value::from_vec(&dims, v)
         }
     };
     value.map_err(|e| format!("tensor `{name}`: {e}"))
+}
+
+/// `count` elements of a `W`-byte type: from little-endian `raw` data when the tensor has
+/// it, else from its typed field.
+fn elements<T: Copy, const W: usize>(
+    raw: Option<&[u8]>,
+    typed: &[T],
+    from_le: fn([u8; W]) -> T,
+    count: usize,
+) -> Result<Vec<T>, String> {
+    let v: Vec<T> = match raw {
+        Some(r) if r.len() != count * W => {
+            return Err(format!("has {} bytes of raw data instead of {}", r.len(), count * W));
+        }
+        Some(r) => r.chunks_exact(W).map(|c| from_le(c.try_into().expect("chunks of the width"))).collect(),
+        None => typed.to_vec(),
+    };
+    if v.len() != count {
+        return Err(format!("holds {} elements instead of {count}", v.len()));
+    }
+    Ok(v)
 }
 
 /// The elements of an integer or float value as `i64` (floats must be whole numbers).
@@ -173,7 +156,7 @@ fn narrow_codes(t: &TensorProto, n: Narrow, count: usize) -> Result<Vec<u64>, St
     let mut codes = match t.raw_data.as_deref() {
         Some(r) if !r.is_empty() || count == 0 => {
             if r.len() != needed {
-                return Err(format!("{} bytes of raw data instead of {needed}", r.len()));
+                return Err(format!("has {} bytes of raw data instead of {needed}", r.len()));
             }
             unpack(r)
         }
@@ -186,7 +169,7 @@ fn narrow_codes(t: &TensorProto, n: Narrow, count: usize) -> Result<Vec<u64>, St
         codes.truncate(count);
     }
     if codes.len() != count {
-        return Err(format!("{} elements instead of {count}", codes.len()));
+        return Err(format!("holds {} elements instead of {count}", codes.len()));
     }
     Ok(codes)
 }

@@ -340,8 +340,13 @@ impl<'b> Import<'_, 'b> {
         }
         let arg_narrow: Vec<Option<Narrow>> = node.input.iter().map(|x| self.narrow.get(x).copied()).collect();
         let all_known = args.iter().all(|a| !matches!(a, Arg::Dyn(_)));
-        let result = if all_known && crate::fold::worth_folding(node, &args) {
-            crate::fold::fold(node, self.opset, (args, arg_narrow.clone()))
+        let folded = if all_known && crate::fold::worth_folding(node, &args) {
+            crate::fold::fold(node, self.opset, (args.clone(), arg_narrow.clone()))
+        } else {
+            None
+        };
+        let result = if let Some(folded) = folded {
+            folded
         } else {
             let cx = Cx::new(self.b, node, self.opset, (args, arg_narrow.clone()), consts);
             let r = lower_node(&cx);
