@@ -4,7 +4,8 @@
 //! JIT) and hands it to [`kiln_runtime::aot::build`], which writes `libNAME.so` (the fused
 //! Cranelift kernels, the weights as read-only data, a generated C driver and the C runtime,
 //! linked by the system C compiler) and `NAME.h`. [`build_model`] does the same for a zoo
-//! model or a `.kir` file with the weights of a checkpoint or of the seeded initialization.
+//! model or a model file (`.kir`, or `.onnx` with its initializers) with the weights of a
+//! checkpoint, of the file or of the seeded initialization.
 //! The C interface is described in `docs/aot.md`.
 
 use std::collections::HashMap;
@@ -47,8 +48,9 @@ pub fn build_with(
 }
 
 /// Compiles the forward graph of `target` — a zoo model at `batch` examples per call, or the
-/// first function of a `.kir` file — with the parameters of the checkpoint at `weights`
-/// (checked by name and type), or else initialized from `seed`; optimized with `pipeline`
+/// first function of a `.kir` or `.onnx` file (symbolic dimensions pinned to `batch`) — with
+/// the parameters of the checkpoint at `weights` (checked by name and type), or else those
+/// the file came with, or else initialized from `seed`; optimized with `pipeline`
 /// ([`kiln_passes::DEFAULT_PIPELINE`] unless measuring).
 pub fn build_model(
     target: &str,

@@ -47,7 +47,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         batch: usize,
     },
-    /// Print a model or `.kir` file at a compiler stage.
+    /// Print a model (zoo, `.kir` or `.onnx`) at a compiler stage.
     Dump {
         /// A zoo model name (see `kiln models`) or a path to a `.kir` or `.onnx` file.
         target: String,
@@ -187,13 +187,13 @@ enum Command {
     /// Compile a model into a shared library with a C ABI: `DIR/libNAME.so` (kernels, weights
     /// and runtime inside; needs only libc) and `DIR/NAME.h`.
     Build {
-        /// A zoo model name (see `kiln models`) or a `.kir` file (its first function).
+        /// A zoo model name (see `kiln models`), or a `.kir` or `.onnx` file (its first function).
         target: String,
-        /// A checkpoint (`model.safetensors` from `kiln train`) [default: the seeded
-        /// initialization].
+        /// A checkpoint (`model.safetensors` from `kiln train`) [default: the weights the
+        /// model file came with, else the seeded initialization].
         #[arg(long)]
         weights: Option<PathBuf>,
-        /// Examples per call, for zoo models.
+        /// Examples per call, for zoo models; the extent of an `.onnx` model's symbolic dimensions.
         #[arg(long, default_value_t = 1)]
         batch: usize,
         /// The library's name and the prefix of its C functions [default: the model's name].
