@@ -63,6 +63,16 @@ impl Cx<'_, '_> {
         }
     }
 
+    /// A per-spatial-axis attribute (`strides`, `dilations`, `kernel_shape`, ...): `n` values,
+    /// each at least `min`, or `default` on every axis when absent.
+    pub fn spatial_list(&self, name: &str, n: usize, default: usize, min: i64) -> Result<Vec<usize>, Fail> {
+        match self.attr_ints(name) {
+            Some(v) if v.len() == n && v.iter().all(|&x| x >= min) => Ok(v.iter().map(|&x| x as usize).collect()),
+            Some(v) => Err(Fail::Bad(format!("`{name}` {v:?} does not fit {n} spatial axes"))),
+            None => Ok(vec![default; n]),
+        }
+    }
+
     /// Axes from input `i` (opsets that take them as an input) or attribute `name` (older
     /// ones), if either is given.
     pub fn axes_arg(&self, i: usize, name: &str) -> Result<Option<Vec<i64>>, Fail> {

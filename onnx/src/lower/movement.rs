@@ -214,8 +214,12 @@ fn reverse<'b>(b: &'b kiln_frontend::Builder, t: Tensor<'b>, axis: usize) -> Ten
     if n <= 1 {
         return t;
     }
-    let idx = b.constant((n - 1) as f64, DType::I64, [n]) - b.iota(DType::I64, [n], 0);
-    t.gather(idx, axis as isize)
+    t.gather(steps(b, n, n - 1, -1), axis as isize)
+}
+
+/// The `i64` indices `start + j·step` for `j` in `0..count`, for a gather.
+fn steps<'b>(b: &'b kiln_frontend::Builder, count: usize, start: usize, step: i64) -> Tensor<'b> {
+    b.iota(DType::I64, [count], 0) * step as f64 + start as f64
 }
 
 /// `Pad` with a constant (opset 11 takes pads, the value and, from 18, axes as inputs);
@@ -278,8 +282,7 @@ pub(crate) fn pad<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
             _ => ((n - before % n) % n, 1, 0, 1),
         };
         let picks = |count: usize, start: usize, step: i64| {
-            let j = cx.b.iota(DType::I64, [count], 0);
-            let idx = j * step as f64 + start as f64;
+            let idx = steps(cx.b, count, start, step);
             // Wrapping past the end comes back to the start.
             if mode == "wrap" { idx - (idx / n as f64) * n as f64 } else { idx }
         };

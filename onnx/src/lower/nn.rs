@@ -69,13 +69,7 @@ impl Window {
     /// output rounds up (pooling's `ceil_mode`) and extra padding after covers the last window.
     fn read(cx: &Cx<'_, '_>, input: &[usize], kernel: Option<&[usize]>, ceil: bool) -> Result<Window, Fail> {
         let n = input.len();
-        let list = |name: &str, default: usize| -> Result<Vec<usize>, Fail> {
-            match cx.attr_ints(name) {
-                Some(v) if v.len() == n && v.iter().all(|&x| x >= 1) => Ok(v.iter().map(|&x| x as usize).collect()),
-                Some(v) => Err(Fail::Bad(format!("`{name}` {v:?} does not fit {n} spatial axes"))),
-                None => Ok(vec![default; n]),
-            }
-        };
+        let list = |name: &str, default: usize| cx.spatial_list(name, n, default, 1);
         let kernel = match (cx.attr_ints("kernel_shape"), kernel) {
             (Some(_), _) => list("kernel_shape", 1)?,
             (None, Some(k)) => k.to_vec(),
@@ -189,10 +183,21 @@ fn as_2d<'b>(x: Tensor<'b>) -> Tensor<'b> {
 
 /// The attributes of a 2-D kiln convolution for a window read from an ONNX node.
 fn conv_attrs(w: &Window, groups: usize) -> ConvAttrs {
-    // A 1-D window is a 2-D one of height 1: stride and dilation 1, no padding, on that axis.
-    let two = |v: &[usize], h: usize| if v.len() == 1 { [h, v[0]] } else { [v[0], v[1]] };
-    let pad = if w.symmetric() { two(&w.pad.iter().map(|p| p.0).collect::<Vec<_>>(), 0) } else { [0, 0] };
-    ConvAttrs { stride: two(&w.stride, 1), padding: pad, dilation: two(&w.dilation, 1), groups, ..ConvAttrs::default() }
+    let pad = if w.symmetric() { as_hw(&w.pad.iter().map(|p| p.0).collect::<Vec<_>>(), 0) } else { [0, 0] };
+    ConvAttrs {
+        stride: as_hw(&w.stride, 1),
+        padding: pad,
+        dilation: as_hw(&w.dilation, 1),
+        groups,
+        ..ConvAttrs::default()
+    }
+}
+
+/// A per-axis value of a 1-D or 2-D window as kiln's (height, width): a 1-D window is a 2-D
+/// one of height 1, whose value on that axis is `h` (1 for strides and dilations, 0 for
+/// padding).
+fn as_hw(v: &[usize], h: usize) -> [usize; 2] {
+    if v.len() == 1 { [h, v[0]] } else { [v[0], v[1]] }
 }
 
 /// `Conv` (1-D and 2-D, groups, strides, dilations, pads, `auto_pad`), with its bias.
@@ -228,32 +233,27 @@ pub(crate) fn conv_transpose<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
         return cx.unsupported(format!("ConvTranspose of {} with {} (kiln convolves 1-D and 2-D)", x.ty(), w.ty()));
     }
     let groups = cx.attr_i("group", 1)?.max(1) as usize;
-    let ints = |name: &str, default: i64| -> Result<Vec<i64>, Fail> {
-        match cx.attr_ints(name) {
-            Some(v) if v.len() == n => Ok(v),
-            Some(v) => Err(Fail::Bad(format!("`{name}` {v:?} does not fit {n} spatial axes"))),
-            None => Ok(vec![default; n]),
-        }
+    let kernel = match cx.has_attr("kernel_shape") {
+        true => cx.spatial_list("kernel_shape", n, 1, 1)?,
+        false => ws[2..].to_vec(),
     };
-    let kernel: Vec<i64> = match cx.attr_ints("kernel_shape") {
-        Some(k) => k,
-        None => ws[2..].iter().map(|&k| k as i64).collect(),
-    };
-    let (stride, dilation, out_pad) = (ints("strides", 1)?, ints("dilations", 1)?, ints("output_padding", 0)?);
+    let (stride, dilation) = (cx.spatial_list("strides", n, 1, 1)?, cx.spatial_list("dilations", n, 1, 1)?);
+    let out_pad = cx.spatial_list("output_padding", n, 0, 0)?;
     // The full result: every tap's contribution, before any padding is removed.
-    let full: Vec<i64> =
-        (0..n).map(|i| stride[i] * (xs[2 + i] as i64 - 1) + out_pad[i] + (kernel[i] - 1) * dilation[i] + 1).collect();
+    let full: Vec<usize> = (0..n)
+        .map(|i| stride[i] * xs[2 + i].saturating_sub(1) + out_pad[i] + (kernel[i] - 1) * dilation[i] + 1)
+        .collect();
     let auto = cx.attr_s("auto_pad", "NOTSET")?;
     let wanted: Option<Vec<i64>> = match (cx.attr_ints("output_shape"), auto.as_str()) {
         (Some(o), _) => Some(o[o.len().saturating_sub(n)..].to_vec()),
-        (None, "SAME_UPPER" | "SAME_LOWER") => Some((0..n).map(|i| xs[2 + i] as i64 * stride[i]).collect()),
+        (None, "SAME_UPPER" | "SAME_LOWER") => Some((0..n).map(|i| (xs[2 + i] * stride[i]) as i64).collect()),
         _ => None,
     };
     let pads: Vec<(i64, i64)> = match wanted {
         Some(out) => (0..n)
             .map(|i| {
                 // Floor division, as the ONNX reference: a negative total grows the end.
-                let total = full[i] - out[i];
+                let total = full[i] as i64 - out[i];
                 let half = total.div_euclid(2);
                 if auto == "SAME_UPPER" { (half, total - half) } else { (total - half, half) }
             })
@@ -264,12 +264,10 @@ pub(crate) fn conv_transpose<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
             None => vec![(0, 0); n],
         },
     };
-    let two = |v: &[i64]| if v.len() == 1 { [1, v[0] as usize] } else { [v[0] as usize, v[1] as usize] };
-    let attrs = ConvAttrs { stride: two(&stride), dilation: two(&dilation), groups, ..ConvAttrs::default() };
-    let out_hw = two(&full);
-    let y = as_2d(x).conv2d_transpose(as_2d(w), attrs, out_hw);
+    let attrs = ConvAttrs { stride: as_hw(&stride, 1), dilation: as_hw(&dilation, 1), groups, ..ConvAttrs::default() };
+    let y = as_2d(x).conv2d_transpose(as_2d(w), attrs, as_hw(&full, 1));
     let mut dims = vec![xs[0], ws[1] * groups];
-    dims.extend(full.iter().map(|&f| f as usize));
+    dims.extend(&full);
     let mut y = y.reshape(&dims);
     // Remove positive padding, add zeros for negative.
     let (mut lo, mut hi) = (vec![0usize; n + 2], dims.clone());
@@ -277,7 +275,7 @@ pub(crate) fn conv_transpose<'b>(cx: &Cx<'_, 'b>) -> Lowered<'b> {
     for i in 0..n {
         let (b, e) = pads[i];
         (lo[2 + i], grow_lo[2 + i]) = (b.max(0) as usize, (-b).max(0) as usize);
-        let end = full[i] - e.max(0);
+        let end = full[i] as i64 - e.max(0);
         if end < b.max(0) {
             return Err(Fail::Bad(format!("pads {pads:?} remove more than the output")));
         }
